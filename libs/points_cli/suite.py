@@ -1,0 +1,222 @@
+"""`points up`: PostgreSQL (embedded unless a URL is given) plus the four services as processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from points_platform.config import CALLERS
+from points_platform.embedded_pg import EmbeddedPostgres, EmbeddedPostgresError
+
+SERVICES = ("wallet", "catalog", "earning", "redemption")
+DEFAULT_PORTS = {"wallet": 50051, "catalog": 50052, "earning": 50053, "redemption": 50054}
+FULL_NAMES = {
+    "wallet": "points.wallet.v1.WalletService",
+    "catalog": "points.catalog.v1.CatalogService",
+    "earning": "points.earning.v1.EarningService",
+    "redemption": "points.redemption.v1.RedemptionService",
+}
+
+
+class SuiteError(RuntimeError):
+    """Something stops the suite from starting; printed as one line."""
+
+
+@dataclass(frozen=True)
+class SuiteConfig:
+    state_dir: Path
+    database_url: str  # server URL without a database; empty = embedded
+    host: str
+    ports: dict[str, int]
+    metrics_ports: dict[str, int]
+    ready_timeout: float = 60.0
+
+
+def load_credentials(state_dir: Path) -> dict[str, str]:
+    """Caller -> bearer token, generated once and kept across restarts."""
+    path = state_dir / "credentials.json"
+    if path.exists():
+        tokens: dict[str, str] = json.loads(path.read_text())
+        if set(tokens) >= set(CALLERS):
+            return tokens
+    tokens = {caller: secrets.token_urlsafe(32) for caller in CALLERS}
+    state_dir.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(tokens, indent=2) + "\n")
+    path.chmod(0o600)
+    return tokens
+
+
+def port_is_free(host: str, port: int) -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def server_url_without_db(url: str) -> str:
+    """Accept postgresql://... or postgresql+asyncpg://..., with or without a database."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url).set(drivername="postgresql+asyncpg", database=None)
+    return parsed.render_as_string(hide_password=False)
+
+
+def service_env(cfg: SuiteConfig, service: str, server_url: str) -> dict[str, str]:
+    prefix = f"POINTS_{service.upper()}_"
+    env = dict(os.environ)
+    env.update(
+        {
+            prefix + "DATABASE_URL": f"{server_url}/points_{service}",
+            prefix + "HOST": cfg.host,
+            prefix + "PORT": str(cfg.ports[service]),
+            prefix + "METRICS_PORT": str(cfg.metrics_ports[service]),
+            prefix + "TOKENS_FILE": str((cfg.state_dir / "credentials.json").resolve()),
+        }
+    )
+    for peer in ("wallet", "catalog"):
+        env[f"{prefix}{peer.upper()}_TARGET"] = f"{cfg.host}:{cfg.ports[peer]}"
+    return env
+
+
+def wait_serving(host: str, port: int, deadline: float) -> bool:
+    with grpc.insecure_channel(f"{host}:{port}") as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while time.monotonic() < deadline:
+            try:
+                reply = stub.Check(health_pb2.HealthCheckRequest(), timeout=1.0)
+                if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                    return True
+            except grpc.RpcError:
+                pass
+            time.sleep(0.2)
+    return False
+
+
+class Suite:
+    """Owns PostgreSQL (if embedded) and the four service processes."""
+
+    def __init__(self, cfg: SuiteConfig) -> None:
+        self.cfg = cfg
+        self.pg: EmbeddedPostgres | None = None
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+
+    def start(self) -> dict[str, str]:
+        cfg = self.cfg
+        cfg.state_dir.mkdir(parents=True, exist_ok=True)
+        tokens = load_credentials(cfg.state_dir)
+        for service in SERVICES:
+            for kind, port in (("gRPC", cfg.ports[service]), ("metrics", cfg.metrics_ports[service])):
+                if not port_is_free(cfg.host, port):
+                    raise SuiteError(f"port {port} ({service} {kind}) on {cfg.host} is already in use")
+        if cfg.database_url:
+            server_url = server_url_without_db(cfg.database_url)
+        else:
+            self.pg = EmbeddedPostgres(cfg.state_dir / "pg")
+            try:
+                self.pg.start()
+            except EmbeddedPostgresError as exc:
+                raise SuiteError(str(exc)) from None
+            server_url = self.pg.url
+        logs = cfg.state_dir / "logs"
+        logs.mkdir(exist_ok=True)
+        for service in SERVICES:
+            with (logs / f"{service}.log").open("ab") as log_file:
+                # A session of its own: Ctrl-C reaches `points up`, which then stops children in order.
+                self.procs[service] = subprocess.Popen(
+                    [sys.executable, "-m", service],
+                    env=service_env(cfg, service, server_url),
+                    stdout=log_file,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+        deadline = time.monotonic() + cfg.ready_timeout
+        for service in SERVICES:
+            if not wait_serving(cfg.host, cfg.ports[service], deadline) or self.procs[service].poll() is not None:
+                raise SuiteError(
+                    f"{service} did not become SERVING within {cfg.ready_timeout:.0f}s "
+                    f"(see {logs / (service + '.log')})"
+                )
+        return tokens
+
+    def first_exited(self) -> str | None:
+        return next((name for name, proc in self.procs.items() if proc.poll() is not None), None)
+
+    def stop(self) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 8
+        for proc in self.procs.values():
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        if self.pg is not None:
+            self.pg.stop()
+
+
+def banner(cfg: SuiteConfig, tokens: dict[str, str]) -> str:
+    lines = ["Points is up.", ""]
+    for service in SERVICES:
+        lines.append(
+            f"  {service:<11} {cfg.host}:{cfg.ports[service]}   {FULL_NAMES[service]}"
+            f"   metrics http://{cfg.host}:{cfg.metrics_ports[service]}/metrics"
+        )
+    creds = (cfg.state_dir / "credentials.json").resolve()
+    lines += [
+        "",
+        f"  credentials (caller -> bearer token): {creds}",
+        f"  logs: {(cfg.state_dir / 'logs').resolve()}",
+        "",
+        "Try:",
+        f"  grpcurl -plaintext -H 'authorization: Bearer {tokens['app']}' \\",
+        f"    -d '{{\"user_id\": \"alice\"}}' {cfg.host}:{cfg.ports['wallet']} points.wallet.v1.WalletService/GetBalance",
+        "",
+        "Ctrl-C stops everything.",
+    ]
+    return "\n".join(lines)
+
+
+def run_up(cfg: SuiteConfig) -> int:
+    """Start, print, wait for a signal or a crash, stop. Returns the exit code."""
+    suite = Suite(cfg)
+    stopping = False
+
+    def on_signal(signum: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        tokens = suite.start()
+    except SuiteError as exc:
+        print(f"points up: {exc}", file=sys.stderr)
+        suite.stop()
+        return 1
+    print(banner(cfg, tokens), flush=True)
+    crashed = None
+    while not stopping:
+        crashed = suite.first_exited()
+        if crashed:
+            print(f"points up: {crashed} exited unexpectedly; stopping the suite", file=sys.stderr)
+            break
+        time.sleep(0.2)
+    suite.stop()
+    print("points up: stopped", flush=True)
+    return 1 if crashed else 0

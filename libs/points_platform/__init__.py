@@ -1,0 +1,1 @@
+"""Shared platform for the Points services: settings, logging, errors, auth, database and gRPC bootstrap."""

@@ -1,0 +1,75 @@
+"""Caller identity and per-method authorization (DESIGN §7).
+
+A caller is named by its bearer token (`authorization: Bearer <token>`, tokens from
+configuration) or, with mutual TLS, by the common name of its client certificate.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import hmac
+from collections.abc import Mapping, Sequence
+
+from points_platform.config import CALLERS
+from points_platform.errors import PermissionDenied, Unauthenticated
+
+current_caller: contextvars.ContextVar[str] = contextvars.ContextVar("current_caller", default="")
+
+# Method short name -> callers allowed to invoke it.
+Policy = Mapping[str, frozenset[str]]
+
+ALL_CALLERS = frozenset(CALLERS)
+
+
+def allow(*callers: str) -> frozenset[str]:
+    """Build a policy entry, refusing unknown caller names early."""
+    unknown = set(callers) - ALL_CALLERS
+    if unknown:
+        raise ValueError(f"unknown callers in policy: {sorted(unknown)}")
+    return frozenset(callers)
+
+
+class Authenticator:
+    """Names the caller of a call and checks it against the service's policy."""
+
+    def __init__(self, tokens: Mapping[str, str], policy: Policy, *, trust_client_cert: bool) -> None:
+        self._tokens = [(caller, token.encode()) for caller, token in tokens.items() if token]
+        self._policy = policy
+        self._trust_client_cert = trust_client_cert
+
+    def identify(
+        self, metadata: Sequence[tuple[str, str | bytes]], auth_context: Mapping[str, Sequence[bytes]]
+    ) -> str:
+        """Return the caller name or raise Unauthenticated."""
+        if self._trust_client_cert:
+            names = auth_context.get("x509_common_name") or ()
+            for name in names:
+                caller = name.decode()
+                if caller in ALL_CALLERS:
+                    return caller
+        header = next((v for k, v in metadata if k == "authorization"), None)
+        if header is None:
+            raise Unauthenticated("MISSING_CREDENTIALS", "authorization: Bearer <token> is required")
+        value = header.decode() if isinstance(header, bytes) else header
+        scheme, _, token = value.partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            raise Unauthenticated("MALFORMED_CREDENTIALS", "expected authorization: Bearer <token>")
+        presented = token.strip().encode()
+        caller_found = ""
+        for caller, known in self._tokens:
+            # Compare against every token so timing does not reveal which prefix matched.
+            if hmac.compare_digest(presented, known):
+                caller_found = caller
+        if not caller_found:
+            raise Unauthenticated("UNKNOWN_CREDENTIALS", "the token is not known")
+        return caller_found
+
+    def authorize(self, caller: str, method: str) -> None:
+        """Raise PermissionDenied unless the policy lets `caller` call `method`."""
+        allowed = self._policy.get(method)
+        if allowed is None or caller not in allowed:
+            raise PermissionDenied(
+                "CALLER_NOT_ALLOWED",
+                f"caller {caller!r} may not call {method}",
+                metadata={"caller": caller, "method": method},
+            )

@@ -1,0 +1,49 @@
+"""Settings read from the environment, one frozen object per process."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+CALLERS = ("admin", "app", "earning", "redemption", "payments")
+
+
+class PlatformSettings(BaseSettings):
+    """What every service process needs; a service subclasses it with its own prefix."""
+
+    model_config = SettingsConfigDict(env_prefix="POINTS_", frozen=True, extra="ignore")
+
+    database_url: str = Field(
+        default="postgresql+asyncpg://postgres@127.0.0.1:5432/points",
+        description="SQLAlchemy async URL of this service's own database.",
+    )
+    host: str = "127.0.0.1"
+    port: int = Field(default=0, description="gRPC port; 0 picks a free one (tests).")
+    metrics_port: int = Field(default=0, description="Prometheus /metrics port; 0 disables it.")
+    tokens_file: str = Field(default="", description="JSON file mapping caller name -> bearer token.")
+    tokens_json: str = Field(default="", description="The same mapping inline (overrides tokens_file).")
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
+    tls_client_ca_file: str = Field(default="", description="Set to require client certificates (mTLS).")
+    log_level: str = "info"
+    shutdown_grace_seconds: float = 5.0
+    health_check_interval_seconds: float = 2.0
+    db_pool_size: int = 10
+    max_message_bytes: int = 4 * 1024 * 1024
+
+    def load_tokens(self) -> dict[str, str]:
+        """Return caller -> token; an empty mapping means no token is accepted."""
+        raw = self.tokens_json or (Path(self.tokens_file).read_text() if self.tokens_file else "{}")
+        data = json.loads(raw)
+        if not isinstance(data, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in data.items()
+        ):
+            raise ValueError("tokens must be a JSON object of caller name -> token")
+        return dict(data)
+
+    @property
+    def tls_enabled(self) -> bool:
+        return bool(self.tls_cert_file and self.tls_key_file)

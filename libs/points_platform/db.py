@@ -1,0 +1,122 @@
+"""Async SQLAlchemy engine per service, database creation, and alembic migrations on start."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TypeVar
+
+import asyncpg
+import structlog
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+log = structlog.get_logger("points.db")
+
+T = TypeVar("T")
+
+# PostgreSQL SQLSTATEs worth a retry: serialization failure, deadlock.
+RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})
+
+
+def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
+    """The one engine of a service process."""
+    return create_async_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=False,
+        pool_recycle=1800,
+    )
+
+
+def _asyncpg_dsn(url: str, database: str | None = None) -> str:
+    parsed = make_url(url).set(drivername="postgresql")
+    if database is not None:
+        parsed = parsed.set(database=database)
+    return parsed.render_as_string(hide_password=False)
+
+
+async def ensure_database(url: str) -> None:
+    """Create the URL's database if missing (connecting to the server's `postgres` db)."""
+    name = make_url(url).database
+    if not name:
+        raise ValueError("database URL names no database")
+    conn = await asyncpg.connect(_asyncpg_dsn(url, "postgres"), timeout=10)
+    try:
+        exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
+        if not exists:
+            try:
+                await conn.execute(f'CREATE DATABASE "{name}"')
+                log.info("database_created", database=name)
+            except (asyncpg.DuplicateDatabaseError, asyncpg.UniqueViolationError):
+                pass  # created concurrently by a sibling
+    finally:
+        await conn.close()
+
+
+async def drop_database(url: str) -> None:
+    """Drop the URL's database (tests)."""
+    name = make_url(url).database
+    conn = await asyncpg.connect(_asyncpg_dsn(url, "postgres"), timeout=10)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+def run_migrations(url: str, script_location: Path) -> None:
+    """Upgrade the database to head with the service's own alembic scripts (blocking)."""
+    from alembic import command
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(script_location))
+    cfg.attributes["database_url"] = url
+    command.upgrade(cfg, "head")
+
+
+async def migrate(url: str, script_location: Path) -> None:
+    """Create the database if needed and migrate it; alembic runs its own loop in a thread."""
+    await ensure_database(url)
+    await asyncio.to_thread(run_migrations, url, script_location)
+
+
+async def is_reachable(engine: AsyncEngine, timeout: float = 2.0) -> bool:
+    """True when a trivial query answers in time: what health reports."""
+    try:
+        async with asyncio.timeout(timeout):
+            async with engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+        return True
+    except Exception:  # noqa: BLE001 - any failure means not reachable
+        return False
+
+
+def sqlstate(exc: BaseException) -> str | None:
+    """The PostgreSQL SQLSTATE behind a SQLAlchemy/asyncpg error, if any."""
+    orig = getattr(exc, "orig", None)
+    for candidate in (orig, getattr(orig, "__cause__", None), exc):
+        code = getattr(candidate, "sqlstate", None) or getattr(candidate, "pgcode", None)
+        if isinstance(code, str):
+            return code
+    return None
+
+
+async def retry_serialization(
+    attempt: Callable[[], Awaitable[T]], *, attempts: int = 5, base_delay: float = 0.005
+) -> T:
+    """Run `attempt` again on serialization/deadlock failures, with jittered backoff."""
+    for n in range(1, attempts + 1):
+        try:
+            return await attempt()
+        except DBAPIError as exc:
+            if sqlstate(exc) not in RETRYABLE_SQLSTATES or n == attempts:
+                raise
+            log.info("db_retry", attempt=n, sqlstate=sqlstate(exc))
+            await asyncio.sleep(random.uniform(0, base_delay * 2**n))
+    raise AssertionError("unreachable")

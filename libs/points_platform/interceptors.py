@@ -1,0 +1,155 @@
+"""One server interceptor chain: request id, logging, metrics, authentication, error mapping.
+
+gRPC's asyncio interceptors see only the method name and metadata, not the servicer
+context (which carries the TLS peer and lets us abort with a status), so each concern is
+applied by wrapping the handler's behaviour. Health and reflection pass through untouched:
+they are public and the benchmarks' baseline.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, NoReturn
+
+import grpc
+import structlog
+from prometheus_client import Counter, Histogram
+
+from points_platform.auth import Authenticator, current_caller
+from points_platform.errors import DomainError, to_rpc_status
+
+log = structlog.get_logger("points.rpc")
+
+RPC_TOTAL = Counter("points_rpc_requests_total", "RPCs handled", ["service", "method", "code"])
+RPC_SECONDS = Histogram(
+    "points_rpc_duration_seconds",
+    "RPC handling time",
+    ["service", "method"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+AUTH_FAILURES = Counter("points_rpc_auth_failures_total", "Rejected callers", ["service", "code"])
+
+PUBLIC_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
+
+
+class CallInterceptor(grpc.aio.ServerInterceptor):
+    """Applies the platform's per-call concerns to every non-public method."""
+
+    def __init__(self, authenticator: Authenticator, error_domain: str) -> None:
+        self._auth = authenticator
+        self._domain = error_domain
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        full_method: str = handler_call_details.method  # type: ignore[attr-defined]
+        if handler is None or full_method.startswith(PUBLIC_PREFIXES):
+            return handler
+        service, _, method = full_method.rpartition("/")
+        call = _Call(self, service.lstrip("/"), method)
+        if handler.unary_unary:
+            return grpc.unary_unary_rpc_method_handler(
+                call.unary_response(handler.unary_unary), handler.request_deserializer, handler.response_serializer
+            )
+        if handler.stream_unary:
+            return grpc.stream_unary_rpc_method_handler(
+                call.unary_response(handler.stream_unary), handler.request_deserializer, handler.response_serializer
+            )
+        if handler.unary_stream:
+            return grpc.unary_stream_rpc_method_handler(
+                call.stream_response(handler.unary_stream), handler.request_deserializer, handler.response_serializer
+            )
+        return grpc.stream_stream_rpc_method_handler(
+            call.stream_response(handler.stream_stream), handler.request_deserializer, handler.response_serializer
+        )
+
+
+class _Call:
+    """The wrapping for one method; built per call, cheap."""
+
+    def __init__(self, owner: CallInterceptor, service: str, method: str) -> None:
+        self.owner = owner
+        self.service = service
+        self.method = method
+
+    def unary_response(self, behavior: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
+        async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            started = self._begin(request, context)
+            try:
+                await self._authenticate(context)
+                return await behavior(request, context)
+            except Exception as exc:  # noqa: BLE001 - every failure is mapped, none leaks
+                await self._fail(exc, context)
+            finally:
+                self._end(started, context)
+
+        return wrapped
+
+    def stream_response(self, behavior: Callable[..., AsyncIterator[Any]]) -> Callable[..., AsyncIterator[Any]]:
+        async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            started = self._begin(request, context)
+            try:
+                await self._authenticate(context)
+                async for response in behavior(request, context):
+                    yield response
+            except Exception as exc:  # noqa: BLE001
+                await self._fail(exc, context)
+            finally:
+                self._end(started, context)
+
+        return wrapped
+
+    def _begin(self, request: Any, context: grpc.aio.ServicerContext) -> float:
+        metadata = context.invocation_metadata() or ()
+        request_id = next((str(v) for k, v in metadata if k == "x-request-id"), "")
+        if not request_id:
+            request_id = str(getattr(request, "request_id", "") or "") or uuid.uuid4().hex
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(request_id=request_id, rpc_method=self.method)
+        return time.perf_counter()
+
+    async def _authenticate(self, context: grpc.aio.ServicerContext) -> None:
+        auth = self.owner._auth
+        caller = auth.identify(context.invocation_metadata() or (), context.auth_context() or {})
+        structlog.contextvars.bind_contextvars(caller=caller)
+        current_caller.set(caller)
+        auth.authorize(caller, self.method)
+
+    async def _fail(self, exc: Exception, context: grpc.aio.ServicerContext) -> NoReturn:
+        if isinstance(exc, grpc.aio.AbortError):
+            raise exc  # the servicer aborted on purpose; its status stands
+        if isinstance(exc, DomainError):
+            status = to_rpc_status(exc, self.owner._domain)
+            if exc.code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
+                AUTH_FAILURES.labels(self.service, exc.code.name).inc()
+                log.warning("rpc_rejected", code=exc.code.name, reason=exc.reason)
+            else:
+                log.info("rpc_failed", code=exc.code.name, reason=exc.reason)
+            await context.abort(
+                exc.code, status.message, trailing_metadata=(("grpc-status-details-bin", status.SerializeToString()),)
+            )
+        if isinstance(exc, NotImplementedError):
+            await context.abort(grpc.StatusCode.UNIMPLEMENTED, f"{self.method} is not implemented yet")
+        log.error("rpc_crashed", exc_info=exc)
+        await context.abort(grpc.StatusCode.INTERNAL, "internal error")
+        raise AssertionError("unreachable: abort raises")
+
+    def _end(self, started: float, context: grpc.aio.ServicerContext) -> None:
+        final = _status_name(context.code())
+        RPC_TOTAL.labels(self.service, self.method, final).inc()
+        RPC_SECONDS.labels(self.service, self.method).observe(time.perf_counter() - started)
+        log.debug("rpc_done", code=final, ms=round((time.perf_counter() - started) * 1000, 2))
+
+
+def _status_name(code: object) -> str:
+    """context.code() is None for OK, else a StatusCode (or its raw int on some paths)."""
+    if code is None:
+        return "OK"
+    if isinstance(code, grpc.StatusCode):
+        return code.name
+    return next((c.name for c in grpc.StatusCode if c.value[0] == code), "UNKNOWN")

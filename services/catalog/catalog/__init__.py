@@ -1,0 +1,1 @@
+"""The catalog service (points.catalog.v1.CatalogService)."""

@@ -1,0 +1,3 @@
+from catalog.main import main
+
+main()

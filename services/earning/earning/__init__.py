@@ -1,0 +1,1 @@
+"""The earning service (points.earning.v1.EarningService)."""

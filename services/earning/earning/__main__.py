@@ -1,0 +1,3 @@
+from earning.main import main
+
+main()

@@ -1,0 +1,1 @@
+"""The redemption service (points.redemption.v1.RedemptionService)."""

@@ -1,0 +1,3 @@
+from redemption.main import main
+
+main()

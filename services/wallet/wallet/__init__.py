@@ -1,0 +1,1 @@
+"""The wallet service (points.wallet.v1.WalletService)."""

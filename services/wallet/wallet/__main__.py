@@ -1,0 +1,3 @@
+from wallet.main import main
+
+main()

@@ -1,0 +1,7 @@
+"""SQLAlchemy tables of the wallet service (its own database)."""
+
+from __future__ import annotations
+
+from sqlalchemy import MetaData
+
+metadata = MetaData()

@@ -1,0 +1,59 @@
+"""Shared fixtures: a real PostgreSQL server for the whole run and fresh databases per test module.
+
+POINTS_TEST_DATABASE_URL names an existing server (any database in it; we create our own);
+without it an embedded PostgreSQL is started in a temporary directory.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from points_platform.db import drop_database, ensure_database
+from points_platform.embedded_pg import EmbeddedPostgres
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _server_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).set(drivername="postgresql+asyncpg", database=None).render_as_string(hide_password=False)
+
+
+@pytest.fixture(scope="session")
+def pg_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """URL of a PostgreSQL server (no database part)."""
+    configured = os.environ.get("POINTS_TEST_DATABASE_URL")
+    if configured:
+        yield _server_url(configured)
+        return
+    pg = EmbeddedPostgres(tmp_path_factory.mktemp("pg") / "data")
+    pg.start()
+    try:
+        yield pg.url
+    finally:
+        pg.stop()
+
+
+NewDatabase = Callable[[str], Awaitable[str]]
+
+
+@pytest.fixture(scope="session")
+async def new_database(pg_server_url: str) -> AsyncIterator[NewDatabase]:
+    """Factory for an empty, uniquely named database; all are dropped at the end of the run."""
+    created: list[str] = []
+
+    async def make(label: str) -> str:
+        url = f"{pg_server_url}/t_{label}_{uuid.uuid4().hex[:10]}"
+        await ensure_database(url)
+        created.append(url)
+        return url
+
+    yield make
+    for url in created:
+        await drop_database(url)

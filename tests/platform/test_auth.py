@@ -1,0 +1,56 @@
+"""Caller identification from bearer tokens and client certificates; per-method policy."""
+
+from __future__ import annotations
+
+import pytest
+
+from points_platform.auth import Authenticator, allow
+from points_platform.errors import PermissionDenied, Unauthenticated
+
+TOKENS = {"admin": "admin-secret", "app": "app-secret"}
+POLICY = {"CreateItem": allow("admin"), "GetItem": allow("admin", "app")}
+
+
+def auth(trust_cert: bool = False) -> Authenticator:
+    return Authenticator(TOKENS, POLICY, trust_client_cert=trust_cert)
+
+
+@pytest.mark.parametrize(
+    ("metadata", "reason"),
+    [
+        ((), "MISSING_CREDENTIALS"),
+        ((("authorization", "Basic abc"),), "MALFORMED_CREDENTIALS"),
+        ((("authorization", "Bearer nope"),), "UNKNOWN_CREDENTIALS"),
+        ((("authorization", "Bearer admin-secret-longer"),), "UNKNOWN_CREDENTIALS"),
+    ],
+)
+def test_unknown_or_missing_token_is_unauthenticated(metadata: tuple[tuple[str, str], ...], reason: str) -> None:
+    with pytest.raises(Unauthenticated) as caught:
+        auth().identify(metadata, {})
+    assert caught.value.reason == reason
+
+
+def test_known_token_names_the_caller() -> None:
+    assert auth().identify((("authorization", "Bearer app-secret"),), {}) == "app"
+
+
+def test_policy_denies_known_caller_outside_it() -> None:
+    auth().authorize("admin", "CreateItem")
+    with pytest.raises(PermissionDenied):
+        auth().authorize("app", "CreateItem")
+    with pytest.raises(PermissionDenied):
+        auth().authorize("admin", "MethodNotInPolicy")
+
+
+def test_client_certificate_names_the_caller_only_when_trusted() -> None:
+    peer = {"x509_common_name": [b"payments"]}
+    assert auth(trust_cert=True).identify((), peer) == "payments"
+    with pytest.raises(Unauthenticated):
+        auth(trust_cert=False).identify((), peer)
+    with pytest.raises(Unauthenticated):
+        auth(trust_cert=True).identify((), {"x509_common_name": [b"stranger"]})
+
+
+def test_policy_rejects_unknown_caller_names() -> None:
+    with pytest.raises(ValueError):
+        allow("root")

@@ -1,0 +1,49 @@
+"""Domain errors map to status + ErrorInfo; page tokens round-trip and reject garbage."""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+from google.rpc import code_pb2, error_details_pb2
+
+from points_platform.errors import InvalidArgument, NotFound, idempotency_key_reused, invalid_field, to_rpc_status
+from points_platform.pagination import decode_token, encode_token, page_size
+
+
+def test_domain_error_becomes_status_with_error_info() -> None:
+    status = to_rpc_status(NotFound("HOLD_NOT_FOUND", "no such hold", metadata={"hold_id": "h1"}), "points.wallet")
+    assert status.code == code_pb2.NOT_FOUND
+    assert status.message == "no such hold"
+    info = error_details_pb2.ErrorInfo()
+    assert status.details[0].Unpack(info)
+    assert (info.reason, info.domain, dict(info.metadata)) == ("HOLD_NOT_FOUND", "points.wallet", {"hold_id": "h1"})
+
+
+def test_invalid_field_carries_bad_request_violation() -> None:
+    status = to_rpc_status(invalid_field("amount", "must be positive"), "points.wallet")
+    assert status.code == code_pb2.INVALID_ARGUMENT
+    bad = error_details_pb2.BadRequest()
+    assert status.details[1].Unpack(bad)
+    assert [(v.field, v.description) for v in bad.field_violations] == [("amount", "must be positive")]
+
+
+def test_idempotency_reuse_is_already_exists() -> None:
+    err = idempotency_key_reused("r1")
+    assert err.code == grpc.StatusCode.ALREADY_EXISTS and err.reason == "IDEMPOTENCY_KEY_REUSED"
+
+
+def test_page_tokens_round_trip_and_reject_garbage() -> None:
+    assert decode_token("") is None
+    assert decode_token(encode_token({"after": 42})) == {"after": 42}
+    with pytest.raises(InvalidArgument) as caught:
+        decode_token("%%not-a-token")
+    assert caught.value.reason == "INVALID_PAGE_TOKEN"
+    with pytest.raises(InvalidArgument):
+        decode_token(encode_token({"x": 1})[:-1] + "[]")
+
+
+def test_page_size_defaults_and_clamps() -> None:
+    assert page_size(0) == 50
+    assert page_size(10_000) == 500
+    with pytest.raises(InvalidArgument):
+        page_size(-1)

@@ -1,0 +1,240 @@
+"""The server factory and interceptors over real gRPC on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import grpc
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from points_platform.auth import allow, current_caller
+from points_platform.client import bearer, error_info
+from points_platform.config import PlatformSettings
+from points_platform.db import create_engine
+from points_platform.errors import NotFound
+from points_platform.server import RunningServer, ServiceSpec, create_server
+from tests.conftest import NewDatabase
+
+SERVICE = "test.v1.EchoService"
+TOKENS = '{"admin": "admin-token", "app": "app-token"}'
+
+
+async def echo(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+    return request + b"|" + current_caller.get().encode()
+
+
+async def fail(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+    raise NotFound("THING_NOT_FOUND", "no such thing", metadata={"thing": "t1"})
+
+
+async def crash(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+    raise RuntimeError("secret connection string postgres://x:y@z")
+
+
+async def slow(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+    await asyncio.sleep(0.5)
+    return b"done"
+
+
+async def collect(requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext) -> bytes:
+    total = 0
+    async for chunk in requests:
+        total += len(chunk)
+    return str(total).encode()
+
+
+def register(server: grpc.aio.Server) -> None:
+    handlers = {
+        "Echo": grpc.unary_unary_rpc_method_handler(echo),
+        "Fail": grpc.unary_unary_rpc_method_handler(fail),
+        "Crash": grpc.unary_unary_rpc_method_handler(crash),
+        "Slow": grpc.unary_unary_rpc_method_handler(slow),
+        "Admin": grpc.unary_unary_rpc_method_handler(echo),
+        "Collect": grpc.stream_unary_rpc_method_handler(collect),
+    }
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
+
+
+POLICY = {name: allow("admin", "app") for name in ("Echo", "Fail", "Crash", "Slow", "Collect")} | {
+    "Admin": allow("admin")
+}
+SPEC = ServiceSpec(SERVICE, "points.test", POLICY, register)
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[RunningServer]:
+    running = await create_server(PlatformSettings(port=0, tokens_json=TOKENS), SPEC)
+    yield running
+    await running.stop(0)
+
+
+async def call(port: int, method: str, payload: bytes = b"hi", token: str | None = "app-token") -> bytes:
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        rpc = channel.unary_unary(f"/{SERVICE}/{method}")
+        result: bytes = await rpc(payload, metadata=bearer(token) if token else None, timeout=5)
+        return result
+
+
+async def test_authenticated_call_sees_its_caller(server: RunningServer) -> None:
+    assert await call(server.port, "Echo") == b"hi|app"
+
+
+@pytest.mark.parametrize(
+    ("token", "method", "code", "reason"),
+    [
+        (None, "Echo", grpc.StatusCode.UNAUTHENTICATED, "MISSING_CREDENTIALS"),
+        ("wrong", "Echo", grpc.StatusCode.UNAUTHENTICATED, "UNKNOWN_CREDENTIALS"),
+        ("app-token", "Admin", grpc.StatusCode.PERMISSION_DENIED, "CALLER_NOT_ALLOWED"),
+        ("app-token", "Fail", grpc.StatusCode.NOT_FOUND, "THING_NOT_FOUND"),
+    ],
+)
+async def test_failures_carry_code_and_error_info(
+    server: RunningServer, token: str | None, method: str, code: grpc.StatusCode, reason: str
+) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await call(server.port, method, token=token)
+    assert caught.value.code() == code
+    info = error_info(caught.value)
+    assert info is not None and info.reason == reason and info.domain == "points.test"
+
+
+async def test_unexpected_exception_is_internal_without_detail(server: RunningServer) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await call(server.port, "Crash")
+    assert caught.value.code() == grpc.StatusCode.INTERNAL
+    assert caught.value.details() == "internal error"
+    assert "secret" not in str(caught.value.trailing_metadata())
+
+
+async def test_client_streaming_goes_through_the_chain(server: RunningServer) -> None:
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        rpc = channel.stream_unary(f"/{SERVICE}/Collect")
+        assert await rpc(iter([b"ab", b"cde"]), metadata=bearer("app-token")) == b"5"
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await rpc(iter([b"ab"]))
+        assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+async def test_health_follows_database_reachability(server: RunningServer, new_database: NewDatabase) -> None:
+    async def status() -> int:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            reply = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=SERVICE))
+            return int(reply.status)
+
+    assert await status() == health_pb2.HealthCheckResponse.NOT_SERVING  # nothing probed yet
+    good = create_engine(await new_database("health"))
+    server.watch_database(good, interval=0.05)
+    await _eventually(status, health_pb2.HealthCheckResponse.SERVING)
+    await good.dispose()
+
+    down = create_engine("postgresql+asyncpg://postgres@127.0.0.1:1/nowhere")
+    server.watch_database(down, interval=0.05)
+    await _eventually(status, health_pb2.HealthCheckResponse.NOT_SERVING)
+    await down.dispose()
+
+
+async def _eventually(probe: object, expected: int, timeout: float = 5.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        got = await probe()  # type: ignore[operator]
+        if got == expected:
+            return
+        assert asyncio.get_running_loop().time() < deadline, f"still {got}, wanted {expected}"
+        await asyncio.sleep(0.05)
+
+
+async def test_graceful_stop_drains_in_flight_calls() -> None:
+    running = await create_server(PlatformSettings(port=0, tokens_json=TOKENS), SPEC)
+    in_flight = asyncio.create_task(call(running.port, "Slow"))
+    await asyncio.sleep(0.1)
+    await running.stop(grace=3)
+    assert await in_flight == b"done"
+
+
+# --- mutual TLS -----------------------------------------------------------------------------
+
+
+def _cert(name: str, issuer_key: ec.EllipticCurvePrivateKey | None, issuer: x509.Name | None, ca: bool = False):  # type: ignore[no-untyped-def]
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = dt.datetime.now(dt.UTC)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer or subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=1))
+        .not_valid_after(now + dt.timedelta(hours=1))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+    )
+    if not ca:
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.DNSName(name)]), critical=False
+        )
+    cert = builder.sign(issuer_key or key, hashes.SHA256())
+    return key, cert
+
+
+def _pem(key: ec.EllipticCurvePrivateKey, cert: x509.Certificate) -> tuple[bytes, bytes]:
+    return (
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()),
+        cert.public_bytes(serialization.Encoding.PEM),
+    )
+
+
+async def test_mutual_tls_names_the_caller_by_certificate(tmp_path: Path) -> None:
+    ca_key, ca_cert = _cert("points-test-ca", None, None, ca=True)
+    server_key, server_cert = _cert("localhost", ca_key, ca_cert.subject)
+    files = {}
+    for name, (key, cert) in {"server": (server_key, server_cert)}.items():
+        key_pem, cert_pem = _pem(key, cert)
+        (tmp_path / f"{name}.key").write_bytes(key_pem)
+        (tmp_path / f"{name}.crt").write_bytes(cert_pem)
+        files[name] = (tmp_path / f"{name}.key", tmp_path / f"{name}.crt")
+    ca_pem = ca_cert.public_bytes(serialization.Encoding.PEM)
+    (tmp_path / "ca.crt").write_bytes(ca_pem)
+    settings = PlatformSettings(
+        port=0,
+        tokens_json="{}",
+        tls_key_file=str(files["server"][0]),
+        tls_cert_file=str(files["server"][1]),
+        tls_client_ca_file=str(tmp_path / "ca.crt"),
+    )
+    running = await create_server(settings, SPEC)
+    try:
+
+        async def call_as(common_name: str, method: str) -> bytes:
+            key, cert = _cert(common_name, ca_key, ca_cert.subject)
+            key_pem, cert_pem = _pem(key, cert)
+            creds = grpc.ssl_channel_credentials(ca_pem, key_pem, cert_pem)
+            async with grpc.aio.secure_channel(
+                f"localhost:{running.port}", creds, options=[("grpc.ssl_target_name_override", "localhost")]
+            ) as channel:
+                result: bytes = await channel.unary_unary(f"/{SERVICE}/{method}")(b"x", timeout=5)
+                return result
+
+        assert await call_as("admin", "Admin") == b"x|admin"
+        with pytest.raises(grpc.aio.AioRpcError) as denied:
+            await call_as("app", "Admin")
+        assert denied.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        with pytest.raises(grpc.aio.AioRpcError) as unknown:
+            await call_as("mallory", "Echo")
+        assert unknown.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        # A client without a certificate cannot even complete the handshake.
+        async with grpc.aio.secure_channel(
+            f"localhost:{running.port}", grpc.ssl_channel_credentials(ca_pem)
+        ) as anonymous:
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await anonymous.unary_unary(f"/{SERVICE}/Echo")(b"x", timeout=5)
+            assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+    finally:
+        await running.stop(0)
