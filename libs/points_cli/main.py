@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import runpy
 import subprocess
@@ -10,6 +11,7 @@ import sys
 from pathlib import Path
 
 from points_cli.suite import DEFAULT_PORTS, SERVICES, SuiteConfig, run_up
+from points_cli.targets import SuiteTargets
 
 
 def _up(args: argparse.Namespace) -> int:
@@ -23,7 +25,46 @@ def _up(args: argparse.Namespace) -> int:
         metrics_ports=metrics,
         ready_timeout=args.ready_timeout,
     )
-    return run_up(cfg)
+    return run_up(cfg, seed_demo=args.demo)
+
+
+def _targets(args: argparse.Namespace) -> SuiteTargets:
+    ports = {service: getattr(args, f"{service}_port") for service in SERVICES}
+    return SuiteTargets.from_state_dir(Path(args.state_dir), args.host, ports)
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from points_cli.bench.harness import format_table, run_group, to_json
+
+    results = run_group(
+        _targets(args),
+        args.group,
+        only=args.scenario or None,
+        concurrency=args.concurrency,
+        processes=args.processes,
+        warmup=args.warmup,
+        duration=args.duration,
+    )
+    print(format_table(results))
+    if args.json:
+        Path(args.json).write_text(to_json(results) + "\n")
+    return 0
+
+
+def _seed(args: argparse.Namespace) -> int:
+    from points_cli.seed.runner import run_seeds
+
+    seeded = asyncio.run(run_seeds(_targets(args)))
+    print("seeded: " + (", ".join(seeded) or "nothing (no seed modules)"))
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from points_cli.demo import run_demo
+
+    targets = _targets(args)
+    asyncio.run(run_demo(Path(args.state_dir), targets.ports))
+    return 0
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -57,11 +98,37 @@ def build_parser() -> argparse.ArgumentParser:
         up.add_argument(f"--{service}-port", type=int, default=DEFAULT_PORTS[service])
     up.add_argument("--metrics-base-port", type=int, default=9100, help="metrics on base+1 .. base+4")
     up.add_argument("--ready-timeout", type=float, default=60.0)
+    up.add_argument("--demo", action="store_true", help="seed the demo catalog, rules and challenge once ready")
     up.set_defaults(func=_up)
 
     serve = sub.add_parser("serve", help="run one service in the foreground")
     serve.add_argument("service", choices=SERVICES)
     serve.set_defaults(func=_serve)
+
+    def suite_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--state-dir", default=os.environ.get("POINTS_STATE_DIR", ".points"))
+        p.add_argument("--host", default="127.0.0.1")
+        for service in SERVICES:
+            p.add_argument(f"--{service}-port", type=int, default=DEFAULT_PORTS[service])
+
+    bench = sub.add_parser("bench", help="load-test a running suite (see docs/benchmarks.md)")
+    bench.add_argument("group", choices=["wallet", "earning", "redemption"])
+    bench.add_argument("--scenario", action="append", help="run only this scenario (repeatable)")
+    bench.add_argument("--concurrency", type=int, default=64, help="requests in flight")
+    bench.add_argument("--processes", type=int, default=2, help="load-generator processes")
+    bench.add_argument("--duration", type=float, default=10.0, help="seconds measured per scenario")
+    bench.add_argument("--warmup", type=float, default=1.0, help="seconds before measuring")
+    bench.add_argument("--json", help="also write the results to this file")
+    suite_args(bench)
+    bench.set_defaults(func=_bench)
+
+    seed = sub.add_parser("seed", help="load demo data into a running suite (idempotent)")
+    suite_args(seed)
+    seed.set_defaults(func=_seed)
+
+    demo = sub.add_parser("demo", help="walk a newcomer's story against a running `points up --demo`")
+    suite_args(demo)
+    demo.set_defaults(func=_demo)
 
     migrate = sub.add_parser("migrate", help="migrate service databases to head")
     migrate.add_argument("services", nargs="*", help=f"any of {', '.join(SERVICES)} (default all)")

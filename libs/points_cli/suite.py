@@ -192,7 +192,7 @@ def banner(cfg: SuiteConfig, tokens: dict[str, str]) -> str:
     return "\n".join(lines)
 
 
-def run_up(cfg: SuiteConfig) -> int:
+def run_up(cfg: SuiteConfig, *, seed_demo: bool = False) -> int:
     """Start, print, wait for a signal or a crash, stop. Returns the exit code."""
     suite = Suite(cfg)
     stopping = False
@@ -209,6 +209,19 @@ def run_up(cfg: SuiteConfig) -> int:
         print(f"points up: {exc}", file=sys.stderr)
         suite.stop()
         return 1
+    if seed_demo:
+        import asyncio
+
+        from points_cli.seed.runner import run_seeds
+        from points_cli.targets import SuiteTargets
+
+        try:
+            seeded = asyncio.run(run_seeds(SuiteTargets(cfg.host, cfg.ports, tokens)))
+        except Exception as exc:  # noqa: BLE001 - report in one line, then stop cleanly
+            print(f"points up: demo seed failed: {exc!r}", file=sys.stderr)
+            suite.stop()
+            return 1
+        print("demo data seeded: " + (", ".join(seeded) or "nothing yet"), flush=True)
     print(banner(cfg, tokens), flush=True)
     crashed = None
     while not stopping:

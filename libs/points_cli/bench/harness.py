@@ -1,0 +1,231 @@
+"""`points bench`: closed-loop gRPC load from several processes against a running suite.
+
+Each scenario runs `concurrency` loops split over `processes` load-generator processes for a
+fixed duration (after a warm-up that is not recorded). Every loop issues one call at a time,
+so `concurrency` is the number of requests in flight. The Health/Check baseline runs on the
+same server with the same generator, in the same run, so ratios compare like with like.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import json
+import multiprocessing
+import statistics
+import time
+import uuid
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from points_cli.targets import CallerContext, SuiteTargets
+
+Call = Callable[[int], Awaitable[None]]
+
+
+class BenchContext(CallerContext):
+    """A worker's view of the suite; `worker` is -1 in setup."""
+
+    def __init__(self, targets: SuiteTargets, run_id: str, worker: int) -> None:
+        super().__init__(targets)
+        self.run_id = run_id
+        self.worker = worker
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    target: str  # the service whose server is measured (and whose health is the baseline)
+    build: Callable[[BenchContext], Awaitable[Call]]
+    setup: Callable[[BenchContext], Awaitable[None]] | None = None
+    events_per_call: int = 1
+
+
+HEALTH = "health_check@"
+
+
+def health_scenario(target: str) -> Scenario:
+    """The baseline: grpc.health.v1.Health/Check on the measured server."""
+
+    async def build(ctx: BenchContext) -> Call:
+        stub = health_pb2_grpc.HealthStub(ctx.channel(target))
+        request = health_pb2.HealthCheckRequest()
+
+        async def call(i: int) -> None:
+            await stub.Check(request)
+
+        return call
+
+    return Scenario(name=HEALTH + target, target=target, build=build)
+
+
+@dataclass
+class Result:
+    scenario: str
+    target: str
+    calls: int
+    errors: dict[str, int]
+    seconds: float
+    calls_per_second: float
+    events_per_second: float
+    p50_ms: float
+    p99_ms: float
+    concurrency: int
+    processes: int
+    ratio_to_health: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def load_scenarios(group: str) -> list[Scenario]:
+    module = importlib.import_module(f"points_cli.bench.{group}")
+    return list(module.SCENARIOS)
+
+
+def _find(group: str, name: str) -> Scenario:
+    if name.startswith(HEALTH):
+        return health_scenario(name.removeprefix(HEALTH))
+    return next(s for s in load_scenarios(group) if s.name == name)
+
+
+def _worker(args: tuple[SuiteTargets, str, str, str, int, int, float, float]) -> tuple[int, dict[str, int], list[float]]:
+    targets, group, name, run_id, worker, loops, warmup, duration = args
+    return asyncio.run(_drive(targets, _find(group, name), run_id, worker, loops, warmup, duration))
+
+
+async def _drive(
+    targets: SuiteTargets, scenario: Scenario, run_id: str, worker: int, loops: int, warmup: float, duration: float
+) -> tuple[int, dict[str, int], list[float]]:
+    ctx = BenchContext(targets, run_id, worker)
+    call = await scenario.build(ctx)
+    latencies: list[float] = []
+    errors: Counter[str] = Counter()
+    start = time.perf_counter()
+    record_from = start + warmup
+    stop_at = record_from + duration
+
+    async def loop(index: int) -> None:
+        seq = index
+        while True:
+            began = time.perf_counter()
+            if began >= stop_at:
+                return
+            try:
+                await call(seq)
+                ok = True
+            except grpc.aio.AioRpcError as exc:
+                ok = False
+                if began >= record_from:
+                    errors[exc.code().name] += 1
+            ended = time.perf_counter()
+            if ok and began >= record_from and ended <= stop_at:
+                latencies.append((ended - began) * 1000)
+            seq += loops
+
+    try:
+        await asyncio.gather(*(loop(i) for i in range(loops)))
+    finally:
+        await ctx.close()
+    return len(latencies), dict(errors), latencies
+
+
+def _percentile(sorted_values: list[float], q: float) -> float:
+    if not sorted_values:
+        return float("nan")
+    index = min(len(sorted_values) - 1, max(0, round(q * (len(sorted_values) - 1))))
+    return sorted_values[index]
+
+
+def run_scenario(
+    targets: SuiteTargets, group: str, scenario: Scenario, *, concurrency: int, processes: int, warmup: float, duration: float
+) -> Result:
+    run_id = f"{scenario.name}-{uuid.uuid4().hex[:8]}"
+    if scenario.setup is not None:
+
+        async def setup() -> None:
+            ctx = BenchContext(targets, run_id, -1)
+            try:
+                assert scenario.setup is not None
+                await scenario.setup(ctx)
+            finally:
+                await ctx.close()
+
+        asyncio.run(setup())
+    per_process = [concurrency // processes + (1 if i < concurrency % processes else 0) for i in range(processes)]
+    jobs = [
+        (targets, group, scenario.name, run_id, worker, loops, warmup, duration)
+        for worker, loops in enumerate(per_process)
+        if loops
+    ]
+    with multiprocessing.get_context("spawn").Pool(len(jobs)) as pool:
+        outcomes = pool.map(_worker, jobs)
+    latencies = sorted(lat for _, _, lats in outcomes for lat in lats)
+    errors: Counter[str] = Counter()
+    for _, errs, _ in outcomes:
+        errors.update(errs)
+    calls = len(latencies)
+    return Result(
+        scenario=scenario.name,
+        target=scenario.target,
+        calls=calls,
+        errors=dict(errors),
+        seconds=duration,
+        calls_per_second=calls / duration,
+        events_per_second=calls * scenario.events_per_call / duration,
+        p50_ms=_percentile(latencies, 0.50),
+        p99_ms=_percentile(latencies, 0.99),
+        concurrency=concurrency,
+        processes=processes,
+        extra={"mean_ms": statistics.fmean(latencies) if latencies else None},
+    )
+
+
+def run_group(
+    targets: SuiteTargets,
+    group: str,
+    *,
+    only: list[str] | None = None,
+    concurrency: int = 64,
+    processes: int = 2,
+    warmup: float = 1.0,
+    duration: float = 10.0,
+) -> list[Result]:
+    scenarios = load_scenarios(group)
+    if only:
+        scenarios = [s for s in scenarios if s.name in only]
+    results: list[Result] = []
+    baselines: dict[str, Result] = {}
+    for target in dict.fromkeys(s.target for s in scenarios):
+        baselines[target] = run_scenario(
+            targets, group, health_scenario(target), concurrency=concurrency, processes=processes,
+            warmup=warmup, duration=duration,
+        )
+        results.append(baselines[target])
+    for scenario in scenarios:
+        result = run_scenario(
+            targets, group, scenario, concurrency=concurrency, processes=processes, warmup=warmup, duration=duration
+        )
+        base = baselines[scenario.target].calls_per_second
+        result.ratio_to_health = result.calls_per_second / base if base else None
+        results.append(result)
+    return results
+
+
+def format_table(results: list[Result]) -> str:
+    header = f"{'scenario':<24}{'target':<12}{'calls/s':>10}{'events/s':>11}{'p50 ms':>9}{'p99 ms':>9}{'x health':>10}  errors"
+    lines = [header, "-" * len(header)]
+    for r in results:
+        ratio = f"{r.ratio_to_health:.2f}" if r.ratio_to_health is not None else "-"
+        lines.append(
+            f"{r.scenario:<24}{r.target:<12}{r.calls_per_second:>10.0f}{r.events_per_second:>11.0f}"
+            f"{r.p50_ms:>9.1f}{r.p99_ms:>9.1f}{ratio:>10}  {r.errors or ''}"
+        )
+    return "\n".join(lines)
+
+
+def to_json(results: list[Result]) -> str:
+    return json.dumps([asdict(r) for r in results], indent=2)

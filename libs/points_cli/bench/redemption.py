@@ -1,0 +1,77 @@
+"""Redemption benchmark scenario for `points bench redemption`.
+
+redeem: end-to-end Redeem of an unlimited-stock cosmetic by users with funds available; each call
+runs the whole saga (GetItem, Quote, ReserveStock, Reserve, grant, CommitHold, CommitReservation:
+six peer RPCs and ~7 redemption transactions). The harness adds Health/Check on the redemption server.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from points.catalog.v1 import catalog_pb2, catalog_pb2_grpc
+from points.common.v1.common_pb2 import CURRENCY_POINTS, Price
+from points.redemption.v1 import redemption_pb2, redemption_pb2_grpc
+from points.wallet.v1 import wallet_pb2, wallet_pb2_grpc
+from points_cli.bench.harness import BenchContext, Scenario
+
+Call = Callable[[int], Awaitable[None]]
+USERS = 256
+FUNDS = 10**12  # no run exhausts it
+ITEM_REQUEST_ID = "bench-redemption-item"  # fixed: the catalog derives the item id from it
+
+
+def _user(i: int) -> str:
+    return f"bench-redeemer-{i}"
+
+
+async def _bench_item(ctx: BenchContext) -> str:
+    stub = catalog_pb2_grpc.CatalogServiceStub(ctx.channel("catalog"))
+    reply = await stub.CreateItem(
+        catalog_pb2.CreateItemRequest(
+            request_id=ITEM_REQUEST_ID,
+            spec=catalog_pb2.ItemSpec(
+                kind=catalog_pb2.ITEM_KIND_COSMETIC, title="Bench badge", price=Price(currency=CURRENCY_POINTS, amount=1),
+                cosmetic=catalog_pb2.CosmeticAttributes(cosmetic_id="bench-badge"),
+            ),
+        ),
+        metadata=ctx.metadata("admin"),
+    )
+    return reply.item.item_id
+
+
+async def setup(ctx: BenchContext) -> None:
+    """Create the unlimited item (idempotent) and fund the redeemers through wallet Credit as admin."""
+    await _bench_item(ctx)
+    wallet = wallet_pb2_grpc.WalletServiceStub(ctx.channel("wallet"))
+    for i in range(USERS):
+        await wallet.Credit(
+            wallet_pb2.CreditRequest(
+                request_id=f"bench-redemption-fund-{i}", user_id=_user(i), currency=CURRENCY_POINTS, amount=FUNDS,
+                reason="bench", reference="bench-setup",
+            ),
+            metadata=ctx.metadata("admin"),
+        )
+
+
+async def build_redeem(ctx: BenchContext) -> Call:
+    item_id = await _bench_item(ctx)  # same request id: returns the item created in setup
+    stub = redemption_pb2_grpc.RedemptionServiceStub(ctx.channel("redemption"))
+    md = ctx.metadata("app")
+
+    async def call(i: int) -> None:
+        reply = await stub.Redeem(
+            redemption_pb2.RedeemRequest(
+                request_id=f"bench-{ctx.run_id}-{ctx.worker}-{i}", user_id=_user((ctx.worker * 7919 + i) % USERS),
+                item_id=item_id, quantity=1, region="US",
+            ),
+            metadata=md,
+            timeout=10,
+        )
+        if reply.redemption.state != redemption_pb2.REDEMPTION_STATE_COMPLETED:
+            raise RuntimeError(f"redemption ended {reply.redemption.state} {reply.redemption.cancel_reason}")
+
+    return call
+
+
+SCENARIOS = [Scenario(name="redeem", target="redemption", build=build_redeem, setup=setup, events_per_call=1)]

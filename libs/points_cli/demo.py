@@ -1,0 +1,153 @@
+"""`points demo`: a newcomer's story against a running `points up --demo` (seeded suite).
+
+A user earns points from watching and a sponsored challenge, redeems a raffle ticket and a
+cosmetic, buys coins and sends a creator a coin gift; balances, history and entitlements are
+printed after each act. Each run uses fresh user ids, so it can be repeated.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import asyncio
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from points.common.v1.common_pb2 import CURRENCY_COINS, CURRENCY_POINTS, Currency
+from points.earning.v1 import earning_pb2, earning_pb2_grpc
+from points.redemption.v1 import redemption_pb2, redemption_pb2_grpc
+from points.wallet.v1 import wallet_pb2, wallet_pb2_grpc
+from points_cli.targets import CallerContext, SuiteTargets
+
+COSMETIC_PRICE = 500  # seeded "golden-frame"
+RAFFLE_PRICE = 100  # seeded "spring-raffle"
+GIFT_COINS = 10  # seeded "rose-gift" (coins)
+
+
+def seeded_item_id(slug: str) -> str:
+    """The catalog derives item ids from the seed's fixed request ids (see docs/catalog.md)."""
+    return "item-" + hashlib.sha256(f"seed-catalog-item-{slug}".encode()).hexdigest()[:20]
+
+
+def _ts(moment: datetime) -> Timestamp:
+    out = Timestamp()
+    out.FromDatetime(moment)
+    return out
+
+
+def _name(currency: Currency.ValueType) -> str:
+    return Currency.Name(currency).removeprefix("CURRENCY_")
+
+
+class Demo:
+    def __init__(self, ctx: CallerContext, run: str) -> None:
+        self.ctx = ctx
+        self.wallet = wallet_pb2_grpc.WalletServiceStub(ctx.channel("wallet"))
+        self.earning = earning_pb2_grpc.EarningServiceStub(ctx.channel("earning"))
+        self.redemption = redemption_pb2_grpc.RedemptionServiceStub(ctx.channel("redemption"))
+        self.user = f"demo-user-{run}"
+        self.creator = f"demo-creator-{run}"
+        self.run = run
+
+    async def balances(self, user: str) -> None:
+        reply = await self.wallet.GetBalance(wallet_pb2.GetBalanceRequest(user_id=user),
+                                             metadata=self.ctx.metadata("app"), timeout=10)
+        line = ", ".join(f"{_name(b.currency)} {b.available} (+{b.held} held)" for b in reply.balances)
+        print(f"  balance of {user}: {line}")
+
+    async def history(self, user: str) -> None:
+        reply = await self.wallet.ListTransactions(wallet_pb2.ListTransactionsRequest(user_id=user, page_size=20),
+                                                   metadata=self.ctx.metadata("app"), timeout=10)
+        print(f"  history of {user} (newest first):")
+        for e in reply.entries:
+            print(f"    {e.amount:+6d} {_name(e.currency):<8} {e.reason:<14} ref={e.reference[:36]:<36} "
+                  f"after={e.balance_after}")
+
+    async def entitlements(self) -> None:
+        reply = await self.redemption.ListEntitlements(redemption_pb2.ListEntitlementsRequest(user_id=self.user),
+                                                       metadata=self.ctx.metadata("app"), timeout=10)
+        print(f"  entitlements of {self.user}:")
+        for e in reply.entitlements:
+            kind = redemption_pb2.EntitlementKind.Name(e.kind).removeprefix("ENTITLEMENT_KIND_")
+            what = e.cosmetic_id or e.raffle_id or e.event_id or e.discount_code or f"{e.gift_id} -> {e.recipient_id}"
+            state = redemption_pb2.EntitlementState.Name(e.state).removeprefix("ENTITLEMENT_STATE_")
+            print(f"    {kind:<14} {what:<28} {state}")
+
+    async def earn(self) -> None:
+        app = self.ctx.metadata("app")
+        now = datetime.now(UTC)
+        challenges = await self.earning.ListChallenges(earning_pb2.ListChallengesRequest(page_size=100),
+                                                       metadata=app, timeout=10)
+        challenge = next((c for c in challenges.challenges if c.name == "Summer Sprint"), None)
+        if challenge is not None:
+            await self.earning.JoinChallenge(earning_pb2.JoinChallengeRequest(
+                request_id=f"demo-join-{self.run}", challenge_id=challenge.challenge_id, user_id=self.user),
+                metadata=app, timeout=10)
+            print(f"1. {self.user} joins the sponsored challenge '{challenge.name}' ({challenge.sponsor}): "
+                  "early-join bonus, then watches videos")
+        for n, minutes in enumerate((10, 25, 40)):
+            event = earning_pb2.ActivityEvent(
+                event_id=f"demo-watch-{self.run}-{n}", user_id=self.user, type=earning_pb2.ACTIVITY_TYPE_WATCH_TIME,
+                occurred_at=_ts(now - timedelta(seconds=30 * (3 - n))), region="US", device_id=f"demo-device-{self.run}",
+                watch_seconds=minutes * 60, target_id=f"video-{n}")
+            reply = await self.earning.RecordActivity(earning_pb2.RecordActivityRequest(event=event),
+                                                      metadata=app, timeout=10)
+            rules = ", ".join(f"{earning_pb2.RuleKind.Name(r.rule).removeprefix('RULE_KIND_')} {r.points:+d}"
+                              for r in reply.result.breakdown)
+            print(f"   watched {minutes} min -> {reply.result.points_awarded} points ({rules})")
+        await self.balances(self.user)
+
+    async def top_up_if_short(self, needed: int) -> None:
+        reply = await self.wallet.GetBalance(wallet_pb2.GetBalanceRequest(user_id=self.user, currency=CURRENCY_POINTS),
+                                             metadata=self.ctx.metadata("app"), timeout=10)
+        short = needed - reply.balances[0].available
+        if short > 0:
+            # Daily caps keep one day's watching below the catalog prices; an admin welcome bonus covers it.
+            await self.wallet.Credit(wallet_pb2.CreditRequest(
+                request_id=f"demo-bonus-{self.run}", user_id=self.user, currency=CURRENCY_POINTS, amount=short,
+                reason="welcome_bonus", reference=f"demo-{self.run}"), metadata=self.ctx.metadata("admin"), timeout=10)
+            print(f"   (admin welcome bonus of {short} points: daily caps limit one session's earnings)")
+
+    async def redeem(self, slug: str, recipient: str = "") -> None:
+        reply = await self.redemption.Redeem(redemption_pb2.RedeemRequest(
+            request_id=f"demo-redeem-{slug}-{self.run}", user_id=self.user, item_id=seeded_item_id(slug),
+            quantity=1, region="US", recipient_id=recipient), metadata=self.ctx.metadata("app"), timeout=15)
+        r = reply.redemption
+        while r.state == redemption_pb2.REDEMPTION_STATE_PENDING:
+            await asyncio.sleep(0.2)
+            r = (await self.redemption.GetRedemption(redemption_pb2.GetRedemptionRequest(
+                redemption_id=r.redemption_id), metadata=self.ctx.metadata("app"), timeout=10)).redemption
+        state = redemption_pb2.RedemptionState.Name(r.state).removeprefix("REDEMPTION_STATE_")
+        steps = " -> ".join(redemption_pb2.SagaStepName.Name(s.name).removeprefix("SAGA_STEP_NAME_").lower()
+                            for s in r.steps if s.outcome == redemption_pb2.STEP_OUTCOME_SUCCEEDED)
+        print(f"   redeem {slug}: {state} {r.cancel_reason} for {r.price.amount} {_name(r.price.currency)}")
+        print(f"     saga: {steps}")
+
+
+async def run_demo(state_dir: Path, ports: dict[str, int]) -> None:
+    """The story, printed; needs `points up --demo` (seeded catalog and challenge) running."""
+    ctx = CallerContext(SuiteTargets.from_state_dir(state_dir, ports=ports))
+    demo = Demo(ctx, datetime.now(UTC).strftime("%Y%m%d%H%M%S"))
+    try:
+        print(f"Points demo: {demo.user} and creator {demo.creator}\n")
+        await demo.earn()
+        print("\n2. redeem a raffle ticket and a cosmetic with points")
+        await demo.top_up_if_short(COSMETIC_PRICE + RAFFLE_PRICE)
+        await demo.redeem("spring-raffle")
+        await demo.redeem("golden-frame")
+        await demo.balances(demo.user)
+        print("\n3. buy coins (payments) and send the creator a coin gift: coins -> diamonds at the gift rate")
+        await demo.wallet.Credit(wallet_pb2.CreditRequest(
+            request_id=f"demo-coins-{demo.run}", user_id=demo.user, currency=CURRENCY_COINS, amount=100,
+            reason="coin_purchase", reference=f"demo-payment-{demo.run}"), metadata=ctx.metadata("payments"),
+            timeout=10)
+        await demo.redeem("rose-gift", recipient=demo.creator)
+        await demo.balances(demo.user)
+        await demo.balances(demo.creator)
+        print("\n4. where it all went")
+        await demo.history(demo.user)
+        await demo.history(demo.creator)
+        await demo.entitlements()
+    finally:
+        await ctx.close()
