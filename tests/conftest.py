@@ -32,7 +32,7 @@ def pg_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if configured:
         yield _server_url(configured)
         return
-    pg = EmbeddedPostgres(tmp_path_factory.mktemp("pg") / "data")
+    pg = EmbeddedPostgres(tmp_path_factory.mktemp("pg") / "data", durable=False)
     pg.start()
     try:
         yield pg.url
@@ -45,7 +45,8 @@ NewDatabase = Callable[[str], Awaitable[str]]
 
 @pytest.fixture(scope="session")
 async def new_database(pg_server_url: str) -> AsyncIterator[NewDatabase]:
-    """Factory for an empty, uniquely named database; all are dropped at the end of the run."""
+    """Factory for an empty, uniquely named database; dropped at the end of the run on a shared
+    server (an embedded one is thrown away whole)."""
     created: list[str] = []
 
     async def make(label: str) -> str:
@@ -55,5 +56,6 @@ async def new_database(pg_server_url: str) -> AsyncIterator[NewDatabase]:
         return url
 
     yield make
-    for url in created:
-        await drop_database(url)
+    if os.environ.get("POINTS_TEST_DATABASE_URL"):
+        for url in created:
+            await drop_database(url)

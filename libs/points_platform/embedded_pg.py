@@ -69,9 +69,11 @@ def _make_traversable(path: Path) -> None:
 class EmbeddedPostgres:
     """One cluster in `data_dir`, listening on 127.0.0.1:`port`, trust authentication."""
 
-    def __init__(self, data_dir: Path, port: int = 0) -> None:
+    def __init__(self, data_dir: Path, port: int = 0, *, durable: bool = True) -> None:
         self.data_dir = data_dir.resolve()
         self.port = port or free_port()
+        # Throwaway clusters (tests) skip fsync: a crash there loses nothing anyone keeps.
+        self.durable = durable
         self.log_file = self.data_dir.parent / "postgres.log"
 
     @property
@@ -104,10 +106,9 @@ class EmbeddedPostgres:
         with socket.socket() as probe:
             if probe.connect_ex(("127.0.0.1", self.port)) == 0:
                 raise EmbeddedPostgresError(f"port {self.port} for PostgreSQL is already in use")
-        options = (
-            f"-h 127.0.0.1 -p {self.port} -k {self.data_dir} -c max_connections=300 "
-            "-c shared_buffers=256MB -c synchronous_commit=on -c fsync=on"
-        )
+        options = f"-h 127.0.0.1 -p {self.port} -k {self.data_dir} -c max_connections=300 -c shared_buffers=256MB"
+        if not self.durable:
+            options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
         self._run(
             [str(_bin("pg_ctl")), "-D", str(self.data_dir), "-l", str(self.log_file), "-w", "-t", "60",
              "-o", options, "start"],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from points_platform.config import PlatformSettings
@@ -9,3 +10,12 @@ from points_platform.config import PlatformSettings
 
 class CatalogSettings(PlatformSettings):
     model_config = SettingsConfigDict(env_prefix="POINTS_CATALOG_", frozen=True, extra="ignore")
+
+    default_reservation_ttl_seconds: int = Field(
+        default=300, description="Lifetime of a reservation when ReserveStock gives ttl_seconds = 0."
+    )
+    max_reservation_ttl_seconds: int = Field(default=86_400, description="Largest ttl_seconds accepted.")
+    sweep_interval_seconds: float = Field(
+        default=1.0, description="How often the sweeper releases expired reservations."
+    )
+    clock_offset_seconds: float = Field(default=0.0, description="Shift the service clock (tests of windows).")

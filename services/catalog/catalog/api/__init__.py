@@ -1,0 +1,173 @@
+"""gRPC transport of the catalog service: proto <-> use case mapping and the call policy."""
+
+from __future__ import annotations
+
+import grpc
+
+from points.catalog.v1 import catalog_pb2 as pb
+from points.catalog.v1 import catalog_pb2_grpc
+from points_platform.auth import ALL_CALLERS, Policy, allow
+from points_platform.errors import invalid_field
+from points_platform.pagination import page_size
+from points_platform.server import ServiceSpec
+from points_platform.validation import fingerprint, require_id, require_region, require_request_id
+
+from catalog import commands as uc
+from catalog.use_cases import Catalog
+from catalog.api import mapping as m
+from catalog.domain import ItemKind
+from catalog.store import ItemFilter
+
+FULL_NAME = "points.catalog.v1.CatalogService"
+
+# Who may call what (DESIGN §7); finer rules (e.g. per currency) live in the use cases.
+POLICY: Policy = {
+    "CreateItem": allow("admin"),
+    "UpdateItem": allow("admin"),
+    "CreateCampaign": allow("admin"),
+    "GetItem": ALL_CALLERS,
+    "ListItems": ALL_CALLERS,
+    "ListCampaigns": ALL_CALLERS,
+    "Quote": ALL_CALLERS,
+    "ReserveStock": allow("redemption"),
+    "CommitReservation": allow("redemption"),
+    "ReleaseReservation": allow("redemption"),
+    "GetReservation": allow("redemption", "admin"),
+}
+
+Context = grpc.aio.ServicerContext
+
+
+class CatalogApi(catalog_pb2_grpc.CatalogServiceServicer):
+    def __init__(self, catalog: Catalog, *, max_ttl_seconds: int) -> None:
+        self._catalog = catalog
+        self._max_ttl = max_ttl_seconds
+
+    async def CreateItem(self, request: pb.CreateItemRequest, context: Context) -> pb.CreateItemResponse:
+        cmd = uc.CreateItem(
+            require_request_id(request.request_id), fingerprint(request), m.item_spec(request.spec)
+        )
+        return pb.CreateItemResponse(item=m.item_pb(await self._catalog.create_item(cmd)))
+
+    async def UpdateItem(self, request: pb.UpdateItemRequest, context: Context) -> pb.UpdateItemResponse:
+        if request.expected_version < 0:
+            raise invalid_field("expected_version", "must not be negative")
+        cmd = uc.UpdateItem(
+            require_request_id(request.request_id),
+            fingerprint(request),
+            require_id("item_id", request.item_id),
+            request.expected_version,
+            m.item_spec(request.spec),
+            request.archived,
+        )
+        return pb.UpdateItemResponse(item=m.item_pb(await self._catalog.update_item(cmd)))
+
+    async def GetItem(self, request: pb.GetItemRequest, context: Context) -> pb.GetItemResponse:
+        item = await self._catalog.get_item(require_id("item_id", request.item_id))
+        return pb.GetItemResponse(item=m.item_pb(item))
+
+    async def ListItems(self, request: pb.ListItemsRequest, context: Context) -> pb.ListItemsResponse:
+        if request.kind not in (0, *ItemKind._value2member_map_):
+            raise invalid_field("kind", "must be one of the item kinds")
+        where = ItemFilter(
+            region=require_region("region", request.region) if request.region else "",
+            kind=ItemKind(request.kind) if request.kind else None,
+            available_at=m.optional_timestamp(request, "available_at", "available_at"),
+            campaign_id=require_id("campaign_id", request.campaign_id) if request.campaign_id else "",
+            include_archived=request.include_archived,
+        )
+        size = page_size(request.page_size)
+        page = await self._catalog.list_items(where, m.cursor(request.page_token), size)
+        return pb.ListItemsResponse(
+            items=[m.item_pb(i) for i in page.entries], next_page_token=m.cursor_token(page.next_after)
+        )
+
+    async def Quote(self, request: pb.QuoteRequest, context: Context) -> pb.QuoteResponse:
+        q = await self._catalog.quote(
+            require_id("item_id", request.item_id),
+            require_id("user_id", request.user_id),
+            require_region("region", request.region),
+            m.quantity(request.quantity),
+        )
+        reply = pb.QuoteResponse(
+            redeemable=q.is_redeemable,
+            unit_price=m.price_pb(q.priced.unit_price),
+            total_price=m.price_pb(q.total_price),
+            campaign_id=q.priced.campaign_id,
+            stock_remaining=q.stock_remaining,
+            user_remaining_allowance=q.user_remaining_allowance,
+            unavailable_reason=q.unavailable.value if q.unavailable else "",
+            item_version=q.item_version,
+        )
+        reply.quote_time.FromDatetime(q.quote_time)
+        return reply
+
+    async def ReserveStock(self, request: pb.ReserveStockRequest, context: Context) -> pb.ReserveStockResponse:
+        if not 0 <= request.ttl_seconds <= self._max_ttl:
+            raise invalid_field("ttl_seconds", f"must be between 0 (default) and {self._max_ttl}")
+        cmd = uc.ReserveStock(
+            require_request_id(request.request_id),
+            fingerprint(request),
+            item_id=require_id("item_id", request.item_id),
+            user_id=require_id("user_id", request.user_id),
+            quantity=m.quantity(request.quantity),
+            region=require_region("region", request.region),
+            ttl_seconds=request.ttl_seconds,
+        )
+        reservation = await self._catalog.reserve_stock(cmd)
+        return pb.ReserveStockResponse(reservation=m.reservation_pb(reservation))
+
+    async def CommitReservation(
+        self, request: pb.CommitReservationRequest, context: Context
+    ) -> pb.CommitReservationResponse:
+        reservation = await self._catalog.commit_reservation(self._resolve(request))
+        return pb.CommitReservationResponse(reservation=m.reservation_pb(reservation))
+
+    async def ReleaseReservation(
+        self, request: pb.ReleaseReservationRequest, context: Context
+    ) -> pb.ReleaseReservationResponse:
+        reservation = await self._catalog.release_reservation(self._resolve(request))
+        return pb.ReleaseReservationResponse(reservation=m.reservation_pb(reservation))
+
+    @staticmethod
+    def _resolve(request: pb.CommitReservationRequest | pb.ReleaseReservationRequest) -> uc.ResolveReservation:
+        return uc.ResolveReservation(
+            require_request_id(request.request_id),
+            fingerprint(request),
+            require_id("reservation_id", request.reservation_id),
+        )
+
+    async def GetReservation(
+        self, request: pb.GetReservationRequest, context: Context
+    ) -> pb.GetReservationResponse:
+        reservation = await self._catalog.get_reservation(require_id("reservation_id", request.reservation_id))
+        return pb.GetReservationResponse(reservation=m.reservation_pb(reservation))
+
+    async def CreateCampaign(
+        self, request: pb.CreateCampaignRequest, context: Context
+    ) -> pb.CreateCampaignResponse:
+        cmd = uc.CreateCampaign(
+            require_request_id(request.request_id), fingerprint(request), m.campaign_spec(request.spec)
+        )
+        return pb.CreateCampaignResponse(campaign=m.campaign_pb(await self._catalog.create_campaign(cmd)))
+
+    async def ListCampaigns(
+        self, request: pb.ListCampaignsRequest, context: Context
+    ) -> pb.ListCampaignsResponse:
+        size = page_size(request.page_size)
+        page = await self._catalog.list_campaigns(
+            require_region("region", request.region) if request.region else "",
+            m.optional_timestamp(request, "active_at", "active_at"),
+            m.cursor(request.page_token),
+            size,
+        )
+        return pb.ListCampaignsResponse(
+            campaigns=[m.campaign_pb(c) for c in page.entries], next_page_token=m.cursor_token(page.next_after)
+        )
+
+
+def service_spec(api: CatalogApi) -> ServiceSpec:
+    def register(server: grpc.aio.Server) -> None:
+        catalog_pb2_grpc.add_CatalogServiceServicer_to_server(api, server)
+
+    return ServiceSpec(FULL_NAME, "points.catalog", POLICY, register)

@@ -1,0 +1,57 @@
+"""Commands the use cases accept: what the transport hands over after edge validation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Generic, TypeVar
+
+from catalog.domain import CampaignSpec, ItemSpec
+
+E = TypeVar("E")
+
+
+@dataclass(frozen=True)
+class Idempotent:
+    """Every mutating command carries its key and the fingerprint of its parameters."""
+
+    request_id: str
+    fingerprint: str
+
+
+@dataclass(frozen=True)
+class CreateItem(Idempotent):
+    spec: ItemSpec
+
+
+@dataclass(frozen=True)
+class UpdateItem(Idempotent):
+    item_id: str
+    expected_version: int  # 0 = no check
+    spec: ItemSpec
+    archived: bool
+
+
+@dataclass(frozen=True)
+class CreateCampaign(Idempotent):
+    spec: CampaignSpec
+
+
+@dataclass(frozen=True)
+class ReserveStock(Idempotent):
+    item_id: str
+    user_id: str
+    quantity: int
+    region: str
+    ttl_seconds: int  # 0 = default
+
+
+@dataclass(frozen=True)
+class ResolveReservation(Idempotent):
+    reservation_id: str
+
+
+@dataclass(frozen=True)
+class Page(Generic[E]):
+    entries: list[E]
+    next_after: tuple[datetime, str] | None

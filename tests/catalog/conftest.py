@@ -1,0 +1,141 @@
+"""Fixtures: one catalog server per test module on a fresh database, driven by a ManualClock."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import grpc
+import pytest
+from sqlalchemy import text
+
+from catalog.config import CatalogSettings
+from catalog.main import StartedCatalog, start
+from points.catalog.v1 import catalog_pb2 as pb
+from points.catalog.v1 import catalog_pb2_grpc
+from points.common.v1 import common_pb2
+from points_platform.client import bearer, error_reason
+from points_platform.clock import ManualClock
+from tests.conftest import NewDatabase
+
+TOKENS = {caller: f"{caller}-token" for caller in ("admin", "app", "earning", "redemption", "payments")}
+START = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)  # a Monday
+POINTS = common_pb2.CURRENCY_POINTS
+COINS = common_pb2.CURRENCY_COINS
+
+
+def settings(database_url: str) -> CatalogSettings:
+    return CatalogSettings(database_url=database_url, port=0, tokens_json=json.dumps(TOKENS), db_pool_size=10)
+
+
+@dataclass
+class Harness:
+    """A running catalog plus one stub per caller."""
+
+    started: StartedCatalog
+    clock: ManualClock
+    channel: grpc.aio.Channel
+
+    def stub(self) -> catalog_pb2_grpc.CatalogServiceStub:
+        return catalog_pb2_grpc.CatalogServiceStub(self.channel)
+
+    async def call(self, method: str, request: Any, caller: str = "admin") -> Any:
+        rpc = getattr(self.stub(), method)
+        return await rpc(request, metadata=bearer(TOKENS[caller]), timeout=30)
+
+    async def create_item(self, **overrides: Any) -> pb.Item:
+        reply = await self.call("CreateItem", pb.CreateItemRequest(request_id=rid(), spec=item_spec(**overrides)))
+        return reply.item
+
+    async def reserve(self, item_id: str, user: str = "u1", quantity: int = 1, region: str = "US",
+                      ttl: int = 0, request_id: str | None = None) -> pb.Reservation:
+        reply = await self.call(
+            "ReserveStock",
+            pb.ReserveStockRequest(request_id=request_id or rid(), item_id=item_id, user_id=user,
+                                   quantity=quantity, region=region, ttl_seconds=ttl),
+            caller="redemption",
+        )
+        return reply.reservation
+
+    async def commit(self, reservation: pb.Reservation, request_id: str | None = None) -> pb.Reservation:
+        reply = await self.call("CommitReservation", pb.CommitReservationRequest(
+            request_id=request_id or rid(), reservation_id=reservation.reservation_id), caller="redemption")
+        return reply.reservation
+
+    async def release(self, reservation: pb.Reservation, request_id: str | None = None) -> pb.Reservation:
+        reply = await self.call("ReleaseReservation", pb.ReleaseReservationRequest(
+            request_id=request_id or rid(), reservation_id=reservation.reservation_id), caller="redemption")
+        return reply.reservation
+
+    async def quote(self, item_id: str, user: str = "u1", region: str = "US", quantity: int = 1) -> pb.QuoteResponse:
+        return await self.call(
+            "Quote", pb.QuoteRequest(item_id=item_id, user_id=user, region=region, quantity=quantity), caller="app"
+        )
+
+    async def stock_row(self, item_id: str) -> tuple[int, int, int, int]:
+        async with self.started.engine.connect() as conn:
+            row = (await conn.execute(
+                text("SELECT stock_total, stock_available, stock_reserved, stock_sold FROM items WHERE item_id = :i"),
+                {"i": item_id},
+            )).one()
+        return tuple(int(v) for v in row)  # type: ignore[return-value]
+
+
+def rid() -> str:
+    return f"req-{uuid.uuid4().hex}"
+
+
+def ts(when: datetime) -> Any:
+    from google.protobuf.timestamp_pb2 import Timestamp
+
+    out = Timestamp()
+    out.FromDatetime(when)
+    return out
+
+
+def item_spec(**overrides: Any) -> pb.ItemSpec:
+    """A valid cosmetic priced 100 points, offered everywhere, unlimited; override any field."""
+    fields: dict[str, Any] = {
+        "kind": pb.ITEM_KIND_COSMETIC,
+        "title": "Golden frame",
+        "description": "A frame",
+        "price": common_pb2.Price(currency=POINTS, amount=100),
+        "cosmetic": pb.CosmeticAttributes(cosmetic_id="frame-gold"),
+    }
+    attribute_keys = ("discount", "raffle", "event_access", "gift", "cosmetic")
+    if any(k in overrides for k in attribute_keys):
+        fields.pop("cosmetic")
+    fields.update(overrides)
+    return pb.ItemSpec(**fields)
+
+
+async def expect_error(awaitable: Any, code: grpc.StatusCode, reason: str | None = None) -> grpc.aio.AioRpcError:
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await awaitable
+    assert caught.value.code() == code, caught.value.details()
+    if reason is not None:
+        assert error_reason(caught.value) == reason
+    return caught.value
+
+
+@pytest.fixture(scope="module")
+async def catalog(new_database: NewDatabase) -> AsyncIterator[Harness]:
+    clock = ManualClock(START)
+    started = await start(settings(await new_database("catalog")), clock=clock, run_sweeper=False)
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{started.port}")
+    try:
+        yield Harness(started, clock, channel)
+    finally:
+        await channel.close()
+        await started.stop()
+
+
+@pytest.fixture
+async def h(catalog: Harness) -> Harness:
+    """The module's catalog with the clock back at START."""
+    catalog.clock.set(START)
+    return catalog

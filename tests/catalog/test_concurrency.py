@@ -1,0 +1,154 @@
+"""Real concurrency (many gRPC calls at once against one server + PostgreSQL): never oversold."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections import Counter
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import grpc
+import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
+
+from points.catalog.v1 import catalog_pb2 as pb
+from points_platform.client import error_reason
+from tests.catalog.conftest import Harness
+
+ACTIVE, COMMITTED, RELEASED, EXPIRED = (pb.RESERVATION_STATE_ACTIVE, pb.RESERVATION_STATE_COMMITTED,
+                                        pb.RESERVATION_STATE_RELEASED, pb.RESERVATION_STATE_EXPIRED)
+
+
+async def outcome(awaitable: Any) -> str:
+    """"OK" or the error reason, so results can be counted."""
+    try:
+        await awaitable
+        return "OK"
+    except grpc.aio.AioRpcError as exc:
+        return error_reason(exc) or exc.code().name
+
+
+@asynccontextmanager
+async def stock_watch(h: Harness, item_id: str) -> AsyncIterator[list[tuple[int, ...]]]:
+    """Samples the stock row while the block runs; yields the samples that broke the invariant."""
+    broken: list[tuple[int, ...]] = []
+    samples = 0
+    stop = asyncio.Event()
+
+    async def watch() -> None:
+        nonlocal samples
+        while not stop.is_set():
+            total, available, reserved, sold = await h.stock_row(item_id)
+            samples += 1
+            if available + reserved + sold != total or min(available, reserved, sold) < 0:
+                broken.append((total, available, reserved, sold))
+            await asyncio.sleep(0.005)
+
+    task = asyncio.create_task(watch())
+    try:
+        yield broken
+    finally:
+        stop.set()
+        await task
+    assert samples > 0
+
+
+async def reservation_totals(h: Harness, item_id: str) -> dict[int, int]:
+    async with h.started.engine.connect() as conn:
+        rows = await conn.execute(
+            text("SELECT state, sum(quantity) FROM reservations WHERE item_id = :i GROUP BY state"), {"i": item_id}
+        )
+        return {int(state): int(total) for state, total in rows}
+
+
+async def test_500_concurrent_reservations_of_100_units_sell_exactly_100(h: Harness) -> None:
+    item = await h.create_item(limited_stock=True, stock_total=100)
+    async with stock_watch(h, item.item_id) as broken:
+        results = await asyncio.gather(*(outcome(h.reserve(item.item_id, user=f"user-{n}")) for n in range(500)))
+    assert Counter(results) == {"OK": 100, "OUT_OF_STOCK": 400}
+    assert broken == []
+    assert await h.stock_row(item.item_id) == (100, 0, 100, 0)
+    assert await reservation_totals(h, item.item_id) == {ACTIVE: 100}
+
+
+async def test_one_user_racing_50_reservations_against_a_limit_of_3_gets_exactly_3(h: Harness) -> None:
+    item = await h.create_item(per_user_limit=3)  # unlimited stock: only the per-user lock serializes
+    results = await asyncio.gather(*(outcome(h.reserve(item.item_id, user="racer")) for _ in range(50)))
+    assert Counter(results) == {"OK": 3, "PER_USER_LIMIT_REACHED": 47}
+    assert await reservation_totals(h, item.item_id) == {ACTIVE: 3}
+    # Other users are not affected by racer's limit.
+    assert await outcome(h.reserve(item.item_id, user="someone-else")) == "OK"
+
+
+async def test_commit_and_release_race_on_one_reservation_resolves_exactly_once(h: Harness) -> None:
+    item = await h.create_item(limited_stock=True, stock_total=10)
+    for _ in range(10):
+        r = await h.reserve(item.item_id)
+        calls = [h.commit(r) for _ in range(8)] + [h.release(r) for _ in range(8)]
+        random.shuffle(calls)
+        results = await asyncio.gather(*(outcome(c) for c in calls))
+        final = (await h.call("GetReservation", pb.GetReservationRequest(reservation_id=r.reservation_id),
+                              caller="redemption")).reservation.state
+        ok = Counter(results)["OK"]
+        assert final in (COMMITTED, RELEASED) and ok == 8
+        loser = "RESERVATION_RELEASED" if final == RELEASED else "RESERVATION_ALREADY_COMMITTED"
+        assert Counter(results)[loser] == 8, results
+    totals = await reservation_totals(h, item.item_id)
+    total, available, reserved, sold = await h.stock_row(item.item_id)
+    assert (reserved, sold) == (0, totals.get(COMMITTED, 0)) and available + sold == total == 10
+
+
+async def test_release_sweeper_and_commit_race_after_expiry(h: Harness) -> None:
+    item = await h.create_item(limited_stock=True, stock_total=10)
+    reservations = [await h.reserve(item.item_id, ttl=10) for _ in range(10)]
+    h.clock.advance(10)
+    calls: list[Any] = []
+    for r in reservations:
+        calls += [outcome(h.commit(r)), outcome(h.release(r)), outcome(h.release(r))]
+    calls += [h.started.catalog.expire_due() for _ in range(4)]
+    random.shuffle(calls)
+    results = await asyncio.gather(*calls)
+    reasons = Counter(r for r in results if isinstance(r, str))
+    assert reasons["OK"] == 20  # every release succeeds (released, or found expired)
+    assert reasons["RESERVATION_EXPIRED"] + reasons["RESERVATION_RELEASED"] == 10  # no commit got through
+    assert sum(r for r in results if isinstance(r, int)) == (await reservation_totals(h, item.item_id)).get(EXPIRED, 0)
+    assert await h.stock_row(item.item_id) == (10, 10, 0, 0)
+
+
+async def test_mixed_load_keeps_the_stock_invariant_at_every_point(h: Harness) -> None:
+    item = await h.create_item(limited_stock=True, stock_total=60)
+
+    async def customer(n: int) -> None:
+        try:
+            r = await h.reserve(item.item_id, user=f"mix-{n}", quantity=1 + n % 3, ttl=5 if n % 5 == 0 else 300)
+        except grpc.aio.AioRpcError:
+            return
+        action = n % 4
+        if action == 0:
+            await outcome(h.commit(r))
+        elif action == 1:
+            await outcome(h.release(r))
+
+    async with stock_watch(h, item.item_id) as broken:
+        await asyncio.gather(*(customer(n) for n in range(120)))
+        h.clock.advance(5)
+        await asyncio.gather(h.started.catalog.expire_due(), h.started.catalog.expire_due())
+    assert broken == []
+    totals = await reservation_totals(h, item.item_id)
+    total, available, reserved, sold = await h.stock_row(item.item_id)
+    assert (reserved, sold) == (totals.get(ACTIVE, 0), totals.get(COMMITTED, 0))
+    assert available + reserved + sold == total == 60
+
+
+async def test_the_database_refuses_an_unbalanced_stock_row(h: Harness) -> None:
+    item = await h.create_item(limited_stock=True, stock_total=5)
+    for statement in (
+        "UPDATE items SET stock_available = stock_available - 1 WHERE item_id = :i",
+        "UPDATE items SET stock_available = -1, stock_sold = stock_sold + 6 WHERE item_id = :i",
+    ):
+        with pytest.raises(IntegrityError):
+            async with h.started.engine.begin() as conn:
+                await conn.execute(text(statement), {"i": item.item_id})

@@ -1,0 +1,155 @@
+"""Quote and ReserveStock over gRPC: every reason, campaign pricing, window edges on a ManualClock."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import grpc
+
+from points.catalog.v1 import catalog_pb2 as pb
+from points.common.v1 import common_pb2
+from tests.catalog.conftest import COINS, POINTS, START, Harness, expect_error, item_spec, rid, ts
+
+FAILED = grpc.StatusCode.FAILED_PRECONDITION
+
+
+async def assert_refused(h: Harness, item_id: str, reason: str, **kw: object) -> None:
+    quote = await h.quote(item_id, **kw)  # type: ignore[arg-type]
+    assert not quote.redeemable and quote.unavailable_reason == reason
+    await expect_error(h.reserve(item_id, **kw), FAILED, reason)  # type: ignore[arg-type]
+
+
+async def test_redeemable_quote_reports_price_stock_and_allowance(h: Harness) -> None:
+    item = await h.create_item(limited_stock=True, stock_total=7, per_user_limit=2)
+    q = await h.quote(item.item_id, quantity=2)
+    assert q.redeemable and q.unavailable_reason == ""
+    assert (q.unit_price.amount, q.total_price.amount, q.unit_price.currency) == (100, 200, POINTS)
+    assert (q.stock_remaining, q.user_remaining_allowance, q.item_version) == (7, 2, 1)
+    assert q.quote_time.ToDatetime().replace(tzinfo=START.tzinfo) == START
+    unlimited = await h.quote((await h.create_item()).item_id)
+    assert (unlimited.stock_remaining, unlimited.user_remaining_allowance) == (-1, -1)
+
+
+async def test_each_reason(h: Harness) -> None:
+    de = await h.create_item(regions=["DE"])
+    await assert_refused(h, de.item_id, "NOT_AVAILABLE_IN_REGION", region="US")
+    assert (await h.quote(de.item_id, region="DE")).redeemable
+
+    soon = await h.create_item(available_from=ts(START + timedelta(seconds=10)))
+    await assert_refused(h, soon.item_id, "NOT_YET_AVAILABLE")
+
+    over = await h.create_item(available_until=ts(START))
+    await assert_refused(h, over.item_id, "NO_LONGER_AVAILABLE")
+
+    scarce = await h.create_item(limited_stock=True, stock_total=1)
+    await assert_refused(h, scarce.item_id, "OUT_OF_STOCK", quantity=2)
+
+    limited = await h.create_item(per_user_limit=1)
+    await h.reserve(limited.item_id, user="alice")
+    await assert_refused(h, limited.item_id, "PER_USER_LIMIT_REACHED", user="alice")
+    assert (await h.quote(limited.item_id, user="bob")).redeemable
+
+    gone = await h.create_item()
+    await h.call("UpdateItem", pb.UpdateItemRequest(request_id=rid(), item_id=gone.item_id, spec=item_spec(),
+                                                    archived=True))
+    await assert_refused(h, gone.item_id, "ITEM_ARCHIVED")
+
+    await expect_error(h.quote("item-missing"), grpc.StatusCode.NOT_FOUND, "ITEM_NOT_FOUND")
+
+
+async def test_window_edges_follow_the_clock(h: Harness) -> None:
+    opens, closes = START + timedelta(hours=1), START + timedelta(hours=2)
+    item = await h.create_item(available_from=ts(opens), available_until=ts(closes))
+    h.clock.set(opens - timedelta(microseconds=1))
+    assert (await h.quote(item.item_id)).unavailable_reason == "NOT_YET_AVAILABLE"
+    h.clock.set(opens)  # inclusive start
+    assert (await h.quote(item.item_id)).redeemable
+    await h.reserve(item.item_id)
+    h.clock.set(closes - timedelta(microseconds=1))
+    assert (await h.quote(item.item_id)).redeemable
+    h.clock.set(closes)  # exclusive end
+    assert (await h.quote(item.item_id)).unavailable_reason == "NO_LONGER_AVAILABLE"
+    await expect_error(h.reserve(item.item_id), FAILED, "NO_LONGER_AVAILABLE")
+
+
+async def test_per_user_daily_limit_resets_at_utc_midnight(h: Harness) -> None:
+    item = await h.create_item(per_user_limit=2, per_user_limit_window=pb.PER_USER_LIMIT_WINDOW_DAY)
+    await h.commit(await h.reserve(item.item_id, user="carol", quantity=2))
+    assert (await h.quote(item.item_id, user="carol")).user_remaining_allowance == 0
+    h.clock.set(START.replace(hour=23, minute=59, second=59))
+    await expect_error(h.reserve(item.item_id, user="carol"), FAILED, "PER_USER_LIMIT_REACHED")
+    h.clock.set(START.replace(hour=0) + timedelta(days=1))
+    assert (await h.quote(item.item_id, user="carol")).user_remaining_allowance == 2
+    await h.reserve(item.item_id, user="carol", quantity=2)
+
+
+async def test_weekly_and_lifetime_limits(h: Harness) -> None:
+    weekly = await h.create_item(per_user_limit=1, per_user_limit_window=pb.PER_USER_LIMIT_WINDOW_WEEK)
+    lifetime = await h.create_item(per_user_limit=1)
+    for item in (weekly, lifetime):
+        await h.commit(await h.reserve(item.item_id, user="dan"))
+    h.clock.set(START + timedelta(days=6))  # Sunday of the same ISO week
+    for item in (weekly, lifetime):
+        await expect_error(h.reserve(item.item_id, user="dan"), FAILED, "PER_USER_LIMIT_REACHED")
+    h.clock.set(START + timedelta(days=7))
+    assert (await h.quote(weekly.item_id, user="dan")).user_remaining_allowance == 1
+    assert (await h.quote(lifetime.item_id, user="dan")).user_remaining_allowance == 0
+
+
+async def test_expired_active_reservations_do_not_count_against_the_limit(h: Harness) -> None:
+    item = await h.create_item(per_user_limit=1)
+    await h.reserve(item.item_id, user="erin", ttl=60)
+    h.clock.advance(59)
+    await expect_error(h.reserve(item.item_id, user="erin"), FAILED, "PER_USER_LIMIT_REACHED")
+    h.clock.advance(1)  # expired, not yet swept: no longer counted
+    await h.reserve(item.item_id, user="erin")
+
+
+async def campaign(h: Harness, item_ids: list[str], **rule: object) -> pb.Campaign:
+    spec = pb.CampaignSpec(name="c", sponsor="Acme", item_ids=item_ids,
+                           start_time=ts(rule.pop("start", START - timedelta(days=1))),  # type: ignore[arg-type]
+                           end_time=ts(rule.pop("end", START + timedelta(days=1))), **rule)  # type: ignore[arg-type]
+    return (await h.call("CreateCampaign", pb.CreateCampaignRequest(request_id=rid(), spec=spec))).campaign
+
+
+async def test_overlapping_campaigns_give_the_best_price_per_region(h: Harness) -> None:
+    item = await h.create_item(price=common_pb2.Price(currency=POINTS, amount=1000))
+    everywhere = await campaign(h, [item.item_id], percent_off_bps=1000)
+    de_fixed = await campaign(h, [item.item_id], regions=["DE"],
+                              fixed_price=common_pb2.Price(currency=POINTS, amount=700))
+    later = await campaign(h, [item.item_id], percent_off_bps=5000,
+                           start=START + timedelta(hours=1), end=START + timedelta(hours=2))
+    assert everywhere.sponsor == "Acme" and later.percent_off_bps == 5000
+    us = await h.quote(item.item_id, region="US", quantity=3)
+    assert (us.unit_price.amount, us.total_price.amount, us.campaign_id) == (900, 2700, everywhere.campaign_id)
+    de = await h.quote(item.item_id, region="DE")
+    assert (de.unit_price.amount, de.campaign_id) == (700, de_fixed.campaign_id)
+    h.clock.set(START + timedelta(hours=1))
+    assert (await h.quote(item.item_id, region="DE")).campaign_id == later.campaign_id
+    reservation = await h.reserve(item.item_id, region="DE", quantity=2)
+    assert (reservation.unit_price.amount, reservation.total_price.amount) == (500, 1000)
+    assert reservation.campaign_id == later.campaign_id
+    h.clock.set(START + timedelta(hours=2))  # later ended (exclusive); DE fixed price is best again
+    assert (await h.quote(item.item_id, region="DE")).unit_price.amount == 700
+    h.clock.set(START + timedelta(days=1))
+    plain = await h.quote(item.item_id, region="DE")
+    assert (plain.unit_price.amount, plain.campaign_id) == (1000, "")
+
+    listed = (await h.call("ListCampaigns", pb.ListCampaignsRequest(region="DE", active_at=ts(START)), "app"))
+    ids = {c.campaign_id for c in listed.campaigns}
+    assert {everywhere.campaign_id, de_fixed.campaign_id} <= ids and later.campaign_id not in ids
+
+
+async def test_campaign_validation(h: Harness) -> None:
+    coins_item = await h.create_item(price=common_pb2.Price(currency=COINS, amount=10))
+    mismatch = pb.CreateCampaignRequest(request_id=rid(), spec=pb.CampaignSpec(
+        name="c", item_ids=[coins_item.item_id], start_time=ts(START), end_time=ts(START + timedelta(days=1)),
+        fixed_price=common_pb2.Price(currency=POINTS, amount=5)))
+    await expect_error(h.call("CreateCampaign", mismatch), grpc.StatusCode.INVALID_ARGUMENT, "CURRENCY_MISMATCH")
+    unknown = pb.CreateCampaignRequest(request_id=rid(), spec=pb.CampaignSpec(
+        name="c", item_ids=["item-unknown"], start_time=ts(START), end_time=ts(START + timedelta(days=1)),
+        percent_off_bps=100))
+    await expect_error(h.call("CreateCampaign", unknown), grpc.StatusCode.NOT_FOUND, "ITEM_NOT_FOUND")
+    no_rule = pb.CreateCampaignRequest(request_id=rid(), spec=pb.CampaignSpec(
+        name="c", item_ids=[coins_item.item_id], start_time=ts(START), end_time=ts(START + timedelta(days=1))))
+    await expect_error(h.call("CreateCampaign", no_rule), grpc.StatusCode.INVALID_ARGUMENT)
