@@ -2,13 +2,26 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import grpc
 
+from points.earning.v1 import earning_pb2 as pb
 from points.earning.v1 import earning_pb2_grpc
-from points_platform.auth import ALL_CALLERS, Policy, allow
+from points_platform.auth import ALL_CALLERS, Policy, allow, current_caller
+from points_platform.errors import DomainError, invalid_field
+from points_platform.pagination import page_size
 from points_platform.server import ServiceSpec
+from points_platform.validation import fingerprint, require_id, require_region, require_request_id, require_text
+
+from earning import convert
+from earning.domain.model import EventStatus, RuleError
+from earning.use_cases.admin import Administration
+from earning.use_cases.recording import EventOutcome, Recorder
 
 FULL_NAME = "points.earning.v1.EarningService"
+MAX_BATCH = 1000
+STREAM_CHUNK = 500
 
 # Who may call what (DESIGN §7); finer rules (e.g. per currency) live in the use cases.
 POLICY: Policy = {
@@ -27,7 +40,129 @@ POLICY: Policy = {
 
 
 class EarningApi(earning_pb2_grpc.EarningServiceServicer):
-    """Every RPC not overridden here answers UNIMPLEMENTED."""
+    def __init__(self, recorder: Recorder, administration: Administration) -> None:
+        self._recorder = recorder
+        self._admin = administration
+
+    async def RecordActivity(self, request: pb.RecordActivityRequest, context: grpc.aio.ServicerContext) -> pb.RecordActivityResponse:  # noqa: N802
+        if not request.HasField("event"):
+            raise invalid_field("event", "is required")
+        outcome = await self._recorder.record_one(convert.event_from_proto(request.event))
+        return pb.RecordActivityResponse(result=convert.event_result(outcome))
+
+    async def RecordActivities(self, request: pb.RecordActivitiesRequest, context: grpc.aio.ServicerContext) -> pb.RecordActivitiesResponse:  # noqa: N802
+        if len(request.events) > MAX_BATCH:
+            raise invalid_field("events", f"at most {MAX_BATCH} events per call")
+        batch = [convert.event_from_proto(e, f"events[{i}]") for i, e in enumerate(request.events)]
+        outcomes = await self._recorder.record(batch) if batch else []
+        return pb.RecordActivitiesResponse(results=[convert.event_result(o) for o in outcomes])
+
+    async def StreamActivities(self, request_iterator: AsyncIterator[pb.StreamActivitiesRequest], context: grpc.aio.ServicerContext) -> pb.StreamActivitiesResponse:  # noqa: N802
+        """Malformed events on a stream count as rejected; the rest are recorded in chunks."""
+        summary = pb.StreamActivitiesResponse()
+        chunk = []
+        async for message in request_iterator:
+            summary.events_received += 1
+            try:
+                chunk.append(convert.event_from_proto(message.event))
+            except DomainError:
+                summary.events_rejected += 1
+            if len(chunk) >= STREAM_CHUNK:
+                _tally(summary, await self._recorder.record(chunk))
+                chunk = []
+        if chunk:
+            _tally(summary, await self._recorder.record(chunk))
+        return summary
+
+    async def GetRules(self, request: pb.GetRulesRequest, context: grpc.aio.ServicerContext) -> pb.GetRulesResponse:  # noqa: N802
+        return pb.GetRulesResponse(rules=convert.rules_to_proto(await self._admin.current_rules()))
+
+    async def UpdateRules(self, request: pb.UpdateRulesRequest, context: grpc.aio.ServicerContext) -> pb.UpdateRulesResponse:  # noqa: N802
+        require_request_id(request.request_id)
+        if not request.HasField("rules"):
+            raise invalid_field("rules", "is required")
+        if request.expected_version < 0:
+            raise invalid_field("expected_version", "must not be negative")
+        try:
+            rules = await self._admin.update_rules(
+                request.request_id, fingerprint(request), convert.rules_from_proto(request.rules), request.expected_version
+            )
+        except RuleError as exc:
+            raise convert.rule_error(exc) from None
+        return pb.UpdateRulesResponse(rules=convert.rules_to_proto(rules))
+
+    async def CreateChallenge(self, request: pb.CreateChallengeRequest, context: grpc.aio.ServicerContext) -> pb.CreateChallengeResponse:  # noqa: N802
+        require_request_id(request.request_id)
+        if not request.HasField("spec"):
+            raise invalid_field("spec", "is required")
+        try:
+            challenge = await self._admin.create_challenge(
+                request.request_id, fingerprint(request), convert.challenge_spec(request.spec)
+            )
+        except RuleError as exc:
+            raise convert.rule_error(exc) from None
+        return pb.CreateChallengeResponse(challenge=convert.challenge_to_proto(challenge))
+
+    async def JoinChallenge(self, request: pb.JoinChallengeRequest, context: grpc.aio.ServicerContext) -> pb.JoinChallengeResponse:  # noqa: N802
+        require_request_id(request.request_id)
+        result = await self._admin.join_challenge(
+            request.request_id,
+            fingerprint(request),
+            require_id("challenge_id", request.challenge_id),
+            require_id("user_id", request.user_id),
+        )
+        return convert.join_response(result)
+
+    async def ListChallenges(self, request: pb.ListChallengesRequest, context: grpc.aio.ServicerContext) -> pb.ListChallengesResponse:  # noqa: N802
+        region = require_region("region", request.region) if request.region else ""
+        active_at = convert.to_datetime("active_at", request.active_at) if request.HasField("active_at") else None
+        limit = page_size(request.page_size)
+        found = await self._admin.list_challenges(region, active_at, convert.cursor_from(request.page_token), limit + 1)
+        page = found[:limit]
+        token = convert.next_token(page[-1].create_time, page[-1].challenge_id) if len(found) > limit else ""
+        return pb.ListChallengesResponse(challenges=[convert.challenge_to_proto(c) for c in page], next_page_token=token)
+
+    async def GetDailySummary(self, request: pb.GetDailySummaryRequest, context: grpc.aio.ServicerContext) -> pb.GetDailySummaryResponse:  # noqa: N802
+        summary = await self._admin.daily_summary(require_id("user_id", request.user_id), convert.parse_day(request.date))
+        return convert.summary_to_proto(summary)
+
+    async def ListHeldEarnings(self, request: pb.ListHeldEarningsRequest, context: grpc.aio.ServicerContext) -> pb.ListHeldEarningsResponse:  # noqa: N802
+        user_id = require_id("user_id", request.user_id) if request.user_id else ""
+        if request.state not in (0, 1, 2, 3):
+            raise invalid_field("state", "must be a known held earning state")
+        limit = page_size(request.page_size)
+        found = await self._admin.list_held(user_id, request.state, convert.cursor_from(request.page_token), limit + 1)
+        page = found[:limit]
+        token = convert.next_token(page[-1][0].create_time, page[-1][0].held_earning_id) if len(found) > limit else ""
+        return pb.ListHeldEarningsResponse(
+            held_earnings=[convert.held_to_proto(h, tx) for h, tx in page], next_page_token=token
+        )
+
+    async def ResolveHeldEarning(self, request: pb.ResolveHeldEarningRequest, context: grpc.aio.ServicerContext) -> pb.ResolveHeldEarningResponse:  # noqa: N802
+        require_request_id(request.request_id)
+        held, tx = await self._admin.resolve_held(
+            request.request_id,
+            fingerprint(request),
+            require_id("held_earning_id", request.held_earning_id),
+            request.approve,
+            require_text("note", request.note, 1000),
+            current_caller.get(),
+        )
+        return pb.ResolveHeldEarningResponse(held_earning=convert.held_to_proto(held, tx))
+
+
+def _tally(summary: pb.StreamActivitiesResponse, outcomes: list[EventOutcome]) -> None:
+    counters = {
+        EventStatus.AWARDED: "events_awarded",
+        EventStatus.DUPLICATE: "events_duplicate",
+        EventStatus.HELD_FOR_REVIEW: "events_held",
+        EventStatus.REJECTED: "events_rejected",
+        EventStatus.CAPPED: "events_capped",
+    }
+    for outcome in outcomes:
+        setattr(summary, counters[outcome.status], getattr(summary, counters[outcome.status]) + 1)
+        if outcome.status == EventStatus.AWARDED:
+            summary.points_awarded += outcome.points_awarded
 
 
 def service_spec(api: EarningApi) -> ServiceSpec:

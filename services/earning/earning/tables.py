@@ -2,6 +2,186 @@
 
 from __future__ import annotations
 
-from sqlalchemy import MetaData
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Column,
+    Date,
+    DateTime,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    SmallInteger,
+    String,
+    Table,
+    Text,
+    func,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 
 metadata = MetaData()
+
+TS = DateTime(timezone=True)
+
+# Versioned rule sets; an event is evaluated by the newest version effective at its occurred_at.
+rule_versions = Table(
+    "rule_versions",
+    metadata,
+    Column("version", BigInteger, primary_key=True),
+    Column("effective_from", TS, nullable=False),
+    Column("body", JSONB, nullable=False),
+    Column("create_time", TS, nullable=False),
+)
+
+# One row per user: the lock that serializes a user's evaluations, and the streak.
+user_state = Table(
+    "user_state",
+    metadata,
+    Column("user_id", String(128), primary_key=True),
+    Column("streak_last_day", Date, nullable=True),
+    Column("streak_days", Integer, nullable=False, server_default="0"),
+)
+
+# Every evaluated event and its result: the exactly-once record (event_id is unique).
+events = Table(
+    "events",
+    metadata,
+    Column("event_id", String(128), primary_key=True),
+    Column("fingerprint", String(64), nullable=False),
+    Column("user_id", String(128), nullable=False),
+    Column("type", SmallInteger, nullable=False),
+    Column("occurred_at", TS, nullable=False),
+    Column("received_at", TS, nullable=False),
+    Column("day", Date, nullable=False),
+    Column("status", SmallInteger, nullable=False),
+    Column("points", BigInteger, nullable=False),
+    Column("breakdown", JSONB, nullable=False),
+    Column("rejection_reason", String(64), nullable=False, server_default=""),
+    Column("held_earning_id", String(64), nullable=False, server_default=""),
+    Column("credit_request_id", String(128), nullable=False, server_default=""),
+    CheckConstraint("points >= 0", name="events_points_non_negative"),
+)
+Index("events_user_type_time", events.c.user_id, events.c.type, events.c.occurred_at)
+Index("events_user_time", events.c.user_id, events.c.occurred_at)
+
+# Per user, day and type: points counted against the caps (held ones included) and held points.
+daily_counters = Table(
+    "daily_counters",
+    metadata,
+    Column("user_id", String(128), primary_key=True),
+    Column("day", Date, primary_key=True),
+    Column("type", SmallInteger, primary_key=True),
+    Column("capped_points", BigInteger, nullable=False, server_default="0"),  # counted against caps, held included
+    Column("credited_points", BigInteger, nullable=False, server_default="0"),
+    Column("held_points", BigInteger, nullable=False, server_default="0"),
+    CheckConstraint("capped_points >= 0 AND credited_points >= 0 AND held_points >= 0", name="counters_non_negative"),
+)
+
+paid_targets = Table(
+    "paid_targets",
+    metadata,
+    Column("user_id", String(128), primary_key=True),
+    Column("type", SmallInteger, primary_key=True),
+    Column("target_id", String(128), primary_key=True),
+)
+
+paid_milestones = Table(
+    "paid_milestones",
+    metadata,
+    Column("user_id", String(128), primary_key=True),
+    Column("game_id", String(128), primary_key=True),
+    Column("milestone_id", String(128), primary_key=True),
+)
+
+device_accounts = Table(
+    "device_accounts",
+    metadata,
+    Column("device_id", String(128), primary_key=True),
+    Column("day", Date, primary_key=True),
+    Column("user_id", String(128), primary_key=True),
+)
+
+challenges = Table(
+    "challenges",
+    metadata,
+    Column("challenge_id", String(64), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("start_time", TS, nullable=False),
+    Column("end_time", TS, nullable=False),
+    Column("regions", ARRAY(String(2)), nullable=False),
+    Column("activity_types", ARRAY(SmallInteger), nullable=False),
+    Column("multiplier_bps", Integer, nullable=False),
+    Column("early_join_window_seconds", BigInteger, nullable=False),
+    Column("early_join_bonus_points", BigInteger, nullable=False),
+    Column("sponsor", String(200), nullable=False),
+    Column("sponsor_budget_points", BigInteger, nullable=False),
+    Column("budget_spent_points", BigInteger, nullable=False, server_default="0"),
+    Column("create_time", TS, nullable=False),
+    CheckConstraint(
+        "budget_spent_points >= 0 AND (sponsor_budget_points = 0 OR budget_spent_points <= sponsor_budget_points)",
+        name="challenges_budget_never_overspent",
+    ),
+)
+Index("challenges_window", challenges.c.start_time, challenges.c.end_time)
+
+participations = Table(
+    "participations",
+    metadata,
+    Column("challenge_id", String(64), primary_key=True),
+    Column("user_id", String(128), primary_key=True),
+    Column("join_time", TS, nullable=False),
+    Column("early", Boolean, nullable=False),
+    Column("bonus_points", BigInteger, nullable=False),
+)
+Index("participations_user", participations.c.user_id)
+
+held_earnings = Table(
+    "held_earnings",
+    metadata,
+    Column("held_earning_id", String(64), primary_key=True),
+    Column("event_id", String(128), nullable=False, unique=True),
+    Column("user_id", String(128), nullable=False),
+    Column("type", SmallInteger, nullable=False),
+    Column("day", Date, nullable=False),
+    Column("points", BigInteger, nullable=False),
+    Column("sponsored", JSONB, nullable=False),
+    Column("reason", String(32), nullable=False),
+    Column("state", SmallInteger, nullable=False),
+    Column("create_time", TS, nullable=False),
+    Column("resolve_time", TS, nullable=True),
+    Column("resolved_by", String(64), nullable=False, server_default=""),
+    Column("note", Text, nullable=False, server_default=""),
+    Column("credit_request_id", String(128), nullable=False, server_default=""),
+)
+Index("held_earnings_order", held_earnings.c.create_time, held_earnings.c.held_earning_id)
+
+# Outbox of wallet credits: written with the decision, sent after commit, retried until credited.
+credits = Table(
+    "credits",
+    metadata,
+    Column("request_id", String(128), primary_key=True),
+    Column("user_id", String(128), nullable=False),
+    Column("amount", BigInteger, nullable=False),
+    Column("reason", String(64), nullable=False),
+    Column("reference", String(128), nullable=False),
+    Column("pending", Boolean, nullable=False),
+    Column("wallet_transaction_id", String(128), nullable=False, server_default=""),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("last_error", String(200), nullable=False, server_default=""),
+    Column("create_time", TS, nullable=False, server_default=func.now()),
+    CheckConstraint("amount > 0", name="credits_amount_positive"),
+)
+Index("credits_pending", credits.c.create_time, postgresql_where=credits.c.pending)
+
+# Stored responses of the admin/app mutations keyed by request_id (AIP-155).
+idempotency = Table(
+    "idempotency",
+    metadata,
+    Column("method", String(64), primary_key=True),
+    Column("request_id", String(128), primary_key=True),
+    Column("fingerprint", String(64), nullable=False),
+    Column("response", LargeBinary, nullable=False),
+    Column("create_time", TS, nullable=False),
+)

@@ -1,7 +1,108 @@
-"""SQLAlchemy tables of the wallet service (its own database)."""
+"""SQLAlchemy tables of the wallet service (its own database).
+
+Every table that a sharded deployment would distribute carries user_id; system accounts
+(user_id "") have no balance row: their balance is the sum of their postings.
+"""
 
 from __future__ import annotations
 
-from sqlalchemy import MetaData
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Column,
+    DateTime,
+    Identity,
+    Index,
+    MetaData,
+    PrimaryKeyConstraint,
+    SmallInteger,
+    Table,
+    Text,
+    text,
+)
 
 metadata = MetaData()
+
+accounts = Table(
+    "accounts",
+    metadata,
+    Column("user_id", Text, nullable=False),
+    Column("currency", SmallInteger, nullable=False),
+    Column("available", BigInteger, nullable=False, server_default="0"),
+    Column("held", BigInteger, nullable=False, server_default="0"),
+    PrimaryKeyConstraint("user_id", "currency", name="accounts_pkey"),
+    CheckConstraint("available >= 0", name="accounts_available_not_negative"),
+    CheckConstraint("held >= 0", name="accounts_held_not_negative"),
+)
+
+transactions = Table(
+    "transactions",
+    metadata,
+    Column("transaction_id", Text, primary_key=True),
+    Column("user_id", Text, nullable=False),
+    Column("request_id", Text, nullable=False),
+    Column("kind", SmallInteger, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("reference", Text, nullable=False),
+    Column("create_time", DateTime(timezone=True), nullable=False),
+)
+
+postings = Table(
+    "postings",
+    metadata,
+    Column("posting_id", BigInteger, Identity(), primary_key=True),
+    Column("transaction_id", Text, nullable=False),
+    Column("user_id", Text, nullable=False),
+    Column("account", Text, nullable=False),
+    Column("currency", SmallInteger, nullable=False),
+    Column("amount", BigInteger, nullable=False),
+    Column("balance_after", BigInteger, nullable=True),
+    Index("postings_by_user", "user_id", "currency", "posting_id"),
+    Index("postings_by_transaction", "transaction_id"),
+)
+
+idempotency = Table(
+    "idempotency",
+    metadata,
+    Column("op", Text, nullable=False),
+    Column("request_id", Text, nullable=False),
+    Column("fingerprint", Text, nullable=False),
+    Column("response", Text, nullable=False),
+    Column("create_time", DateTime(timezone=True), nullable=False),
+    PrimaryKeyConstraint("op", "request_id", name="idempotency_pkey"),
+)
+
+holds = Table(
+    "holds",
+    metadata,
+    Column("hold_id", Text, primary_key=True),
+    Column("user_id", Text, nullable=False),
+    Column("currency", SmallInteger, nullable=False),
+    Column("amount", BigInteger, nullable=False),
+    Column("committed_amount", BigInteger, nullable=False, server_default="0"),
+    Column("state", SmallInteger, nullable=False),
+    Column("reference", Text, nullable=False),
+    Column("purpose", Text, nullable=False, server_default=""),
+    Column("expire_time", DateTime(timezone=True), nullable=True),
+    Column("create_time", DateTime(timezone=True), nullable=False),
+    Column("resolve_time", DateTime(timezone=True), nullable=True),
+    CheckConstraint("amount > 0 AND committed_amount >= 0 AND committed_amount <= amount", name="holds_amounts"),
+    Index("holds_active_by_expiry", "expire_time", postgresql_where=text("state = 1 AND expire_time IS NOT NULL")),
+)
+
+payouts = Table(
+    "payouts",
+    metadata,
+    Column("payout_id", Text, primary_key=True),
+    Column("creator_id", Text, nullable=False),
+    Column("diamonds", BigInteger, nullable=False),
+    Column("cash_value_minor", BigInteger, nullable=False),
+    Column("cash_currency", Text, nullable=False),
+    Column("cash_minor_per_thousand_diamonds", BigInteger, nullable=False),
+    Column("state", SmallInteger, nullable=False),
+    Column("hold_id", Text, nullable=False),
+    Column("create_time", DateTime(timezone=True), nullable=False),
+    Column("complete_time", DateTime(timezone=True), nullable=True),
+    Column("failure_reason", Text, nullable=False, server_default=""),
+    Column("transaction_id", Text, nullable=False, server_default=""),
+)

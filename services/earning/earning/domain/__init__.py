@@ -1,0 +1,1 @@
+"""Pure earning rules: no grpc, no sqlalchemy, no clock (time is passed in)."""

@@ -1,0 +1,274 @@
+"""Rules, challenges, joins, held-earning reviews and the daily summary."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
+from datetime import date, datetime
+from typing import Any, TypeVar
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from points_platform.clock import Clock
+from points_platform.db import retry_serialization
+from points_platform.errors import Aborted, FailedPrecondition, NotFound, idempotency_key_reused
+
+from earning.domain.challenge import Challenge, ChallengeSpec, validate_challenge
+from earning.domain.evaluation import Streak, early_join_bonus
+from earning.domain.model import ActivityType, RuleApplication, Rules, validate_rules
+from earning.store import activity, admin, outbox
+from earning.store.admin import HeldEarning, Participation
+from earning.store.outbox import PendingCredit
+from earning.use_cases.crediting import Crediting
+from earning.use_cases.recording import event_credit_id
+from earning.use_cases.rulebook import RuleBook
+
+T = TypeVar("T")
+
+
+def join_credit_id(challenge_id: str, user_id: str) -> str:
+    return "earning-join-" + hashlib.sha256(f"{challenge_id}\n{user_id}".encode()).hexdigest()[:40]
+
+
+@dataclass(frozen=True)
+class JoinResult:
+    participation: Participation
+    bonus_awarded: int
+    breakdown: tuple[RuleApplication, ...] = ()
+
+
+@dataclass(frozen=True)
+class TypeSummary:
+    type: ActivityType
+    earned: int
+    cap: int
+
+
+@dataclass(frozen=True)
+class DailySummary:
+    day: date
+    types: tuple[TypeSummary, ...]
+    total_earned: int
+    total_cap: int
+    streak_days: int
+    held_points: int
+
+
+class Administration:
+    def __init__(self, engine: AsyncEngine, clock: Clock, rules: RuleBook, crediting: Crediting) -> None:
+        self._engine = engine
+        self._clock = clock
+        self._rules = rules
+        self._crediting = crediting
+
+    async def _idempotent(
+        self,
+        method: str,
+        request_id: str,
+        fingerprint: str,
+        effect: Callable[[AsyncConnection], Awaitable[dict[str, Any]]],
+    ) -> dict[str, Any]:
+        """Run `effect` once per request_id; its small JSON result is stored in the same transaction."""
+
+        async def attempt() -> dict[str, Any]:
+            async with self._engine.begin() as conn:
+                stored = await admin.stored_response(conn, method, request_id)
+                if stored is not None:
+                    if stored[0] != fingerprint:
+                        raise idempotency_key_reused(request_id)
+                    return stored[1] | {"replayed": True}
+                result = await effect(conn)
+                await admin.store_response(conn, method, request_id, fingerprint, result, self._clock.now())
+                return result
+
+        for _ in range(3):
+            try:
+                return await retry_serialization(attempt)
+            except IntegrityError:
+                continue  # a concurrent twin committed first: the next attempt replays it
+        return await retry_serialization(attempt)
+
+    # --- rules -------------------------------------------------------------------------------
+
+    async def update_rules(self, request_id: str, fingerprint: str, new: Rules, expected_version: int) -> Rules:
+        validate_rules(new)
+
+        async def effect(conn: AsyncConnection) -> dict[str, Any]:
+            await admin.lock_rules(conn)
+            latest = await admin.latest_rule_version(conn)
+            if expected_version and expected_version != latest:
+                raise Aborted(
+                    "RULES_VERSION_MISMATCH", f"rules are at version {latest}, not {expected_version}",
+                    metadata={"current_version": str(latest)},
+                )
+            versions = await admin.all_rules(conn)
+            now = self._clock.now()
+            last_effective = versions[-1].effective_from if versions else None
+            effective = max(now, last_effective) if last_effective else now
+            await admin.insert_rules(conn, replace(new, version=latest + 1), effective, now)
+            return {"version": latest + 1}
+
+        result = await self._idempotent("UpdateRules", request_id, fingerprint, effect)
+        return await self.rules_version(int(result["version"]))
+
+    async def rules_version(self, version: int) -> Rules:
+        for rules in await self._rules.versions():
+            if rules.version == version:
+                return rules
+        raise NotFound("RULES_VERSION_NOT_FOUND")
+
+    async def current_rules(self) -> Rules:
+        return await self._rules.current()
+
+    # --- challenges --------------------------------------------------------------------------
+
+    async def create_challenge(self, request_id: str, fingerprint: str, spec: ChallengeSpec) -> Challenge:
+        validate_challenge(spec)
+
+        async def effect(conn: AsyncConnection) -> dict[str, Any]:
+            challenge = Challenge("ch_" + uuid.uuid4().hex[:20], spec, 0, self._clock.now())
+            await admin.insert_challenge(conn, challenge)
+            return {"challenge_id": challenge.challenge_id}
+
+        result = await self._idempotent("CreateChallenge", request_id, fingerprint, effect)
+        return await self.get_challenge(result["challenge_id"])
+
+    async def get_challenge(self, challenge_id: str) -> Challenge:
+        async with self._engine.connect() as conn:
+            challenge = await admin.get_challenge(conn, challenge_id)
+        if challenge is None:
+            raise NotFound("CHALLENGE_NOT_FOUND", f"no challenge {challenge_id}", metadata={"challenge_id": challenge_id})
+        return challenge
+
+    async def list_challenges(
+        self, region: str, active_at: datetime | None, after: tuple[datetime, str] | None, limit: int
+    ) -> list[Challenge]:
+        async with self._engine.connect() as conn:
+            return await admin.list_challenges(conn, region, active_at, after, limit)
+
+    async def join_challenge(self, request_id: str, fingerprint: str, challenge_id: str, user_id: str) -> JoinResult:
+        credit: list[PendingCredit] = []
+
+        async def effect(conn: AsyncConnection) -> dict[str, Any]:
+            credit.clear()
+            challenge = await admin.get_challenge(conn, challenge_id, lock=True)
+            now = self._clock.now()
+            if challenge is None:
+                raise NotFound("CHALLENGE_NOT_FOUND", f"no challenge {challenge_id}", metadata={"challenge_id": challenge_id})
+            existing = await admin.get_participation(conn, challenge_id, user_id)
+            if existing is not None:
+                return _join_json(existing, 0)
+            if now >= challenge.spec.end_time:
+                raise FailedPrecondition("CHALLENGE_ENDED", "the challenge is over", metadata={"challenge_id": challenge_id})
+            spec = challenge.spec
+            early, granted, _ = early_join_bonus(
+                spec.start_time, spec.early_join_window_seconds, spec.early_join_bonus_points,
+                challenge.budget_remaining, now,
+            )
+            participation = Participation(challenge_id, user_id, now, early, granted)
+            await admin.insert_participation(conn, participation)
+            if granted:
+                if challenge.budget_remaining is not None:
+                    await activity.charge_budget(conn, challenge_id, granted)
+                entry = PendingCredit(join_credit_id(challenge_id, user_id), user_id, granted, "early_join_bonus", challenge_id)
+                await outbox.add_credit(conn, entry)
+                credit.append(entry)
+            return _join_json(participation, granted)
+
+        result = await self._idempotent("JoinChallenge", request_id, fingerprint, effect)
+        if credit:
+            await self._crediting.send(credit)
+        p = result["participation"]
+        return JoinResult(
+            Participation(p["challenge_id"], p["user_id"], datetime.fromisoformat(p["join_time"]), p["early"], p["bonus"]),
+            int(result["bonus_awarded"]),
+        )
+
+    # --- held earnings -----------------------------------------------------------------------
+
+    async def list_held(
+        self, user_id: str, state: int, after: tuple[datetime, str] | None, limit: int
+    ) -> list[tuple[HeldEarning, str]]:
+        async with self._engine.connect() as conn:
+            held = await admin.list_held(conn, user_id, state, after, limit)
+            return [(h, await self._transaction_of(conn, h)) for h in held]
+
+    async def _transaction_of(self, conn: AsyncConnection, held: HeldEarning) -> str:
+        if not held.credit_request_id:
+            return ""
+        return (await outbox.credit_state(conn, held.credit_request_id))[1]
+
+    async def resolve_held(
+        self, request_id: str, fingerprint: str, held_earning_id: str, approve: bool, note: str, reviewer: str
+    ) -> tuple[HeldEarning, str]:
+        credit: list[PendingCredit] = []
+
+        async def effect(conn: AsyncConnection) -> dict[str, Any]:
+            credit.clear()
+            held = await admin.get_held(conn, held_earning_id, lock=True)
+            if held is None:
+                raise NotFound("HELD_EARNING_NOT_FOUND", metadata={"held_earning_id": held_earning_id})
+            if held.state != admin.PENDING:
+                raise FailedPrecondition(
+                    "HELD_EARNING_ALREADY_RESOLVED", "the held earning was already resolved",
+                    metadata={"held_earning_id": held_earning_id},
+                )
+            now = self._clock.now()
+            credit_id = ""
+            if approve:
+                entry = PendingCredit(
+                    event_credit_id(held.event_id), held.user_id, held.points, held.type.name.lower(), held.event_id
+                )
+                await outbox.add_credit(conn, entry)
+                credit.append(entry)
+                credit_id = entry.request_id
+                await activity.add_to_counters(
+                    conn, held.user_id, held.day, held.type.value, credited=held.points, held=-held.points
+                )
+            else:
+                await activity.add_to_counters(conn, held.user_id, held.day, held.type.value, held=-held.points)
+                for challenge_id, points in held.sponsored:
+                    await activity.refund_budget(conn, challenge_id, points)
+            state = admin.APPROVED if approve else admin.REJECTED
+            await admin.resolve_held(conn, held_earning_id, state, now, reviewer, note, credit_id)
+            return {"held_earning_id": held_earning_id}
+
+        await self._idempotent("ResolveHeldEarning", request_id, fingerprint, effect)
+        if credit:
+            await self._crediting.send(credit)
+        async with self._engine.connect() as conn:
+            held = await admin.get_held(conn, held_earning_id)
+            assert held is not None
+            return held, await self._transaction_of(conn, held)
+
+    # --- summary -----------------------------------------------------------------------------
+
+    async def daily_summary(self, user_id: str, day: date | None) -> DailySummary:
+        rules = await self._rules.current()
+        when = day or rules.local_day(self._clock.now())
+        async with self._engine.connect() as conn:
+            counters = await activity.counters(conn, user_id, when)
+            held = await admin.held_points_on(conn, user_id, when)
+            streak = await activity.get_streak(conn, user_id)
+        today = rules.local_day(self._clock.now())
+        # A streak is current while its last day is today or yesterday.
+        streak_days = streak.days if streak.last_day is not None and (today - streak.last_day).days <= 1 else 0
+        types = tuple(
+            TypeSummary(t, counters.get(t.value, (0, 0, 0))[0], rule.daily_cap)
+            for t, rule in sorted(rules.activity_rules.items())
+        )
+        total = sum(c[1] for c in counters.values())
+        return DailySummary(when, types, total, rules.daily_total_cap, streak_days, held)
+
+
+def _join_json(p: Participation, bonus: int) -> dict[str, Any]:
+    return {
+        "participation": {
+            "challenge_id": p.challenge_id, "user_id": p.user_id, "join_time": p.join_time.isoformat(),
+            "early": p.early, "bonus": p.bonus_points,
+        },
+        "bonus_awarded": bonus,
+    }

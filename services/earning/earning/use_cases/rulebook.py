@@ -1,0 +1,55 @@
+"""The rule versions, cached and refreshed whenever the stored latest version changes."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from earning.domain.model import Rules, rules_from_json
+from earning.store import admin
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+class RuleBook:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        self._versions: list[Rules] = []
+
+    async def seed(self, path: Path, now: datetime) -> None:
+        """Version 1 from the seed file, effective since forever, unless rules already exist."""
+        rules = rules_from_json(json.loads(path.read_text()), version=1)
+        async with self._engine.begin() as conn:
+            await admin.lock_rules(conn)
+            if await admin.latest_rule_version(conn) == 0:
+                await admin.insert_rules(conn, rules, EPOCH, now)
+
+    async def versions(self, conn: AsyncConnection | None = None) -> list[Rules]:
+        """All versions, oldest first (one cheap query when nothing changed)."""
+        if conn is None:
+            async with self._engine.connect() as own:
+                return await self.versions(own)
+        latest = await admin.latest_rule_version(conn)
+        if not self._versions or self._versions[-1].version != latest:
+            self._versions = await admin.all_rules(conn)
+        return self._versions
+
+    async def current(self) -> Rules:
+        return (await self.versions())[-1]
+
+
+def applicable(versions: list[Rules], occurred_at: datetime) -> Rules:
+    """The newest version already in effect when the event occurred."""
+    chosen = versions[0]
+    for rules in versions:
+        if rules.effective_from is not None and rules.effective_from <= occurred_at:
+            chosen = rules
+    return chosen
+
+
+def next_version(current: Rules, new: Rules) -> Rules:
+    return replace(new, version=current.version + 1)

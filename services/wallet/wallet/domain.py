@@ -1,0 +1,277 @@
+"""Wallet rules: currencies, who may move what, gift and payout arithmetic, hold resolution,
+and the planning of a batch of ledger operations against locked balances.
+
+Pure Python: no grpc, no sqlalchemy. Enum values equal the proto numbers.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from points_platform.errors import DomainError, FailedPrecondition, InvalidArgument
+
+# No single balance may exceed this (well inside int64), so sums never overflow the column.
+MAX_BALANCE = 2**62
+MAX_AMOUNT = 10**15
+
+
+class Currency(enum.IntEnum):
+    POINTS = 1
+    COINS = 2
+    DIAMONDS = 3
+
+
+class Kind(enum.IntEnum):
+    CREDIT = 1
+    DEBIT = 2
+    HOLD_COMMIT = 3
+    GIFT = 4
+    PAYOUT = 5
+    EXPIRY = 6
+
+
+class HoldState(enum.IntEnum):
+    ACTIVE = 1
+    COMMITTED = 2
+    RELEASED = 3
+    EXPIRED = 4
+
+
+class PayoutState(enum.IntEnum):
+    PENDING = 1
+    COMPLETED = 2
+    FAILED = 3
+
+
+# Named system accounts (user_id ""). Their balance is the sum of their postings: they have no
+# stored balance row, because a row every credit updates would serialize the whole service.
+POINTS_ISSUANCE = "system:points_issuance"
+POINTS_REDEMPTION = "system:points_redemption"
+POINTS_EXPIRY = "system:points_expiry"
+COIN_SALES = "system:coin_sales"
+COIN_REDEMPTION = "system:coin_redemption"
+GIFT_CONVERSION = "system:gift_conversion"
+GIFT_REVENUE = "system:gift_revenue"
+PAYOUTS = "system:payouts"
+
+
+def user_account(user_id: str) -> str:
+    return f"user:{user_id}"
+
+
+def currency_not_allowed(message: str, currency: Currency) -> FailedPrecondition:
+    return FailedPrecondition("CURRENCY_NOT_ALLOWED", message, metadata={"currency": currency.name})
+
+
+# --- who may move which currency (DESIGN §3, §7) ------------------------------------------
+
+# Credit: POINTS by earning (activity), redemption (refunds) and admin (adjustments);
+# COINS only by payments (with a payment reference); DIAMONDS never (only gifts make them).
+_CREDITORS: Mapping[Currency, frozenset[str]] = {
+    Currency.POINTS: frozenset({"earning", "redemption", "admin"}),
+    Currency.COINS: frozenset({"payments"}),
+    Currency.DIAMONDS: frozenset(),
+}
+
+
+def check_credit(caller: str, currency: Currency, reference: str) -> None:
+    if caller not in _CREDITORS[currency]:
+        raise currency_not_allowed(f"{caller or 'caller'} may not credit {currency.name}", currency)
+    if currency is Currency.COINS and not reference:
+        raise InvalidArgument(
+            "PAYMENT_REFERENCE_REQUIRED",
+            "reference: a COINS credit needs the payment reference",
+            field_violations=[("reference", "required for COINS")],
+        )
+
+
+def check_spend(currency: Currency) -> None:
+    """Debits and holds by redemption/admin: POINTS and COINS. Diamonds leave only as payouts."""
+    if currency is Currency.DIAMONDS:
+        raise currency_not_allowed("DIAMONDS leave a wallet only through payouts", currency)
+
+
+def credit_source(currency: Currency) -> str:
+    return POINTS_ISSUANCE if currency is Currency.POINTS else COIN_SALES
+
+
+def spend_sink(currency: Currency) -> str:
+    return {Currency.POINTS: POINTS_REDEMPTION, Currency.COINS: COIN_REDEMPTION}.get(currency, PAYOUTS)
+
+
+def gift_diamonds(coins: int, rate_bps: int) -> int:
+    """floor(coins * rate): the rounding is in the platform's favour."""
+    return coins * rate_bps // 10_000
+
+
+def payout_cash_minor(diamonds: int, minor_per_thousand: int) -> int:
+    return diamonds * minor_per_thousand // 1_000
+
+
+def fingerprint(fields: Mapping[str, object]) -> str:
+    """Stable hash of a command's parameters (without its request_id)."""
+    body = json.dumps({k: v for k, v in fields.items() if k != "request_id"}, sort_keys=True, default=str)
+    return hashlib.sha256(body.encode()).hexdigest()
+
+
+# --- ledger operations and their planning -------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Leg:
+    """One posting: user accounts carry user_id, system accounts have user_id ""."""
+
+    user_id: str
+    account: str
+    currency: Currency
+    amount: int
+
+    @property
+    def is_user(self) -> bool:
+        return bool(self.user_id)
+
+
+@dataclass(frozen=True)
+class LedgerOp:
+    """A balanced movement between accounts, applied atomically and idempotently."""
+
+    op: str  # idempotency namespace: "credit", "debit", "gift"
+    request_id: str
+    fingerprint: str
+    kind: Kind
+    user_id: str  # the user the transaction is filed under
+    legs: tuple[Leg, ...]
+    reason: str = ""
+    reference: str = ""
+    gift_rate_bps: int = 0
+
+    def __post_init__(self) -> None:
+        totals: dict[Currency, int] = {}
+        for leg in self.legs:
+            totals[leg.currency] = totals.get(leg.currency, 0) + leg.amount
+        if any(totals.values()):
+            raise ValueError(f"unbalanced ledger op {self.request_id}: {totals}")
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.op, self.request_id)
+
+
+AccountKey = tuple[str, Currency]
+
+
+@dataclass
+class PlannedOp:
+    """Outcome of one op in a plan: the available balance after each user leg, or an error."""
+
+    op: LedgerOp
+    error: DomainError | None = None
+    balances_after: list[tuple[str, Currency, int, int]] = field(default_factory=list)  # user, cur, avail, held
+
+
+def insufficient_funds(user_id: str, currency: Currency) -> FailedPrecondition:
+    return FailedPrecondition(
+        "INSUFFICIENT_FUNDS",
+        f"available {currency.name} balance is too low",
+        metadata={"user_id": user_id, "currency": currency.name},
+    )
+
+
+def plan_ledger_ops(
+    ops: Sequence[LedgerOp], balances: Mapping[AccountKey, tuple[int, int]]
+) -> tuple[list[PlannedOp], dict[AccountKey, int]]:
+    """Apply ops in order to locked (available, held) balances; an op that would overdraw
+    fails alone (INSUFFICIENT_FUNDS) and the rest still apply. Returns each op's outcome and
+    the net change of available per user account."""
+    current = {k: v for k, v in balances.items()}
+    deltas: dict[AccountKey, int] = {}
+    planned: list[PlannedOp] = []
+    for op in ops:
+        outcome = PlannedOp(op)
+        trial: dict[AccountKey, int] = {}
+        for leg in op.legs:
+            if not leg.is_user:
+                continue
+            key = (leg.user_id, leg.currency)
+            available = trial.get(key, current.get(key, (0, 0))[0]) + leg.amount
+            if available < 0:
+                outcome.error = insufficient_funds(leg.user_id, leg.currency)
+                break
+            if available + current.get(key, (0, 0))[1] > MAX_BALANCE:
+                outcome.error = FailedPrecondition("BALANCE_LIMIT_EXCEEDED", "the balance would exceed its limit")
+                break
+            trial[key] = available
+        if outcome.error is None:
+            for key, available in trial.items():
+                held = current.get(key, (0, 0))[1]
+                deltas[key] = deltas.get(key, 0) + available - current.get(key, (0, 0))[0]
+                current[key] = (available, held)
+            for leg in op.legs:
+                if leg.is_user:
+                    available, held = current[(leg.user_id, leg.currency)]
+                    outcome.balances_after.append((leg.user_id, leg.currency, available, held))
+        planned.append(outcome)
+    return planned, deltas
+
+
+def touched_accounts(ops: Iterable[LedgerOp]) -> list[AccountKey]:
+    """User accounts of a batch in the one lock order every transaction uses."""
+    return sorted({(leg.user_id, leg.currency) for op in ops for leg in op.legs if leg.is_user})
+
+
+# --- holds ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HoldFacts:
+    state: HoldState
+    amount: int
+    expire_time: datetime | None
+
+
+def resolution_conflict(state: HoldState) -> FailedPrecondition:
+    reason = {
+        HoldState.COMMITTED: "HOLD_ALREADY_COMMITTED",
+        HoldState.RELEASED: "HOLD_ALREADY_RELEASED",
+        HoldState.EXPIRED: "HOLD_EXPIRED",
+    }[state]
+    return FailedPrecondition(reason, f"the hold is already {state.name.lower()}")
+
+
+def is_expired(hold: HoldFacts, now: datetime) -> bool:
+    return hold.expire_time is not None and now >= hold.expire_time
+
+
+def check_commit(hold: HoldFacts, amount: int, now: datetime) -> int:
+    """The amount to debit (0 = all); an expired hold never commits, even before the sweeper."""
+    if hold.state is not HoldState.ACTIVE:
+        raise resolution_conflict(hold.state)
+    if is_expired(hold, now):
+        raise resolution_conflict(HoldState.EXPIRED)
+    if amount > hold.amount:
+        raise InvalidArgument(
+            "AMOUNT_EXCEEDS_HOLD",
+            f"amount: at most the held {hold.amount}",
+            field_violations=[("amount", f"must be <= {hold.amount}")],
+        )
+    return amount or hold.amount
+
+
+def check_release(hold: HoldFacts) -> None:
+    if hold.state is not HoldState.ACTIVE:
+        raise resolution_conflict(hold.state)
+
+
+def check_ttl(ttl_seconds: int, default: int, maximum: int) -> int:
+    if ttl_seconds < 0 or ttl_seconds > maximum:
+        raise InvalidArgument(
+            "INVALID_TTL",
+            f"ttl_seconds: must be between 0 and {maximum}",
+            field_violations=[("ttl_seconds", f"must be between 0 and {maximum}")],
+        )
+    return ttl_seconds or default

@@ -1,0 +1,149 @@
+"""What the use cases answer, and the JSON form stored for idempotent replay.
+
+Pure Python: a stored response is decoded back into the very result the first call returned.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from dataclasses import dataclass
+from datetime import datetime
+from enum import IntEnum
+from typing import Any, TypeVar
+
+from wallet.domain import Currency, HoldState, Kind, PayoutState
+
+
+@dataclass(frozen=True)
+class BalanceView:
+    user_id: str
+    currency: Currency
+    available: int
+    held: int
+
+
+@dataclass(frozen=True)
+class PostingView:
+    account: str
+    user_id: str
+    currency: Currency
+    amount: int
+
+
+@dataclass(frozen=True)
+class TransactionView:
+    transaction_id: str
+    request_id: str
+    kind: Kind
+    postings: tuple[PostingView, ...]
+    create_time: datetime
+    reason: str
+    reference: str
+
+
+@dataclass(frozen=True)
+class LedgerResult:
+    """Credit, Debit and SendGift: the transaction and the balance of each user leg after it."""
+
+    transaction: TransactionView
+    balances: tuple[BalanceView, ...]
+    gift_rate_bps: int = 0
+
+
+@dataclass(frozen=True)
+class HoldView:
+    hold_id: str
+    user_id: str
+    currency: Currency
+    amount: int
+    committed_amount: int
+    state: HoldState
+    reference: str
+    expire_time: datetime | None
+    create_time: datetime
+    resolve_time: datetime | None
+
+
+@dataclass(frozen=True)
+class HoldResult:
+    """Reserve, CommitHold and ReleaseHold (transaction only for a commit)."""
+
+    hold: HoldView
+    balance: BalanceView
+    transaction: TransactionView | None = None
+
+
+@dataclass(frozen=True)
+class PayoutView:
+    payout_id: str
+    creator_id: str
+    diamonds: int
+    cash_value_minor: int
+    cash_currency: str
+    cash_minor_per_thousand_diamonds: int
+    state: PayoutState
+    hold_id: str
+    create_time: datetime
+    complete_time: datetime | None
+    failure_reason: str
+    transaction_id: str
+
+
+@dataclass(frozen=True)
+class LedgerEntryView:
+    transaction_id: str
+    currency: Currency
+    amount: int
+    reason: str
+    reference: str
+    create_time: datetime
+    balance_after: int
+    kind: Kind
+
+
+# --- stored form ----------------------------------------------------------------------------
+
+T = TypeVar("T")
+
+
+def _plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, IntEnum):
+        return int(value)
+    if isinstance(value, tuple | list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def encode(result: object) -> str:
+    return json.dumps(_plain(result), separators=(",", ":"))
+
+
+def _build(tp: Any, data: Any) -> Any:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        if data is None:
+            return None
+        (inner,) = [a for a in typing.get_args(tp) if a is not type(None)]
+        return _build(inner, data)
+    if origin is tuple:
+        return tuple(_build(typing.get_args(tp)[0], v) for v in data)
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
+        hints = typing.get_type_hints(tp)
+        return tp(**{f.name: _build(hints[f.name], data[f.name]) for f in dataclasses.fields(tp)})
+    if tp is datetime:
+        return datetime.fromisoformat(data)
+    if isinstance(tp, type) and issubclass(tp, IntEnum):
+        return tp(data)
+    return data
+
+
+def decode(cls: type[T], raw: str) -> T:
+    result: T = _build(cls, json.loads(raw))
+    return result

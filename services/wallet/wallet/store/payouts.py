@@ -1,0 +1,104 @@
+"""Diamond payouts: a hold on the creator's diamonds, committed or released by the payment result.
+
+Lock order: payout row, then hold row, then account row (as in holds.py).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from points_platform.errors import FailedPrecondition, NotFound
+
+from wallet.domain import HoldState, Kind, PayoutState
+from wallet.results import PayoutView, decode, encode
+from wallet.store.common import payout_view, remember, run_transaction, stored_response
+from wallet.store.holds import ReserveSpec, commit_locked, lock_hold, release_locked, reserve_in
+
+async def request_payout(
+    engine: AsyncEngine, spec: ReserveSpec, cash_value_minor: int, cash_currency: str, rate: int, now: datetime
+) -> PayoutView:
+    async def attempt() -> PayoutView:
+        async with engine.begin() as conn:
+            replay = await stored_response(conn, "payout_request", spec.request_id, spec.fingerprint)
+            if replay is not None:
+                return decode(PayoutView, replay)
+            held = await reserve_in(conn, spec, now)
+            row = (
+                await conn.execute(
+                    text(
+                        "INSERT INTO payouts (payout_id, creator_id, diamonds, cash_value_minor, cash_currency,"
+                        " cash_minor_per_thousand_diamonds, state, hold_id, create_time)"
+                        " VALUES (:id, :u, :d, :cash, :cur, :rate, :s, :hold, :now) RETURNING *"
+                    ),
+                    {
+                        "id": spec.reference,
+                        "u": spec.user_id,
+                        "d": spec.amount,
+                        "cash": cash_value_minor,
+                        "cur": cash_currency,
+                        "rate": rate,
+                        "s": int(PayoutState.PENDING),
+                        "hold": held.hold.hold_id,
+                        "now": now,
+                    },
+                )
+            ).one()
+            result = payout_view(row)
+            await remember(conn, "payout_request", spec.request_id, spec.fingerprint, encode(result), now)
+            return result
+
+    return await run_transaction(attempt)
+
+
+async def complete_payout(
+    engine: AsyncEngine,
+    request_id: str,
+    fingerprint: str,
+    payout_id: str,
+    success: bool,
+    failure_reason: str,
+    now: datetime,
+) -> PayoutView:
+    async def attempt() -> PayoutView:
+        async with engine.begin() as conn:
+            replay = await stored_response(conn, "payout_complete", request_id, fingerprint)
+            if replay is not None:
+                return decode(PayoutView, replay)
+            payout = (
+                await conn.execute(text("SELECT * FROM payouts WHERE payout_id = :id FOR UPDATE"), {"id": payout_id})
+            ).first()
+            if payout is None:
+                raise NotFound("PAYOUT_NOT_FOUND", "no such payout", metadata={"payout_id": payout_id})
+            if payout.state != PayoutState.PENDING:
+                reason = "PAYOUT_ALREADY_COMPLETED" if payout.state == PayoutState.COMPLETED else "PAYOUT_ALREADY_FAILED"
+                raise FailedPrecondition(reason, "the payout already has its result")
+            hold = await lock_hold(conn, payout.hold_id, internal=True)
+            transaction_id = ""
+            if success:
+                done = await commit_locked(conn, hold, 0, request_id, "payout", now, Kind.PAYOUT)
+                transaction_id = done.transaction.transaction_id if done.transaction else ""
+            else:
+                await release_locked(conn, hold, now, HoldState.RELEASED)
+            row = (
+                await conn.execute(
+                    text(
+                        "UPDATE payouts SET state = :s, complete_time = :now, failure_reason = :fr,"
+                        " transaction_id = :tid WHERE payout_id = :id RETURNING *"
+                    ),
+                    {
+                        "s": int(PayoutState.COMPLETED if success else PayoutState.FAILED),
+                        "now": now,
+                        "fr": "" if success else failure_reason,
+                        "tid": transaction_id,
+                        "id": payout_id,
+                    },
+                )
+            ).one()
+            result = payout_view(row)
+            await remember(conn, "payout_complete", request_id, fingerprint, encode(result), now)
+            return result
+
+    return await run_transaction(attempt)

@@ -1,0 +1,66 @@
+"""Read models: balances, a user's ledger history, holds."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from points_platform.errors import NotFound
+
+from wallet.domain import Currency, Kind
+from wallet.results import BalanceView, HoldView, LedgerEntryView
+from wallet.store.common import hold_view
+
+
+async def balances(engine: AsyncEngine, user_id: str, currencies: Sequence[Currency]) -> list[BalanceView]:
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            text("SELECT currency, available, held FROM accounts WHERE user_id = :u"), {"u": user_id}
+        )
+        found = {Currency(r.currency): (r.available, r.held) for r in rows}
+    return [BalanceView(user_id, c, *found.get(c, (0, 0))) for c in currencies]
+
+
+async def ledger_entries(
+    engine: AsyncEngine, user_id: str, currency: Currency | None, before_posting: int | None, limit: int
+) -> tuple[list[LedgerEntryView], int | None]:
+    """Newest first; returns the entries and the posting id to continue before (None = last page)."""
+    async with engine.connect() as conn:
+        rows = (
+            await conn.execute(
+                text(
+                    "SELECT p.posting_id, p.transaction_id, p.currency, p.amount, p.balance_after,"
+                    " t.reason, t.reference, t.create_time, t.kind"
+                    " FROM postings p JOIN transactions t ON t.transaction_id = p.transaction_id"
+                    " WHERE p.user_id = :u AND (CAST(:c AS smallint) IS NULL OR p.currency = :c)"
+                    " AND (CAST(:before AS bigint) IS NULL OR p.posting_id < :before)"
+                    " ORDER BY p.posting_id DESC LIMIT :n"
+                ),
+                {"u": user_id, "c": int(currency) if currency else None, "before": before_posting, "n": limit + 1},
+            )
+        ).all()
+    entries = [
+        LedgerEntryView(
+            transaction_id=r.transaction_id,
+            currency=Currency(r.currency),
+            amount=r.amount,
+            reason=r.reason,
+            reference=r.reference,
+            create_time=r.create_time,
+            balance_after=r.balance_after if r.balance_after is not None else 0,
+            kind=Kind(r.kind),
+        )
+        for r in rows[:limit]
+    ]
+    more = rows[limit - 1].posting_id if len(rows) > limit else None
+    return entries, more
+
+
+async def get_hold(engine: AsyncEngine, hold_id: str) -> HoldView:
+    async with engine.connect() as conn:
+        row = (await conn.execute(text("SELECT * FROM holds WHERE hold_id = :id"), {"id": hold_id})).first()
+    if row is None:
+        raise NotFound("HOLD_NOT_FOUND", "no such hold", metadata={"hold_id": hold_id})
+    return hold_view(row)

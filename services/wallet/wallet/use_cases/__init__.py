@@ -1,0 +1,27 @@
+"""Wallet use cases: validate a command, apply the caller's rights, run it in the store."""
+
+from wallet.use_cases.commands import (
+    CommitHold,
+    CompletePayout,
+    Credit,
+    Debit,
+    GiftResult,
+    ReleaseHold,
+    RequestPayout,
+    Reserve,
+    SendGift,
+)
+from wallet.use_cases.wallet import Wallet
+
+__all__ = [
+    "CommitHold",
+    "CompletePayout",
+    "Credit",
+    "Debit",
+    "GiftResult",
+    "ReleaseHold",
+    "RequestPayout",
+    "Reserve",
+    "SendGift",
+    "Wallet",
+]

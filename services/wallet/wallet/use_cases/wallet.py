@@ -1,0 +1,320 @@
+"""The wallet use cases: validate a command, apply the caller's rights, run it in the store.
+
+Credits, debits and gifts go through the group committer (one DB transaction for many
+concurrent operations); holds and payouts run one transaction each.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import uuid
+from collections.abc import Sequence
+from datetime import timedelta
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from points_platform.clock import Clock
+from points_platform.errors import DomainError, InvalidArgument, invalid_field
+from points_platform.pagination import decode_token, encode_token, page_size
+from points_platform.validation import require_id, require_positive, require_request_id
+
+from wallet import domain
+from wallet.config import WalletSettings
+from wallet.domain import Currency, Kind, Leg, LedgerOp
+from wallet.group_commit import GroupCommitter
+from wallet.results import BalanceView, HoldResult, HoldView, LedgerEntryView, LedgerResult, PayoutView
+from wallet.use_cases.commands import (
+    CommitHold,
+    CompletePayout,
+    Credit,
+    Debit,
+    GiftResult,
+    ReleaseHold,
+    RequestPayout,
+    Reserve,
+    SendGift,
+)
+from wallet.store import holds, ledger, payouts, reads
+
+log = structlog.get_logger("wallet")
+
+MAX_BATCH_ENTRIES = 1000
+
+
+def _currency(value: int, field: str = "currency") -> Currency:
+    try:
+        return Currency(value)
+    except ValueError:
+        raise invalid_field(field, "must be POINTS, COINS or DIAMONDS") from None
+
+
+def _text(field: str, value: str, max_len: int) -> str:
+    if len(value) > max_len or not value.isprintable():
+        raise invalid_field(field, f"must be at most {max_len} printable characters")
+    return value
+
+
+def _fingerprint(command: object) -> str:
+    return domain.fingerprint(dataclasses.asdict(command))  # type: ignore[call-overload]
+
+
+class Wallet:
+    """The use cases, wired with the engine, the clock and the settings by the composition root."""
+
+    def __init__(self, engine: AsyncEngine, clock: Clock, settings: WalletSettings) -> None:
+        self._engine = engine
+        self._clock = clock
+        self._settings = settings
+        self.committer: GroupCommitter[LedgerOp, ledger.Outcome] = GroupCommitter(
+            self._apply_ledger,
+            max_batch=settings.group_commit_max_batch,
+            concurrency=settings.group_commit_concurrency,
+        )
+
+    async def _apply_ledger(self, ops: Sequence[LedgerOp]) -> list[ledger.Outcome]:
+        return await ledger.apply_ledger_batch(self._engine, ops, self._clock.now())
+
+    async def _submit(self, op: LedgerOp) -> LedgerResult:
+        result = await self.committer.submit(op)
+        if isinstance(result, DomainError):
+            raise result
+        return result
+
+    # --- credits and debits -----------------------------------------------------------------
+
+    def _credit_op(self, cmd: Credit, caller: str) -> LedgerOp:
+        require_request_id(cmd.request_id)
+        require_id("user_id", cmd.user_id)
+        currency = _currency(cmd.currency)
+        require_positive("amount", cmd.amount, domain.MAX_AMOUNT)
+        _text("reason", cmd.reason, 64)
+        _text("reference", cmd.reference, 128)
+        domain.check_credit(caller, currency, cmd.reference)
+        return LedgerOp(
+            op="credit",
+            request_id=cmd.request_id,
+            fingerprint=_fingerprint(cmd),
+            kind=Kind.CREDIT,
+            user_id=cmd.user_id,
+            legs=(
+                Leg("", domain.credit_source(currency), currency, -cmd.amount),
+                Leg(cmd.user_id, domain.user_account(cmd.user_id), currency, cmd.amount),
+            ),
+            reason=cmd.reason,
+            reference=cmd.reference,
+        )
+
+    async def credit(self, cmd: Credit, caller: str) -> LedgerResult:
+        return await self._submit(self._credit_op(cmd, caller))
+
+    async def credit_batch(self, cmds: Sequence[Credit], caller: str) -> list[LedgerResult | DomainError]:
+        """Per-entry results in order; a bad entry fails alone. Large batches go to the DB whole."""
+        if len(cmds) > MAX_BATCH_ENTRIES:
+            raise invalid_field("entries", f"at most {MAX_BATCH_ENTRIES} entries")
+        results: list[LedgerResult | DomainError | None] = [None] * len(cmds)
+        valid: list[tuple[int, LedgerOp]] = []
+        for i, cmd in enumerate(cmds):
+            try:
+                valid.append((i, self._credit_op(cmd, caller)))
+            except DomainError as exc:
+                results[i] = exc
+        chunk = self._settings.group_commit_max_batch
+        for start in range(0, len(valid), chunk):
+            part = valid[start : start + chunk]
+            try:
+                outcomes: list[ledger.Outcome | BaseException] = list(
+                    await self._apply_ledger([op for _, op in part])
+                )
+            except Exception:  # noqa: BLE001 - re-apply one by one so each entry gets its own outcome
+                outcomes = list(await asyncio.gather(*(self.committer.submit(op) for _, op in part), return_exceptions=True))
+            for (i, _), outcome in zip(part, outcomes, strict=True):
+                if isinstance(outcome, DomainError | LedgerResult):
+                    results[i] = outcome
+                else:
+                    raise outcome
+        return [r for r in results if r is not None]
+
+    async def debit(self, cmd: Debit, caller: str) -> LedgerResult:
+        require_request_id(cmd.request_id)
+        require_id("user_id", cmd.user_id)
+        currency = _currency(cmd.currency)
+        require_positive("amount", cmd.amount, domain.MAX_AMOUNT)
+        _text("reason", cmd.reason, 64)
+        _text("reference", cmd.reference, 128)
+        domain.check_spend(currency)
+        return await self._submit(
+            LedgerOp(
+                op="debit",
+                request_id=cmd.request_id,
+                fingerprint=_fingerprint(cmd),
+                kind=Kind.DEBIT,
+                user_id=cmd.user_id,
+                legs=(
+                    Leg(cmd.user_id, domain.user_account(cmd.user_id), currency, -cmd.amount),
+                    Leg("", domain.spend_sink(currency), currency, cmd.amount),
+                ),
+                reason=cmd.reason,
+                reference=cmd.reference,
+            )
+        )
+
+    async def send_gift(self, cmd: SendGift, caller: str) -> GiftResult:
+        require_request_id(cmd.request_id)
+        require_id("sender_id", cmd.sender_id)
+        require_id("creator_id", cmd.creator_id)
+        require_positive("coins", cmd.coins, domain.MAX_AMOUNT)
+        _text("gift_id", cmd.gift_id, 128)
+        if cmd.sender_id == cmd.creator_id:
+            raise InvalidArgument(
+                "SELF_GIFT", "creator_id: a gift goes to someone else", field_violations=[("creator_id", "is the sender")]
+            )
+        rate = self._settings.gift_rate_bps
+        diamonds = domain.gift_diamonds(cmd.coins, rate)
+        if diamonds < 1:
+            raise invalid_field("coins", "too few coins to make one diamond", "GIFT_TOO_SMALL")
+        legs = [
+            Leg(cmd.sender_id, domain.user_account(cmd.sender_id), Currency.COINS, -cmd.coins),
+            Leg("", domain.GIFT_CONVERSION, Currency.COINS, diamonds),
+            Leg("", domain.GIFT_CONVERSION, Currency.DIAMONDS, -diamonds),
+            Leg(cmd.creator_id, domain.user_account(cmd.creator_id), Currency.DIAMONDS, diamonds),
+        ]
+        if cmd.coins > diamonds:  # the platform's share of the gift
+            legs.insert(2, Leg("", domain.GIFT_REVENUE, Currency.COINS, cmd.coins - diamonds))
+        result = await self._submit(
+            LedgerOp(
+                op="gift",
+                request_id=cmd.request_id,
+                fingerprint=_fingerprint(cmd),
+                kind=Kind.GIFT,
+                user_id=cmd.sender_id,
+                legs=tuple(legs),
+                reason="gift",
+                reference=cmd.gift_id,
+                gift_rate_bps=rate,
+            )
+        )
+        sender, creator = result.balances
+        credited = next(p.amount for p in result.transaction.postings if p.user_id == cmd.creator_id)
+        return GiftResult(result, credited, sender, creator, result.gift_rate_bps)
+
+    # --- holds ------------------------------------------------------------------------------
+
+    async def reserve(self, cmd: Reserve, caller: str) -> HoldResult:
+        require_request_id(cmd.request_id)
+        require_id("user_id", cmd.user_id)
+        currency = _currency(cmd.currency)
+        require_positive("amount", cmd.amount, domain.MAX_AMOUNT)
+        _text("reference", cmd.reference, 128)
+        domain.check_spend(currency)
+        ttl = domain.check_ttl(
+            cmd.ttl_seconds, self._settings.hold_default_ttl_seconds, self._settings.hold_max_ttl_seconds
+        )
+        now = self._clock.now()
+        spec = holds.ReserveSpec(
+            request_id=cmd.request_id,
+            fingerprint=_fingerprint(cmd),
+            user_id=cmd.user_id,
+            currency=currency,
+            amount=cmd.amount,
+            reference=cmd.reference,
+            expire_time=now + timedelta(seconds=ttl),
+        )
+        return await holds.reserve(self._engine, spec, now)
+
+    async def commit_hold(self, cmd: CommitHold, caller: str) -> HoldResult:
+        require_request_id(cmd.request_id)
+        require_id("hold_id", cmd.hold_id)
+        if not 0 <= cmd.amount <= domain.MAX_AMOUNT:
+            raise invalid_field("amount", "must be 0 (all) or a positive amount")
+        _text("reason", cmd.reason, 64)
+        result = await holds.commit_hold(
+            self._engine, cmd.request_id, _fingerprint(cmd), cmd.hold_id, cmd.amount, cmd.reason, self._clock.now()
+        )
+        log.info("hold_committed", hold_id=cmd.hold_id, amount=result.hold.committed_amount)
+        return result
+
+    async def release_hold(self, cmd: ReleaseHold, caller: str) -> HoldResult:
+        require_request_id(cmd.request_id)
+        require_id("hold_id", cmd.hold_id)
+        return await holds.release_hold(self._engine, cmd.request_id, _fingerprint(cmd), cmd.hold_id, self._clock.now())
+
+    async def get_hold(self, hold_id: str) -> HoldView:
+        require_id("hold_id", hold_id)
+        return await reads.get_hold(self._engine, hold_id)
+
+    async def sweep_expired_holds(self) -> int:
+        """Release expired holds (one batch); returns how many."""
+        count = await holds.sweep_expired_holds(self._engine, self._clock.now(), self._settings.sweep_batch_size)
+        if count:
+            log.info("holds_expired", count=count)
+        return count
+
+    async def run_sweeper(self) -> None:
+        """Background job: release expired holds forever."""
+        while True:
+            if await self.sweep_expired_holds() < self._settings.sweep_batch_size:
+                await asyncio.sleep(self._settings.sweep_interval_seconds)
+
+    # --- payouts ----------------------------------------------------------------------------
+
+    async def request_payout(self, cmd: RequestPayout, caller: str) -> PayoutView:
+        require_request_id(cmd.request_id)
+        require_id("creator_id", cmd.creator_id)
+        require_positive("diamonds", cmd.diamonds, domain.MAX_AMOUNT)
+        rate = self._settings.cash_minor_per_thousand_diamonds
+        spec = holds.ReserveSpec(
+            request_id=cmd.request_id,
+            fingerprint=_fingerprint(cmd),
+            user_id=cmd.creator_id,
+            currency=Currency.DIAMONDS,
+            amount=cmd.diamonds,
+            reference=f"payout_{uuid.uuid4().hex}",
+            expire_time=None,  # waits for the payment system, however long it takes
+            purpose=holds.PAYOUT_PURPOSE,
+        )
+        return await payouts.request_payout(
+            self._engine,
+            spec,
+            domain.payout_cash_minor(cmd.diamonds, rate),
+            self._settings.cash_currency,
+            rate,
+            self._clock.now(),
+        )
+
+    async def complete_payout(self, cmd: CompletePayout, caller: str) -> PayoutView:
+        require_request_id(cmd.request_id)
+        require_id("payout_id", cmd.payout_id)
+        _text("failure_reason", cmd.failure_reason, 256)
+        return await payouts.complete_payout(
+            self._engine,
+            cmd.request_id,
+            _fingerprint(cmd),
+            cmd.payout_id,
+            cmd.success,
+            cmd.failure_reason,
+            self._clock.now(),
+        )
+
+    # --- reads ------------------------------------------------------------------------------
+
+    async def get_balance(self, user_id: str, currency: int) -> list[BalanceView]:
+        require_id("user_id", user_id)
+        currencies = list(Currency) if currency == 0 else [_currency(currency)]
+        return await reads.balances(self._engine, user_id, currencies)
+
+    async def list_transactions(
+        self, user_id: str, currency: int, size: int, token: str
+    ) -> tuple[list[LedgerEntryView], str]:
+        require_id("user_id", user_id)
+        wanted = None if currency == 0 else _currency(currency)
+        limit = page_size(size)
+        cursor = decode_token(token)
+        before = None
+        if cursor is not None:
+            before = cursor.get("before")
+            if not isinstance(before, int) or isinstance(before, bool) or not 0 < before < 2**63:
+                raise invalid_field("page_token", "not a token this service issued", "INVALID_PAGE_TOKEN")
+        entries, more = await reads.ledger_entries(self._engine, user_id, wanted, before, limit)
+        return entries, encode_token({"before": more}) if more is not None else ""

@@ -1,0 +1,124 @@
+"""Crash safety: SIGKILL a wallet process mid-load, restart it, retry every request."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+from typing import Any
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from sqlalchemy import text
+
+from points.wallet.v1 import wallet_pb2 as pb
+from points.wallet.v1 import wallet_pb2_grpc
+from points_platform.client import bearer
+from points_platform.db import create_engine
+from tests.conftest import NewDatabase
+from tests.wallet.conftest import COINS, POINTS, TOKENS, check_invariants
+
+pytestmark = pytest.mark.slow
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def launch(url: str, port: int) -> subprocess.Popen[bytes]:
+    env = os.environ | {
+        "POINTS_WALLET_DATABASE_URL": url,
+        "POINTS_WALLET_PORT": str(port),
+        "POINTS_WALLET_TOKENS_JSON": json.dumps(TOKENS),
+        "POINTS_WALLET_LOG_LEVEL": "warning",
+    }
+    return subprocess.Popen([sys.executable, "-m", "wallet"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+async def wait_serving(port: int) -> None:
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        for _ in range(300):
+            try:
+                reply = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=1)
+                if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            except grpc.aio.AioRpcError:
+                pass
+            await asyncio.sleep(0.1)
+    raise AssertionError("wallet did not start")
+
+
+def requests() -> list[tuple[str, Any, str]]:
+    ops: list[tuple[str, Any, str]] = []
+    for i in range(400):
+        user = f"u{i % 40}"
+        ops.append(("Credit", pb.CreditRequest(request_id=f"k-c-{i}", user_id=user, currency=POINTS, amount=1 + i % 9), "earning"))
+        if i % 4 == 0:
+            ops.append(("Debit", pb.DebitRequest(request_id=f"k-d-{i}", user_id=user, currency=POINTS, amount=1), "redemption"))
+        if i % 5 == 0:
+            ops.append(("Credit", pb.CreditRequest(request_id=f"k-p-{i}", user_id=user, currency=COINS, amount=20, reference=f"pay-{i}"), "payments"))
+            ops.append(("SendGift", pb.SendGiftRequest(request_id=f"k-g-{i}", sender_id=user, creator_id="creator", coins=4), "app"))
+    return ops
+
+
+async def fire(port: int, ops: list[tuple[str, Any, str]], answered: dict[str, Any] | None = None) -> dict[str, Any]:
+    answered = {} if answered is None else answered
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        stub = wallet_pb2_grpc.WalletServiceStub(channel)
+        limit = asyncio.Semaphore(32)
+
+        async def one(method: str, request: Any, caller: str) -> None:
+            async with limit:
+                try:
+                    answered[request.request_id] = await getattr(stub, method)(request, metadata=bearer(TOKENS[caller]), timeout=10)
+                except grpc.aio.AioRpcError:
+                    pass  # killed mid-call, or a business error: the retry tells
+
+        await asyncio.gather(*(one(*op) for op in ops))
+    return answered
+
+
+async def test_sigkill_mid_load_loses_nothing_and_applies_nothing_twice(new_database: NewDatabase) -> None:
+    url = await new_database("wallet_crash")
+    port = free_port()
+    ops = requests()
+    process = launch(url, port)
+    try:
+        await wait_serving(port)
+        before: dict[str, Any] = {}
+        load = asyncio.create_task(fire(port, ops, before))
+        while len(before) < 150:
+            await asyncio.sleep(0.005)
+        process.send_signal(signal.SIGKILL)
+        process.wait(10)
+        await load
+        process = launch(url, port)
+        await wait_serving(port)
+        after = await fire(port, ops)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(20)
+    assert 0 < len(before) < len(ops), "the kill should land mid-load"
+    # Every request answered before the crash is replayed with the very same transaction.
+    for rid, reply in before.items():
+        assert after[rid].transaction.transaction_id == reply.transaction.transaction_id
+    engine = create_engine(url)
+    try:
+        async with engine.connect() as conn:
+            applied = (await conn.execute(text("SELECT request_id FROM transactions"))).scalars().all()
+            credited = (
+                await conn.execute(text("SELECT coalesce(sum(amount), 0) FROM postings WHERE user_id <> '' AND currency = 1 AND amount > 0"))
+            ).scalar()
+        assert len(applied) == len(set(applied)), "a request was applied twice"
+        assert set(applied) == set(after), "every successful request has exactly its one transaction"
+        assert credited == sum(r.amount for m, r, _ in ops if m == "Credit" and r.currency == POINTS)
+        await check_invariants(engine)
+    finally:
+        await engine.dispose()

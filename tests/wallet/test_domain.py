@@ -1,0 +1,77 @@
+"""The pure rules, without a database."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from points_platform.errors import DomainError
+from wallet import domain
+from wallet.domain import Currency, HoldFacts, HoldState, Kind, Leg, LedgerOp
+from wallet.results import BalanceView, LedgerResult, PostingView, TransactionView, decode, encode
+
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def debit(rid: str, user: str, amount: int) -> LedgerOp:
+    return LedgerOp("debit", rid, rid, Kind.DEBIT, user, (
+        Leg(user, f"user:{user}", Currency.POINTS, -amount), Leg("", domain.POINTS_REDEMPTION, Currency.POINTS, amount)
+    ))
+
+
+def test_plan_fails_only_the_overdrawing_op() -> None:
+    ops = [debit("1", "u", 6), debit("2", "u", 6), debit("3", "u", 4)]
+    planned, deltas = domain.plan_ledger_ops(ops, {("u", Currency.POINTS): (10, 3)})
+    assert [p.error.reason if p.error else "ok" for p in planned] == ["ok", "INSUFFICIENT_FUNDS", "ok"]
+    assert [p.balances_after for p in planned] == [[("u", Currency.POINTS, 4, 3)], [], [("u", Currency.POINTS, 0, 3)]]
+    assert deltas == {("u", Currency.POINTS): -10}
+
+
+def test_unbalanced_op_is_refused() -> None:
+    with pytest.raises(ValueError):
+        LedgerOp("credit", "x", "f", Kind.CREDIT, "u", (Leg("u", "user:u", Currency.POINTS, 5),))
+
+
+def test_gift_and_payout_round_down() -> None:
+    assert domain.gift_diamonds(101, 5000) == 50
+    assert domain.gift_diamonds(3, 3333) == 0
+    assert domain.payout_cash_minor(1999, 500) == 999
+
+
+@pytest.mark.parametrize(
+    ("state", "expire", "amount", "outcome"),
+    [
+        (HoldState.ACTIVE, NOW + timedelta(seconds=1), 0, 10),
+        (HoldState.ACTIVE, NOW + timedelta(seconds=1), 4, 4),
+        (HoldState.ACTIVE, NOW, 4, "HOLD_EXPIRED"),
+        (HoldState.ACTIVE, None, 11, "AMOUNT_EXCEEDS_HOLD"),
+        (HoldState.COMMITTED, None, 0, "HOLD_ALREADY_COMMITTED"),
+        (HoldState.RELEASED, None, 0, "HOLD_ALREADY_RELEASED"),
+        (HoldState.EXPIRED, None, 0, "HOLD_EXPIRED"),
+    ],
+)
+def test_commit_decisions(state: HoldState, expire: datetime | None, amount: int, outcome: object) -> None:
+    try:
+        got: object = domain.check_commit(HoldFacts(state, 10, expire), amount, NOW)
+    except DomainError as exc:
+        got = exc.reason
+    assert got == outcome
+
+
+def test_credit_rights() -> None:
+    domain.check_credit("earning", Currency.POINTS, "")
+    domain.check_credit("payments", Currency.COINS, "pay-1")
+    for caller, currency in (("earning", Currency.COINS), ("admin", Currency.DIAMONDS), ("payments", Currency.POINTS)):
+        with pytest.raises(DomainError) as caught:
+            domain.check_credit(caller, currency, "r")
+        assert caught.value.reason == "CURRENCY_NOT_ALLOWED"
+
+
+def test_stored_result_round_trips() -> None:
+    result = LedgerResult(
+        TransactionView("t", "r", Kind.GIFT, (PostingView("user:a", "a", Currency.COINS, -3),), NOW, "gift", "rose"),
+        (BalanceView("a", Currency.COINS, 7, 0),),
+        5000,
+    )
+    assert decode(LedgerResult, encode(result)) == result
