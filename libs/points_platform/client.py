@@ -26,7 +26,11 @@ def open_channel(
     `max_reconnect_backoff_ms` bounds how long a channel waits before redialling a peer that
     was down (gRPC's default grows to 120 s, so a peer that comes back stays unused for minutes).
     """
-    options: list[tuple[str, int]] = [("grpc.max_receive_message_length", 16 * 1024 * 1024)]
+    options: list[tuple[str, int | str]] = [
+        ("grpc.max_receive_message_length", 16 * 1024 * 1024),
+        # With a dns:/// target naming several replicas, spread calls over all of them (DESIGN §9).
+        ("grpc.lb_policy_name", "round_robin"),
+    ]
     if max_reconnect_backoff_ms is not None:
         options += [
             ("grpc.initial_reconnect_backoff_ms", min(200, max_reconnect_backoff_ms)),
