@@ -7,8 +7,8 @@ printed after each act. Each run uses fresh user ids, so it can be repeated.
 
 from __future__ import annotations
 
-import hashlib
 import asyncio
+import hashlib
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 

@@ -2,13 +2,34 @@
 
 from __future__ import annotations
 
-import grpc
+from datetime import datetime
 
+import grpc
+from google.protobuf import timestamp_pb2
+
+from points.common.v1 import common_pb2
+from points.redemption.v1 import redemption_pb2 as pb
 from points.redemption.v1 import redemption_pb2_grpc
 from points_platform.auth import ALL_CALLERS, Policy, allow
+from points_platform.errors import invalid_field
+from points_platform.pagination import decode_token, encode_token, page_size
 from points_platform.server import ServiceSpec
+from points_platform.validation import (
+    fingerprint,
+    require_id,
+    require_positive,
+    require_region,
+    require_request_id,
+    require_text,
+)
+
+from redemption.store import EntitlementRow, RaffleDrawRow, SagaRecord
+from redemption.use_cases import RedeemCommand, RedemptionService
 
 FULL_NAME = "points.redemption.v1.RedemptionService"
+MAX_QUANTITY = 1000
+# Redeem answers this long before the caller's deadline, with PENDING if the saga is not done.
+DEADLINE_MARGIN_SECONDS = 0.1
 
 # Who may call what (DESIGN §7); finer rules (e.g. per currency) live in the use cases.
 POLICY: Policy = {
@@ -23,8 +44,167 @@ POLICY: Policy = {
 }
 
 
+def _ts(when: datetime | None) -> timestamp_pb2.Timestamp | None:
+    if when is None:
+        return None
+    ts = timestamp_pb2.Timestamp()
+    ts.FromDatetime(when)
+    return ts
+
+
+def _redemption(record: SagaRecord, entitlements: list[EntitlementRow]) -> pb.Redemption:
+    saga = record.saga
+    message = pb.Redemption(
+        redemption_id=saga.redemption_id,
+        request_id=record.request_id,
+        user_id=saga.user_id,
+        item_id=saga.item_id,
+        quantity=saga.quantity,
+        region=saga.region,
+        recipient_id=saga.recipient_id,
+        state=pb.RedemptionState.Value(f"REDEMPTION_STATE_{saga.state.value}"),
+        cancel_reason=saga.cancel_reason,
+        create_time=_ts(record.create_time),
+        update_time=_ts(record.update_time),
+        entitlement_ids=[e.entitlement_id for e in entitlements],
+        reservation_id=saga.reservation_id,
+        hold_id=saga.hold_id,
+        refund_reason=record.refund_reason,
+        steps=[
+            pb.SagaStep(
+                name=pb.SagaStepName.Value(f"SAGA_STEP_NAME_{s.name.value}"),
+                outcome=pb.StepOutcome.Value(f"STEP_OUTCOME_{s.outcome.value}"),
+                detail=s.detail,
+                time=_ts(s.time),
+            )
+            for s in record.steps
+        ],
+    )
+    if saga.currency:
+        message.price.CopyFrom(common_pb2.Price(currency=common_pb2.Currency.Value(f"CURRENCY_{saga.currency}"),
+                                                amount=saga.amount))
+    return message
+
+
+def _entitlement(row: EntitlementRow) -> pb.Entitlement:
+    return pb.Entitlement(
+        entitlement_id=row.entitlement_id, user_id=row.user_id, redemption_id=row.redemption_id,
+        kind=pb.EntitlementKind.Value(f"ENTITLEMENT_KIND_{row.kind.value}"), item_id=row.item_id,
+        state=pb.EntitlementState.Value(f"ENTITLEMENT_STATE_{row.state.value}"),
+        discount_code=row.discount_code or "", raffle_id=row.raffle_id, event_id=row.event_id,
+        recipient_id=row.recipient_id, create_time=_ts(row.create_time), cosmetic_id=row.cosmetic_id,
+        gift_id=row.gift_id,
+    )
+
+
+def _draw(row: RaffleDrawRow) -> pb.RaffleDraw:
+    drawn = row.state == "DRAWN"
+    return pb.RaffleDraw(
+        raffle_id=row.raffle_id, seed_hash=row.seed_hash, seed=row.seed.hex() if drawn else "",
+        winner_entitlement_ids=row.winner_entitlement_ids, winner_user_ids=row.winner_user_ids,
+        ticket_count=row.ticket_count, draw_time=_ts(row.draw_time),
+        state=pb.RaffleDrawState.Value(f"RAFFLE_DRAW_STATE_{row.state}"), prepare_time=_ts(row.prepare_time),
+    )
+
+
+def _cursor(token: str) -> tuple[datetime, str] | None:
+    cursor = decode_token(token)
+    if cursor is None:
+        return None
+    try:
+        return datetime.fromisoformat(str(cursor["t"])), str(cursor["id"])
+    except (KeyError, ValueError, TypeError):
+        raise invalid_field("page_token", "not a token this service issued", "INVALID_PAGE_TOKEN") from None
+
+
+def _wait_seconds(context: grpc.aio.ServicerContext) -> float | None:
+    remaining = context.time_remaining()
+    return None if remaining is None else max(0.0, remaining - DEADLINE_MARGIN_SECONDS)
+
+
 class RedemptionApi(redemption_pb2_grpc.RedemptionServiceServicer):
-    """Every RPC not overridden here answers UNIMPLEMENTED."""
+    def __init__(self, service: RedemptionService) -> None:
+        self._service = service
+
+    async def _full(self, record: SagaRecord) -> pb.Redemption:
+        return _redemption(record, await self._service.entitlement_ids(record.saga.redemption_id))
+
+    async def Redeem(self, request: pb.RedeemRequest, context: grpc.aio.ServicerContext) -> pb.RedeemResponse:
+        command = RedeemCommand(
+            request_id=require_request_id(request.request_id),
+            fingerprint=fingerprint(request),
+            user_id=require_id("user_id", request.user_id),
+            item_id=require_id("item_id", request.item_id),
+            quantity=require_positive("quantity", request.quantity, MAX_QUANTITY),
+            region=require_region("region", request.region),
+            recipient_id=require_id("recipient_id", request.recipient_id) if request.recipient_id else "",
+        )
+        record = await self._service.redeem(command, _wait_seconds(context))
+        return pb.RedeemResponse(redemption=await self._full(record))
+
+    async def GetRedemption(self, request: pb.GetRedemptionRequest,
+                            context: grpc.aio.ServicerContext) -> pb.GetRedemptionResponse:
+        record = await self._service.get(require_id("redemption_id", request.redemption_id))
+        return pb.GetRedemptionResponse(redemption=await self._full(record))
+
+    async def ListRedemptions(self, request: pb.ListRedemptionsRequest,
+                              context: grpc.aio.ServicerContext) -> pb.ListRedemptionsResponse:
+        user_id = require_id("user_id", request.user_id)
+        size = page_size(request.page_size)
+        records = await self._service.list_redemptions(user_id, size + 1, _cursor(request.page_token))
+        token = ""
+        if len(records) > size:
+            records = records[:size]
+            last = records[-1]
+            token = encode_token({"t": last.create_time.isoformat(), "id": last.saga.redemption_id})
+        return pb.ListRedemptionsResponse(redemptions=[_redemption(r, []) for r in records], next_page_token=token)
+
+    async def ListEntitlements(self, request: pb.ListEntitlementsRequest,
+                               context: grpc.aio.ServicerContext) -> pb.ListEntitlementsResponse:
+        user_id = require_id("user_id", request.user_id)
+        size = page_size(request.page_size)
+        rows = await self._service.list_entitlements(user_id, size + 1, _cursor(request.page_token))
+        token = ""
+        if len(rows) > size:
+            rows = rows[:size]
+            token = encode_token({"t": rows[-1].create_time.isoformat(), "id": rows[-1].entitlement_id})
+        return pb.ListEntitlementsResponse(entitlements=[_entitlement(r) for r in rows], next_page_token=token)
+
+    async def RefundRedemption(self, request: pb.RefundRedemptionRequest,
+                               context: grpc.aio.ServicerContext) -> pb.RefundRedemptionResponse:
+        record = await self._service.refund(
+            require_request_id(request.request_id), fingerprint(request),
+            require_id("redemption_id", request.redemption_id), require_text("reason", request.reason, 500),
+            _wait_seconds(context))
+        return pb.RefundRedemptionResponse(redemption=await self._full(record))
+
+    async def PrepareRaffleDraw(self, request: pb.PrepareRaffleDrawRequest,
+                                context: grpc.aio.ServicerContext) -> pb.PrepareRaffleDrawResponse:
+        request_id = require_request_id(request.request_id)
+        raffle_id = require_id("raffle_id", request.raffle_id)
+
+        async def produce() -> bytes:
+            draw = await self._service.prepare_draw(raffle_id)
+            return pb.PrepareRaffleDrawResponse(draw=_draw(draw)).SerializeToString()
+
+        raw = await self._service.remember(request_id, "PrepareRaffleDraw", fingerprint(request), produce)
+        return pb.PrepareRaffleDrawResponse.FromString(raw)
+
+    async def DrawRaffle(self, request: pb.DrawRaffleRequest,
+                         context: grpc.aio.ServicerContext) -> pb.DrawRaffleResponse:
+        request_id = require_request_id(request.request_id)
+        raffle_id = require_id("raffle_id", request.raffle_id)
+
+        async def produce() -> bytes:
+            return pb.DrawRaffleResponse(draw=_draw(await self._service.draw(raffle_id))).SerializeToString()
+
+        raw = await self._service.remember(request_id, "DrawRaffle", fingerprint(request), produce)
+        return pb.DrawRaffleResponse.FromString(raw)
+
+    async def GetRaffleDraw(self, request: pb.GetRaffleDrawRequest,
+                            context: grpc.aio.ServicerContext) -> pb.GetRaffleDrawResponse:
+        return pb.GetRaffleDrawResponse(draw=_draw(await self._service.get_draw(require_id("raffle_id",
+                                                                                        request.raffle_id))))
 
 
 def service_spec(api: RedemptionApi) -> ServiceSpec:

@@ -1,25 +1,102 @@
-"""Composition root: settings -> migrations -> engine -> servicer -> server."""
+"""Composition root: settings -> migrations -> engine -> peers -> use cases -> servicer -> server.
+
+`start` runs a real redemption server in-process (tests); `main` is `python -m redemption`.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
+import grpc
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from points_platform.client import bearer, open_channel
+from points_platform.clock import Clock, SystemClock
 from points_platform.db import create_engine, migrate
 from points_platform.logs import configure_logging
-from points_platform.server import run_service
+from points_platform.server import RunningServer, ServiceSpec, create_server, run_service
 
 from redemption.api import RedemptionApi, service_spec
 from redemption.config import RedemptionSettings
+from redemption.peers import CatalogClient, WalletClient
+from redemption.store import EntitlementStore, SagaStore
+from redemption.use_cases import RedemptionService
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+CALLER = "redemption"
+
+
+@dataclass
+class Wiring:
+    service: RedemptionService
+    spec: ServiceSpec
+    channels: list[grpc.aio.Channel]
+
+    async def close(self) -> None:
+        await self.service.stop()
+        for channel in self.channels:
+            await channel.close()
+
+
+def build(settings: RedemptionSettings, engine: AsyncEngine, clock: Clock) -> Wiring:
+    token = settings.load_tokens().get(CALLER, "")
+    metadata = bearer(token)
+    wallet_channel = open_channel(settings.wallet_target, settings)
+    catalog_channel = open_channel(settings.catalog_target, settings)
+    service = RedemptionService(
+        SagaStore(engine), EntitlementStore(engine),
+        WalletClient(wallet_channel, metadata, settings.peer_timeout_seconds),
+        CatalogClient(catalog_channel, metadata, settings.peer_timeout_seconds),
+        clock, settings,
+    )
+    return Wiring(service, service_spec(RedemptionApi(service)), [wallet_channel, catalog_channel])
+
+
+@dataclass
+class StartedRedemption:
+    """A redemption server on loopback: `port`, its `engine`, its use cases (`service.recover_once()`)."""
+
+    server: RunningServer
+    engine: AsyncEngine
+    wiring: Wiring
+
+    @property
+    def port(self) -> int:
+        return self.server.port
+
+    @property
+    def service(self) -> RedemptionService:
+        return self.wiring.service
+
+    async def stop(self) -> None:
+        await self.server.stop(0)
+        await self.wiring.close()
+        await self.engine.dispose()
+
+
+async def start(settings: RedemptionSettings, *, clock: Clock | None = None, recovery: bool = True) -> StartedRedemption:
+    """Migrate, wire and serve (port 0 picks a free one). Call `.stop()`."""
+    await migrate(settings.database_url, MIGRATIONS)
+    engine = create_engine(settings.database_url, pool_size=settings.db_pool_size)
+    wiring = build(settings, engine, clock or SystemClock(settings.clock_offset_seconds))
+    server = await create_server(settings, wiring.spec)
+    server.watch_database(engine, settings.health_check_interval_seconds)
+    if recovery:
+        server.run_in_background([wiring.service.recovery_loop])
+    return StartedRedemption(server, engine, wiring)
 
 
 async def serve(settings: RedemptionSettings) -> None:
     await migrate(settings.database_url, MIGRATIONS)
     engine = create_engine(settings.database_url, pool_size=settings.db_pool_size)
-    await run_service(settings, service_spec(RedemptionApi()), engine)
+    wiring = build(settings, engine, SystemClock(settings.clock_offset_seconds))
+    try:
+        await run_service(settings, wiring.spec, engine, background=[wiring.service.recovery_loop])
+    finally:
+        await wiring.close()
 
 
 def main() -> None:

@@ -1,0 +1,294 @@
+"""The redemption saga as pure rules: states, steps, what runs next, and compensation order.
+
+No I/O here. The use cases persist a `Saga` before each step, run the step against a peer,
+and feed the outcome back through `after_success` / `after_failure`, which decide the next step.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from enum import StrEnum
+
+
+class State(StrEnum):
+    PENDING = "PENDING"
+    COMPLETED = "COMPLETED"
+    CANCELLED = "CANCELLED"
+    REFUNDED = "REFUNDED"
+
+
+class Mode(StrEnum):
+    """Which way a pending saga is moving."""
+
+    FORWARD = "FORWARD"
+    COMPENSATING = "COMPENSATING"
+    REFUNDING = "REFUNDING"
+    DONE = "DONE"
+
+
+class Step(StrEnum):
+    QUOTE = "QUOTE"
+    RESERVE_STOCK = "RESERVE_STOCK"
+    HOLD_FUNDS = "HOLD_FUNDS"
+    GRANT_ENTITLEMENT = "GRANT_ENTITLEMENT"
+    COMMIT_FUNDS = "COMMIT_FUNDS"
+    COMMIT_STOCK = "COMMIT_STOCK"
+    SEND_GIFT = "SEND_GIFT"
+    RELEASE_FUNDS = "RELEASE_FUNDS"
+    RELEASE_STOCK = "RELEASE_STOCK"
+    REVOKE_ENTITLEMENT = "REVOKE_ENTITLEMENT"
+    REFUND_FUNDS = "REFUND_FUNDS"
+    RETURN_STOCK = "RETURN_STOCK"
+
+
+class Outcome(StrEnum):
+    STARTED = "STARTED"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    SKIPPED = "SKIPPED"
+
+
+class ItemKind(StrEnum):
+    PREMIUM_DISCOUNT = "PREMIUM_DISCOUNT"
+    VIRTUAL_GIFT = "VIRTUAL_GIFT"
+    RAFFLE_TICKET = "RAFFLE_TICKET"
+    COSMETIC = "COSMETIC"
+    EVENT_ACCESS = "EVENT_ACCESS"
+
+
+class EntitlementKind(StrEnum):
+    COSMETIC = "COSMETIC"
+    EVENT_PASS = "EVENT_PASS"
+    DISCOUNT_CODE = "DISCOUNT_CODE"
+    RAFFLE_TICKET = "RAFFLE_TICKET"
+    GIFT_RECORD = "GIFT_RECORD"
+
+
+class EntitlementState(StrEnum):
+    ACTIVE = "ACTIVE"
+    REVOKED = "REVOKED"
+    CONSUMED = "CONSUMED"
+
+
+ENTITLEMENT_OF_ITEM = {
+    ItemKind.PREMIUM_DISCOUNT: EntitlementKind.DISCOUNT_CODE,
+    ItemKind.VIRTUAL_GIFT: EntitlementKind.GIFT_RECORD,
+    ItemKind.RAFFLE_TICKET: EntitlementKind.RAFFLE_TICKET,
+    ItemKind.COSMETIC: EntitlementKind.COSMETIC,
+    ItemKind.EVENT_ACCESS: EntitlementKind.EVENT_PASS,
+}
+
+# Owning a cosmetic or a pass twice means nothing: one entitlement per redemption for those,
+# one per unit for tickets, codes and gifts.
+ONE_PER_UNIT = frozenset({EntitlementKind.RAFFLE_TICKET, EntitlementKind.DISCOUNT_CODE, EntitlementKind.GIFT_RECORD})
+
+FORWARD = (
+    Step.QUOTE,
+    Step.RESERVE_STOCK,
+    Step.HOLD_FUNDS,
+    Step.GRANT_ENTITLEMENT,
+    Step.COMMIT_FUNDS,
+    Step.COMMIT_STOCK,
+)
+# Compensation runs in reverse of the forward order; refund has its own sequence.
+COMPENSATION = (Step.REVOKE_ENTITLEMENT, Step.RELEASE_FUNDS, Step.RELEASE_STOCK)
+REFUND = (Step.REVOKE_ENTITLEMENT, Step.REFUND_FUNDS, Step.RETURN_STOCK)
+
+# Suffixes of the request ids sent to peers: f"{redemption_id}:{suffix}".
+_REQUEST_SUFFIX = {
+    Step.RESERVE_STOCK: "reserve",
+    Step.HOLD_FUNDS: "hold",
+    Step.COMMIT_FUNDS: "commit-funds",
+    Step.SEND_GIFT: "gift",
+    Step.COMMIT_STOCK: "commit-stock",
+    Step.RELEASE_FUNDS: "release-funds",
+    Step.RELEASE_STOCK: "release-stock",
+    Step.REFUND_FUNDS: "refund",
+}
+
+
+def step_request_id(redemption_id: str, step: Step, attempt: int = 0) -> str:
+    """Request id of a step's peer call: stable, so a retry is the same request."""
+    suffix = _REQUEST_SUFFIX[step]
+    return f"{redemption_id}:{suffix}" if attempt == 0 else f"{redemption_id}:{suffix}-{attempt}"
+
+
+@dataclass(frozen=True)
+class ItemSnapshot:
+    """What the saga needs to know about the catalog item, read in the QUOTE step."""
+
+    kind: ItemKind
+    currency: str  # "POINTS" or "COINS"
+    raffle_id: str = ""
+    gift_id: str = ""
+    cosmetic_id: str = ""
+    event_id: str = ""
+
+
+
+@dataclass(frozen=True)
+class Saga:
+    redemption_id: str
+    user_id: str
+    item_id: str
+    quantity: int
+    region: str
+    recipient_id: str
+    state: State = State.PENDING
+    mode: Mode = Mode.FORWARD
+    step: Step | None = Step.QUOTE
+    cancel_reason: str = ""
+    item: ItemSnapshot | None = None
+    currency: str = ""  # of the locked price: "POINTS" or "COINS"
+    amount: int = 0
+    reservation_id: str = ""
+    reserved_at: datetime | None = None
+    hold_id: str = ""
+    entitlements_granted: bool = False
+    funds_committed: bool = False
+    stock_attempt: int = 0
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.state is not State.PENDING
+
+    @property
+    def pays_gift_in_coins(self) -> bool:
+        """Coin gifts go through the wallet's SendGift so the creator's diamonds follow the gift rate."""
+        return self.item is not None and self.item.kind is ItemKind.VIRTUAL_GIFT and self.currency == "COINS"
+
+    @property
+    def past_point_of_no_return(self) -> bool:
+        return self.funds_committed
+
+
+class RuleViolation(Exception):
+    """A transition the saga rules forbid (a bug in the caller)."""
+
+
+def after_success(saga: Saga, step: Step, **changes: object) -> Saga:
+    """The saga after `step` took effect (changes: ids and snapshots the step produced)."""
+    if saga.step is not step:
+        raise RuleViolation(f"{step} finished but the saga is at {saga.step}")
+    updated = replace(saga, **changes)  # type: ignore[arg-type]
+    if step is Step.GRANT_ENTITLEMENT:
+        updated = replace(updated, entitlements_granted=True)
+    if step is Step.COMMIT_FUNDS:
+        updated = replace(updated, funds_committed=True)
+    if step is Step.REVOKE_ENTITLEMENT:
+        updated = replace(updated, entitlements_granted=False)
+    if saga.mode is Mode.FORWARD:
+        return _next_forward(updated, step)
+    if saga.mode is Mode.COMPENSATING:
+        return _next_in(updated, COMPENSATION, step, State.CANCELLED)
+    if saga.mode is Mode.REFUNDING:
+        return _next_in(updated, REFUND, step, State.REFUNDED)
+    raise RuleViolation(f"no step runs in mode {saga.mode}")
+
+
+def after_failure(saga: Saga, step: Step, reason: str) -> Saga:
+    """The saga after a peer refused `step` for a business reason (not a transient error).
+
+    Before the funds are committed a refusal starts compensation; after, the saga only
+    moves forward: a lost stock reservation is re-reserved under a new request id.
+    """
+    if saga.step is not step:
+        raise RuleViolation(f"{step} failed but the saga is at {saga.step}")
+    if saga.mode is not Mode.FORWARD:
+        raise RuleViolation("compensation and refund steps are retried, never abandoned")
+    if saga.past_point_of_no_return:
+        if step is not Step.COMMIT_STOCK:
+            raise RuleViolation(f"{step} cannot fail after the funds are committed")
+        return replace(saga, reservation_id="", stock_attempt=saga.stock_attempt + 1,
+                       notes=saga.notes + (reason,))
+    return start_compensation(saga, reason)
+
+
+def start_compensation(saga: Saga, reason: str) -> Saga:
+    if saga.past_point_of_no_return:
+        raise RuleViolation("the funds are committed: the saga only moves forward")
+    cancelled = replace(saga, mode=Mode.COMPENSATING, cancel_reason=reason[:128])
+    first = next((s for s in COMPENSATION if compensation_applies(cancelled, s)), None)
+    if first is None:
+        return replace(cancelled, state=State.CANCELLED, mode=Mode.DONE, step=None)
+    return replace(cancelled, step=first)
+
+
+def compensation_applies(saga: Saga, step: Step) -> bool:
+    """Undo only what was done: the saga records each effect before moving past its step."""
+    if step is Step.REVOKE_ENTITLEMENT:
+        return saga.entitlements_granted
+    if step is Step.RELEASE_FUNDS:
+        return bool(saga.hold_id)
+    if step is Step.RELEASE_STOCK:
+        return bool(saga.reservation_id)
+    return True
+
+
+def start_refund(saga: Saga) -> Saga:
+    if saga.state is not State.COMPLETED:
+        raise RuleViolation("only completed redemptions are refunded")
+    return replace(saga, state=State.PENDING, mode=Mode.REFUNDING, step=REFUND[0])
+
+
+def _next_forward(saga: Saga, done: Step) -> Saga:
+    index = FORWARD.index(done)
+    if index + 1 == len(FORWARD):
+        return replace(saga, state=State.COMPLETED, mode=Mode.DONE, step=None)
+    return replace(saga, step=FORWARD[index + 1])
+
+
+def _next_in(saga: Saga, sequence: tuple[Step, ...], done: Step, final: State) -> Saga:
+    rest = sequence[sequence.index(done) + 1 :]
+    following = next(
+        (s for s in rest if saga.mode is not Mode.COMPENSATING or compensation_applies(saga, s)), None
+    )
+    if following is None:
+        return replace(saga, state=final, mode=Mode.DONE, step=None)
+    return replace(saga, step=following)
+
+
+def entitlement_units(kind: EntitlementKind, quantity: int) -> int:
+    return quantity if kind in ONE_PER_UNIT else 1
+
+
+def draw_winners(seed: bytes, ticket_ids: list[str], winners: int) -> list[str]:
+    """Winning ticket ids: reproducible from the seed and the ticket ids sorted ascending.
+
+    Pick i takes index sha256(seed || i as 8 bytes big-endian) mod len(remaining) from the
+    remaining sorted tickets; anyone with the revealed seed and the ticket list can replay it.
+    """
+    remaining = sorted(ticket_ids)
+    picked: list[str] = []
+    for i in range(min(winners, len(remaining))):
+        digest = hashlib.sha256(seed + i.to_bytes(8, "big")).digest()
+        picked.append(remaining.pop(int.from_bytes(digest, "big") % len(remaining)))
+    return picked
+
+
+def seed_hash(seed: bytes) -> str:
+    return hashlib.sha256(seed).hexdigest()
+
+
+def refund_refusal(
+    saga: Saga, completed_at: datetime | None, now: datetime, window_seconds: float, consumed: bool
+) -> str:
+    """Why a completed redemption cannot be refunded now; "" when it can."""
+    if saga.state is State.REFUNDED:
+        return "ALREADY_REFUNDED"
+    if saga.state is not State.COMPLETED or completed_at is None:
+        return "NOT_COMPLETED"
+    if (now - completed_at).total_seconds() > window_seconds:
+        return "REFUND_WINDOW_CLOSED"
+    if consumed:
+        return "ENTITLEMENT_CONSUMED"
+    if saga.pays_gift_in_coins:
+        # The creator already holds diamonds that may be cashed out: coins cannot come back.
+        return "COIN_GIFT_NOT_REFUNDABLE"
+    if saga.currency == "COINS":
+        # Only the payments caller may credit COINS (wallet policy), so a coin refund has no path.
+        return "COIN_REFUND_NOT_SUPPORTED"
+    return ""

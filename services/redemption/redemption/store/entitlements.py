@@ -1,0 +1,167 @@
+"""Entitlements (granted and revoked inside saga transitions), raffle draws, stored admin responses."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from redemption.domain import EntitlementKind, EntitlementState, State
+from redemption.tables import entitlements, idempotency, raffle_draws, sagas
+
+
+@dataclass(frozen=True)
+class EntitlementRow:
+    entitlement_id: str
+    user_id: str
+    redemption_id: str
+    unit: int
+    kind: EntitlementKind
+    item_id: str
+    state: EntitlementState
+    discount_code: str | None
+    raffle_id: str
+    event_id: str
+    recipient_id: str
+    cosmetic_id: str
+    gift_id: str
+    create_time: datetime
+
+
+@dataclass(frozen=True)
+class RaffleDrawRow:
+    raffle_id: str
+    seed: bytes
+    seed_hash: str
+    state: str  # PREPARED | DRAWN
+    draw_after: datetime
+    winners_wanted: int
+    winner_entitlement_ids: list[str]
+    winner_user_ids: list[str]
+    ticket_count: int
+    prepare_time: datetime
+    draw_time: datetime | None
+
+
+def _entitlement(row: Any) -> EntitlementRow:
+    return EntitlementRow(
+        row.entitlement_id, row.user_id, row.redemption_id, row.unit, EntitlementKind(row.kind), row.item_id,
+        EntitlementState(row.state), row.discount_code, row.raffle_id, row.event_id, row.recipient_id,
+        row.cosmetic_id, row.gift_id, row.create_time,
+    )
+
+
+def _draw(row: Any) -> RaffleDrawRow:
+    return RaffleDrawRow(
+        row.raffle_id, bytes(row.seed), row.seed_hash, row.state, row.draw_after, row.winners_wanted,
+        list(row.winner_entitlement_ids), list(row.winner_user_ids), row.ticket_count, row.prepare_time,
+        row.draw_time,
+    )
+
+
+async def grant(conn: AsyncConnection, rows: Sequence[EntitlementRow]) -> None:
+    """Insert entitlements; a retried grant hits the (redemption_id, unit) key and adds nothing."""
+    values = [
+        {k: (v.value if isinstance(v, (EntitlementKind, EntitlementState)) else v) for k, v in row.__dict__.items()}
+        for row in rows
+    ]
+    await conn.execute(pg_insert(entitlements).values(values).on_conflict_do_nothing(
+        index_elements=["redemption_id", "unit"]))
+
+
+async def revoke(conn: AsyncConnection, redemption_id: str) -> None:
+    await conn.execute(
+        update(entitlements)
+        .where(entitlements.c.redemption_id == redemption_id, entitlements.c.state == EntitlementState.ACTIVE.value)
+        .values(state=EntitlementState.REVOKED.value)
+    )
+
+
+async def lock_and_count_consumed(conn: AsyncConnection, redemption_id: str) -> int:
+    rows = await conn.execute(
+        select(entitlements.c.state).where(entitlements.c.redemption_id == redemption_id).with_for_update()
+    )
+    return sum(1 for (state,) in rows if state == EntitlementState.CONSUMED.value)
+
+
+class EntitlementStore:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    async def for_redemption(self, redemption_id: str) -> list[EntitlementRow]:
+        async with self._engine.connect() as conn:
+            rows = await conn.execute(
+                select(entitlements).where(entitlements.c.redemption_id == redemption_id).order_by(entitlements.c.unit)
+            )
+            return [_entitlement(r) for r in rows]
+
+    async def list_for_user(self, user_id: str, limit: int, after: tuple[datetime, str] | None) -> list[EntitlementRow]:
+        query = select(entitlements).where(entitlements.c.user_id == user_id)
+        if after is not None:
+            query = query.where(func.row(entitlements.c.create_time, entitlements.c.entitlement_id) < func.row(*after))
+        query = query.order_by(entitlements.c.create_time.desc(), entitlements.c.entitlement_id.desc()).limit(limit)
+        async with self._engine.connect() as conn:
+            return [_entitlement(r) for r in await conn.execute(query)]
+
+    async def get_draw(self, raffle_id: str) -> RaffleDrawRow | None:
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(select(raffle_draws).where(raffle_draws.c.raffle_id == raffle_id))).one_or_none()
+            return _draw(row) if row else None
+
+    async def prepare_draw(self, draw: RaffleDrawRow) -> RaffleDrawRow:
+        """Store a new draw record; a raffle already prepared keeps its first seed."""
+        async with self._engine.begin() as conn:
+            values = {k: v for k, v in draw.__dict__.items()}
+            await conn.execute(pg_insert(raffle_draws).values(**values).on_conflict_do_nothing(
+                index_elements=["raffle_id"]))
+            row = (await conn.execute(select(raffle_draws).where(raffle_draws.c.raffle_id == draw.raffle_id))).one()
+            return _draw(row)
+
+    async def draw(self, raffle_id: str, now: datetime, pick: Any) -> RaffleDrawRow | None:
+        """Draw once: lock the record, take the active tickets of completed redemptions, store winners,
+        consume every ticket. A second call returns the stored result unchanged."""
+        async with self._engine.begin() as conn:
+            row = (await conn.execute(
+                select(raffle_draws).where(raffle_draws.c.raffle_id == raffle_id).with_for_update())).one_or_none()
+            if row is None:
+                return None
+            if row.state == "DRAWN":
+                return _draw(row)
+            tickets = (await conn.execute(
+                select(entitlements.c.entitlement_id, entitlements.c.user_id)
+                .join(sagas, sagas.c.redemption_id == entitlements.c.redemption_id)
+                .where(entitlements.c.raffle_id == raffle_id,
+                       entitlements.c.kind == EntitlementKind.RAFFLE_TICKET.value,
+                       entitlements.c.state == EntitlementState.ACTIVE.value,
+                       sagas.c.state == State.COMPLETED.value)
+                .with_for_update(of=entitlements)
+            )).all()
+            owners = {t.entitlement_id: t.user_id for t in tickets}
+            winners: list[str] = pick(bytes(row.seed), list(owners), row.winners_wanted)
+            await conn.execute(
+                update(entitlements).where(entitlements.c.entitlement_id.in_(list(owners)))
+                .values(state=EntitlementState.CONSUMED.value)
+            )
+            await conn.execute(
+                update(raffle_draws).where(raffle_draws.c.raffle_id == raffle_id).values(
+                    state="DRAWN", winner_entitlement_ids=winners, winner_user_ids=[owners[w] for w in winners],
+                    ticket_count=len(owners), draw_time=now)
+            )
+            row = (await conn.execute(select(raffle_draws).where(raffle_draws.c.raffle_id == raffle_id))).one()
+            return _draw(row)
+
+    async def stored_response(self, request_id: str) -> tuple[str, str, bytes] | None:
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(select(idempotency).where(idempotency.c.request_id == request_id))).one_or_none()
+            return (row.method, row.fingerprint, bytes(row.response)) if row else None
+
+    async def store_response(self, request_id: str, method: str, fp: str, response: bytes, now: datetime) -> None:
+        async with self._engine.begin() as conn:
+            await conn.execute(pg_insert(idempotency).values(
+                request_id=request_id, method=method, fingerprint=fp, response=response, create_time=now,
+            ).on_conflict_do_nothing(index_elements=["request_id"]))

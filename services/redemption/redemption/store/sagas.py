@@ -1,0 +1,298 @@
+"""Saga rows: create (idempotent by request_id), transition under a lease, claim due sagas for recovery."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from redemption.domain import ItemKind, ItemSnapshot, Mode, Outcome, Saga, State, Step
+from redemption.tables import saga_steps, sagas
+
+# Extra work done in the transition's own transaction (e.g. granting entitlements).
+InTransaction = Callable[[AsyncConnection], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    name: Step
+    outcome: Outcome
+    detail: str
+    time: datetime
+
+
+@dataclass(frozen=True)
+class SagaRecord:
+    """A saga plus what only the store and the API care about."""
+
+    saga: Saga
+    request_id: str
+    fingerprint: str
+    create_time: datetime
+    update_time: datetime
+    completed_at: datetime | None
+    refund_request_id: str
+    refund_fingerprint: str
+    refund_reason: str
+    attempts: int
+    steps: tuple[StepRecord, ...] = ()
+
+
+def _saga_values(saga: Saga) -> dict[str, Any]:
+    return {
+        "state": saga.state.value,
+        "mode": saga.mode.value,
+        "step": saga.step.value if saga.step else None,
+        "cancel_reason": saga.cancel_reason,
+        "item": asdict(saga.item) if saga.item else None,
+        "currency": saga.currency,
+        "amount": saga.amount,
+        "reservation_id": saga.reservation_id,
+        "reserved_at": saga.reserved_at,
+        "hold_id": saga.hold_id,
+        "entitlements_granted": saga.entitlements_granted,
+        "funds_committed": saga.funds_committed,
+        "stock_attempt": saga.stock_attempt,
+        "notes": list(saga.notes),
+    }
+
+
+def _saga_of(row: Any) -> Saga:
+    item = None
+    if row.item:
+        data = dict(row.item)
+        item = ItemSnapshot(**{**data, "kind": ItemKind(data["kind"])})
+    return Saga(
+        redemption_id=row.redemption_id,
+        user_id=row.user_id,
+        item_id=row.item_id,
+        quantity=row.quantity,
+        region=row.region,
+        recipient_id=row.recipient_id,
+        state=State(row.state),
+        mode=Mode(row.mode),
+        step=Step(row.step) if row.step else None,
+        cancel_reason=row.cancel_reason,
+        item=item,
+        currency=row.currency,
+        amount=row.amount,
+        reservation_id=row.reservation_id,
+        reserved_at=row.reserved_at,
+        hold_id=row.hold_id,
+        entitlements_granted=row.entitlements_granted,
+        funds_committed=row.funds_committed,
+        stock_attempt=row.stock_attempt,
+        notes=tuple(row.notes or ()),
+    )
+
+
+def _record_of(row: Any, steps: Sequence[StepRecord] = ()) -> SagaRecord:
+    return SagaRecord(
+        saga=_saga_of(row),
+        request_id=row.request_id,
+        fingerprint=row.fingerprint,
+        create_time=row.create_time,
+        update_time=row.update_time,
+        completed_at=row.completed_at,
+        refund_request_id=row.refund_request_id or "",
+        refund_fingerprint=row.refund_fingerprint or "",
+        refund_reason=row.refund_reason,
+        attempts=row.attempts,
+        steps=tuple(steps),
+    )
+
+
+def _log_rows(redemption_id: str, logs: Sequence[tuple[Step, Outcome, str]], now: datetime) -> list[dict[str, Any]]:
+    return [
+        {"redemption_id": redemption_id, "name": s.value, "outcome": o.value, "detail": d[:500], "time": now}
+        for s, o, d in logs
+    ]
+
+
+class SagaStore:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    async def create(
+        self, saga: Saga, request_id: str, fingerprint: str, now: datetime, owner: str, lease_until: datetime
+    ) -> tuple[SagaRecord, bool]:
+        """Insert a new saga (leased to `owner`) or return the one already stored under request_id."""
+        values = {
+            "redemption_id": saga.redemption_id,
+            "request_id": request_id,
+            "fingerprint": fingerprint,
+            "user_id": saga.user_id,
+            "item_id": saga.item_id,
+            "quantity": saga.quantity,
+            "region": saga.region,
+            "recipient_id": saga.recipient_id,
+            **_saga_values(saga),
+            "next_attempt_at": now,
+            "lease_owner": owner,
+            "lease_until": lease_until,
+            "create_time": now,
+            "update_time": now,
+        }
+        async with self._engine.begin() as conn:
+            inserted = await conn.execute(
+                pg_insert(sagas).values(**values).on_conflict_do_nothing(index_elements=["request_id"])
+            )
+            if inserted.rowcount == 1:
+                if saga.step is not None:
+                    await conn.execute(
+                        insert(saga_steps), _log_rows(saga.redemption_id, [(saga.step, Outcome.STARTED, "")], now)
+                    )
+                row = (await conn.execute(select(sagas).where(sagas.c.redemption_id == saga.redemption_id))).one()
+                return _record_of(row), True
+            row = (await conn.execute(select(sagas).where(sagas.c.request_id == request_id))).one()
+            return _record_of(row), False
+
+    async def get(self, redemption_id: str, *, with_steps: bool = False) -> SagaRecord | None:
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(select(sagas).where(sagas.c.redemption_id == redemption_id))).one_or_none()
+            if row is None:
+                return None
+            steps: list[StepRecord] = []
+            if with_steps:
+                result = await conn.execute(
+                    select(saga_steps).where(saga_steps.c.redemption_id == redemption_id).order_by(saga_steps.c.id)
+                )
+                steps = [StepRecord(Step(r.name), Outcome(r.outcome), r.detail, r.time) for r in result]
+            return _record_of(row, steps)
+
+    async def transition(
+        self,
+        before: Saga,
+        after: Saga,
+        logs: Sequence[tuple[Step, Outcome, str]],
+        *,
+        owner: str,
+        now: datetime,
+        lease_seconds: float,
+        extra: InTransaction | None = None,
+        fields: dict[str, Any] | None = None,
+    ) -> bool:
+        """Persist `after` (plus the step log) if this owner still holds the lease and the saga is
+        still at `before`'s step; False means someone else moved it and the caller must stop."""
+        values = _saga_values(after) | (fields or {})
+        values |= {"update_time": now, "lease_until": now + timedelta(seconds=lease_seconds), "attempts": 0}
+        if after.state is State.COMPLETED and before.state is State.PENDING:
+            values["completed_at"] = now
+        if after.step is not None and after.step is not before.step:
+            logs = [*logs, (after.step, Outcome.STARTED, "")]
+        async with self._engine.begin() as conn:
+            result = await conn.execute(
+                update(sagas)
+                .where(
+                    sagas.c.redemption_id == before.redemption_id,
+                    sagas.c.lease_owner == owner,
+                    sagas.c.mode == before.mode.value,
+                    (sagas.c.step == before.step.value) if before.step else sagas.c.step.is_(None),
+                )
+                .values(**values)
+            )
+            if result.rowcount != 1:
+                return False
+            if extra is not None:
+                await extra(conn)
+            if logs:
+                await conn.execute(insert(saga_steps), _log_rows(before.redemption_id, logs, now))
+        return True
+
+    async def note_retry(self, saga: Saga, step: Step, detail: str, *, owner: str, now: datetime,
+                         retry_at: datetime, release: bool) -> None:
+        """Log a transient failure; when `release`, hand the saga to the recovery loop at retry_at."""
+        values: dict[str, Any] = {"attempts": sagas.c.attempts + 1, "next_attempt_at": retry_at, "update_time": now}
+        if release:
+            values["lease_until"] = now
+        async with self._engine.begin() as conn:
+            result = await conn.execute(
+                update(sagas)
+                .where(sagas.c.redemption_id == saga.redemption_id, sagas.c.lease_owner == owner)
+                .values(**values)
+            )
+            if result.rowcount == 1:
+                await conn.execute(insert(saga_steps), _log_rows(saga.redemption_id, [(step, Outcome.FAILED, detail)], now))
+
+    async def acquire(self, redemption_id: str, owner: str, now: datetime, lease_seconds: float) -> bool:
+        """Take the lease of a pending saga whose lease has lapsed (or is already ours)."""
+        async with self._engine.begin() as conn:
+            result = await conn.execute(
+                update(sagas)
+                .where(
+                    sagas.c.redemption_id == redemption_id,
+                    sagas.c.state == State.PENDING.value,
+                    or_(sagas.c.lease_until <= now, sagas.c.lease_owner == owner),
+                )
+                .values(lease_owner=owner, lease_until=now + timedelta(seconds=lease_seconds))
+            )
+            return result.rowcount == 1
+
+    async def release(self, redemption_id: str, owner: str, now: datetime) -> None:
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                update(sagas)
+                .where(sagas.c.redemption_id == redemption_id, sagas.c.lease_owner == owner)
+                .values(lease_until=now)
+            )
+
+    async def claim_due(self, owner: str, now: datetime, lease_seconds: float, limit: int) -> list[str]:
+        """Lease up to `limit` pending sagas nobody drives; SKIP LOCKED lets replicas share the work."""
+        async with self._engine.begin() as conn:
+            due = (
+                select(sagas.c.redemption_id)
+                .where(and_(sagas.c.state == State.PENDING.value, sagas.c.lease_until <= now,
+                            sagas.c.next_attempt_at <= now))
+                .order_by(sagas.c.next_attempt_at)
+                .limit(limit)
+                .with_for_update(skip_locked=True)
+            )
+            ids = list((await conn.execute(due)).scalars())
+            if ids:
+                await conn.execute(
+                    update(sagas)
+                    .where(sagas.c.redemption_id.in_(ids))
+                    .values(lease_owner=owner, lease_until=now + timedelta(seconds=lease_seconds))
+                )
+            return ids
+
+    async def list_for_user(self, user_id: str, limit: int, after: tuple[datetime, str] | None) -> list[SagaRecord]:
+        query = select(sagas).where(sagas.c.user_id == user_id)
+        if after is not None:
+            query = query.where(func.row(sagas.c.create_time, sagas.c.redemption_id) < func.row(*after))
+        query = query.order_by(sagas.c.create_time.desc(), sagas.c.redemption_id.desc()).limit(limit)
+        async with self._engine.connect() as conn:
+            return [_record_of(row) for row in await conn.execute(query)]
+
+    async def start_refund(
+        self, before: Saga, after: Saga, *, request_id: str, fingerprint: str, reason: str, owner: str,
+        now: datetime, lease_seconds: float, extra: InTransaction,
+    ) -> bool:
+        """Move a COMPLETED saga into REFUNDING with the revocation done in the same transaction."""
+        values = _saga_values(after) | {
+            "refund_request_id": request_id,
+            "refund_fingerprint": fingerprint,
+            "refund_reason": reason,
+            "lease_owner": owner,
+            "lease_until": now + timedelta(seconds=lease_seconds),
+            "next_attempt_at": now,
+            "update_time": now,
+        }
+        logs = [(Step.REVOKE_ENTITLEMENT, Outcome.STARTED, "refund")]
+        async with self._engine.begin() as conn:
+            result = await conn.execute(
+                update(sagas)
+                .where(sagas.c.redemption_id == before.redemption_id, sagas.c.state == State.COMPLETED.value,
+                       sagas.c.refund_request_id.is_(None))
+                .values(**values)
+            )
+            if result.rowcount != 1:
+                return False
+            await extra(conn)
+            await conn.execute(insert(saga_steps), _log_rows(before.redemption_id, logs, now))
+        return True

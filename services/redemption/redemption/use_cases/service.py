@@ -1,0 +1,219 @@
+"""The redemption use cases: Redeem, refunds, queries, raffle draws and the recovery loop."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import socket
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import structlog
+
+from points_platform.clock import Clock
+from points_platform.errors import FailedPrecondition, NotFound, Unavailable, idempotency_key_reused
+
+from redemption.config import RedemptionSettings
+from redemption.domain import Saga, draw_winners, refund_refusal, seed_hash, start_refund
+from redemption.peers import PeerUnavailable
+from redemption.store import EntitlementRow, EntitlementStore, RaffleDrawRow, SagaRecord, SagaStore
+from redemption.store import entitlements as entitlement_rows
+from redemption.use_cases.ports import Catalog, Wallet
+from redemption.use_cases.saga_runner import SagaRunner
+
+log = structlog.get_logger("redemption")
+
+
+@dataclass(frozen=True)
+class RedeemCommand:
+    request_id: str
+    fingerprint: str
+    user_id: str
+    item_id: str
+    quantity: int
+    region: str
+    recipient_id: str
+
+
+class RedemptionService:
+    def __init__(self, sagas: SagaStore, entitlements: EntitlementStore, wallet: Wallet, catalog: Catalog,
+                 clock: Clock, settings: RedemptionSettings) -> None:
+        self.sagas = sagas
+        self.entitlements = entitlements
+        self.catalog = catalog
+        self.clock = clock
+        self.settings = settings
+        self.owner = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self.runner = SagaRunner(sagas, wallet, catalog, clock, settings, self.owner)
+        self._drivers: dict[str, asyncio.Task[None]] = {}
+
+    # -- Redeem ------------------------------------------------------------------------------
+
+    async def redeem(self, cmd: RedeemCommand, wait_seconds: float | None) -> SagaRecord:
+        now = self.clock.now()
+        saga = Saga(uuid.uuid4().hex, cmd.user_id, cmd.item_id, cmd.quantity, cmd.region, cmd.recipient_id)
+        lease_until = now + timedelta(seconds=self.settings.lease_seconds)
+        record, created = await self.sagas.create(saga, cmd.request_id, cmd.fingerprint, now, self.owner, lease_until)
+        if not created and record.fingerprint != cmd.fingerprint:
+            raise idempotency_key_reused(cmd.request_id)
+        rid = record.saga.redemption_id
+        if created or (not record.saga.is_terminal and await self.sagas.acquire(
+                rid, self.owner, now, self.settings.lease_seconds)):
+            await self._wait(self._start_driver(rid), wait_seconds)
+        return await self.get(rid)
+
+    def _start_driver(self, redemption_id: str) -> asyncio.Task[None]:
+        task = self._drivers.get(redemption_id)
+        if task is None or task.done():
+            task = asyncio.create_task(self.runner.drive(redemption_id), name=f"saga-{redemption_id}")
+            self._drivers[redemption_id] = task
+            task.add_done_callback(lambda t: self._forget(redemption_id, t))
+        return task
+
+    def _forget(self, redemption_id: str, task: asyncio.Task[None]) -> None:
+        if self._drivers.get(redemption_id) is task:
+            del self._drivers[redemption_id]
+        if not task.cancelled() and task.exception() is not None:
+            log.error("saga_driver_crashed", redemption_id=redemption_id, exc_info=task.exception())
+
+    async def _wait(self, task: asyncio.Task[None], wait_seconds: float | None) -> None:
+        """Wait for the saga up to the caller's deadline; it keeps running in the background after."""
+        limit = self.settings.redeem_max_wait_seconds if wait_seconds is None else min(
+            wait_seconds, self.settings.redeem_max_wait_seconds)
+        if limit <= 0:
+            return
+        done, _ = await asyncio.wait({task}, timeout=limit)
+        del done
+
+    async def get(self, redemption_id: str) -> SagaRecord:
+        record = await self.sagas.get(redemption_id, with_steps=True)
+        if record is None:
+            raise NotFound("REDEMPTION_NOT_FOUND", metadata={"redemption_id": redemption_id})
+        return record
+
+    async def list_redemptions(self, user_id: str, limit: int, after: tuple[datetime, str] | None) -> list[SagaRecord]:
+        return await self.sagas.list_for_user(user_id, limit, after)
+
+    async def entitlement_ids(self, redemption_id: str) -> list[EntitlementRow]:
+        return await self.entitlements.for_redemption(redemption_id)
+
+    async def list_entitlements(self, user_id: str, limit: int,
+                                after: tuple[datetime, str] | None) -> list[EntitlementRow]:
+        return await self.entitlements.list_for_user(user_id, limit, after)
+
+    # -- Refund ------------------------------------------------------------------------------
+
+    async def refund(self, request_id: str, fingerprint: str, redemption_id: str, reason: str,
+                     wait_seconds: float | None) -> SagaRecord:
+        record = await self.get(redemption_id)
+        if record.refund_request_id:
+            if record.refund_request_id != request_id:
+                raise FailedPrecondition("ALREADY_REFUNDED", metadata={"redemption_id": redemption_id})
+            if record.refund_fingerprint != fingerprint:
+                raise idempotency_key_reused(request_id)
+            return await self._resume(record, wait_seconds)
+        refusal = refund_refusal(record.saga, record.completed_at, self.clock.now(),
+                                 self.settings.refund_window_seconds, consumed=False)
+        if refusal:
+            raise FailedPrecondition(refusal, metadata={"redemption_id": redemption_id})
+
+        async def check_and_revoke(conn: object) -> None:
+            if await entitlement_rows.lock_and_count_consumed(conn, redemption_id):  # type: ignore[arg-type]
+                raise FailedPrecondition("ENTITLEMENT_CONSUMED", metadata={"redemption_id": redemption_id})
+            await entitlement_rows.revoke(conn, redemption_id)  # type: ignore[arg-type]
+
+        started = await self.sagas.start_refund(
+            record.saga, start_refund(record.saga), request_id=request_id, fingerprint=fingerprint, reason=reason,
+            owner=self.owner, now=self.clock.now(), lease_seconds=self.settings.lease_seconds,
+            extra=check_and_revoke)
+        if not started:  # a concurrent refund won; answer as a replay would
+            return await self.refund(request_id, fingerprint, redemption_id, reason, wait_seconds)
+        await self._wait(self._start_driver(redemption_id), wait_seconds)
+        return await self.get(redemption_id)
+
+    async def _resume(self, record: SagaRecord, wait_seconds: float | None) -> SagaRecord:
+        rid = record.saga.redemption_id
+        if not record.saga.is_terminal and await self.sagas.acquire(rid, self.owner, self.clock.now(),
+                                                                    self.settings.lease_seconds):
+            await self._wait(self._start_driver(rid), wait_seconds)
+        return await self.get(rid)
+
+    # -- Raffles -----------------------------------------------------------------------------
+
+    async def remember(self, request_id: str, method: str, fingerprint: str,
+                       produce: Callable[[], Awaitable[bytes]]) -> bytes:
+        """Idempotency of the admin RPCs: the first response is stored and replayed."""
+        stored = await self.entitlements.stored_response(request_id)
+        if stored is not None:
+            if stored[0] != method or stored[1] != fingerprint:
+                raise idempotency_key_reused(request_id)
+            return stored[2]
+        response = await produce()
+        await self.entitlements.store_response(request_id, method, fingerprint, response, self.clock.now())
+        stored = await self.entitlements.stored_response(request_id)
+        assert stored is not None
+        return stored[2]
+
+    async def prepare_draw(self, raffle_id: str) -> RaffleDrawRow:
+        existing = await self.entitlements.get_draw(raffle_id)
+        if existing is not None:
+            return existing
+        try:
+            item = await self.catalog.raffle_item(raffle_id)
+        except PeerUnavailable as exc:
+            raise Unavailable("CATALOG_UNAVAILABLE", str(exc)) from None
+        if item is None or item.draw_time is None:
+            raise NotFound("RAFFLE_NOT_FOUND", metadata={"raffle_id": raffle_id})
+        seed = secrets.token_bytes(32)
+        return await self.entitlements.prepare_draw(RaffleDrawRow(
+            raffle_id=raffle_id, seed=seed, seed_hash=seed_hash(seed), state="PREPARED", draw_after=item.draw_time,
+            winners_wanted=max(item.winners, 1), winner_entitlement_ids=[], winner_user_ids=[], ticket_count=0,
+            prepare_time=self.clock.now(), draw_time=None))
+
+    async def draw(self, raffle_id: str) -> RaffleDrawRow:
+        draw = await self.entitlements.get_draw(raffle_id)
+        if draw is None:
+            raise FailedPrecondition("RAFFLE_NOT_PREPARED", metadata={"raffle_id": raffle_id})
+        now = self.clock.now()
+        if draw.state != "DRAWN" and now < draw.draw_after:
+            raise FailedPrecondition("DRAW_TIME_NOT_REACHED", metadata={"draw_time": draw.draw_after.isoformat()})
+        drawn = await self.entitlements.draw(raffle_id, now, draw_winners)
+        assert drawn is not None
+        log.info("raffle_drawn", raffle_id=raffle_id, tickets=drawn.ticket_count, winners=len(drawn.winner_user_ids))
+        return drawn
+
+    async def get_draw(self, raffle_id: str) -> RaffleDrawRow:
+        draw = await self.entitlements.get_draw(raffle_id)
+        if draw is None:
+            raise NotFound("RAFFLE_NOT_PREPARED", metadata={"raffle_id": raffle_id})
+        return draw
+
+    # -- Recovery ----------------------------------------------------------------------------
+
+    async def recover_once(self) -> int:
+        """Claim the pending sagas nobody drives (lease lapsed) and drive them; returns how many."""
+        ids = await self.sagas.claim_due(self.owner, self.clock.now(), self.settings.lease_seconds,
+                                         self.settings.recovery_batch)
+        if ids:
+            log.info("saga_recovery", count=len(ids))
+            await asyncio.gather(*(self._start_driver(rid) for rid in ids), return_exceptions=True)
+        return len(ids)
+
+    async def recovery_loop(self) -> None:
+        while True:
+            try:
+                claimed = await self.recover_once()
+            except Exception:  # noqa: BLE001 - the database may be restarting; try again shortly
+                log.exception("saga_recovery_failed")
+                claimed = 0
+            if not claimed:
+                await asyncio.sleep(self.settings.recovery_interval_seconds)
+
+    async def stop(self) -> None:
+        tasks = list(self._drivers.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

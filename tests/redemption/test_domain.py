@@ -1,0 +1,140 @@
+"""The saga rules without any I/O: step order, compensation order, point of no return, raffle draws."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from redemption.domain import (
+    COMPENSATION,
+    FORWARD,
+    ItemKind,
+    ItemSnapshot,
+    Mode,
+    RuleViolation,
+    Saga,
+    State,
+    Step,
+    after_failure,
+    after_success,
+    draw_winners,
+    refund_refusal,
+    seed_hash,
+    start_refund,
+    step_request_id,
+)
+
+ITEM = ItemSnapshot(kind=ItemKind.COSMETIC, currency="POINTS", cosmetic_id="frame")
+
+
+def new_saga() -> Saga:
+    return Saga("r1", "u1", "i1", 1, "US", "")
+
+
+def run_forward_until(step: Step) -> Saga:
+    saga = new_saga()
+    changes = {
+        Step.QUOTE: {"item": ITEM},
+        Step.RESERVE_STOCK: {"reservation_id": "res", "amount": 10},
+        Step.HOLD_FUNDS: {"hold_id": "hold"},
+    }
+    while saga.step is not step:
+        assert saga.step is not None
+        saga = after_success(saga, saga.step, **changes.get(saga.step, {}))
+    return saga
+
+
+def test_forward_steps_run_in_order_and_complete() -> None:
+    saga = new_saga()
+    seen = []
+    while saga.step is not None:
+        seen.append(saga.step)
+        saga = after_success(saga, saga.step)
+    assert tuple(seen) == FORWARD
+    assert saga.state is State.COMPLETED and saga.mode is Mode.DONE and saga.funds_committed
+
+
+def test_a_step_out_of_turn_is_refused() -> None:
+    with pytest.raises(RuleViolation):
+        after_success(new_saga(), Step.HOLD_FUNDS)
+
+
+def test_failure_at_quote_cancels_without_compensation() -> None:
+    saga = after_failure(new_saga(), Step.QUOTE, "NOT_AVAILABLE_IN_REGION")
+    assert saga.state is State.CANCELLED and saga.cancel_reason == "NOT_AVAILABLE_IN_REGION"
+    assert saga.step is None
+
+
+def test_failure_at_hold_releases_only_the_stock() -> None:
+    saga = after_failure(run_forward_until(Step.HOLD_FUNDS), Step.HOLD_FUNDS, "INSUFFICIENT_FUNDS")
+    assert saga.mode is Mode.COMPENSATING and saga.step is Step.RELEASE_STOCK
+    saga = after_success(saga, Step.RELEASE_STOCK)
+    assert saga.state is State.CANCELLED and saga.cancel_reason == "INSUFFICIENT_FUNDS"
+
+
+def test_failure_at_commit_compensates_in_reverse_order() -> None:
+    saga = after_failure(run_forward_until(Step.COMMIT_FUNDS), Step.COMMIT_FUNDS, "HOLD_EXPIRED")
+    order = []
+    while saga.step is not None:
+        order.append(saga.step)
+        saga = after_success(saga, saga.step)
+    assert tuple(order) == COMPENSATION
+    assert saga.state is State.CANCELLED and not saga.entitlements_granted
+
+
+def test_after_funds_commit_the_saga_only_moves_forward() -> None:
+    saga = after_success(run_forward_until(Step.COMMIT_FUNDS), Step.COMMIT_FUNDS)
+    assert saga.step is Step.COMMIT_STOCK and saga.past_point_of_no_return
+    retried = after_failure(saga, Step.COMMIT_STOCK, "RESERVATION_EXPIRED")
+    assert retried.mode is Mode.FORWARD and retried.step is Step.COMMIT_STOCK
+    assert retried.reservation_id == "" and retried.stock_attempt == 1
+    assert step_request_id("r1", Step.RESERVE_STOCK, retried.stock_attempt) == "r1:reserve-1"
+
+
+def test_compensation_steps_cannot_be_abandoned() -> None:
+    saga = after_failure(run_forward_until(Step.COMMIT_FUNDS), Step.COMMIT_FUNDS, "HOLD_EXPIRED")
+    with pytest.raises(RuleViolation):
+        after_failure(saga, saga.step or Step.QUOTE, "X")
+
+
+def test_request_ids_derive_from_the_redemption_id() -> None:
+    assert step_request_id("abc", Step.HOLD_FUNDS) == "abc:hold"
+    assert step_request_id("abc", Step.COMMIT_FUNDS) == "abc:commit-funds"
+    assert step_request_id("abc", Step.RELEASE_STOCK) == "abc:release-stock"
+
+
+def test_refund_runs_revoke_then_funds_then_stock() -> None:
+    saga = after_success(after_success(run_forward_until(Step.COMMIT_FUNDS), Step.COMMIT_FUNDS), Step.COMMIT_STOCK)
+    saga = start_refund(saga)
+    order = []
+    while saga.step is not None:
+        order.append(saga.step)
+        saga = after_success(saga, saga.step)
+    assert order == [Step.REVOKE_ENTITLEMENT, Step.REFUND_FUNDS, Step.RETURN_STOCK]
+    assert saga.state is State.REFUNDED
+    with pytest.raises(RuleViolation):
+        start_refund(saga)
+
+
+def test_refund_rules() -> None:
+    done = replace(new_saga(), state=State.COMPLETED, item=ITEM)
+    now = datetime(2026, 1, 2, tzinfo=UTC)
+    assert refund_refusal(done, now - timedelta(hours=1), now, 86400, consumed=False) == ""
+    assert refund_refusal(done, now - timedelta(days=2), now, 86400, consumed=False) == "REFUND_WINDOW_CLOSED"
+    assert refund_refusal(done, now, now, 86400, consumed=True) == "ENTITLEMENT_CONSUMED"
+    gift = replace(done, currency="COINS", item=ItemSnapshot(kind=ItemKind.VIRTUAL_GIFT, currency="COINS", gift_id="rose"))
+    assert refund_refusal(gift, now, now, 86400, consumed=False) == "COIN_GIFT_NOT_REFUNDABLE"
+    assert refund_refusal(new_saga(), None, now, 86400, consumed=False) == "NOT_COMPLETED"
+
+
+def test_raffle_draw_is_reproducible_and_order_independent() -> None:
+    seed = bytes(range(32))
+    tickets = [f"t{i:03d}" for i in range(100)]
+    first = draw_winners(seed, tickets, 3)
+    assert first == draw_winners(seed, list(reversed(tickets)), 3)
+    assert len(set(first)) == 3 and set(first) <= set(tickets)
+    assert draw_winners(b"other" * 8, tickets, 3) != first
+    assert draw_winners(seed, ["a", "b"], 5) in (["a", "b"], ["b", "a"])
+    assert seed_hash(seed) == seed_hash(bytes(range(32))) and len(seed_hash(seed)) == 64

@@ -1,0 +1,224 @@
+"""Redeem against the real wallet and catalog: each item kind, each refusal, exact compensation."""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+
+from points.catalog.v1 import catalog_pb2
+from points.common.v1 import common_pb2
+from points.redemption.v1 import redemption_pb2 as rpb
+from points_platform.client import error_reason
+from tests.redemption.conftest import COINS, DIAMONDS, POINTS, Suite, cosmetic_spec, md, uid
+
+COMPLETED = rpb.REDEMPTION_STATE_COMPLETED
+CANCELLED = rpb.REDEMPTION_STATE_CANCELLED
+
+
+def step_names(redemption: rpb.Redemption) -> list[str]:
+    return [
+        f"{rpb.SagaStepName.Name(s.name).removeprefix('SAGA_STEP_NAME_')}:"
+        f"{rpb.StepOutcome.Name(s.outcome).removeprefix('STEP_OUTCOME_')}"
+        for s in redemption.steps
+    ]
+
+
+async def test_cosmetic_happy_path_spends_points_and_grants_ownership(suite: Suite) -> None:
+    user = uid("u")
+    await suite.fund(user, 500)
+    item = await suite.item(**cosmetic_spec(price=120, limited_stock=True, stock_total=5))
+    redemption = await suite.redeem(user, item.item_id)
+    assert redemption.state == COMPLETED, redemption
+    assert redemption.price.amount == 120 and redemption.price.currency == POINTS
+    assert [s for s in step_names(redemption) if s.endswith("SUCCEEDED")] == [
+        "QUOTE:SUCCEEDED", "RESERVE_STOCK:SUCCEEDED", "HOLD_FUNDS:SUCCEEDED", "GRANT_ENTITLEMENT:SUCCEEDED",
+        "COMMIT_FUNDS:SUCCEEDED", "COMMIT_STOCK:SUCCEEDED"]
+    assert all(s.time.seconds > 0 for s in redemption.steps)
+    balance = await suite.balance(user)
+    assert (balance.available, balance.held) == (380, 0)
+    after = await suite.get_item(item.item_id)
+    assert (after.stock_sold, after.stock_reserved, after.stock_available) == (1, 0, 4)
+    [owned] = await suite.entitlements(user)
+    assert owned.kind == rpb.ENTITLEMENT_KIND_COSMETIC and owned.cosmetic_id == "gold-frame"
+    assert owned.state == rpb.ENTITLEMENT_STATE_ACTIVE and list(redemption.entitlement_ids) == [owned.entitlement_id]
+
+
+async def test_same_request_id_returns_the_same_redemption_and_different_body_is_refused(suite: Suite) -> None:
+    user = uid("u")
+    await suite.fund(user, 500)
+    item = await suite.item(**cosmetic_spec(price=100))
+    first = await suite.redeem(user, item.item_id, request_id="same-key-" + user)
+    again = await suite.redeem(user, item.item_id, request_id="same-key-" + user)
+    assert again.redemption_id == first.redemption_id and again.state == COMPLETED
+    assert (await suite.balance(user)).available == 400
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await suite.redeem(user, item.item_id, quantity=2, request_id="same-key-" + user)
+    assert caught.value.code() == grpc.StatusCode.ALREADY_EXISTS
+    assert error_reason(caught.value) == "IDEMPOTENCY_KEY_REUSED"
+
+
+async def test_raffle_tickets_one_per_unit(suite: Suite) -> None:
+    user = uid("u")
+    await suite.fund(user, 1000)
+    raffle_id = uid("raffle")
+    item = await suite.item(kind=catalog_pb2.ITEM_KIND_RAFFLE_TICKET,
+                            price=common_pb2.Price(currency=POINTS, amount=50),
+                            raffle=catalog_pb2.RaffleAttributes(raffle_id=raffle_id, winners=1,
+                                                                draw_time=_future(suite)))
+    redemption = await suite.redeem(user, item.item_id, quantity=3)
+    assert redemption.state == COMPLETED and redemption.price.amount == 150
+    tickets = await suite.entitlements(user)
+    assert len(tickets) == 3 and {t.raffle_id for t in tickets} == {raffle_id}
+    assert {t.kind for t in tickets} == {rpb.ENTITLEMENT_KIND_RAFFLE_TICKET}
+
+
+async def test_discount_codes_are_unique_and_unguessable(suite: Suite) -> None:
+    user = uid("u")
+    await suite.fund(user, 1000)
+    item = await suite.item(kind=catalog_pb2.ITEM_KIND_PREMIUM_DISCOUNT,
+                            price=common_pb2.Price(currency=POINTS, amount=10),
+                            discount=catalog_pb2.DiscountAttributes(percent_off_bps=2000, target_feature="ad_free"))
+    await suite.redeem(user, item.item_id, quantity=2)
+    await suite.redeem(user, item.item_id, quantity=1)
+    codes = [e.discount_code for e in await suite.entitlements(user)]
+    assert len(codes) == 3 and len(set(codes)) == 3 and all(len(c) >= 20 for c in codes)
+
+
+async def test_event_pass(suite: Suite) -> None:
+    user = uid("u")
+    await suite.fund(user, 100)
+    item = await suite.item(kind=catalog_pb2.ITEM_KIND_EVENT_ACCESS, price=common_pb2.Price(currency=POINTS, amount=30),
+                            event_access=catalog_pb2.EventAccessAttributes(event_id="concert-1"))
+    assert (await suite.redeem(user, item.item_id)).state == COMPLETED
+    [ticket] = await suite.entitlements(user)
+    assert ticket.kind == rpb.ENTITLEMENT_KIND_EVENT_PASS and ticket.event_id == "concert-1"
+
+
+async def test_points_gift_gives_the_creator_a_record_and_no_diamonds(suite: Suite) -> None:
+    user, creator = uid("u"), uid("creator")
+    await suite.fund(user, 100)
+    item = await suite.item(kind=catalog_pb2.ITEM_KIND_VIRTUAL_GIFT, price=common_pb2.Price(currency=POINTS, amount=40),
+                            gift=catalog_pb2.GiftAttributes(gift_id="rose"))
+    redemption = await suite.redeem(user, item.item_id, recipient_id=creator)
+    assert redemption.state == COMPLETED
+    [gift] = await suite.entitlements(user)
+    assert gift.kind == rpb.ENTITLEMENT_KIND_GIFT_RECORD and gift.recipient_id == creator and gift.gift_id == "rose"
+    assert (await suite.balance(creator, DIAMONDS)).available == 0
+    assert (await suite.balance(user)).available == 60
+
+
+async def test_coin_gift_goes_through_send_gift_and_pays_diamonds(suite: Suite) -> None:
+    user, creator = uid("u"), uid("creator")
+    await suite.fund(user, 1000, COINS)
+    item = await suite.item(kind=catalog_pb2.ITEM_KIND_VIRTUAL_GIFT, price=common_pb2.Price(currency=COINS, amount=100),
+                            gift=catalog_pb2.GiftAttributes(gift_id="lion"))
+    redemption = await suite.redeem(user, item.item_id, quantity=2, recipient_id=creator)
+    assert redemption.state == COMPLETED, step_names(redemption)
+    assert "COMMIT_FUNDS:SUCCEEDED" in step_names(redemption)
+    coins = await suite.balance(user, COINS)
+    assert (coins.available, coins.held) == (800, 0)
+    assert (await suite.balance(creator, DIAMONDS)).available == 100  # floor(200 coins * 5000 bps)
+    assert len(await suite.entitlements(user)) == 2
+
+
+@pytest.mark.parametrize("recipient", ["", "self"])
+async def test_gift_recipient_rules(suite: Suite, recipient: str) -> None:
+    user = uid("u")
+    await suite.fund(user, 100)
+    item = await suite.item(kind=catalog_pb2.ITEM_KIND_VIRTUAL_GIFT, price=common_pb2.Price(currency=POINTS, amount=1),
+                            gift=catalog_pb2.GiftAttributes(gift_id="rose"))
+    redemption = await suite.redeem(user, item.item_id, recipient_id=user if recipient == "self" else "")
+    assert redemption.state == CANCELLED
+    assert redemption.cancel_reason == ("SELF_GIFT_NOT_ALLOWED" if recipient else "RECIPIENT_REQUIRED")
+
+
+async def test_insufficient_funds_releases_the_stock_exactly(suite: Suite) -> None:
+    user = uid("u")
+    await suite.fund(user, 50)
+    item = await suite.item(**cosmetic_spec(price=100, limited_stock=True, stock_total=3))
+    redemption = await suite.redeem(user, item.item_id)
+    assert redemption.state == CANCELLED and redemption.cancel_reason == "INSUFFICIENT_FUNDS"
+    assert "RELEASE_STOCK:SUCCEEDED" in step_names(redemption)
+    after = await suite.get_item(item.item_id)
+    assert (after.stock_available, after.stock_reserved, after.stock_sold) == (3, 0, 0)
+    balance = await suite.balance(user)
+    assert (balance.available, balance.held) == (50, 0)
+    assert await suite.entitlements(user) == []
+
+
+async def test_out_of_stock(suite: Suite) -> None:
+    user = uid("u")
+    await suite.fund(user, 500)
+    item = await suite.item(**cosmetic_spec(price=10, limited_stock=True, stock_total=1))
+    assert (await suite.redeem(user, item.item_id)).state == COMPLETED
+    second = await suite.redeem(user, item.item_id)
+    assert second.state == CANCELLED and second.cancel_reason == "OUT_OF_STOCK"
+    assert (await suite.balance(user)).available == 490
+
+
+async def test_per_user_limit(suite: Suite) -> None:
+    user = uid("u")
+    await suite.fund(user, 500)
+    item = await suite.item(**cosmetic_spec(price=10, per_user_limit=1))
+    assert (await suite.redeem(user, item.item_id)).state == COMPLETED
+    second = await suite.redeem(user, item.item_id)
+    assert second.state == CANCELLED and second.cancel_reason == "PER_USER_LIMIT_REACHED"
+
+
+async def test_not_available_in_region(suite: Suite) -> None:
+    user = uid("u")
+    await suite.fund(user, 500)
+    item = await suite.item(**cosmetic_spec(price=10, regions=["DE"]))
+    cancelled = await suite.redeem(user, item.item_id, region="US")
+    assert cancelled.state == CANCELLED and cancelled.cancel_reason == "NOT_AVAILABLE_IN_REGION"
+    assert (await suite.redeem(user, item.item_id, region="DE")).state == COMPLETED
+
+
+async def test_unknown_item(suite: Suite) -> None:
+    redemption = await suite.redeem(uid("u"), "no-such-item")
+    assert redemption.state == CANCELLED and redemption.cancel_reason.endswith("NOT_FOUND")
+
+
+async def test_expired_hold_is_noticed_and_compensated(suite: Suite) -> None:
+    """The saga stalls after the hold (catalog commit never reached); the hold expires; the saga cancels."""
+    user = uid("u")
+    await suite.fund(user, 300)
+    item = await suite.item(**cosmetic_spec(price=100, limited_stock=True, stock_total=2))
+    service = suite.redemption.service
+    runner = service.runner
+    original = runner._commit_funds
+    stalled: list[str] = []
+
+    async def stall(saga):  # type: ignore[no-untyped-def]
+        stalled.append(saga.redemption_id)
+        return False  # as if the lease was lost right before the commit
+
+    runner._commit_funds = stall  # type: ignore[method-assign]
+    try:
+        pending = await suite.redeem(user, item.item_id)
+    finally:
+        runner._commit_funds = original  # type: ignore[method-assign]
+    assert pending.state == rpb.REDEMPTION_STATE_PENDING and stalled
+    assert (await suite.balance(user)).held == 100
+    suite.clock.advance(service.settings.hold_ttl_seconds + service.settings.lease_seconds + 1)
+    assert await service.recover_once() == 1
+    done = await _get(suite, pending.redemption_id)
+    assert done.state == CANCELLED and done.cancel_reason == "HOLD_EXPIRED", step_names(done)
+    balance = await suite.balance(user)
+    assert (balance.available, balance.held) == (300, 0)
+    after = await suite.get_item(item.item_id)
+    assert (after.stock_available, after.stock_reserved, after.stock_sold) == (2, 0, 0)
+    assert [e.state for e in await suite.entitlements(user)] == [rpb.ENTITLEMENT_STATE_REVOKED]
+
+
+async def _get(suite: Suite, redemption_id: str) -> rpb.Redemption:
+    reply = await suite.stub.GetRedemption(rpb.GetRedemptionRequest(redemption_id=redemption_id), metadata=md("app"))
+    return reply.redemption
+
+
+def _future(suite: Suite, seconds: int = 3600):  # type: ignore[no-untyped-def]
+    from datetime import timedelta
+
+    from tests.redemption.conftest import ts
+
+    return ts(suite.clock.now() + timedelta(seconds=seconds))

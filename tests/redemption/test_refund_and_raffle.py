@@ -1,0 +1,115 @@
+"""Refunds (own idempotent saga) and raffle draws (committed seed, reproducible, exactly once)."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import timedelta
+
+import grpc
+import pytest
+
+from points.catalog.v1 import catalog_pb2
+from points.common.v1 import common_pb2
+from points.redemption.v1 import redemption_pb2 as rpb
+from points_platform.client import error_reason
+from redemption.domain import draw_winners
+from tests.redemption.conftest import POINTS, Suite, cosmetic_spec, md, ts, uid
+
+
+async def refund(suite: Suite, redemption_id: str, request_id: str, reason: str = "support") -> rpb.Redemption:
+    reply = await suite.stub.RefundRedemption(rpb.RefundRedemptionRequest(
+        request_id=request_id, redemption_id=redemption_id, reason=reason), metadata=md("admin"), timeout=20)
+    return reply.redemption
+
+
+async def test_refund_credits_points_revokes_entitlement_and_replays(suite: Suite) -> None:
+    user = uid("u")
+    await suite.fund(user, 300)
+    item = await suite.item(**cosmetic_spec(price=120))
+    done = await suite.redeem(user, item.item_id)
+    assert (await suite.balance(user)).available == 180
+    refunded = await refund(suite, done.redemption_id, "refund-" + user)
+    assert refunded.state == rpb.REDEMPTION_STATE_REFUNDED and refunded.refund_reason == "support"
+    assert (await suite.balance(user)).available == 300
+    assert [e.state for e in await suite.entitlements(user)] == [rpb.ENTITLEMENT_STATE_REVOKED]
+    replay = await refund(suite, done.redemption_id, "refund-" + user)
+    assert replay.state == rpb.REDEMPTION_STATE_REFUNDED
+    assert (await suite.balance(user)).available == 300  # credited once
+    with pytest.raises(grpc.aio.AioRpcError) as reused:
+        await refund(suite, done.redemption_id, "refund-" + user, reason="other")
+    assert error_reason(reused.value) == "IDEMPOTENCY_KEY_REUSED"
+    with pytest.raises(grpc.aio.AioRpcError) as twice:
+        await refund(suite, done.redemption_id, "refund-again-" + user)
+    assert twice.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert error_reason(twice.value) == "ALREADY_REFUNDED"
+
+
+async def test_refund_rules(suite: Suite) -> None:
+    user = uid("u")
+    await suite.fund(user, 300)
+    item = await suite.item(**cosmetic_spec(price=10, limited_stock=True, stock_total=1))
+    done = await suite.redeem(user, item.item_id)
+    cancelled = await suite.redeem(user, item.item_id)
+    with pytest.raises(grpc.aio.AioRpcError) as not_done:
+        await refund(suite, cancelled.redemption_id, uid("r"))
+    assert error_reason(not_done.value) == "NOT_COMPLETED"
+    suite.clock.advance(suite.redemption.service.settings.refund_window_seconds + 1)
+    try:
+        with pytest.raises(grpc.aio.AioRpcError) as late:
+            await refund(suite, done.redemption_id, uid("r"))
+        assert error_reason(late.value) == "REFUND_WINDOW_CLOSED"
+    finally:
+        suite.clock.advance(-(suite.redemption.service.settings.refund_window_seconds + 1))
+    with pytest.raises(grpc.aio.AioRpcError) as app_caller:
+        await suite.stub.RefundRedemption(rpb.RefundRedemptionRequest(
+            request_id=uid("r"), redemption_id=done.redemption_id), metadata=md("app"))
+    assert app_caller.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+async def test_raffle_draw_is_committed_reproducible_exactly_once_and_blocks_refunds(suite: Suite) -> None:
+    raffle_id = uid("raffle")
+    draw_at = suite.clock.now() + timedelta(hours=1)
+    item = await suite.item(kind=catalog_pb2.ITEM_KIND_RAFFLE_TICKET, price=common_pb2.Price(currency=POINTS, amount=5),
+                            raffle=catalog_pb2.RaffleAttributes(raffle_id=raffle_id, winners=2, draw_time=ts(draw_at)))
+    users = [uid("u") for _ in range(4)]
+    redemptions = []
+    for user in users:
+        await suite.fund(user, 100)
+        redemptions.append(await suite.redeem(user, item.item_id, quantity=2))
+    with pytest.raises(grpc.aio.AioRpcError) as unprepared:
+        await suite.stub.DrawRaffle(rpb.DrawRaffleRequest(request_id=uid("d"), raffle_id=raffle_id), metadata=md("admin"))
+    assert error_reason(unprepared.value) == "RAFFLE_NOT_PREPARED"
+    prepared = (await suite.stub.PrepareRaffleDraw(rpb.PrepareRaffleDrawRequest(
+        request_id="prep-" + raffle_id, raffle_id=raffle_id), metadata=md("admin"))).draw
+    assert prepared.state == rpb.RAFFLE_DRAW_STATE_PREPARED and prepared.seed == "" and len(prepared.seed_hash) == 64
+    again = (await suite.stub.PrepareRaffleDraw(rpb.PrepareRaffleDrawRequest(
+        request_id="prep2-" + raffle_id, raffle_id=raffle_id), metadata=md("admin"))).draw
+    assert again.seed_hash == prepared.seed_hash
+    with pytest.raises(grpc.aio.AioRpcError) as early:
+        await suite.stub.DrawRaffle(rpb.DrawRaffleRequest(request_id=uid("d"), raffle_id=raffle_id), metadata=md("admin"))
+    assert error_reason(early.value) == "DRAW_TIME_NOT_REACHED"
+
+    suite.clock.advance(3601)
+    try:
+        drawn = (await suite.stub.DrawRaffle(rpb.DrawRaffleRequest(
+            request_id="draw-" + raffle_id, raffle_id=raffle_id), metadata=md("admin"))).draw
+        replay = (await suite.stub.DrawRaffle(rpb.DrawRaffleRequest(
+            request_id="draw-" + raffle_id, raffle_id=raffle_id), metadata=md("admin"))).draw
+        other_key = (await suite.stub.DrawRaffle(rpb.DrawRaffleRequest(
+            request_id="draw2-" + raffle_id, raffle_id=raffle_id), metadata=md("admin"))).draw
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await refund(suite, redemptions[0].redemption_id, uid("r"))
+    finally:
+        suite.clock.advance(-3601)
+    assert drawn.state == rpb.RAFFLE_DRAW_STATE_DRAWN and drawn.ticket_count == 8
+    assert replay == drawn and list(other_key.winner_entitlement_ids) == list(drawn.winner_entitlement_ids)
+    seed = bytes.fromhex(drawn.seed)
+    assert hashlib.sha256(seed).hexdigest() == prepared.seed_hash
+    tickets = [e.entitlement_id for u in users for e in await suite.entitlements(u)]
+    assert list(drawn.winner_entitlement_ids) == draw_winners(seed, tickets, 2)
+    assert set(drawn.winner_user_ids) <= set(users)
+    assert error_reason(refused.value) == "ENTITLEMENT_CONSUMED"
+    states = {e.state for u in users for e in await suite.entitlements(u)}
+    assert states == {rpb.ENTITLEMENT_STATE_CONSUMED}
+    got = (await suite.stub.GetRaffleDraw(rpb.GetRaffleDrawRequest(raffle_id=raffle_id), metadata=md("app"))).draw
+    assert got == drawn
