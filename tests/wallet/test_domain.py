@@ -75,3 +75,22 @@ def test_stored_result_round_trips() -> None:
         5000,
     )
     assert decode(LedgerResult, encode(result)) == result
+
+
+def test_expiry_takes_at_most_the_available_part_oldest_first() -> None:
+    lots = [
+        domain.ExpiringLot(1, "u", 30, "t1"),
+        domain.ExpiringLot(2, "u", 50, "t2"),
+        domain.ExpiringLot(3, "v", 10, "t3"),
+        domain.ExpiringLot(4, "w", 5, "t4"),
+    ]
+    planned = domain.plan_expiry({"u": 60, "v": 10, "w": 0}, lots)
+    assert [(e.lot.lot_id, e.amount, e.available_after) for e in planned] == [(1, 30, 30), (2, 30, 0), (3, 10, 0)]
+
+
+def test_reason_class_is_bounded() -> None:
+    assert domain.reason_class(Kind.CREDIT, "earning") == "earning"
+    assert domain.reason_class(Kind.CREDIT, "redemption") == "refund"
+    assert domain.reason_class(Kind.DEBIT, "admin") == "adjustment"
+    assert domain.reason_class(Kind.DEBIT, "someone") == "other"
+    assert domain.reason_class(Kind.EXPIRY, "") == "expiry"

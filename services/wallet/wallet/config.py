@@ -20,4 +20,9 @@ class WalletSettings(PlatformSettings):
     cash_currency: str = Field(default="USD", description="ISO 4217 code of payouts.")
     group_commit_max_batch: int = Field(default=256, description="Most ledger operations applied in one DB transaction.")
     group_commit_concurrency: int = Field(default=2, description="Batches in flight at once per process.")
+    points_expiry_days: int = Field(
+        default=0, ge=0, le=36_500, description="Days until credited POINTS expire (0 = points never expire)."
+    )
+    expiry_sweep_interval_seconds: float = Field(default=60.0, description="How often expired points lots are posted.")
+    expiry_sweep_batch_size: int = Field(default=200, description="Accounts handled per expiry transaction.")
     clock_offset_seconds: float = Field(default=0.0, description="Shift the clock (tests of TTLs against a process).")

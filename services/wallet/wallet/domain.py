@@ -104,6 +104,23 @@ def spend_sink(currency: Currency) -> str:
     return {Currency.POINTS: POINTS_REDEMPTION, Currency.COINS: COIN_REDEMPTION}.get(currency, PAYOUTS)
 
 
+# Metrics label: who moved the money, in words with a bounded set of values (the free-text reason
+# of a request would make unbounded label cardinality).
+_REASON_CLASSES: Mapping[tuple[Kind, str], str] = {
+    (Kind.CREDIT, "earning"): "earning",
+    (Kind.CREDIT, "redemption"): "refund",
+    (Kind.CREDIT, "admin"): "adjustment",
+    (Kind.CREDIT, "payments"): "purchase",
+    (Kind.DEBIT, "redemption"): "redemption",
+    (Kind.DEBIT, "admin"): "adjustment",
+}
+
+
+def reason_class(kind: Kind, caller: str) -> str:
+    fixed = {Kind.HOLD_COMMIT: "hold_commit", Kind.GIFT: "gift", Kind.PAYOUT: "payout", Kind.EXPIRY: "expiry"}
+    return fixed.get(kind) or _REASON_CLASSES.get((kind, caller), "other")
+
+
 def gift_diamonds(coins: int, rate_bps: int) -> int:
     """floor(coins * rate): the rounding is in the platform's favour."""
     return coins * rate_bps // 10_000
@@ -149,6 +166,7 @@ class LedgerOp:
     reason: str = ""
     reference: str = ""
     gift_rate_bps: int = 0
+    reason_class: str = "other"  # bounded metrics label (see reason_class())
 
     def __post_init__(self) -> None:
         totals: dict[Currency, int] = {}
@@ -275,3 +293,40 @@ def check_ttl(ttl_seconds: int, default: int, maximum: int) -> int:
             field_violations=[("ttl_seconds", f"must be between 0 and {maximum}")],
         )
     return ttl_seconds or default
+
+
+# --- points expiry --------------------------------------------------------------------------
+
+EXPIRY_REASON = "expiry"
+
+
+@dataclass(frozen=True)
+class ExpiringLot:
+    lot_id: int
+    user_id: str
+    remaining: int
+    transaction_id: str  # the credit that made the lot
+
+
+@dataclass(frozen=True)
+class LotExpiry:
+    lot: ExpiringLot
+    amount: int
+    available_after: int
+
+
+def plan_expiry(available: Mapping[str, int], lots: Sequence[ExpiringLot]) -> list[LotExpiry]:
+    """What the expiry job posts for expired lots (given oldest first per user).
+
+    A lot expires min(remaining, available): points an active hold reserved are never taken, so
+    a hold can still commit. The unexpired rest stays on the lot: a commit consumes it (oldest
+    first), a release returns it to available and the next run expires it.
+    """
+    left = dict(available)
+    planned: list[LotExpiry] = []
+    for lot in lots:
+        amount = min(lot.remaining, left.get(lot.user_id, 0))
+        if amount > 0:
+            left[lot.user_id] -= amount
+            planned.append(LotExpiry(lot, amount, left[lot.user_id]))
+    return planned

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +29,14 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 def build(settings: WalletSettings, engine: AsyncEngine, clock: Clock) -> tuple[Wallet, ServiceSpec]:
     wallet = Wallet(engine, clock, settings)
     return wallet, service_spec(WalletApi(wallet))
+
+
+def background_jobs(wallet: Wallet) -> list[Callable[[], Awaitable[None]]]:
+    """The hold sweeper, and the points expiry job when expiry is on."""
+    jobs: list[Callable[[], Awaitable[None]]] = [wallet.run_sweeper]
+    if wallet.points_expiry_enabled:
+        jobs.append(wallet.run_expiry)
+    return jobs
 
 
 @dataclass
@@ -56,7 +65,7 @@ async def start(settings: WalletSettings, *, clock: Clock | None = None, sweeper
     server = await create_server(settings, spec)
     server.watch_database(engine, settings.health_check_interval_seconds)
     if sweeper:
-        server.run_in_background([wallet.run_sweeper])
+        server.run_in_background(background_jobs(wallet))
     return StartedWallet(server, engine, wallet)
 
 
@@ -64,7 +73,7 @@ async def serve(settings: WalletSettings) -> None:
     await migrate(settings.database_url, MIGRATIONS)
     engine = create_engine(settings.database_url, pool_size=settings.db_pool_size)
     wallet, spec = build(settings, engine, SystemClock(settings.clock_offset_seconds))
-    await run_service(settings, spec, engine, background=[wallet.run_sweeper])
+    await run_service(settings, spec, engine, background=background_jobs(wallet))
 
 
 def main() -> None:

@@ -106,3 +106,21 @@ payouts = Table(
     Column("failure_reason", Text, nullable=False, server_default=""),
     Column("transaction_id", Text, nullable=False, server_default=""),
 )
+
+# POINTS credited while expiry is on (points_expiry_days > 0): one lot per credit, consumed oldest
+# first by debits and hold commits; the expiry job posts what remains of an expired lot.
+points_lots = Table(
+    "points_lots",
+    metadata,
+    Column("lot_id", BigInteger, Identity(), primary_key=True),
+    Column("user_id", Text, nullable=False),
+    Column("amount", BigInteger, nullable=False),
+    Column("remaining", BigInteger, nullable=False),
+    Column("expired", BigInteger, nullable=False, server_default="0"),
+    Column("expire_time", DateTime(timezone=True), nullable=False),
+    Column("transaction_id", Text, nullable=False),
+    Column("create_time", DateTime(timezone=True), nullable=False),
+    CheckConstraint("remaining >= 0 AND expired >= 0 AND remaining + expired <= amount", name="points_lots_amounts"),
+    Index("points_lots_open_by_user", "user_id", "expire_time", "lot_id", postgresql_where=text("remaining > 0")),
+    Index("points_lots_open_by_expiry", "expire_time", postgresql_where=text("remaining > 0")),
+)

@@ -27,7 +27,9 @@ from wallet.domain import (
     spend_sink,
     user_account,
 )
+from wallet import metrics
 from wallet.results import HoldResult, PostingView, TransactionView, decode, encode
+from wallet.store import lots
 from wallet.store.common import (
     balance,
     hold_view,
@@ -53,16 +55,24 @@ class ReserveSpec:
 
 
 async def reserve(engine: AsyncEngine, spec: ReserveSpec, now: datetime) -> HoldResult:
-    async def attempt() -> HoldResult:
+    async def attempt() -> tuple[HoldResult, bool]:
         async with engine.begin() as conn:
             replay = await stored_response(conn, "reserve", spec.request_id, spec.fingerprint)
             if replay is not None:
-                return decode(HoldResult, replay)
+                return decode(HoldResult, replay), False
             result = await reserve_in(conn, spec, now)
             await remember(conn, "reserve", spec.request_id, spec.fingerprint, encode(result), now)
-            return result
+            return result, True
 
-    return await run_transaction(attempt)
+    return _counted(await run_transaction(attempt))
+
+
+def _counted(outcome: tuple[HoldResult, bool]) -> HoldResult:
+    """Count a hold change after its transaction committed (not a replay)."""
+    result, fresh = outcome
+    if fresh:
+        metrics.hold_committed(result)
+    return result
 
 
 async def reserve_in(conn: AsyncConnection, spec: ReserveSpec, now: datetime) -> HoldResult:
@@ -112,7 +122,15 @@ async def lock_hold(conn: AsyncConnection, hold_id: str, *, internal: bool) -> o
 
 
 async def commit_locked(
-    conn: AsyncConnection, hold: object, amount: int, request_id: str, reason: str, now: datetime, kind: Kind
+    conn: AsyncConnection,
+    hold: object,
+    amount: int,
+    request_id: str,
+    reason: str,
+    now: datetime,
+    kind: Kind,
+    *,
+    points_lots: bool = False,
 ) -> HoldResult:
     h = hold_view(hold)
     debit = check_commit(HoldFacts(h.state, h.amount, h.expire_time), amount, now)
@@ -125,6 +143,8 @@ async def commit_locked(
             {"held": h.amount, "back": h.amount - debit, "u": h.user_id, "c": int(h.currency)},
         )
     ).one()
+    if points_lots and h.currency is Currency.POINTS:  # expiry on: the commit spends the oldest lots
+        await lots.consume(conn, {h.user_id: debit})
     sink = PAYOUTS if kind is Kind.PAYOUT else spend_sink(h.currency)
     txn = TransactionView(
         transaction_id=uuid.uuid4().hex,
@@ -173,39 +193,49 @@ async def release_locked(conn: AsyncConnection, hold: object, now: datetime, sta
 
 
 async def commit_hold(
-    engine: AsyncEngine, request_id: str, fingerprint: str, hold_id: str, amount: int, reason: str, now: datetime
+    engine: AsyncEngine,
+    request_id: str,
+    fingerprint: str,
+    hold_id: str,
+    amount: int,
+    reason: str,
+    now: datetime,
+    *,
+    points_lots: bool = False,
 ) -> HoldResult:
-    async def attempt() -> HoldResult:
+    async def attempt() -> tuple[HoldResult, bool]:
         async with engine.begin() as conn:
             replay = await stored_response(conn, "commit", request_id, fingerprint)
             if replay is not None:
-                return decode(HoldResult, replay)
+                return decode(HoldResult, replay), False
             hold = await lock_hold(conn, hold_id, internal=False)
-            result = await commit_locked(conn, hold, amount, request_id, reason, now, Kind.HOLD_COMMIT)
+            result = await commit_locked(
+                conn, hold, amount, request_id, reason, now, Kind.HOLD_COMMIT, points_lots=points_lots
+            )
             await remember(conn, "commit", request_id, fingerprint, encode(result), now)
-            return result
+            return result, True
 
-    return await run_transaction(attempt)
+    return _counted(await run_transaction(attempt))
 
 
 async def release_hold(engine: AsyncEngine, request_id: str, fingerprint: str, hold_id: str, now: datetime) -> HoldResult:
-    async def attempt() -> HoldResult:
+    async def attempt() -> tuple[HoldResult, bool]:
         async with engine.begin() as conn:
             replay = await stored_response(conn, "release", request_id, fingerprint)
             if replay is not None:
-                return decode(HoldResult, replay)
+                return decode(HoldResult, replay), False
             hold = await lock_hold(conn, hold_id, internal=False)
             result = await release_locked(conn, hold, now, HoldState.RELEASED)
             await remember(conn, "release", request_id, fingerprint, encode(result), now)
-            return result
+            return result, True
 
-    return await run_transaction(attempt)
+    return _counted(await run_transaction(attempt))
 
 
 async def sweep_expired_holds(engine: AsyncEngine, now: datetime, limit: int) -> int:
     """Release up to `limit` expired active holds; concurrent sweepers skip each other's rows."""
 
-    async def attempt() -> int:
+    async def attempt() -> list[HoldResult]:
         async with engine.begin() as conn:
             rows = (
                 await conn.execute(
@@ -216,8 +246,12 @@ async def sweep_expired_holds(engine: AsyncEngine, now: datetime, limit: int) ->
                     {"active": int(HoldState.ACTIVE), "now": now, "n": limit},
                 )
             ).all()
-            for hold in sorted(rows, key=lambda r: (r.user_id, r.currency, r.hold_id)):
+            return [
                 await release_locked(conn, hold, now, HoldState.EXPIRED)
-            return len(rows)
+                for hold in sorted(rows, key=lambda r: (r.user_id, r.currency, r.hold_id))
+            ]
 
-    return await run_transaction(attempt)
+    expired = await run_transaction(attempt)
+    for result in expired:
+        metrics.hold_committed(result)
+    return len(expired)

@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from points_platform.errors import DomainError, idempotency_key_reused
 
+from wallet import metrics
 from wallet.domain import Currency, LedgerOp, plan_ledger_ops, touched_accounts
 from wallet.results import BalanceView, LedgerResult, PostingView, TransactionView, decode, encode
+from wallet.store import lots
 from wallet.store.common import RacedOnRequestId, run_transaction
 
 Outcome = LedgerResult | DomainError
@@ -66,13 +68,19 @@ _WRITE = text(
 )
 
 
-async def apply_ledger_batch(engine: AsyncEngine, ops: Sequence[LedgerOp], now: datetime) -> list[Outcome]:
-    """Each op's own outcome, in order: its result (new or replayed) or its domain error."""
-    return await run_transaction(lambda: _apply(engine, ops, now))
+async def apply_ledger_batch(
+    engine: AsyncEngine, ops: Sequence[LedgerOp], now: datetime, points_ttl: timedelta | None = None
+) -> list[Outcome]:
+    """Each op's own outcome, in order: its result (new or replayed) or its domain error.
+    `points_ttl` (expiry on): POINTS credits make lots expiring after it, POINTS debits consume lots."""
+    return await run_transaction(lambda: _apply(engine, ops, now, points_ttl))
 
 
-async def _apply(engine: AsyncEngine, ops: Sequence[LedgerOp], now: datetime) -> list[Outcome]:
+async def _apply(
+    engine: AsyncEngine, ops: Sequence[LedgerOp], now: datetime, points_ttl: timedelta | None
+) -> list[Outcome]:
     outcomes: list[Outcome | None] = [None] * len(ops)
+    committed: list[LedgerOp] = []
     async with engine.begin() as conn:
         keys = sorted({op.key for op in ops})
         stored = {
@@ -152,6 +160,7 @@ async def _apply(engine: AsyncEngine, ops: Sequence[LedgerOp], now: datetime) ->
             ):
                 w[name].append(value)
             outcomes[index] = result
+            committed.append(op)
 
         if w["t_ids"]:
             moves = sorted((k, d) for k, d in deltas.items() if d)
@@ -171,6 +180,11 @@ async def _apply(engine: AsyncEngine, ops: Sequence[LedgerOp], now: datetime) ->
                 raise RacedOnRequestId("a request id in the batch was committed concurrently")
             if counts.moved != len(moves):
                 raise RuntimeError("a planned balance change did not apply; the batch is rolled back")
+            if points_ttl is not None:
+                await _track_lots(conn, committed, w, now, now + points_ttl)
+
+    for op in committed:  # after COMMIT: count only effects that are in the ledger
+        metrics.ledger_committed(op)
 
     for i in duplicates:
         op = ops[i]
@@ -183,3 +197,22 @@ async def _apply(engine: AsyncEngine, ops: Sequence[LedgerOp], now: datetime) ->
     done = [o for o in outcomes if o is not None]
     assert len(done) == len(ops)
     return done
+
+
+async def _track_lots(
+    conn: AsyncConnection, committed: Sequence[LedgerOp], w: dict[str, list[object]], now: datetime, expire_time: datetime
+) -> None:
+    """Expiry on: each POINTS credit leg makes a lot; each POINTS debit leg consumes lots, after
+    the batch's new lots exist (a credit and a spend of one user may share the batch)."""
+    tid_of = dict(zip(zip(w["i_ops"], w["i_rids"], strict=True), w["t_ids"], strict=True))
+    new_lots: list[tuple[str, int, str]] = []
+    spent: dict[str, int] = {}
+    for op in committed:
+        for leg in op.legs:
+            if leg.is_user and leg.currency is Currency.POINTS:
+                if leg.amount > 0:
+                    new_lots.append((leg.user_id, leg.amount, str(tid_of[op.key])))
+                else:
+                    spent[leg.user_id] = spent.get(leg.user_id, 0) - leg.amount
+    await lots.add_lots(conn, new_lots, now, expire_time)
+    await lots.consume(conn, spent)

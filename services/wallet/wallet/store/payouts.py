@@ -12,19 +12,20 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from points_platform.errors import FailedPrecondition, NotFound
 
+from wallet import metrics
 from wallet.domain import HoldState, Kind, PayoutState
-from wallet.results import PayoutView, decode, encode
+from wallet.results import HoldResult, PayoutView, decode, encode
 from wallet.store.common import payout_view, remember, run_transaction, stored_response
 from wallet.store.holds import ReserveSpec, commit_locked, lock_hold, release_locked, reserve_in
 
 async def request_payout(
     engine: AsyncEngine, spec: ReserveSpec, cash_value_minor: int, cash_currency: str, rate: int, now: datetime
 ) -> PayoutView:
-    async def attempt() -> PayoutView:
+    async def attempt() -> tuple[PayoutView, HoldResult | None]:
         async with engine.begin() as conn:
             replay = await stored_response(conn, "payout_request", spec.request_id, spec.fingerprint)
             if replay is not None:
-                return decode(PayoutView, replay)
+                return decode(PayoutView, replay), None
             held = await reserve_in(conn, spec, now)
             row = (
                 await conn.execute(
@@ -48,9 +49,17 @@ async def request_payout(
             ).one()
             result = payout_view(row)
             await remember(conn, "payout_request", spec.request_id, spec.fingerprint, encode(result), now)
-            return result
+            return result, held
 
-    return await run_transaction(attempt)
+    return _counted(await run_transaction(attempt))
+
+
+def _counted(outcome: tuple[PayoutView, HoldResult | None]) -> PayoutView:
+    """Count the payout's hold change once its transaction committed (not on a replay)."""
+    result, hold = outcome
+    if hold is not None:
+        metrics.hold_committed(hold)
+    return result
 
 
 async def complete_payout(
@@ -62,11 +71,11 @@ async def complete_payout(
     failure_reason: str,
     now: datetime,
 ) -> PayoutView:
-    async def attempt() -> PayoutView:
+    async def attempt() -> tuple[PayoutView, HoldResult | None]:
         async with engine.begin() as conn:
             replay = await stored_response(conn, "payout_complete", request_id, fingerprint)
             if replay is not None:
-                return decode(PayoutView, replay)
+                return decode(PayoutView, replay), None
             payout = (
                 await conn.execute(text("SELECT * FROM payouts WHERE payout_id = :id FOR UPDATE"), {"id": payout_id})
             ).first()
@@ -81,7 +90,7 @@ async def complete_payout(
                 done = await commit_locked(conn, hold, 0, request_id, "payout", now, Kind.PAYOUT)
                 transaction_id = done.transaction.transaction_id if done.transaction else ""
             else:
-                await release_locked(conn, hold, now, HoldState.RELEASED)
+                done = await release_locked(conn, hold, now, HoldState.RELEASED)
             row = (
                 await conn.execute(
                     text(
@@ -99,6 +108,6 @@ async def complete_payout(
             ).one()
             result = payout_view(row)
             await remember(conn, "payout_complete", request_id, fingerprint, encode(result), now)
-            return result
+            return result, done
 
-    return await run_transaction(attempt)
+    return _counted(await run_transaction(attempt))

@@ -20,7 +20,7 @@ from points_platform.errors import DomainError, InvalidArgument, invalid_field
 from points_platform.pagination import decode_token, encode_token, page_size
 from points_platform.validation import require_id, require_positive, require_request_id
 
-from wallet import domain
+from wallet import domain, metrics
 from wallet.config import WalletSettings
 from wallet.domain import Currency, Kind, Leg, LedgerOp
 from wallet.group_commit import GroupCommitter
@@ -36,7 +36,7 @@ from wallet.use_cases.commands import (
     Reserve,
     SendGift,
 )
-from wallet.store import holds, ledger, payouts, reads
+from wallet.store import holds, ledger, lots, payouts, reads
 
 log = structlog.get_logger("wallet")
 
@@ -67,6 +67,10 @@ class Wallet:
         self._engine = engine
         self._clock = clock
         self._settings = settings
+        # Points expiry (off = None: the ledger batch does no lot work at all).
+        self._points_ttl = (
+            timedelta(days=settings.points_expiry_days) if settings.points_expiry_days > 0 else None
+        )
         self.committer: GroupCommitter[LedgerOp, ledger.Outcome] = GroupCommitter(
             self._apply_ledger,
             max_batch=settings.group_commit_max_batch,
@@ -74,7 +78,7 @@ class Wallet:
         )
 
     async def _apply_ledger(self, ops: Sequence[LedgerOp]) -> list[ledger.Outcome]:
-        return await ledger.apply_ledger_batch(self._engine, ops, self._clock.now())
+        return await ledger.apply_ledger_batch(self._engine, ops, self._clock.now(), self._points_ttl)
 
     async def _submit(self, op: LedgerOp) -> LedgerResult:
         result = await self.committer.submit(op)
@@ -104,6 +108,7 @@ class Wallet:
             ),
             reason=cmd.reason,
             reference=cmd.reference,
+            reason_class=domain.reason_class(Kind.CREDIT, caller),
         )
 
     async def credit(self, cmd: Credit, caller: str) -> LedgerResult:
@@ -157,6 +162,7 @@ class Wallet:
                 ),
                 reason=cmd.reason,
                 reference=cmd.reference,
+                reason_class=domain.reason_class(Kind.DEBIT, caller),
             )
         )
 
@@ -193,6 +199,7 @@ class Wallet:
                 reason="gift",
                 reference=cmd.gift_id,
                 gift_rate_bps=rate,
+                reason_class=domain.reason_class(Kind.GIFT, caller),
             )
         )
         sender, creator = result.balances
@@ -230,7 +237,14 @@ class Wallet:
             raise invalid_field("amount", "must be 0 (all) or a positive amount")
         _text("reason", cmd.reason, 64)
         result = await holds.commit_hold(
-            self._engine, cmd.request_id, _fingerprint(cmd), cmd.hold_id, cmd.amount, cmd.reason, self._clock.now()
+            self._engine,
+            cmd.request_id,
+            _fingerprint(cmd),
+            cmd.hold_id,
+            cmd.amount,
+            cmd.reason,
+            self._clock.now(),
+            points_lots=self._points_ttl is not None,
         )
         log.info("hold_committed", hold_id=cmd.hold_id, amount=result.hold.committed_amount)
         return result
@@ -256,6 +270,27 @@ class Wallet:
         while True:
             if await self.sweep_expired_holds() < self._settings.sweep_batch_size:
                 await asyncio.sleep(self._settings.sweep_interval_seconds)
+
+    # --- points expiry ----------------------------------------------------------------------
+
+    @property
+    def points_expiry_enabled(self) -> bool:
+        return self._points_ttl is not None
+
+    async def expire_points(self) -> int:
+        """Post expired lots' remainders (one batch of accounts); returns the lots posted."""
+        posted = await lots.expire_lots(self._engine, self._clock.now(), self._settings.expiry_sweep_batch_size)
+        if posted:
+            amount = sum(e.amount for e in posted)
+            metrics.points_expired(amount)
+            log.info("points_expired", lots=len(posted), amount=amount)
+        return len(posted)
+
+    async def run_expiry(self) -> None:
+        """Background job (only when expiry is on): expire points forever."""
+        while True:
+            if await self.expire_points() == 0:
+                await asyncio.sleep(self._settings.expiry_sweep_interval_seconds)
 
     # --- payouts ----------------------------------------------------------------------------
 

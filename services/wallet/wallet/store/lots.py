@@ -1,0 +1,183 @@
+"""Points lots (only while points expiry is on): create on credit, consume oldest first, expire.
+
+Lot rows of a user are changed only by a transaction holding that user's POINTS account row
+lock (the ledger batch and hold commit lock the account first, the expiry job locks accounts
+with SKIP LOCKED before their lots), so the lock order stays account -> lots everywhere.
+Maintained: for every POINTS account credited only while expiry was on,
+`SUM(points_lots.remaining) = available + held`; points credited while expiry was off have no
+lot, never expire, and are spent after the lots (a lot-less debit consumes what lots there are).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from wallet.domain import (
+    EXPIRY_REASON,
+    POINTS_EXPIRY,
+    Currency,
+    ExpiringLot,
+    Kind,
+    LotExpiry,
+    plan_expiry,
+    user_account,
+)
+from wallet.store.common import run_transaction
+
+_INSERT = text(
+    "INSERT INTO points_lots (user_id, amount, remaining, expire_time, transaction_id, create_time) "
+    "SELECT l.user_id, l.amount, l.amount, CAST(:expire AS timestamptz), l.tid, CAST(:now AS timestamptz) "
+    "FROM unnest(CAST(:users AS text[]), CAST(:amounts AS bigint[]), CAST(:tids AS text[])) "
+    "WITH ORDINALITY AS l(user_id, amount, tid, n) ORDER BY l.n"
+)
+
+# Oldest lot first (expire_time, then lot_id): each lot gives what is still needed after the
+# older lots of the same user, `need - (running total before this lot)`, at most its remaining.
+_CONSUME = text(
+    """
+    WITH need AS (
+        SELECT * FROM unnest(CAST(:users AS text[]), CAST(:amounts AS bigint[])) AS n(user_id, amount)
+    ), ordered AS (
+        SELECT l.lot_id, l.remaining, n.amount,
+               sum(l.remaining) OVER (PARTITION BY l.user_id ORDER BY l.expire_time, l.lot_id) - l.remaining AS before
+        FROM points_lots l JOIN need n ON n.user_id = l.user_id
+        WHERE l.remaining > 0
+    )
+    UPDATE points_lots p SET remaining = p.remaining - LEAST(o.remaining, o.amount - o.before)
+    FROM ordered o
+    WHERE p.lot_id = o.lot_id AND o.before < o.amount
+    """
+)
+
+
+async def add_lots(
+    conn: AsyncConnection, lots: Sequence[tuple[str, int, str]], now: datetime, expire_time: datetime
+) -> None:
+    """One lot per (user_id, amount, transaction_id), all expiring at `expire_time`."""
+    if lots:
+        await conn.execute(
+            _INSERT,
+            {
+                "users": [u for u, _, _ in lots],
+                "amounts": [a for _, a, _ in lots],
+                "tids": [t for _, _, t in lots],
+                "expire": expire_time,
+                "now": now,
+            },
+        )
+
+
+async def consume(conn: AsyncConnection, spent: Mapping[str, int]) -> None:
+    """Take `spent[user]` POINTS from each user's lots, oldest first (accounts already locked)."""
+    users = sorted(u for u, a in spent.items() if a > 0)
+    if users:
+        await conn.execute(_CONSUME, {"users": users, "amounts": [spent[u] for u in users]})
+
+
+_LOCK_ACCOUNTS = text(
+    "SELECT a.user_id, a.available FROM accounts a "
+    "WHERE a.currency = :points AND a.available > 0 AND a.user_id IN "
+    "(SELECT l.user_id FROM points_lots l WHERE l.remaining > 0 AND l.expire_time <= :now) "
+    "ORDER BY a.user_id LIMIT :n FOR UPDATE OF a SKIP LOCKED"
+)
+_EXPIRED_LOTS = text(
+    "SELECT lot_id, user_id, remaining, transaction_id FROM points_lots "
+    "WHERE user_id = ANY(CAST(:users AS text[])) AND remaining > 0 AND expire_time <= :now "
+    "ORDER BY user_id, expire_time, lot_id FOR UPDATE"
+)
+_POST = text(
+    """
+    WITH lots AS (
+        UPDATE points_lots p SET remaining = p.remaining - e.amount, expired = p.expired + e.amount
+        FROM unnest(CAST(:lot_ids AS bigint[]), CAST(:amounts AS bigint[])) AS e(lot_id, amount)
+        WHERE p.lot_id = e.lot_id AND p.remaining >= e.amount
+        RETURNING 1
+    ), moved AS (
+        UPDATE accounts a SET available = a.available - d.amount
+        FROM unnest(CAST(:d_users AS text[]), CAST(:d_amounts AS bigint[])) AS d(user_id, amount)
+        WHERE a.user_id = d.user_id AND a.currency = :points AND a.available >= d.amount
+        RETURNING 1
+    ), txns AS (
+        INSERT INTO transactions (transaction_id, user_id, request_id, kind, reason, reference, create_time)
+        SELECT t.tid, t.user_id, 'expiry:' || t.lot_id::text || ':' || t.n::text, :kind, :reason, t.ref,
+               CAST(:now AS timestamptz)
+        FROM unnest(CAST(:tids AS text[]), CAST(:users AS text[]), CAST(:lot_ids AS bigint[]),
+                    CAST(:seqs AS bigint[]), CAST(:refs AS text[])) AS t(tid, user_id, lot_id, n, ref)
+    ), legs AS (
+        INSERT INTO postings (transaction_id, user_id, account, currency, amount, balance_after)
+        SELECT * FROM unnest(CAST(:p_tids AS text[]), CAST(:p_users AS text[]), CAST(:p_accounts AS text[]),
+                             CAST(:p_currencies AS smallint[]), CAST(:p_amounts AS bigint[]),
+                             CAST(:p_after AS bigint[]))
+    )
+    SELECT (SELECT count(*) FROM lots) AS lots, (SELECT count(*) FROM moved) AS moved
+    """
+)
+
+
+async def expire_lots(engine: AsyncEngine, now: datetime, max_accounts: int) -> list[LotExpiry]:
+    """Post the expired remainder of lots as EXPIRY transactions (user -> points expiry) for up
+    to `max_accounts` accounts in one DB transaction; concurrent runs skip each other's accounts
+    and a lot's posted remainder is gone from it, so a re-run posts nothing twice."""
+
+    async def attempt() -> list[LotExpiry]:
+        async with engine.begin() as conn:
+            accounts = (
+                await conn.execute(
+                    _LOCK_ACCOUNTS, {"points": int(Currency.POINTS), "now": now, "n": max_accounts}
+                )
+            ).all()
+            if not accounts:
+                return []
+            available = {r.user_id: r.available for r in accounts}
+            rows = (await conn.execute(_EXPIRED_LOTS, {"users": sorted(available), "now": now})).all()
+            lots = [ExpiringLot(r.lot_id, r.user_id, r.remaining, r.transaction_id) for r in rows]
+            planned = plan_expiry(available, lots)
+            if not planned:
+                return []
+            spent: dict[str, int] = {}
+            for e in planned:
+                spent[e.lot.user_id] = spent.get(e.lot.user_id, 0) + e.amount
+            tids = [uuid.uuid4().hex for _ in planned]
+            p: dict[str, list[object]] = {k: [] for k in "tids users accounts currencies amounts after".split()}
+            for tid, e in zip(tids, planned, strict=True):
+                for user, account, amount, after in (
+                    (e.lot.user_id, user_account(e.lot.user_id), -e.amount, e.available_after),
+                    ("", POINTS_EXPIRY, e.amount, None),
+                ):
+                    p["tids"].append(tid)
+                    p["users"].append(user)
+                    p["accounts"].append(account)
+                    p["currencies"].append(int(Currency.POINTS))
+                    p["amounts"].append(amount)
+                    p["after"].append(after)
+            counts = (
+                await conn.execute(
+                    _POST,
+                    {
+                        "lot_ids": [e.lot.lot_id for e in planned],
+                        "amounts": [e.amount for e in planned],
+                        "d_users": sorted(spent),
+                        "d_amounts": [spent[u] for u in sorted(spent)],
+                        "points": int(Currency.POINTS),
+                        "kind": int(Kind.EXPIRY),
+                        "reason": EXPIRY_REASON,
+                        "now": now,
+                        "tids": tids,
+                        "users": [e.lot.user_id for e in planned],
+                        # request id: the lot and its remaining before this run (strictly falls: unique)
+                        "seqs": [e.lot.remaining for e in planned],
+                        "refs": [e.lot.transaction_id for e in planned],
+                        **{f"p_{k}": v for k, v in p.items()},
+                    },
+                )
+            ).one()
+            if counts.lots != len(planned) or counts.moved != len(spent):
+                raise RuntimeError("an expiry did not apply; the run is rolled back")
+            return planned
+
+    return await run_transaction(attempt)
