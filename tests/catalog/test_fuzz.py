@@ -132,6 +132,18 @@ async def test_random_requests_never_crash_the_server(h: Harness) -> None:
         call("ReserveStock", pb.ReserveStockRequest(request_id=request_id, item_id=item_id, user_id=user_id,
                                                     region=region, quantity=quantity, ttl_seconds=ttl), "redemption")
 
-    for test in (create_item, quote, reserve):
+    committed = []
+    for n in range(2):
+        r = await h.reserve(known[n], quantity=3, request_id=f"fuzz-return-{n}")
+        committed.append((await h.commit(r)).reservation_id)
+
+    @fuzz
+    @given(request_id=request_ids, reservation_id=st.one_of(st.sampled_from(committed), TEXT),
+           quantity=INT64 | st.integers(-1, 4))
+    def return_stock(request_id: str, reservation_id: str, quantity: int) -> None:
+        call("ReturnStock", pb.ReturnStockRequest(request_id=request_id, reservation_id=reservation_id,
+                                                  quantity=quantity), "redemption")
+
+    for test in (create_item, quote, reserve, return_stock):
         await asyncio.to_thread(test)
     assert grpc.StatusCode.OK in seen and grpc.StatusCode.INVALID_ARGUMENT in seen

@@ -132,13 +132,14 @@ async def test_gift_recipient_rules(suite: Suite, recipient: str) -> None:
     assert redemption.cancel_reason == ("SELF_GIFT_NOT_ALLOWED" if recipient else "RECIPIENT_REQUIRED")
 
 
-async def test_insufficient_funds_releases_the_stock_exactly(suite: Suite) -> None:
+async def test_insufficient_funds_never_takes_the_stock(suite: Suite) -> None:
     user = uid("u")
     await suite.fund(user, 50)
     item = await suite.item(**cosmetic_spec(price=100, limited_stock=True, stock_total=3))
     redemption = await suite.redeem(user, item.item_id)
     assert redemption.state == CANCELLED and redemption.cancel_reason == "INSUFFICIENT_FUNDS"
-    assert "RELEASE_STOCK:SUCCEEDED" in step_names(redemption)
+    # Refused at the quote (funds checked before a scarce unit is reserved).
+    assert step_names(redemption) == ["QUOTE:STARTED", "QUOTE:FAILED"]
     after = await suite.get_item(item.item_id)
     assert (after.stock_available, after.stock_reserved, after.stock_sold) == (3, 0, 0)
     balance = await suite.balance(user)

@@ -14,6 +14,7 @@ from points.redemption.v1 import redemption_pb2 as rpb
 from points_platform.client import error_reason
 from redemption.domain import draw_winners
 from tests.redemption.conftest import POINTS, Suite, cosmetic_spec, md, ts, uid
+from tests.redemption.test_redeem import step_names
 
 
 async def refund(suite: Suite, redemption_id: str, request_id: str, reason: str = "support") -> rpb.Redemption:
@@ -42,6 +43,39 @@ async def test_refund_credits_points_revokes_entitlement_and_replays(suite: Suit
         await refund(suite, done.redemption_id, "refund-again-" + user)
     assert twice.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert error_reason(twice.value) == "ALREADY_REFUNDED"
+
+
+async def test_refund_returns_the_stock_and_the_per_user_allowance_exactly(suite: Suite) -> None:
+    user = uid("u")
+    await suite.fund(user, 1000)
+    item = await suite.item(**cosmetic_spec(price=100, limited_stock=True, stock_total=5, per_user_limit=2))
+    done = await suite.redeem(user, item.item_id, quantity=2)
+    assert done.state == rpb.REDEMPTION_STATE_COMPLETED
+    sold = await suite.get_item(item.item_id)
+    assert (sold.stock_available, sold.stock_reserved, sold.stock_sold) == (3, 0, 2)
+    over_limit = await suite.redeem(user, item.item_id)
+    assert over_limit.cancel_reason == "PER_USER_LIMIT_REACHED"
+
+    refunded = await refund(suite, done.redemption_id, "refund-stock-" + user)
+    assert refunded.state == rpb.REDEMPTION_STATE_REFUNDED
+    assert step_names(refunded)[-2:] == ["RETURN_STOCK:STARTED", "RETURN_STOCK:SUCCEEDED"]
+    assert not [s for s in step_names(refunded) if s.endswith("SKIPPED")]
+    back = await suite.get_item(item.item_id)
+    assert (back.stock_available, back.stock_reserved, back.stock_sold) == (5, 0, 0)
+    reservation = (await suite.catalog_stub.GetReservation(catalog_pb2.GetReservationRequest(
+        reservation_id=done.reservation_id), metadata=md("redemption"))).reservation
+    assert (reservation.state, reservation.returned_quantity) == (catalog_pb2.RESERVATION_STATE_COMMITTED, 2)
+    # The allowance is free again: the user may redeem the same 2 units once more.
+    quote = (await suite.catalog_stub.Quote(catalog_pb2.QuoteRequest(
+        item_id=item.item_id, user_id=user, region="US", quantity=2), metadata=md("app")))
+    assert quote.user_remaining_allowance == 2
+    again = await suite.redeem(user, item.item_id, quantity=2)
+    assert again.state == rpb.REDEMPTION_STATE_COMPLETED
+    after = await suite.get_item(item.item_id)
+    assert (after.stock_available, after.stock_reserved, after.stock_sold) == (3, 0, 2)
+    # A replayed refund returns nothing more.
+    await refund(suite, done.redemption_id, "refund-stock-" + user)
+    assert (await suite.get_item(item.item_id)).stock_sold == 2
 
 
 async def test_refund_rules(suite: Suite) -> None:

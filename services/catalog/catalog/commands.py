@@ -52,6 +52,12 @@ class ResolveReservation(Idempotent):
 
 
 @dataclass(frozen=True)
+class ReturnStock(Idempotent):
+    reservation_id: str
+    quantity: int  # 0 = every unit not yet returned
+
+
+@dataclass(frozen=True)
 class Page(Generic[E]):
     entries: list[E]
     next_after: tuple[datetime, str] | None

@@ -171,6 +171,22 @@ class Reservation:
     create_time: datetime
     resolve_time: datetime | None
     took_stock: bool  # True when the item had limited stock at reservation time
+    returned_quantity: int = 0  # units of a COMMITTED reservation given back (refunds); 0 otherwise
+
+    @property
+    def returnable(self) -> int:
+        """Units ReturnStock may still give back: committed and not yet returned."""
+        if self.state != ReservationState.COMMITTED:
+            return 0
+        return self.quantity - self.returned_quantity
+
+
+@dataclass(frozen=True)
+class StockReturn:
+    """Outcome of ReturnStock: the reservation after the return and the units this call gave back."""
+
+    reservation: Reservation
+    quantity_returned: int
 
 
 @dataclass(frozen=True)
@@ -321,3 +337,12 @@ def restocked(stock: Stock, new_total: int) -> Stock | None:
     if new_total < committed:
         return None
     return Stock(new_total, new_total - committed, stock.reserved, stock.sold)
+
+
+def return_refusal(reservation: Reservation, requested: int) -> str | None:
+    """Why `requested` units (0 = all still returnable) of a reservation cannot go back to stock."""
+    if reservation.state != ReservationState.COMMITTED:
+        return "RESERVATION_NOT_COMMITTED"
+    if reservation.returnable == 0 or requested > reservation.returnable:
+        return "RETURN_EXCEEDS_SOLD"
+    return None

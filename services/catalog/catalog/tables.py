@@ -106,9 +106,14 @@ reservations = Table(
     Column("expire_time", DateTime(timezone=True), nullable=False),
     Column("create_time", DateTime(timezone=True), nullable=False),
     Column("resolve_time", DateTime(timezone=True)),
+    Column("returned_quantity", BigInteger, nullable=False, server_default=text("0")),  # migration 0003
     CheckConstraint("quantity > 0", name="ck_reservations_quantity"),
     CheckConstraint("total_amount = unit_amount * quantity", name="ck_reservations_total"),
     CheckConstraint("state BETWEEN 1 AND 4", name="ck_reservations_state"),
+    CheckConstraint(
+        "returned_quantity >= 0 AND returned_quantity <= quantity AND (returned_quantity = 0 OR state = 2)",
+        name="ck_reservations_returned",
+    ),
 )
 # Per-user limit counting and the sweeper's scan of due active reservations.
 Index("ix_reservations_item_user", reservations.c.item_id, reservations.c.user_id, reservations.c.create_time)

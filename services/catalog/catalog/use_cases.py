@@ -35,9 +35,10 @@ from catalog.commands import (
     Page,
     ReserveStock,
     ResolveReservation,
+    ReturnStock,
     UpdateItem,
 )
-from catalog.domain import Campaign, Item, Reservation, ReservationState, Stock
+from catalog.domain import Campaign, Item, Reservation, ReservationState, Stock, StockReturn
 from catalog.store import CatalogStore, Claim, ItemFilter, unit_of_work
 from catalog.store.rows import from_snapshot, snapshot
 
@@ -286,6 +287,25 @@ class Catalog:
             return replace(r, state=ReservationState.RELEASED, resolve_time=now)
 
         return await self._mutate("ReleaseReservation", cmd, Reservation, effect)
+
+    async def return_stock(self, cmd: ReturnStock) -> StockReturn:
+        """Give units of a committed reservation back: sold -> available, and off the per-user count."""
+
+        async def effect(store: CatalogStore, now: datetime) -> StockReturn:
+            r = await self._locked_reservation(store, cmd.reservation_id)
+            refusal = domain.return_refusal(r, cmd.quantity)
+            if refusal is not None:
+                raise FailedPrecondition(refusal, metadata={
+                    "reservation_id": r.reservation_id, "returnable": str(r.returnable)})
+            units = cmd.quantity or r.returnable
+            await store.add_returned(r.reservation_id, units)
+            if r.took_stock and not await store.unsell_stock(r.item_id, units):
+                # Unreachable while the counters are balanced: the sale is counted in stock_sold.
+                raise FailedPrecondition("RETURN_EXCEEDS_SOLD", metadata={"reservation_id": r.reservation_id})
+            log.info("stock_returned", reservation_id=r.reservation_id, quantity=units)
+            return StockReturn(replace(r, returned_quantity=r.returned_quantity + units), units)
+
+        return await self._mutate("ReturnStock", cmd, StockReturn, effect)
 
     async def _locked_reservation(self, store: CatalogStore, reservation_id: str) -> Reservation:
         r = await store.get_reservation(reservation_id, for_update=True)

@@ -106,6 +106,7 @@ _REQUEST_SUFFIX = {
     Step.RELEASE_FUNDS: "release-funds",
     Step.RELEASE_STOCK: "release-stock",
     Step.REFUND_FUNDS: "refund",
+    Step.RETURN_STOCK: "return-stock",
 }
 
 

@@ -87,6 +87,7 @@ class ReservationInfo:
     currency: str
     amount: int
     expire_time: datetime | None
+    returned_quantity: int = 0
 
 
 @dataclass(frozen=True)
@@ -115,6 +116,7 @@ def _reservation(r: catalog_pb2.Reservation) -> ReservationInfo:
         _currency_name(r.total_price.currency),
         r.total_price.amount,
         _time(r.expire_time),
+        r.returned_quantity,
     )
 
 
@@ -175,6 +177,12 @@ class CatalogClient:
             metadata=self._md, timeout=self._timeout))
         return _reservation(reply.reservation)
 
+    async def return_stock(self, request_id: str, reservation_id: str, quantity: int) -> ReservationInfo:
+        reply = await _call(self._stub.ReturnStock(
+            catalog_pb2.ReturnStockRequest(request_id=request_id, reservation_id=reservation_id, quantity=quantity),
+            metadata=self._md, timeout=self._timeout))
+        return _reservation(reply.reservation)
+
     async def reservation(self, reservation_id: str) -> ReservationInfo:
         reply = await _call(self._stub.GetReservation(
             catalog_pb2.GetReservationRequest(reservation_id=reservation_id), metadata=self._md,
@@ -187,6 +195,12 @@ class WalletClient:
         self._stub = wallet_pb2_grpc.WalletServiceStub(channel)
         self._md = metadata
         self._timeout = timeout
+
+    async def available(self, user_id: str, currency: str) -> int:
+        reply = await _call(self._stub.GetBalance(
+            wallet_pb2.GetBalanceRequest(user_id=user_id, currency=_currency(currency)),
+            metadata=self._md, timeout=self._timeout))
+        return sum(b.available for b in reply.balances)
 
     async def reserve(self, request_id: str, user_id: str, currency: str, amount: int, ttl_seconds: int,
                       reference: str) -> HoldInfo:

@@ -100,7 +100,7 @@ class _ReservationStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Rese
     RESERVATION_STATE_ACTIVE: _ReservationState.ValueType  # 1
     """Stock is reserved and may be committed or released."""
     RESERVATION_STATE_COMMITTED: _ReservationState.ValueType  # 2
-    """Stock sold; terminal."""
+    """Stock sold; terminal (ReturnStock may still give units back, counted in returned_quantity)."""
     RESERVATION_STATE_RELEASED: _ReservationState.ValueType  # 3
     """Stock returned by the caller; terminal."""
     RESERVATION_STATE_EXPIRED: _ReservationState.ValueType  # 4
@@ -114,7 +114,7 @@ RESERVATION_STATE_UNSPECIFIED: ReservationState.ValueType  # 0
 RESERVATION_STATE_ACTIVE: ReservationState.ValueType  # 1
 """Stock is reserved and may be committed or released."""
 RESERVATION_STATE_COMMITTED: ReservationState.ValueType  # 2
-"""Stock sold; terminal."""
+"""Stock sold; terminal (ReturnStock may still give units back, counted in returned_quantity)."""
 RESERVATION_STATE_RELEASED: ReservationState.ValueType  # 3
 """Stock returned by the caller; terminal."""
 RESERVATION_STATE_EXPIRED: ReservationState.ValueType  # 4
@@ -642,6 +642,7 @@ class Reservation(_message.Message):
     EXPIRE_TIME_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     RESOLVE_TIME_FIELD_NUMBER: _builtins.int
+    RETURNED_QUANTITY_FIELD_NUMBER: _builtins.int
     reservation_id: _builtins.str
     """Server-assigned reservation id."""
     item_id: _builtins.str
@@ -658,6 +659,8 @@ class Reservation(_message.Message):
     """Campaign that set the price; empty = none."""
     state: Global___ReservationState.ValueType
     """Current state."""
+    returned_quantity: _builtins.int
+    """Units of a committed reservation given back by ReturnStock; they no longer count as sold or against the per-user limit."""
     @_builtins.property
     def unit_price(self) -> _common_pb2.Price:
         """Locked unit price."""
@@ -694,10 +697,11 @@ class Reservation(_message.Message):
         expire_time: _timestamp_pb2.Timestamp | None = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
         resolve_time: _timestamp_pb2.Timestamp | None = ...,
+        returned_quantity: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "expire_time", b"expire_time", "resolve_time", b"resolve_time", "total_price", b"total_price", "unit_price", b"unit_price"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["campaign_id", b"campaign_id", "create_time", b"create_time", "expire_time", b"expire_time", "item_id", b"item_id", "item_version", b"item_version", "quantity", b"quantity", "region", b"region", "reservation_id", b"reservation_id", "resolve_time", b"resolve_time", "state", b"state", "total_price", b"total_price", "unit_price", b"unit_price", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["campaign_id", b"campaign_id", "create_time", b"create_time", "expire_time", b"expire_time", "item_id", b"item_id", "item_version", b"item_version", "quantity", b"quantity", "region", b"region", "reservation_id", b"reservation_id", "resolve_time", b"resolve_time", "returned_quantity", b"returned_quantity", "state", b"state", "total_price", b"total_price", "unit_price", b"unit_price", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1200,6 +1204,64 @@ class ReleaseReservationResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ReleaseReservationResponse: _TypeAlias = ReleaseReservationResponse  # noqa: Y015
+
+@_typing.final
+class ReturnStockRequest(_message.Message):
+    """Request for ReturnStock."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    RESERVATION_ID_FIELD_NUMBER: _builtins.int
+    QUANTITY_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    """Idempotency key, 1-128 chars."""
+    reservation_id: _builtins.str
+    """Committed reservation whose units come back."""
+    quantity: _builtins.int
+    """Units to return, at most quantity - returned_quantity; 0 = all units not yet returned."""
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        reservation_id: _builtins.str = ...,
+        quantity: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["quantity", b"quantity", "request_id", b"request_id", "reservation_id", b"reservation_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReturnStockRequest: _TypeAlias = ReturnStockRequest  # noqa: Y015
+
+@_typing.final
+class ReturnStockResponse(_message.Message):
+    """Response for ReturnStock."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESERVATION_FIELD_NUMBER: _builtins.int
+    QUANTITY_RETURNED_FIELD_NUMBER: _builtins.int
+    quantity_returned: _builtins.int
+    """Units this call returned."""
+    @_builtins.property
+    def reservation(self) -> Global___Reservation:
+        """The reservation with its new returned_quantity."""
+
+    def __init__(
+        self,
+        *,
+        reservation: Global___Reservation | None = ...,
+        quantity_returned: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["reservation", b"reservation"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["quantity_returned", b"quantity_returned", "reservation", b"reservation"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReturnStockResponse: _TypeAlias = ReturnStockResponse  # noqa: Y015
 
 @_typing.final
 class GetReservationRequest(_message.Message):

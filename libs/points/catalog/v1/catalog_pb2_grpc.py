@@ -75,6 +75,11 @@ class CatalogServiceStub:
                 request_serializer=points_dot_catalog_dot_v1_dot_catalog__pb2.ReleaseReservationRequest.SerializeToString,
                 response_deserializer=points_dot_catalog_dot_v1_dot_catalog__pb2.ReleaseReservationResponse.FromString,
                 _registered_method=True)
+        self.ReturnStock = channel.unary_unary(
+                '/points.catalog.v1.CatalogService/ReturnStock',
+                request_serializer=points_dot_catalog_dot_v1_dot_catalog__pb2.ReturnStockRequest.SerializeToString,
+                response_deserializer=points_dot_catalog_dot_v1_dot_catalog__pb2.ReturnStockResponse.FromString,
+                _registered_method=True)
         self.GetReservation = channel.unary_unary(
                 '/points.catalog.v1.CatalogService/GetReservation',
                 request_serializer=points_dot_catalog_dot_v1_dot_catalog__pb2.GetReservationRequest.SerializeToString,
@@ -152,6 +157,13 @@ class CatalogServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReturnStock(self, request, context):
+        """Returns units of a committed reservation to stock and frees the user's allowance for them (refunds); idempotent.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetReservation(self, request, context):
         """Returns one reservation by id.
         """
@@ -215,6 +227,11 @@ def add_CatalogServiceServicer_to_server(servicer, server):
                     servicer.ReleaseReservation,
                     request_deserializer=points_dot_catalog_dot_v1_dot_catalog__pb2.ReleaseReservationRequest.FromString,
                     response_serializer=points_dot_catalog_dot_v1_dot_catalog__pb2.ReleaseReservationResponse.SerializeToString,
+            ),
+            'ReturnStock': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReturnStock,
+                    request_deserializer=points_dot_catalog_dot_v1_dot_catalog__pb2.ReturnStockRequest.FromString,
+                    response_serializer=points_dot_catalog_dot_v1_dot_catalog__pb2.ReturnStockResponse.SerializeToString,
             ),
             'GetReservation': grpc.unary_unary_rpc_method_handler(
                     servicer.GetReservation,
@@ -449,6 +466,33 @@ class CatalogService:
             '/points.catalog.v1.CatalogService/ReleaseReservation',
             points_dot_catalog_dot_v1_dot_catalog__pb2.ReleaseReservationRequest.SerializeToString,
             points_dot_catalog_dot_v1_dot_catalog__pb2.ReleaseReservationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReturnStock(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/points.catalog.v1.CatalogService/ReturnStock',
+            points_dot_catalog_dot_v1_dot_catalog__pb2.ReturnStockRequest.SerializeToString,
+            points_dot_catalog_dot_v1_dot_catalog__pb2.ReturnStockResponse.FromString,
             options,
             channel_credentials,
             insecure,

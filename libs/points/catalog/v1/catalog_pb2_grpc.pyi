@@ -49,6 +49,8 @@ class CatalogServiceStub:
     """Turns an active reservation into a sale; idempotent."""
     ReleaseReservation: _grpc.UnaryUnaryMultiCallable[_catalog_pb2.ReleaseReservationRequest, _catalog_pb2.ReleaseReservationResponse]
     """Returns an active reservation's stock; idempotent."""
+    ReturnStock: _grpc.UnaryUnaryMultiCallable[_catalog_pb2.ReturnStockRequest, _catalog_pb2.ReturnStockResponse]
+    """Returns units of a committed reservation to stock and frees the user's allowance for them (refunds); idempotent."""
     GetReservation: _grpc.UnaryUnaryMultiCallable[_catalog_pb2.GetReservationRequest, _catalog_pb2.GetReservationResponse]
     """Returns one reservation by id."""
     CreateCampaign: _grpc.UnaryUnaryMultiCallable[_catalog_pb2.CreateCampaignRequest, _catalog_pb2.CreateCampaignResponse]
@@ -77,6 +79,8 @@ class CatalogServiceAsyncStub(CatalogServiceStub):
     """Turns an active reservation into a sale; idempotent."""
     ReleaseReservation: _aio.UnaryUnaryMultiCallable[_catalog_pb2.ReleaseReservationRequest, _catalog_pb2.ReleaseReservationResponse]  # type: ignore[assignment]
     """Returns an active reservation's stock; idempotent."""
+    ReturnStock: _aio.UnaryUnaryMultiCallable[_catalog_pb2.ReturnStockRequest, _catalog_pb2.ReturnStockResponse]  # type: ignore[assignment]
+    """Returns units of a committed reservation to stock and frees the user's allowance for them (refunds); idempotent."""
     GetReservation: _aio.UnaryUnaryMultiCallable[_catalog_pb2.GetReservationRequest, _catalog_pb2.GetReservationResponse]  # type: ignore[assignment]
     """Returns one reservation by id."""
     CreateCampaign: _aio.UnaryUnaryMultiCallable[_catalog_pb2.CreateCampaignRequest, _catalog_pb2.CreateCampaignResponse]  # type: ignore[assignment]
@@ -150,6 +154,14 @@ class CatalogServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_catalog_pb2.ReleaseReservationResponse, _abc.Awaitable[_catalog_pb2.ReleaseReservationResponse]]:
         """Returns an active reservation's stock; idempotent."""
+
+    @_abc_1.abstractmethod
+    def ReturnStock(
+        self,
+        request: _catalog_pb2.ReturnStockRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_catalog_pb2.ReturnStockResponse, _abc.Awaitable[_catalog_pb2.ReturnStockResponse]]:
+        """Returns units of a committed reservation to stock and frees the user's allowance for them (refunds); idempotent."""
 
     @_abc_1.abstractmethod
     def GetReservation(

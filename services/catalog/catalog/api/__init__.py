@@ -32,6 +32,7 @@ POLICY: Policy = {
     "ReserveStock": allow("redemption"),
     "CommitReservation": allow("redemption"),
     "ReleaseReservation": allow("redemption"),
+    "ReturnStock": allow("redemption"),
     "GetReservation": allow("redemption", "admin"),
 }
 
@@ -128,6 +129,20 @@ class CatalogApi(catalog_pb2_grpc.CatalogServiceServicer):
     ) -> pb.ReleaseReservationResponse:
         reservation = await self._catalog.release_reservation(self._resolve(request))
         return pb.ReleaseReservationResponse(reservation=m.reservation_pb(reservation))
+
+    async def ReturnStock(self, request: pb.ReturnStockRequest, context: Context) -> pb.ReturnStockResponse:
+        if not 0 <= request.quantity <= m.MAX_QUANTITY:
+            raise invalid_field("quantity", f"must be between 0 (all) and {m.MAX_QUANTITY}")
+        cmd = uc.ReturnStock(
+            require_request_id(request.request_id),
+            fingerprint(request),
+            reservation_id=require_id("reservation_id", request.reservation_id),
+            quantity=request.quantity,
+        )
+        returned = await self._catalog.return_stock(cmd)
+        return pb.ReturnStockResponse(
+            reservation=m.reservation_pb(returned.reservation), quantity_returned=returned.quantity_returned
+        )
 
     @staticmethod
     def _resolve(request: pb.CommitReservationRequest | pb.ReleaseReservationRequest) -> uc.ResolveReservation:

@@ -271,6 +271,7 @@ def reservation_pb(r: Reservation) -> pb.Reservation:
         total_price=price_pb(r.total_price),
         campaign_id=r.campaign_id,
         state=int(r.state),  # type: ignore[arg-type]
+        returned_quantity=r.returned_quantity,
     )
     _set_ts(msg.expire_time, r.expire_time)
     _set_ts(msg.create_time, r.create_time)

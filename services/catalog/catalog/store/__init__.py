@@ -222,8 +222,9 @@ class CatalogStore:
         )
 
     async def units_used(self, item_id: str, user_id: str, since: datetime | None, now: datetime) -> int:
-        """Units counted against the limit: committed, plus active ones not yet expired."""
-        query = select(func.coalesce(func.sum(reservations.c.quantity), 0)).where(
+        """Units counted against the limit: committed minus returned, plus active ones not yet expired."""
+        counted = reservations.c.quantity - reservations.c.returned_quantity  # returned is 0 unless committed
+        query = select(func.coalesce(func.sum(counted), 0)).where(
             reservations.c.item_id == item_id,
             reservations.c.user_id == user_id,
             or_(
@@ -261,6 +262,15 @@ class CatalogStore:
             .values({items.c.stock_reserved: items.c.stock_reserved - quantity, target: target + quantity})
         )
 
+    async def unsell_stock(self, item_id: str, quantity: int) -> bool:
+        """sold -> available (ReturnStock); False if fewer than `quantity` units are sold."""
+        result = await self.conn.execute(
+            update(items)
+            .where(items.c.item_id == item_id, items.c.stock_sold >= quantity)
+            .values(stock_sold=items.c.stock_sold - quantity, stock_available=items.c.stock_available + quantity)
+        )
+        return bool(result.rowcount)
+
     # --- reservations --------------------------------------------------------------------------
 
     async def insert_reservation(self, reservation: Reservation) -> None:
@@ -278,6 +288,14 @@ class CatalogStore:
             update(reservations)
             .where(reservations.c.reservation_id == reservation_id, reservations.c.state == ACTIVE)
             .values(state=int(state), resolve_time=now)
+        )
+
+    async def add_returned(self, reservation_id: str, quantity: int) -> None:
+        """Count `quantity` more units of a committed reservation as returned (the CHECK caps it at quantity)."""
+        await self.conn.execute(
+            update(reservations)
+            .where(reservations.c.reservation_id == reservation_id, reservations.c.state == COMMITTED)
+            .values(returned_quantity=reservations.c.returned_quantity + quantity)
         )
 
     async def expire_due(self, now: datetime, limit: int, item_id: str | None = None) -> list[Expired]:

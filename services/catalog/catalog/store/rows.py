@@ -26,6 +26,7 @@ from catalog.domain import (
     Reservation,
     ReservationState,
     Stock,
+    StockReturn,
 )
 
 _ATTRIBUTE_TYPES: dict[str, type] = {
@@ -158,6 +159,7 @@ def reservation_values(r: Reservation) -> dict[str, Any]:
         "expire_time": r.expire_time,
         "create_time": r.create_time,
         "resolve_time": r.resolve_time,
+        "returned_quantity": r.returned_quantity,
     }
 
 
@@ -178,6 +180,7 @@ def reservation_from_row(row: Mapping[str, Any]) -> Reservation:
         create_time=row["create_time"],
         resolve_time=row["resolve_time"],
         took_stock=row["took_stock"],
+        returned_quantity=row["returned_quantity"],
     )
 
 
@@ -194,7 +197,7 @@ def _adapter(kind: type) -> TypeAdapter[Any]:
     return _SNAPSHOTS[kind]
 
 
-def snapshot(result: Item | Campaign | Reservation) -> bytes:
+def snapshot(result: Item | Campaign | Reservation | StockReturn) -> bytes:
     adapter = _adapter(type(result))
     if isinstance(result, Item):
         # The attributes union is stored with its name, like the items table does.

@@ -261,6 +261,12 @@ class SagaStore:
                 )
             return ids
 
+    async def count_pending(self) -> dict[str, int]:
+        """Pending sagas per mode (FORWARD / COMPENSATING / REFUNDING), from the partial index on PENDING."""
+        query = select(sagas.c.mode, func.count()).where(sagas.c.state == State.PENDING.value).group_by(sagas.c.mode)
+        async with self._engine.connect() as conn:
+            return {mode: int(n) for mode, n in await conn.execute(query)}
+
     async def list_for_user(self, user_id: str, limit: int, after: tuple[datetime, str] | None) -> list[SagaRecord]:
         query = select(sagas).where(sagas.c.user_id == user_id)
         if after is not None:

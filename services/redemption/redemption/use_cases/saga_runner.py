@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from points_platform.clock import Clock
 
+from redemption import metrics
 from redemption.config import RedemptionSettings
 from redemption.domain import (
     ENTITLEMENT_OF_ITEM,
@@ -70,6 +71,7 @@ class SagaRunner:
                             self.settings.retry_max_seconds)
                 now = self.clock.now()
                 log.info("saga_step_retry", redemption_id=redemption_id, step=step.value, error=str(exc))
+                metrics.step_outcome(step, metrics.TRANSIENT)
                 await self.sagas.note_retry(saga, step, f"TRANSIENT: {exc}", owner=self.owner, now=now,
                                             retry_at=now + timedelta(seconds=delay), release=handover)
                 if handover:
@@ -82,10 +84,15 @@ class SagaRunner:
                        extra: InTransaction | None = None) -> Saga | None:
         moved = await self.sagas.transition(before, after, logs, owner=self.owner, now=self.clock.now(),
                                             lease_seconds=self.settings.lease_seconds, extra=extra)
-        if moved and after.is_terminal:
+        if not moved:
+            return None
+        for step, outcome, _ in logs:
+            metrics.step_outcome(step, outcome)
+        if after.is_terminal:
             log.info("saga_finished", redemption_id=after.redemption_id, state=after.state.value,
                      reason=after.cancel_reason)
-        return after if moved else None
+            metrics.saga_finished(after.state, after.cancel_reason)
+        return after
 
     async def _succeed(self, saga: Saga, step: Step, detail: str = "", outcome: Outcome = Outcome.SUCCEEDED,
                        extra: InTransaction | None = None, **changes: object) -> Saga | None:
@@ -125,6 +132,10 @@ class SagaRunner:
             quote = await self.catalog.quote(saga.item_id, saga.user_id, saga.region, saga.quantity)
             if not quote.redeemable:
                 raise PeerRefused(quote.reason or "NOT_REDEEMABLE")
+            # Scarce stock is not locked for a user who cannot pay: the hold step still decides,
+            # but a user already short fails here without keeping a unit from others.
+            if quote.amount > 0 and await self.wallet.available(saga.user_id, quote.currency) < quote.amount:
+                raise PeerRefused("INSUFFICIENT_FUNDS")
         except PeerRefused as refused:
             return await self._fail(saga, Step.QUOTE, refused.reason)
         return await self._succeed(saga, Step.QUOTE, item=info.snapshot)
@@ -261,5 +272,15 @@ class SagaRunner:
         return await self._succeed(saga, Step.REFUND_FUNDS)
 
     async def _return_stock(self, saga: Saga) -> Saga | None:
-        # The catalog has no RPC that returns committed stock; the sale stays counted (documented gap).
-        return await self._succeed(saga, Step.RETURN_STOCK, "NO_CATALOG_RPC", Outcome.SKIPPED)
+        if not saga.reservation_id:
+            # COMMIT_STOCK found the stock gone after the funds commit (saga_stock_lost): nothing was sold.
+            return await self._succeed(saga, Step.RETURN_STOCK, "STOCK_NOT_COMMITTED", Outcome.SKIPPED)
+        try:
+            res = await self.catalog.return_stock(step_request_id(saga.redemption_id, Step.RETURN_STOCK),
+                                                  saga.reservation_id, saga.quantity)
+        except PeerRefused as refused:
+            # RESERVATION_NOT_COMMITTED / RETURN_EXCEEDS_SOLD: no sold unit of this saga is left to return,
+            # and retrying cannot change that; the funds are back already, so the refund still finishes.
+            log.error("refund_stock_not_returned", redemption_id=saga.redemption_id, reason=refused.reason)
+            return await self._succeed(saga, Step.RETURN_STOCK, refused.reason, Outcome.FAILED)
+        return await self._succeed(saga, Step.RETURN_STOCK, f"RETURNED {saga.quantity} (total {res.returned_quantity})")

@@ -16,6 +16,7 @@ import structlog
 from points_platform.clock import Clock
 from points_platform.errors import FailedPrecondition, NotFound, Unavailable, idempotency_key_reused
 
+from redemption import metrics
 from redemption.config import RedemptionSettings
 from redemption.domain import Saga, draw_winners, refund_refusal, seed_hash, start_refund
 from redemption.peers import PeerUnavailable
@@ -25,6 +26,8 @@ from redemption.use_cases.ports import Catalog, Wallet
 from redemption.use_cases.saga_runner import SagaRunner
 
 log = structlog.get_logger("redemption")
+# While the recovery loop is busy claiming (no sleep between passes) the gauge is recounted at most this often.
+METRICS_INTERVAL_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -202,10 +205,21 @@ class RedemptionService:
             await asyncio.gather(*(self._start_driver(rid) for rid in ids), return_exceptions=True)
         return len(ids)
 
+    async def refresh_metrics(self) -> dict[str, int]:
+        """Set the pending-sagas gauge from a COUNT in the database (the truth across replicas/restarts)."""
+        counts = await self.sagas.count_pending()
+        metrics.set_pending(counts)
+        return counts
+
     async def recovery_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        counted_at = float("-inf")
         while True:
             try:
                 claimed = await self.recover_once()
+                if not claimed or loop.time() - counted_at >= METRICS_INTERVAL_SECONDS:
+                    await self.refresh_metrics()
+                    counted_at = loop.time()
             except Exception:  # noqa: BLE001 - the database may be restarting; try again shortly
                 log.exception("saga_recovery_failed")
                 claimed = 0
