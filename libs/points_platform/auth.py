@@ -37,6 +37,10 @@ class Authenticator:
         self._policy = policy
         self._trust_client_cert = trust_client_cert
 
+    @property
+    def trusts_client_cert(self) -> bool:
+        return self._trust_client_cert
+
     def identify(
         self, metadata: Sequence[tuple[str, str | bytes]], auth_context: Mapping[str, Sequence[bytes]]
     ) -> str:

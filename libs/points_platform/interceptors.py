@@ -40,16 +40,26 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
     def __init__(self, authenticator: Authenticator, error_domain: str) -> None:
         self._auth = authenticator
         self._domain = error_domain
+        # Wrapped handlers per method: built once, not on every call (this is the hot path).
+        self._wrapped: dict[str, grpc.RpcMethodHandler] = {}
 
     async def intercept_service(
         self,
         continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler:
-        handler = await continuation(handler_call_details)
         full_method: str = handler_call_details.method  # type: ignore[attr-defined]
-        if handler is None or full_method.startswith(PUBLIC_PREFIXES):
+        wrapped = self._wrapped.get(full_method)
+        if wrapped is not None:
+            return wrapped
+        handler = await continuation(handler_call_details)
+        if handler is None:
             return handler
+        wrapped = handler if full_method.startswith(PUBLIC_PREFIXES) else self._wrap(handler, full_method)
+        self._wrapped[full_method] = wrapped
+        return wrapped
+
+    def _wrap(self, handler: grpc.RpcMethodHandler, full_method: str) -> grpc.RpcMethodHandler:
         service, _, method = full_method.rpartition("/")
         call = _Call(self, service.lstrip("/"), method)
         if handler.unary_unary:
@@ -70,18 +80,20 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
 
 
 class _Call:
-    """The wrapping for one method; built per call, cheap."""
+    """The wrapping of one method, with its metric children resolved once."""
 
     def __init__(self, owner: CallInterceptor, service: str, method: str) -> None:
         self.owner = owner
         self.service = service
         self.method = method
+        self._seconds = RPC_SECONDS.labels(service, method)
+        self._ok = RPC_TOTAL.labels(service, method, "OK")
 
     def unary_response(self, behavior: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
         async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            started = self._begin(request, context)
+            started = time.perf_counter()
             try:
-                await self._authenticate(context)
+                self._authenticate(request, context)
                 return await behavior(request, context)
             except Exception as exc:  # noqa: BLE001 - every failure is mapped, none leaks
                 await self._fail(exc, context)
@@ -92,9 +104,9 @@ class _Call:
 
     def stream_response(self, behavior: Callable[..., AsyncIterator[Any]]) -> Callable[..., AsyncIterator[Any]]:
         async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-            started = self._begin(request, context)
+            started = time.perf_counter()
             try:
-                await self._authenticate(context)
+                self._authenticate(request, context)
                 async for response in behavior(request, context):
                     yield response
             except Exception as exc:  # noqa: BLE001
@@ -104,18 +116,17 @@ class _Call:
 
         return wrapped
 
-    def _begin(self, request: Any, context: grpc.aio.ServicerContext) -> float:
+    def _authenticate(self, request: Any, context: grpc.aio.ServicerContext) -> None:
+        """Bind the call's log context, then name the caller and check the policy."""
         metadata = context.invocation_metadata() or ()
         request_id = next((str(v) for k, v in metadata if k == "x-request-id"), "")
         if not request_id:
             request_id = str(getattr(request, "request_id", "") or "") or uuid.uuid4().hex
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(request_id=request_id, rpc_method=self.method)
-        return time.perf_counter()
-
-    async def _authenticate(self, context: grpc.aio.ServicerContext) -> None:
         auth = self.owner._auth
-        caller = auth.identify(context.invocation_metadata() or (), context.auth_context() or {})
+        peer = (context.auth_context() or {}) if auth.trusts_client_cert else {}
+        caller = auth.identify(metadata, peer)
         structlog.contextvars.bind_contextvars(caller=caller)
         current_caller.set(caller)
         auth.authorize(caller, self.method)
@@ -140,10 +151,12 @@ class _Call:
         raise AssertionError("unreachable: abort raises")
 
     def _end(self, started: float, context: grpc.aio.ServicerContext) -> None:
-        final = _status_name(context.code())
-        RPC_TOTAL.labels(self.service, self.method, final).inc()
-        RPC_SECONDS.labels(self.service, self.method).observe(time.perf_counter() - started)
-        log.debug("rpc_done", code=final, ms=round((time.perf_counter() - started) * 1000, 2))
+        code = context.code()
+        if code is None:
+            self._ok.inc()
+        else:
+            RPC_TOTAL.labels(self.service, self.method, _status_name(code)).inc()
+        self._seconds.observe(time.perf_counter() - started)
 
 
 def _status_name(code: object) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -131,13 +132,21 @@ async def test_health_follows_database_reachability(server: RunningServer, new_d
 
     assert await status() == health_pb2.HealthCheckResponse.NOT_SERVING  # nothing probed yet
     good = create_engine(await new_database("health"))
-    server.watch_database(good, interval=0.05)
+    probe = server.watch_database(good, interval=0.05)
     await _eventually(status, health_pb2.HealthCheckResponse.SERVING)
+    # Stop the probe before disposing: a live probe would reopen a pooled connection that
+    # nothing closes (a ResourceWarning at some later garbage collection).
+    probe.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await probe
     await good.dispose()
 
     down = create_engine("postgresql+asyncpg://postgres@127.0.0.1:1/nowhere")
-    server.watch_database(down, interval=0.05)
+    probe = server.watch_database(down, interval=0.05)
     await _eventually(status, health_pb2.HealthCheckResponse.NOT_SERVING)
+    probe.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await probe
     await down.dispose()
 
 

@@ -18,7 +18,7 @@ from points_platform.client import open_channel
 from points_platform.clock import Clock, SystemClock
 from points_platform.db import create_engine, migrate
 from points_platform.logs import configure_logging
-from points_platform.server import RunningServer, ServiceSpec, create_server, run_service
+from points_platform.server import RunningServer, ServiceSpec, create_server, run_process, run_service
 
 from earning.api import EarningApi, service_spec
 from earning.config import EarningSettings
@@ -109,4 +109,4 @@ def main() -> None:
     if "--migrate-only" in sys.argv:
         asyncio.run(migrate(settings.database_url, MIGRATIONS))
         return
-    asyncio.run(serve(settings))
+    run_process(serve(settings))

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from points_platform.clock import Clock, SystemClock
 from points_platform.db import create_engine, migrate
 from points_platform.logs import configure_logging
-from points_platform.server import RunningServer, ServiceSpec, create_server, run_service
+from points_platform.server import RunningServer, ServiceSpec, create_server, run_process, run_service
 
 from wallet.api import WalletApi, service_spec
 from wallet.config import WalletSettings
@@ -82,4 +82,4 @@ def main() -> None:
     if "--migrate-only" in sys.argv:
         asyncio.run(migrate(settings.database_url, MIGRATIONS))
         return
-    asyncio.run(serve(settings))
+    run_process(serve(settings))
