@@ -20,19 +20,19 @@ class PlatformSettings(BaseSettings):
         default="postgresql+asyncpg://postgres@127.0.0.1:5432/points",
         description="SQLAlchemy async URL of this service's own database.",
     )
-    host: str = "127.0.0.1"
+    host: str = Field(default="127.0.0.1", description="Address the gRPC server binds.")
     port: int = Field(default=0, description="gRPC port; 0 picks a free one (tests).")
     metrics_port: int = Field(default=0, description="Prometheus /metrics port; 0 disables it.")
     tokens_file: str = Field(default="", description="JSON file mapping caller name -> bearer token.")
     tokens_json: str = Field(default="", description="The same mapping inline (overrides tokens_file).")
-    tls_cert_file: str = ""
-    tls_key_file: str = ""
+    tls_cert_file: str = Field(default="", description="PEM server certificate; with the key, serve TLS.")
+    tls_key_file: str = Field(default="", description="PEM private key of the server certificate.")
     tls_client_ca_file: str = Field(default="", description="Set to require client certificates (mTLS).")
-    log_level: str = "info"
-    shutdown_grace_seconds: float = 5.0
-    health_check_interval_seconds: float = 2.0
-    db_pool_size: int = 10
-    max_message_bytes: int = 4 * 1024 * 1024
+    log_level: str = Field(default="info", description="debug, info, warning or error.")
+    shutdown_grace_seconds: float = Field(default=5.0, description="How long SIGTERM waits for in-flight calls.")
+    health_check_interval_seconds: float = Field(default=2.0, description="Database probe period behind health.")
+    db_pool_size: int = Field(default=10, description="Database connections kept (as many again on overflow).")
+    max_message_bytes: int = Field(default=4 * 1024 * 1024, description="Largest request or response accepted.")
 
     def load_tokens(self) -> dict[str, str]:
         """Return caller -> token; an empty mapping means no token is accepted."""
