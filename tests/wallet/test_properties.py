@@ -62,7 +62,7 @@ async def test_random_sequences_keep_the_ledger_consistent(wallet: Client) -> No
         except grpc.aio.AioRpcError as exc:
             return error_reason(exc), None
 
-    @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+    @settings(max_examples=25, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
     @given(st.lists(op_strategy, min_size=1, max_size=12))
     @example(  # one rich sequence always runs, so every kind of step is exercised
         [
