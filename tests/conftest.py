@@ -12,11 +12,18 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from points_platform.db import drop_database, ensure_database
 from points_platform.embedded_pg import EmbeddedPostgres
 
 REPO = Path(__file__).resolve().parent.parent
+
+# CI replays the same generated examples every run (a red CI must be reproducible); local runs
+# explore new examples each time.
+hypothesis_settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI"):
+    hypothesis_settings.load_profile("ci")
 
 
 def _server_url(url: str) -> str:
