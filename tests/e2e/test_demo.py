@@ -1,0 +1,37 @@
+"""`points up --demo` seeds a catalog, rules and a challenge; `points demo` tells the newcomer's story."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.suite_process import SuiteProcess
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def demo_suite(tmp_path: Path) -> Iterator[SuiteProcess]:
+    running = SuiteProcess(tmp_path / "state", extra_args=["--demo"])
+    running.start()
+    yield running
+    running.stop()
+    running.kill_all()
+
+
+def test_demo_story_runs_end_to_end(demo_suite: SuiteProcess) -> None:
+    assert any(line.startswith("demo data seeded: catalog, earning") for line in demo_suite.output)
+    args = [sys.executable, "-m", "points_cli.main", "demo", "--state-dir", str(demo_suite.state_dir)]
+    for service, port in demo_suite.ports.items():
+        args += [f"--{service}-port", str(port)]
+    story = subprocess.run(args, capture_output=True, text=True, timeout=120, check=False)
+    assert story.returncode == 0, story.stdout + story.stderr
+    out = story.stdout
+    # Earned, redeemed a raffle ticket and a cosmetic, sent a coin gift, and the books show it.
+    assert "redeem spring-raffle: COMPLETED" in out and "redeem golden-frame: COMPLETED" in out, out
+    assert "RAFFLE_TICKET" in out and "COSMETIC" in out, out
+    assert "DIAMONDS" in out, out
