@@ -1,7 +1,8 @@
 """Wallet benchmark scenarios for `points bench wallet`.
 
 credit_random: Credit to one of 10,000 users; credit_hot: every Credit to one account (the
-livestream creator); reserve_commit: Reserve then CommitHold (two RPCs per call); get_balance.
+livestream creator); credit_batch_100: CreditBatch of 100 credits to random users (events/s =
+credits/s); reserve_commit: Reserve then CommitHold (two RPCs per call); get_balance.
 The harness adds the Health/Check baseline on the same server.
 """
 
@@ -36,6 +37,28 @@ async def build_credit_random(ctx: BenchContext) -> Call:
             ),
             metadata=md,
         )
+
+    return call
+
+
+BATCH = 100
+
+
+async def build_credit_batch(ctx: BenchContext) -> Call:
+    """CreditBatch of 100 entries to random accounts (what earning sends when it flushes)."""
+    stub = wallet_pb2_grpc.WalletServiceStub(ctx.channel("wallet"))
+    md = ctx.metadata("earning")
+    rng = random.Random(ctx.worker)
+
+    async def call(i: int) -> None:
+        entries = [
+            wallet_pb2.CreditBatchEntry(
+                request_id=_request_id(ctx, f"cb{i}", n), user_id=f"bench-user-{rng.randrange(USERS)}",
+                currency=CURRENCY_POINTS, amount=1, reason="bench",
+            )
+            for n in range(BATCH)
+        ]
+        await stub.CreditBatch(wallet_pb2.CreditBatchRequest(entries=entries), metadata=md)
 
     return call
 
@@ -107,6 +130,7 @@ async def build_get_balance(ctx: BenchContext) -> Call:
 SCENARIOS = [
     Scenario(name="credit_random", target="wallet", build=build_credit_random),
     Scenario(name="credit_hot", target="wallet", build=build_credit_hot),
+    Scenario(name="credit_batch_100", target="wallet", build=build_credit_batch, events_per_call=BATCH),
     Scenario(name="reserve_commit", target="wallet", build=build_reserve_commit, setup=setup_spenders),
     Scenario(name="get_balance", target="wallet", build=build_get_balance, setup=setup_spenders),
 ]

@@ -44,12 +44,26 @@ class GroupCommitter(Generic[Op, R]):
     async def submit(self, op: Op) -> R:
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         self._pending.append((op, future))
+        self._start_flusher()
+        # The op may be applied even if this caller goes away; a retry replays it.
+        return await asyncio.shield(future)
+
+    async def submit_many(self, ops: Sequence[Op]) -> list[R | BaseException]:
+        """Queue several ops at once (they share batches with everyone else's); each op's
+        own outcome, in order, errors included."""
+        loop = asyncio.get_running_loop()
+        futures: list[asyncio.Future[R]] = [loop.create_future() for _ in ops]
+        self._pending.extend(zip(ops, futures, strict=True))
+        self._start_flusher()
+        if futures:
+            await asyncio.shield(asyncio.wait(futures))
+        return [f.exception() or f.result() for f in futures]
+
+    def _start_flusher(self) -> None:
         if len(self._flushers) < self._concurrency:
             task = asyncio.create_task(self._flush(), name="group-commit")
             self._flushers.add(task)
             task.add_done_callback(self._flushers.discard)
-        # The op may be applied even if this caller goes away; a retry replays it.
-        return await asyncio.shield(future)
 
     async def _flush(self) -> None:
         while self._pending:

@@ -125,6 +125,34 @@ def encode(result: object) -> str:
     return json.dumps(_plain(result), separators=(",", ":"))
 
 
+def encode_ledger(result: LedgerResult, create_time: str | None = None) -> str:
+    """`encode` of a LedgerResult, written out (the ledger hot path stores one per operation);
+    `create_time` is the transaction time's isoformat, computed once per batch."""
+    t = result.transaction
+    return json.dumps(
+        {
+            "transaction": {
+                "transaction_id": t.transaction_id,
+                "request_id": t.request_id,
+                "kind": int(t.kind),
+                "postings": [
+                    {"account": p.account, "user_id": p.user_id, "currency": int(p.currency), "amount": p.amount}
+                    for p in t.postings
+                ],
+                "create_time": create_time if create_time is not None else t.create_time.isoformat(),
+                "reason": t.reason,
+                "reference": t.reference,
+            },
+            "balances": [
+                {"user_id": b.user_id, "currency": int(b.currency), "available": b.available, "held": b.held}
+                for b in result.balances
+            ],
+            "gift_rate_bps": result.gift_rate_bps,
+        },
+        separators=(",", ":"),
+    )
+
+
 def _build(tp: Any, data: Any) -> Any:
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any, TypeVar
 
+import asyncpg
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from points_platform.db import retry_serialization
+from points_platform.db import RETRYABLE_SQLSTATES, retry_serialization
 from points_platform.errors import idempotency_key_reused
 
 from wallet.domain import Currency, HoldState, Kind, PayoutState
@@ -22,11 +25,32 @@ class RacedOnRequestId(Exception):
     """A concurrent call with the same request_id committed first: redo, and replay its answer."""
 
 
+def new_id() -> str:
+    """32 random hex digits (what uuid4().hex gives, without building a UUID)."""
+    return os.urandom(16).hex()
+
+
+async def driver(conn: AsyncConnection) -> asyncpg.Connection:
+    """The raw asyncpg connection under a SQLAlchemy one (hot paths: statements prepared once)."""
+    raw = await conn.get_raw_connection()
+    return raw.driver_connection  # type: ignore[return-value]
+
+
 async def run_transaction(attempt: Callable[[], Awaitable[T]], *, races: int = 3) -> T:
-    """Retry serialization/deadlock failures, and redo after losing a same-key race."""
+    """Retry serialization/deadlock failures (raised through SQLAlchemy or by raw asyncpg), and
+    redo after losing a same-key race."""
+
+    async def attempt_wrapped() -> T:
+        try:
+            return await attempt()
+        except asyncpg.PostgresError as exc:
+            if exc.sqlstate in RETRYABLE_SQLSTATES:
+                raise DBAPIError("raw asyncpg", None, exc) from exc  # what retry_serialization retries
+            raise
+
     for n in range(races):
         try:
-            return await retry_serialization(attempt)
+            return await retry_serialization(attempt_wrapped)
         except RacedOnRequestId:
             if n == races - 1:
                 raise

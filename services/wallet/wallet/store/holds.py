@@ -32,6 +32,7 @@ from wallet.results import HoldResult, PostingView, TransactionView, decode, enc
 from wallet.store import lots
 from wallet.store.common import (
     balance,
+    driver,
     hold_view,
     insert_transaction,
     remember,
@@ -144,7 +145,7 @@ async def commit_locked(
         )
     ).one()
     if points_lots and h.currency is Currency.POINTS:  # expiry on: the commit spends the oldest lots
-        await lots.consume(conn, {h.user_id: debit})
+        await lots.consume(await driver(conn), {h.user_id: debit})
     sink = PAYOUTS if kind is Kind.PAYOUT else spend_sink(h.currency)
     txn = TransactionView(
         transaction_id=uuid.uuid4().hex,

@@ -1,71 +1,72 @@
 """Applying a batch of ledger operations (credits, debits, gifts) in one DB transaction.
 
-Round trips per batch, whatever its size: look up request ids, lock the touched accounts (in
-sorted order, creating missing ones), then one statement that updates every account once and
-inserts every transaction, posting and idempotency record, then COMMIT.
+Round trips per batch, whatever its size: BEGIN, lock the touched accounts (in sorted order,
+creating missing ones) and look up the request ids in one statement, then one statement that
+updates every account once and inserts every transaction, posting and idempotency record, then
+COMMIT. The statements run on the raw asyncpg connection (prepared once per connection).
 """
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+import asyncpg
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from points_platform.errors import DomainError, idempotency_key_reused
 
 from wallet import metrics
 from wallet.domain import Currency, LedgerOp, plan_ledger_ops, touched_accounts
-from wallet.results import BalanceView, LedgerResult, PostingView, TransactionView, decode, encode
+from wallet.results import BalanceView, LedgerResult, PostingView, TransactionView, decode, encode_ledger
 from wallet.store import lots
-from wallet.store.common import RacedOnRequestId, run_transaction
+from wallet.store.common import RacedOnRequestId, driver, new_id, run_transaction
 
 Outcome = LedgerResult | DomainError
 
-_LOOKUP = text(
-    "SELECT op, request_id, fingerprint, response FROM idempotency "
-    "WHERE (op, request_id) IN (SELECT * FROM unnest(CAST(:ops AS text[]), CAST(:rids AS text[])))"
-)
+# Raw asyncpg statements ($n parameters): asyncpg prepares each once per connection and reuses it,
+# so the hot path builds and compiles no SQL.
+#
+# Lock and look up in one round trip: the upsert (DO UPDATE, a no-op write, takes the row lock;
+# rows are processed in the given sorted order, missing accounts are created) and the stored
+# answers of the batch's request ids. Kind 1 rows are accounts, kind 2 rows stored answers.
+_LOCK_AND_LOOKUP = """
+    WITH locked AS (
+        INSERT INTO accounts (user_id, currency)
+        SELECT * FROM unnest($1::text[], $2::smallint[])
+        ON CONFLICT (user_id, currency) DO UPDATE SET available = accounts.available
+        RETURNING user_id, currency, available, held
+    )
+    SELECT 1 AS kind, user_id AS a, NULL::text AS b, currency::int AS currency, available, held,
+           NULL::text AS fingerprint, NULL::text AS response
+    FROM locked
+    UNION ALL
+    SELECT 2, op, request_id, NULL, NULL, NULL, fingerprint, response FROM idempotency
+    WHERE (op, request_id) IN (SELECT * FROM unnest($3::text[], $4::text[]))
+"""
 
-# DO UPDATE (a no-op write) takes the row lock; rows are processed in the given (sorted) order.
-_LOCK = text(
-    "INSERT INTO accounts (user_id, currency) "
-    "SELECT * FROM unnest(CAST(:users AS text[]), CAST(:currencies AS smallint[])) "
-    "ON CONFLICT (user_id, currency) DO UPDATE SET available = accounts.available "
-    "RETURNING user_id, currency, available, held"
-)
-
-_WRITE = text(
-    """
+_WRITE = """
     WITH moved AS (
         UPDATE accounts a SET available = a.available + d.delta
-        FROM unnest(CAST(:d_users AS text[]), CAST(:d_currencies AS smallint[]), CAST(:d_deltas AS bigint[]))
-             AS d(user_id, currency, delta)
+        FROM unnest($1::text[], $2::smallint[], $3::bigint[]) AS d(user_id, currency, delta)
         WHERE a.user_id = d.user_id AND a.currency = d.currency AND a.available + d.delta >= 0
         RETURNING 1
     ), txns AS (
         INSERT INTO transactions (transaction_id, user_id, request_id, kind, reason, reference, create_time)
-        SELECT t.*, CAST(:now AS timestamptz)
-        FROM unnest(CAST(:t_ids AS text[]), CAST(:t_users AS text[]), CAST(:t_rids AS text[]),
-                    CAST(:t_kinds AS smallint[]), CAST(:t_reasons AS text[]), CAST(:t_refs AS text[])) AS t
+        SELECT t.*, $4::timestamptz
+        FROM unnest($5::text[], $6::text[], $7::text[], $8::smallint[], $9::text[], $10::text[]) AS t
     ), legs AS (
         INSERT INTO postings (transaction_id, user_id, account, currency, amount, balance_after)
-        SELECT * FROM unnest(CAST(:p_tids AS text[]), CAST(:p_users AS text[]), CAST(:p_accounts AS text[]),
-                             CAST(:p_currencies AS smallint[]), CAST(:p_amounts AS bigint[]),
-                             CAST(:p_after AS bigint[]))
+        SELECT * FROM unnest($11::text[], $12::text[], $13::text[], $14::smallint[], $15::bigint[], $16::bigint[])
     ), keys AS (
         INSERT INTO idempotency (op, request_id, fingerprint, response, create_time)
-        SELECT i.*, CAST(:now AS timestamptz)
-        FROM unnest(CAST(:i_ops AS text[]), CAST(:i_rids AS text[]), CAST(:i_fps AS text[]),
-                    CAST(:i_responses AS text[])) AS i
+        SELECT i.*, $4::timestamptz
+        FROM unnest($17::text[], $18::text[], $19::text[], $20::text[]) AS i
         ON CONFLICT DO NOTHING
         RETURNING 1
     )
     SELECT (SELECT count(*) FROM moved) AS moved, (SELECT count(*) FROM keys) AS keys
-    """
-)
+"""
 
 
 async def apply_ledger_batch(
@@ -81,107 +82,69 @@ async def _apply(
 ) -> list[Outcome]:
     outcomes: list[Outcome | None] = [None] * len(ops)
     committed: list[LedgerOp] = []
-    async with engine.begin() as conn:
-        keys = sorted({op.key for op in ops})
-        stored = {
-            (row.op, row.request_id): (row.fingerprint, row.response)
-            for row in await conn.execute(
-                _LOOKUP, {"ops": [k[0] for k in keys], "rids": [k[1] for k in keys]}
-            )
-        }
-        first_index: dict[tuple[str, str], int] = {}
-        duplicates: list[int] = []
-        fresh: list[int] = []
-        for i, op in enumerate(ops):
-            if op.key in stored:
-                fingerprint, response = stored[op.key]
-                outcomes[i] = (
-                    decode(LedgerResult, response)
-                    if fingerprint == op.fingerprint
-                    else idempotency_key_reused(op.request_id)
-                )
-            elif op.key in first_index:
-                duplicates.append(i)
-            else:
-                first_index[op.key] = i
-                fresh.append(i)
-
-        fresh_ops = [ops[i] for i in fresh]
-        accounts = touched_accounts(fresh_ops)
-        balances: dict[tuple[str, Currency], tuple[int, int]] = {}
-        if accounts:
-            rows = await conn.execute(
-                _LOCK, {"users": [a[0] for a in accounts], "currencies": [int(a[1]) for a in accounts]}
-            )
-            balances = {(r.user_id, Currency(r.currency)): (r.available, r.held) for r in rows}
-        planned, deltas = plan_ledger_ops(fresh_ops, balances)
-
-        w: dict[str, list[object]] = {
-            name: []
-            for name in (
-                "t_ids t_users t_rids t_kinds t_reasons t_refs "
-                "p_tids p_users p_accounts p_currencies p_amounts p_after i_ops i_rids i_fps i_responses"
-            ).split()
-        }
-        for index, plan in zip(fresh, planned, strict=True):
-            op = plan.op
-            if plan.error is not None:
-                outcomes[index] = plan.error
-                continue
-            tid = uuid.uuid4().hex
-            after = iter(plan.balances_after)
-            views: list[BalanceView] = []
-            for leg in op.legs:
-                w["p_tids"].append(tid)
-                w["p_users"].append(leg.user_id)
-                w["p_accounts"].append(leg.account)
-                w["p_currencies"].append(int(leg.currency))
-                w["p_amounts"].append(leg.amount)
-                if leg.is_user:
-                    user_id, currency, available, held = next(after)
-                    views.append(BalanceView(user_id, currency, available, held))
-                    w["p_after"].append(available)
-                else:
-                    w["p_after"].append(None)
-            txn = TransactionView(
-                transaction_id=tid,
-                request_id=op.request_id,
-                kind=op.kind,
-                postings=tuple(PostingView(leg.account, leg.user_id, leg.currency, leg.amount) for leg in op.legs),
-                create_time=now,
-                reason=op.reason,
-                reference=op.reference,
-            )
-            result = LedgerResult(txn, tuple(views), op.gift_rate_bps)
-            for name, value in (
-                ("t_ids", tid), ("t_users", op.user_id), ("t_rids", op.request_id), ("t_kinds", int(op.kind)),
-                ("t_reasons", op.reason), ("t_refs", op.reference), ("i_ops", op.op),
-                ("i_rids", op.request_id), ("i_fps", op.fingerprint), ("i_responses", encode(result)),
+    async with engine.connect() as sa_conn:
+        conn = await driver(sa_conn)
+        async with conn.transaction():
+            keys = sorted({op.key for op in ops})
+            # Every touched account is locked, replays' included: one round trip for both.
+            accounts = touched_accounts(ops)
+            balances: dict[tuple[str, Currency], tuple[int, int]] = {}
+            stored: dict[tuple[str, str], tuple[str, str]] = {}
+            for row in await conn.fetch(
+                _LOCK_AND_LOOKUP,
+                [a[0] for a in accounts],
+                [int(a[1]) for a in accounts],
+                [k[0] for k in keys],
+                [k[1] for k in keys],
             ):
-                w[name].append(value)
-            outcomes[index] = result
-            committed.append(op)
+                if row[0] == 1:
+                    balances[(row[1], Currency(row[3]))] = (row[4], row[5])
+                else:
+                    stored[(row[1], row[2])] = (row[6], row[7])
+            first_index: dict[tuple[str, str], int] = {}
+            duplicates: list[int] = []
+            fresh: list[int] = []
+            for i, op in enumerate(ops):
+                if op.key in stored:
+                    fingerprint, response = stored[op.key]
+                    outcomes[i] = (
+                        decode(LedgerResult, response)
+                        if fingerprint == op.fingerprint
+                        else idempotency_key_reused(op.request_id)
+                    )
+                elif op.key in first_index:
+                    duplicates.append(i)
+                else:
+                    first_index[op.key] = i
+                    fresh.append(i)
 
-        if w["t_ids"]:
-            moves = sorted((k, d) for k, d in deltas.items() if d)
-            counts = (
-                await conn.execute(
+            planned, deltas = plan_ledger_ops([ops[i] for i in fresh], balances)
+            w = _Rows()
+            created = now.isoformat()
+            for index, plan in zip(fresh, planned, strict=True):
+                if plan.error is not None:
+                    outcomes[index] = plan.error
+                    continue
+                outcomes[index] = w.add(plan.op, plan.balances_after, now, created)
+                committed.append(plan.op)
+
+            if committed:
+                moves = sorted((k, d) for k, d in deltas.items() if d)
+                counts = await conn.fetchrow(
                     _WRITE,
-                    {
-                        **w,
-                        "now": now,
-                        "d_users": [k[0] for k, _ in moves],
-                        "d_currencies": [int(k[1]) for k, _ in moves],
-                        "d_deltas": [d for _, d in moves],
-                    },
+                    [k[0] for k, _ in moves],
+                    [int(k[1]) for k, _ in moves],
+                    [d for _, d in moves],
+                    now,
+                    *w.columns(),
                 )
-            ).one()
-            if counts.keys != len(w["i_rids"]):
-                raise RacedOnRequestId("a request id in the batch was committed concurrently")
-            if counts.moved != len(moves):
-                raise RuntimeError("a planned balance change did not apply; the batch is rolled back")
-            if points_ttl is not None:
-                await _track_lots(conn, committed, w, now, now + points_ttl)
+                assert counts is not None
+                if counts["keys"] != len(committed):
+                    raise RacedOnRequestId("a request id in the batch was committed concurrently")
+                if counts["moved"] != len(moves):
+                    raise RuntimeError("a planned balance change did not apply; the batch is rolled back")
+                if points_ttl is not None:
+                    await _track_lots(conn, committed, w.t_ids, now, now + points_ttl)
 
     for op in committed:  # after COMMIT: count only effects that are in the ledger
         metrics.ledger_committed(op)
@@ -199,19 +162,88 @@ async def _apply(
     return done
 
 
+class _Rows:
+    """The column arrays of the batch's write statement, and each op's result."""
+
+    def __init__(self) -> None:
+        self.t_ids: list[str] = []
+        self.t_users: list[str] = []
+        self.t_rids: list[str] = []
+        self.t_kinds: list[int] = []
+        self.t_reasons: list[str] = []
+        self.t_refs: list[str] = []
+        self.p_tids: list[str] = []
+        self.p_users: list[str] = []
+        self.p_accounts: list[str] = []
+        self.p_currencies: list[int] = []
+        self.p_amounts: list[int] = []
+        self.p_after: list[int | None] = []
+        self.i_ops: list[str] = []
+        self.i_rids: list[str] = []
+        self.i_fps: list[str] = []
+        self.i_responses: list[str] = []
+
+    def add(
+        self, op: LedgerOp, balances_after: Sequence[tuple[str, Currency, int, int]], now: datetime, created: str
+    ) -> LedgerResult:
+        tid = new_id()
+        after = iter(balances_after)
+        views: list[BalanceView] = []
+        for leg in op.legs:
+            self.p_tids.append(tid)
+            self.p_users.append(leg.user_id)
+            self.p_accounts.append(leg.account)
+            self.p_currencies.append(int(leg.currency))
+            self.p_amounts.append(leg.amount)
+            if leg.is_user:
+                user_id, currency, available, held = next(after)
+                views.append(BalanceView(user_id, currency, available, held))
+                self.p_after.append(available)
+            else:
+                self.p_after.append(None)
+        txn = TransactionView(
+            transaction_id=tid,
+            request_id=op.request_id,
+            kind=op.kind,
+            postings=tuple(PostingView(leg.account, leg.user_id, leg.currency, leg.amount) for leg in op.legs),
+            create_time=now,
+            reason=op.reason,
+            reference=op.reference,
+        )
+        result = LedgerResult(txn, tuple(views), op.gift_rate_bps)
+        self.t_ids.append(tid)
+        self.t_users.append(op.user_id)
+        self.t_rids.append(op.request_id)
+        self.t_kinds.append(int(op.kind))
+        self.t_reasons.append(op.reason)
+        self.t_refs.append(op.reference)
+        self.i_ops.append(op.op)
+        self.i_rids.append(op.request_id)
+        self.i_fps.append(op.fingerprint)
+        self.i_responses.append(encode_ledger(result, created))
+        return result
+
+    def columns(self) -> tuple[list[object], ...]:
+        """In the order of the write statement's $5 .. $20."""
+        return (
+            self.t_ids, self.t_users, self.t_rids, self.t_kinds, self.t_reasons, self.t_refs,  # type: ignore[return-value]
+            self.p_tids, self.p_users, self.p_accounts, self.p_currencies, self.p_amounts, self.p_after,
+            self.i_ops, self.i_rids, self.i_fps, self.i_responses,
+        )
+
+
 async def _track_lots(
-    conn: AsyncConnection, committed: Sequence[LedgerOp], w: dict[str, list[object]], now: datetime, expire_time: datetime
+    conn: asyncpg.Connection, committed: Sequence[LedgerOp], tids: Sequence[str], now: datetime, expire_time: datetime
 ) -> None:
     """Expiry on: each POINTS credit leg makes a lot; each POINTS debit leg consumes lots, after
     the batch's new lots exist (a credit and a spend of one user may share the batch)."""
-    tid_of = dict(zip(zip(w["i_ops"], w["i_rids"], strict=True), w["t_ids"], strict=True))
     new_lots: list[tuple[str, int, str]] = []
     spent: dict[str, int] = {}
-    for op in committed:
+    for op, tid in zip(committed, tids, strict=True):
         for leg in op.legs:
             if leg.is_user and leg.currency is Currency.POINTS:
                 if leg.amount > 0:
-                    new_lots.append((leg.user_id, leg.amount, str(tid_of[op.key])))
+                    new_lots.append((leg.user_id, leg.amount, tid))
                 else:
                     spent[leg.user_id] = spent.get(leg.user_id, 0) - leg.amount
     await lots.add_lots(conn, new_lots, now, expire_time)

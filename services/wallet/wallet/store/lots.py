@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 
+import asyncpg
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -29,19 +30,21 @@ from wallet.domain import (
 )
 from wallet.store.common import run_transaction
 
-_INSERT = text(
+# Raw asyncpg statements (the ledger batch and hold commits run them on their transaction's
+# driver connection).
+_INSERT = (
     "INSERT INTO points_lots (user_id, amount, remaining, expire_time, transaction_id, create_time) "
-    "SELECT l.user_id, l.amount, l.amount, CAST(:expire AS timestamptz), l.tid, CAST(:now AS timestamptz) "
-    "FROM unnest(CAST(:users AS text[]), CAST(:amounts AS bigint[]), CAST(:tids AS text[])) "
+    "SELECT l.user_id, l.amount, l.amount, $4::timestamptz, l.tid, $5::timestamptz "
+    "FROM unnest($1::text[], $2::bigint[], $3::text[]) "
     "WITH ORDINALITY AS l(user_id, amount, tid, n) ORDER BY l.n"
 )
 
 # Oldest lot first (expire_time, then lot_id): each lot gives what is still needed after the
 # older lots of the same user, `need - (running total before this lot)`, at most its remaining.
-_CONSUME = text(
+_CONSUME = (
     """
     WITH need AS (
-        SELECT * FROM unnest(CAST(:users AS text[]), CAST(:amounts AS bigint[])) AS n(user_id, amount)
+        SELECT * FROM unnest($1::text[], $2::bigint[]) AS n(user_id, amount)
     ), ordered AS (
         SELECT l.lot_id, l.remaining, n.amount,
                sum(l.remaining) OVER (PARTITION BY l.user_id ORDER BY l.expire_time, l.lot_id) - l.remaining AS before
@@ -56,27 +59,21 @@ _CONSUME = text(
 
 
 async def add_lots(
-    conn: AsyncConnection, lots: Sequence[tuple[str, int, str]], now: datetime, expire_time: datetime
+    conn: asyncpg.Connection, lots: Sequence[tuple[str, int, str]], now: datetime, expire_time: datetime
 ) -> None:
     """One lot per (user_id, amount, transaction_id), all expiring at `expire_time`."""
     if lots:
         await conn.execute(
-            _INSERT,
-            {
-                "users": [u for u, _, _ in lots],
-                "amounts": [a for _, a, _ in lots],
-                "tids": [t for _, _, t in lots],
-                "expire": expire_time,
-                "now": now,
-            },
+            _INSERT, [u for u, _, _ in lots], [a for _, a, _ in lots], [t for _, _, t in lots], expire_time, now
         )
 
 
-async def consume(conn: AsyncConnection, spent: Mapping[str, int]) -> None:
-    """Take `spent[user]` POINTS from each user's lots, oldest first (accounts already locked)."""
+async def consume(conn: asyncpg.Connection, spent: Mapping[str, int]) -> None:
+    """Take `spent[user]` POINTS from each user's lots, oldest first (accounts already locked;
+    `conn` is the driver connection of the caller's open transaction)."""
     users = sorted(u for u, a in spent.items() if a > 0)
     if users:
-        await conn.execute(_CONSUME, {"users": users, "amounts": [spent[u] for u in users]})
+        await conn.execute(_CONSUME, users, [spent[u] for u in users])
 
 
 _LOCK_ACCOUNTS = text(
