@@ -23,12 +23,13 @@ T = TypeVar("T")
 RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})
 
 
-def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
-    """The one engine of a service process."""
+def create_engine(url: str, *, pool_size: int = 10, max_overflow: int | None = None) -> AsyncEngine:
+    """The one engine of a service process. Overflow connections (default: as many as pool_size) are
+    closed when returned; max_overflow=0 makes a burst wait for a pooled connection instead."""
     return create_async_engine(
         url,
         pool_size=pool_size,
-        max_overflow=pool_size,
+        max_overflow=pool_size if max_overflow is None else max_overflow,
         pool_pre_ping=False,
         pool_recycle=1800,
     )

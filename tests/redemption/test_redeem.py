@@ -223,3 +223,27 @@ def _future(suite: Suite, seconds: int = 3600):  # type: ignore[no-untyped-def]
     from tests.redemption.conftest import ts
 
     return ts(suite.clock.now() + timedelta(seconds=seconds))
+
+
+async def test_unlimited_stock_item_skips_the_quote_calls_and_the_hold_decides(suite: Suite) -> None:
+    item = await suite.item(**cosmetic_spec(price=100))  # unlimited stock
+    rich, poor = uid("u"), uid("u")
+    await suite.fund(rich, 150)
+    await suite.fund(poor, 50)
+    done = await suite.redeem(rich, item.item_id)
+    assert done.state == COMPLETED, done
+    # Created at RESERVE_STOCK with the quote done locally; the hold and the grant share one write.
+    assert step_names(done) == [
+        "QUOTE:STARTED", "QUOTE:SUCCEEDED", "RESERVE_STOCK:STARTED", "RESERVE_STOCK:SUCCEEDED",
+        "HOLD_FUNDS:STARTED", "HOLD_FUNDS:SUCCEEDED", "GRANT_ENTITLEMENT:STARTED", "GRANT_ENTITLEMENT:SUCCEEDED",
+        "COMMIT_FUNDS:STARTED", "COMMIT_FUNDS:SUCCEEDED", "COMMIT_STOCK:STARTED", "COMMIT_STOCK:SUCCEEDED"]
+    assert "unlimited stock" in done.steps[1].detail
+    assert len(done.entitlement_ids) == 1 and done.price.amount == 100
+    # No funds pre-check without a scarce unit: the hold refuses and the reservation is released.
+    short = await suite.redeem(poor, item.item_id)
+    assert short.state == CANCELLED and short.cancel_reason == "INSUFFICIENT_FUNDS"
+    assert "HOLD_FUNDS:FAILED" in step_names(short) and step_names(short)[-1] == "RELEASE_STOCK:SUCCEEDED"
+    reservation = (await suite.catalog_stub.GetReservation(
+        catalog_pb2.GetReservationRequest(reservation_id=short.reservation_id), metadata=md("admin"))).reservation
+    assert reservation.state == catalog_pb2.RESERVATION_STATE_RELEASED
+    assert (await suite.balance(poor)).available == 50 and not await suite.entitlements(poor)

@@ -1,8 +1,9 @@
 """Redemption benchmark scenario for `points bench redemption`.
 
 redeem: end-to-end Redeem of an unlimited-stock cosmetic by users with funds available; each call
-runs the whole saga (GetItem, Quote, ReserveStock, Reserve, grant, CommitHold, CommitReservation:
-six peer RPCs and ~7 redemption transactions). The harness adds Health/Check on the redemption server.
+runs the whole saga (ReserveStock, Reserve + grant, CommitHold, CommitReservation: four peer RPCs and
+five single-statement redemption writes, item facts cached). The harness adds Health/Check on the
+redemption server.
 """
 
 from __future__ import annotations

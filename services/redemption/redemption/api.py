@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 import grpc
@@ -52,7 +53,7 @@ def _ts(when: datetime | None) -> timestamp_pb2.Timestamp | None:
     return ts
 
 
-def _redemption(record: SagaRecord, entitlements: list[EntitlementRow]) -> pb.Redemption:
+def _redemption(record: SagaRecord, entitlement_ids: Sequence[str]) -> pb.Redemption:
     saga = record.saga
     message = pb.Redemption(
         redemption_id=saga.redemption_id,
@@ -66,7 +67,7 @@ def _redemption(record: SagaRecord, entitlements: list[EntitlementRow]) -> pb.Re
         cancel_reason=saga.cancel_reason,
         create_time=_ts(record.create_time),
         update_time=_ts(record.update_time),
-        entitlement_ids=[e.entitlement_id for e in entitlements],
+        entitlement_ids=list(entitlement_ids),
         reservation_id=saga.reservation_id,
         hold_id=saga.hold_id,
         refund_reason=record.refund_reason,
@@ -126,8 +127,10 @@ class RedemptionApi(redemption_pb2_grpc.RedemptionServiceServicer):
     def __init__(self, service: RedemptionService) -> None:
         self._service = service
 
-    async def _full(self, record: SagaRecord) -> pb.Redemption:
-        return _redemption(record, await self._service.entitlement_ids(record.saga.redemption_id))
+    @staticmethod
+    def _full(record: SagaRecord) -> pb.Redemption:
+        """A redemption as read by `service.get` (step log and entitlement ids included)."""
+        return _redemption(record, record.entitlement_ids)
 
     async def Redeem(self, request: pb.RedeemRequest, context: grpc.aio.ServicerContext) -> pb.RedeemResponse:
         command = RedeemCommand(
@@ -140,12 +143,12 @@ class RedemptionApi(redemption_pb2_grpc.RedemptionServiceServicer):
             recipient_id=require_id("recipient_id", request.recipient_id) if request.recipient_id else "",
         )
         record = await self._service.redeem(command, _wait_seconds(context))
-        return pb.RedeemResponse(redemption=await self._full(record))
+        return pb.RedeemResponse(redemption=self._full(record))
 
     async def GetRedemption(self, request: pb.GetRedemptionRequest,
                             context: grpc.aio.ServicerContext) -> pb.GetRedemptionResponse:
         record = await self._service.get(require_id("redemption_id", request.redemption_id))
-        return pb.GetRedemptionResponse(redemption=await self._full(record))
+        return pb.GetRedemptionResponse(redemption=self._full(record))
 
     async def ListRedemptions(self, request: pb.ListRedemptionsRequest,
                               context: grpc.aio.ServicerContext) -> pb.ListRedemptionsResponse:
@@ -176,7 +179,7 @@ class RedemptionApi(redemption_pb2_grpc.RedemptionServiceServicer):
             require_request_id(request.request_id), fingerprint(request),
             require_id("redemption_id", request.redemption_id), require_text("reason", request.reason, 500),
             _wait_seconds(context))
-        return pb.RefundRedemptionResponse(redemption=await self._full(record))
+        return pb.RefundRedemptionResponse(redemption=self._full(record))
 
     async def PrepareRaffleDraw(self, request: pb.PrepareRaffleDrawRequest,
                                 context: grpc.aio.ServicerContext) -> pb.PrepareRaffleDrawResponse:

@@ -21,6 +21,9 @@ class RedemptionSettings(PlatformSettings):
         default=30.0, description="Before committing funds, re-read a reservation older than this."
     )
     peer_timeout_seconds: float = Field(default=3.0, description="Deadline of each call to wallet/catalog.")
+    db_pool_size: int = Field(
+        default=20, description="Database connections, never more: every saga write is one short statement, so a "
+        "burst waits for a pooled connection instead of opening and closing overflow ones (a backend start each).")
     max_concurrent_steps: int = Field(default=64, description="Saga steps in flight at once per process.")
     lease_seconds: float = Field(default=15.0, description="How long a driver owns a saga without writing it.")
     recovery_interval_seconds: float = Field(default=1.0, description="Pause of the recovery loop when idle.")

@@ -70,6 +70,8 @@ class ItemInfo:
     snapshot: ItemSnapshot
     draw_time: datetime | None = None
     winners: int = 0
+    version: int = 0
+    limited_stock: bool = True
 
 
 @dataclass(frozen=True)
@@ -88,6 +90,7 @@ class ReservationInfo:
     amount: int
     expire_time: datetime | None
     returned_quantity: int = 0
+    item_version: int = 0
 
 
 @dataclass(frozen=True)
@@ -106,7 +109,8 @@ def _item_info(item: catalog_pb2.Item) -> ItemInfo:
         cosmetic_id=item.cosmetic.cosmetic_id,
         event_id=item.event_access.event_id,
     )
-    return ItemInfo(snapshot, _time(item.raffle.draw_time) if item.HasField("raffle") else None, item.raffle.winners)
+    return ItemInfo(snapshot, _time(item.raffle.draw_time) if item.HasField("raffle") else None, item.raffle.winners,
+                    item.version, item.limited_stock)
 
 
 def _reservation(r: catalog_pb2.Reservation) -> ReservationInfo:
@@ -117,6 +121,7 @@ def _reservation(r: catalog_pb2.Reservation) -> ReservationInfo:
         r.total_price.amount,
         _time(r.expire_time),
         r.returned_quantity,
+        r.item_version,
     )
 
 

@@ -8,10 +8,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, func, insert, or_, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from redemption.domain import ItemKind, ItemSnapshot, Mode, Outcome, Saga, State, Step
+from redemption.store import saga_sql
+from redemption.store.entitlements import EntitlementRow
 from redemption.tables import saga_steps, sagas
 
 # Extra work done in the transition's own transaction (e.g. granting entitlements).
@@ -41,6 +42,7 @@ class SagaRecord:
     refund_reason: str
     attempts: int
     steps: tuple[StepRecord, ...] = ()
+    entitlement_ids: tuple[str, ...] = ()
 
 
 def _saga_values(saga: Saga) -> dict[str, Any]:
@@ -91,7 +93,7 @@ def _saga_of(row: Any) -> Saga:
     )
 
 
-def _record_of(row: Any, steps: Sequence[StepRecord] = ()) -> SagaRecord:
+def _record_of(row: Any, steps: Sequence[StepRecord] = (), entitlement_ids: Sequence[str] = ()) -> SagaRecord:
     return SagaRecord(
         saga=_saga_of(row),
         request_id=row.request_id,
@@ -104,6 +106,7 @@ def _record_of(row: Any, steps: Sequence[StepRecord] = ()) -> SagaRecord:
         refund_reason=row.refund_reason,
         attempts=row.attempts,
         steps=tuple(steps),
+        entitlement_ids=tuple(entitlement_ids),
     )
 
 
@@ -119,51 +122,42 @@ class SagaStore:
         self._engine = engine
 
     async def create(
-        self, saga: Saga, request_id: str, fingerprint: str, now: datetime, owner: str, lease_until: datetime
+        self, saga: Saga, request_id: str, fingerprint: str, now: datetime, owner: str, lease_until: datetime,
+        logs: Sequence[tuple[Step, Outcome, str]] = (),
     ) -> tuple[SagaRecord, bool]:
-        """Insert a new saga (leased to `owner`) or return the one already stored under request_id."""
-        values = {
-            "redemption_id": saga.redemption_id,
-            "request_id": request_id,
-            "fingerprint": fingerprint,
-            "user_id": saga.user_id,
-            "item_id": saga.item_id,
-            "quantity": saga.quantity,
-            "region": saga.region,
-            "recipient_id": saga.recipient_id,
-            **_saga_values(saga),
-            "next_attempt_at": now,
-            "lease_owner": owner,
-            "lease_until": lease_until,
-            "create_time": now,
-            "update_time": now,
-        }
-        async with self._engine.begin() as conn:
-            inserted = await conn.execute(
-                pg_insert(sagas).values(**values).on_conflict_do_nothing(index_elements=["request_id"])
-            )
-            if inserted.rowcount == 1:
-                if saga.step is not None:
-                    await conn.execute(
-                        insert(saga_steps), _log_rows(saga.redemption_id, [(saga.step, Outcome.STARTED, "")], now)
-                    )
-                row = (await conn.execute(select(sagas).where(sagas.c.redemption_id == saga.redemption_id))).one()
-                return _record_of(row), True
+        """Insert a new saga (leased to `owner`) or return the one already stored under request_id.
+
+        `logs` are step-log rows written with it (default: the first step STARTED)."""
+        if not logs and saga.step is not None:
+            logs = [(saga.step, Outcome.STARTED, "")]
+        v = _saga_values(saga)
+        names, outcomes, details = saga_sql.log_arrays([(s.value, o.value, d) for s, o, d in logs])
+        async with self._engine.connect() as conn:
+            raw = (await conn.get_raw_connection()).driver_connection
+            created = await raw.fetchval(
+                saga_sql.CREATE, saga.redemption_id, request_id, fingerprint, saga.user_id, saga.item_id,
+                saga.quantity, saga.region, saga.recipient_id, v["state"], v["mode"], v["step"], v["cancel_reason"],
+                saga_sql.jsonb(v["item"]), v["currency"], v["amount"], v["reservation_id"], v["reserved_at"],
+                v["hold_id"], v["entitlements_granted"], v["funds_committed"], v["stock_attempt"],
+                saga_sql.jsonb(v["notes"]), now, owner, lease_until, names, outcomes, details)
+        if created == 1:
+            return SagaRecord(saga, request_id, fingerprint, now, now, None, "", "", "", 0), True
+        async with self._engine.connect() as conn:
             row = (await conn.execute(select(sagas).where(sagas.c.request_id == request_id))).one()
-            return _record_of(row), False
+        return _record_of(row), False
 
     async def get(self, redemption_id: str, *, with_steps: bool = False) -> SagaRecord | None:
+        """The saga; `with_steps` adds its step log and entitlement ids (one round trip either way)."""
         async with self._engine.connect() as conn:
-            row = (await conn.execute(select(sagas).where(sagas.c.redemption_id == redemption_id))).one_or_none()
-            if row is None:
-                return None
-            steps: list[StepRecord] = []
-            if with_steps:
-                result = await conn.execute(
-                    select(saga_steps).where(saga_steps.c.redemption_id == redemption_id).order_by(saga_steps.c.id)
-                )
-                steps = [StepRecord(Step(r.name), Outcome(r.outcome), r.detail, r.time) for r in result]
-            return _record_of(row, steps)
+            raw = (await conn.get_raw_connection()).driver_connection
+            found = await raw.fetchrow(saga_sql.VIEW, redemption_id)
+        if found is None:
+            return None
+        row = saga_sql.row_namespace(found)
+        if not with_steps:
+            return _record_of(row)
+        steps = [StepRecord(Step(n), Outcome(o), d, saga_sql.parse_time(t)) for n, o, d, t in saga_sql.decoded(row.step_log)]
+        return _record_of(row, steps, row.entitlement_ids)
 
     async def transition(
         self,
@@ -175,16 +169,20 @@ class SagaStore:
         now: datetime,
         lease_seconds: float,
         extra: InTransaction | None = None,
-        fields: dict[str, Any] | None = None,
+        grant: Sequence[EntitlementRow] = (),
     ) -> bool:
-        """Persist `after` (plus the step log) if this owner still holds the lease and the saga is
-        still at `before`'s step; False means someone else moved it and the caller must stop."""
-        values = _saga_values(after) | (fields or {})
+        """Persist `after` (plus the step log, plus `grant`ed entitlements) if this owner still holds the
+        lease and the saga is still at `before`'s step; False means someone else moved it and the caller
+        must stop. One statement unless `extra` work must share the transaction."""
+        values = _saga_values(after)
         values |= {"update_time": now, "lease_until": now + timedelta(seconds=lease_seconds), "attempts": 0}
         if after.state is State.COMPLETED and before.state is State.PENDING:
             values["completed_at"] = now
         if after.step is not None and after.step is not before.step:
             logs = [*logs, (after.step, Outcome.STARTED, "")]
+        if extra is None:
+            return await self._move(before, values, logs, owner, grant)
+        assert not grant, "grant rides the single-statement path"
         async with self._engine.begin() as conn:
             result = await conn.execute(
                 update(sagas)
@@ -203,6 +201,27 @@ class SagaStore:
             if logs:
                 await conn.execute(insert(saga_steps), _log_rows(before.redemption_id, logs, now))
         return True
+
+    async def _move(self, before: Saga, values: dict[str, Any], logs: Sequence[tuple[Step, Outcome, str]],
+                    owner: str, grant: Sequence[EntitlementRow]) -> bool:
+        v = values
+        args: list[Any] = [
+            before.redemption_id, owner, before.mode.value, before.step.value if before.step else None,
+            v["state"], v["mode"], v["step"], v["cancel_reason"], saga_sql.jsonb(v["item"]), v["currency"],
+            v["amount"], v["reservation_id"], v["reserved_at"], v["hold_id"], v["entitlements_granted"],
+            v["funds_committed"], v["stock_attempt"], saga_sql.jsonb(v["notes"]), v["update_time"], v["lease_until"],
+            v.get("completed_at"), *saga_sql.log_arrays([(s.value, o.value, d) for s, o, d in logs]),
+        ]
+        sql = saga_sql.TRANSITION
+        if grant:
+            first = grant[0]
+            sql = saga_sql.TRANSITION_GRANTING
+            args += [first.kind.value, first.state.value, first.raffle_id, first.event_id, first.cosmetic_id,
+                     first.gift_id, [g.entitlement_id for g in grant], [g.unit for g in grant],
+                     [g.discount_code for g in grant]]
+        async with self._engine.connect() as conn:
+            raw = (await conn.get_raw_connection()).driver_connection
+            return await raw.fetchval(sql, *args) == 1
 
     async def note_retry(self, saga: Saga, step: Step, detail: str, *, owner: str, now: datetime,
                          retry_at: datetime, release: bool) -> None:

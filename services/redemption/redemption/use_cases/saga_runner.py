@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import time
 import uuid
+from dataclasses import replace
 from datetime import timedelta
 
 import structlog
@@ -28,13 +30,17 @@ from redemption.domain import (
     entitlement_units,
     step_request_id,
 )
-from redemption.peers import PeerRefused, PeerUnavailable
+from redemption.peers import ItemInfo, PeerRefused, PeerUnavailable
 from redemption.store import EntitlementRow, SagaStore
 from redemption.store import entitlements as entitlement_rows
 from redemption.store.sagas import InTransaction
 from redemption.use_cases.ports import Catalog, Wallet
 
 log = structlog.get_logger("redemption.saga")
+# Item facts (kind, attribute ids, limited stock) are reused this long; a reservation naming another
+# item version refreshes them at once.
+ITEM_FACTS_TTL_SECONDS = 5.0
+Log = tuple[Step, Outcome, str]
 
 
 class SagaRunner:
@@ -49,14 +55,67 @@ class SagaRunner:
         # Backpressure: at most this many steps in flight per process, so a burst of Redeem calls
         # queues here instead of flooding the peers into deadline failures.
         self._slots = asyncio.Semaphore(settings.max_concurrent_steps)
+        self._items: dict[str, tuple[float, ItemInfo]] = {}
 
-    async def drive(self, redemption_id: str) -> None:
-        """Run steps until the saga is terminal, the lease is lost, or a peer stays unavailable."""
-        record = await self.sagas.get(redemption_id)
-        if record is None:
-            return
-        saga: Saga | None = record.saga
-        attempts = record.attempts
+    # -- item facts ----------------------------------------------------------------------------
+
+    async def item_facts(self, item_id: str, *, version: int = 0) -> ItemInfo:
+        """The item from a short cache; `version` (from a reservation) forces a re-read when it differs."""
+        cached = self._items.get(item_id)
+        now = time.monotonic()
+        if cached is not None and now - cached[0] < ITEM_FACTS_TTL_SECONDS and version in (0, cached[1].version):
+            return cached[1]
+        info = await self.catalog.item(item_id)
+        self._items[item_id] = (now, info)
+        return info
+
+    @staticmethod
+    def _recipient_refusal(saga: Saga, kind: ItemKind) -> str:
+        if kind is ItemKind.VIRTUAL_GIFT and not saga.recipient_id:
+            return "RECIPIENT_REQUIRED"
+        if kind is not ItemKind.VIRTUAL_GIFT and saga.recipient_id:
+            return "RECIPIENT_NOT_ALLOWED"
+        if kind is ItemKind.VIRTUAL_GIFT and saga.recipient_id == saga.user_id:
+            return "SELF_GIFT_NOT_ALLOWED"
+        return ""
+
+    async def opening(self, saga: Saga) -> tuple[Saga, list[Log]]:
+        """Where a new saga starts, and the step-log rows created with it.
+
+        An unlimited-stock item whose facts are known starts at RESERVE_STOCK with QUOTE done locally:
+        ReserveStock re-checks region, window and per-user limit atomically and prices the reservation,
+        and with no scarce unit at stake the funds pre-check buys nothing (HOLD_FUNDS still decides).
+        The saga row is written at RESERVE_STOCK before that effect, as for any step. Everything else
+        (limited stock, unknown item, catalog unreachable, a recipient refusal) starts at QUOTE."""
+        try:
+            info = await self.item_facts(saga.item_id)
+        except (PeerRefused, PeerUnavailable):
+            return saga, []
+        if info.limited_stock or self._recipient_refusal(saga, info.snapshot.kind):
+            return saga, []
+        logs = [(Step.QUOTE, Outcome.STARTED, ""),
+                (Step.QUOTE, Outcome.SUCCEEDED, "unlimited stock: ReserveStock checks and prices"),
+                (Step.RESERVE_STOCK, Outcome.STARTED, "")]
+        return after_success(saga, Step.QUOTE, item=info.snapshot), logs
+
+    @staticmethod
+    def opened(logs: list[Log]) -> None:
+        """Count the step outcomes a saga was created with (after its row committed)."""
+        for step, outcome, _ in logs:
+            if outcome is not Outcome.STARTED:
+                metrics.step_outcome(step, outcome)
+
+    # -- driving ---------------------------------------------------------------------------------
+
+    async def drive(self, redemption_id: str, saga: Saga | None = None) -> None:
+        """Run steps until the saga is terminal, the lease is lost, or a peer stays unavailable.
+        `saga`: its state as just written by this process (skips the read)."""
+        attempts = 0
+        if saga is None:
+            record = await self.sagas.get(redemption_id)
+            if record is None:
+                return
+            saga, attempts = record.saga, record.attempts
         failures = 0
         while saga is not None and not saga.is_terminal and saga.step is not None:
             step = saga.step
@@ -80,14 +139,14 @@ class SagaRunner:
 
     # -- persistence of one transition -------------------------------------------------------
 
-    async def _advance(self, before: Saga, after: Saga, logs: list[tuple[Step, Outcome, str]],
-                       extra: InTransaction | None = None) -> Saga | None:
+    async def _advance(self, before: Saga, after: Saga, logs: list[Log], extra: InTransaction | None = None,
+                       grant: list[EntitlementRow] | None = None) -> Saga | None:
         moved = await self.sagas.transition(before, after, logs, owner=self.owner, now=self.clock.now(),
-                                            lease_seconds=self.settings.lease_seconds, extra=extra)
+                                            lease_seconds=self.settings.lease_seconds, extra=extra,
+                                            grant=grant or ())
         if not moved:
             return None
-        for step, outcome, _ in logs:
-            metrics.step_outcome(step, outcome)
+        self.opened(logs)
         if after.is_terminal:
             log.info("saga_finished", redemption_id=after.redemption_id, state=after.state.value,
                      reason=after.cancel_reason)
@@ -121,14 +180,10 @@ class SagaRunner:
 
     async def _quote(self, saga: Saga) -> Saga | None:
         try:
-            info = await self.catalog.item(saga.item_id)
-            kind = info.snapshot.kind
-            if kind is ItemKind.VIRTUAL_GIFT and not saga.recipient_id:
-                raise PeerRefused("RECIPIENT_REQUIRED")
-            if kind is not ItemKind.VIRTUAL_GIFT and saga.recipient_id:
-                raise PeerRefused("RECIPIENT_NOT_ALLOWED")
-            if kind is ItemKind.VIRTUAL_GIFT and saga.recipient_id == saga.user_id:
-                raise PeerRefused("SELF_GIFT_NOT_ALLOWED")
+            info = await self.item_facts(saga.item_id)
+            refusal = self._recipient_refusal(saga, info.snapshot.kind)
+            if refusal:
+                raise PeerRefused(refusal)
             quote = await self.catalog.quote(saga.item_id, saga.user_id, saga.region, saga.quantity)
             if not quote.redeemable:
                 raise PeerRefused(quote.reason or "NOT_REDEEMABLE")
@@ -147,21 +202,43 @@ class SagaRunner:
                 saga.quantity, saga.region, self.settings.reservation_ttl_seconds)
         except PeerRefused as refused:
             return await self._fail(saga, Step.RESERVE_STOCK, refused.reason)
-        return await self._succeed(saga, Step.RESERVE_STOCK, reservation_id=res.reservation_id,
-                                   currency=res.currency, amount=res.amount, reserved_at=self.clock.now())
+        reserved = replace(saga, reservation_id=res.reservation_id, currency=res.currency, amount=res.amount,
+                           reserved_at=self.clock.now())
+        # The item may have changed since its facts were read: the entitlement follows the reserved version.
+        try:
+            info = await self.item_facts(saga.item_id, version=res.item_version)
+            refusal = self._recipient_refusal(saga, info.snapshot.kind)
+            if refusal:
+                raise PeerRefused(refusal)
+        except PeerRefused as refused:
+            return await self._fail(reserved, Step.RESERVE_STOCK, refused.reason)
+        return await self._succeed(reserved, Step.RESERVE_STOCK, item=info.snapshot)
 
     async def _hold_funds(self, saga: Saga) -> Saga | None:
         if saga.amount == 0:
-            return await self._succeed(saga, Step.HOLD_FUNDS, "FREE_ITEM", Outcome.SKIPPED)
-        try:
-            hold = await self.wallet.reserve(
-                step_request_id(saga.redemption_id, Step.HOLD_FUNDS), saga.user_id, saga.currency, saga.amount,
-                self.settings.hold_ttl_seconds, saga.redemption_id)
-        except PeerRefused as refused:
-            return await self._fail(saga, Step.HOLD_FUNDS, refused.reason)
-        return await self._succeed(saga, Step.HOLD_FUNDS, hold_id=hold.hold_id)
+            held, logs = after_success(saga, Step.HOLD_FUNDS), [(Step.HOLD_FUNDS, Outcome.SKIPPED, "FREE_ITEM")]
+        else:
+            try:
+                hold = await self.wallet.reserve(
+                    step_request_id(saga.redemption_id, Step.HOLD_FUNDS), saga.user_id, saga.currency, saga.amount,
+                    self.settings.hold_ttl_seconds, saga.redemption_id)
+            except PeerRefused as refused:
+                return await self._fail(saga, Step.HOLD_FUNDS, refused.reason)
+            held = after_success(saga, Step.HOLD_FUNDS, hold_id=hold.hold_id)
+            logs = [(Step.HOLD_FUNDS, Outcome.SUCCEEDED, "")]
+        # GRANT_ENTITLEMENT is local: it commits in the same statement as the hold's outcome. The state is
+        # still written before COMMIT_FUNDS's effect; a crash before this write replays the (idempotent) hold.
+        rows, detail = self._grant_rows(held)
+        logs += [(Step.GRANT_ENTITLEMENT, Outcome.STARTED, ""), (Step.GRANT_ENTITLEMENT, Outcome.SUCCEEDED, detail)]
+        return await self._advance(saga, after_success(held, Step.GRANT_ENTITLEMENT), logs, grant=rows)
 
     async def _grant(self, saga: Saga) -> Saga | None:
+        """Only for sagas persisted at GRANT_ENTITLEMENT (HOLD_FUNDS normally grants in its own write)."""
+        rows, detail = self._grant_rows(saga)
+        return await self._advance(saga, after_success(saga, Step.GRANT_ENTITLEMENT),
+                                   [(Step.GRANT_ENTITLEMENT, Outcome.SUCCEEDED, detail)], grant=rows)
+
+    def _grant_rows(self, saga: Saga) -> tuple[list[EntitlementRow], str]:
         assert saga.item is not None
         kind = ENTITLEMENT_OF_ITEM[saga.item.kind]
         now = self.clock.now()
@@ -175,11 +252,7 @@ class SagaRunner:
             )
             for unit in range(entitlement_units(kind, saga.quantity))
         ]
-
-        async def insert(conn: AsyncConnection) -> None:
-            await entitlement_rows.grant(conn, rows)
-
-        return await self._succeed(saga, Step.GRANT_ENTITLEMENT, f"{len(rows)} {kind.value}", extra=insert)
+        return rows, f"{len(rows)} {kind.value}"
 
     async def _commit_funds(self, saga: Saga) -> Saga | None:
         rid = saga.redemption_id

@@ -58,20 +58,25 @@ class RedemptionService:
     async def redeem(self, cmd: RedeemCommand, wait_seconds: float | None) -> SagaRecord:
         now = self.clock.now()
         saga = Saga(uuid.uuid4().hex, cmd.user_id, cmd.item_id, cmd.quantity, cmd.region, cmd.recipient_id)
+        saga, logs = await self.runner.opening(saga)
         lease_until = now + timedelta(seconds=self.settings.lease_seconds)
-        record, created = await self.sagas.create(saga, cmd.request_id, cmd.fingerprint, now, self.owner, lease_until)
+        record, created = await self.sagas.create(saga, cmd.request_id, cmd.fingerprint, now, self.owner, lease_until,
+                                                  logs)
         if not created and record.fingerprint != cmd.fingerprint:
             raise idempotency_key_reused(cmd.request_id)
         rid = record.saga.redemption_id
-        if created or (not record.saga.is_terminal and await self.sagas.acquire(
-                rid, self.owner, now, self.settings.lease_seconds)):
+        if created:
+            self.runner.opened(logs)
+            await self._wait(self._start_driver(rid, record.saga), wait_seconds)
+        elif not record.saga.is_terminal and await self.sagas.acquire(rid, self.owner, now,
+                                                                      self.settings.lease_seconds):
             await self._wait(self._start_driver(rid), wait_seconds)
         return await self.get(rid)
 
-    def _start_driver(self, redemption_id: str) -> asyncio.Task[None]:
+    def _start_driver(self, redemption_id: str, saga: Saga | None = None) -> asyncio.Task[None]:
         task = self._drivers.get(redemption_id)
         if task is None or task.done():
-            task = asyncio.create_task(self.runner.drive(redemption_id), name=f"saga-{redemption_id}")
+            task = asyncio.create_task(self.runner.drive(redemption_id, saga), name=f"saga-{redemption_id}")
             self._drivers[redemption_id] = task
             task.add_done_callback(lambda t: self._forget(redemption_id, t))
         return task
