@@ -44,6 +44,7 @@ class Earning:
     spec: ServiceSpec
 
     async def close(self) -> None:
+        await self.recorder.drain()
         await self.wallet_channel.close()
         await self.engine.dispose()
 
@@ -100,6 +101,7 @@ async def serve(settings: EarningSettings) -> None:
     try:
         await run_service(settings, earning.spec, earning.engine, background=[earning.crediting.run_reconciliation])
     finally:
+        await earning.recorder.drain()
         await earning.wallet_channel.close()
 
 

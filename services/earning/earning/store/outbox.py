@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import and_, bindparam, func, select, text
+from sqlalchemy import and_, func, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -54,24 +54,24 @@ async def due_credits(conn: AsyncConnection, min_age_seconds: float, limit: int)
     return [PendingCredit(r.request_id, r.user_id, r.amount, r.reason, r.reference) for r in rows]
 
 
-async def mark_credited(conn: AsyncConnection, transactions: Mapping[str, str]) -> None:
-    if not transactions:
-        return
-    stmt = (
-        credits.update()
-        .where(credits.c.request_id == bindparam("rid"))
-        .values(pending=False, wallet_transaction_id=bindparam("tx"), attempts=credits.c.attempts + 1, last_error="")
-    )
-    await conn.execute(stmt, [{"rid": rid, "tx": tx} for rid, tx in transactions.items()])
+# Both outcomes of a send in one statement (disjoint rows).
+_MARK_SENT = text(
+    "WITH ok AS (UPDATE credits c SET pending = false, wallet_transaction_id = q.tx, attempts = c.attempts + 1,"
+    " last_error = '' FROM unnest(CAST(:ids AS text[]), CAST(:txs AS text[])) AS q(rid, tx)"
+    " WHERE c.request_id = q.rid RETURNING 1),"
+    " failed AS (UPDATE credits SET attempts = attempts + 1, last_error = :error"
+    " WHERE request_id = ANY(CAST(:failed AS text[])) AND pending RETURNING 1)"
+    " SELECT (SELECT count(*) FROM ok) + (SELECT count(*) FROM failed)"
+)
 
 
-async def mark_failed(conn: AsyncConnection, request_ids: Sequence[str], error: str) -> None:
-    if not request_ids:
+async def mark_sent(conn: AsyncConnection, transactions: Mapping[str, str], failed: Sequence[str], error: str) -> None:
+    """Credited ones get their wallet transaction id; failed ones an attempt and the error."""
+    if not transactions and not failed:
         return
+    ids = sorted(transactions)
     await conn.execute(
-        credits.update()
-        .where(and_(credits.c.request_id.in_(list(request_ids)), credits.c.pending))
-        .values(attempts=credits.c.attempts + 1, last_error=error[:200])
+        _MARK_SENT, {"ids": ids, "txs": [transactions[i] for i in ids], "failed": sorted(failed), "error": error[:200]}
     )
 
 

@@ -36,9 +36,9 @@ class Crediting:
             return {}
         done, error = await self._wallet.credit(credits)
         failed = [c.request_id for c in credits if c.request_id not in done]
-        async with self._engine.begin() as conn:
-            await outbox.mark_credited(conn, done)
-            await outbox.mark_failed(conn, failed, error)
+        async with self._engine.connect() as conn:  # one statement: atomic without BEGIN/COMMIT
+            conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+            await outbox.mark_sent(conn, done, failed, error)
         POINTS_CREDITED.inc(sum(c.amount for c in credits if c.request_id in done))
         return done
 

@@ -1,11 +1,14 @@
 """RecordActivity / RecordActivities / StreamActivities: decide and persist first, then credit.
 
-Per event, inside one transaction that holds the user's row lock: look the event_id up (a
-replay returns the stored result), gather the facts, evaluate the pure rules, write the event,
-counters, budgets and the wallet credit into the outbox. After the commit the batch's credits
-go to the wallet in one call; if the wallet is down they stay pending and the reconciliation
-loop sends them later (the wallet request id is derived from the event id, so resending is
-safe). The response says AWARDED as soon as the points are decided.
+A batch is processed set-based, in one transaction: lock the batch's users (sorted), look all
+event ids up (a replay returns the stored result), load every fact the batch needs in a few
+queries, evaluate the events in order with the pure rules (each decision updates the in-memory
+facts, so a user's second event sees the first), then write events, counters, paid targets,
+budgets, held earnings and the wallet credits (outbox) with one array statement per table.
+After the commit the batch's credits go to the wallet in one call; if the wallet is down they
+stay pending and the reconciliation loop sends them later (the wallet request id is derived
+from the event id, so resending is safe). The response says AWARDED as soon as the points are
+decided. Concurrent single events are coalesced into such batches (`Coalescer`).
 """
 
 from __future__ import annotations
@@ -14,25 +17,38 @@ import hashlib
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 
-from prometheus_client import Counter
+import structlog
+from prometheus_client import Counter, Histogram
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from points_platform.clock import Clock
 from points_platform.db import retry_serialization
 from points_platform.errors import InvalidArgument, idempotency_key_reused
 
-from earning.domain.challenge import matching
-from earning.domain.evaluation import ChallengeTerms, Decision, EventFacts, Streak, evaluate, timing_problem
-from earning.domain.model import ActivityEvent, ActivityType, EventStatus, RuleApplication, Rules
-from earning.store import activity, admin, outbox
+from earning.domain.batch import BatchFacts, lookback
+from earning.domain.evaluation import Streak, evaluate, timing_problem
+from earning.domain.model import ActivityEvent, EventStatus, RuleApplication, Rules
+from earning.store import batch as batch_store
 from earning.store.activity import StoredEvent
+from earning.store.batch import NewEvent, NewHeld, Replay
 from earning.store.outbox import PendingCredit
+from earning.use_cases.coalescing import Coalescer
 from earning.use_cases.crediting import Crediting
 from earning.use_cases.rulebook import RuleBook, applicable
 
+log = structlog.get_logger("earning.recording")
+
 EVENTS = Counter("points_earning_events_total", "Events evaluated", ["status"])
+PHASE = Histogram(
+    "points_earning_record_phase_seconds", "Time of a recorded batch per phase (decide: the transaction, "
+    "credit: wallet call and outbox update)", ["phase"],
+)
+BATCH_SIZE = Histogram(
+    "points_earning_batch_events", "Events per recorded batch (coalesced single events included)",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1000),
+)
 
 
 def event_credit_id(event_id: str) -> str:
@@ -58,15 +74,22 @@ class IncomingEvent:
 
 
 class Recorder:
-    def __init__(self, engine: AsyncEngine, clock: Clock, rules: RuleBook, crediting: Crediting) -> None:
+    def __init__(
+        self, engine: AsyncEngine, clock: Clock, rules: RuleBook, crediting: Crediting,
+        *, coalesce_max_batch: int = 500, coalesce_concurrency: int = 2,  # 2 measured best at 64 in flight
+    ) -> None:
         self._engine = engine
         self._clock = clock
         self._rules = rules
         self._crediting = crediting
+        # Concurrent single events share batches: decide transaction + one wallet call per batch.
+        self.coalescer: Coalescer[IncomingEvent, EventOutcome] = Coalescer(
+            self.record, max_batch=coalesce_max_batch, concurrency=coalesce_concurrency
+        )
 
     async def record_one(self, incoming: IncomingEvent) -> EventOutcome:
         """Single events fail loudly (INVALID_ARGUMENT / ALREADY_EXISTS) where a batch reports REJECTED."""
-        outcome = (await self.record([incoming]))[0]
+        outcome = await self.coalescer.submit(incoming)
         if outcome.status == EventStatus.REJECTED and outcome.rejection_reason in ("EVENT_IN_FUTURE", "EVENT_TOO_OLD"):
             raise InvalidArgument(
                 outcome.rejection_reason,
@@ -79,155 +102,162 @@ class Recorder:
         return outcome
 
     async def record(self, batch: Sequence[IncomingEvent]) -> list[EventOutcome]:
+        """Decide and persist the batch (one transaction), then credit its awards (one wallet call)."""
+        return await self._credit(await self._decide_batch(batch))
+
+    async def drain(self) -> None:
+        """Shutdown: wait for the coalesced events in flight."""
+        await self.coalescer.drain()
+
+    async def _decide_batch(self, batch: Sequence[IncomingEvent]) -> list[tuple[EventOutcome, PendingCredit | None]]:
         now = self._clock.now()
-        versions = await self._rules.versions()
+        BATCH_SIZE.observe(len(batch))
+        with PHASE.labels("decide").time():
+            return await retry_serialization(lambda: self._decide_with_latest_rules(batch, now))
+
+    async def _credit(self, decided: list[tuple[EventOutcome, PendingCredit | None]]) -> list[EventOutcome]:
+        credits = list({c.request_id: c for _, c in decided if c is not None}.values())
+        transactions: dict[str, str] = {}
+        try:
+            with PHASE.labels("credit").time():
+                transactions = await self._crediting.send(credits)
+        except Exception:  # noqa: BLE001 - decided and durable: the reconciliation loop sends them
+            log.exception("credit_after_commit_failed", credits=len(credits))
+        outcomes = []
+        for outcome, credit in decided:
+            if credit is not None and credit.request_id in transactions:
+                outcome = replace(outcome, wallet_transaction_id=transactions[credit.request_id])
+            EVENTS.labels(outcome.status.name).inc()
+            outcomes.append(outcome)
+        return outcomes
+
+    async def _decide_with_latest_rules(
+        self, batch: Sequence[IncomingEvent], now: datetime
+    ) -> list[tuple[EventOutcome, PendingCredit | None]]:
+        """The cached rule versions are checked under the users' locks; if a newer one exists, reload and redo."""
+        for _ in range(3):
+            try:
+                return await self._decide(batch, now, await self._rules.cached())
+            except _StaleRules:
+                await self._rules.versions()
+        return await self._decide(batch, now, await self._rules.versions(), check=False)
+
+    async def _decide(
+        self, batch: Sequence[IncomingEvent], now: datetime, versions: list[Rules], *, check: bool = True
+    ) -> list[tuple[EventOutcome, PendingCredit | None]]:
+        """Per event (in order): its outcome and the credit to send (new or still pending)."""
+        results: list[tuple[EventOutcome, PendingCredit | None] | None] = [None] * len(batch)
         abuse = versions[-1].abuse
-        outcomes: list[EventOutcome | None] = [None] * len(batch)
         accepted: list[tuple[int, IncomingEvent]] = []
         for index, incoming in enumerate(batch):
             problem = timing_problem(incoming.event.occurred_at, now, abuse)
             if problem:
-                outcomes[index] = EventOutcome(incoming.event.event_id, EventStatus.REJECTED, 0, rejection_reason=problem)
+                results[index] = (_rejected(incoming.event.event_id, problem), None)
             else:
                 accepted.append((index, incoming))
-
         if accepted:
+            async with self._engine.begin() as conn:
+                streaks, latest = await batch_store.lock_users(conn, [i.event.user_id for _, i in accepted])
+                if check and not self._rules.is_latest(latest):
+                    raise _StaleRules
+                await self._decide_accepted(conn, accepted, now, versions, streaks, results)
+        return [r for r in results if r is not None]
 
-            async def attempt() -> list[tuple[int, EventOutcome, PendingCredit | None]]:
-                async with self._engine.begin() as conn:
-                    streaks = await activity.lock_users(conn, [i.event.user_id for _, i in accepted])
-                    decided = []
-                    for index, incoming in accepted:
-                        outcome, credit = await self._decide(conn, incoming, now, versions, streaks)
-                        decided.append((index, outcome, credit))
-                    return decided
-
-            decided = await retry_serialization(attempt)
-            credits = [credit for _, _, credit in decided if credit is not None]
-            unique = list({c.request_id: c for c in credits}.values())
-            transactions = await self._crediting.send(unique)
-            for index, outcome, credit in decided:
-                if credit is not None and credit.request_id in transactions:
-                    outcome = replace(outcome, wallet_transaction_id=transactions[credit.request_id])
-                outcomes[index] = outcome
-        for outcome in outcomes:
-            assert outcome is not None
-            EVENTS.labels(outcome.status.name).inc()
-        return [o for o in outcomes if o is not None]
-
-    async def _decide(
+    async def _decide_accepted(
         self,
         conn: AsyncConnection,
-        incoming: IncomingEvent,
+        accepted: list[tuple[int, IncomingEvent]],
         now: datetime,
         versions: list[Rules],
         streaks: dict[str, Streak],
-    ) -> tuple[EventOutcome, PendingCredit | None]:
-        event = incoming.event
-        stored = await activity.find_event(conn, event.event_id)
-        if stored is not None:
-            return await self._replay(conn, stored, incoming)
-
-        rules = applicable(versions, event.occurred_at)
-        day = rules.local_day(event.occurred_at)
-        streak = streaks[event.user_id].on_activity(day)
-        facts = await self._facts(conn, event, rules, day, streak.length_on(day))
-        decision = evaluate(event, rules, facts)
-
-        held_id = ""
-        credit: PendingCredit | None = None
-        if decision.status != EventStatus.REJECTED:
-            streaks[event.user_id] = streak
-            await activity.save_streak(conn, event.user_id, streak)
-            await self._apply_side_effects(conn, event, decision, day)
-        if decision.status == EventStatus.HELD_FOR_REVIEW:
-            held_id = "held_" + uuid.uuid4().hex[:20]
-            await admin.insert_held(
-                conn,
-                admin.HeldEarning(
-                    held_id, event.event_id, event.user_id, event.type, day, decision.points, decision.sponsored,
-                    decision.hold_reason.value if decision.hold_reason else "", admin.PENDING, now, None, "", "", "",
-                ),
-            )
-        if decision.status == EventStatus.AWARDED:
-            credit = PendingCredit(
-                event_credit_id(event.event_id), event.user_id, decision.points, event.type.name.lower(), event.event_id
-            )
-            await outbox.add_credit(conn, credit)
-        record = StoredEvent(
-            event.event_id, incoming.fingerprint, event.user_id, decision.status, decision.points_awarded,
-            decision.breakdown, decision.rejection_reason, held_id, credit.request_id if credit else "",
-        )
-        await activity.insert_event(conn, event, record, day, now)
-        outcome = EventOutcome(
-            event.event_id, decision.status, decision.points_awarded, decision.breakdown,
-            decision.rejection_reason, "", held_id,
-        )
-        return outcome, credit
-
-    async def _replay(
-        self, conn: AsyncConnection, stored: StoredEvent, incoming: IncomingEvent
-    ) -> tuple[EventOutcome, PendingCredit | None]:
-        if stored.fingerprint != incoming.fingerprint:
-            reused = EventOutcome(
-                stored.event_id, EventStatus.REJECTED, 0, rejection_reason="IDEMPOTENCY_KEY_REUSED"
-            )
-            return reused, None
-        pending, transaction_id = None, ""
-        if stored.credit_request_id:
-            pending, transaction_id = await outbox.credit_state(conn, stored.credit_request_id)
-        outcome = EventOutcome(
-            stored.event_id, EventStatus.DUPLICATE, stored.points, stored.breakdown, stored.rejection_reason,
-            transaction_id, stored.held_earning_id,
-        )
-        return outcome, pending  # a still-pending credit is resent: a retry repairs a lost credit
-
-    async def _facts(
-        self, conn: AsyncConnection, event: ActivityEvent, rules: Rules, day: date, streak_days: int
-    ) -> EventFacts:
-        day_counters = await activity.counters(conn, event.user_id, day)
-        rule = rules.rule_for(event.type)
-        target_paid = False
-        if rule is not None and rule.once_per_target and event.target_id:
-            target_paid = await activity.is_target_paid(conn, event.user_id, event.type, event.target_id)
-        milestone_paid = False
-        if event.type == ActivityType.GAME_MILESTONE:
-            milestone_paid = await activity.is_milestone_paid(conn, event.user_id, event.game_id, event.milestone_id)
-        repetitions = 0
-        if rule is not None and rule.decay_after:
-            since = event.occurred_at - timedelta(seconds=rule.decay_window_seconds)
-            repetitions = await activity.count_events(conn, event.user_id, since, event.occurred_at, event.type)
-        last_minute = 1 + await activity.count_events(conn, event.user_id, *activity.minute_window(event.occurred_at))
-        device_accounts = 0
-        if event.device_id:
-            device_accounts = await activity.device_accounts_today(conn, event.device_id, day, event.user_id)
-        joined = await activity.joined_challenges_locked(conn, event.user_id, event.occurred_at)
-        covered = matching(joined, event)
-        return EventFacts(
-            earned_today_type=day_counters.get(event.type.value, (0, 0, 0))[0],
-            earned_today_total=sum(c[0] for c in day_counters.values()),
-            target_already_paid=target_paid,
-            milestone_already_paid=milestone_paid,
-            repetitions_in_window=repetitions,
-            streak_days=streak_days,
-            events_last_minute=last_minute,
-            device_accounts_today=device_accounts,
-            challenges=[ChallengeTerms(c.challenge_id, c.spec.multiplier_bps, c.budget_remaining) for c in covered],
-            is_challenge_participant=any(c.challenge_id == event.challenge_id for c in covered),
-        )
-
-    async def _apply_side_effects(
-        self, conn: AsyncConnection, event: ActivityEvent, decision: Decision, day: date
+        results: list[tuple[EventOutcome, PendingCredit | None] | None],
     ) -> None:
-        held = decision.status == EventStatus.HELD_FOR_REVIEW
-        await activity.add_to_counters(
-            conn, event.user_id, day, event.type.value, capped=decision.capped_points,
-            credited=decision.points_awarded, held=decision.points if held else 0,
+        timed: list[tuple[int, IncomingEvent, Rules, date]] = []
+        for index, incoming in accepted:
+            rules = applicable(versions, incoming.event.occurred_at)
+            timed.append((index, incoming, rules, rules.local_day(incoming.event.occurred_at)))
+        replays, known = await batch_store.read_batch(
+            conn, [(i.event, day) for _, i, _, day in timed], streaks, lookback(versions)
         )
-        if decision.points > 0:
-            if event.target_id and event.type != ActivityType.WATCH_TIME:
-                await activity.mark_target_paid(conn, event.user_id, event.type, event.target_id)
-            if event.type == ActivityType.GAME_MILESTONE:
-                await activity.mark_milestone_paid(conn, event.user_id, event.game_id, event.milestone_id)
-        for challenge_id, points in decision.sponsored:
-            await activity.charge_budget(conn, challenge_id, points)
+        facts = BatchFacts(known)
+        first: dict[str, int] = {}  # event id -> index of its first occurrence in this batch
+        new_events: list[NewEvent] = []
+        held: list[NewHeld] = []
+        credits: list[PendingCredit] = []
+        for index, incoming, rules, day in timed:
+            event_id = incoming.event.event_id
+            if event_id in replays or event_id in first:
+                continue
+            first[event_id] = index
+            outcome, credit, new, hold = _evaluate(incoming, rules, day, facts)
+            results[index] = (outcome, credit)
+            new_events.append(new)
+            if hold is not None:
+                held.append(hold)
+            if credit is not None:
+                credits.append(credit)
+        if new_events:
+            await batch_store.write(conn, now, new_events, held, credits, facts.writes)
+
+        by_index = dict(accepted)
+        for index, incoming in accepted:
+            event_id = incoming.event.event_id
+            if event_id in replays:
+                results[index] = _replay(replays[event_id], incoming)
+            elif first[event_id] != index:  # a repeat within this batch: same as a replay of the first
+                original_outcome, credit = results[first[event_id]]  # type: ignore[misc]
+                if by_index[first[event_id]].fingerprint != incoming.fingerprint:
+                    results[index] = (_rejected(event_id, "IDEMPOTENCY_KEY_REUSED"), None)
+                else:
+                    results[index] = (replace(original_outcome, status=EventStatus.DUPLICATE), credit)
+
+
+class _StaleRules(Exception):
+    """A newer rules version was stored since the cache was loaded."""
+
+
+def _rejected(event_id: str, reason: str) -> EventOutcome:
+    return EventOutcome(event_id, EventStatus.REJECTED, 0, rejection_reason=reason)
+
+
+def _evaluate(
+    incoming: IncomingEvent, rules: Rules, day: date, facts: BatchFacts
+) -> tuple[EventOutcome, PendingCredit | None, NewEvent, NewHeld | None]:
+    """Evaluate one first-seen event against the batch facts and apply its effects to them."""
+    event = incoming.event
+    streak = facts.streak(event.user_id).on_activity(day)
+    decision = evaluate(event, rules, facts.facts_for(event, rules, day, streak.length_on(day)))
+    if decision.status != EventStatus.REJECTED:
+        facts.apply(event, decision, day, streak)
+    held_id = ""
+    hold: NewHeld | None = None
+    if decision.status == EventStatus.HELD_FOR_REVIEW:
+        held_id = "held_" + uuid.uuid4().hex[:20]
+        reason = decision.hold_reason.value if decision.hold_reason else ""
+        hold = NewHeld(held_id, event, day, decision.points, decision.sponsored, reason)
+    credit: PendingCredit | None = None
+    if decision.status == EventStatus.AWARDED:
+        credit = PendingCredit(
+            event_credit_id(event.event_id), event.user_id, decision.points, event.type.name.lower(), event.event_id
+        )
+    stored = StoredEvent(
+        event.event_id, incoming.fingerprint, event.user_id, decision.status, decision.points_awarded,
+        decision.breakdown, decision.rejection_reason, held_id, credit.request_id if credit else "",
+    )
+    outcome = EventOutcome(
+        event.event_id, decision.status, decision.points_awarded, decision.breakdown,
+        decision.rejection_reason, "", held_id,
+    )
+    return outcome, credit, NewEvent(event, stored, day), hold
+
+
+def _replay(replay: Replay, incoming: IncomingEvent) -> tuple[EventOutcome, PendingCredit | None]:
+    """A stored event's result; a still-pending credit is resent (a retry repairs a lost credit)."""
+    stored = replay.stored
+    if stored.fingerprint != incoming.fingerprint:
+        return _rejected(stored.event_id, "IDEMPOTENCY_KEY_REUSED"), None
+    outcome = EventOutcome(
+        stored.event_id, EventStatus.DUPLICATE, stored.points, stored.breakdown, stored.rejection_reason,
+        replay.wallet_transaction_id, stored.held_earning_id,
+    )
+    return outcome, replay.pending_credit

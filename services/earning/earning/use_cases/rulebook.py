@@ -38,6 +38,13 @@ class RuleBook:
             self._versions = await admin.all_rules(conn)
         return self._versions
 
+    async def cached(self) -> list[Rules]:
+        """The versions as last loaded (loaded on first use); check them with `is_latest`."""
+        return self._versions or await self.versions()
+
+    def is_latest(self, version: int) -> bool:
+        return bool(self._versions) and self._versions[-1].version == version
+
     async def current(self) -> Rules:
         return (await self.versions())[-1]
 

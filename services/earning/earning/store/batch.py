@@ -1,0 +1,291 @@
+"""Set-based reads and writes of a batch of events: a fixed number of statements per batch.
+
+Every statement is built once, here, at import (`text()` over arrays with `unnest`), so a batch
+costs the same few round trips whether it carries 1 event or 1,000. Reads happen after the
+users' rows are locked (sorted: batches cannot deadlock on them), the challenge rows are locked
+in id order, so what is read stays true until commit.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import namedtuple
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from earning.domain.batch import BatchWrites, KnownFacts, group_joined
+from earning.domain.evaluation import Streak
+from earning.domain.model import ActivityEvent, ActivityType, EventStatus, RuleApplication
+from earning.store.activity import StoredEvent, breakdown_from, challenge_from_row
+from earning.store.outbox import PendingCredit
+
+# Creates missing users and locks every user's row, in the array's (sorted) order: batches
+# cannot deadlock on them. DO UPDATE (a no-op) is what takes the lock and returns the row.
+_LOCK_USERS = text(
+    "INSERT INTO user_state AS s (user_id) SELECT unnest(CAST(:users AS text[]))"
+    " ON CONFLICT (user_id) DO UPDATE SET user_id = EXCLUDED.user_id"
+    " RETURNING s.user_id, s.streak_last_day, s.streak_days,"
+    " (SELECT coalesce(max(version), 0) FROM rule_versions) AS rules_version"
+)
+
+# Everything a batch reads, in one statement (one snapshot, taken after the users are locked):
+# stored events (replays) with their credit, today's counters, paid targets and milestones,
+# recent accepted events (velocity, decay), device accounts, and the joined challenges active
+# during the batch, whose rows are locked in id order (their budgets are charged by the batch).
+_READ_ALL = text(
+    "WITH joined AS (SELECT c.challenge_id, c.name, c.start_time, c.end_time,"
+    # arrays inside an anonymous record have no asyncpg decoder: sent as comma-separated text
+    " array_to_string(c.regions, ',') AS regions, array_to_string(c.activity_types, ',') AS activity_types,"
+    " c.multiplier_bps, c.early_join_window_seconds, c.early_join_bonus_points, c.sponsor,"
+    " c.sponsor_budget_points, c.budget_spent_points, c.create_time, p.user_id AS participant, p.join_time"
+    " FROM participations p JOIN challenges c ON c.challenge_id = p.challenge_id"
+    " WHERE p.user_id = ANY(CAST(:users AS text[])) AND c.start_time <= :until AND c.end_time > :since"
+    " ORDER BY c.challenge_id FOR UPDATE OF c)"
+    " SELECT"
+    " ARRAY(SELECT ROW(e.event_id, e.fingerprint, e.user_id, e.status, e.points, CAST(e.breakdown AS text),"
+    " e.rejection_reason, e.held_earning_id, e.credit_request_id,"
+    " c.user_id, c.amount, c.reason, c.reference, c.pending, c.wallet_transaction_id)"
+    " FROM events e LEFT JOIN credits c ON c.request_id = e.credit_request_id AND e.credit_request_id <> ''"
+    " WHERE e.event_id = ANY(CAST(:ids AS text[]))) AS stored,"
+    " ARRAY(SELECT ROW(user_id, day, type, capped_points) FROM daily_counters"
+    " WHERE user_id = ANY(CAST(:users AS text[])) AND day = ANY(CAST(:days AS date[]))) AS counters,"
+    " ARRAY(SELECT ROW(p.user_id, p.type, p.target_id) FROM paid_targets p"
+    " JOIN unnest(CAST(:pt_users AS text[]), CAST(:pt_types AS smallint[]), CAST(:pt_targets AS text[])) AS q(u, t, g)"
+    " ON p.user_id = q.u AND p.type = q.t AND p.target_id = q.g) AS targets,"
+    " ARRAY(SELECT ROW(p.user_id, p.game_id, p.milestone_id) FROM paid_milestones p"
+    " JOIN unnest(CAST(:pm_users AS text[]), CAST(:pm_games AS text[]), CAST(:pm_milestones AS text[]))"
+    " AS q(u, g, m) ON p.user_id = q.u AND p.game_id = q.g AND p.milestone_id = q.m) AS milestones,"
+    " ARRAY(SELECT ROW(e.user_id, e.type, e.occurred_at) FROM events e"
+    " JOIN unnest(CAST(:re_users AS text[]), CAST(:re_since AS timestamptz[]), CAST(:re_until AS timestamptz[]))"
+    " AS q(u, s, t) ON e.user_id = q.u AND e.occurred_at >= q.s AND e.occurred_at <= q.t"
+    " WHERE e.status IN (1, 2, 4)) AS recent,"  # AWARDED, CAPPED, HELD_FOR_REVIEW: the accepted ones
+    " ARRAY(SELECT ROW(d.device_id, d.day, d.user_id) FROM device_accounts d"
+    " JOIN unnest(CAST(:da_devices AS text[]), CAST(:da_days AS date[])) AS q(v, d)"
+    " ON d.device_id = q.v AND d.day = q.d) AS devices,"
+    " ARRAY(SELECT ROW(j.*) FROM joined j) AS joined"
+)
+
+_ChallengeRow = namedtuple(
+    "_ChallengeRow",
+    "challenge_id name start_time end_time regions activity_types multiplier_bps early_join_window_seconds"
+    " early_join_bonus_points sponsor sponsor_budget_points budget_spent_points create_time participant join_time",
+)
+
+
+# All of a batch's writes in one statement (data-modifying CTEs on distinct tables; empty arrays
+# write nothing). The budget charge is conditional; `charged` must equal the challenges charged.
+_WRITE_ALL = text(
+    "WITH ev AS (INSERT INTO events (event_id, fingerprint, user_id, type, occurred_at, received_at, day, status,"
+    " points, breakdown, rejection_reason, held_earning_id, credit_request_id)"
+    " SELECT e, f, u, t, o, CAST(:now AS timestamptz), d, s, p, CAST(b AS jsonb), r, h, c FROM unnest("
+    " CAST(:ev_ids AS text[]), CAST(:ev_fingerprints AS text[]), CAST(:ev_users AS text[]),"
+    " CAST(:ev_types AS smallint[]), CAST(:ev_occurred AS timestamptz[]), CAST(:ev_days AS date[]),"
+    " CAST(:ev_statuses AS smallint[]), CAST(:ev_points AS bigint[]), CAST(:ev_breakdowns AS text[]),"
+    " CAST(:ev_reasons AS text[]), CAST(:ev_held AS text[]), CAST(:ev_credits AS text[]))"
+    " AS q(e, f, u, t, o, d, s, p, b, r, h, c)),"
+    " dc AS (INSERT INTO daily_counters AS dc (user_id, day, type, capped_points, credited_points, held_points)"
+    " SELECT * FROM unnest(CAST(:dc_users AS text[]), CAST(:dc_days AS date[]), CAST(:dc_types AS smallint[]),"
+    " CAST(:dc_capped AS bigint[]), CAST(:dc_credited AS bigint[]), CAST(:dc_held AS bigint[]))"
+    " ON CONFLICT (user_id, day, type) DO UPDATE SET capped_points = dc.capped_points + EXCLUDED.capped_points,"
+    " credited_points = dc.credited_points + EXCLUDED.credited_points,"
+    " held_points = dc.held_points + EXCLUDED.held_points),"
+    " pt AS (INSERT INTO paid_targets (user_id, type, target_id)"
+    " SELECT * FROM unnest(CAST(:pt_users AS text[]), CAST(:pt_types AS smallint[]), CAST(:pt_targets AS text[]))"
+    " ON CONFLICT DO NOTHING),"
+    " pm AS (INSERT INTO paid_milestones (user_id, game_id, milestone_id)"
+    " SELECT * FROM unnest(CAST(:pm_users AS text[]), CAST(:pm_games AS text[]), CAST(:pm_milestones AS text[]))"
+    " ON CONFLICT DO NOTHING),"
+    " da AS (INSERT INTO device_accounts (device_id, day, user_id)"
+    " SELECT * FROM unnest(CAST(:da_devices AS text[]), CAST(:da_days AS date[]), CAST(:da_users AS text[]))"
+    " ON CONFLICT DO NOTHING),"
+    " st AS (UPDATE user_state s SET streak_last_day = q.d, streak_days = q.n"
+    " FROM unnest(CAST(:st_users AS text[]), CAST(:st_days AS date[]), CAST(:st_lengths AS integer[])) AS q(u, d, n)"
+    " WHERE s.user_id = q.u),"
+    " he AS (INSERT INTO held_earnings (held_earning_id, event_id, user_id, type, day, points, sponsored, reason,"
+    " state, create_time) SELECT i, e, u, t, d, p, CAST(s AS jsonb), r, 1, CAST(:now AS timestamptz) FROM unnest("
+    " CAST(:he_ids AS text[]), CAST(:he_events AS text[]), CAST(:he_users AS text[]), CAST(:he_types AS smallint[]),"
+    " CAST(:he_days AS date[]), CAST(:he_points AS bigint[]), CAST(:he_sponsored AS text[]),"
+    " CAST(:he_reasons AS text[])) AS q(i, e, u, t, d, p, s, r)),"
+    " cr AS (INSERT INTO credits (request_id, user_id, amount, reason, reference, pending)"
+    " SELECT r, u, a, why, ref, true FROM unnest(CAST(:cr_ids AS text[]), CAST(:cr_users AS text[]),"
+    " CAST(:cr_amounts AS bigint[]), CAST(:cr_reasons AS text[]), CAST(:cr_refs AS text[])) AS q(r, u, a, why, ref)"
+    " ON CONFLICT DO NOTHING),"
+    " ch AS (UPDATE challenges c SET budget_spent_points = c.budget_spent_points + q.x"
+    " FROM unnest(CAST(:ch_ids AS text[]), CAST(:ch_points AS bigint[])) AS q(id, x)"
+    " WHERE c.challenge_id = q.id AND c.budget_spent_points + q.x <= c.sponsor_budget_points RETURNING 1)"
+    " SELECT count(*) AS charged FROM ch"
+)
+
+
+@dataclass(frozen=True)
+class Replay:
+    """A stored event and the state of its wallet credit (pending: resend it)."""
+
+    stored: StoredEvent
+    pending_credit: PendingCredit | None
+    wallet_transaction_id: str
+
+
+def _challenge_row(values: tuple[Any, ...]) -> _ChallengeRow:
+    row = _ChallengeRow(*values)
+    return row._replace(
+        regions=[r for r in row.regions.split(",") if r],
+        activity_types=[int(t) for t in row.activity_types.split(",") if t],
+    )
+
+
+async def lock_users(conn: AsyncConnection, user_ids: Sequence[str]) -> tuple[dict[str, Streak], int]:
+    """Create and lock the users' rows in id order: their streaks, and the latest rules version."""
+    rows = (await conn.execute(_LOCK_USERS, {"users": sorted(set(user_ids))})).all()
+    return {r.user_id: Streak(r.streak_last_day, r.streak_days) for r in rows}, rows[0].rules_version
+
+
+async def read_batch(
+    conn: AsyncConnection, events: Sequence[tuple[ActivityEvent, date]], streaks: dict[str, Streak], lookback: timedelta
+) -> tuple[dict[str, Replay], KnownFacts]:
+    """Stored events (replays) and everything the batch's evaluations read, in one round trip."""
+    targets = sorted({(e.user_id, e.type.value, e.target_id) for e, _ in events if e.target_id})
+    milestones = sorted(
+        {(e.user_id, e.game_id, e.milestone_id) for e, _ in events if e.type == ActivityType.GAME_MILESTONE}
+    )
+    spans: dict[str, tuple[datetime, datetime]] = {}
+    for e, _ in events:
+        low, high = spans.get(e.user_id, (e.occurred_at, e.occurred_at))
+        spans[e.user_id] = (min(low, e.occurred_at), max(high, e.occurred_at))
+    device_days = sorted({(e.device_id, d) for e, d in events if e.device_id})
+    params = {
+        "ids": sorted({e.event_id for e, _ in events}),
+        "users": sorted(spans),
+        "days": sorted({d for _, d in events}),
+        "since": min(low for low, _ in spans.values()),
+        "until": max(high for _, high in spans.values()),
+        "pt_users": [t[0] for t in targets],
+        "pt_types": [t[1] for t in targets],
+        "pt_targets": [t[2] for t in targets],
+        "pm_users": [m[0] for m in milestones],
+        "pm_games": [m[1] for m in milestones],
+        "pm_milestones": [m[2] for m in milestones],
+        "re_users": list(spans),
+        "re_since": [low - lookback for low, _ in spans.values()],
+        "re_until": [high for _, high in spans.values()],
+        "da_devices": [d[0] for d in device_days],
+        "da_days": [d[1] for d in device_days],
+    }
+    row = (await conn.execute(_READ_ALL, params)).one()
+    replays = {}
+    for (event_id, fingerprint, user_id, status, points, breakdown, reason, held_id, credit_id,
+         credit_user, amount, credit_reason, reference, pending, transaction_id) in row.stored:
+        stored = StoredEvent(
+            event_id, fingerprint, user_id, EventStatus(status), points, breakdown_from(json.loads(breakdown)),
+            reason, held_id, credit_id,
+        )
+        credit = PendingCredit(credit_id, credit_user, amount, credit_reason, reference) if pending else None
+        replays[event_id] = Replay(stored, credit, transaction_id if pending is False else "")
+    devices: dict[tuple[str, date], set[str]] = {}
+    for device, day, user in row.devices:
+        devices.setdefault((device, day), set()).add(user)
+    joined = group_joined(
+        (r.participant, challenge_from_row(r), r.join_time) for r in (_challenge_row(j) for j in row.joined)
+    )
+    known = KnownFacts(
+        streaks=streaks,
+        capped_today={(u, d, t): capped for u, d, t, capped in row.counters},
+        paid_targets={(u, t, g) for u, t, g in row.targets},
+        paid_milestones={(u, g, m) for u, g, m in row.milestones},
+        recent=list(row.recent),
+        device_accounts=devices,
+        joined=joined,
+    )
+    return replays, known
+
+
+@dataclass(frozen=True)
+class NewEvent:
+    event: ActivityEvent
+    stored: StoredEvent
+    day: date
+
+
+@dataclass(frozen=True)
+class NewHeld:
+    held_earning_id: str
+    event: ActivityEvent
+    day: date
+    points: int
+    sponsored: tuple[tuple[str, int], ...]
+    reason: str
+
+
+def _breakdown_text(steps: Sequence[RuleApplication]) -> str:
+    return json.dumps([[s.rule.value, s.points, s.detail, s.challenge_id] for s in steps])
+
+
+async def write(
+    conn: AsyncConnection,
+    now: datetime,
+    new_events: Sequence[NewEvent],
+    held: Sequence[NewHeld],
+    credits: Sequence[PendingCredit],
+    writes: BatchWrites,
+) -> None:
+    """The batch's effects in one round trip."""
+    counters = sorted(writes.counters)
+    streak_users = sorted(writes.streaks)
+    charges = sorted(writes.budget_charges.items())
+    pt, pm, da = sorted(writes.paid_targets), sorted(writes.paid_milestones), sorted(writes.device_accounts)
+    params = {
+        "now": now,
+        "ev_ids": [n.event.event_id for n in new_events],
+        "ev_fingerprints": [n.stored.fingerprint for n in new_events],
+        "ev_users": [n.event.user_id for n in new_events],
+        "ev_types": [n.event.type.value for n in new_events],
+        "ev_occurred": [n.event.occurred_at for n in new_events],
+        "ev_days": [n.day for n in new_events],
+        "ev_statuses": [n.stored.status.value for n in new_events],
+        "ev_points": [n.stored.points for n in new_events],
+        "ev_breakdowns": [_breakdown_text(n.stored.breakdown) for n in new_events],
+        "ev_reasons": [n.stored.rejection_reason for n in new_events],
+        "ev_held": [n.stored.held_earning_id for n in new_events],
+        "ev_credits": [n.stored.credit_request_id for n in new_events],
+        "dc_users": [k[0] for k in counters],
+        "dc_days": [k[1] for k in counters],
+        "dc_types": [k[2] for k in counters],
+        "dc_capped": [writes.counters[k][0] for k in counters],
+        "dc_credited": [writes.counters[k][1] for k in counters],
+        "dc_held": [writes.counters[k][2] for k in counters],
+        "pt_users": [t[0] for t in pt],
+        "pt_types": [t[1] for t in pt],
+        "pt_targets": [t[2] for t in pt],
+        "pm_users": [m[0] for m in pm],
+        "pm_games": [m[1] for m in pm],
+        "pm_milestones": [m[2] for m in pm],
+        "da_devices": [d[0] for d in da],
+        "da_days": [d[1] for d in da],
+        "da_users": [d[2] for d in da],
+        "st_users": streak_users,
+        "st_days": [writes.streaks[u].last_day for u in streak_users],
+        "st_lengths": [writes.streaks[u].days for u in streak_users],
+        "he_ids": [h.held_earning_id for h in held],
+        "he_events": [h.event.event_id for h in held],
+        "he_users": [h.event.user_id for h in held],
+        "he_types": [h.event.type.value for h in held],
+        "he_days": [h.day for h in held],
+        "he_points": [h.points for h in held],
+        "he_sponsored": [json.dumps([list(s) for s in h.sponsored]) for h in held],
+        "he_reasons": [h.reason for h in held],
+        "cr_ids": [c.request_id for c in credits],
+        "cr_users": [c.user_id for c in credits],
+        "cr_amounts": [c.amount for c in credits],
+        "cr_reasons": [c.reason for c in credits],
+        "cr_refs": [c.reference for c in credits],
+        "ch_ids": [c for c, _ in charges],
+        "ch_points": [p for _, p in charges],
+    }
+    charged = (await conn.execute(_WRITE_ALL, params)).scalar_one()
+    if charged != len(charges):  # the rows are locked and were checked: a bug, never an overspend
+        raise RuntimeError(f"sponsor budgets {charges} would be overspent")
