@@ -112,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument(f"--{service}-port", type=int, default=DEFAULT_PORTS[service])
 
     bench = sub.add_parser("bench", help="load-test a running suite (see docs/benchmarks.md)")
-    bench.add_argument("group", choices=["wallet", "earning", "redemption"])
+    bench.add_argument("group", choices=["wallet", "catalog", "earning", "redemption"])
     bench.add_argument("--scenario", action="append", help="run only this scenario (repeatable)")
     bench.add_argument("--concurrency", type=int, default=64, help="requests in flight")
     bench.add_argument("--processes", type=int, default=2, help="load-generator processes")

@@ -153,3 +153,21 @@ async def test_campaign_validation(h: Harness) -> None:
     no_rule = pb.CreateCampaignRequest(request_id=rid(), spec=pb.CampaignSpec(
         name="c", item_ids=[coins_item.item_id], start_time=ts(START), end_time=ts(START + timedelta(days=1))))
     await expect_error(h.call("CreateCampaign", no_rule), grpc.StatusCode.INVALID_ARGUMENT)
+
+
+async def test_cached_item_and_campaigns_follow_updates(h: Harness) -> None:
+    """Quote/ReserveStock cache an item's spec per version and its campaigns per link count:
+    a new campaign, a price change and archiving are all seen by the very next call."""
+    item = await h.create_item(price=common_pb2.Price(currency=POINTS, amount=1000))
+    assert (await h.quote(item.item_id)).unit_price.amount == 1000  # cached: no campaign
+    await h.reserve(item.item_id, user="cache-1")
+    sale = await campaign(h, [item.item_id], percent_off_bps=2000)
+    assert ((await h.quote(item.item_id)).unit_price.amount, (await h.quote(item.item_id)).campaign_id) == (
+        800, sale.campaign_id)
+    assert (await h.reserve(item.item_id, user="cache-2")).unit_price.amount == 800
+    await h.call("UpdateItem", pb.UpdateItemRequest(
+        request_id=rid(), item_id=item.item_id, spec=item_spec(price=common_pb2.Price(currency=POINTS, amount=500))))
+    assert (await h.quote(item.item_id)).unit_price.amount == 400
+    await h.call("UpdateItem", pb.UpdateItemRequest(request_id=rid(), item_id=item.item_id, spec=item_spec(),
+                                                    archived=True))
+    await assert_refused(h, item.item_id, "ITEM_ARCHIVED")

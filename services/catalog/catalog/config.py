@@ -19,6 +19,6 @@ class CatalogSettings(PlatformSettings):
         default=1.0, description="How often the sweeper releases expired reservations."
     )
     db_pool_size: int = Field(
-        default=16, description="Database connections kept (as many again on overflow): enough for a burst of "
-        "reservations from the redemption saga without opening and closing overflow connections.")
+        default=16, description="Database connections (a fixed pool, no overflow: a burst waits for a connection "
+        "instead of opening and closing extra ones).")
     clock_offset_seconds: float = Field(default=0.0, description="Shift the service clock (tests of windows).")

@@ -40,6 +40,7 @@ from catalog.commands import (
 )
 from catalog.domain import Campaign, Item, Reservation, ReservationState, Stock, StockReturn
 from catalog.store import CatalogStore, Claim, ItemFilter, unit_of_work
+from catalog.store.hot import HotPath, StoredClaim
 from catalog.store.rows import from_snapshot, snapshot
 
 log = structlog.get_logger("catalog")
@@ -71,6 +72,7 @@ class Catalog:
         self._clock = clock
         self._default_ttl = default_ttl_seconds
         self._sweep_batch = sweep_batch
+        self._hot = HotPath()
 
     async def _mutate(
         self, method: str, command: Idempotent, kind: type[T], effect: Callable[[CatalogStore, datetime], Awaitable[T]]
@@ -144,10 +146,10 @@ class Catalog:
 
     async def get_item(self, item_id: str) -> Item:
         async with self._engine.connect() as conn:
-            item = await CatalogStore(conn).get_item(item_id)
-        if item is None:
+            found = await self._hot.read_item(conn, item_id)
+        if found is None:
             raise _item_not_found(item_id)
-        return item
+        return found[0]
 
     async def list_items(self, where: ItemFilter, after: tuple[datetime, str] | None, size: int) -> Page[Item]:
         async with self._engine.connect() as conn:
@@ -192,20 +194,79 @@ class Catalog:
     async def quote(self, item_id: str, user_id: str, region: str, quantity: int) -> domain.Quote:
         now = self._clock.now()
         async with self._engine.connect() as conn:
-            store = CatalogStore(conn)
-            item = await store.get_item(item_id)
-            if item is None:
+            found = await self._hot.read_item(conn, item_id)
+            if found is None:
                 raise _item_not_found(item_id)
-            campaigns = await store.campaigns_for_item(item_id, now)
+            item, links = found
+            campaigns = await self._hot.campaigns(conn, item_id, links)
             used = 0
             if item.spec.per_user_limit > 0:
                 since = domain.limit_window_start(item.spec.per_user_limit_window, now)
-                used = await store.units_used(item_id, user_id, since, now)
+                used = await self._hot.units_used(conn, item_id, user_id, since, now)
         return domain.quote(item, campaigns, region, quantity, used, now)
+
+    @staticmethod
+    def _replay(request_id: str, fingerprint: str, claim: StoredClaim, kind: type[T]) -> T | None:
+        """The stored reply of a same-key call; None while that call is still in flight."""
+        if claim.fingerprint != fingerprint:
+            raise idempotency_key_reused(request_id)
+        if claim.response is None:
+            return None
+        replayed: T = from_snapshot(kind, claim.response)
+        return replayed
 
     # --- reservations --------------------------------------------------------------------------
 
+    def _new_reservation(self, cmd: ReserveStock, item: Item, priced: domain.PricedUnit, now: datetime) -> Reservation:
+        ttl = cmd.ttl_seconds or self._default_ttl
+        unit = priced.unit_price
+        return Reservation(
+            reservation_id=derived_id("rsv", cmd.request_id),
+            item_id=item.item_id,
+            item_version=item.version,
+            user_id=cmd.user_id,
+            region=cmd.region,
+            quantity=cmd.quantity,
+            unit_price=unit,
+            total_price=domain.Price(unit.currency, unit.amount * cmd.quantity),
+            campaign_id=priced.campaign_id,
+            state=ReservationState.ACTIVE,
+            expire_time=now + timedelta(seconds=ttl),
+            create_time=now,
+            resolve_time=None,
+            took_stock=item.spec.limited_stock,
+        )
+
+    async def _reserve_fast(self, cmd: ReserveStock) -> Reservation | None:
+        """Items without a per-user limit: one read, then one statement (claim + stock + insert).
+
+        None = use the general path (item missing, same key in flight, a guard failed).
+        """
+        now = self._clock.now()
+        async with self._engine.connect() as conn:
+            read = await self._hot.read_item_and_claim(conn, cmd.item_id, "ReserveStock", cmd.request_id)
+            if read is None:
+                return None
+            if read.claim is not None:
+                return self._replay(cmd.request_id, cmd.fingerprint, read.claim, Reservation)
+            item = read.item
+            if item.spec.per_user_limit > 0:
+                return None  # needs the per-user lock and count in one transaction
+            reason = domain.unavailable_reason(item, cmd.region, now)
+            if reason is not None:
+                raise _unavailable(reason, item.item_id)
+            campaigns = await self._hot.campaigns(conn, item.item_id, read.campaign_links)
+            reservation = self._new_reservation(cmd, item, domain.resolve_price(item, campaigns, cmd.region, now), now)
+            if not await self._hot.reserve(conn, reservation, cmd.request_id, cmd.fingerprint, snapshot(reservation)):
+                return None
+        log.info("stock_reserved", reservation_id=reservation.reservation_id, item_id=item.item_id)
+        return reservation
+
     async def reserve_stock(self, cmd: ReserveStock) -> Reservation:
+        fast = await self._reserve_fast(cmd)
+        if fast is not None:
+            return fast
+
         async def effect(store: CatalogStore, now: datetime) -> Reservation:
             item = await store.get_item(cmd.item_id)
             if item is None:
@@ -229,31 +290,44 @@ class Catalog:
                     left = await store.take_stock(item.item_id, cmd.quantity)
                 if left is None:
                     raise _unavailable(domain.Unavailable.OUT_OF_STOCK, item.item_id)
-            ttl = cmd.ttl_seconds or self._default_ttl
-            unit = priced.unit_price
-            reservation = Reservation(
-                reservation_id=derived_id("rsv", cmd.request_id),
-                item_id=item.item_id,
-                item_version=item.version,
-                user_id=cmd.user_id,
-                region=cmd.region,
-                quantity=cmd.quantity,
-                unit_price=unit,
-                total_price=domain.Price(unit.currency, unit.amount * cmd.quantity),
-                campaign_id=priced.campaign_id,
-                state=ReservationState.ACTIVE,
-                expire_time=now + timedelta(seconds=ttl),
-                create_time=now,
-                resolve_time=None,
-                took_stock=spec.limited_stock,
-            )
+            reservation = self._new_reservation(cmd, item, priced, now)
             await store.insert_reservation(reservation)
             log.info("stock_reserved", reservation_id=reservation.reservation_id, item_id=item.item_id)
             return reservation
 
         return await self._mutate("ReserveStock", cmd, Reservation, effect)
 
+    async def _resolve_fast(
+        self, method: str, cmd: ResolveReservation, target: ReservationState
+    ) -> Reservation | None:
+        """ACTIVE (and, to commit, not yet expired) -> target in one statement with its claim and reply.
+
+        None = use the general path (any other state reports or replays there; lost races too).
+        """
+        now = self._clock.now()
+        async with self._engine.connect() as conn:
+            read = await self._hot.read_reservation_and_claim(conn, cmd.reservation_id, method, cmd.request_id)
+            if read is None:
+                return None
+            if read.claim is not None:
+                return self._replay(cmd.request_id, cmd.fingerprint, read.claim, Reservation)
+            r = read.reservation
+            if r.state != ReservationState.ACTIVE:
+                return None
+            if target == ReservationState.COMMITTED and now >= r.expire_time:
+                return None
+            resolved = replace(r, state=target, resolve_time=now)
+            if not await self._hot.resolve(conn, method, resolved, cmd.request_id, cmd.fingerprint, snapshot(resolved)):
+                return None
+        log.info("reservation_" + ("committed" if target == ReservationState.COMMITTED else "released"),
+                 reservation_id=r.reservation_id)
+        return resolved
+
     async def commit_reservation(self, cmd: ResolveReservation) -> Reservation:
+        fast = await self._resolve_fast("CommitReservation", cmd, ReservationState.COMMITTED)
+        if fast is not None:
+            return fast
+
         async def effect(store: CatalogStore, now: datetime) -> Reservation:
             r = await self._locked_reservation(store, cmd.reservation_id)
             if r.state == ReservationState.COMMITTED:
@@ -272,6 +346,10 @@ class Catalog:
         return await self._mutate("CommitReservation", cmd, Reservation, effect)
 
     async def release_reservation(self, cmd: ResolveReservation) -> Reservation:
+        fast = await self._resolve_fast("ReleaseReservation", cmd, ReservationState.RELEASED)
+        if fast is not None:
+            return fast
+
         async def effect(store: CatalogStore, now: datetime) -> Reservation:
             r = await self._locked_reservation(store, cmd.reservation_id)
             if r.state == ReservationState.COMMITTED:

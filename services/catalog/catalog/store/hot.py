@@ -1,0 +1,253 @@
+"""The hot path on the raw asyncpg connection: ReserveStock, Commit/ReleaseReservation, Quote, GetItem.
+
+Statements are written once below (asyncpg prepares and caches them per connection). Each
+mutation here is ONE autocommit statement whose CTEs chain the effect to the idempotency claim,
+so the claim, the effect and the stored reply commit together or not at all:
+
+- a same-key row inserted meanwhile makes the claim INSERT fail with a unique violation, which
+  aborts the whole statement (stock and reservation included);
+- a guard that no longer holds (item version changed, not enough stock, reservation no longer
+  ACTIVE) makes the chain produce no row, so nothing is written.
+
+In both cases `None` is returned and the caller runs the general transactional path, which
+reports the exact reason (or replays). The item's spec is cached per (item_id, version): every
+change of spec or `archived` bumps the version, stock counters are always read fresh. The
+campaigns linked to an item are cached by their number of links (campaigns are immutable and
+never unlinked, so a new link is the only change; windows and regions are checked per call).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from catalog.domain import Campaign, Item, Reservation, ReservationState, Stock
+from catalog.store.rows import campaign_from_row, item_from_row, reservation_from_row
+
+ACTIVE = int(ReservationState.ACTIVE)
+_CACHE_LIMIT = 10_000
+
+_ITEM_COLUMNS = (
+    "i.item_id, i.version, i.kind, i.title, i.description, i.currency, i.price_amount, i.regions, "
+    "i.available_from, i.available_until, i.limited_stock, i.stock_total, i.stock_available, "
+    "i.stock_reserved, i.stock_sold, i.per_user_limit, i.per_user_limit_window, i.attributes, i.archived, "
+    "i.create_time, i.update_time"
+)
+_LINKS = "(SELECT count(*) FROM campaign_items ci WHERE ci.item_id = i.item_id) AS campaign_links"
+
+# $1 item_id
+READ_ITEM = f"SELECT {_ITEM_COLUMNS}, {_LINKS} FROM items i WHERE i.item_id = $1"
+
+# $1 item_id, $2 method, $3 request_id: the item and what the key stored, if anything.
+READ_ITEM_AND_CLAIM = f"""
+SELECT {_ITEM_COLUMNS}, {_LINKS},
+       k.request_id IS NOT NULL AS claimed, k.fingerprint AS claimed_fingerprint, k.response AS claimed_response
+FROM items i LEFT JOIN idempotency k ON k.method = $2 AND k.request_id = $3
+WHERE i.item_id = $1
+"""
+
+# $1 item_id: every campaign linked to it, whatever its window and regions.
+LINKED_CAMPAIGNS = """
+SELECT c.campaign_id, c.name, c.sponsor, c.start_time, c.end_time, c.regions, c.percent_off_bps, c.fixed_currency,
+       c.fixed_amount, c.create_time,
+       ARRAY(SELECT m.item_id FROM campaign_items m WHERE m.campaign_id = c.campaign_id ORDER BY m.position) AS item_ids
+FROM campaigns c JOIN campaign_items ci ON ci.campaign_id = c.campaign_id
+WHERE ci.item_id = $1
+"""
+
+# $1 item_id, $2 user_id, $3 window start (NULL = lifetime), $4 now
+UNITS_USED = """
+SELECT coalesce(sum(quantity - returned_quantity), 0) FROM reservations
+WHERE item_id = $1 AND user_id = $2 AND ($3::timestamptz IS NULL OR create_time >= $3)
+  AND (state = 2 OR (state = 1 AND expire_time > $4))
+"""
+
+# The guard of a reservation: the item still at the version validated in Python, and for a
+# limited item the units taken (available -> reserved) by a conditional UPDATE.
+_UNLIMITED_GUARD = "SELECT item_id FROM items WHERE item_id = $1 AND version = $2 AND NOT limited_stock"
+_LIMITED_GUARD = """UPDATE items SET stock_available = stock_available - $10, stock_reserved = stock_reserved + $10
+  WHERE item_id = $1 AND version = $2 AND limited_stock AND stock_available >= $10 RETURNING item_id"""
+_RESERVE = """
+WITH guard AS ({guard}),
+claim AS (
+  INSERT INTO idempotency (method, request_id, fingerprint, response, create_time)
+  SELECT 'ReserveStock', $3, $4, $5, $6 FROM guard RETURNING request_id
+)
+INSERT INTO reservations (reservation_id, item_id, item_version, user_id, region, quantity, currency,
+  unit_amount, total_amount, campaign_id, state, took_stock, expire_time, create_time, resolve_time,
+  returned_quantity)
+SELECT $7, $1, $2, $8, $9, $10, $11, $12, $13, $14, 1, {took}, $15, $6, NULL, 0 FROM claim
+RETURNING reservation_id
+"""
+RESERVE_UNLIMITED = _RESERVE.format(guard=_UNLIMITED_GUARD, took="false")
+RESERVE_LIMITED = _RESERVE.format(guard=_LIMITED_GUARD, took="true")
+
+# $1 reservation_id, $2 method, $3 request_id
+READ_RESERVATION_AND_CLAIM = """
+SELECT r.reservation_id, r.item_id, r.item_version, r.user_id, r.region, r.quantity, r.currency, r.unit_amount,
+       r.total_amount, r.campaign_id, r.state, r.took_stock, r.expire_time, r.create_time, r.resolve_time,
+       r.returned_quantity,
+       k.request_id IS NOT NULL AS claimed, k.fingerprint AS claimed_fingerprint, k.response AS claimed_response
+FROM reservations r LEFT JOIN idempotency k ON k.method = $2 AND k.request_id = $3
+WHERE r.reservation_id = $1
+"""
+
+# ACTIVE -> $2 and, if it took stock, reserved -> sold/available; claim + reply with it.
+# $1 reservation_id, $2 new state, $3 now, $4 method, $5 request_id, $6 fingerprint, $7 reply
+_RESOLVE = """
+WITH resolved AS (
+  UPDATE reservations SET state = $2, resolve_time = $3
+  WHERE reservation_id = $1 AND state = 1 {still_valid}
+  RETURNING item_id, quantity, took_stock
+),
+settled AS (
+  UPDATE items SET stock_reserved = items.stock_reserved - resolved.quantity,
+                   {target} = items.{target} + resolved.quantity
+  FROM resolved WHERE items.item_id = resolved.item_id AND resolved.took_stock
+)
+INSERT INTO idempotency (method, request_id, fingerprint, response, create_time)
+SELECT $4, $5, $6, $7, $3 FROM resolved
+RETURNING request_id
+"""
+COMMIT = _RESOLVE.format(still_valid="AND expire_time > $3", target="stock_sold")
+RELEASE = _RESOLVE.format(still_valid="", target="stock_available")
+
+
+@dataclass(frozen=True)
+class StoredClaim:
+    """What an earlier call with the same key left: its fingerprint and reply (None while in flight)."""
+
+    fingerprint: str
+    response: bytes | None
+
+
+@dataclass(frozen=True)
+class ItemRead:
+    item: Item
+    campaign_links: int
+    claim: StoredClaim | None
+
+
+@dataclass(frozen=True)
+class ReservationRead:
+    reservation: Reservation
+    claim: StoredClaim | None
+
+
+def _claim(row: asyncpg.Record) -> StoredClaim | None:
+    if not row["claimed"]:
+        return None
+    response = row["claimed_response"]
+    return StoredClaim(row["claimed_fingerprint"], bytes(response) if response is not None else None)
+
+
+async def _driver(conn: AsyncConnection) -> asyncpg.Connection:
+    """The asyncpg connection under `conn`, in autocommit: every statement here commits on its own.
+
+    Nothing on `conn` may run through SQLAlchemy before (it would open a transaction that is
+    rolled back when the connection goes back to the pool, taking these writes with it).
+    """
+    driver: asyncpg.Connection = (await conn.get_raw_connection()).driver_connection  # type: ignore[assignment]
+    if driver.is_in_transaction():
+        raise RuntimeError("catalog hot path statements must run outside a transaction")
+    return driver
+
+
+class HotPath:
+    """Raw-connection statements of the hot use cases, and the item/campaign caches they use."""
+
+    def __init__(self) -> None:
+        self._items: dict[tuple[str, int], Item] = {}
+        self._campaigns: dict[str, tuple[int, list[Campaign]]] = {}
+
+    def _item(self, row: asyncpg.Record) -> Item:
+        """The item of a row: spec from the cache when the version is known, stock always fresh."""
+        key = (row["item_id"], row["version"])
+        cached = self._items.get(key)
+        stock = Stock(row["stock_total"], row["stock_available"], row["stock_reserved"], row["stock_sold"])
+        if cached is None:
+            values: dict[str, Any] = dict(row)
+            if isinstance(values["attributes"], str):
+                values["attributes"] = json.loads(values["attributes"])
+            cached = item_from_row(values)
+            if len(self._items) >= _CACHE_LIMIT:
+                self._items.clear()
+            self._items[key] = cached
+            return cached
+        return cached if cached.stock == stock else replace(cached, stock=stock)
+
+    async def campaigns(self, conn: AsyncConnection, item_id: str, links: int) -> list[Campaign]:
+        """Every campaign linked to the item (any window/region): cached while the number of links holds.
+
+        Read after `links` was counted, so the list holds at least those campaigns (a newer one
+        only makes the next call read again).
+        """
+        found = self._campaigns.get(item_id)
+        if found is not None and found[0] == links:
+            return found[1]
+        rows = await (await _driver(conn)).fetch(LINKED_CAMPAIGNS, item_id) if links else []
+        campaigns = [campaign_from_row(row, tuple(row["item_ids"])) for row in rows]
+        if len(self._campaigns) >= _CACHE_LIMIT:
+            self._campaigns.clear()
+        self._campaigns[item_id] = (links, campaigns)
+        return campaigns
+
+    async def read_item(self, conn: AsyncConnection, item_id: str) -> tuple[Item, int] | None:
+        row = await (await _driver(conn)).fetchrow(READ_ITEM, item_id)
+        return (self._item(row), row["campaign_links"]) if row is not None else None
+
+    async def read_item_and_claim(
+        self, conn: AsyncConnection, item_id: str, method: str, request_id: str
+    ) -> ItemRead | None:
+        row = await (await _driver(conn)).fetchrow(READ_ITEM_AND_CLAIM, item_id, method, request_id)
+        if row is None:
+            return None
+        return ItemRead(self._item(row), row["campaign_links"], _claim(row))
+
+    async def units_used(
+        self, conn: AsyncConnection, item_id: str, user_id: str, since: datetime | None, now: datetime
+    ) -> int:
+        return int(await (await _driver(conn)).fetchval(UNITS_USED, item_id, user_id, since, now))
+
+    async def reserve(
+        self, conn: AsyncConnection, r: Reservation, request_id: str, fingerprint: str, reply: bytes
+    ) -> bool:
+        """Claim + (take stock) + insert in one statement; False when a guard failed or the key is taken."""
+        statement = RESERVE_LIMITED if r.took_stock else RESERVE_UNLIMITED
+        try:
+            row = await (await _driver(conn)).fetchrow(
+                statement, r.item_id, r.item_version, request_id, fingerprint, reply, r.create_time,
+                r.reservation_id, r.user_id, r.region, r.quantity, int(r.unit_price.currency),
+                r.unit_price.amount, r.total_price.amount, r.campaign_id, r.expire_time,
+            )
+        except asyncpg.UniqueViolationError:
+            return False
+        return row is not None
+
+    async def read_reservation_and_claim(
+        self, conn: AsyncConnection, reservation_id: str, method: str, request_id: str
+    ) -> ReservationRead | None:
+        row = await (await _driver(conn)).fetchrow(READ_RESERVATION_AND_CLAIM, reservation_id, method, request_id)
+        if row is None:
+            return None
+        return ReservationRead(reservation_from_row(row), _claim(row))
+
+    async def resolve(
+        self, conn: AsyncConnection, method: str, resolved: Reservation, request_id: str, fingerprint: str,
+        reply: bytes,
+    ) -> bool:
+        """ACTIVE -> resolved.state (+ stock) + claim + reply in one statement; False if it did not apply."""
+        statement = COMMIT if resolved.state == ReservationState.COMMITTED else RELEASE
+        try:
+            row = await (await _driver(conn)).fetchrow(
+                statement, resolved.reservation_id, int(resolved.state), resolved.resolve_time, method,
+                request_id, fingerprint, reply,
+            )
+        except asyncpg.UniqueViolationError:
+            return False
+        return row is not None
