@@ -11,9 +11,9 @@ from __future__ import annotations
 import importlib.util
 import os
 import pwd
-import stat
 import shutil
 import socket
+import stat
 import subprocess
 from pathlib import Path
 

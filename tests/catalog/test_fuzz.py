@@ -10,9 +10,9 @@ import asyncio
 from typing import Any
 
 import grpc
+from google.protobuf.timestamp_pb2 import Timestamp
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from google.protobuf.timestamp_pb2 import Timestamp
 
 from points.catalog.v1 import catalog_pb2 as pb
 from points.common.v1 import common_pb2

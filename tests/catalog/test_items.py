@@ -103,9 +103,10 @@ async def test_invalid_specs_are_rejected_with_field_violations(h: Harness) -> N
 
 async def test_list_filters_and_pages_in_stable_order(catalog: Harness, new_database) -> None:  # type: ignore[no-untyped-def]
     # A private server: listing sees every item in the database.
-    from tests.catalog.conftest import settings
-    from catalog.main import start
     import grpc as g
+
+    from catalog.main import start
+    from tests.catalog.conftest import settings
 
     started = await start(settings(await new_database("catalog_list")), clock=catalog.clock, run_sweeper=False)
     channel = g.aio.insecure_channel(f"127.0.0.1:{started.port}")

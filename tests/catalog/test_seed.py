@@ -13,8 +13,9 @@ from tests.conftest import NewDatabase
 
 
 async def test_seed_twice_gives_one_stable_demo_catalog(h: Harness, new_database: NewDatabase) -> None:
-    from catalog.main import start
     import grpc
+
+    from catalog.main import start
 
     started = await start(settings(await new_database("catalog_seed")), clock=h.clock, run_sweeper=False)
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{started.port}")

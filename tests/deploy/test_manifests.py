@@ -10,15 +10,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
+from pydantic_settings import BaseSettings
+
 from catalog.config import CatalogSettings
 from earning.config import EarningSettings
-from pydantic_settings import BaseSettings
+from points_cli.suite import DEFAULT_PORTS, SERVICES
 from redemption.config import RedemptionSettings
 from wallet.config import WalletSettings
-
-from points_cli.suite import DEFAULT_PORTS, SERVICES
-
-import yaml
 
 
 def load_yaml_documents(text: str) -> list[Any]:

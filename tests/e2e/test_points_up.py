@@ -12,9 +12,9 @@ from pathlib import Path
 
 import grpc
 import pytest
+from google.protobuf.descriptor_pool import DescriptorPool
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
-from google.protobuf.descriptor_pool import DescriptorPool
 
 from points.catalog.v1 import catalog_pb2, catalog_pb2_grpc
 from points.wallet.v1 import wallet_pb2, wallet_pb2_grpc

@@ -125,7 +125,7 @@ async def _retrying(call, timeout: float = 90):  # type: ignore[no-untyped-def]
 
 async def test_chaos_every_saga_ends_whole(new_database: NewDatabase, tmp_path: Path) -> None:
     urls = {name: await new_database(name) for name in ("wallet", "catalog", "redemption")}
-    for name, url in urls.items():
+    for url in urls.values():
         assert make_url(url).database
     services = Services(urls, tmp_path)
     channels: list[grpc.aio.Channel] = []

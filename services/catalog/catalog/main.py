@@ -9,14 +9,13 @@ from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from catalog.api import CatalogApi, service_spec
+from catalog.config import CatalogSettings
+from catalog.use_cases import Catalog
 from points_platform.clock import Clock, SystemClock
 from points_platform.db import create_engine, migrate
 from points_platform.logs import configure_logging
 from points_platform.server import RunningServer, create_server, run_process, run_service
-
-from catalog.api import CatalogApi, service_spec
-from catalog.config import CatalogSettings
-from catalog.use_cases import Catalog
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 

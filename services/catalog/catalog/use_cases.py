@@ -17,16 +17,6 @@ from typing import TypeVar
 import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from points_platform.clock import Clock
-from points_platform.db import retry_serialization
-from points_platform.errors import (
-    Aborted,
-    FailedPrecondition,
-    InvalidArgument,
-    NotFound,
-    idempotency_key_reused,
-)
-
 from catalog import domain
 from catalog.commands import (
     CreateCampaign,
@@ -42,6 +32,15 @@ from catalog.domain import Campaign, Item, Reservation, ReservationState, Stock,
 from catalog.store import CatalogStore, Claim, ItemFilter, unit_of_work
 from catalog.store.hot import HotPath, StoredClaim
 from catalog.store.rows import from_snapshot, snapshot
+from points_platform.clock import Clock
+from points_platform.db import retry_serialization
+from points_platform.errors import (
+    Aborted,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    idempotency_key_reused,
+)
 
 log = structlog.get_logger("catalog")
 

@@ -6,6 +6,10 @@ from collections.abc import AsyncIterator
 
 import grpc
 
+from earning import convert
+from earning.domain.model import EventStatus, RuleError
+from earning.use_cases.admin import Administration
+from earning.use_cases.recording import EventOutcome, Recorder
 from points.earning.v1 import earning_pb2 as pb
 from points.earning.v1 import earning_pb2_grpc
 from points_platform.auth import ALL_CALLERS, Policy, allow, current_caller
@@ -13,11 +17,6 @@ from points_platform.errors import DomainError, invalid_field
 from points_platform.pagination import page_size
 from points_platform.server import ServiceSpec
 from points_platform.validation import fingerprint, require_id, require_region, require_request_id, require_text
-
-from earning import convert
-from earning.domain.model import EventStatus, RuleError
-from earning.use_cases.admin import Administration
-from earning.use_cases.recording import EventOutcome, Recorder
 
 FULL_NAME = "points.earning.v1.EarningService"
 MAX_BATCH = 1000

@@ -8,11 +8,6 @@ from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from points.earning.v1 import earning_pb2 as pb
-from points_platform.errors import InvalidArgument, invalid_field
-from points_platform.pagination import decode_token, encode_token
-from points_platform.validation import require_id, require_region
-
 from earning.domain.challenge import Challenge, ChallengeSpec
 from earning.domain.model import (
     MAX_WATCH_SECONDS,
@@ -28,6 +23,10 @@ from earning.domain.model import (
 from earning.store.admin import HeldEarning
 from earning.use_cases.admin import DailySummary, JoinResult
 from earning.use_cases.recording import EventOutcome, IncomingEvent
+from points.earning.v1 import earning_pb2 as pb
+from points_platform.errors import InvalidArgument, invalid_field
+from points_platform.pagination import decode_token, encode_token
+from points_platform.validation import require_id, require_region
 
 _MIN_SECONDS, _MAX_SECONDS = -62_135_596_800, 253_402_300_799
 _TARGET_TYPES = {ActivityType.LIKE, ActivityType.COMMENT, ActivityType.SHARE, ActivityType.LIVE_JOIN}

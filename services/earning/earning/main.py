@@ -14,12 +14,6 @@ from pathlib import Path
 import grpc
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from points_platform.client import open_channel
-from points_platform.clock import Clock, SystemClock
-from points_platform.db import create_engine, migrate
-from points_platform.logs import configure_logging
-from points_platform.server import RunningServer, ServiceSpec, create_server, run_process, run_service
-
 from earning.api import EarningApi, service_spec
 from earning.config import EarningSettings
 from earning.use_cases.admin import Administration
@@ -27,6 +21,11 @@ from earning.use_cases.crediting import Crediting
 from earning.use_cases.recording import Recorder
 from earning.use_cases.rulebook import RuleBook
 from earning.wallet_client import WalletCredits
+from points_platform.client import open_channel
+from points_platform.clock import Clock, SystemClock
+from points_platform.db import create_engine, migrate
+from points_platform.logs import configure_logging
+from points_platform.server import RunningServer, ServiceSpec, create_server, run_process, run_service
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 

@@ -7,11 +7,10 @@ from collections.abc import Sequence
 import grpc
 import structlog
 
+from earning.store.outbox import PendingCredit
 from points.common.v1 import common_pb2
 from points.wallet.v1 import wallet_pb2, wallet_pb2_grpc
 from points_platform.client import bearer, error_reason
-
-from earning.store.outbox import PendingCredit
 
 log = structlog.get_logger("earning.wallet")
 

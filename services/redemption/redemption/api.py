@@ -23,7 +23,6 @@ from points_platform.validation import (
     require_request_id,
     require_text,
 )
-
 from redemption.store import EntitlementRow, RaffleDrawRow, SagaRecord
 from redemption.use_cases import RedeemCommand, RedemptionService
 

@@ -18,7 +18,6 @@ from points_platform.clock import Clock, SystemClock
 from points_platform.db import create_engine, migrate
 from points_platform.logs import configure_logging
 from points_platform.server import RunningServer, ServiceSpec, create_server, run_process, run_service
-
 from redemption.api import RedemptionApi, service_spec
 from redemption.config import RedemptionSettings
 from redemption.peers import CatalogClient, WalletClient

@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import grpc
 
+from catalog import commands as uc
+from catalog.api import mapping as m
+from catalog.domain import ItemKind
+from catalog.store import ItemFilter
+from catalog.use_cases import Catalog
 from points.catalog.v1 import catalog_pb2 as pb
 from points.catalog.v1 import catalog_pb2_grpc
 from points_platform.auth import ALL_CALLERS, Policy, allow
@@ -11,12 +16,6 @@ from points_platform.errors import invalid_field
 from points_platform.pagination import page_size
 from points_platform.server import ServiceSpec
 from points_platform.validation import fingerprint, require_id, require_region, require_request_id
-
-from catalog import commands as uc
-from catalog.use_cases import Catalog
-from catalog.api import mapping as m
-from catalog.domain import ItemKind
-from catalog.store import ItemFilter
 
 FULL_NAME = "points.catalog.v1.CatalogService"
 

@@ -7,12 +7,6 @@ from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from points.catalog.v1 import catalog_pb2 as pb
-from points.common.v1 import common_pb2
-from points_platform.errors import invalid_field
-from points_platform.pagination import decode_token, encode_token
-from points_platform.validation import require_id, require_positive, require_region, require_text
-
 from catalog.domain import (
     ATTRIBUTES_KIND,
     Attributes,
@@ -31,6 +25,11 @@ from catalog.domain import (
     RaffleAttributes,
     Reservation,
 )
+from points.catalog.v1 import catalog_pb2 as pb
+from points.common.v1 import common_pb2
+from points_platform.errors import invalid_field
+from points_platform.pagination import decode_token, encode_token
+from points_platform.validation import require_id, require_positive, require_region, require_text
 
 MAX_PRICE = 10**12  # so that price * MAX_QUANTITY stays far inside int64
 MAX_QUANTITY = 10_000

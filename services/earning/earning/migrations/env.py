@@ -1,5 +1,4 @@
-from points_platform.migrations import run_env
-
 from earning.tables import metadata
+from points_platform.migrations import run_env
 
 run_env(metadata)

@@ -6,7 +6,7 @@ The recording hot path uses the set-based statements of `earning.store.batch`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date
 from typing import Any
 
 from sqlalchemy import and_, func, select

@@ -12,12 +12,8 @@ from typing import Any, TypeVar
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from points_platform.clock import Clock
-from points_platform.db import retry_serialization
-from points_platform.errors import Aborted, FailedPrecondition, NotFound, idempotency_key_reused
-
 from earning.domain.challenge import Challenge, ChallengeSpec, validate_challenge
-from earning.domain.evaluation import Streak, early_join_bonus
+from earning.domain.evaluation import early_join_bonus
 from earning.domain.model import ActivityType, RuleApplication, Rules, validate_rules
 from earning.store import activity, admin, outbox
 from earning.store.admin import HeldEarning, Participation
@@ -25,6 +21,9 @@ from earning.store.outbox import PendingCredit
 from earning.use_cases.crediting import Crediting
 from earning.use_cases.recording import event_credit_id
 from earning.use_cases.rulebook import RuleBook
+from points_platform.clock import Clock
+from points_platform.db import retry_serialization
+from points_platform.errors import Aborted, FailedPrecondition, NotFound, idempotency_key_reused
 
 T = TypeVar("T")
 

@@ -23,10 +23,6 @@ import structlog
 from prometheus_client import Counter, Histogram
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from points_platform.clock import Clock
-from points_platform.db import retry_serialization
-from points_platform.errors import InvalidArgument, idempotency_key_reused
-
 from earning.domain.batch import BatchFacts, lookback
 from earning.domain.evaluation import Streak, evaluate, timing_problem
 from earning.domain.model import ActivityEvent, EventStatus, RuleApplication, Rules
@@ -37,6 +33,9 @@ from earning.store.outbox import PendingCredit
 from earning.use_cases.coalescing import Coalescer
 from earning.use_cases.crediting import Crediting
 from earning.use_cases.rulebook import RuleBook, applicable
+from points_platform.clock import Clock
+from points_platform.db import retry_serialization
+from points_platform.errors import InvalidArgument, idempotency_key_reused
 
 log = structlog.get_logger("earning.recording")
 

@@ -14,7 +14,6 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from points_platform.clock import Clock
-
 from redemption import metrics
 from redemption.config import RedemptionSettings
 from redemption.domain import (

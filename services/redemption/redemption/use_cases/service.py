@@ -15,7 +15,6 @@ import structlog
 
 from points_platform.clock import Clock
 from points_platform.errors import FailedPrecondition, NotFound, Unavailable, idempotency_key_reused
-
 from redemption import metrics
 from redemption.config import RedemptionSettings
 from redemption.domain import Saga, draw_winners, refund_refusal, seed_hash, start_refund
