@@ -74,3 +74,32 @@ async def test_1000_gifts_to_one_creator_sum_exactly(wallet: Client) -> None:
             await conn.execute(text("SELECT count(*), sum(amount) FROM postings WHERE user_id = 'hot-creator'"))
         ).one()
     assert tuple(creator_postings) == (900, expected)
+
+
+async def test_concurrent_retries_of_one_hold_request_apply_once(wallet: Client) -> None:
+    """Same-key Reserve/CommitHold/ReleaseHold retries racing: one effect, every caller gets its
+    answer (the unique violation and the hold's compare-and-set make the losers replay)."""
+    await wallet.fund("dup-hold", 100)
+    reserve = wallet.call("Reserve", "redemption")
+    commit = wallet.call("CommitHold", "redemption")
+    release = wallet.call("ReleaseHold", "redemption")
+    request = pb.ReserveRequest(request_id="dup-r", user_id="dup-hold", currency=POINTS, amount=10)
+    held = await asyncio.gather(*(reserve(request) for _ in range(20)))
+    assert len({r.hold.hold_id for r in held}) == 1
+    assert await wallet.balance("dup-hold") == (90, 10)
+    hold_id = held[0].hold.hold_id
+    committed = await asyncio.gather(
+        *(commit(pb.CommitHoldRequest(request_id="dup-c", hold_id=hold_id, amount=4)) for _ in range(20))
+    )
+    assert all(r == committed[0] for r in committed)
+    assert committed[0].hold.committed_amount == 4 and committed[0].balance.available == 96
+    other = await reserve(pb.ReserveRequest(request_id="dup-r2", user_id="dup-hold", currency=POINTS, amount=6))
+    released = await asyncio.gather(
+        *(release(pb.ReleaseHoldRequest(request_id="dup-l", hold_id=other.hold.hold_id)) for _ in range(20))
+    )
+    assert all(r == released[0] for r in released)
+    assert released[0].hold.state == pb.HOLD_STATE_RELEASED
+    assert await wallet.balance("dup-hold") == (96, 0)
+    async with wallet.started.engine.connect() as conn:
+        txns = (await conn.execute(text("SELECT count(*) FROM transactions WHERE request_id = 'dup-c'"))).scalar()
+    assert txns == 1

@@ -8,8 +8,18 @@ import pytest
 
 from points_platform.errors import DomainError
 from wallet import domain
-from wallet.domain import Currency, HoldFacts, HoldState, Kind, Leg, LedgerOp
-from wallet.results import BalanceView, LedgerResult, PostingView, TransactionView, decode, encode
+from wallet.domain import Currency, HoldFacts, HoldState, Kind, LedgerOp, Leg
+from wallet.results import (
+    BalanceView,
+    HoldResult,
+    HoldView,
+    LedgerResult,
+    PostingView,
+    TransactionView,
+    decode,
+    encode,
+    encode_hold_template,
+)
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -94,3 +104,20 @@ def test_reason_class_is_bounded() -> None:
     assert domain.reason_class(Kind.DEBIT, "admin") == "adjustment"
     assert domain.reason_class(Kind.DEBIT, "someone") == "other"
     assert domain.reason_class(Kind.EXPIRY, "") == "expiry"
+
+
+@pytest.mark.parametrize("with_transaction", [False, True])
+def test_hold_answer_template_is_the_stored_answer(with_transaction: bool) -> None:
+    """The hold statements store head + available + mid + held + tail: exactly `encode`, so
+    replays decode it like any stored answer (also text that looks like JSON in user fields)."""
+    now = datetime(2025, 1, 2, 3, 4, 5, 678, tzinfo=UTC)
+    hold = HoldView('hold_1', 'u"\\x', Currency.POINTS, 10, 4, HoldState.COMMITTED, '"balance":{}', now, now, now)
+    legs = (
+        PostingView('user:u"\\x', 'u"\\x', Currency.POINTS, -4),
+        PostingView("system:points_redemption", "", Currency.POINTS, 4),
+    )
+    txn = TransactionView("t1", "r1", Kind.HOLD_COMMIT, legs, now, "why", "ref") if with_transaction else None
+    head, mid, tail = encode_hold_template(hold, hold.user_id, hold.currency, txn)
+    result = HoldResult(hold, BalanceView(hold.user_id, hold.currency, 96, 0), txn)
+    assert head + "96" + mid + "0" + tail == encode(result)
+    assert decode(HoldResult, head + "96" + mid + "0" + tail) == result

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from datetime import UTC
 from collections import Counter
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
+from datetime import UTC
 from typing import Any, TypeVar
 
 import grpc

@@ -11,7 +11,6 @@ from points.wallet.v1 import wallet_pb2, wallet_pb2_grpc
 from points_platform.auth import ALL_CALLERS, Policy, allow, current_caller
 from points_platform.errors import DomainError
 from points_platform.server import ServiceSpec
-
 from wallet import use_cases as uc
 from wallet.results import BalanceView, HoldResult, HoldView, LedgerResult, PayoutView, TransactionView
 

@@ -18,7 +18,6 @@ from points_platform.clock import Clock, SystemClock
 from points_platform.db import create_engine, migrate
 from points_platform.logs import configure_logging
 from points_platform.server import RunningServer, ServiceSpec, create_server, run_process, run_service
-
 from wallet.api import WalletApi, service_spec
 from wallet.config import WalletSettings
 from wallet.use_cases import Wallet

@@ -153,6 +153,55 @@ def encode_ledger(result: LedgerResult, create_time: str | None = None) -> str:
     )
 
 
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def encode_hold_template(
+    hold: HoldView, user_id: str, currency: Currency, transaction: TransactionView | None
+) -> tuple[str, str, str]:
+    """`encode(HoldResult(hold, BalanceView(user_id, currency, available, held), transaction))`,
+    written out (the hold hot path stores one per call) and split around the balance's two
+    numbers: `head + str(available) + mid + str(held) + tail`. The hold statements fill in the
+    balance the database computes, so the answer is stored in the same round trip."""
+    h = hold
+    head = json.dumps(
+        {
+            "hold": {
+                "hold_id": h.hold_id,
+                "user_id": h.user_id,
+                "currency": int(h.currency),
+                "amount": h.amount,
+                "committed_amount": h.committed_amount,
+                "state": int(h.state),
+                "reference": h.reference,
+                "expire_time": _iso(h.expire_time),
+                "create_time": h.create_time.isoformat(),
+                "resolve_time": _iso(h.resolve_time),
+            },
+            "balance": {"user_id": user_id, "currency": int(currency)},
+        },
+        separators=(",", ":"),
+    )[:-2]  # open: the balance's numbers follow
+    t = transaction
+    tail = "null" if t is None else json.dumps(
+        {
+            "transaction_id": t.transaction_id,
+            "request_id": t.request_id,
+            "kind": int(t.kind),
+            "postings": [
+                {"account": p.account, "user_id": p.user_id, "currency": int(p.currency), "amount": p.amount}
+                for p in t.postings
+            ],
+            "create_time": t.create_time.isoformat(),
+            "reason": t.reason,
+            "reference": t.reference,
+        },
+        separators=(",", ":"),
+    )
+    return head + ',"available":', ',"held":', '},"transaction":' + tail + "}"
+
+
 def _build(tp: Any, data: Any) -> Any:
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):

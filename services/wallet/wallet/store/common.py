@@ -14,7 +14,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from points_platform.db import RETRYABLE_SQLSTATES, retry_serialization
 from points_platform.errors import idempotency_key_reused
-
 from wallet.domain import Currency, HoldState, Kind, PayoutState
 from wallet.results import BalanceView, HoldView, PayoutView, PostingView, TransactionView
 
@@ -101,6 +100,22 @@ def hold_view(row: Any) -> HoldView:
         expire_time=row.expire_time,
         create_time=row.create_time,
         resolve_time=row.resolve_time,
+    )
+
+
+def hold_record_view(r: asyncpg.Record) -> HoldView:
+    """hold_view of a raw asyncpg record (columns by name)."""
+    return HoldView(
+        hold_id=r["hold_id"],
+        user_id=r["user_id"],
+        currency=Currency(r["currency"]),
+        amount=r["amount"],
+        committed_amount=r["committed_amount"],
+        state=HoldState(r["state"]),
+        reference=r["reference"],
+        expire_time=r["expire_time"],
+        create_time=r["create_time"],
+        resolve_time=r["resolve_time"],
     )
 
 

@@ -2,19 +2,35 @@
 
 Lock order everywhere: payout row, then hold row, then account row; the ledger batches lock
 only accounts (sorted), so no two transactions wait on each other in a cycle.
+
+Reserve, CommitHold and ReleaseHold (the redemption hot path) run module-level statements on the
+raw asyncpg connection (prepared once per connection), each effect as ONE statement with
+data-modifying CTEs in its own implicit transaction (no BEGIN/COMMIT round trips):
+- Reserve: 1 round trip (idempotency lookup, conditional account UPDATE, hold INSERT, stored answer).
+- Commit/Release: 2 round trips: read the stored answer and the hold (one snapshot, no lock), decide
+  in Python (`check_commit` / `check_release` on the hold's immutable facts and the state read),
+  then one statement whose hold UPDATE ... WHERE state = ACTIVE is the compare-and-set: it locks the
+  hold, then the account (its UPDATE consumes the hold's RETURNING, so the order is hold -> account),
+  writes the transaction, postings and stored answer. If the CAS finds the hold no longer active,
+  nothing was written and the call starts again (and then replays or fails with the new state).
+The stored answer is written by the statement itself: the JSON encoded in Python with the balance
+filled in from the account UPDATE (`results.encode_hold_template`), identical to `encode(result)`.
+A same-request-id race fails the idempotency INSERT (unique violation): the whole statement rolls
+back and the call redoes itself, replaying the winner's answer.
 """
 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
+import asyncpg
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from points_platform.errors import FailedPrecondition, NotFound
-
+from points_platform.errors import FailedPrecondition, NotFound, idempotency_key_reused
+from wallet import metrics
 from wallet.domain import (
     PAYOUTS,
     Currency,
@@ -27,17 +43,24 @@ from wallet.domain import (
     spend_sink,
     user_account,
 )
-from wallet import metrics
-from wallet.results import HoldResult, PostingView, TransactionView, decode, encode
+from wallet.results import (
+    HoldResult,
+    HoldView,
+    PostingView,
+    TransactionView,
+    decode,
+    encode_hold_template,
+)
 from wallet.store import lots
 from wallet.store.common import (
+    RacedOnRequestId,
     balance,
     driver,
+    hold_record_view,
     hold_view,
     insert_transaction,
-    remember,
+    new_id,
     run_transaction,
-    stored_response,
 )
 
 PAYOUT_PURPOSE = "payout"
@@ -55,17 +78,136 @@ class ReserveSpec:
     purpose: str = ""
 
 
+_ACTIVE = int(HoldState.ACTIVE)
+
+_RESERVE = f"""
+    WITH prior AS (
+        SELECT fingerprint, response FROM idempotency WHERE op = 'reserve' AND request_id = $1
+    ), acc AS (
+        UPDATE accounts SET available = available - $4::bigint, held = held + $4::bigint
+        WHERE user_id = $2 AND currency = $3::smallint AND available >= $4::bigint
+          AND NOT EXISTS (SELECT 1 FROM prior)
+        RETURNING available, held
+    ), hold AS (
+        INSERT INTO holds (hold_id, user_id, currency, amount, committed_amount, state, reference, purpose,
+                           expire_time, create_time)
+        SELECT $5, $2, $3::smallint, $4::bigint, 0, {_ACTIVE}, $6, '', $7::timestamptz, $8::timestamptz FROM acc
+    ), answer AS (
+        INSERT INTO idempotency (op, request_id, fingerprint, response, create_time)
+        SELECT 'reserve', $1, $9, $10 || acc.available::text || $11 || acc.held::text || $12, $8::timestamptz
+        FROM acc
+    )
+    SELECT (SELECT fingerprint FROM prior) AS fingerprint, (SELECT response FROM prior) AS response,
+           (SELECT available FROM acc) AS available, (SELECT held FROM acc) AS held
+"""
+
+# The stored answer of this key (if any) and the hold, in one snapshot; no lock.
+_LOOKUP = """
+    SELECT i.fingerprint, i.response, h.hold_id, h.user_id, h.currency, h.amount, h.committed_amount, h.state,
+           h.reference, h.expire_time, h.create_time, h.resolve_time, h.purpose
+    FROM (VALUES (1)) AS one(x)
+    LEFT JOIN idempotency i ON i.op = $1 AND i.request_id = $2
+    LEFT JOIN holds h ON h.hold_id = $3
+"""
+
+# $2 = the amount debited; the account gets back what was held and not debited. held >= 0 is a
+# CHECK: an account that did not hold the amount fails the whole statement.
+_COMMIT = f"""
+    WITH hold AS (
+        UPDATE holds SET state = {int(HoldState.COMMITTED)}, committed_amount = $2::bigint, resolve_time = $3
+        WHERE hold_id = $1 AND state = {_ACTIVE}
+        RETURNING user_id, currency, amount
+    ), acc AS (
+        UPDATE accounts a SET held = a.held - h.amount, available = a.available + (h.amount - $2::bigint)
+        FROM hold h WHERE a.user_id = h.user_id AND a.currency = h.currency
+        RETURNING a.available, a.held
+    ), txn AS (
+        INSERT INTO transactions (transaction_id, user_id, request_id, kind, reason, reference, create_time)
+        SELECT $4, $5, $6, $7::smallint, $8, $9, $3 FROM acc
+    ), legs AS (
+        INSERT INTO postings (transaction_id, user_id, account, currency, amount, balance_after)
+        SELECT $4, p.user_id, p.account, p.currency, p.amount,
+               CASE WHEN p.user_id = '' THEN NULL ELSE acc.available END
+        FROM acc, unnest($10::text[], $11::text[], $12::smallint[], $13::bigint[])
+                  AS p(user_id, account, currency, amount)
+    ), answer AS (
+        INSERT INTO idempotency (op, request_id, fingerprint, response, create_time)
+        SELECT 'commit', $6, $14, $15 || acc.available::text || $16 || acc.held::text || $17, $3 FROM acc
+    )
+    SELECT available, held FROM acc
+"""
+
+_RELEASE = f"""
+    WITH hold AS (
+        UPDATE holds SET state = {int(HoldState.RELEASED)}, resolve_time = $2
+        WHERE hold_id = $1 AND state = {_ACTIVE}
+        RETURNING user_id, currency, amount
+    ), acc AS (
+        UPDATE accounts a SET held = a.held - h.amount, available = a.available + h.amount
+        FROM hold h WHERE a.user_id = h.user_id AND a.currency = h.currency
+        RETURNING a.available, a.held
+    ), answer AS (
+        INSERT INTO idempotency (op, request_id, fingerprint, response, create_time)
+        SELECT 'release', $3, $4, $5 || acc.available::text || $6 || acc.held::text || $7, $2 FROM acc
+    )
+    SELECT available, held FROM acc
+"""
+
+
 async def reserve(engine: AsyncEngine, spec: ReserveSpec, now: datetime) -> HoldResult:
+    hold = HoldView(
+        hold_id=f"hold_{new_id()}",
+        user_id=spec.user_id,
+        currency=spec.currency,
+        amount=spec.amount,
+        committed_amount=0,
+        state=HoldState.ACTIVE,
+        reference=spec.reference,
+        expire_time=spec.expire_time,
+        create_time=now,
+        resolve_time=None,
+    )
+    answer = encode_hold_template(hold, spec.user_id, spec.currency, None)
+
     async def attempt() -> tuple[HoldResult, bool]:
-        async with engine.begin() as conn:
-            replay = await stored_response(conn, "reserve", spec.request_id, spec.fingerprint)
-            if replay is not None:
-                return decode(HoldResult, replay), False
-            result = await reserve_in(conn, spec, now)
-            await remember(conn, "reserve", spec.request_id, spec.fingerprint, encode(result), now)
-            return result, True
+        async with engine.connect() as sa_conn:
+            conn = await driver(sa_conn)
+            try:
+                row = await conn.fetchrow(
+                    _RESERVE, spec.request_id, spec.user_id, int(spec.currency), spec.amount, hold.hold_id,
+                    spec.reference, spec.expire_time, now, spec.fingerprint, *answer,
+                )
+            except asyncpg.UniqueViolationError as exc:
+                raise RacedOnRequestId(spec.request_id) from exc
+        assert row is not None
+        if row["fingerprint"] is not None:
+            return _replay(row, spec.request_id, spec.fingerprint), False
+        if row["available"] is None:
+            raise insufficient_funds(spec.user_id, spec.currency)
+        return HoldResult(hold, balance(spec.user_id, spec.currency, row["available"], row["held"])), True
 
     return _counted(await run_transaction(attempt))
+
+
+def _replay(row: asyncpg.Record, request_id: str, fingerprint: str) -> HoldResult:
+    if row["fingerprint"] != fingerprint:
+        raise idempotency_key_reused(request_id)
+    return decode(HoldResult, row["response"])
+
+
+async def _lookup(conn: asyncpg.Connection, op: str, request_id: str, fingerprint: str, hold_id: str) -> (
+    HoldResult | HoldView
+):
+    """The replayed answer, or the hold as it is now (not locked); refuses unknown and payout holds."""
+    row = await conn.fetchrow(_LOOKUP, op, request_id, hold_id)
+    assert row is not None
+    if row["fingerprint"] is not None:
+        return _replay(row, request_id, fingerprint)
+    if row["hold_id"] is None:
+        raise NotFound("HOLD_NOT_FOUND", "no such hold", metadata={"hold_id": hold_id})
+    if row["purpose"] == PAYOUT_PURPOSE:
+        raise FailedPrecondition("HOLD_MANAGED_BY_PAYOUT", "payout holds resolve through CompletePayout")
+    return hold_record_view(row)
 
 
 def _counted(outcome: tuple[HoldResult, bool]) -> HoldResult:
@@ -205,30 +347,75 @@ async def commit_hold(
     points_lots: bool = False,
 ) -> HoldResult:
     async def attempt() -> tuple[HoldResult, bool]:
-        async with engine.begin() as conn:
-            replay = await stored_response(conn, "commit", request_id, fingerprint)
-            if replay is not None:
-                return decode(HoldResult, replay), False
-            hold = await lock_hold(conn, hold_id, internal=False)
-            result = await commit_locked(
-                conn, hold, amount, request_id, reason, now, Kind.HOLD_COMMIT, points_lots=points_lots
+        async with engine.connect() as sa_conn:
+            conn = await driver(sa_conn)
+            found = await _lookup(conn, "commit", request_id, fingerprint, hold_id)
+            if isinstance(found, HoldResult):
+                return found, False
+            h = found
+            # Amount, expiry, user and currency of a hold never change: only the state can, and the
+            # statement's CAS on it makes this decision hold at the moment of the write.
+            debit = check_commit(HoldFacts(h.state, h.amount, h.expire_time), amount, now)
+            sink = spend_sink(h.currency)
+            txn = TransactionView(
+                transaction_id=new_id(),
+                request_id=request_id,
+                kind=Kind.HOLD_COMMIT,
+                postings=(
+                    PostingView(user_account(h.user_id), h.user_id, h.currency, -debit),
+                    PostingView(sink, "", h.currency, debit),
+                ),
+                create_time=now,
+                reason=reason,
+                reference=h.reference,
             )
-            await remember(conn, "commit", request_id, fingerprint, encode(result), now)
-            return result, True
+            hold = replace(h, state=HoldState.COMMITTED, committed_amount=debit, resolve_time=now)
+            args = (
+                _COMMIT, h.hold_id, debit, now, txn.transaction_id, h.user_id, request_id, int(Kind.HOLD_COMMIT),
+                reason, h.reference,
+                [p.user_id for p in txn.postings], [p.account for p in txn.postings],
+                [int(p.currency) for p in txn.postings], [p.amount for p in txn.postings],
+                fingerprint, *encode_hold_template(hold, h.user_id, h.currency, txn),
+            )
+            try:
+                if points_lots and h.currency is Currency.POINTS:
+                    # Expiry on: the commit spends the oldest lots, after the account row is locked
+                    # (a fresh snapshot of the lots), in the same transaction.
+                    async with conn.transaction():
+                        row = await conn.fetchrow(*args)
+                        if row is not None:
+                            await lots.consume(conn, {h.user_id: debit})
+                else:
+                    row = await conn.fetchrow(*args)
+            except asyncpg.UniqueViolationError as exc:
+                raise RacedOnRequestId(request_id) from exc
+        if row is None:  # the hold was resolved since it was read: nothing written, look again
+            raise RacedOnRequestId(request_id)
+        return HoldResult(hold, balance(h.user_id, h.currency, row["available"], row["held"]), txn), True
 
     return _counted(await run_transaction(attempt))
 
 
 async def release_hold(engine: AsyncEngine, request_id: str, fingerprint: str, hold_id: str, now: datetime) -> HoldResult:
     async def attempt() -> tuple[HoldResult, bool]:
-        async with engine.begin() as conn:
-            replay = await stored_response(conn, "release", request_id, fingerprint)
-            if replay is not None:
-                return decode(HoldResult, replay), False
-            hold = await lock_hold(conn, hold_id, internal=False)
-            result = await release_locked(conn, hold, now, HoldState.RELEASED)
-            await remember(conn, "release", request_id, fingerprint, encode(result), now)
-            return result, True
+        async with engine.connect() as sa_conn:
+            conn = await driver(sa_conn)
+            found = await _lookup(conn, "release", request_id, fingerprint, hold_id)
+            if isinstance(found, HoldResult):
+                return found, False
+            h = found
+            check_release(HoldFacts(h.state, h.amount, h.expire_time))
+            hold = replace(h, state=HoldState.RELEASED, resolve_time=now)
+            try:
+                row = await conn.fetchrow(
+                    _RELEASE, h.hold_id, now, request_id, fingerprint,
+                    *encode_hold_template(hold, h.user_id, h.currency, None),
+                )
+            except asyncpg.UniqueViolationError as exc:
+                raise RacedOnRequestId(request_id) from exc
+        if row is None:  # the hold was resolved since it was read: nothing written, look again
+            raise RacedOnRequestId(request_id)
+        return HoldResult(hold, balance(h.user_id, h.currency, row["available"], row["held"])), True
 
     return _counted(await run_transaction(attempt))
 

@@ -15,7 +15,6 @@ import asyncpg
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from points_platform.errors import DomainError, idempotency_key_reused
-
 from wallet import metrics
 from wallet.domain import Currency, LedgerOp, plan_ledger_ops, touched_accounts
 from wallet.results import BalanceView, LedgerResult, PostingView, TransactionView, decode, encode_ledger

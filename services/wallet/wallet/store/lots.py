@@ -16,7 +16,7 @@ from datetime import datetime
 
 import asyncpg
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from wallet.domain import (
     EXPIRY_REASON,

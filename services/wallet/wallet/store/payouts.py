@@ -11,12 +11,12 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from points_platform.errors import FailedPrecondition, NotFound
-
 from wallet import metrics
 from wallet.domain import HoldState, Kind, PayoutState
 from wallet.results import HoldResult, PayoutView, decode, encode
 from wallet.store.common import payout_view, remember, run_transaction, stored_response
 from wallet.store.holds import ReserveSpec, commit_locked, lock_hold, release_locked, reserve_in
+
 
 async def request_payout(
     engine: AsyncEngine, spec: ReserveSpec, cash_value_minor: int, cash_currency: str, rate: int, now: datetime

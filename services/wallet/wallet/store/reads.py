@@ -8,18 +8,22 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from points_platform.errors import NotFound
-
 from wallet.domain import Currency, Kind
 from wallet.results import BalanceView, HoldView, LedgerEntryView
-from wallet.store.common import hold_view
+from wallet.store.common import driver, hold_record_view
+
+# Hot reads run on the raw asyncpg connection (statement prepared once per connection).
+_BALANCES = "SELECT currency, available, held FROM accounts WHERE user_id = $1"
+_HOLD = (
+    "SELECT hold_id, user_id, currency, amount, committed_amount, state, reference, expire_time, create_time,"
+    " resolve_time FROM holds WHERE hold_id = $1"
+)
 
 
 async def balances(engine: AsyncEngine, user_id: str, currencies: Sequence[Currency]) -> list[BalanceView]:
     async with engine.connect() as conn:
-        rows = await conn.execute(
-            text("SELECT currency, available, held FROM accounts WHERE user_id = :u"), {"u": user_id}
-        )
-        found = {Currency(r.currency): (r.available, r.held) for r in rows}
+        rows = await (await driver(conn)).fetch(_BALANCES, user_id)
+    found = {Currency(r[0]): (r[1], r[2]) for r in rows}
     return [BalanceView(user_id, c, *found.get(c, (0, 0))) for c in currencies]
 
 
@@ -60,7 +64,7 @@ async def ledger_entries(
 
 async def get_hold(engine: AsyncEngine, hold_id: str) -> HoldView:
     async with engine.connect() as conn:
-        row = (await conn.execute(text("SELECT * FROM holds WHERE hold_id = :id"), {"id": hold_id})).first()
+        row = await (await driver(conn)).fetchrow(_HOLD, hold_id)
     if row is None:
         raise NotFound("HOLD_NOT_FOUND", "no such hold", metadata={"hold_id": hold_id})
-    return hold_view(row)
+    return hold_record_view(row)
