@@ -8,7 +8,7 @@ budgets, held earnings and the wallet credits (outbox) with one array statement 
 After the commit the batch's credits go to the wallet in one call; if the wallet is down they
 stay pending and the reconciliation loop sends them later (the wallet request id is derived
 from the event id, so resending is safe). The response says AWARDED as soon as the points are
-decided. Concurrent single events are coalesced into such batches (`Coalescer`).
+decided. Concurrent single events are coalesced into such batches (`GroupCommitter`).
 """
 
 from __future__ import annotations
@@ -30,12 +30,12 @@ from earning.store import batch as batch_store
 from earning.store.activity import StoredEvent
 from earning.store.batch import NewEvent, NewHeld, Replay
 from earning.store.outbox import PendingCredit
-from earning.use_cases.coalescing import Coalescer
 from earning.use_cases.crediting import Crediting
 from earning.use_cases.rulebook import RuleBook, applicable
 from points_platform.clock import Clock
 from points_platform.db import retry_serialization
 from points_platform.errors import InvalidArgument, idempotency_key_reused
+from points_platform.group_commit import GroupCommitter
 
 log = structlog.get_logger("earning.recording")
 
@@ -82,7 +82,7 @@ class Recorder:
         self._rules = rules
         self._crediting = crediting
         # Concurrent single events share batches: decide transaction + one wallet call per batch.
-        self.coalescer: Coalescer[IncomingEvent, EventOutcome] = Coalescer(
+        self.coalescer: GroupCommitter[IncomingEvent, EventOutcome] = GroupCommitter(
             self.record, max_batch=coalesce_max_batch, concurrency=coalesce_concurrency
         )
 

@@ -18,12 +18,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from points_platform.clock import Clock
 from points_platform.errors import DomainError, InvalidArgument, invalid_field
+from points_platform.group_commit import GroupCommitter
 from points_platform.pagination import decode_token, encode_token, page_size
 from points_platform.validation import require_id, require_positive, require_request_id
 from wallet import domain, metrics
 from wallet.config import WalletSettings
 from wallet.domain import Currency, Kind, LedgerOp, Leg
-from wallet.group_commit import GroupCommitter
 from wallet.results import BalanceView, HoldResult, HoldView, LedgerEntryView, LedgerResult, PayoutView
 from wallet.store import holds, ledger, lots, payouts, reads
 from wallet.use_cases.commands import (

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from wallet.group_commit import GroupCommitter
+from points_platform.group_commit import GroupCommitter
 
 
 async def test_concurrent_submissions_share_batches_and_get_their_own_results() -> None:

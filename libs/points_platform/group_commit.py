@@ -1,10 +1,11 @@
-"""Group commit: concurrent ledger operations share one database transaction.
+"""Group commit: concurrent operations share one batch (one database transaction).
 
 Callers `submit` an operation and await its own result. While a batch is in the database,
 new operations queue up; the next flush takes all of them (up to `max_batch`), so under load
-a hot account gets one UPDATE and one commit (one fsync) for many credits, and at low load an
-operation waits for nothing. A batch that fails as a whole (any unexpected error) is re-applied
-one operation per transaction, so one bad operation never poisons its neighbours.
+many calls cost one transaction (one fsync) — the wallet's hot account gets one UPDATE for many
+credits, earning records many single events set-based — and at low load an operation waits for
+nothing. A batch that fails as a whole (any unexpected error) is re-applied one operation per
+batch, so one bad operation never poisons its neighbours.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Generic, TypeVar
 
 import structlog
 
-log = structlog.get_logger("wallet.group_commit")
+log = structlog.get_logger("points.group_commit")
 
 Op = TypeVar("Op")
 R = TypeVar("R")
