@@ -85,6 +85,7 @@ def service_env(cfg: SuiteConfig, service: str, server_url: str) -> dict[str, st
             prefix + "PORT": str(cfg.ports[service]),
             prefix + "METRICS_PORT": str(cfg.metrics_ports[service]),
             prefix + "TOKENS_FILE": str((cfg.state_dir / "credentials.json").resolve()),
+            prefix + "SHUTDOWN_GRACE_SECONDS": "3",
         }
     )
     for peer in ("wallet", "catalog"):
@@ -156,10 +157,11 @@ class Suite:
         return next((name for name, proc in self.procs.items() if proc.poll() is not None), None)
 
     def stop(self) -> None:
+        """Within ~10 s: services drain (3 s grace), stragglers are killed at 4 s, then PostgreSQL."""
         for proc in self.procs.values():
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + 8
+        deadline = time.monotonic() + 4
         for proc in self.procs.values():
             try:
                 proc.wait(timeout=max(0.1, deadline - time.monotonic()))
@@ -167,7 +169,7 @@ class Suite:
                 proc.kill()
                 proc.wait()
         if self.pg is not None:
-            self.pg.stop()
+            self.pg.stop(timeout=4)
 
 
 def banner(cfg: SuiteConfig, tokens: dict[str, str]) -> str:

@@ -123,13 +123,18 @@ class EmbeddedPostgres:
         )
         return result.returncode == 0
 
-    def stop(self) -> None:
+    def stop(self, timeout: int = 5) -> None:
+        """Fast shutdown (clean checkpoint); if that takes longer than `timeout`, immediate
+        shutdown (crash-safe: WAL replay at the next start)."""
         if not (self.data_dir / "postmaster.pid").exists():
             return
-        subprocess.run(
-            [str(_bin("pg_ctl")), "-D", str(self.data_dir), "-w", "-t", "30", "-m", "fast", "stop"],
-            capture_output=True, check=False, **_run_as(),  # type: ignore[call-overload]
-        )
+        for mode, wait in (("fast", timeout), ("immediate", 30)):
+            result = subprocess.run(
+                [str(_bin("pg_ctl")), "-D", str(self.data_dir), "-w", "-t", str(wait), "-m", mode, "stop"],
+                capture_output=True, check=False, **_run_as(),  # type: ignore[call-overload]
+            )
+            if result.returncode == 0 or not self.is_running():
+                return
 
     @staticmethod
     def _run(argv: list[str], run_as: dict[str, int], what: str) -> None:

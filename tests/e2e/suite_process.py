@@ -114,3 +114,11 @@ def alive(pid: int) -> bool:
         return proc.status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return False
+
+
+def describe(pid: int) -> str:
+    """pid and command line, for a failure message."""
+    try:
+        return f"{pid}: {' '.join(psutil.Process(pid).cmdline())}"
+    except psutil.NoSuchProcess:
+        return f"{pid}: gone"

@@ -19,7 +19,7 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoRe
 from points.catalog.v1 import catalog_pb2, catalog_pb2_grpc
 from points.wallet.v1 import wallet_pb2, wallet_pb2_grpc
 from points_platform.client import bearer
-from tests.e2e.suite_process import SERVICES, SuiteProcess, alive
+from tests.e2e.suite_process import SERVICES, SuiteProcess, alive, describe
 
 pytestmark = pytest.mark.slow
 
@@ -81,7 +81,8 @@ def test_up_serves_checks_auth_and_stops_cleanly(suite: SuiteProcess) -> None:
     assert suite.stop(signal.SIGTERM) == 0
     while any(alive(pid) for pid in pids) and time.monotonic() - started < 10:
         time.sleep(0.1)
-    assert not [pid for pid in pids if alive(pid)], "processes left after SIGTERM"
+    left = [describe(pid) for pid in pids if alive(pid)]
+    assert not left, f"processes left after SIGTERM: {left}"
 
     # The same state dir serves the same credentials (and the same data directory).
     again = SuiteProcess(suite.state_dir, ports=suite.ports)
