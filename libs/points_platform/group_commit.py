@@ -61,7 +61,8 @@ class GroupCommitter(Generic[Op, R]):
         return [f.exception() or f.result() for f in futures]
 
     def _start_flusher(self) -> None:
-        if len(self._flushers) < self._concurrency:
+        # A finished flusher stays in the set until its done-callback runs: count only live ones.
+        if sum(not t.done() for t in self._flushers) < self._concurrency:
             task = asyncio.create_task(self._flush(), name="group-commit")
             self._flushers.add(task)
             task.add_done_callback(self._flushers.discard)

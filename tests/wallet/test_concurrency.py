@@ -103,3 +103,28 @@ async def test_concurrent_retries_of_one_hold_request_apply_once(wallet: Client)
     async with wallet.started.engine.connect() as conn:
         txns = (await conn.execute(text("SELECT count(*) FROM transactions WHERE request_id = 'dup-c'"))).scalar()
     assert txns == 1
+
+
+async def test_concurrent_retries_of_a_debit_of_the_whole_balance_all_replay(wallet: Client) -> None:
+    """Retries racing the original of a debit that empties the account: a batch that looked the key
+    up before the original committed must not answer INSUFFICIENT_FUNDS (the debit did apply)."""
+    for round_ in range(5):
+        user = f"whole-debit-{round_}"
+        await wallet.fund(user, 100)
+        debit = wallet.call("Debit", "redemption")
+        request = pb.DebitRequest(request_id=f"whole-d-{round_}", user_id=user, currency=POINTS, amount=100)
+        results = await asyncio.gather(*(outcome(debit(request)) for _ in range(30)))
+        assert set(results) == {"ok"}, results
+        assert await wallet.balance(user) == (0, 0)
+
+
+async def test_concurrent_retries_of_a_reserve_of_the_whole_balance_all_replay(wallet: Client) -> None:
+    """Same for Reserve: a retry whose conditional UPDATE waited for the original must replay it."""
+    for round_ in range(5):
+        user = f"whole-hold-{round_}"
+        await wallet.fund(user, 100)
+        reserve = wallet.call("Reserve", "redemption")
+        request = pb.ReserveRequest(request_id=f"whole-r-{round_}", user_id=user, currency=POINTS, amount=100)
+        results = await asyncio.gather(*(outcome(reserve(request)) for _ in range(30)))
+        assert set(results) == {"ok"}, results
+        assert await wallet.balance(user) == (0, 100)

@@ -101,6 +101,8 @@ _RESERVE = f"""
            (SELECT available FROM acc) AS available, (SELECT held FROM acc) AS held
 """
 
+_PRIOR = "SELECT fingerprint, response FROM idempotency WHERE op = 'reserve' AND request_id = $1"
+
 # The stored answer of this key (if any) and the hold, in one snapshot; no lock.
 _LOOKUP = """
     SELECT i.fingerprint, i.response, h.hold_id, h.user_id, h.currency, h.amount, h.committed_amount, h.state,
@@ -183,6 +185,12 @@ async def reserve(engine: AsyncEngine, spec: ReserveSpec, now: datetime) -> Hold
         if row["fingerprint"] is not None:
             return _replay(row, spec.request_id, spec.fingerprint), False
         if row["available"] is None:
+            # `prior` read the snapshot taken before the account UPDATE waited for its lock: a
+            # same-key Reserve may have committed meanwhile (and taken the balance). Look again.
+            async with engine.connect() as sa_conn:
+                again = await (await driver(sa_conn)).fetchrow(_PRIOR, spec.request_id)
+            if again is not None:
+                return _replay(again, spec.request_id, spec.fingerprint), False
             raise insufficient_funds(spec.user_id, spec.currency)
         return HoldResult(hold, balance(spec.user_id, spec.currency, row["available"], row["held"])), True
 

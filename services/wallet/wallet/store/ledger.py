@@ -44,6 +44,11 @@ _LOCK_AND_LOOKUP = """
     WHERE (op, request_id) IN (SELECT * FROM unnest($3::text[], $4::text[]))
 """
 
+_LOOKUP_AGAIN = """
+    SELECT op, request_id, fingerprint, response FROM idempotency
+    WHERE (op, request_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))
+"""
+
 _WRITE = """
     WITH moved AS (
         UPDATE accounts a SET available = a.available + d.delta
@@ -118,11 +123,24 @@ async def _apply(
                     fresh.append(i)
 
             planned, deltas = plan_ledger_ops([ops[i] for i in fresh], balances)
+            # The lookup above read the snapshot taken before the account locks were granted: a
+            # concurrent batch holding the same key may have committed meanwhile (and spent the
+            # balance). A refused op is looked up again (a fresh snapshot, after the locks).
+            refused = {ops[i].key: i for i, plan in zip(fresh, planned, strict=True) if plan.error is not None}
+            if refused:
+                for row in await conn.fetch(_LOOKUP_AGAIN, [k[0] for k in refused], [k[1] for k in refused]):
+                    op = ops[refused[(row[0], row[1])]]
+                    outcomes[refused[op.key]] = (
+                        decode(LedgerResult, row[3])
+                        if row[2] == op.fingerprint
+                        else idempotency_key_reused(op.request_id)
+                    )
             w = _Rows()
             created = now.isoformat()
             for index, plan in zip(fresh, planned, strict=True):
                 if plan.error is not None:
-                    outcomes[index] = plan.error
+                    if outcomes[index] is None:
+                        outcomes[index] = plan.error
                     continue
                 outcomes[index] = w.add(plan.op, plan.balances_after, now, created)
                 committed.append(plan.op)
