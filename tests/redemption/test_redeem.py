@@ -247,3 +247,79 @@ async def test_unlimited_stock_item_skips_the_quote_calls_and_the_hold_decides(s
         catalog_pb2.GetReservationRequest(reservation_id=short.reservation_id), metadata=md("admin"))).reservation
     assert reservation.state == catalog_pb2.RESERVATION_STATE_RELEASED
     assert (await suite.balance(poor)).available == 50 and not await suite.entitlements(poor)
+
+
+async def test_funds_committed_before_a_crash_are_not_cancelled_by_the_reservation_recheck(suite: Suite) -> None:
+    """CommitHold took effect but the process died before recording it; the outage outlives the
+    reservation. The retried COMMIT_FUNDS must not cancel (the points are spent): it completes."""
+    import asyncio
+
+    from redemption.domain import Step, step_request_id
+
+    user = uid("u")
+    await suite.fund(user, 300)
+    item = await suite.item(**cosmetic_spec(price=100, limited_stock=True, stock_total=2))
+    service = suite.redemption.service
+    runner = service.runner
+    original = runner._commit_funds
+
+    async def crash_after_commit(saga):  # type: ignore[no-untyped-def]
+        await runner.wallet.commit(step_request_id(saga.redemption_id, Step.COMMIT_FUNDS), saga.hold_id, "redemption")
+        return None  # the process dies before the transition is written
+
+    runner._commit_funds = crash_after_commit  # type: ignore[method-assign]
+    try:
+        pending = await suite.redeem(user, item.item_id)
+    finally:
+        runner._commit_funds = original  # type: ignore[method-assign]
+    assert pending.state == rpb.REDEMPTION_STATE_PENDING
+    assert (await suite.balance(user)).available == 200
+    suite.clock.advance(service.settings.reservation_ttl_seconds + service.settings.lease_seconds + 1)
+    for _ in range(50):  # the catalog's sweeper (1 s interval) marks the reservation EXPIRED
+        reservation = (await suite.catalog_stub.GetReservation(
+            catalog_pb2.GetReservationRequest(reservation_id=pending.reservation_id), metadata=md("admin"))).reservation
+        if reservation.state == catalog_pb2.RESERVATION_STATE_EXPIRED:
+            break
+        await asyncio.sleep(0.1)
+    assert reservation.state == catalog_pb2.RESERVATION_STATE_EXPIRED
+    assert await service.recover_once() == 1
+    done = await _get(suite, pending.redemption_id)
+    for _ in range(50):
+        if done.state != rpb.REDEMPTION_STATE_PENDING:
+            break
+        await asyncio.sleep(0.1)
+        done = await _get(suite, pending.redemption_id)
+    assert done.state == COMPLETED, (done.cancel_reason, step_names(done))
+    assert (await suite.balance(user)).available == 200
+    assert [e.state for e in await suite.entitlements(user)] == [rpb.ENTITLEMENT_STATE_ACTIVE]
+    after = await suite.get_item(item.item_id)
+    assert (after.stock_available, after.stock_reserved, after.stock_sold) == (1, 0, 1)
+
+
+async def test_a_hold_committed_by_a_stale_driver_during_compensation_is_credited_back(suite: Suite) -> None:
+    """A driver that outlived its lease commits the hold while the saga compensates: the saga
+    still ends CANCELLED, and the user gets the spent points back (never CANCELLED-and-charged)."""
+    from redemption.domain import Step, step_request_id
+
+    user = uid("u")
+    await suite.fund(user, 300)
+    item = await suite.item(**cosmetic_spec(price=100, limited_stock=True, stock_total=2))
+    runner = suite.redemption.service.runner
+    original = runner._commit_funds
+
+    async def stale_commit_then_refusal(saga):  # type: ignore[no-untyped-def]
+        await runner.wallet.commit(step_request_id(saga.redemption_id, Step.COMMIT_FUNDS), saga.hold_id, "redemption")
+        return await runner._fail(saga, Step.COMMIT_FUNDS, "HOLD_EXPIRED")
+
+    runner._commit_funds = stale_commit_then_refusal  # type: ignore[method-assign]
+    try:
+        done = await suite.redeem(user, item.item_id)
+    finally:
+        runner._commit_funds = original  # type: ignore[method-assign]
+    assert done.state == CANCELLED, step_names(done)
+    assert "RELEASE_FUNDS:SUCCEEDED" in step_names(done)
+    balance = await suite.balance(user)
+    assert (balance.available, balance.held) == (300, 0)
+    assert [e for e in await suite.entitlements(user) if e.state == rpb.ENTITLEMENT_STATE_ACTIVE] == []
+    after = await suite.get_item(item.item_id)
+    assert (after.stock_available, after.stock_reserved, after.stock_sold) == (2, 0, 0)

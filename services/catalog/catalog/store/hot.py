@@ -29,6 +29,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from catalog.domain import Campaign, Item, Reservation, ReservationState, Stock
 from catalog.store.rows import campaign_from_row, item_from_row, reservation_from_row
 
+# A same-key race (unique claim) or a lock cycle with the general path: nothing was written;
+# the caller falls back to the transactional path, which replays or decides exactly.
+_FALL_BACK_ON = (asyncpg.UniqueViolationError, asyncpg.DeadlockDetectedError, asyncpg.SerializationError)
+
 ACTIVE = int(ReservationState.ACTIVE)
 _CACHE_LIMIT = 10_000
 
@@ -225,7 +229,7 @@ class HotPath:
                 r.reservation_id, r.user_id, r.region, r.quantity, int(r.unit_price.currency),
                 r.unit_price.amount, r.total_price.amount, r.campaign_id, r.expire_time,
             )
-        except asyncpg.UniqueViolationError:
+        except _FALL_BACK_ON:
             return False
         return row is not None
 
@@ -248,6 +252,6 @@ class HotPath:
                 statement, resolved.reservation_id, int(resolved.state), resolved.resolve_time, method,
                 request_id, fingerprint, reply,
             )
-        except asyncpg.UniqueViolationError:
+        except _FALL_BACK_ON:
             return False
         return row is not None

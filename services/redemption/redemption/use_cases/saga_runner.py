@@ -260,7 +260,10 @@ class SagaRunner:
                     self.settings.reservation_recheck_seconds:
                 # The stock must outlive the point of no return: re-read an old reservation first.
                 res = await self.catalog.reservation(saga.reservation_id)
-                if res.state != "ACTIVE":
+                # Only while the hold is still ACTIVE is the commit undecided: a crash after CommitHold (or
+                # the coin path's release) took effect must be replayed forward, never cancelled.
+                if res.state != "ACTIVE" and (
+                        not saga.hold_id or (await self.wallet.hold(saga.hold_id)).state == "ACTIVE"):
                     raise PeerRefused(f"RESERVATION_{res.state}")
             if not saga.hold_id:
                 return await self._succeed(saga, Step.COMMIT_FUNDS, "FREE_ITEM", Outcome.SKIPPED)
@@ -318,6 +321,17 @@ class SagaRunner:
 
     async def _release_funds(self, saga: Saga) -> Saga | None:
         state = await self._release_hold(saga)
+        if state == "COMMITTED":
+            # Another driver (one that outlived its lease) committed the hold after this saga
+            # chose to compensate: the spent funds are credited back, so a CANCELLED saga never
+            # keeps the user's money.
+            try:
+                await self.wallet.credit(f"{step_request_id(saga.redemption_id, Step.RELEASE_FUNDS)}-restore",
+                                         saga.user_id, saga.currency, saga.amount, "refund", saga.redemption_id)
+                state = "COMMITTED_RESTORED"
+            except PeerRefused as refused:
+                log.error("committed_funds_not_restored", redemption_id=saga.redemption_id, reason=refused.reason)
+                state = f"COMMITTED_NOT_RESTORED:{refused.reason}"
         return await self._succeed(saga, Step.RELEASE_FUNDS, state)
 
     async def _release_stock(self, saga: Saga) -> Saga | None:
