@@ -15,6 +15,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from points_platform.errors import Aborted
+
 log = structlog.get_logger("points.db")
 
 T = TypeVar("T")
@@ -116,8 +118,11 @@ async def retry_serialization(
         try:
             return await attempt()
         except DBAPIError as exc:
-            if sqlstate(exc) not in RETRYABLE_SQLSTATES or n == attempts:
+            if sqlstate(exc) not in RETRYABLE_SQLSTATES:
                 raise
+            if n == attempts:
+                # Contention, not a bug: ABORTED tells the caller to retry (never INTERNAL).
+                raise Aborted("TRANSACTION_CONFLICT", "concurrent updates conflicted; retry the request") from exc
             log.info("db_retry", attempt=n, sqlstate=sqlstate(exc))
             await asyncio.sleep(random.uniform(0, base_delay * 2**n))
     raise AssertionError("unreachable")

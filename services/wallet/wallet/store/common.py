@@ -13,7 +13,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from points_platform.db import RETRYABLE_SQLSTATES, retry_serialization
-from points_platform.errors import idempotency_key_reused
+from points_platform.errors import Aborted, idempotency_key_reused
 from wallet.domain import Currency, HoldState, Kind, PayoutState
 from wallet.results import BalanceView, HoldView, PayoutView, PostingView, TransactionView
 
@@ -50,9 +50,10 @@ async def run_transaction(attempt: Callable[[], Awaitable[T]], *, races: int = 3
     for n in range(races):
         try:
             return await retry_serialization(attempt_wrapped)
-        except RacedOnRequestId:
+        except RacedOnRequestId as exc:
             if n == races - 1:
-                raise
+                # Still losing to same-key calls: the caller retries (and then gets the replay).
+                raise Aborted("CONCURRENT_REQUEST", "a concurrent call with this request_id is in progress") from exc
     raise AssertionError("unreachable")
 
 
