@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextvars
 import hmac
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from points_platform.config import CALLERS
 from points_platform.errors import PermissionDenied, Unauthenticated
@@ -42,7 +42,7 @@ class Authenticator:
         return self._trust_client_cert
 
     def identify(
-        self, metadata: Sequence[tuple[str, str | bytes]], auth_context: Mapping[str, Sequence[bytes]]
+        self, metadata: Sequence[tuple[str, str | bytes]], auth_context: Mapping[str, Iterable[bytes]]
     ) -> str:
         """Return the caller name or raise Unauthenticated."""
         if self._trust_client_cert:

@@ -121,7 +121,7 @@ class EmbeddedPostgres:
             [str(_bin("pg_ctl")), "-D", str(self.data_dir), "status"],
             capture_output=True, check=False, **_run_as(),  # type: ignore[call-overload]
         )
-        return result.returncode == 0
+        return bool(result.returncode == 0)
 
     def stop(self, timeout: int = 5) -> None:
         """Fast shutdown (clean checkpoint); if that takes longer than `timeout`, immediate

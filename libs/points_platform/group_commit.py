@@ -22,8 +22,6 @@ log = structlog.get_logger("points.group_commit")
 Op = TypeVar("Op")
 R = TypeVar("R")
 
-# Per operation: its result, or the exception that caller should see.
-Outcome = R | BaseException
 
 
 class GroupCommitter(Generic[Op, R]):

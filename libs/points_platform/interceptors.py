@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, NoReturn
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from typing import Any, NoReturn, TypeAlias
 
 import grpc
 import structlog
@@ -33,6 +33,10 @@ AUTH_FAILURES = Counter("points_rpc_auth_failures_total", "Rejected callers", ["
 
 PUBLIC_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
 
+# String aliases: grpc's classes are generic only in their type stubs.
+Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
+Context: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"
+
 
 class CallInterceptor(grpc.aio.ServerInterceptor):
     """Applies the platform's per-call concerns to every non-public method."""
@@ -41,14 +45,14 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
         self._auth = authenticator
         self._domain = error_domain
         # Wrapped handlers per method: built once, not on every call (this is the hot path).
-        self._wrapped: dict[str, grpc.RpcMethodHandler] = {}
+        self._wrapped: dict[str, Handler] = {}
 
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler | None]],
         handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        full_method: str = handler_call_details.method  # type: ignore[attr-defined]
+    ) -> Handler | None:
+        full_method: str = handler_call_details.method
         wrapped = self._wrapped.get(full_method)
         if wrapped is not None:
             return wrapped
@@ -59,7 +63,7 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
         self._wrapped[full_method] = wrapped
         return wrapped
 
-    def _wrap(self, handler: grpc.RpcMethodHandler, full_method: str) -> grpc.RpcMethodHandler:
+    def _wrap(self, handler: Handler, full_method: str) -> Handler:
         service, _, method = full_method.rpartition("/")
         call = _Call(self, service.lstrip("/"), method)
         if handler.unary_unary:
@@ -70,12 +74,16 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
             return grpc.stream_unary_rpc_method_handler(
                 call.unary_response(handler.stream_unary), handler.request_deserializer, handler.response_serializer
             )
+        # Streaming responses: only in public services today (health Watch, reflection); the aio
+        # server hands these behaviours async iterators, whatever the sync-typed stubs say.
         if handler.unary_stream:
             return grpc.unary_stream_rpc_method_handler(
-                call.stream_response(handler.unary_stream), handler.request_deserializer, handler.response_serializer
+                call.stream_response(handler.unary_stream),  # type: ignore[arg-type]
+                handler.request_deserializer, handler.response_serializer,
             )
         return grpc.stream_stream_rpc_method_handler(
-            call.stream_response(handler.stream_stream), handler.request_deserializer, handler.response_serializer
+            call.stream_response(handler.stream_stream),  # type: ignore[arg-type]
+            handler.request_deserializer, handler.response_serializer,
         )
 
 
@@ -90,7 +98,7 @@ class _Call:
         self._ok = RPC_TOTAL.labels(service, method, "OK")
 
     def unary_response(self, behavior: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
-        async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        async def wrapped(request: Any, context: Context) -> Any:
             started = time.perf_counter()
             try:
                 self._authenticate(request, context)
@@ -103,7 +111,7 @@ class _Call:
         return wrapped
 
     def stream_response(self, behavior: Callable[..., AsyncIterator[Any]]) -> Callable[..., AsyncIterator[Any]]:
-        async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        async def wrapped(request: Any, context: Context) -> AsyncIterator[Any]:
             started = time.perf_counter()
             try:
                 self._authenticate(request, context)
@@ -116,22 +124,22 @@ class _Call:
 
         return wrapped
 
-    def _authenticate(self, request: Any, context: grpc.aio.ServicerContext) -> None:
+    def _authenticate(self, request: Any, context: Context) -> None:
         """Bind the call's log context, then name the caller and check the policy."""
-        metadata = context.invocation_metadata() or ()
+        metadata: Sequence[tuple[str, str | bytes]] = tuple(context.invocation_metadata() or ())
         request_id = next((str(v) for k, v in metadata if k == "x-request-id"), "")
         if not request_id:
             request_id = str(getattr(request, "request_id", "") or "") or uuid.uuid4().hex
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(request_id=request_id, rpc_method=self.method)
         auth = self.owner._auth
-        peer = (context.auth_context() or {}) if auth.trusts_client_cert else {}
+        peer: Mapping[str, Iterable[bytes]] = (context.auth_context() or {}) if auth.trusts_client_cert else {}
         caller = auth.identify(metadata, peer)
         structlog.contextvars.bind_contextvars(caller=caller)
         current_caller.set(caller)
         auth.authorize(caller, self.method)
 
-    async def _fail(self, exc: Exception, context: grpc.aio.ServicerContext) -> NoReturn:
+    async def _fail(self, exc: Exception, context: Context) -> NoReturn:
         if isinstance(exc, grpc.aio.AbortError):
             raise exc  # the servicer aborted on purpose; its status stands
         if isinstance(exc, DomainError):
@@ -150,7 +158,7 @@ class _Call:
         await context.abort(grpc.StatusCode.INTERNAL, "internal error")
         raise AssertionError("unreachable: abort raises")
 
-    def _end(self, started: float, context: grpc.aio.ServicerContext) -> None:
+    def _end(self, started: float, context: Context) -> None:
         code = context.code()
         if code is None:
             self._ok.inc()

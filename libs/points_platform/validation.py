@@ -51,5 +51,5 @@ def fingerprint(message: Message) -> str:
     copy = type(message)()
     copy.CopyFrom(message)
     if "request_id" in copy.DESCRIPTOR.fields_by_name:
-        copy.ClearField("request_id")  # type: ignore[arg-type]
+        copy.ClearField("request_id")
     return hashlib.sha256(copy.SerializeToString(deterministic=True)).hexdigest()
