@@ -44,7 +44,7 @@ from points_platform.errors import (
 
 log = structlog.get_logger("catalog")
 
-T = TypeVar("T")
+T = TypeVar("T", bound=Item | Campaign | Reservation | StockReturn)
 
 
 def derived_id(prefix: str, request_id: str) -> str:
@@ -88,7 +88,7 @@ class Catalog:
                     replayed: T = from_snapshot(kind, claim.stored_response)
                     return replayed
                 result = await effect(store, now)
-                await store.save_response(method, command.request_id, snapshot(result))  # type: ignore[arg-type]
+                await store.save_response(method, command.request_id, snapshot(result))
                 return result
 
         return await retry_serialization(attempt)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -113,16 +114,16 @@ class WalletApi(wallet_pb2_grpc.WalletServiceServicer):
     def __init__(self, wallet: uc.Wallet) -> None:
         self._wallet = wallet
 
-    async def GetBalance(self, request: wallet_pb2.GetBalanceRequest, context: Ctx) -> wallet_pb2.GetBalanceResponse:
+    async def GetBalance(self, request: wallet_pb2.GetBalanceRequest, context: Ctx[Any, Any]) -> wallet_pb2.GetBalanceResponse:
         balances = await self._wallet.get_balance(request.user_id, int(request.currency))
         return wallet_pb2.GetBalanceResponse(balances=[_balance(b) for b in balances])
 
-    async def Credit(self, request: wallet_pb2.CreditRequest, context: Ctx) -> wallet_pb2.CreditResponse:
+    async def Credit(self, request: wallet_pb2.CreditRequest, context: Ctx[Any, Any]) -> wallet_pb2.CreditResponse:
         txn, balance = _ledger_pair(await self._wallet.credit(_credit(request), current_caller.get()))
         return wallet_pb2.CreditResponse(transaction=txn, balance=balance)
 
     async def CreditBatch(
-        self, request: wallet_pb2.CreditBatchRequest, context: Ctx
+        self, request: wallet_pb2.CreditBatchRequest, context: Ctx[Any, Any]
     ) -> wallet_pb2.CreditBatchResponse:
         outcomes = await self._wallet.credit_batch([_credit(e) for e in request.entries], current_caller.get())
         results = []
@@ -136,14 +137,14 @@ class WalletApi(wallet_pb2_grpc.WalletServiceServicer):
                 )
         return wallet_pb2.CreditBatchResponse(results=results)
 
-    async def Debit(self, request: wallet_pb2.DebitRequest, context: Ctx) -> wallet_pb2.DebitResponse:
+    async def Debit(self, request: wallet_pb2.DebitRequest, context: Ctx[Any, Any]) -> wallet_pb2.DebitResponse:
         command = uc.Debit(
             request.request_id, request.user_id, int(request.currency), request.amount, request.reason, request.reference
         )
         txn, balance = _ledger_pair(await self._wallet.debit(command, current_caller.get()))
         return wallet_pb2.DebitResponse(transaction=txn, balance=balance)
 
-    async def Reserve(self, request: wallet_pb2.ReserveRequest, context: Ctx) -> wallet_pb2.ReserveResponse:
+    async def Reserve(self, request: wallet_pb2.ReserveRequest, context: Ctx[Any, Any]) -> wallet_pb2.ReserveResponse:
         command = uc.Reserve(
             request.request_id, request.user_id, int(request.currency), request.amount, request.ttl_seconds,
             request.reference,
@@ -151,24 +152,24 @@ class WalletApi(wallet_pb2_grpc.WalletServiceServicer):
         result = await self._wallet.reserve(command, current_caller.get())
         return wallet_pb2.ReserveResponse(hold=_hold(result.hold), balance=_balance(result.balance))
 
-    async def CommitHold(self, request: wallet_pb2.CommitHoldRequest, context: Ctx) -> wallet_pb2.CommitHoldResponse:
+    async def CommitHold(self, request: wallet_pb2.CommitHoldRequest, context: Ctx[Any, Any]) -> wallet_pb2.CommitHoldResponse:
         command = uc.CommitHold(request.request_id, request.hold_id, request.amount, request.reason)
         return wallet_pb2.CommitHoldResponse(
             **_hold_reply(await self._wallet.commit_hold(command, current_caller.get()))  # type: ignore[arg-type]
         )
 
     async def ReleaseHold(
-        self, request: wallet_pb2.ReleaseHoldRequest, context: Ctx
+        self, request: wallet_pb2.ReleaseHoldRequest, context: Ctx[Any, Any]
     ) -> wallet_pb2.ReleaseHoldResponse:
         command = uc.ReleaseHold(request.request_id, request.hold_id)
         result = await self._wallet.release_hold(command, current_caller.get())
         return wallet_pb2.ReleaseHoldResponse(hold=_hold(result.hold), balance=_balance(result.balance))
 
-    async def GetHold(self, request: wallet_pb2.GetHoldRequest, context: Ctx) -> wallet_pb2.GetHoldResponse:
+    async def GetHold(self, request: wallet_pb2.GetHoldRequest, context: Ctx[Any, Any]) -> wallet_pb2.GetHoldResponse:
         return wallet_pb2.GetHoldResponse(hold=_hold(await self._wallet.get_hold(request.hold_id)))
 
     async def ListTransactions(
-        self, request: wallet_pb2.ListTransactionsRequest, context: Ctx
+        self, request: wallet_pb2.ListTransactionsRequest, context: Ctx[Any, Any]
     ) -> wallet_pb2.ListTransactionsResponse:
         entries, token = await self._wallet.list_transactions(
             request.user_id, int(request.currency), request.page_size, request.page_token
@@ -190,7 +191,7 @@ class WalletApi(wallet_pb2_grpc.WalletServiceServicer):
             next_page_token=token,
         )
 
-    async def SendGift(self, request: wallet_pb2.SendGiftRequest, context: Ctx) -> wallet_pb2.SendGiftResponse:
+    async def SendGift(self, request: wallet_pb2.SendGiftRequest, context: Ctx[Any, Any]) -> wallet_pb2.SendGiftResponse:
         command = uc.SendGift(request.request_id, request.sender_id, request.creator_id, request.coins, request.gift_id)
         result = await self._wallet.send_gift(command, current_caller.get())
         return wallet_pb2.SendGiftResponse(
@@ -202,7 +203,7 @@ class WalletApi(wallet_pb2_grpc.WalletServiceServicer):
         )
 
     async def RequestPayout(
-        self, request: wallet_pb2.RequestPayoutRequest, context: Ctx
+        self, request: wallet_pb2.RequestPayoutRequest, context: Ctx[Any, Any]
     ) -> wallet_pb2.RequestPayoutResponse:
         command = uc.RequestPayout(request.request_id, request.creator_id, request.diamonds)
         return wallet_pb2.RequestPayoutResponse(
@@ -210,7 +211,7 @@ class WalletApi(wallet_pb2_grpc.WalletServiceServicer):
         )
 
     async def CompletePayout(
-        self, request: wallet_pb2.CompletePayoutRequest, context: Ctx
+        self, request: wallet_pb2.CompletePayoutRequest, context: Ctx[Any, Any]
     ) -> wallet_pb2.CompletePayoutResponse:
         command = uc.CompletePayout(request.request_id, request.payout_id, request.success, request.failure_reason)
         return wallet_pb2.CompletePayoutResponse(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any, TypeAlias
+
 import grpc
 
 from catalog import commands as uc
@@ -35,7 +37,7 @@ POLICY: Policy = {
     "GetReservation": allow("redemption", "admin"),
 }
 
-Context = grpc.aio.ServicerContext
+Context: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"
 
 
 class CatalogApi(catalog_pb2_grpc.CatalogServiceServicer):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -72,7 +72,7 @@ def regions(field: str, values: Any) -> tuple[str, ...]:
 
 
 def price(field: str, msg: common_pb2.Price) -> Price:
-    if msg.currency not in (Currency.POINTS, Currency.COINS):
+    if cast(int, msg.currency) not in (Currency.POINTS, Currency.COINS):
         raise invalid_field(f"{field}.currency", "must be POINTS or COINS", "CURRENCY_NOT_ALLOWED")
     require_positive(f"{field}.amount", msg.amount, MAX_PRICE)
     return Price(Currency(msg.currency), msg.amount)
@@ -155,7 +155,7 @@ def _set_ts(target: Timestamp, value: datetime | None) -> None:
 
 
 def price_pb(value: Price) -> common_pb2.Price:
-    return common_pb2.Price(currency=int(value.currency), amount=value.amount)  # type: ignore[arg-type]
+    return common_pb2.Price(currency=cast("common_pb2.Currency.ValueType", int(value.currency)), amount=value.amount)
 
 
 def _set_attributes(msg: Any, attributes: Attributes | None) -> None:
@@ -177,7 +177,7 @@ def item_pb(item: Item) -> pb.Item:
     msg = pb.Item(
         item_id=item.item_id,
         version=item.version,
-        kind=int(spec.kind),  # type: ignore[arg-type]
+        kind=cast("pb.ItemKind.ValueType", int(spec.kind)),
         title=spec.title,
         description=spec.description,
         price=price_pb(spec.price),
@@ -188,7 +188,7 @@ def item_pb(item: Item) -> pb.Item:
         stock_reserved=item.stock.reserved,
         stock_sold=item.stock.sold,
         per_user_limit=spec.per_user_limit,
-        per_user_limit_window=int(spec.per_user_limit_window),  # type: ignore[arg-type]
+        per_user_limit_window=cast("pb.PerUserLimitWindow.ValueType", int(spec.per_user_limit_window)),
         archived=item.archived,
     )
     _set_ts(msg.available_from, spec.available_from)
@@ -269,7 +269,7 @@ def reservation_pb(r: Reservation) -> pb.Reservation:
         unit_price=price_pb(r.unit_price),
         total_price=price_pb(r.total_price),
         campaign_id=r.campaign_id,
-        state=int(r.state),  # type: ignore[arg-type]
+        state=cast("pb.ReservationState.ValueType", int(r.state)),
         returned_quantity=r.returned_quantity,
     )
     _set_ts(msg.expire_time, r.expire_time)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -156,7 +156,7 @@ async def _driver(conn: AsyncConnection) -> asyncpg.Connection:
     Nothing on `conn` may run through SQLAlchemy before (it would open a transaction that is
     rolled back when the connection goes back to the pool, taking these writes with it).
     """
-    driver: asyncpg.Connection = (await conn.get_raw_connection()).driver_connection  # type: ignore[assignment]
+    driver = cast(asyncpg.Connection, (await conn.get_raw_connection()).driver_connection)
     if driver.is_in_transaction():
         raise RuntimeError("catalog hot path statements must run outside a transaction")
     return driver

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import replace
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic import TypeAdapter
 
@@ -38,6 +38,12 @@ _ATTRIBUTE_TYPES: dict[str, type] = {
 }
 _ATTRIBUTE_NAMES = {cls: name for name, cls in _ATTRIBUTE_TYPES.items()}
 _ADAPTERS: dict[type, TypeAdapter[Any]] = {cls: TypeAdapter(cls) for cls in _ATTRIBUTE_TYPES.values()}
+
+
+class Row(Protocol):
+    """A database row read by column name (SQLAlchemy RowMapping, asyncpg Record, or a plain dict)."""
+
+    def __getitem__(self, key: str, /) -> Any: ...
 
 
 def attributes_to_json(attributes: Attributes | None) -> dict[str, Any]:
@@ -82,7 +88,7 @@ def item_values(item: Item) -> dict[str, Any]:
     }
 
 
-def item_from_row(row: Mapping[str, Any]) -> Item:
+def item_from_row(row: Row) -> Item:
     spec = ItemSpec(
         kind=ItemKind(row["kind"]),
         title=row["title"],
@@ -125,7 +131,7 @@ def campaign_values(campaign: Campaign) -> dict[str, Any]:
     }
 
 
-def campaign_from_row(row: Mapping[str, Any], item_ids: tuple[str, ...]) -> Campaign:
+def campaign_from_row(row: Row, item_ids: tuple[str, ...]) -> Campaign:
     fixed = (
         Price(Currency(row["fixed_currency"]), row["fixed_amount"]) if row["fixed_amount"] is not None else None
     )
@@ -163,7 +169,7 @@ def reservation_values(r: Reservation) -> dict[str, Any]:
     }
 
 
-def reservation_from_row(row: Mapping[str, Any]) -> Reservation:
+def reservation_from_row(row: Row) -> Reservation:
     currency = Currency(row["currency"])
     return Reservation(
         reservation_id=row["reservation_id"],

@@ -12,6 +12,7 @@ import functools
 import uuid
 from collections.abc import Sequence
 from datetime import timedelta
+from typing import cast
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -63,7 +64,7 @@ def _field_names(cls: type) -> tuple[str, ...]:
 
 def _fingerprint(command: object) -> str:
     """domain.fingerprint of the command's fields (flat dataclasses: what asdict gives, without its deep copy)."""
-    return domain.fingerprint({name: getattr(command, name) for name in _field_names(type(command))})
+    return domain.fingerprint({name: getattr(command, name) for name in _field_names(cast(type, type(command)))})
 
 
 class Wallet:
