@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any, TypeAlias
 
 import grpc
 
@@ -17,6 +18,9 @@ from points_platform.errors import DomainError, invalid_field
 from points_platform.pagination import page_size
 from points_platform.server import ServiceSpec
 from points_platform.validation import fingerprint, require_id, require_region, require_request_id, require_text
+
+# Quoted: grpc classes are generic only in their stubs.
+Context: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"
 
 FULL_NAME = "points.earning.v1.EarningService"
 MAX_BATCH = 1000
@@ -43,20 +47,20 @@ class EarningApi(earning_pb2_grpc.EarningServiceServicer):
         self._recorder = recorder
         self._admin = administration
 
-    async def RecordActivity(self, request: pb.RecordActivityRequest, context: grpc.aio.ServicerContext) -> pb.RecordActivityResponse:  # noqa: N802
+    async def RecordActivity(self, request: pb.RecordActivityRequest, context: Context) -> pb.RecordActivityResponse:  # noqa: N802
         if not request.HasField("event"):
             raise invalid_field("event", "is required")
         outcome = await self._recorder.record_one(convert.event_from_proto(request.event))
         return pb.RecordActivityResponse(result=convert.event_result(outcome))
 
-    async def RecordActivities(self, request: pb.RecordActivitiesRequest, context: grpc.aio.ServicerContext) -> pb.RecordActivitiesResponse:  # noqa: N802
+    async def RecordActivities(self, request: pb.RecordActivitiesRequest, context: Context) -> pb.RecordActivitiesResponse:  # noqa: N802
         if len(request.events) > MAX_BATCH:
             raise invalid_field("events", f"at most {MAX_BATCH} events per call")
         batch = [convert.event_from_proto(e, f"events[{i}]") for i, e in enumerate(request.events)]
         outcomes = await self._recorder.record(batch) if batch else []
         return pb.RecordActivitiesResponse(results=[convert.event_result(o) for o in outcomes])
 
-    async def StreamActivities(self, request_iterator: AsyncIterator[pb.StreamActivitiesRequest], context: grpc.aio.ServicerContext) -> pb.StreamActivitiesResponse:  # noqa: N802
+    async def StreamActivities(self, request_iterator: AsyncIterator[pb.StreamActivitiesRequest], context: Context) -> pb.StreamActivitiesResponse:  # noqa: N802
         """Malformed events on a stream count as rejected; the rest are recorded in chunks."""
         summary = pb.StreamActivitiesResponse()
         chunk = []
@@ -73,10 +77,10 @@ class EarningApi(earning_pb2_grpc.EarningServiceServicer):
             _tally(summary, await self._recorder.record(chunk))
         return summary
 
-    async def GetRules(self, request: pb.GetRulesRequest, context: grpc.aio.ServicerContext) -> pb.GetRulesResponse:  # noqa: N802
+    async def GetRules(self, request: pb.GetRulesRequest, context: Context) -> pb.GetRulesResponse:  # noqa: N802
         return pb.GetRulesResponse(rules=convert.rules_to_proto(await self._admin.current_rules()))
 
-    async def UpdateRules(self, request: pb.UpdateRulesRequest, context: grpc.aio.ServicerContext) -> pb.UpdateRulesResponse:  # noqa: N802
+    async def UpdateRules(self, request: pb.UpdateRulesRequest, context: Context) -> pb.UpdateRulesResponse:  # noqa: N802
         require_request_id(request.request_id)
         if not request.HasField("rules"):
             raise invalid_field("rules", "is required")
@@ -90,7 +94,7 @@ class EarningApi(earning_pb2_grpc.EarningServiceServicer):
             raise convert.rule_error(exc) from None
         return pb.UpdateRulesResponse(rules=convert.rules_to_proto(rules))
 
-    async def CreateChallenge(self, request: pb.CreateChallengeRequest, context: grpc.aio.ServicerContext) -> pb.CreateChallengeResponse:  # noqa: N802
+    async def CreateChallenge(self, request: pb.CreateChallengeRequest, context: Context) -> pb.CreateChallengeResponse:  # noqa: N802
         require_request_id(request.request_id)
         if not request.HasField("spec"):
             raise invalid_field("spec", "is required")
@@ -102,7 +106,7 @@ class EarningApi(earning_pb2_grpc.EarningServiceServicer):
             raise convert.rule_error(exc) from None
         return pb.CreateChallengeResponse(challenge=convert.challenge_to_proto(challenge))
 
-    async def JoinChallenge(self, request: pb.JoinChallengeRequest, context: grpc.aio.ServicerContext) -> pb.JoinChallengeResponse:  # noqa: N802
+    async def JoinChallenge(self, request: pb.JoinChallengeRequest, context: Context) -> pb.JoinChallengeResponse:  # noqa: N802
         require_request_id(request.request_id)
         result = await self._admin.join_challenge(
             request.request_id,
@@ -112,7 +116,7 @@ class EarningApi(earning_pb2_grpc.EarningServiceServicer):
         )
         return convert.join_response(result)
 
-    async def ListChallenges(self, request: pb.ListChallengesRequest, context: grpc.aio.ServicerContext) -> pb.ListChallengesResponse:  # noqa: N802
+    async def ListChallenges(self, request: pb.ListChallengesRequest, context: Context) -> pb.ListChallengesResponse:  # noqa: N802
         region = require_region("region", request.region) if request.region else ""
         active_at = convert.to_datetime("active_at", request.active_at) if request.HasField("active_at") else None
         limit = page_size(request.page_size)
@@ -121,11 +125,11 @@ class EarningApi(earning_pb2_grpc.EarningServiceServicer):
         token = convert.next_token(page[-1].create_time, page[-1].challenge_id) if len(found) > limit else ""
         return pb.ListChallengesResponse(challenges=[convert.challenge_to_proto(c) for c in page], next_page_token=token)
 
-    async def GetDailySummary(self, request: pb.GetDailySummaryRequest, context: grpc.aio.ServicerContext) -> pb.GetDailySummaryResponse:  # noqa: N802
+    async def GetDailySummary(self, request: pb.GetDailySummaryRequest, context: Context) -> pb.GetDailySummaryResponse:  # noqa: N802
         summary = await self._admin.daily_summary(require_id("user_id", request.user_id), convert.parse_day(request.date))
         return convert.summary_to_proto(summary)
 
-    async def ListHeldEarnings(self, request: pb.ListHeldEarningsRequest, context: grpc.aio.ServicerContext) -> pb.ListHeldEarningsResponse:  # noqa: N802
+    async def ListHeldEarnings(self, request: pb.ListHeldEarningsRequest, context: Context) -> pb.ListHeldEarningsResponse:  # noqa: N802
         user_id = require_id("user_id", request.user_id) if request.user_id else ""
         if request.state not in (0, 1, 2, 3):
             raise invalid_field("state", "must be a known held earning state")
@@ -137,7 +141,7 @@ class EarningApi(earning_pb2_grpc.EarningServiceServicer):
             held_earnings=[convert.held_to_proto(h, tx) for h, tx in page], next_page_token=token
         )
 
-    async def ResolveHeldEarning(self, request: pb.ResolveHeldEarningRequest, context: grpc.aio.ServicerContext) -> pb.ResolveHeldEarningResponse:  # noqa: N802
+    async def ResolveHeldEarning(self, request: pb.ResolveHeldEarningRequest, context: Context) -> pb.ResolveHeldEarningResponse:  # noqa: N802
         require_request_id(request.request_id)
         held, tx = await self._admin.resolve_held(
             request.request_id,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 import grpc
 from google.protobuf import timestamp_pb2
@@ -117,7 +118,7 @@ def _cursor(token: str) -> tuple[datetime, str] | None:
         raise invalid_field("page_token", "not a token this service issued", "INVALID_PAGE_TOKEN") from None
 
 
-def _wait_seconds(context: grpc.aio.ServicerContext) -> float | None:
+def _wait_seconds(context: grpc.aio.ServicerContext[Any, Any]) -> float | None:
     remaining = context.time_remaining()
     return None if remaining is None else max(0.0, remaining - DEADLINE_MARGIN_SECONDS)
 
@@ -131,7 +132,7 @@ class RedemptionApi(redemption_pb2_grpc.RedemptionServiceServicer):
         """A redemption as read by `service.get` (step log and entitlement ids included)."""
         return _redemption(record, record.entitlement_ids)
 
-    async def Redeem(self, request: pb.RedeemRequest, context: grpc.aio.ServicerContext) -> pb.RedeemResponse:
+    async def Redeem(self, request: pb.RedeemRequest, context: grpc.aio.ServicerContext[Any, Any]) -> pb.RedeemResponse:
         command = RedeemCommand(
             request_id=require_request_id(request.request_id),
             fingerprint=fingerprint(request),
@@ -145,12 +146,12 @@ class RedemptionApi(redemption_pb2_grpc.RedemptionServiceServicer):
         return pb.RedeemResponse(redemption=self._full(record))
 
     async def GetRedemption(self, request: pb.GetRedemptionRequest,
-                            context: grpc.aio.ServicerContext) -> pb.GetRedemptionResponse:
+                            context: grpc.aio.ServicerContext[Any, Any]) -> pb.GetRedemptionResponse:
         record = await self._service.get(require_id("redemption_id", request.redemption_id))
         return pb.GetRedemptionResponse(redemption=self._full(record))
 
     async def ListRedemptions(self, request: pb.ListRedemptionsRequest,
-                              context: grpc.aio.ServicerContext) -> pb.ListRedemptionsResponse:
+                              context: grpc.aio.ServicerContext[Any, Any]) -> pb.ListRedemptionsResponse:
         user_id = require_id("user_id", request.user_id)
         size = page_size(request.page_size)
         records = await self._service.list_redemptions(user_id, size + 1, _cursor(request.page_token))
@@ -162,7 +163,7 @@ class RedemptionApi(redemption_pb2_grpc.RedemptionServiceServicer):
         return pb.ListRedemptionsResponse(redemptions=[_redemption(r, []) for r in records], next_page_token=token)
 
     async def ListEntitlements(self, request: pb.ListEntitlementsRequest,
-                               context: grpc.aio.ServicerContext) -> pb.ListEntitlementsResponse:
+                               context: grpc.aio.ServicerContext[Any, Any]) -> pb.ListEntitlementsResponse:
         user_id = require_id("user_id", request.user_id)
         size = page_size(request.page_size)
         rows = await self._service.list_entitlements(user_id, size + 1, _cursor(request.page_token))
@@ -173,7 +174,7 @@ class RedemptionApi(redemption_pb2_grpc.RedemptionServiceServicer):
         return pb.ListEntitlementsResponse(entitlements=[_entitlement(r) for r in rows], next_page_token=token)
 
     async def RefundRedemption(self, request: pb.RefundRedemptionRequest,
-                               context: grpc.aio.ServicerContext) -> pb.RefundRedemptionResponse:
+                               context: grpc.aio.ServicerContext[Any, Any]) -> pb.RefundRedemptionResponse:
         record = await self._service.refund(
             require_request_id(request.request_id), fingerprint(request),
             require_id("redemption_id", request.redemption_id), require_text("reason", request.reason, 500),
@@ -181,7 +182,7 @@ class RedemptionApi(redemption_pb2_grpc.RedemptionServiceServicer):
         return pb.RefundRedemptionResponse(redemption=self._full(record))
 
     async def PrepareRaffleDraw(self, request: pb.PrepareRaffleDrawRequest,
-                                context: grpc.aio.ServicerContext) -> pb.PrepareRaffleDrawResponse:
+                                context: grpc.aio.ServicerContext[Any, Any]) -> pb.PrepareRaffleDrawResponse:
         request_id = require_request_id(request.request_id)
         raffle_id = require_id("raffle_id", request.raffle_id)
 
@@ -193,7 +194,7 @@ class RedemptionApi(redemption_pb2_grpc.RedemptionServiceServicer):
         return pb.PrepareRaffleDrawResponse.FromString(raw)
 
     async def DrawRaffle(self, request: pb.DrawRaffleRequest,
-                         context: grpc.aio.ServicerContext) -> pb.DrawRaffleResponse:
+                         context: grpc.aio.ServicerContext[Any, Any]) -> pb.DrawRaffleResponse:
         request_id = require_request_id(request.request_id)
         raffle_id = require_id("raffle_id", request.raffle_id)
 
@@ -204,7 +205,7 @@ class RedemptionApi(redemption_pb2_grpc.RedemptionServiceServicer):
         return pb.DrawRaffleResponse.FromString(raw)
 
     async def GetRaffleDraw(self, request: pb.GetRaffleDrawRequest,
-                            context: grpc.aio.ServicerContext) -> pb.GetRaffleDrawResponse:
+                            context: grpc.aio.ServicerContext[Any, Any]) -> pb.GetRaffleDrawResponse:
         return pb.GetRaffleDrawResponse(draw=_draw(await self._service.get_draw(require_id("raffle_id",
                                                                                         request.raffle_id))))
 

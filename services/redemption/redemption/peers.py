@@ -48,7 +48,7 @@ async def _call(awaitable: Awaitable[T]) -> T:
         raise PeerUnavailable(f"{exc.code().name}: {exc.details()}") from None
 
 
-def _currency_name(value: int) -> str:
+def _currency_name(value: common_pb2.Currency.ValueType) -> str:
     return common_pb2.Currency.Name(value).removeprefix("CURRENCY_")
 
 

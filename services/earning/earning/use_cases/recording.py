@@ -21,6 +21,7 @@ from datetime import date, datetime
 
 import structlog
 from prometheus_client import Counter, Histogram
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from earning.domain.batch import BatchFacts, lookback
@@ -112,6 +113,11 @@ class Recorder:
         now = self._clock.now()
         BATCH_SIZE.observe(len(batch))
         with PHASE.labels("decide").time():
+            for _ in range(3):
+                try:
+                    return await retry_serialization(lambda: self._decide_with_latest_rules(batch, now))
+                except IntegrityError:
+                    continue  # a concurrent batch stored one of these event ids (another user's): now a replay
             return await retry_serialization(lambda: self._decide_with_latest_rules(batch, now))
 
     async def _credit(self, decided: list[tuple[EventOutcome, PendingCredit | None]]) -> list[EventOutcome]:
@@ -157,7 +163,8 @@ class Recorder:
         if accepted:
             async with self._engine.begin() as conn:
                 streaks, latest = await batch_store.lock_users(conn, [i.event.user_id for _, i in accepted])
-                if check and not self._rules.is_latest(latest):
+                # the list in hand, not the shared cache (a concurrent reload may have replaced it)
+                if check and versions[-1].version != latest:
                     raise _StaleRules
                 await self._decide_accepted(conn, accepted, now, versions, streaks, results)
         return [r for r in results if r is not None]

@@ -39,11 +39,9 @@ class RuleBook:
         return self._versions
 
     async def cached(self) -> list[Rules]:
-        """The versions as last loaded (loaded on first use); check them with `is_latest`."""
+        """The versions as last loaded (loaded on first use); a batch compares the newest of
+        these with the version its lock statement saw."""
         return self._versions or await self.versions()
-
-    def is_latest(self, version: int) -> bool:
-        return bool(self._versions) and self._versions[-1].version == version
 
     async def current(self) -> Rules:
         return (await self.versions())[-1]

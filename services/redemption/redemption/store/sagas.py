@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import and_, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -14,6 +14,9 @@ from redemption.domain import ItemKind, ItemSnapshot, Mode, Outcome, Saga, State
 from redemption.store import saga_sql
 from redemption.store.entitlements import EntitlementRow
 from redemption.tables import saga_steps, sagas
+
+if TYPE_CHECKING:
+    import asyncpg
 
 # Extra work done in the transition's own transaction (e.g. granting entitlements).
 InTransaction = Callable[[AsyncConnection], Awaitable[None]]
@@ -133,7 +136,7 @@ class SagaStore:
         v = _saga_values(saga)
         names, outcomes, details = saga_sql.log_arrays([(s.value, o.value, d) for s, o, d in logs])
         async with self._engine.connect() as conn:
-            raw = (await conn.get_raw_connection()).driver_connection
+            raw = cast("asyncpg.Connection[Any]", (await conn.get_raw_connection()).driver_connection)
             created = await raw.fetchval(
                 saga_sql.CREATE, saga.redemption_id, request_id, fingerprint, saga.user_id, saga.item_id,
                 saga.quantity, saga.region, saga.recipient_id, v["state"], v["mode"], v["step"], v["cancel_reason"],
@@ -149,7 +152,7 @@ class SagaStore:
     async def get(self, redemption_id: str, *, with_steps: bool = False) -> SagaRecord | None:
         """The saga; `with_steps` adds its step log and entitlement ids (one round trip either way)."""
         async with self._engine.connect() as conn:
-            raw = (await conn.get_raw_connection()).driver_connection
+            raw = cast("asyncpg.Connection[Any]", (await conn.get_raw_connection()).driver_connection)
             found = await raw.fetchrow(saga_sql.VIEW, redemption_id)
         if found is None:
             return None
@@ -220,8 +223,8 @@ class SagaStore:
                      first.gift_id, [g.entitlement_id for g in grant], [g.unit for g in grant],
                      [g.discount_code for g in grant]]
         async with self._engine.connect() as conn:
-            raw = (await conn.get_raw_connection()).driver_connection
-            return await raw.fetchval(sql, *args) == 1
+            raw = cast("asyncpg.Connection[Any]", (await conn.get_raw_connection()).driver_connection)
+            return cast("int | None", await raw.fetchval(sql, *args)) == 1
 
     async def note_retry(self, saga: Saga, step: Step, detail: str, *, owner: str, now: datetime,
                          retry_at: datetime, release: bool) -> None:

@@ -130,6 +130,7 @@ class SagaRunner:
                 now = self.clock.now()
                 log.info("saga_step_retry", redemption_id=redemption_id, step=step.value, error=str(exc))
                 metrics.step_outcome(step, metrics.TRANSIENT)
+                assert saga is not None  # _run raised, so `saga` still holds the loop's non-None value
                 await self.sagas.note_retry(saga, step, f"TRANSIENT: {exc}", owner=self.owner, now=now,
                                             retry_at=now + timedelta(seconds=delay), release=handover)
                 if handover:
