@@ -128,3 +128,25 @@ async def test_concurrent_retries_of_a_reserve_of_the_whole_balance_all_replay(w
         results = await asyncio.gather(*(outcome(reserve(request)) for _ in range(30)))
         assert set(results) == {"ok"}, results
         assert await wallet.balance(user) == (0, 100)
+
+
+async def test_same_key_other_params_beside_a_refused_first_call_is_retryable_not_key_reuse(wallet: Client) -> None:
+    """Two calls with one request_id but different amounts land in one batch; the first is
+    refused (nothing is stored under the key), so the second was never judged: ABORTED, and
+    alone it is then evaluated on its own parameters."""
+    from points_platform.errors import AlreadyExists, DomainError
+    from wallet.use_cases.commands import Debit
+
+    await wallet.fund("twin", 50)
+    use_cases = wallet.started.wallet
+    too_much = Debit(request_id="twin-key", user_id="twin", currency=POINTS, amount=100)
+    fits = Debit(request_id="twin-key", user_id="twin", currency=POINTS, amount=30)
+    first, second = await asyncio.gather(
+        use_cases.debit(too_much, "redemption"), use_cases.debit(fits, "redemption"), return_exceptions=True
+    )
+    assert isinstance(first, DomainError) and first.reason == "INSUFFICIENT_FUNDS"
+    assert isinstance(second, DomainError) and not isinstance(second, AlreadyExists)
+    assert second.reason == "CONCURRENT_REQUEST"
+    retried = await use_cases.debit(fits, "redemption")
+    assert retried.transaction.request_id == "twin-key"
+    assert await wallet.balance("twin") == (20, 0)

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from points_platform.errors import DomainError, idempotency_key_reused
+from points_platform.errors import Aborted, DomainError, idempotency_key_reused
 from wallet import metrics
 from wallet.domain import Currency, LedgerOp, plan_ledger_ops, touched_accounts
 from wallet.results import BalanceView, LedgerResult, PostingView, TransactionView, decode, encode_ledger
@@ -168,12 +168,15 @@ async def _apply(
 
     for i in duplicates:
         op = ops[i]
-        first = ops[first_index[op.key]]
-        outcomes[i] = (
-            outcomes[first_index[op.key]]
-            if first.fingerprint == op.fingerprint
-            else idempotency_key_reused(op.request_id)
-        )
+        first_outcome = outcomes[first_index[op.key]]
+        if ops[first_index[op.key]].fingerprint == op.fingerprint:
+            outcomes[i] = first_outcome
+        elif isinstance(first_outcome, DomainError):
+            # The first call with this key was refused, so nothing is stored under it: this one
+            # was never judged. It retries alone (then it is evaluated on its own parameters).
+            outcomes[i] = Aborted("CONCURRENT_REQUEST", "a concurrent call with this request_id was in progress")
+        else:
+            outcomes[i] = idempotency_key_reused(op.request_id)
     done = [o for o in outcomes if o is not None]
     assert len(done) == len(ops)
     return done
