@@ -43,11 +43,12 @@ async def credit_state(conn: AsyncConnection, request_id: str) -> tuple[PendingC
 
 
 async def due_credits(conn: AsyncConnection, min_age_seconds: float, limit: int) -> list[PendingCredit]:
-    """Pending credits older than min_age (fresh ones are still being sent by their request)."""
+    """Pending credits older than min_age (fresh ones are still being sent by their request),
+    least-tried first: credits the wallet keeps refusing never starve the others."""
     stmt = (
         select(credits)
         .where(and_(credits.c.pending, credits.c.create_time <= func.now() - text("make_interval(secs => :age)")))
-        .order_by(credits.c.create_time)
+        .order_by(credits.c.attempts, credits.c.create_time)
         .limit(limit)
     )
     rows = await conn.execute(stmt, {"age": min_age_seconds})

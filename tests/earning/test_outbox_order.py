@@ -1,0 +1,29 @@
+"""Reconciliation takes the least-tried pending credits first, so refused ones cannot starve the rest."""
+
+from __future__ import annotations
+
+from sqlalchemy import update
+
+from earning.main import MIGRATIONS
+from earning.store.outbox import PendingCredit, add_credit, due_credits
+from earning.tables import credits
+from points_platform.db import create_engine, migrate
+from tests.conftest import NewDatabase
+
+
+async def test_credits_the_wallet_keeps_refusing_go_behind_fresh_ones(new_database: NewDatabase) -> None:
+    url = await new_database("outbox")
+    await migrate(url, MIGRATIONS)
+    engine = create_engine(url)
+    try:
+        async with engine.begin() as conn:
+            for n in range(3):
+                await add_credit(conn, PendingCredit(f"stuck-{n}", "u", 5, "watch_time", f"ev-{n}"))
+            await conn.execute(update(credits).where(credits.c.request_id.like("stuck-%")).values(attempts=7))
+            await add_credit(conn, PendingCredit("fresh", "u", 5, "watch_time", "ev-fresh"))
+        async with engine.connect() as conn:
+            due = await due_credits(conn, min_age_seconds=0, limit=2)
+        assert [c.request_id for c in due][0] == "fresh"
+        assert len(due) == 2
+    finally:
+        await engine.dispose()
