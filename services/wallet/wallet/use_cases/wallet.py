@@ -100,12 +100,7 @@ class Wallet:
     # --- credits and debits -----------------------------------------------------------------
 
     def _credit_op(self, cmd: Credit, caller: str) -> LedgerOp:
-        require_request_id(cmd.request_id)
-        require_id("user_id", cmd.user_id)
-        currency = _currency(cmd.currency)
-        require_positive("amount", cmd.amount, domain.MAX_AMOUNT)
-        _text("reason", cmd.reason, 64)
-        _text("reference", cmd.reference, 128)
+        currency = _validated_movement(cmd)
         domain.check_credit(caller, currency, cmd.reference)
         return LedgerOp(
             op="credit",
@@ -148,12 +143,7 @@ class Wallet:
         return [r for r in results if r is not None]
 
     async def debit(self, cmd: Debit, caller: str) -> LedgerResult:
-        require_request_id(cmd.request_id)
-        require_id("user_id", cmd.user_id)
-        currency = _currency(cmd.currency)
-        require_positive("amount", cmd.amount, domain.MAX_AMOUNT)
-        _text("reason", cmd.reason, 64)
-        _text("reference", cmd.reference, 128)
+        currency = _validated_movement(cmd)
         domain.check_spend(currency)
         return await self._submit(
             LedgerOp(
@@ -364,3 +354,14 @@ class Wallet:
                 raise invalid_field("page_token", "not a token this service issued", "INVALID_PAGE_TOKEN")
         entries, more = await reads.ledger_entries(self._engine, user_id, wanted, before, limit)
         return entries, encode_token({"before": more}) if more is not None else ""
+
+
+def _validated_movement(cmd: Credit) -> Currency:
+    """Edge checks shared by Credit and Debit (a Debit is a Credit-shaped command)."""
+    require_request_id(cmd.request_id)
+    require_id("user_id", cmd.user_id)
+    currency = _currency(cmd.currency)
+    require_positive("amount", cmd.amount, domain.MAX_AMOUNT)
+    _text("reason", cmd.reason, 64)
+    _text("reference", cmd.reference, 128)
+    return currency
