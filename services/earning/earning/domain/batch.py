@@ -81,7 +81,9 @@ class BatchFacts:
         return self._streaks.get(user_id, Streak())
 
     def facts_for(self, event: ActivityEvent, rules: Rules, day: date, streak_days: int) -> EventFacts:
-        """The facts `evaluate` needs; records the user on the event's device (as the store did)."""
+        """The facts `evaluate` needs. The device count includes this user, but the user is recorded on
+        the device only by `apply`: a rejected event (e.g. NOT_A_PARTICIPANT) earned nothing and must
+        not use up one of the device's accounts."""
         user, activity = event.user_id, event.type.value
         rule = rules.rule_for(event.type)
         today = self._capped.get((user, day), {})
@@ -91,11 +93,8 @@ class BatchFacts:
             repetitions = _count(self._by_user_type.get((user, activity), []), since, event.occurred_at)
         device_count = 0
         if event.device_id:
-            accounts = self._devices.setdefault((event.device_id, day), set())
-            if user not in accounts:
-                accounts.add(user)
-                self.writes.device_accounts.add((event.device_id, day, user))
-            device_count = len(accounts)
+            accounts = self._devices.get((event.device_id, day), set())
+            device_count = len(accounts) + (user not in accounts)
         covered = matching(self._joined.get(user, []), event)
         return EventFacts(
             earned_today_type=today.get(activity, 0),
@@ -144,6 +143,11 @@ class BatchFacts:
                 milestone = (user, event.game_id, event.milestone_id)
                 self._paid_milestones.add(milestone)
                 self.writes.paid_milestones.add(milestone)
+        if event.device_id:
+            accounts = self._devices.setdefault((event.device_id, day), set())
+            if user not in accounts:
+                accounts.add(user)
+                self.writes.device_accounts.add((event.device_id, day, user))
         for challenge_id, points in decision.sponsored:
             self._spent[challenge_id] += points
             self.writes.budget_charges[challenge_id] = self.writes.budget_charges.get(challenge_id, 0) + points
