@@ -12,6 +12,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -95,7 +96,8 @@ def service_env(cfg: SuiteConfig, service: str, server_url: str) -> dict[str, st
 
 def wait_serving(host: str, port: int, deadline: float) -> bool:
     with grpc.insecure_channel(f"{host}:{port}") as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
+        # types-grpcio-health-checking declares no methods on HealthStub.
+        stub: Any = health_pb2_grpc.HealthStub(channel)
         while time.monotonic() < deadline:
             try:
                 reply = stub.Check(health_pb2.HealthCheckRequest(), timeout=1.0)

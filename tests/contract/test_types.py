@@ -1,4 +1,4 @@
-"""mypy --strict (pyproject [tool.mypy]) is clean over the platform library and the four services."""
+"""mypy --strict (pyproject [tool.mypy]) is clean over the platform library, the CLI and the four services."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 STRICT = [
     "libs/points_platform",
+    "libs/points_cli",
     "services/wallet/wallet",
     "services/catalog/catalog",
     "services/earning/earning",

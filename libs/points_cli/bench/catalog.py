@@ -27,7 +27,7 @@ def _item_id(request_id: str) -> str:
     return f"item-{hashlib.sha256(request_id.encode()).hexdigest()[:20]}"
 
 
-def _stub(ctx: BenchContext) -> catalog_pb2_grpc.CatalogServiceStub:
+def _stub(ctx: BenchContext) -> catalog_pb2_grpc.CatalogServiceAsyncStub:
     return catalog_pb2_grpc.CatalogServiceStub(ctx.channel("catalog"))
 
 

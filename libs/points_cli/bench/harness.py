@@ -54,7 +54,8 @@ def health_scenario(target: str) -> Scenario:
     """The baseline: grpc.health.v1.Health/Check on the measured server."""
 
     async def build(ctx: BenchContext) -> Call:
-        stub = health_pb2_grpc.HealthStub(ctx.channel(target))
+        # types-grpcio-health-checking declares no methods on HealthStub.
+        stub: Any = health_pb2_grpc.HealthStub(ctx.channel(target))
         request = health_pb2.HealthCheckRequest()
 
         async def call(i: int) -> None:
