@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
+from typing import Any
 
+import pytest
 from sqlalchemy import text
 
+from earning.store import batch as batch_store
 from points.earning.v1 import earning_pb2 as pb
+from points_platform.group_commit import GroupCommitter
 from tests.earning.conftest import ADMIN, APP, StartSuite, ts
 
 LIKE, PROGRESS = 2, 7
@@ -44,3 +49,56 @@ async def test_rejected_events_do_not_use_up_the_device(start_suite: StartSuite)
     owner = await s.record(s.event("owner", LIKE, target_id="v", device_id="kiosk"))
     assert owner.status == AWARDED and await s.balance("owner") == 2
     assert await device_accounts(s, "kiosk") == ["owner"]
+
+
+def slow_reads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Hold every batch a moment after its reads: concurrent batches overlap for sure."""
+    original = batch_store.read_batch
+
+    async def read_then_wait(*args: Any, **kwargs: Any) -> Any:
+        facts = await original(*args, **kwargs)
+        await asyncio.sleep(0.05)
+        return facts
+
+    monkeypatch.setattr(batch_store, "read_batch", read_then_wait)
+
+
+async def test_first_time_accounts_racing_on_one_device_earn_at_most_the_limit(
+    start_suite: StartSuite, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    s = await start_suite()
+    for i in range(LIMIT - 1):  # the device has one place left
+        assert (await s.record(s.event(f"early{i}", LIKE, target_id="v", device_id="family-tablet"))).status == AWARDED
+    slow_reads(monkeypatch)
+    # one event per batch, four batches in flight: the calls cannot all land in one coalesced batch
+    recorder = s.earning.earning.recorder
+    recorder.coalescer = GroupCommitter(recorder.record, max_batch=1, concurrency=4)
+    singles = [s.event(f"solo{i}", LIKE, target_id="v", device_id="family-tablet") for i in range(30)]
+    results = await asyncio.gather(*(s.record(e) for e in singles))
+
+    assert sorted(r.status for r in results) == [AWARDED] + [HELD] * 29
+    balances = await asyncio.gather(*(s.balance(f"solo{i}") for i in range(30)))
+    assert sum(balances) == 2
+    assert len(await device_accounts(s, "family-tablet")) == LIMIT - 1 + 30  # held accounts used it too
+
+
+async def test_concurrent_batches_on_one_device_earn_at_most_the_limit(
+    start_suite: StartSuite, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    s = await start_suite()
+    slow_reads(monkeypatch)
+    batches = [
+        pb.RecordActivitiesRequest(
+            events=[
+                s.event(f"b{n}u{i}", LIKE, target_id="v", device_id="kiosk-2"),
+                s.event(f"b{n}own", LIKE, target_id=f"own{i}"),  # each batch's other device: locks stay sorted
+            ]
+        )
+        for n in range(8)
+        for i in range(2)
+    ]
+    replies = await asyncio.gather(*(s.stub.RecordActivities(b, metadata=APP, timeout=20) for b in batches))
+
+    on_device = [reply.results[0] for reply in replies]
+    assert sorted(r.status for r in on_device) == [AWARDED] * LIMIT + [HELD] * (len(batches) - LIMIT)
+    assert all(reply.results[1].status == AWARDED for reply in replies)

@@ -95,6 +95,14 @@ paid_milestones = Table(
     Column("milestone_id", String(128), primary_key=True),
 )
 
+# One row per device seen: each batch locks its devices' rows (sorted) before reading
+# device_accounts, so concurrent batches count a device's accounts one after the other.
+devices = Table(
+    "devices",
+    metadata,
+    Column("device_id", String(128), primary_key=True),
+)
+
 device_accounts = Table(
     "device_accounts",
     metadata,

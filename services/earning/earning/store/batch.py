@@ -2,8 +2,8 @@
 
 Every statement is built once, here, at import (`text()` over arrays with `unnest`), so a batch
 costs the same few round trips whether it carries 1 event or 1,000. Reads happen after the
-users' rows are locked (sorted: batches cannot deadlock on them), the challenge rows are locked
-in id order, so what is read stays true until commit.
+devices' and users' rows are locked (sorted: batches cannot deadlock on them), the challenge rows
+are locked in id order, so what is read stays true until commit.
 """
 
 from __future__ import annotations
@@ -24,10 +24,17 @@ from earning.domain.model import ActivityEvent, ActivityType, EventStatus, RuleA
 from earning.store.activity import StoredEvent, breakdown_from, challenge_from_row
 from earning.store.outbox import PendingCredit
 
-# Creates missing users and locks every user's row, in the array's (sorted) order: batches
-# cannot deadlock on them. DO UPDATE (a no-op) is what takes the lock and returns the row.
-_LOCK_USERS = text(
-    "INSERT INTO user_state AS s (user_id) SELECT unnest(CAST(:users AS text[]))"
+# Locks the batch's devices, then its users, each in the arrays' (sorted) order, so batches cannot
+# deadlock on them; missing rows are created. The devices serialize the shared-device count: two
+# batches with first-time accounts on one device would otherwise both read the device's accounts
+# before either commits. `WHERE false` locks an existing device row without writing a new version;
+# the users' DO UPDATE (a no-op) takes their lock and returns the row. The device CTE is an InitPlan
+# of the users' insert (the `count(*)` filter), so it runs to completion before any user is locked.
+_LOCK_BATCH = text(
+    "WITH locked_devices AS (INSERT INTO devices (device_id) SELECT unnest(CAST(:devices AS text[]))"
+    " ON CONFLICT (device_id) DO UPDATE SET device_id = EXCLUDED.device_id WHERE false RETURNING 1)"
+    " INSERT INTO user_state AS s (user_id) SELECT unnest(CAST(:users AS text[]))"
+    " WHERE (SELECT count(*) FROM locked_devices) >= 0"
     " ON CONFLICT (user_id) DO UPDATE SET user_id = EXCLUDED.user_id"
     " RETURNING s.user_id, s.streak_last_day, s.streak_days,"
     " (SELECT coalesce(max(version), 0) FROM rule_versions) AS rules_version"
@@ -139,9 +146,13 @@ def _challenge_row(values: tuple[Any, ...]) -> _ChallengeRow:
     )
 
 
-async def lock_users(conn: AsyncConnection, user_ids: Sequence[str]) -> tuple[dict[str, Streak], int]:
-    """Create and lock the users' rows in id order: their streaks, and the latest rules version."""
-    rows = (await conn.execute(_LOCK_USERS, {"users": sorted(set(user_ids))})).all()
+async def lock_batch(
+    conn: AsyncConnection, user_ids: Sequence[str], device_ids: Sequence[str]
+) -> tuple[dict[str, Streak], int]:
+    """Lock the devices' and the users' rows (created if missing), each in id order: the users'
+    streaks, and the latest rules version."""
+    params = {"users": sorted(set(user_ids)), "devices": sorted({d for d in device_ids if d})}
+    rows = (await conn.execute(_LOCK_BATCH, params)).all()
     return {r.user_id: Streak(r.streak_last_day, r.streak_days) for r in rows}, rows[0].rules_version
 
 

@@ -162,7 +162,9 @@ class Recorder:
                 accepted.append((index, incoming))
         if accepted:
             async with self._engine.begin() as conn:
-                streaks, latest = await batch_store.lock_users(conn, [i.event.user_id for _, i in accepted])
+                streaks, latest = await batch_store.lock_batch(
+                    conn, [i.event.user_id for _, i in accepted], [i.event.device_id for _, i in accepted]
+                )
                 # the list in hand, not the shared cache (a concurrent reload may have replaced it)
                 if check and versions[-1].version != latest:
                     raise _StaleRules
