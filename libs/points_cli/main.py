@@ -34,6 +34,7 @@ def _targets(args: argparse.Namespace) -> SuiteTargets:
 
 
 def _bench(args: argparse.Namespace) -> int:
+    from points_cli.bench.cpu import SuiteCpu
     from points_cli.bench.harness import format_table, run_group, to_json
 
     results = run_group(
@@ -44,6 +45,7 @@ def _bench(args: argparse.Namespace) -> int:
         processes=args.processes,
         warmup=args.warmup,
         duration=args.duration,
+        cpu=SuiteCpu(Path(args.state_dir)),
     )
     print(format_table(results))
     if args.json:

@@ -17,6 +17,7 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from points_cli.bench.cpu import write_pids
 from points_platform.config import CALLERS
 from points_platform.embedded_pg import EmbeddedPostgres, EmbeddedPostgresError
 
@@ -146,6 +147,7 @@ class Suite:
                     stderr=subprocess.STDOUT,
                     start_new_session=True,
                 )
+        write_pids(cfg.state_dir, {name: proc.pid for name, proc in self.procs.items()})
         deadline = time.monotonic() + cfg.ready_timeout
         for service in SERVICES:
             if not wait_serving(cfg.host, cfg.ports[service], deadline) or self.procs[service].poll() is not None:

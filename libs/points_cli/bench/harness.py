@@ -24,6 +24,7 @@ import grpc
 import uvloop
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from points_cli.bench.cpu import SuiteCpu, per_call_ms
 from points_cli.targets import CallerContext, SuiteTargets
 
 Call = Callable[[int], Awaitable[None]]
@@ -94,7 +95,10 @@ def _find(group: str, name: str) -> Scenario:
     return next(s for s in load_scenarios(group) if s.name == name)
 
 
-def _worker(args: tuple[SuiteTargets, str, str, str, int, int, float, float]) -> tuple[int, dict[str, int], list[float]]:
+Outcome = tuple[int, dict[str, int], list[float], int]  # recorded calls, errors, latencies, all calls
+
+
+def _worker(args: tuple[SuiteTargets, str, str, str, int, int, float, float]) -> Outcome:
     targets, group, name, run_id, worker, loops, warmup, duration = args
     # uvloop: the generator shares the 2 cores with the servers, so it should cost as little as it can.
     return uvloop.run(_drive(targets, _find(group, name), run_id, worker, loops, warmup, duration))
@@ -102,16 +106,18 @@ def _worker(args: tuple[SuiteTargets, str, str, str, int, int, float, float]) ->
 
 async def _drive(
     targets: SuiteTargets, scenario: Scenario, run_id: str, worker: int, loops: int, warmup: float, duration: float
-) -> tuple[int, dict[str, int], list[float]]:
+) -> Outcome:
     ctx = BenchContext(targets, run_id, worker)
     call = await scenario.build(ctx)
     latencies: list[float] = []
     errors: Counter[str] = Counter()
+    completed = 0  # warm-up included: the servers' CPU is measured over the whole run
     start = time.perf_counter()
     record_from = start + warmup
     stop_at = record_from + duration
 
     async def loop(index: int) -> None:
+        nonlocal completed
         seq = index
         while True:
             began = time.perf_counter()
@@ -125,6 +131,7 @@ async def _drive(
                 if began >= record_from:
                     errors[exc.code().name] += 1
             ended = time.perf_counter()
+            completed += ok
             if ok and began >= record_from and ended <= stop_at:
                 latencies.append((ended - began) * 1000)
             seq += loops
@@ -133,7 +140,7 @@ async def _drive(
         await asyncio.gather(*(loop(i) for i in range(loops)))
     finally:
         await ctx.close()
-    return len(latencies), dict(errors), latencies
+    return len(latencies), dict(errors), latencies, completed
 
 
 def _percentile(sorted_values: list[float], q: float) -> float:
@@ -144,7 +151,8 @@ def _percentile(sorted_values: list[float], q: float) -> float:
 
 
 def run_scenario(
-    targets: SuiteTargets, group: str, scenario: Scenario, *, concurrency: int, processes: int, warmup: float, duration: float
+    targets: SuiteTargets, group: str, scenario: Scenario, *, concurrency: int, processes: int, warmup: float,
+    duration: float, cpu: SuiteCpu | None = None,
 ) -> Result:
     run_id = f"{scenario.name}-{uuid.uuid4().hex[:8]}"
     if scenario.setup is not None:
@@ -164,11 +172,13 @@ def run_scenario(
         for worker, loops in enumerate(per_process)
         if loops
     ]
+    before = cpu.snapshot() if cpu else {}
     with multiprocessing.get_context("spawn").Pool(len(jobs)) as pool:
         outcomes = pool.map(_worker, jobs)
-    latencies = sorted(lat for _, _, lats in outcomes for lat in lats)
+    after = cpu.snapshot() if cpu else {}
+    latencies = sorted(lat for _, _, lats, _ in outcomes for lat in lats)
     errors: Counter[str] = Counter()
-    for _, errs, _ in outcomes:
+    for _, errs, _, _ in outcomes:
         errors.update(errs)
     calls = len(latencies)
     return Result(
@@ -183,7 +193,11 @@ def run_scenario(
         p99_ms=_percentile(latencies, 0.99),
         concurrency=concurrency,
         processes=processes,
-        extra={"mean_ms": statistics.fmean(latencies) if latencies else None},
+        extra={
+            "mean_ms": statistics.fmean(latencies) if latencies else None,
+            # CPU of each suite process per call (events_per_call events), warm-up included.
+            "cpu_ms_per_call": per_call_ms(before, after, sum(done for *_, done in outcomes)),
+        },
     )
 
 
@@ -196,6 +210,7 @@ def run_group(
     processes: int = 2,
     warmup: float = 1.0,
     duration: float = 10.0,
+    cpu: SuiteCpu | None = None,
 ) -> list[Result]:
     scenarios = load_scenarios(group)
     if only:
@@ -205,12 +220,13 @@ def run_group(
     for target in dict.fromkeys(s.target for s in scenarios):
         baselines[target] = run_scenario(
             targets, group, health_scenario(target), concurrency=concurrency, processes=processes,
-            warmup=warmup, duration=duration,
+            warmup=warmup, duration=duration, cpu=cpu,
         )
         results.append(baselines[target])
     for scenario in scenarios:
         result = run_scenario(
-            targets, group, scenario, concurrency=concurrency, processes=processes, warmup=warmup, duration=duration
+            targets, group, scenario, concurrency=concurrency, processes=processes, warmup=warmup, duration=duration,
+            cpu=cpu,
         )
         base = baselines[scenario.target].calls_per_second
         result.ratio_to_health = result.calls_per_second / base if base else None
@@ -227,6 +243,12 @@ def format_table(results: list[Result]) -> str:
             f"{r.scenario:<24}{r.target:<12}{r.calls_per_second:>10.0f}{r.events_per_second:>11.0f}"
             f"{r.p50_ms:>9.1f}{r.p99_ms:>9.1f}{ratio:>10}  {r.errors or ''}"
         )
+    costs = [(r.scenario, r.extra.get("cpu_ms_per_call") or {}) for r in results]
+    if any(c for _, c in costs):
+        lines += ["", "CPU ms per call, by process (the two cores are shared by all of them and the load generator):"]
+        for name, cost in costs:
+            parts = "  ".join(f"{proc} {ms:.3f}" for proc, ms in sorted(cost.items()))
+            lines.append(f"  {name:<24}{parts}  (sum {sum(cost.values()):.3f})")
     return "\n".join(lines)
 
 

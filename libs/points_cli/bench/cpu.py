@@ -1,0 +1,71 @@
+"""CPU seconds spent by the suite's processes, read from /proc (Linux), so a benchmark can say
+what one call costs each process: with everything on two cores, that cost is the limit.
+
+`points up` writes the pids of its services to `<state dir>/pids.json`; PostgreSQL's are its
+postmaster (from postmaster.pid) and every backend and worker under it. Where /proc or the
+files are missing the accounting is simply absent.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+PIDS_FILE = "pids.json"
+_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def write_pids(state_dir: Path, pids: dict[str, int]) -> None:
+    (state_dir / PIDS_FILE).write_text(json.dumps(pids))
+
+
+def _stat(pid: int) -> tuple[int, float] | None:
+    """(parent pid, user + system CPU seconds) of a live process."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return int(fields[1]), (int(fields[11]) + int(fields[12])) / _TICKS
+
+
+class SuiteCpu:
+    """Snapshots of CPU seconds per suite process group ("wallet", ..., "postgres")."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self._roots: dict[str, int] = {}
+        try:
+            self._roots = {name: int(pid) for name, pid in json.loads((state_dir / PIDS_FILE).read_text()).items()}
+        except (OSError, ValueError):
+            pass
+        try:
+            self._roots["postgres"] = int((state_dir / "pg" / "postmaster.pid").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            pass
+
+    @property
+    def available(self) -> bool:
+        return bool(self._roots) and Path("/proc/self/stat").exists()
+
+    def snapshot(self) -> dict[str, float]:
+        if not self.available:
+            return {}
+        stats: dict[int, tuple[int, float]] = {}
+        for entry in os.listdir("/proc"):
+            if entry.isdigit() and (stat := _stat(int(entry))) is not None:
+                stats[int(entry)] = stat
+        totals: dict[str, float] = {}
+        for name, root in self._roots.items():
+            if root not in stats:
+                continue
+            # The root and its children (PostgreSQL's backends; a service has none that matter).
+            totals[name] = stats[root][1] + sum(cpu for ppid, cpu in stats.values() if ppid == root)
+        return totals
+
+
+def per_call_ms(before: dict[str, float], after: dict[str, float], calls: int) -> dict[str, float]:
+    """Milliseconds of CPU per call for each process group that did measurable work."""
+    if calls <= 0:
+        return {}
+    spent = {name: after[name] - before.get(name, after[name]) for name in after}
+    return {name: round(1000 * seconds / calls, 3) for name, seconds in spent.items() if seconds >= 0.05}
