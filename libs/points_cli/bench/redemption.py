@@ -2,8 +2,8 @@
 
 redeem: end-to-end Redeem of an unlimited-stock cosmetic by users with funds available; each call
 runs the whole saga (ReserveStock, Reserve + grant, CommitHold, CommitReservation: four peer RPCs and
-five single-statement redemption writes, item facts cached). The harness adds Health/Check on the
-redemption server.
+five redemption writes, group-committed with those of concurrent sagas; item facts cached). The
+harness adds Health/Check on the redemption server.
 """
 
 from __future__ import annotations

@@ -1,69 +1,93 @@
 """The saga hot path as single SQL statements on the raw asyncpg connection.
 
 Each statement is one round trip in autocommit (a single statement is its own transaction), so a
-saga transition costs no BEGIN/COMMIT round trips and no SQLAlchemy statement building. The
-step-log rows (and a grant's entitlement rows) ride in data-modifying CTEs of the same statement:
-they are written if and only if the saga row moved.
+saga transition costs no BEGIN/COMMIT round trips and no SQLAlchemy statement building, and one
+statement carries the writes of many concurrent sagas (`saga_batches`). The step-log rows (and a
+grant's entitlement rows) ride in data-modifying CTEs of the same statement: they are written if
+and only if their saga row moved.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from datetime import datetime
 from types import SimpleNamespace
 from typing import Any
 
+# Transitions of several sagas (distinct redemption ids), one array element per saga.
 # $1..$4: who/where (id, lease owner, expected mode, expected step); $5..$21 the new saga columns;
-# $22..$24 the step log (name, outcome, detail arrays, written in array order).
-_MOVE = """
-    moved AS (
-        UPDATE sagas SET state = $5, mode = $6, step = $7, cancel_reason = $8, item = $9::jsonb,
-               currency = $10, amount = $11, reservation_id = $12, reserved_at = $13, hold_id = $14,
-               entitlements_granted = $15, funds_committed = $16, stock_attempt = $17, notes = $18::jsonb,
-               update_time = $19, lease_until = $20, attempts = 0, completed_at = COALESCE($21, completed_at)
-        WHERE redemption_id = $1 AND lease_owner = $2 AND mode = $3 AND step IS NOT DISTINCT FROM $4
-        RETURNING redemption_id, user_id, item_id, recipient_id),
-    logged AS (
-        INSERT INTO saga_steps (redemption_id, name, outcome, detail, time)
-        SELECT m.redemption_id, l.name, l.outcome, l.detail, $19
-        FROM moved m, unnest($22::text[], $23::text[], $24::text[]) WITH ORDINALITY AS l(name, outcome, detail, n)
-        ORDER BY l.n)
+# $22..$25 the step-log rows of all of them (redemption id, name, outcome, detail: written in array
+# order); $26..$35 granted entitlement rows (redemption id, entitlement id, unit, discount code,
+# kind, state, raffle/event/cosmetic/gift ids). Returns the ids that moved; the step log and the
+# entitlements are written only for those. A retried grant hits (redemption_id, unit) and adds nothing.
+MOVE = """
+WITH i AS (
+    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+                         $8::text[], $9::text[], $10::text[], $11::bigint[], $12::text[], $13::timestamptz[],
+                         $14::text[], $15::bool[], $16::bool[], $17::int[], $18::text[], $19::timestamptz[],
+                         $20::timestamptz[], $21::timestamptz[])
+        AS i(rid, owner, was_mode, was_step, state, mode, step, cancel_reason, item, currency, amount,
+             reservation_id, reserved_at, hold_id, entitlements_granted, funds_committed, stock_attempt, notes,
+             now, lease_until, completed_at)),
+moved AS (
+    UPDATE sagas s SET state = i.state, mode = i.mode, step = i.step, cancel_reason = i.cancel_reason,
+           item = i.item::jsonb, currency = i.currency, amount = i.amount, reservation_id = i.reservation_id,
+           reserved_at = i.reserved_at, hold_id = i.hold_id, entitlements_granted = i.entitlements_granted,
+           funds_committed = i.funds_committed, stock_attempt = i.stock_attempt, notes = i.notes::jsonb,
+           update_time = i.now, lease_until = i.lease_until, attempts = 0,
+           completed_at = COALESCE(i.completed_at, s.completed_at)
+    FROM i
+    WHERE s.redemption_id = i.rid AND s.lease_owner = i.owner AND s.mode = i.was_mode
+      AND s.step IS NOT DISTINCT FROM i.was_step
+    RETURNING s.redemption_id, s.user_id, s.item_id, s.recipient_id, i.now),
+logged AS (
+    INSERT INTO saga_steps (redemption_id, name, outcome, detail, time)
+    SELECT m.redemption_id, l.name, l.outcome, l.detail, m.now
+    FROM unnest($22::text[], $23::text[], $24::text[], $25::text[]) WITH ORDINALITY AS l(rid, name, outcome, detail, n)
+    JOIN moved m ON m.redemption_id = l.rid
+    ORDER BY l.n),
+granted AS (
+    INSERT INTO entitlements (entitlement_id, user_id, redemption_id, unit, kind, item_id, state, discount_code,
+                              raffle_id, event_id, recipient_id, cosmetic_id, gift_id, create_time)
+    SELECT g.id, m.user_id, m.redemption_id, g.unit, g.kind, m.item_id, g.state, g.code, g.raffle_id, g.event_id,
+           m.recipient_id, g.cosmetic_id, g.gift_id, m.now
+    FROM unnest($26::text[], $27::text[], $28::int[], $29::text[], $30::text[], $31::text[], $32::text[],
+                $33::text[], $34::text[], $35::text[])
+        AS g(rid, id, unit, code, kind, state, raffle_id, event_id, cosmetic_id, gift_id)
+    JOIN moved m ON m.redemption_id = g.rid
+    ON CONFLICT (redemption_id, unit) DO NOTHING)
+SELECT redemption_id FROM moved
 """
 
-TRANSITION = f"WITH {_MOVE} SELECT count(*) FROM moved"
-
-# Also grants entitlements ($25.. : kind, state, raffle/event/cosmetic/gift ids, then per unit:
-# entitlement ids, units, discount codes); a retried grant hits (redemption_id, unit) and adds nothing.
-TRANSITION_GRANTING = f"""
-WITH {_MOVE},
-    granted AS (
-        INSERT INTO entitlements (entitlement_id, user_id, redemption_id, unit, kind, item_id, state, discount_code,
-                                  raffle_id, event_id, recipient_id, cosmetic_id, gift_id, create_time)
-        SELECT e.id, m.user_id, m.redemption_id, e.unit, $25, m.item_id, $26, e.code, $27, $28, m.recipient_id,
-               $29, $30, $19
-        FROM moved m, unnest($31::text[], $32::int[], $33::text[]) AS e(id, unit, code)
-        ON CONFLICT (redemption_id, unit) DO NOTHING)
-SELECT count(*) FROM moved
-"""
-
-# A new saga leased to its creator, with its first step-log rows; 0 rows when request_id exists.
+# New sagas (distinct request ids) leased to their creator, with their first step-log rows
+# ($26..$29: redemption id, name, outcome, detail). Returns the request ids inserted; one that
+# already exists is skipped (the caller reads the stored saga).
 CREATE = """
 WITH created AS (
     INSERT INTO sagas (redemption_id, request_id, fingerprint, user_id, item_id, quantity, region, recipient_id,
                        state, mode, step, cancel_reason, item, currency, amount, reservation_id, reserved_at,
                        hold_id, entitlements_granted, funds_committed, stock_attempt, notes, next_attempt_at,
                        lease_owner, lease_until, create_time, update_time)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13::jsonb, $14, $15, $16, $17, $18, $19, $20, $21,
-            $22::jsonb, $23, $24, $25, $23, $23)
+    SELECT c.rid, c.request_id, c.fingerprint, c.user_id, c.item_id, c.quantity, c.region, c.recipient_id, c.state,
+           c.mode, c.step, c.cancel_reason, c.item::jsonb, c.currency, c.amount, c.reservation_id, c.reserved_at,
+           c.hold_id, c.entitlements_granted, c.funds_committed, c.stock_attempt, c.notes::jsonb, c.now, c.owner,
+           c.lease_until, c.now, c.now
+    FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::text[], $8::text[],
+                $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::text[], $15::bigint[],
+                $16::text[], $17::timestamptz[], $18::text[], $19::bool[], $20::bool[], $21::int[], $22::text[],
+                $23::timestamptz[], $24::text[], $25::timestamptz[])
+        AS c(rid, request_id, fingerprint, user_id, item_id, quantity, region, recipient_id, state, mode, step,
+             cancel_reason, item, currency, amount, reservation_id, reserved_at, hold_id, entitlements_granted,
+             funds_committed, stock_attempt, notes, now, owner, lease_until)
     ON CONFLICT (request_id) DO NOTHING
-    RETURNING redemption_id),
+    RETURNING redemption_id, request_id, create_time),
 logged AS (
     INSERT INTO saga_steps (redemption_id, name, outcome, detail, time)
-    SELECT c.redemption_id, l.name, l.outcome, l.detail, $23
-    FROM created c, unnest($26::text[], $27::text[], $28::text[]) WITH ORDINALITY AS l(name, outcome, detail, n)
+    SELECT c.redemption_id, l.name, l.outcome, l.detail, c.create_time
+    FROM unnest($26::text[], $27::text[], $28::text[], $29::text[]) WITH ORDINALITY AS l(rid, name, outcome, detail, n)
+    JOIN created c ON c.redemption_id = l.rid
     ORDER BY l.n)
-SELECT count(*) FROM created
+SELECT request_id FROM created
 """
 
 # A saga with its step log and entitlement ids, in one round trip (what GetRedemption shows).
@@ -75,10 +99,6 @@ SELECT s.*,
         FROM entitlements e WHERE e.redemption_id = s.redemption_id) AS entitlement_ids
 FROM sagas s WHERE s.redemption_id = $1
 """
-
-
-def log_arrays(logs: Sequence[tuple[str, str, str]]) -> tuple[list[str], list[str], list[str]]:
-    return [s for s, _, _ in logs], [o for _, o, _ in logs], [d[:500] for _, _, d in logs]
 
 
 def jsonb(value: Any) -> str:

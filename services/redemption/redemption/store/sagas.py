@@ -10,8 +10,9 @@ from typing import TYPE_CHECKING, Any, cast
 from sqlalchemy import and_, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from points_platform.group_commit import GroupCommitter
 from redemption.domain import ItemKind, ItemSnapshot, Mode, Outcome, Saga, State, Step
-from redemption.store import saga_sql
+from redemption.store import saga_batches, saga_sql
 from redemption.store.entitlements import EntitlementRow
 from redemption.tables import saga_steps, sagas
 
@@ -113,6 +114,10 @@ def _record_of(row: Any, steps: Sequence[StepRecord] = (), entitlement_ids: Sequ
     )
 
 
+def _log_values(logs: Sequence[tuple[Step, Outcome, str]]) -> list[tuple[str, str, str]]:
+    return [(s.value, o.value, d) for s, o, d in logs]
+
+
 def _log_rows(redemption_id: str, logs: Sequence[tuple[Step, Outcome, str]], now: datetime) -> list[dict[str, Any]]:
     return [
         {"redemption_id": redemption_id, "name": s.value, "outcome": o.value, "detail": d[:500], "time": now}
@@ -123,6 +128,15 @@ def _log_rows(redemption_id: str, logs: Sequence[tuple[Step, Outcome, str]], now
 class SagaStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
+        # The hot-path writes of concurrent sagas share statements (see saga_batches); `batches` is observable.
+        writer = saga_batches.SagaWriter(engine)
+        self.moves: GroupCommitter[saga_batches.Move, bool] = GroupCommitter(writer.move)
+        self.creations: GroupCommitter[saga_batches.Creation, bool] = GroupCommitter(writer.create)
+
+    async def drain(self) -> None:
+        """Wait for the writes already submitted (shutdown)."""
+        await self.moves.drain()
+        await self.creations.drain()
 
     async def create(
         self, saga: Saga, request_id: str, fingerprint: str, now: datetime, owner: str, lease_until: datetime,
@@ -133,17 +147,9 @@ class SagaStore:
         `logs` are step-log rows written with it (default: the first step STARTED)."""
         if not logs and saga.step is not None:
             logs = [(saga.step, Outcome.STARTED, "")]
-        v = _saga_values(saga)
-        names, outcomes, details = saga_sql.log_arrays([(s.value, o.value, d) for s, o, d in logs])
-        async with self._engine.connect() as conn:
-            raw = cast("asyncpg.Connection[Any]", (await conn.get_raw_connection()).driver_connection)
-            created = await raw.fetchval(
-                saga_sql.CREATE, saga.redemption_id, request_id, fingerprint, saga.user_id, saga.item_id,
-                saga.quantity, saga.region, saga.recipient_id, v["state"], v["mode"], v["step"], v["cancel_reason"],
-                saga_sql.jsonb(v["item"]), v["currency"], v["amount"], v["reservation_id"], v["reserved_at"],
-                v["hold_id"], v["entitlements_granted"], v["funds_committed"], v["stock_attempt"],
-                saga_sql.jsonb(v["notes"]), now, owner, lease_until, names, outcomes, details)
-        if created == 1:
+        created = await self.creations.submit(saga_batches.Creation(
+            saga, request_id, fingerprint, _saga_values(saga), now, owner, lease_until, _log_values(logs)))
+        if created:
             return SagaRecord(saga, request_id, fingerprint, now, now, None, "", "", "", 0), True
         async with self._engine.connect() as conn:
             row = (await conn.execute(select(sagas).where(sagas.c.request_id == request_id))).one()
@@ -207,24 +213,9 @@ class SagaStore:
 
     async def _move(self, before: Saga, values: dict[str, Any], logs: Sequence[tuple[Step, Outcome, str]],
                     owner: str, grant: Sequence[EntitlementRow]) -> bool:
-        v = values
-        args: list[Any] = [
-            before.redemption_id, owner, before.mode.value, before.step.value if before.step else None,
-            v["state"], v["mode"], v["step"], v["cancel_reason"], saga_sql.jsonb(v["item"]), v["currency"],
-            v["amount"], v["reservation_id"], v["reserved_at"], v["hold_id"], v["entitlements_granted"],
-            v["funds_committed"], v["stock_attempt"], saga_sql.jsonb(v["notes"]), v["update_time"], v["lease_until"],
-            v.get("completed_at"), *saga_sql.log_arrays([(s.value, o.value, d) for s, o, d in logs]),
-        ]
-        sql = saga_sql.TRANSITION
-        if grant:
-            first = grant[0]
-            sql = saga_sql.TRANSITION_GRANTING
-            args += [first.kind.value, first.state.value, first.raffle_id, first.event_id, first.cosmetic_id,
-                     first.gift_id, [g.entitlement_id for g in grant], [g.unit for g in grant],
-                     [g.discount_code for g in grant]]
-        async with self._engine.connect() as conn:
-            raw = cast("asyncpg.Connection[Any]", (await conn.get_raw_connection()).driver_connection)
-            return cast("int | None", await raw.fetchval(sql, *args)) == 1
+        return await self.moves.submit(saga_batches.Move(
+            before.redemption_id, owner, before.mode.value, before.step.value if before.step else None, values,
+            _log_values(logs), grant))
 
     async def note_retry(self, saga: Saga, step: Step, detail: str, *, owner: str, now: datetime,
                          retry_at: datetime, release: bool) -> None:

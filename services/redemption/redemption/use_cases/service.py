@@ -235,3 +235,4 @@ class RedemptionService:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await self.sagas.drain()
