@@ -44,6 +44,7 @@ class Suite:
     wallet: StartedWallet
     earning: StartedEarning
     wallet_settings: WalletSettings
+    earning_settings: EarningSettings | None = None
     channels: list[grpc.aio.Channel] = field(default_factory=list)
     counter: int = 0
 
@@ -105,13 +106,14 @@ async def start_suite(new_database: NewDatabase) -> AsyncIterator[StartSuite]:
             database_url=await new_database("wallet"), port=0, tokens_json=json.dumps(TOKENS)
         )
         wallet = await start_wallet(wallet_settings, clock=clock, sweeper=False)
-        settings = EarningSettings(
-            database_url=await new_database("earning"), port=0, tokens_json=json.dumps(TOKENS),
-            wallet_target=f"127.0.0.1:{wallet.port}", reconcile_interval_seconds=0.2,
-            reconcile_min_age_seconds=0.5, wallet_timeout_seconds=2.0, **earning_overrides,
-        )
+        fields: dict[str, Any] = {
+            "database_url": await new_database("earning"), "port": 0, "tokens_json": json.dumps(TOKENS),
+            "wallet_target": f"127.0.0.1:{wallet.port}", "reconcile_interval_seconds": 0.2,
+            "reconcile_min_age_seconds": 0.5, "wallet_timeout_seconds": 2.0,
+        }
+        settings = EarningSettings(**{**fields, **earning_overrides})
         earning = await start_earning(settings, clock=clock)
-        suite = Suite(clock, wallet, earning, wallet_settings)
+        suite = Suite(clock, wallet, earning, wallet_settings, settings)
         started.append(suite)
         return suite
 

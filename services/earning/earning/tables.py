@@ -165,7 +165,8 @@ held_earnings = Table(
 )
 Index("held_earnings_order", held_earnings.c.create_time, held_earnings.c.held_earning_id)
 
-# Outbox of wallet credits: written with the decision, sent after commit, retried until credited.
+# Outbox of wallet credits: written with the decision, sent after commit, retried until credited;
+# one the wallet refuses for good is dead-lettered (not pending, failed_time set) for an operator.
 credits = Table(
     "credits",
     metadata,
@@ -179,9 +180,12 @@ credits = Table(
     Column("attempts", Integer, nullable=False, server_default="0"),
     Column("last_error", String(200), nullable=False, server_default=""),
     Column("create_time", TS, nullable=False, server_default=func.now()),
+    Column("failed_time", TS, nullable=True),  # set when dead-lettered
     CheckConstraint("amount > 0", name="credits_amount_positive"),
+    CheckConstraint("failed_time IS NULL OR NOT pending", name="credits_dead_letter_not_pending"),
 )
 Index("credits_pending", credits.c.create_time, postgresql_where=credits.c.pending)
+Index("credits_failed", credits.c.failed_time, postgresql_where=credits.c.failed_time.isnot(None))
 
 # Stored responses of the admin/app mutations keyed by request_id (AIP-155).
 idempotency = Table(

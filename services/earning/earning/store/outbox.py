@@ -1,4 +1,5 @@
-"""The credit outbox: wallet credits decided in a transaction, sent after it, retried until credited."""
+"""The credit outbox: wallet credits decided in a transaction, sent after it, retried until credited
+or refused for good (the dead letter: `pending` false, `failed_time` set, no wallet transaction)."""
 
 from __future__ import annotations
 
@@ -55,26 +56,59 @@ async def due_credits(conn: AsyncConnection, min_age_seconds: float, limit: int)
     return [PendingCredit(r.request_id, r.user_id, r.amount, r.reason, r.reference) for r in rows]
 
 
-# Both outcomes of a send in one statement (disjoint rows).
+@dataclass(frozen=True)
+class DeadLetter:
+    credit: PendingCredit
+    reason: str
+    attempts: int
+
+
+# The three outcomes of a send in one statement (disjoint rows). Only a still-pending credit is
+# dead-lettered (a concurrent send may have credited it); a credited one leaves the dead letter.
 _MARK_SENT = text(
-    "WITH ok AS (UPDATE credits c SET pending = false, wallet_transaction_id = q.tx, attempts = c.attempts + 1,"
-    " last_error = '' FROM unnest(CAST(:ids AS text[]), CAST(:txs AS text[])) AS q(rid, tx)"
-    " WHERE c.request_id = q.rid RETURNING 1),"
+    "WITH ok AS (UPDATE credits c SET pending = false, failed_time = NULL, wallet_transaction_id = q.tx,"
+    " attempts = c.attempts + 1, last_error = ''"
+    " FROM unnest(CAST(:ids AS text[]), CAST(:txs AS text[])) AS q(rid, tx) WHERE c.request_id = q.rid),"
     " failed AS (UPDATE credits SET attempts = attempts + 1, last_error = :error"
-    " WHERE request_id = ANY(CAST(:failed AS text[])) AND pending RETURNING 1)"
-    " SELECT (SELECT count(*) FROM ok) + (SELECT count(*) FROM failed)"
+    " WHERE request_id = ANY(CAST(:failed AS text[])) AND pending),"
+    " dead AS (UPDATE credits c SET pending = false, failed_time = now(), attempts = c.attempts + 1,"
+    " last_error = q.why FROM unnest(CAST(:refused AS text[]), CAST(:why AS text[])) AS q(rid, why)"
+    " WHERE c.request_id = q.rid AND c.pending"
+    " RETURNING c.request_id, c.user_id, c.amount, c.reason, c.reference, c.last_error, c.attempts)"
+    " SELECT * FROM dead"
 )
 
 
-async def mark_sent(conn: AsyncConnection, transactions: Mapping[str, str], failed: Sequence[str], error: str) -> None:
-    """Credited ones get their wallet transaction id; failed ones an attempt and the error."""
-    if not transactions and not failed:
-        return
-    ids = sorted(transactions)
-    await conn.execute(
-        _MARK_SENT, {"ids": ids, "txs": [transactions[i] for i in ids], "failed": sorted(failed), "error": error[:200]}
+async def mark_sent(
+    conn: AsyncConnection, transactions: Mapping[str, str], refused: Mapping[str, str], failed: Sequence[str],
+    error: str,
+) -> list[DeadLetter]:
+    """Credited ones get their wallet transaction id; failed ones an attempt and the error; refused
+    ones go to the dead letter with their reason. Returns the credits dead-lettered now."""
+    if not transactions and not refused and not failed:
+        return []
+    ids, dead = sorted(transactions), sorted(refused)
+    rows = await conn.execute(
+        _MARK_SENT,
+        {
+            "ids": ids, "txs": [transactions[i] for i in ids], "failed": sorted(failed), "error": error[:200],
+            "refused": dead, "why": [refused[i][:200] for i in dead],
+        },
     )
+    return [
+        DeadLetter(PendingCredit(r.request_id, r.user_id, r.amount, r.reason, r.reference), r.last_error, r.attempts)
+        for r in rows
+    ]
 
 
-async def pending_count(conn: AsyncConnection) -> int:
-    return int((await conn.execute(select(func.count()).select_from(credits).where(credits.c.pending))).scalar_one())
+# Both counts from the partial indexes (the table itself grows with every credit ever made).
+_COUNTS = text(
+    "SELECT (SELECT count(*) FROM credits WHERE pending) AS pending,"
+    " (SELECT count(*) FROM credits WHERE failed_time IS NOT NULL) AS failed"
+)
+
+
+async def outbox_counts(conn: AsyncConnection) -> tuple[int, int]:
+    """(pending credits, dead-lettered credits)."""
+    row = (await conn.execute(_COUNTS)).one()
+    return int(row.pending), int(row.failed)

@@ -1,9 +1,15 @@
-"""Sending decided credits to the wallet, and the reconciliation loop that retries the pending ones."""
+"""Sending decided credits to the wallet, and the reconciliation loop that retries the pending ones.
+
+A credit the wallet refuses for good (the adapter tells which refusals are final) is moved to the
+dead letter on that first refusal: no longer pending, never resent, counted, logged at error
+level and visible in the `points_earning_credits_failed` gauge until an operator requeues it.
+"""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import structlog
@@ -17,10 +23,26 @@ log = structlog.get_logger("earning.credits")
 
 POINTS_CREDITED = Counter("points_earning_points_credited_total", "Points credited to the wallet by earning")
 CREDITS_PENDING = Gauge("points_earning_credits_pending", "Credits decided but not yet confirmed by the wallet")
+CREDITS_FAILED = Gauge(
+    "points_earning_credits_failed", "Credits the wallet refused for good, waiting in the dead letter for an operator"
+)
+CREDITS_DEAD_LETTERED = Counter(
+    "points_earning_credits_dead_lettered_total", "Credits moved to the dead letter, by the wallet's refusal",
+    ["reason"],
+)
+
+
+@dataclass
+class CreditReport:
+    """The wallet's answer to a send: credited, refused for good, or failed this time (the rest)."""
+
+    credited: dict[str, str] = field(default_factory=dict)  # request id -> wallet transaction id
+    refused: dict[str, str] = field(default_factory=dict)  # request id -> why, final: dead-lettered
+    error: str = ""  # why the others failed this time: retried
 
 
 class CreditPort(Protocol):
-    async def credit(self, entries: Sequence[PendingCredit]) -> tuple[dict[str, str], str]: ...
+    async def credit(self, entries: Sequence[PendingCredit]) -> CreditReport: ...
 
 
 class Crediting:
@@ -31,22 +53,33 @@ class Crediting:
         self._interval = interval_seconds
 
     async def send(self, credits: Sequence[PendingCredit]) -> dict[str, str]:
-        """Credit now; what fails stays pending for the reconciliation loop. Wallet ids are safe to resend."""
+        """Credit now; what fails stays pending for the reconciliation loop (wallet ids are safe to
+        resend), what the wallet refuses for good goes to the dead letter."""
         if not credits:
             return {}
-        done, error = await self._wallet.credit(credits)
-        failed = [c.request_id for c in credits if c.request_id not in done]
+        report = await self._wallet.credit(credits)
+        done = report.credited
+        failed = [c.request_id for c in credits if c.request_id not in done and c.request_id not in report.refused]
         async with self._engine.connect() as conn:  # one statement: atomic without BEGIN/COMMIT
             conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
-            await outbox.mark_sent(conn, done, failed, error)
+            dead = await outbox.mark_sent(conn, done, report.refused, failed, report.error)
         POINTS_CREDITED.inc(sum(c.amount for c in credits if c.request_id in done))
+        for letter in dead:
+            CREDITS_DEAD_LETTERED.labels(letter.reason).inc()
+            log.error(
+                "wallet_credit_dead_lettered", request_id=letter.credit.request_id, user_id=letter.credit.user_id,
+                amount=letter.credit.amount, reference=letter.credit.reference, reason=letter.reason,
+                attempts=letter.attempts,
+            )
         return done
 
     async def reconcile_once(self, limit: int = 1000) -> int:
         """Resend due pending credits; the number credited."""
         async with self._engine.connect() as conn:
             due = await outbox.due_credits(conn, self._min_age, limit)
-            CREDITS_PENDING.set(await outbox.pending_count(conn))
+            pending, failed = await outbox.outbox_counts(conn)
+        CREDITS_PENDING.set(pending)
+        CREDITS_FAILED.set(failed)
         if not due:
             return 0
         done = await self.send(due)
