@@ -323,3 +323,39 @@ async def test_a_hold_committed_by_a_stale_driver_during_compensation_is_credite
     assert [e for e in await suite.entitlements(user) if e.state == rpb.ENTITLEMENT_STATE_ACTIVE] == []
     after = await suite.get_item(item.item_id)
     assert (after.stock_available, after.stock_reserved, after.stock_sold) == (2, 0, 0)
+
+
+async def test_redeem_answers_from_what_its_driver_wrote_exactly_as_stored(
+        suite: Suite, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A saga this Redeem created and drove to the end is answered from its journal, with no read back;
+    the answer must be exactly what GetRedemption reads from the database."""
+    sagas = suite.redemption.service.sagas
+    reads: list[str] = []
+    real_get = sagas.get
+
+    async def counting_get(redemption_id: str, *, with_steps: bool = False):  # type: ignore[no-untyped-def]
+        reads.append(redemption_id)
+        return await real_get(redemption_id, with_steps=with_steps)
+
+    monkeypatch.setattr(sagas, "get", counting_get)
+    rich, poor = uid("u"), uid("u")
+    await suite.fund(rich, 1000)
+    await suite.fund(poor, 10)
+    raffle = await suite.item(kind=catalog_pb2.ITEM_KIND_RAFFLE_TICKET, price=common_pb2.Price(currency=POINTS, amount=50),
+                              raffle=catalog_pb2.RaffleAttributes(raffle_id=uid("raffle"), winners=1,
+                                                                  draw_time=_future(suite)))
+    unlimited = await suite.item(**cosmetic_spec(price=100))
+    limited = await suite.item(**cosmetic_spec(price=100, limited_stock=True, stock_total=5))
+    answers = [
+        await suite.redeem(rich, raffle.item_id, quantity=3),  # COMPLETED, three entitlements
+        await suite.redeem(poor, unlimited.item_id),  # refused at the hold, stock released
+        await suite.redeem(poor, limited.item_id),  # refused at the quote
+        await suite.redeem(rich, limited.item_id),  # COMPLETED through the quote
+    ]
+    assert [a.state for a in answers] == [COMPLETED, CANCELLED, CANCELLED, COMPLETED]
+    assert len(answers[0].entitlement_ids) == 3
+    assert reads == []
+    for answer in answers:
+        stored = await suite.stub.GetRedemption(rpb.GetRedemptionRequest(redemption_id=answer.redemption_id),
+                                                metadata=md("app"))
+        assert stored.redemption == answer

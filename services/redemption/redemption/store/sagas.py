@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
 
@@ -47,6 +47,27 @@ class SagaRecord:
     attempts: int
     steps: tuple[StepRecord, ...] = ()
     entitlement_ids: tuple[str, ...] = ()
+
+
+@dataclass
+class Journal:
+    """A saga as this process wrote it since creating it, so Redeem can answer without reading it back.
+
+    Exact while `intact`: every write since the creation was this driver's and moved the saga (each
+    written row is known: the saga columns, the step-log rows with their time, the granted
+    entitlement ids). A write that did not move it, or any other write (a noted retry), clears
+    `intact` and the answer comes from the database."""
+
+    record: SagaRecord
+    intact: bool = True
+
+    def note(self, after: Saga, logs: Sequence[tuple[Step, Outcome, str]], now: datetime,
+             completed_at: datetime | None, grant: Sequence[EntitlementRow]) -> None:
+        r = self.record
+        self.record = replace(
+            r, saga=after, update_time=now, completed_at=completed_at or r.completed_at,
+            steps=r.steps + tuple(StepRecord(step, outcome, detail[:500], now) for step, outcome, detail in logs),
+            entitlement_ids=r.entitlement_ids + tuple(g.entitlement_id for g in sorted(grant, key=lambda g: g.unit)))
 
 
 def _saga_values(saga: Saga) -> dict[str, Any]:
@@ -150,7 +171,8 @@ class SagaStore:
         created = await self.creations.submit(saga_batches.Creation(
             saga, request_id, fingerprint, _saga_values(saga), now, owner, lease_until, _log_values(logs)))
         if created:
-            return SagaRecord(saga, request_id, fingerprint, now, now, None, "", "", "", 0), True
+            steps = tuple(StepRecord(step, outcome, detail[:500], now) for step, outcome, detail in logs)
+            return SagaRecord(saga, request_id, fingerprint, now, now, None, "", "", "", 0, steps), True
         async with self._engine.connect() as conn:
             row = (await conn.execute(select(sagas).where(sagas.c.request_id == request_id))).one()
         return _record_of(row), False
@@ -179,10 +201,20 @@ class SagaStore:
         lease_seconds: float,
         extra: InTransaction | None = None,
         grant: Sequence[EntitlementRow] = (),
+        journal: Journal | None = None,
     ) -> bool:
         """Persist `after` (plus the step log, plus `grant`ed entitlements) if this owner still holds the
         lease and the saga is still at `before`'s step; False means someone else moved it and the caller
-        must stop. One statement unless `extra` work must share the transaction."""
+        must stop. One statement unless `extra` work must share the transaction. `journal` records it."""
+        moved = await self._transition(before, after, logs, owner, now, lease_seconds, extra, grant, journal)
+        if journal is not None and not moved:
+            journal.intact = False
+        return moved
+
+    async def _transition(
+        self, before: Saga, after: Saga, logs: Sequence[tuple[Step, Outcome, str]], owner: str, now: datetime,
+        lease_seconds: float, extra: InTransaction | None, grant: Sequence[EntitlementRow], journal: Journal | None,
+    ) -> bool:
         values = _saga_values(after)
         values |= {"update_time": now, "lease_until": now + timedelta(seconds=lease_seconds), "attempts": 0}
         if after.state is State.COMPLETED and before.state is State.PENDING:
@@ -190,7 +222,10 @@ class SagaStore:
         if after.step is not None and after.step is not before.step:
             logs = [*logs, (after.step, Outcome.STARTED, "")]
         if extra is None:
-            return await self._move(before, values, logs, owner, grant)
+            moved = await self._move(before, values, logs, owner, grant)
+            if moved and journal is not None:
+                journal.note(after, logs, now, values.get("completed_at"), grant)
+            return moved
         assert not grant, "grant rides the single-statement path"
         async with self._engine.begin() as conn:
             result = await conn.execute(
@@ -209,6 +244,8 @@ class SagaStore:
                 await extra(conn)
             if logs:
                 await conn.execute(insert(saga_steps), _log_rows(before.redemption_id, logs, now))
+        if journal is not None:
+            journal.note(after, logs, now, values.get("completed_at"), grant)
         return True
 
     async def _move(self, before: Saga, values: dict[str, Any], logs: Sequence[tuple[Step, Outcome, str]],

@@ -30,7 +30,7 @@ from redemption.domain import (
     step_request_id,
 )
 from redemption.peers import ItemInfo, PeerRefused, PeerUnavailable
-from redemption.store import EntitlementRow, SagaStore
+from redemption.store import EntitlementRow, Journal, SagaStore
 from redemption.store import entitlements as entitlement_rows
 from redemption.store.sagas import InTransaction
 from redemption.use_cases.ports import Catalog, Wallet
@@ -55,6 +55,8 @@ class SagaRunner:
         # queues here instead of flooding the peers into deadline failures.
         self._slots = asyncio.Semaphore(settings.max_concurrent_steps)
         self._items: dict[str, tuple[float, ItemInfo]] = {}
+        # Sagas whose caller waits for them (Redeem): their writes are recorded so the answer needs no read.
+        self.journals: dict[str, Journal] = {}
 
     # -- item facts ----------------------------------------------------------------------------
 
@@ -131,6 +133,8 @@ class SagaRunner:
                 log.info("saga_step_retry", redemption_id=redemption_id, step=step.value, error=str(exc))
                 metrics.step_outcome(step, metrics.TRANSIENT)
                 assert saga is not None  # _run raised, so `saga` still holds the loop's non-None value
+                if (journal := self.journals.get(redemption_id)) is not None:
+                    journal.intact = False  # the retry's log row and attempt count are not recorded
                 await self.sagas.note_retry(saga, step, f"TRANSIENT: {exc}", owner=self.owner, now=now,
                                             retry_at=now + timedelta(seconds=delay), release=handover)
                 if handover:
@@ -143,7 +147,7 @@ class SagaRunner:
                        grant: list[EntitlementRow] | None = None) -> Saga | None:
         moved = await self.sagas.transition(before, after, logs, owner=self.owner, now=self.clock.now(),
                                             lease_seconds=self.settings.lease_seconds, extra=extra,
-                                            grant=grant or ())
+                                            grant=grant or (), journal=self.journals.get(before.redemption_id))
         if not moved:
             return None
         self.opened(logs)

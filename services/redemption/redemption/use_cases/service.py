@@ -19,7 +19,7 @@ from redemption import metrics
 from redemption.config import RedemptionSettings
 from redemption.domain import Saga, draw_winners, refund_refusal, seed_hash, start_refund
 from redemption.peers import PeerUnavailable
-from redemption.store import EntitlementRow, EntitlementStore, RaffleDrawRow, SagaRecord, SagaStore
+from redemption.store import EntitlementRow, EntitlementStore, Journal, RaffleDrawRow, SagaRecord, SagaStore
 from redemption.store import entitlements as entitlement_rows
 from redemption.use_cases.ports import Catalog, Wallet
 from redemption.use_cases.saga_runner import SagaRunner
@@ -66,7 +66,15 @@ class RedemptionService:
         rid = record.saga.redemption_id
         if created:
             self.runner.opened(logs)
-            await self._wait(self._start_driver(rid, record.saga), wait_seconds)
+            journal = self.runner.journals[rid] = Journal(record)
+            try:
+                task = self._start_driver(rid, record.saga)
+                await self._wait(task, wait_seconds)
+            finally:
+                del self.runner.journals[rid]
+            if task.done() and not task.cancelled() and task.exception() is None and journal.intact \
+                    and journal.record.saga.is_terminal:
+                return journal.record  # exactly what this driver committed: no read back
         elif not record.saga.is_terminal and await self.sagas.acquire(rid, self.owner, now,
                                                                       self.settings.lease_seconds):
             await self._wait(self._start_driver(rid), wait_seconds)
