@@ -63,7 +63,7 @@ events = Table(
     Column("credit_request_id", String(128), nullable=False, server_default=""),
     CheckConstraint("points >= 0", name="events_points_non_negative"),
 )
-Index("events_user_type_time", events.c.user_id, events.c.type, events.c.occurred_at)
+# Recent accepted events of a user (velocity, decay), all types at once.
 Index("events_user_time", events.c.user_id, events.c.occurred_at)
 
 # Per user, day and type: points counted against the caps (held ones included) and held points.

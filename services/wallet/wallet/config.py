@@ -19,7 +19,9 @@ class WalletSettings(PlatformSettings):
     cash_minor_per_thousand_diamonds: int = Field(default=500, description="Payout rate: cash minor units per 1000 diamonds.")
     cash_currency: str = Field(default="USD", description="ISO 4217 code of payouts.")
     group_commit_max_batch: int = Field(default=256, description="Most ledger operations applied in one DB transaction.")
-    group_commit_concurrency: int = Field(default=2, description="Batches in flight at once per process.")
+    group_commit_concurrency: int = Field(
+        default=1, description="Batches in flight at once per process (one: larger batches, less CPU per operation)."
+    )
     points_expiry_days: int = Field(
         default=0, ge=0, le=36_500, description="Days until credited POINTS expire (0 = points never expire)."
     )

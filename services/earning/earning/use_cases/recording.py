@@ -76,13 +76,15 @@ class IncomingEvent:
 class Recorder:
     def __init__(
         self, engine: AsyncEngine, clock: Clock, rules: RuleBook, crediting: Crediting,
-        *, coalesce_max_batch: int = 500, coalesce_concurrency: int = 2,  # 2 measured best at 64 in flight
+        *, coalesce_max_batch: int = 500, coalesce_concurrency: int = 1,
     ) -> None:
         self._engine = engine
         self._clock = clock
         self._rules = rules
         self._crediting = crediting
         # Concurrent single events share batches: decide transaction + one wallet call per batch.
+        # One batch in flight: events queue while it runs, so the next batch is larger and each
+        # event costs less (64 in flight, per event: PostgreSQL 0.25 ms vs 0.45 ms with two).
         self.coalescer: GroupCommitter[IncomingEvent, EventOutcome] = GroupCommitter(
             self.record, max_batch=coalesce_max_batch, concurrency=coalesce_concurrency
         )
