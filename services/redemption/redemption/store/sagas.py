@@ -150,9 +150,11 @@ class SagaStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
         # The hot-path writes of concurrent sagas share statements (see saga_batches); `batches` is observable.
+        # One statement in flight per kind: the writes that arrive meanwhile make the next batch larger,
+        # which measured fewer commits and less CPU per saga than two statements in flight (same rate).
         writer = saga_batches.SagaWriter(engine)
-        self.moves: GroupCommitter[saga_batches.Move, bool] = GroupCommitter(writer.move)
-        self.creations: GroupCommitter[saga_batches.Creation, bool] = GroupCommitter(writer.create)
+        self.moves: GroupCommitter[saga_batches.Move, bool] = GroupCommitter(writer.move, concurrency=1)
+        self.creations: GroupCommitter[saga_batches.Creation, bool] = GroupCommitter(writer.create, concurrency=1)
 
     async def drain(self) -> None:
         """Wait for the writes already submitted (shutdown)."""
