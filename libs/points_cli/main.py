@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from points_cli.suite import DEFAULT_PORTS, SERVICES, SuiteConfig, run_up
+from points_cli.suite import DEFAULT_PORTS, DEFAULT_WORKERS, SERVICES, SuiteConfig, run_up
 from points_cli.targets import SuiteTargets
 
 
@@ -24,6 +24,7 @@ def _up(args: argparse.Namespace) -> int:
         ports=ports,
         metrics_ports=metrics,
         ready_timeout=args.ready_timeout,
+        workers={service: max(1, getattr(args, f"{service}_workers")) for service in SERVICES},
     )
     return run_up(cfg, seed_demo=args.demo)
 
@@ -43,6 +44,7 @@ def _bench(args: argparse.Namespace) -> int:
         only=args.scenario or None,
         concurrency=args.concurrency,
         processes=args.processes,
+        connections=args.connections,
         warmup=args.warmup,
         duration=args.duration,
         cpu=SuiteCpu(Path(args.state_dir)),
@@ -98,6 +100,10 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--host", default="127.0.0.1")
     for service in SERVICES:
         up.add_argument(f"--{service}-port", type=int, default=DEFAULT_PORTS[service])
+        up.add_argument(
+            f"--{service}-workers", type=int, default=DEFAULT_WORKERS[service],
+            help=f"{service} processes sharing its port (default {DEFAULT_WORKERS[service]})",
+        )
     up.add_argument("--metrics-base-port", type=int, default=9100, help="metrics on base+1 .. base+4")
     up.add_argument("--ready-timeout", type=float, default=60.0)
     up.add_argument("--demo", action="store_true", help="seed the demo catalog, rules and challenge once ready")
@@ -118,6 +124,10 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--scenario", action="append", help="run only this scenario (repeatable)")
     bench.add_argument("--concurrency", type=int, default=64, help="requests in flight")
     bench.add_argument("--processes", type=int, default=2, help="load-generator processes")
+    bench.add_argument(
+        "--connections", type=int, default=4,
+        help="connections per load-generator process (a multi-process service spreads them over its workers)",
+    )
     bench.add_argument("--duration", type=float, default=10.0, help="seconds measured per scenario")
     bench.add_argument("--warmup", type=float, default=1.0, help="seconds before measuring")
     bench.add_argument("--json", help="also write the results to this file")

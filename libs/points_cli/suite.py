@@ -10,7 +10,7 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ from points_platform.embedded_pg import EmbeddedPostgres, EmbeddedPostgresError
 
 SERVICES = ("wallet", "catalog", "earning", "redemption")
 DEFAULT_PORTS = {"wallet": 50051, "catalog": 50052, "earning": 50053, "redemption": 50054}
+DEFAULT_WORKERS = {"wallet": 2, "catalog": 1, "earning": 1, "redemption": 1}
 FULL_NAMES = {
     "wallet": "points.wallet.v1.WalletService",
     "catalog": "points.catalog.v1.CatalogService",
@@ -43,6 +44,12 @@ class SuiteConfig:
     ports: dict[str, int]
     metrics_ports: dict[str, int]
     ready_timeout: float = 60.0
+    # Processes per service sharing its port (SO_REUSEPORT): one Python process uses one core at
+    # most (the GIL), so a hot service gets two. Worker k > 0 serves metrics on metrics port + 10k.
+    workers: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_WORKERS))
+
+    def worker_metrics_port(self, service: str, worker: int) -> int:
+        return self.metrics_ports[service] + 10 * worker
 
 
 def load_credentials(state_dir: Path) -> dict[str, str]:
@@ -77,7 +84,7 @@ def server_url_without_db(url: str) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
-def service_env(cfg: SuiteConfig, service: str, server_url: str) -> dict[str, str]:
+def service_env(cfg: SuiteConfig, service: str, server_url: str, worker: int = 0) -> dict[str, str]:
     prefix = f"POINTS_{service.upper()}_"
     env = dict(os.environ)
     env.update(
@@ -85,7 +92,8 @@ def service_env(cfg: SuiteConfig, service: str, server_url: str) -> dict[str, st
             prefix + "DATABASE_URL": f"{server_url}/points_{service}",
             prefix + "HOST": cfg.host,
             prefix + "PORT": str(cfg.ports[service]),
-            prefix + "METRICS_PORT": str(cfg.metrics_ports[service]),
+            prefix + "METRICS_PORT": str(cfg.worker_metrics_port(service, worker)),
+            prefix + "REUSE_PORT": "true" if cfg.workers.get(service, 1) > 1 else "false",
             prefix + "TOKENS_FILE": str((cfg.state_dir / "credentials.json").resolve()),
             prefix + "SHUTDOWN_GRACE_SECONDS": "3",
         }
@@ -110,8 +118,13 @@ def wait_serving(host: str, port: int, deadline: float) -> bool:
     return False
 
 
+def worker_name(service: str, worker: int) -> str:
+    """"wallet" for a service's first process, "wallet#2" for its second, ..."""
+    return service if worker == 0 else f"{service}#{worker + 1}"
+
+
 class Suite:
-    """Owns PostgreSQL (if embedded) and the four service processes."""
+    """Owns PostgreSQL (if embedded) and the services' processes."""
 
     def __init__(self, cfg: SuiteConfig) -> None:
         self.cfg = cfg
@@ -123,7 +136,8 @@ class Suite:
         cfg.state_dir.mkdir(parents=True, exist_ok=True)
         tokens = load_credentials(cfg.state_dir)
         for service in SERVICES:
-            for kind, port in (("gRPC", cfg.ports[service]), ("metrics", cfg.metrics_ports[service])):
+            metrics = [cfg.worker_metrics_port(service, w) for w in range(cfg.workers.get(service, 1))]
+            for kind, port in [("gRPC", cfg.ports[service])] + [("metrics", p) for p in metrics]:
                 if not port_is_free(cfg.host, port):
                     raise SuiteError(f"port {port} ({service} {kind}) on {cfg.host} is already in use")
         if cfg.database_url:
@@ -138,16 +152,7 @@ class Suite:
         logs = cfg.state_dir / "logs"
         logs.mkdir(exist_ok=True)
         for service in SERVICES:
-            with (logs / f"{service}.log").open("ab") as log_file:
-                # A session of its own: Ctrl-C reaches `points up`, which then stops children in order.
-                self.procs[service] = subprocess.Popen(
-                    [sys.executable, "-m", service],
-                    env=service_env(cfg, service, server_url),
-                    stdout=log_file,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                )
-        write_pids(cfg.state_dir, {name: proc.pid for name, proc in self.procs.items()})
+            self._spawn(service, 0, server_url, logs)
         deadline = time.monotonic() + cfg.ready_timeout
         for service in SERVICES:
             if not wait_serving(cfg.host, cfg.ports[service], deadline) or self.procs[service].poll() is not None:
@@ -155,7 +160,34 @@ class Suite:
                     f"{service} did not become SERVING within {cfg.ready_timeout:.0f}s "
                     f"(see {logs / (service + '.log')})"
                 )
+        # Further workers start once the first has migrated the database; each is ready when its
+        # metrics port answers (opened after migrations, just before its gRPC server binds).
+        extra = [(s, w) for s in SERVICES for w in range(1, cfg.workers.get(s, 1))]
+        for service, worker in extra:
+            self._spawn(service, worker, server_url, logs)
+        for service, worker in extra:
+            name = worker_name(service, worker)
+            port = cfg.worker_metrics_port(service, worker)
+            while port_is_free(cfg.host, port) and self.procs[name].poll() is None and time.monotonic() < deadline:
+                time.sleep(0.2)
+            if self.procs[name].poll() is not None or port_is_free(cfg.host, port):
+                raise SuiteError(f"{name} did not start within {cfg.ready_timeout:.0f}s (see {logs / (service + '.log')})")
+        pids: dict[str, list[int]] = {}
+        for name, proc in self.procs.items():
+            pids.setdefault(name.split("#")[0], []).append(proc.pid)
+        write_pids(cfg.state_dir, pids)
         return tokens
+
+    def _spawn(self, service: str, worker: int, server_url: str, logs: Path) -> None:
+        with (logs / f"{service}.log").open("ab") as log_file:
+            # A session of its own: Ctrl-C reaches `points up`, which then stops children in order.
+            self.procs[worker_name(service, worker)] = subprocess.Popen(
+                [sys.executable, "-m", service],
+                env=service_env(self.cfg, service, server_url, worker),
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
 
     def first_exited(self) -> str | None:
         return next((name for name, proc in self.procs.items() if proc.poll() is not None), None)
@@ -179,9 +211,13 @@ class Suite:
 def banner(cfg: SuiteConfig, tokens: dict[str, str]) -> str:
     lines = ["Points is up.", ""]
     for service in SERVICES:
+        workers = cfg.workers.get(service, 1)
+        metrics = ", ".join(
+            f"http://{cfg.host}:{cfg.worker_metrics_port(service, w)}/metrics" for w in range(workers)
+        )
+        shared = f" ({workers} processes)" if workers > 1 else ""
         lines.append(
-            f"  {service:<11} {cfg.host}:{cfg.ports[service]}   {FULL_NAMES[service]}"
-            f"   metrics http://{cfg.host}:{cfg.metrics_ports[service]}/metrics"
+            f"  {service:<11} {cfg.host}:{cfg.ports[service]}{shared}   {FULL_NAMES[service]}   metrics {metrics}"
         )
     creds = (cfg.state_dir / "credentials.json").resolve()
     lines += [

@@ -40,7 +40,11 @@ class CallerContext:
 
     def channel(self, service: str) -> grpc.aio.Channel:
         if service not in self._channels:
-            self._channels[service] = grpc.aio.insecure_channel(self.targets.address(service))
+            # A local subchannel pool: this context's own TCP connection, not one shared by every
+            # channel of the process (so a bench's connections spread over a service's workers).
+            self._channels[service] = grpc.aio.insecure_channel(
+                self.targets.address(service), options=[("grpc.use_local_subchannel_pool", 1)]
+            )
         return self._channels[service]
 
     def metadata(self, caller: str) -> tuple[tuple[str, str], ...]:

@@ -23,6 +23,11 @@ class PlatformSettings(BaseSettings):
     host: str = Field(default="127.0.0.1", description="Address the gRPC server binds.")
     port: int = Field(default=0, description="gRPC port; 0 picks a free one (tests).")
     metrics_port: int = Field(default=0, description="Prometheus /metrics port; 0 disables it.")
+    reuse_port: bool = Field(
+        default=False,
+        description="Share the gRPC port with other worker processes of this service (SO_REUSEPORT); "
+        "off, a port already in use is an error.",
+    )
     tokens_file: str = Field(default="", description="JSON file mapping caller name -> bearer token.")
     tokens_json: str = Field(default="", description="The same mapping inline (overrides tokens_file).")
     tls_cert_file: str = Field(default="", description="PEM server certificate; with the key, serve TLS.")

@@ -116,7 +116,7 @@ async def create_server(settings: PlatformSettings, spec: ServiceSpec) -> Runnin
     limits = [
         ("grpc.max_receive_message_length", settings.max_message_bytes),
         ("grpc.max_send_message_length", settings.max_message_bytes),
-        ("grpc.so_reuseport", 0),
+        ("grpc.so_reuseport", int(settings.reuse_port)),
     ]
     server = grpc.aio.server(
         interceptors=[CallInterceptor(authenticator, spec.error_domain)], options=limits

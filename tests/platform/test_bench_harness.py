@@ -16,7 +16,7 @@ from tests.platform.test_server import SPEC, TOKENS
 
 async def test_health_baseline_is_measured_from_worker_processes(tmp_path: Path) -> None:
     # The server runs in this process: name it as the suite's "wallet" for the CPU accounting.
-    write_pids(tmp_path, {"wallet": os.getpid()})
+    write_pids(tmp_path, {"wallet": [os.getpid()]})
     running = await create_server(PlatformSettings(port=0, tokens_json=TOKENS), SPEC)
     await running.set_serving(True)
     try:

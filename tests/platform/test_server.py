@@ -247,3 +247,14 @@ async def test_mutual_tls_names_the_caller_by_certificate(tmp_path: Path) -> Non
             assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
     finally:
         await running.stop(0)
+
+
+async def test_workers_share_a_port_only_when_reuse_port_is_on() -> None:
+    first = await create_server(PlatformSettings(port=0, tokens_json=TOKENS, reuse_port=True), SPEC)
+    try:
+        second = await create_server(PlatformSettings(port=first.port, tokens_json=TOKENS, reuse_port=True), SPEC)
+        await second.stop(0)
+        with pytest.raises(RuntimeError, match="Failed to bind"):
+            await create_server(PlatformSettings(port=first.port, tokens_json=TOKENS), SPEC)
+    finally:
+        await first.stop(0)

@@ -16,7 +16,8 @@ PIDS_FILE = "pids.json"
 _TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
-def write_pids(state_dir: Path, pids: dict[str, int]) -> None:
+def write_pids(state_dir: Path, pids: dict[str, list[int]]) -> None:
+    """Service name -> the pids of its worker processes."""
     (state_dir / PIDS_FILE).write_text(json.dumps(pids))
 
 
@@ -33,13 +34,14 @@ class SuiteCpu:
     """Snapshots of CPU seconds per suite process group ("wallet", ..., "postgres")."""
 
     def __init__(self, state_dir: Path) -> None:
-        self._roots: dict[str, int] = {}
+        self._roots: dict[str, list[int]] = {}
         try:
-            self._roots = {name: int(pid) for name, pid in json.loads((state_dir / PIDS_FILE).read_text()).items()}
-        except (OSError, ValueError):
+            listed = json.loads((state_dir / PIDS_FILE).read_text())
+            self._roots = {name: [int(pid) for pid in pids] for name, pids in listed.items()}
+        except (OSError, ValueError, TypeError):
             pass
         try:
-            self._roots["postgres"] = int((state_dir / "pg" / "postmaster.pid").read_text().split()[0])
+            self._roots["postgres"] = [int((state_dir / "pg" / "postmaster.pid").read_text().split()[0])]
         except (OSError, ValueError, IndexError):
             pass
 
@@ -55,11 +57,11 @@ class SuiteCpu:
             if entry.isdigit() and (stat := _stat(int(entry))) is not None:
                 stats[int(entry)] = stat
         totals: dict[str, float] = {}
-        for name, root in self._roots.items():
-            if root not in stats:
-                continue
-            # The root and its children (PostgreSQL's backends; a service has none that matter).
-            totals[name] = stats[root][1] + sum(cpu for ppid, cpu in stats.values() if ppid == root)
+        for name, roots in self._roots.items():
+            live = [root for root in roots if root in stats]
+            if live:
+                # Each root and its children (PostgreSQL's backends; a service has none that matter).
+                totals[name] = sum(stats[r][1] + sum(cpu for ppid, cpu in stats.values() if ppid == r) for r in live)
         return totals
 
 

@@ -98,17 +98,20 @@ def _find(group: str, name: str) -> Scenario:
 Outcome = tuple[int, dict[str, int], list[float], int]  # recorded calls, errors, latencies, all calls
 
 
-def _worker(args: tuple[SuiteTargets, str, str, str, int, int, float, float]) -> Outcome:
-    targets, group, name, run_id, worker, loops, warmup, duration = args
+def _worker(args: tuple[SuiteTargets, str, str, str, int, int, int, float, float]) -> Outcome:
+    targets, group, name, run_id, worker, loops, connections, warmup, duration = args
     # uvloop: the generator shares the 2 cores with the servers, so it should cost as little as it can.
-    return uvloop.run(_drive(targets, _find(group, name), run_id, worker, loops, warmup, duration))
+    return uvloop.run(_drive(targets, _find(group, name), run_id, worker, loops, connections, warmup, duration))
 
 
 async def _drive(
-    targets: SuiteTargets, scenario: Scenario, run_id: str, worker: int, loops: int, warmup: float, duration: float
+    targets: SuiteTargets, scenario: Scenario, run_id: str, worker: int, loops: int, connections: int, warmup: float,
+    duration: float,
 ) -> Outcome:
-    ctx = BenchContext(targets, run_id, worker)
-    call = await scenario.build(ctx)
+    # Each connection is its own context (channels are per context); the loops take turns. Several
+    # connections let a service with several worker processes (SO_REUSEPORT) spread them out.
+    contexts = [BenchContext(targets, run_id, worker) for _ in range(max(1, min(connections, loops)))]
+    calls = [await scenario.build(ctx) for ctx in contexts]
     latencies: list[float] = []
     errors: Counter[str] = Counter()
     completed = 0  # warm-up included: the servers' CPU is measured over the whole run
@@ -118,6 +121,7 @@ async def _drive(
 
     async def loop(index: int) -> None:
         nonlocal completed
+        call = calls[index % len(calls)]
         seq = index
         while True:
             began = time.perf_counter()
@@ -139,7 +143,8 @@ async def _drive(
     try:
         await asyncio.gather(*(loop(i) for i in range(loops)))
     finally:
-        await ctx.close()
+        for ctx in contexts:
+            await ctx.close()
     return len(latencies), dict(errors), latencies, completed
 
 
@@ -152,7 +157,7 @@ def _percentile(sorted_values: list[float], q: float) -> float:
 
 def run_scenario(
     targets: SuiteTargets, group: str, scenario: Scenario, *, concurrency: int, processes: int, warmup: float,
-    duration: float, cpu: SuiteCpu | None = None,
+    duration: float, connections: int = 4, cpu: SuiteCpu | None = None,
 ) -> Result:
     run_id = f"{scenario.name}-{uuid.uuid4().hex[:8]}"
     if scenario.setup is not None:
@@ -168,7 +173,7 @@ def run_scenario(
         asyncio.run(setup())
     per_process = [concurrency // processes + (1 if i < concurrency % processes else 0) for i in range(processes)]
     jobs = [
-        (targets, group, scenario.name, run_id, worker, loops, warmup, duration)
+        (targets, group, scenario.name, run_id, worker, loops, connections, warmup, duration)
         for worker, loops in enumerate(per_process)
         if loops
     ]
@@ -208,6 +213,7 @@ def run_group(
     only: list[str] | None = None,
     concurrency: int = 64,
     processes: int = 2,
+    connections: int = 4,
     warmup: float = 1.0,
     duration: float = 10.0,
     cpu: SuiteCpu | None = None,
@@ -220,13 +226,13 @@ def run_group(
     for target in dict.fromkeys(s.target for s in scenarios):
         baselines[target] = run_scenario(
             targets, group, health_scenario(target), concurrency=concurrency, processes=processes,
-            warmup=warmup, duration=duration, cpu=cpu,
+            warmup=warmup, duration=duration, connections=connections, cpu=cpu,
         )
         results.append(baselines[target])
     for scenario in scenarios:
         result = run_scenario(
             targets, group, scenario, concurrency=concurrency, processes=processes, warmup=warmup, duration=duration,
-            cpu=cpu,
+            connections=connections, cpu=cpu,
         )
         base = baselines[scenario.target].calls_per_second
         result.ratio_to_health = result.calls_per_second / base if base else None
