@@ -23,7 +23,7 @@ from points_platform.embedded_pg import EmbeddedPostgres, EmbeddedPostgresError
 
 SERVICES = ("wallet", "catalog", "earning", "redemption")
 DEFAULT_PORTS = {"wallet": 50051, "catalog": 50052, "earning": 50053, "redemption": 50054}
-DEFAULT_WORKERS = {"wallet": 2, "catalog": 1, "earning": 1, "redemption": 1}
+DEFAULT_WORKERS = {"wallet": 1, "catalog": 1, "earning": 1, "redemption": 1}
 FULL_NAMES = {
     "wallet": "points.wallet.v1.WalletService",
     "catalog": "points.catalog.v1.CatalogService",
@@ -45,7 +45,8 @@ class SuiteConfig:
     metrics_ports: dict[str, int]
     ready_timeout: float = 60.0
     # Processes per service sharing its port (SO_REUSEPORT): one Python process uses one core at
-    # most (the GIL), so a hot service gets two. Worker k > 0 serves metrics on metrics port + 10k.
+    # most (the GIL). Worker k > 0 serves metrics on metrics port + 10k. One each by default: on
+    # two cores a second wallet raised plain credits but cost the hot account (docs/benchmarks.md).
     workers: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_WORKERS))
 
     def worker_metrics_port(self, service: str, worker: int) -> int:

@@ -19,7 +19,6 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoRe
 
 from points.catalog.v1 import catalog_pb2, catalog_pb2_grpc
 from points.wallet.v1 import wallet_pb2, wallet_pb2_grpc
-from points_cli.suite import DEFAULT_WORKERS
 from points_platform.client import bearer
 from tests.e2e.suite_process import SERVICES, SuiteProcess, alive, describe
 
@@ -43,7 +42,7 @@ EXPECTED_RPCS = {
 
 @pytest.fixture
 def suite(tmp_path: Path) -> Iterator[SuiteProcess]:
-    running = SuiteProcess(tmp_path / "state")
+    running = SuiteProcess(tmp_path / "state", extra_args=["--wallet-workers", "2"])
     running.start()
     yield running
     running.kill_all()
@@ -78,10 +77,11 @@ def test_up_serves_checks_auth_and_stops_cleanly(suite: SuiteProcess) -> None:
             assert passed.code() != grpc.StatusCode.INTERNAL
 
     pids = suite.pids()
-    # points up, every service's workers (the wallet runs two, sharing its port), PostgreSQL.
-    assert len(pids) == 1 + sum(DEFAULT_WORKERS.values()) + 1, pids
+    # points up, every service's workers (two wallets here, sharing its port), PostgreSQL.
+    expected = {service: 2 if service == "wallet" else 1 for service in SERVICES}
+    assert len(pids) == 1 + sum(expected.values()) + 1, pids
     workers = json.loads((suite.state_dir / "pids.json").read_text())
-    assert {s: len(p) for s, p in workers.items()} == DEFAULT_WORKERS and DEFAULT_WORKERS["wallet"] == 2
+    assert {s: len(p) for s, p in workers.items()} == expected
     assert all(alive(pid) for p in workers.values() for pid in p)
     started = time.monotonic()
     assert suite.stop(signal.SIGTERM) == 0
