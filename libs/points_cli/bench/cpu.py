@@ -21,13 +21,13 @@ def write_pids(state_dir: Path, pids: dict[str, list[int]]) -> None:
     (state_dir / PIDS_FILE).write_text(json.dumps(pids))
 
 
-def _stat(pid: int) -> tuple[int, float] | None:
-    """(parent pid, user + system CPU seconds) of a live process."""
+def _stat(pid: int) -> tuple[int, float, float] | None:
+    """(parent pid, own user + system CPU seconds, those of its exited and reaped children)."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except (OSError, IndexError):
         return None
-    return int(fields[1]), (int(fields[11]) + int(fields[12])) / _TICKS
+    return int(fields[1]), (int(fields[11]) + int(fields[12])) / _TICKS, (int(fields[13]) + int(fields[14])) / _TICKS
 
 
 class SuiteCpu:
@@ -52,7 +52,7 @@ class SuiteCpu:
     def snapshot(self) -> dict[str, float]:
         if not self.available:
             return {}
-        stats: dict[int, tuple[int, float]] = {}
+        stats: dict[int, tuple[int, float, float]] = {}
         for entry in os.listdir("/proc"):
             if entry.isdigit() and (stat := _stat(int(entry))) is not None:
                 stats[int(entry)] = stat
@@ -60,8 +60,11 @@ class SuiteCpu:
         for name, roots in self._roots.items():
             live = [root for root in roots if root in stats]
             if live:
-                # Each root and its children (PostgreSQL's backends; a service has none that matter).
-                totals[name] = sum(stats[r][1] + sum(cpu for ppid, cpu in stats.values() if ppid == r) for r in live)
+                # Each root, its live children and the ones it reaped: PostgreSQL's backends,
+                # including connections closed during the run (a service has no children that matter).
+                totals[name] = sum(
+                    stats[r][1] + stats[r][2] + sum(cpu for ppid, cpu, _ in stats.values() if ppid == r) for r in live
+                )
         return totals
 
 

@@ -241,12 +241,13 @@ def run_group(
 
 
 def format_table(results: list[Result]) -> str:
-    header = f"{'scenario':<24}{'target':<12}{'calls/s':>10}{'events/s':>11}{'p50 ms':>9}{'p99 ms':>9}{'x health':>10}  errors"
+    w = max([24] + [len(r.scenario) + 1 for r in results])
+    header = f"{'scenario':<{w}}{'target':<12}{'calls/s':>10}{'events/s':>11}{'p50 ms':>9}{'p99 ms':>9}{'x health':>10}  errors"
     lines = [header, "-" * len(header)]
     for r in results:
         ratio = f"{r.ratio_to_health:.2f}" if r.ratio_to_health is not None else "-"
         lines.append(
-            f"{r.scenario:<24}{r.target:<12}{r.calls_per_second:>10.0f}{r.events_per_second:>11.0f}"
+            f"{r.scenario:<{w}}{r.target:<12}{r.calls_per_second:>10.0f}{r.events_per_second:>11.0f}"
             f"{r.p50_ms:>9.1f}{r.p99_ms:>9.1f}{ratio:>10}  {r.errors or ''}"
         )
     costs = [(r.scenario, r.extra.get("cpu_ms_per_call") or {}) for r in results]
@@ -254,7 +255,7 @@ def format_table(results: list[Result]) -> str:
         lines += ["", "CPU ms per call, by process (the two cores are shared by all of them and the load generator):"]
         for name, cost in costs:
             parts = "  ".join(f"{proc} {ms:.3f}" for proc, ms in sorted(cost.items()))
-            lines.append(f"  {name:<24}{parts}  (sum {sum(cost.values()):.3f})")
+            lines.append(f"  {name:<{w}}{parts}  (sum {sum(cost.values()):.3f})")
     return "\n".join(lines)
 
 
