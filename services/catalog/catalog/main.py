@@ -47,7 +47,7 @@ async def start(
 ) -> StartedCatalog:
     """Migrate, build and serve; the sweeper runs in the background unless disabled."""
     await migrate(settings.database_url, MIGRATIONS)
-    engine = create_engine(settings.database_url, pool_size=settings.db_pool_size, max_overflow=0)
+    engine = create_engine(settings.database_url, pool_size=settings.db_pool_size)
     catalog, api = build(settings, engine, clock or SystemClock(settings.clock_offset_seconds))
     running = await create_server(settings, service_spec(api))
     await running.set_serving(True)
@@ -58,7 +58,7 @@ async def start(
 
 async def serve(settings: CatalogSettings) -> None:
     await migrate(settings.database_url, MIGRATIONS)
-    engine = create_engine(settings.database_url, pool_size=settings.db_pool_size, max_overflow=0)
+    engine = create_engine(settings.database_url, pool_size=settings.db_pool_size)
     catalog, api = build(settings, engine, SystemClock(settings.clock_offset_seconds))
     await run_service(settings, service_spec(api), engine, [catalog.sweeper(settings.sweep_interval_seconds)])
 

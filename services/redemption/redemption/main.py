@@ -79,7 +79,7 @@ class StartedRedemption:
 async def start(settings: RedemptionSettings, *, clock: Clock | None = None, recovery: bool = True) -> StartedRedemption:
     """Migrate, wire and serve (port 0 picks a free one). Call `.stop()`."""
     await migrate(settings.database_url, MIGRATIONS)
-    engine = create_engine(settings.database_url, pool_size=settings.db_pool_size, max_overflow=0)
+    engine = create_engine(settings.database_url, pool_size=settings.db_pool_size)
     wiring = build(settings, engine, clock or SystemClock(settings.clock_offset_seconds))
     server = await create_server(settings, wiring.spec)
     server.watch_database(engine, settings.health_check_interval_seconds)
@@ -90,7 +90,7 @@ async def start(settings: RedemptionSettings, *, clock: Clock | None = None, rec
 
 async def serve(settings: RedemptionSettings) -> None:
     await migrate(settings.database_url, MIGRATIONS)
-    engine = create_engine(settings.database_url, pool_size=settings.db_pool_size, max_overflow=0)
+    engine = create_engine(settings.database_url, pool_size=settings.db_pool_size)
     wiring = build(settings, engine, SystemClock(settings.clock_offset_seconds))
     try:
         await run_service(settings, wiring.spec, engine, background=[wiring.service.recovery_loop])
