@@ -166,3 +166,25 @@ async def test_the_database_refuses_an_unbalanced_stock_row(h: Harness) -> None:
         with pytest.raises(IntegrityError):
             async with h.started.engine.begin() as conn:
                 await conn.execute(text(statement), {"i": item.item_id})
+
+
+async def test_a_reservation_waits_for_an_update_adding_a_per_user_limit(h: Harness) -> None:
+    """A fast-path reservation (item without a limit) that meets an UpdateItem in progress adding a
+    per-user limit waits for it, then is judged by the new limit. Without the wait it committed
+    beside the update, unseen by a same-user reservation counting under the new limit."""
+    item = await h.create_item()  # unlimited stock, no per-user limit: the fast path
+    await h.reserve(item.item_id, user="limited")
+    async with h.started.engine.connect() as conn:
+        # What UpdateItem does, held open: lock the row, write the new spec and version.
+        await conn.execute(text("SELECT 1 FROM items WHERE item_id = :i FOR UPDATE"), {"i": item.item_id})
+        await conn.execute(
+            text("UPDATE items SET per_user_limit = 1, per_user_limit_window = :w, version = version + 1"
+                 " WHERE item_id = :i"),
+            {"i": item.item_id, "w": pb.PER_USER_LIMIT_WINDOW_LIFETIME},
+        )
+        racer = asyncio.ensure_future(outcome(h.reserve(item.item_id, user="limited")))
+        await asyncio.sleep(0.5)
+        assert not racer.done(), "the reservation went past an update in progress"
+        await conn.commit()
+    assert await racer == "PER_USER_LIMIT_REACHED"
+    assert await reservation_totals(h, item.item_id) == {ACTIVE: 1}

@@ -72,8 +72,11 @@ WHERE item_id = $1 AND user_id = $2 AND ($3::timestamptz IS NULL OR create_time 
 """
 
 # The guard of a reservation: the item still at the version validated in Python, and for a
-# limited item the units taken (available -> reserved) by a conditional UPDATE.
-_UNLIMITED_GUARD = "SELECT item_id FROM items WHERE item_id = $1 AND version = $2 AND NOT limited_stock"
+# limited item the units taken (available -> reserved) by a conditional UPDATE. The unlimited
+# guard takes a share lock: it waits for an UpdateItem in progress (which holds the row) and then
+# sees its new version and falls back, so a per-user limit being added cannot be slipped past by a
+# reservation that a concurrent general-path reservation of the same user would not count.
+_UNLIMITED_GUARD = "SELECT item_id FROM items WHERE item_id = $1 AND version = $2 AND NOT limited_stock FOR SHARE"
 _LIMITED_GUARD = """UPDATE items SET stock_available = stock_available - $10, stock_reserved = stock_reserved + $10
   WHERE item_id = $1 AND version = $2 AND limited_stock AND stock_available >= $10 RETURNING item_id"""
 _RESERVE = """
