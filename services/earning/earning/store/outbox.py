@@ -63,17 +63,27 @@ class DeadLetter:
     attempts: int
 
 
-# The three outcomes of a send in one statement (disjoint rows). Only a still-pending credit is
-# dead-lettered (a concurrent send may have credited it); a credited one leaves the dead letter.
+# The common outcome, every credit credited: their wallet transaction ids, by primary key.
+_MARK_CREDITED = text(
+    "UPDATE credits c SET pending = false, failed_time = NULL, wallet_transaction_id = q.tx,"
+    " attempts = c.attempts + 1, last_error = ''"
+    " FROM unnest(CAST(:ids AS text[]), CAST(:txs AS text[])) AS q(rid, tx) WHERE c.request_id = q.rid"
+)
+
+# All three outcomes of a send in one statement (disjoint rows), when some failed or were refused.
+# Only a still-pending credit is dead-lettered (a concurrent send may have credited it); a credited
+# one leaves the dead letter. `pending IS TRUE` (not plain `pending`) keeps the planner off the
+# partial pending index: it looks the ids up by primary key instead of walking every pending
+# credit (thousands under load, 5-9 ms per send, even for an empty list).
 _MARK_SENT = text(
     "WITH ok AS (UPDATE credits c SET pending = false, failed_time = NULL, wallet_transaction_id = q.tx,"
     " attempts = c.attempts + 1, last_error = ''"
     " FROM unnest(CAST(:ids AS text[]), CAST(:txs AS text[])) AS q(rid, tx) WHERE c.request_id = q.rid),"
-    " failed AS (UPDATE credits SET attempts = attempts + 1, last_error = :error"
-    " WHERE request_id = ANY(CAST(:failed AS text[])) AND pending),"
+    " failed AS (UPDATE credits c SET attempts = c.attempts + 1, last_error = :error"
+    " FROM unnest(CAST(:failed AS text[])) AS q(rid) WHERE c.request_id = q.rid AND c.pending IS TRUE),"
     " dead AS (UPDATE credits c SET pending = false, failed_time = now(), attempts = c.attempts + 1,"
     " last_error = q.why FROM unnest(CAST(:refused AS text[]), CAST(:why AS text[])) AS q(rid, why)"
-    " WHERE c.request_id = q.rid AND c.pending"
+    " WHERE c.request_id = q.rid AND c.pending IS TRUE"
     " RETURNING c.request_id, c.user_id, c.amount, c.reason, c.reference, c.last_error, c.attempts)"
     " SELECT * FROM dead"
 )
@@ -88,6 +98,9 @@ async def mark_sent(
     if not transactions and not refused and not failed:
         return []
     ids, dead = sorted(transactions), sorted(refused)
+    if not refused and not failed:
+        await conn.execute(_MARK_CREDITED, {"ids": ids, "txs": [transactions[i] for i in ids]})
+        return []
     rows = await conn.execute(
         _MARK_SENT,
         {
