@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any, TypeVar
@@ -25,8 +26,12 @@ class RacedOnRequestId(Exception):
 
 
 def new_id() -> str:
-    """32 random hex digits (what uuid4().hex gives, without building a UUID)."""
-    return os.urandom(16).hex()
+    """32 hex digits: the time in milliseconds (12), then 80 random bits (20).
+
+    Time-ordered like a UUIDv7, so the batch's new keys land on the rightmost pages of the
+    transaction indexes instead of on a hundred random ones (each page first dirtied after a
+    checkpoint costs a full 8 kB image in the WAL)."""
+    return f"{time.time_ns() // 1_000_000:012x}{os.urandom(10).hex()}"
 
 
 async def driver(conn: AsyncConnection) -> asyncpg.Connection:
