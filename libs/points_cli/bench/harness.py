@@ -9,6 +9,7 @@ same server with the same generator, in the same run, so ratios compare like wit
 from __future__ import annotations
 
 import asyncio
+import gc
 import importlib
 import json
 import multiprocessing
@@ -26,6 +27,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from points_cli.bench.cpu import SuiteCpu, per_call_ms
 from points_cli.targets import CallerContext, SuiteTargets
+from points_platform.server import GC_YOUNG_THRESHOLD
 
 Call = Callable[[int], Awaitable[None]]
 
@@ -100,7 +102,10 @@ Outcome = tuple[int, dict[str, int], list[float], int]  # recorded calls, errors
 
 def _worker(args: tuple[SuiteTargets, str, str, str, int, int, int, float, float]) -> Outcome:
     targets, group, name, run_id, worker, loops, connections, warmup, duration = args
-    # uvloop: the generator shares the 2 cores with the servers, so it should cost as little as it can.
+    # uvloop and the services' GC settings: the generator shares the 2 cores with the servers, so
+    # it should cost as little as it can.
+    gc.freeze()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, 20, 20)
     return uvloop.run(_drive(targets, _find(group, name), run_id, worker, loops, connections, warmup, duration))
 
 
