@@ -24,6 +24,7 @@ Context: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"
 
 FULL_NAME = "points.earning.v1.EarningService"
 MAX_BATCH = 1000
+MAX_REQUEUE = 1000
 STREAM_CHUNK = 500
 
 # Who may call what (DESIGN §7); finer rules (e.g. per currency) live in the use cases.
@@ -39,6 +40,8 @@ POLICY: Policy = {
     "GetDailySummary": ALL_CALLERS,
     "ListHeldEarnings": allow("admin"),
     "ResolveHeldEarning": allow("admin"),
+    "ListFailedCredits": allow("admin"),
+    "RequeueFailedCredits": allow("admin"),
 }
 
 
@@ -153,6 +156,26 @@ class EarningApi(earning_pb2_grpc.EarningServiceServicer):
         )
         return pb.ResolveHeldEarningResponse(held_earning=convert.held_to_proto(held, tx))
 
+
+    async def ListFailedCredits(self, request: pb.ListFailedCreditsRequest, context: Context) -> pb.ListFailedCreditsResponse:  # noqa: N802
+        user_id = require_id("user_id", request.user_id) if request.user_id else ""
+        limit = page_size(request.page_size)
+        found = await self._admin.list_failed_credits(user_id, convert.cursor_from(request.page_token), limit + 1)
+        page = found[:limit]
+        token = convert.next_token(page[-1].failed_time, page[-1].credit.request_id) if len(found) > limit else ""
+        return pb.ListFailedCreditsResponse(
+            credits=[convert.failed_credit_to_proto(f) for f in page], next_page_token=token
+        )
+
+    async def RequeueFailedCredits(self, request: pb.RequeueFailedCreditsRequest, context: Context) -> pb.RequeueFailedCreditsResponse:  # noqa: N802
+        require_request_id(request.request_id)
+        if not request.credit_ids:
+            raise invalid_field("credit_ids", "at least one credit id is required")
+        if len(request.credit_ids) > MAX_REQUEUE:
+            raise invalid_field("credit_ids", f"at most {MAX_REQUEUE} per call")
+        ids = [require_id(f"credit_ids[{i}]", c) for i, c in enumerate(request.credit_ids)]
+        requeued, unchanged = await self._admin.requeue_failed_credits(request.request_id, fingerprint(request), ids)
+        return pb.RequeueFailedCreditsResponse(requeued_credit_ids=requeued, unchanged_credit_ids=unchanged)
 
 def _tally(summary: pb.StreamActivitiesResponse, outcomes: list[EventOutcome]) -> None:
     counters = {

@@ -21,6 +21,7 @@ from earning.domain.model import (
     StreakRule,
 )
 from earning.store.admin import HeldEarning
+from earning.store.outbox import FailedCredit
 from earning.use_cases.admin import DailySummary, JoinResult
 from earning.use_cases.recording import EventOutcome, IncomingEvent
 from points.earning.v1 import earning_pb2 as pb
@@ -196,6 +197,14 @@ def held_to_proto(h: HeldEarning, wallet_transaction_id: str) -> pb.HeldEarning:
         held_earning_id=h.held_earning_id, event_id=h.event_id, user_id=h.user_id, points=h.points, reason=h.reason,
         state=h.state, create_time=timestamp(h.create_time), resolve_time=timestamp(h.resolve_time),  # type: ignore[arg-type]
         resolved_by=h.resolved_by, note=h.note, wallet_transaction_id=wallet_transaction_id,
+    )
+
+
+def failed_credit_to_proto(f: FailedCredit) -> pb.FailedCredit:
+    c = f.credit
+    return pb.FailedCredit(
+        credit_id=c.request_id, user_id=c.user_id, amount=c.amount, reason=c.reason, reference=c.reference,
+        failure=f.failure, attempts=f.attempts, failed_time=timestamp(f.failed_time),
     )
 
 

@@ -785,6 +785,58 @@ class HeldEarning(_message.Message):
 Global___HeldEarning: _TypeAlias = HeldEarning  # noqa: Y015
 
 @_typing.final
+class FailedCredit(_message.Message):
+    """A wallet credit earning decided but the wallet refused for good (the dead letter)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CREDIT_ID_FIELD_NUMBER: _builtins.int
+    USER_ID_FIELD_NUMBER: _builtins.int
+    AMOUNT_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    REFERENCE_FIELD_NUMBER: _builtins.int
+    FAILURE_FIELD_NUMBER: _builtins.int
+    ATTEMPTS_FIELD_NUMBER: _builtins.int
+    FAILED_TIME_FIELD_NUMBER: _builtins.int
+    credit_id: _builtins.str
+    """The credit's wallet request id (derived from the event or the challenge join)."""
+    user_id: _builtins.str
+    """User to be credited."""
+    amount: _builtins.int
+    """POINTS to credit."""
+    reason: _builtins.str
+    """Why earning pays (the activity type in lower case, or early_join_bonus)."""
+    reference: _builtins.str
+    """Event id or challenge id the credit pays for."""
+    failure: _builtins.str
+    """The wallet's refusal: gRPC status and UPPER_SNAKE reason."""
+    attempts: _builtins.int
+    """Sends attempted so far."""
+    @_builtins.property
+    def failed_time(self) -> _timestamp_pb2.Timestamp:
+        """When the credit was dead-lettered."""
+
+    def __init__(
+        self,
+        *,
+        credit_id: _builtins.str = ...,
+        user_id: _builtins.str = ...,
+        amount: _builtins.int = ...,
+        reason: _builtins.str = ...,
+        reference: _builtins.str = ...,
+        failure: _builtins.str = ...,
+        attempts: _builtins.int = ...,
+        failed_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["failed_time", b"failed_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "attempts", b"attempts", "credit_id", b"credit_id", "failed_time", b"failed_time", "failure", b"failure", "reason", b"reason", "reference", b"reference", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FailedCredit: _TypeAlias = FailedCredit  # noqa: Y015
+
+@_typing.final
 class RecordActivityRequest(_message.Message):
     """Request for RecordActivity."""
 
@@ -1410,3 +1462,119 @@ class ResolveHeldEarningResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ResolveHeldEarningResponse: _TypeAlias = ResolveHeldEarningResponse  # noqa: Y015
+
+@_typing.final
+class ListFailedCreditsRequest(_message.Message):
+    """Request for ListFailedCredits."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_ID_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    user_id: _builtins.str
+    """Only this user's failed credits; empty = all users."""
+    page_size: _builtins.int
+    """Maximum entries to return; 0 = server default, capped by the server."""
+    page_token: _builtins.str
+    """Opaque token from a previous response; empty = first page."""
+    def __init__(
+        self,
+        *,
+        user_id: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListFailedCreditsRequest: _TypeAlias = ListFailedCreditsRequest  # noqa: Y015
+
+@_typing.final
+class ListFailedCreditsResponse(_message.Message):
+    """Response for ListFailedCredits."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CREDITS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Token for the next page; empty = last page."""
+    @_builtins.property
+    def credits(self) -> _containers.RepeatedCompositeFieldContainer[Global___FailedCredit]:
+        """Dead-lettered credits, oldest failure first."""
+
+    def __init__(
+        self,
+        *,
+        credits: _abc.Iterable[Global___FailedCredit] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["credits", b"credits", "next_page_token", b"next_page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListFailedCreditsResponse: _TypeAlias = ListFailedCreditsResponse  # noqa: Y015
+
+@_typing.final
+class RequeueFailedCreditsRequest(_message.Message):
+    """Request for RequeueFailedCredits."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    CREDIT_IDS_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    """Idempotency key, 1-128 chars."""
+    @_builtins.property
+    def credit_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Credits to requeue (1-1000, from ListFailedCredits)."""
+
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        credit_ids: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["credit_ids", b"credit_ids", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RequeueFailedCreditsRequest: _TypeAlias = RequeueFailedCreditsRequest  # noqa: Y015
+
+@_typing.final
+class RequeueFailedCreditsResponse(_message.Message):
+    """Response for RequeueFailedCredits."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEUED_CREDIT_IDS_FIELD_NUMBER: _builtins.int
+    UNCHANGED_CREDIT_IDS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def requeued_credit_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Credits moved from the dead letter back to the outbox."""
+
+    @_builtins.property
+    def unchanged_credit_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Credits that were not in the dead letter (already pending or credited): left as they were."""
+
+    def __init__(
+        self,
+        *,
+        requeued_credit_ids: _abc.Iterable[_builtins.str] | None = ...,
+        unchanged_credit_ids: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["requeued_credit_ids", b"requeued_credit_ids", "unchanged_credit_ids", b"unchanged_credit_ids"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RequeueFailedCreditsResponse: _TypeAlias = RequeueFailedCreditsResponse  # noqa: Y015

@@ -90,6 +90,16 @@ class EarningServiceStub:
                 request_serializer=points_dot_earning_dot_v1_dot_earning__pb2.ResolveHeldEarningRequest.SerializeToString,
                 response_deserializer=points_dot_earning_dot_v1_dot_earning__pb2.ResolveHeldEarningResponse.FromString,
                 _registered_method=True)
+        self.ListFailedCredits = channel.unary_unary(
+                '/points.earning.v1.EarningService/ListFailedCredits',
+                request_serializer=points_dot_earning_dot_v1_dot_earning__pb2.ListFailedCreditsRequest.SerializeToString,
+                response_deserializer=points_dot_earning_dot_v1_dot_earning__pb2.ListFailedCreditsResponse.FromString,
+                _registered_method=True)
+        self.RequeueFailedCredits = channel.unary_unary(
+                '/points.earning.v1.EarningService/RequeueFailedCredits',
+                request_serializer=points_dot_earning_dot_v1_dot_earning__pb2.RequeueFailedCreditsRequest.SerializeToString,
+                response_deserializer=points_dot_earning_dot_v1_dot_earning__pb2.RequeueFailedCreditsResponse.FromString,
+                _registered_method=True)
 
 
 class EarningServiceServicer:
@@ -173,6 +183,21 @@ class EarningServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListFailedCredits(self, request, context):
+        """Lists wallet credits the wallet refused for good (the dead letter), oldest first (admin).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RequeueFailedCredits(self, request, context):
+        """Puts dead-lettered credits back in the outbox once their cause is fixed; they are sent again
+        at once and then by the reconciliation loop, still paying at most once (admin).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_EarningServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -230,6 +255,16 @@ def add_EarningServiceServicer_to_server(servicer, server):
                     servicer.ResolveHeldEarning,
                     request_deserializer=points_dot_earning_dot_v1_dot_earning__pb2.ResolveHeldEarningRequest.FromString,
                     response_serializer=points_dot_earning_dot_v1_dot_earning__pb2.ResolveHeldEarningResponse.SerializeToString,
+            ),
+            'ListFailedCredits': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListFailedCredits,
+                    request_deserializer=points_dot_earning_dot_v1_dot_earning__pb2.ListFailedCreditsRequest.FromString,
+                    response_serializer=points_dot_earning_dot_v1_dot_earning__pb2.ListFailedCreditsResponse.SerializeToString,
+            ),
+            'RequeueFailedCredits': grpc.unary_unary_rpc_method_handler(
+                    servicer.RequeueFailedCredits,
+                    request_deserializer=points_dot_earning_dot_v1_dot_earning__pb2.RequeueFailedCreditsRequest.FromString,
+                    response_serializer=points_dot_earning_dot_v1_dot_earning__pb2.RequeueFailedCreditsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -530,6 +565,60 @@ class EarningService:
             '/points.earning.v1.EarningService/ResolveHeldEarning',
             points_dot_earning_dot_v1_dot_earning__pb2.ResolveHeldEarningRequest.SerializeToString,
             points_dot_earning_dot_v1_dot_earning__pb2.ResolveHeldEarningResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListFailedCredits(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/points.earning.v1.EarningService/ListFailedCredits',
+            points_dot_earning_dot_v1_dot_earning__pb2.ListFailedCreditsRequest.SerializeToString,
+            points_dot_earning_dot_v1_dot_earning__pb2.ListFailedCreditsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RequeueFailedCredits(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/points.earning.v1.EarningService/RequeueFailedCredits',
+            points_dot_earning_dot_v1_dot_earning__pb2.RequeueFailedCreditsRequest.SerializeToString,
+            points_dot_earning_dot_v1_dot_earning__pb2.RequeueFailedCreditsResponse.FromString,
             options,
             channel_credentials,
             insecure,

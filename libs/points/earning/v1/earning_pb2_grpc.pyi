@@ -55,6 +55,12 @@ class EarningServiceStub:
     """Lists earnings held for review (reviewer)."""
     ResolveHeldEarning: _grpc.UnaryUnaryMultiCallable[_earning_pb2.ResolveHeldEarningRequest, _earning_pb2.ResolveHeldEarningResponse]
     """Approves (credits) or rejects a held earning (reviewer)."""
+    ListFailedCredits: _grpc.UnaryUnaryMultiCallable[_earning_pb2.ListFailedCreditsRequest, _earning_pb2.ListFailedCreditsResponse]
+    """Lists wallet credits the wallet refused for good (the dead letter), oldest first (admin)."""
+    RequeueFailedCredits: _grpc.UnaryUnaryMultiCallable[_earning_pb2.RequeueFailedCreditsRequest, _earning_pb2.RequeueFailedCreditsResponse]
+    """Puts dead-lettered credits back in the outbox once their cause is fixed; they are sent again
+    at once and then by the reconciliation loop, still paying at most once (admin).
+    """
 
 @_typing.type_check_only
 class EarningServiceAsyncStub(EarningServiceStub):
@@ -83,6 +89,12 @@ class EarningServiceAsyncStub(EarningServiceStub):
     """Lists earnings held for review (reviewer)."""
     ResolveHeldEarning: _aio.UnaryUnaryMultiCallable[_earning_pb2.ResolveHeldEarningRequest, _earning_pb2.ResolveHeldEarningResponse]  # type: ignore[assignment]
     """Approves (credits) or rejects a held earning (reviewer)."""
+    ListFailedCredits: _aio.UnaryUnaryMultiCallable[_earning_pb2.ListFailedCreditsRequest, _earning_pb2.ListFailedCreditsResponse]  # type: ignore[assignment]
+    """Lists wallet credits the wallet refused for good (the dead letter), oldest first (admin)."""
+    RequeueFailedCredits: _aio.UnaryUnaryMultiCallable[_earning_pb2.RequeueFailedCreditsRequest, _earning_pb2.RequeueFailedCreditsResponse]  # type: ignore[assignment]
+    """Puts dead-lettered credits back in the outbox once their cause is fixed; they are sent again
+    at once and then by the reconciliation loop, still paying at most once (admin).
+    """
 
 class EarningServiceServicer(metaclass=_abc_1.ABCMeta):
     """Evaluates activity events against the rules and credits earned points to the wallet."""
@@ -174,5 +186,23 @@ class EarningServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_earning_pb2.ResolveHeldEarningResponse, _abc.Awaitable[_earning_pb2.ResolveHeldEarningResponse]]:
         """Approves (credits) or rejects a held earning (reviewer)."""
+
+    @_abc_1.abstractmethod
+    def ListFailedCredits(
+        self,
+        request: _earning_pb2.ListFailedCreditsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_earning_pb2.ListFailedCreditsResponse, _abc.Awaitable[_earning_pb2.ListFailedCreditsResponse]]:
+        """Lists wallet credits the wallet refused for good (the dead letter), oldest first (admin)."""
+
+    @_abc_1.abstractmethod
+    def RequeueFailedCredits(
+        self,
+        request: _earning_pb2.RequeueFailedCreditsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_earning_pb2.RequeueFailedCreditsResponse, _abc.Awaitable[_earning_pb2.RequeueFailedCreditsResponse]]:
+        """Puts dead-lettered credits back in the outbox once their cause is fixed; they are sent again
+        at once and then by the reconciliation loop, still paying at most once (admin).
+        """
 
 def add_EarningServiceServicer_to_server(servicer: EarningServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import and_, func, select, text
 from sqlalchemy.dialects.postgresql import insert
@@ -112,6 +113,72 @@ async def mark_sent(
         DeadLetter(PendingCredit(r.request_id, r.user_id, r.amount, r.reason, r.reference), r.last_error, r.attempts)
         for r in rows
     ]
+
+
+@dataclass(frozen=True)
+class FailedCredit:
+    """A dead-lettered credit, as an operator sees it."""
+
+    credit: PendingCredit
+    failure: str
+    attempts: int
+    failed_time: datetime
+
+
+_LIST_FAILED = text(
+    "SELECT request_id, user_id, amount, reason, reference, last_error, attempts, failed_time FROM credits"
+    " WHERE failed_time IS NOT NULL AND (:user = '' OR user_id = :user)"
+    " AND (CAST(:after_time AS timestamptz) IS NULL OR (failed_time, request_id) > (:after_time, :after_id))"
+    " ORDER BY failed_time, request_id LIMIT :limit"
+)
+
+
+async def list_failed(
+    conn: AsyncConnection, user_id: str, after: tuple[datetime, str] | None, limit: int
+) -> list[FailedCredit]:
+    """Dead-lettered credits, oldest failure first, after the cursor (failed_time, request_id)."""
+    rows = await conn.execute(
+        _LIST_FAILED,
+        {"user": user_id, "after_time": after[0] if after else None, "after_id": after[1] if after else "",
+         "limit": limit},
+    )
+    return [
+        FailedCredit(PendingCredit(r.request_id, r.user_id, r.amount, r.reason, r.reference), r.last_error,
+                     r.attempts, r.failed_time)
+        for r in rows
+    ]
+
+
+# Dead letter -> outbox: pending again, attempts from zero (least-tried credits go first), the
+# last error kept until the next send. Rows not in the dead letter are left as they are.
+_REQUEUE = text(
+    "WITH found AS (SELECT request_id, failed_time IS NOT NULL AS failed FROM credits"
+    " WHERE request_id = ANY(CAST(:ids AS text[])) FOR UPDATE),"
+    " requeued AS (UPDATE credits c SET pending = true, failed_time = NULL, attempts = 0"
+    " FROM found f WHERE c.request_id = f.request_id AND f.failed"
+    " RETURNING c.request_id, c.user_id, c.amount, c.reason, c.reference)"
+    " SELECT f.request_id, f.failed, r.user_id, r.amount, r.reason, r.reference"
+    " FROM found f LEFT JOIN requeued r ON r.request_id = f.request_id"
+)
+
+
+@dataclass(frozen=True)
+class Requeue:
+    requeued: list[PendingCredit]
+    unchanged: list[str]  # pending or credited: not in the dead letter
+    unknown: list[str]
+
+
+async def requeue(conn: AsyncConnection, request_ids: Sequence[str]) -> Requeue:
+    """Move the dead-lettered ones among `request_ids` back to the outbox (in the caller's transaction)."""
+    rows = {r.request_id: r for r in await conn.execute(_REQUEUE, {"ids": sorted(set(request_ids))})}
+    requeued = [
+        PendingCredit(r.request_id, r.user_id, r.amount, r.reason, r.reference)
+        for r in (rows[i] for i in sorted(rows)) if r.failed
+    ]
+    unchanged = sorted(i for i, r in rows.items() if not r.failed)
+    unknown = sorted(set(request_ids) - set(rows))
+    return Requeue(requeued, unchanged, unknown)
 
 
 # Both counts from the partial indexes (the table itself grows with every credit ever made).

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, datetime
 from typing import Any, TypeVar
 
+import structlog
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -24,6 +25,8 @@ from earning.use_cases.rulebook import RuleBook
 from points_platform.clock import Clock
 from points_platform.db import retry_serialization
 from points_platform.errors import Aborted, FailedPrecondition, NotFound, idempotency_key_reused
+
+log = structlog.get_logger("earning.admin")
 
 T = TypeVar("T")
 
@@ -242,6 +245,38 @@ class Administration:
             held = await admin.get_held(conn, held_earning_id)
             assert held is not None
             return held, await self._transaction_of(conn, held)
+
+    # --- dead-lettered credits ----------------------------------------------------------------
+
+    async def list_failed_credits(
+        self, user_id: str, after: tuple[datetime, str] | None, limit: int
+    ) -> list[outbox.FailedCredit]:
+        async with self._engine.connect() as conn:
+            return await outbox.list_failed(conn, user_id, after, limit)
+
+    async def requeue_failed_credits(
+        self, request_id: str, fingerprint: str, credit_ids: Sequence[str]
+    ) -> tuple[list[str], list[str]]:
+        """Dead letter -> outbox for the named credits, then one send at once (what fails stays
+        pending for the reconciliation loop). Unknown ids refuse the whole request (NOT_FOUND)."""
+        requeued: list[PendingCredit] = []
+
+        async def effect(conn: AsyncConnection) -> dict[str, Any]:
+            requeued.clear()
+            result = await outbox.requeue(conn, credit_ids)
+            if result.unknown:
+                raise NotFound(
+                    "CREDIT_NOT_FOUND", f"no credit {result.unknown[0]}",
+                    metadata={"credit_id": result.unknown[0], "unknown": str(len(result.unknown))},
+                )
+            requeued.extend(result.requeued)
+            return {"requeued": [c.request_id for c in result.requeued], "unchanged": result.unchanged}
+
+        stored = await self._idempotent("RequeueFailedCredits", request_id, fingerprint, effect)
+        if requeued:
+            log.info("failed_credits_requeued", count=len(requeued))
+            await self._crediting.send(requeued)
+        return list(stored["requeued"]), list(stored["unchanged"])
 
     # --- summary -----------------------------------------------------------------------------
 

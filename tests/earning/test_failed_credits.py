@@ -1,0 +1,98 @@
+"""The dead letter through the API: ListFailedCredits shows what the wallet refused for good,
+RequeueFailedCredits puts it back once the cause is fixed, and every credit still pays once."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import grpc
+import pytest
+
+from earning.main import start as start_earning
+from points.earning.v1 import earning_pb2 as pb
+from points_platform.client import error_reason
+from tests.earning.conftest import ADMIN, APP, TOKENS, StartSuite, Suite
+
+LIKE = 2
+
+
+async def failed(s: Suite, user_id: str = "") -> list[pb.FailedCredit]:
+    """Every dead-lettered credit, two per page (so paging is exercised)."""
+    credits: list[pb.FailedCredit] = []
+    token = ""
+    while True:
+        reply = await s.stub.ListFailedCredits(
+            pb.ListFailedCreditsRequest(user_id=user_id, page_size=2, page_token=token), metadata=ADMIN, timeout=10
+        )
+        credits.extend(reply.credits)
+        token = reply.next_page_token
+        if not token:
+            return credits
+
+
+async def requeue(s: Suite, request_id: str, ids: list[str]) -> pb.RequeueFailedCreditsResponse:
+    return await s.stub.RequeueFailedCredits(
+        pb.RequeueFailedCreditsRequest(request_id=request_id, credit_ids=ids), metadata=ADMIN, timeout=10
+    )
+
+
+async def test_failed_credits_are_listed_and_requeued_once_the_cause_is_fixed(start_suite: StartSuite) -> None:
+    # earning presents the redemption caller's token: the wallet refuses every credit for good
+    s = await start_suite(tokens_json=json.dumps({**TOKENS, "earning": TOKENS["redemption"]}))
+    events = [s.event(f"denied{i}", LIKE, target_id="v") for i in range(3)]
+    reply = await s.stub.RecordActivities(pb.RecordActivitiesRequest(events=events), metadata=APP, timeout=10)
+    assert all(r.status == pb.EVENT_STATUS_AWARDED and not r.wallet_transaction_id for r in reply.results)
+    await asyncio.sleep(1.5)  # older than the loop's min age: resends would have happened by now
+
+    listed = await failed(s)
+    assert sorted(f.user_id for f in listed) == ["denied0", "denied1", "denied2"]
+    assert all(f.failure.startswith("PERMISSION_DENIED") and f.attempts == 1 and f.amount == 2 for f in listed)
+    assert [f.reference for f in await failed(s, user_id="denied1")] == [events[1].event_id]
+    ids = [f.credit_id for f in listed]
+
+    # an unknown id refuses the whole request: nothing is requeued
+    with pytest.raises(grpc.aio.AioRpcError) as unknown:
+        await requeue(s, "requeue-typo", [*ids, "no-such-credit"])
+    assert unknown.value.code() == grpc.StatusCode.NOT_FOUND
+    assert error_reason(unknown.value) == "CREDIT_NOT_FOUND"
+    assert len(await failed(s)) == 3
+
+    # the operator fixes the token (restart), then requeues: each credit pays exactly once
+    assert s.earning_settings is not None
+    await s.close_channels()
+    await s.earning.stop()
+    fixed = s.earning_settings.model_copy(update={"tokens_json": json.dumps(TOKENS)})
+    s.earning = await start_earning(fixed, clock=s.clock)
+    s.__post_init__()
+    done = await requeue(s, "requeue-1", ids)
+    assert sorted(done.requeued_credit_ids) == sorted(ids) and not done.unchanged_credit_ids
+    assert [await s.balance(f"denied{i}") for i in range(3)] == [2, 2, 2]  # sent at once
+    assert await failed(s) == []
+
+    # the same request replays its answer; a new one finds nothing left to requeue; no double pay
+    assert await requeue(s, "requeue-1", ids) == done
+    again = await requeue(s, "requeue-2", ids)
+    assert not again.requeued_credit_ids and sorted(again.unchanged_credit_ids) == sorted(ids)
+    await asyncio.sleep(1.0)  # reconciliation passes
+    assert [len(await s.history(f"denied{i}")) for i in range(3)] == [1, 1, 1]
+    assert [await s.balance(f"denied{i}") for i in range(3)] == [2, 2, 2]
+
+
+async def test_the_dead_letter_is_for_admins_and_checks_its_input(start_suite: StartSuite) -> None:
+    s = await start_suite()
+    with pytest.raises(grpc.aio.AioRpcError) as denied:
+        await s.stub.ListFailedCredits(pb.ListFailedCreditsRequest(), metadata=APP, timeout=10)
+    assert denied.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    for request in (
+        pb.RequeueFailedCreditsRequest(request_id="r1"),  # no ids
+        pb.RequeueFailedCreditsRequest(request_id="r2", credit_ids=["x"] * 1001),  # too many
+        pb.RequeueFailedCreditsRequest(credit_ids=["x"]),  # no request id
+    ):
+        with pytest.raises(grpc.aio.AioRpcError) as bad:
+            await s.stub.RequeueFailedCredits(request, metadata=ADMIN, timeout=10)
+        assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert error_reason(bad.value)
+    with pytest.raises(grpc.aio.AioRpcError) as token:
+        await s.stub.ListFailedCredits(pb.ListFailedCreditsRequest(page_token="garbage"), metadata=ADMIN, timeout=10)
+    assert error_reason(token.value) == "INVALID_PAGE_TOKEN"
