@@ -40,7 +40,7 @@ class Harness:
     clock: ManualClock
     channel: grpc.aio.Channel
 
-    def stub(self) -> catalog_pb2_grpc.CatalogServiceStub:
+    def stub(self) -> catalog_pb2_grpc.CatalogServiceAsyncStub:
         return catalog_pb2_grpc.CatalogServiceStub(self.channel)
 
     async def call(self, method: str, request: Any, caller: str = "admin") -> Any:
@@ -48,12 +48,13 @@ class Harness:
         return await rpc(request, metadata=bearer(TOKENS[caller]), timeout=30)
 
     async def create_item(self, **overrides: Any) -> pb.Item:
-        reply = await self.call("CreateItem", pb.CreateItemRequest(request_id=rid(), spec=item_spec(**overrides)))
+        reply: pb.CreateItemResponse = await self.call(
+            "CreateItem", pb.CreateItemRequest(request_id=rid(), spec=item_spec(**overrides)))
         return reply.item
 
     async def reserve(self, item_id: str, user: str = "u1", quantity: int = 1, region: str = "US",
                       ttl: int = 0, request_id: str | None = None) -> pb.Reservation:
-        reply = await self.call(
+        reply: pb.ReserveStockResponse = await self.call(
             "ReserveStock",
             pb.ReserveStockRequest(request_id=request_id or rid(), item_id=item_id, user_id=user,
                                    quantity=quantity, region=region, ttl_seconds=ttl),
@@ -62,19 +63,20 @@ class Harness:
         return reply.reservation
 
     async def commit(self, reservation: pb.Reservation, request_id: str | None = None) -> pb.Reservation:
-        reply = await self.call("CommitReservation", pb.CommitReservationRequest(
+        reply: pb.CommitReservationResponse = await self.call("CommitReservation", pb.CommitReservationRequest(
             request_id=request_id or rid(), reservation_id=reservation.reservation_id), caller="redemption")
         return reply.reservation
 
     async def release(self, reservation: pb.Reservation, request_id: str | None = None) -> pb.Reservation:
-        reply = await self.call("ReleaseReservation", pb.ReleaseReservationRequest(
+        reply: pb.ReleaseReservationResponse = await self.call("ReleaseReservation", pb.ReleaseReservationRequest(
             request_id=request_id or rid(), reservation_id=reservation.reservation_id), caller="redemption")
         return reply.reservation
 
     async def quote(self, item_id: str, user: str = "u1", region: str = "US", quantity: int = 1) -> pb.QuoteResponse:
-        return await self.call(
+        reply: pb.QuoteResponse = await self.call(
             "Quote", pb.QuoteRequest(item_id=item_id, user_id=user, region=region, quantity=quantity), caller="app"
         )
+        return reply
 
     async def stock_row(self, item_id: str) -> tuple[int, int, int, int]:
         async with self.started.engine.connect() as conn:

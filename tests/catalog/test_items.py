@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import grpc
 
@@ -127,7 +128,7 @@ async def test_list_filters_and_pages_in_stable_order(catalog: Harness, new_data
         await own.call("UpdateItem", pb.UpdateItemRequest(request_id=rid(), item_id=archived.item_id,
                                                           spec=item_spec(title="archived"), archived=True))
 
-        async def titles(**filters: object) -> list[str]:
+        async def titles(**filters: Any) -> list[str]:
             out: list[str] = []
             token = ""
             while True:

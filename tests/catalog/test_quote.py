@@ -109,7 +109,9 @@ async def campaign(h: Harness, item_ids: list[str], **rule: object) -> pb.Campai
     spec = pb.CampaignSpec(name="c", sponsor="Acme", item_ids=item_ids,
                            start_time=ts(rule.pop("start", START - timedelta(days=1))),  # type: ignore[arg-type]
                            end_time=ts(rule.pop("end", START + timedelta(days=1))), **rule)  # type: ignore[arg-type]
-    return (await h.call("CreateCampaign", pb.CreateCampaignRequest(request_id=rid(), spec=spec))).campaign
+    reply: pb.CreateCampaignResponse = await h.call(
+        "CreateCampaign", pb.CreateCampaignRequest(request_id=rid(), spec=spec))
+    return reply.campaign
 
 
 async def test_overlapping_campaigns_give_the_best_price_per_region(h: Harness) -> None:

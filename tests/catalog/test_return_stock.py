@@ -21,9 +21,10 @@ COMMITTED = pb.RESERVATION_STATE_COMMITTED
 
 async def give_back(h: Harness, reservation_id: str, quantity: int = 0, request_id: str | None = None,
                     caller: str = "redemption") -> pb.ReturnStockResponse:
-    return await h.call("ReturnStock", pb.ReturnStockRequest(
+    reply: pb.ReturnStockResponse = await h.call("ReturnStock", pb.ReturnStockRequest(
         request_id=rid() if request_id is None else request_id, reservation_id=reservation_id,
         quantity=quantity), caller=caller)
+    return reply
 
 
 async def sold(h: Harness, item_id: str, user: str = "u1", quantity: int = 1) -> pb.Reservation:

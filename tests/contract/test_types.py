@@ -1,4 +1,4 @@
-"""mypy --strict (pyproject [tool.mypy]) is clean over the platform library, the CLI and the four services."""
+"""mypy --strict (pyproject [tool.mypy]) is clean over the platform library, the CLI, the four services and tests."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ STRICT = [
     "services/catalog/catalog",
     "services/earning/earning",
     "services/redemption/redemption",
+    "tests",
 ]
 
 

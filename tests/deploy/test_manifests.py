@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
+import yaml  # type: ignore[import-untyped]  # PyYAML ships no type hints; types-PyYAML is not a dev dependency
 from pydantic_settings import BaseSettings
 
 from catalog.config import CatalogSettings
@@ -69,6 +69,7 @@ def configmap() -> dict[str, str]:
 
 
 def compose() -> dict[str, Any]:
+    doc: dict[str, Any]
     [doc] = load(DEPLOY / "compose.yaml")
     return doc
 

@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -51,7 +52,9 @@ def suite(tmp_path: Path) -> Iterator[SuiteProcess]:
 def test_up_serves_checks_auth_and_stops_cleanly(suite: SuiteProcess) -> None:
     for service in SERVICES:
         with grpc.insecure_channel(f"127.0.0.1:{suite.ports[service]}") as channel:
-            reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
+            # types-grpcio-health-checking declares no methods on HealthStub.
+            health: Any = health_pb2_grpc.HealthStub(channel)
+            reply = health.Check(health_pb2.HealthCheckRequest(), timeout=5)
             assert reply.status == health_pb2.HealthCheckResponse.SERVING, service
             full_name, rpcs = EXPECTED_RPCS[service]
             database = ProtoReflectionDescriptorDatabase(channel)

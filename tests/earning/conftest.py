@@ -54,7 +54,7 @@ class Suite:
         self._wallet_channel: grpc.aio.Channel | None = None
 
     @property
-    def wallet_stub(self) -> wallet_pb2_grpc.WalletServiceStub:
+    def wallet_stub(self) -> wallet_pb2_grpc.WalletServiceAsyncStub:
         if self._wallet_channel is None:
             self._wallet_channel = grpc.aio.insecure_channel(f"127.0.0.1:{self.wallet.port}")
         return wallet_pb2_grpc.WalletServiceStub(self._wallet_channel)

@@ -7,6 +7,7 @@ session event loop, where the servers and channel live.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
@@ -44,7 +45,8 @@ async def test_random_requests_never_crash(shared_suite: Suite) -> None:
     def events(draw: st.DrawFn) -> pb.ActivityEvent:
         return pb.ActivityEvent(
             event_id=draw(st.sampled_from(["fz-e1", "fz-e2"]) | st.uuids().map(str) | TEXT),
-            user_id=draw(IDS), type=draw(st.integers(-2, 9)), region=draw(st.sampled_from(["US", "FR", "us", ""]) | TEXT),
+            user_id=draw(IDS), type=pb.ActivityType.ValueType(draw(st.integers(-2, 9))),
+            region=draw(st.sampled_from(["US", "FR", "us", ""]) | TEXT),
             device_id=draw(IDS), watch_seconds=draw(INT64 | st.integers(0, 7200)), target_id=draw(IDS),
             game_id=draw(IDS), milestone_id=draw(IDS), challenge_id=draw(IDS),
             **({"occurred_at": draw(stamps)} if draw(st.integers(0, 9)) else {}),
@@ -69,12 +71,12 @@ async def test_random_requests_never_crash(shared_suite: Suite) -> None:
     )
     def check(event: pb.ActivityEvent, batch: list[pb.ActivityEvent], token: str, date: str, size: int,
               rules: pb.Rules, spec: pb.ChallengeSpec) -> None:
-        calls = [
+        calls: list[Callable[[], Awaitable[Any]]] = [
             lambda: s.stub.RecordActivity(pb.RecordActivityRequest(event=event), metadata=APP),
             lambda: s.stub.RecordActivities(pb.RecordActivitiesRequest(events=batch), metadata=APP),
             lambda: s.stub.GetDailySummary(pb.GetDailySummaryRequest(user_id=event.user_id, date=date), metadata=APP),
             lambda: s.stub.ListChallenges(pb.ListChallengesRequest(region=event.region, page_size=size, page_token=token), metadata=APP),
-            lambda: s.stub.ListHeldEarnings(pb.ListHeldEarningsRequest(user_id=event.user_id, state=size % 6, page_token=token), metadata=ADMIN),
+            lambda: s.stub.ListHeldEarnings(pb.ListHeldEarningsRequest(user_id=event.user_id, state=pb.HeldEarningState.ValueType(size % 6), page_token=token), metadata=ADMIN),
             lambda: s.stub.UpdateRules(pb.UpdateRulesRequest(request_id=token or "r", rules=rules, expected_version=size), metadata=ADMIN),
             lambda: s.stub.CreateChallenge(pb.CreateChallengeRequest(request_id=token or "c", spec=spec), metadata=ADMIN),
             lambda: s.stub.JoinChallenge(pb.JoinChallengeRequest(request_id=token or "j", challenge_id=event.challenge_id, user_id=event.user_id), metadata=APP),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import grpc
@@ -123,7 +124,8 @@ async def test_velocity_hold_then_approve_credits_once_and_reject_never(start_su
     assert [r.status for r in results] == [AWARDED, AWARDED, AWARDED, HELD, HELD]
     assert results[3].breakdown[-1].rule == pb.RULE_KIND_VELOCITY_HOLD and results[3].held_earning_id
     assert await s.balance("fast") == 6
-    held = (await s.stub.ListHeldEarnings(pb.ListHeldEarningsRequest(user_id="fast", state=1), metadata=ADMIN)).held_earnings
+    pending = pb.ListHeldEarningsRequest(user_id="fast", state=pb.HELD_EARNING_STATE_PENDING)
+    held = (await s.stub.ListHeldEarnings(pending, metadata=ADMIN)).held_earnings
     assert [h.points for h in held] == [2, 2] and {h.reason for h in held} == {"VELOCITY_LIMIT"}
     summary = await s.stub.GetDailySummary(pb.GetDailySummaryRequest(user_id="fast"), metadata=APP)
     assert summary.held_points == 4
@@ -164,7 +166,7 @@ async def test_batch_credits_in_order_and_replays(start_suite: StartSuite) -> No
     assert [r.status for r in again.results] == [DUPLICATE] * 6
     assert [await s.balance(f"b{i}") for i in range(10)] == [10] * 10
 
-    async def stream():  # type: ignore[no-untyped-def]
+    async def stream() -> AsyncIterator[pb.StreamActivitiesRequest]:
         for i in range(30):
             yield pb.StreamActivitiesRequest(event=s.event("streamer", COMMENT, target_id=f"t{i}"))
         yield pb.StreamActivitiesRequest(event=pb.ActivityEvent(event_id="bad"))

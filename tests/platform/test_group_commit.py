@@ -58,7 +58,7 @@ async def test_max_batch_is_respected() -> None:
     assert await asyncio.gather(*(committer.submit(i) for i in range(20))) == list(range(20))
     assert max(sizes) <= 3
     with pytest.raises(ZeroDivisionError):
-        committer2: GroupCommitter[int, int] = GroupCommitter(lambda ops: _raise(), max_batch=3)  # type: ignore[arg-type,return-value]
+        committer2: GroupCommitter[int, int] = GroupCommitter(lambda ops: _raise(), max_batch=3)
         await committer2.submit(1)
 
 

@@ -7,6 +7,7 @@ import contextlib
 import datetime as dt
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -28,24 +29,24 @@ SERVICE = "test.v1.EchoService"
 TOKENS = '{"admin": "admin-token", "app": "app-token"}'
 
 
-async def echo(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+async def echo(request: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
     return request + b"|" + current_caller.get().encode()
 
 
-async def fail(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+async def fail(request: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
     raise NotFound("THING_NOT_FOUND", "no such thing", metadata={"thing": "t1"})
 
 
-async def crash(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+async def crash(request: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
     raise RuntimeError("secret connection string postgres://x:y@z")
 
 
-async def slow(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+async def slow(request: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
     await asyncio.sleep(0.5)
     return b"done"
 
 
-async def collect(requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext) -> bytes:
+async def collect(requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
     total = 0
     async for chunk in requests:
         total += len(chunk)
@@ -53,7 +54,7 @@ async def collect(requests: AsyncIterator[bytes], context: grpc.aio.ServicerCont
 
 
 def register(server: grpc.aio.Server) -> None:
-    handlers = {
+    handlers: dict[str, grpc.RpcMethodHandler[bytes, bytes]] = {
         "Echo": grpc.unary_unary_rpc_method_handler(echo),
         "Fail": grpc.unary_unary_rpc_method_handler(fail),
         "Crash": grpc.unary_unary_rpc_method_handler(crash),
@@ -79,7 +80,7 @@ async def server() -> AsyncIterator[RunningServer]:
 
 async def call(port: int, method: str, payload: bytes = b"hi", token: str | None = "app-token") -> bytes:
     async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-        rpc = channel.unary_unary(f"/{SERVICE}/{method}")
+        rpc: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(f"/{SERVICE}/{method}")
         result: bytes = await rpc(payload, metadata=bearer(token) if token else None, timeout=5)
         return result
 
@@ -117,7 +118,7 @@ async def test_unexpected_exception_is_internal_without_detail(server: RunningSe
 
 async def test_client_streaming_goes_through_the_chain(server: RunningServer) -> None:
     async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
-        rpc = channel.stream_unary(f"/{SERVICE}/Collect")
+        rpc: grpc.aio.StreamUnaryMultiCallable[bytes, bytes] = channel.stream_unary(f"/{SERVICE}/Collect")
         assert await rpc(iter([b"ab", b"cde"]), metadata=bearer("app-token")) == b"5"
         with pytest.raises(grpc.aio.AioRpcError) as caught:
             await rpc(iter([b"ab"]))
@@ -127,7 +128,9 @@ async def test_client_streaming_goes_through_the_chain(server: RunningServer) ->
 async def test_health_follows_database_reachability(server: RunningServer, new_database: NewDatabase) -> None:
     async def status() -> int:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
-            reply = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=SERVICE))
+            # types-grpcio-health-checking declares no methods on HealthStub.
+            health: Any = health_pb2_grpc.HealthStub(channel)
+            reply = await health.Check(health_pb2.HealthCheckRequest(service=SERVICE))
             return int(reply.status)
 
     assert await status() == health_pb2.HealthCheckResponse.NOT_SERVING  # nothing probed yet
@@ -228,7 +231,8 @@ async def test_mutual_tls_names_the_caller_by_certificate(tmp_path: Path) -> Non
             async with grpc.aio.secure_channel(
                 f"localhost:{running.port}", creds, options=[("grpc.ssl_target_name_override", "localhost")]
             ) as channel:
-                result: bytes = await channel.unary_unary(f"/{SERVICE}/{method}")(b"x", timeout=5)
+                rpc: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(f"/{SERVICE}/{method}")
+                result = await rpc(b"x", timeout=5)
                 return result
 
         assert await call_as("admin", "Admin") == b"x|admin"
@@ -243,7 +247,8 @@ async def test_mutual_tls_names_the_caller_by_certificate(tmp_path: Path) -> Non
             f"localhost:{running.port}", grpc.ssl_channel_credentials(ca_pem)
         ) as anonymous:
             with pytest.raises(grpc.aio.AioRpcError) as refused:
-                await anonymous.unary_unary(f"/{SERVICE}/Echo")(b"x", timeout=5)
+                rpc: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = anonymous.unary_unary(f"/{SERVICE}/Echo")
+                await rpc(b"x", timeout=5)
             assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
     finally:
         await running.stop(0)

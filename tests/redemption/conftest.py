@@ -55,16 +55,16 @@ class Suite:
     clock: ManualClock
     redemption: StartedRedemption
     channels: dict[str, grpc.aio.Channel]
-    wallet_stub: wallet_pb2_grpc.WalletServiceStub = field(init=False)
-    catalog_stub: catalog_pb2_grpc.CatalogServiceStub = field(init=False)
-    stub: redemption_pb2_grpc.RedemptionServiceStub = field(init=False)
+    wallet_stub: wallet_pb2_grpc.WalletServiceAsyncStub = field(init=False)
+    catalog_stub: catalog_pb2_grpc.CatalogServiceAsyncStub = field(init=False)
+    stub: redemption_pb2_grpc.RedemptionServiceAsyncStub = field(init=False)
 
     def __post_init__(self) -> None:
         self.wallet_stub = wallet_pb2_grpc.WalletServiceStub(self.channels["wallet"])
         self.catalog_stub = catalog_pb2_grpc.CatalogServiceStub(self.channels["catalog"])
         self.stub = redemption_pb2_grpc.RedemptionServiceStub(self.channels["redemption"])
 
-    async def fund(self, user_id: str, amount: int, currency: int = POINTS) -> None:
+    async def fund(self, user_id: str, amount: int, currency: common_pb2.Currency.ValueType = POINTS) -> None:
         if currency == COINS:
             await self.wallet_stub.Credit(wallet_pb2.CreditRequest(
                 request_id=uid("fund"), user_id=user_id, currency=currency, amount=amount, reason="coin_purchase",
@@ -74,7 +74,7 @@ class Suite:
                 request_id=uid("fund"), user_id=user_id, currency=currency, amount=amount, reason="watch_time",
                 reference=uid("ev")), metadata=md("earning"))
 
-    async def balance(self, user_id: str, currency: int = POINTS) -> wallet_pb2.Balance:
+    async def balance(self, user_id: str, currency: common_pb2.Currency.ValueType = POINTS) -> wallet_pb2.Balance:
         reply = await self.wallet_stub.GetBalance(wallet_pb2.GetBalanceRequest(user_id=user_id, currency=currency),
                                                   metadata=md("app"))
         return reply.balances[0]
@@ -109,7 +109,8 @@ class Suite:
                 return out
 
 
-def cosmetic_spec(price: int = 100, currency: int = POINTS, **extra: object) -> dict[str, object]:
+def cosmetic_spec(price: int = 100, currency: common_pb2.Currency.ValueType = POINTS,
+                  **extra: object) -> dict[str, object]:
     return {"kind": catalog_pb2.ITEM_KIND_COSMETIC, "price": common_pb2.Price(currency=currency, amount=price),
             "cosmetic": catalog_pb2.CosmeticAttributes(cosmetic_id="gold-frame"), **extra}
 

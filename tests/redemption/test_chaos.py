@@ -13,6 +13,7 @@ import sys
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -82,7 +83,8 @@ class Services:
     async def wait_serving(self, name: str, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
         async with grpc.aio.insecure_channel(f"127.0.0.1:{self.ports[name]}") as channel:
-            stub = health_pb2_grpc.HealthStub(channel)
+            # types-grpcio-health-checking declares no methods on HealthStub.
+            stub: Any = health_pb2_grpc.HealthStub(channel)
             while time.monotonic() < deadline:
                 assert self.procs[name].poll() is None, (self.logs / f"{name}.log").read_text()[-3000:]
                 try:
@@ -231,7 +233,7 @@ async def test_chaos_every_saga_ends_whole(new_database: NewDatabase, tmp_path: 
             owned = (await redemption.ListEntitlements(rpb.ListEntitlementsRequest(
                 user_id=user, page_size=500), metadata=md("app"))).entitlements
             active = Counter(e.redemption_id for e in owned if e.state == rpb.ENTITLEMENT_STATE_ACTIVE)
-            expected = Counter()
+            expected: Counter[str] = Counter()
             for r in completed:
                 if r.user_id == user:
                     expected[r.redemption_id] = r.quantity if r.item_id == limited.item_id else 1

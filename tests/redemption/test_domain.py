@@ -35,7 +35,7 @@ def new_saga() -> Saga:
 
 def run_forward_until(step: Step) -> Saga:
     saga = new_saga()
-    changes = {
+    changes: dict[Step, dict[str, object]] = {
         Step.QUOTE: {"item": ITEM},
         Step.RESERVE_STOCK: {"reservation_id": "res", "amount": 10},
         Step.HOLD_FUNDS: {"hold_id": "hold"},

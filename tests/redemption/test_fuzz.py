@@ -37,10 +37,11 @@ async def test_random_requests_never_crash_the_server(suite: Suite) -> None:
     request_ids = st.one_of(st.uuids().map(str), st.sampled_from(["fuzz-1", "fuzz-2"]), TEXT)
     tokens = st.sampled_from(["", "eyJ0IjoieCJ9", "!!!", "e30="]) | TEXT
     seen: list[grpc.StatusCode] = []
-    stubs = {"Redeem": suite.stub.Redeem, "GetRedemption": suite.stub.GetRedemption,
-             "ListRedemptions": suite.stub.ListRedemptions, "ListEntitlements": suite.stub.ListEntitlements,
-             "RefundRedemption": suite.stub.RefundRedemption, "PrepareRaffleDraw": suite.stub.PrepareRaffleDraw,
-             "DrawRaffle": suite.stub.DrawRaffle, "GetRaffleDraw": suite.stub.GetRaffleDraw}
+    stubs: dict[str, grpc.aio.UnaryUnaryMultiCallable[Any, Any]] = {
+        "Redeem": suite.stub.Redeem, "GetRedemption": suite.stub.GetRedemption,
+        "ListRedemptions": suite.stub.ListRedemptions, "ListEntitlements": suite.stub.ListEntitlements,
+        "RefundRedemption": suite.stub.RefundRedemption, "PrepareRaffleDraw": suite.stub.PrepareRaffleDraw,
+        "DrawRaffle": suite.stub.DrawRaffle, "GetRaffleDraw": suite.stub.GetRaffleDraw}
 
     def call(method: str, request: Any, caller: str = "admin") -> None:
         async def run() -> grpc.StatusCode:

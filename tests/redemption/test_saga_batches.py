@@ -58,7 +58,7 @@ async def step_log(engine: AsyncEngine, redemption_id: str) -> list[tuple[str, s
     async with engine.connect() as conn:
         rows = await conn.execute(select(saga_steps.c.name, saga_steps.c.outcome, saga_steps.c.detail)
                                   .where(saga_steps.c.redemption_id == redemption_id).order_by(saga_steps.c.id))
-        return [tuple(r) for r in rows]  # type: ignore[misc]
+        return [tuple(r) for r in rows]
 
 
 def test_distinct_runs_split_only_at_a_repeat() -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from decimal import Decimal
 from typing import Any
 
 import grpc
@@ -66,7 +67,7 @@ async def lots_of(wallet: Client, user: str) -> list[tuple[int, int, int]]:
         rows = await conn.execute(
             text("SELECT amount, remaining, expired FROM points_lots WHERE user_id = :u ORDER BY lot_id"), {"u": user}
         )
-        return [tuple(r) for r in rows]  # type: ignore[misc]
+        return [tuple(r) for r in rows]
 
 
 async def debit(wallet: Client, rid: str, user: str, amount: int) -> Any:
@@ -184,7 +185,7 @@ async def test_spend_racing_the_expiry_job(ewallet: Client) -> None:
     assert set(outcomes) <= {"ok", "INSUFFICIENT_FUNDS"}
     await expire_all(w)
     async with w.engine.connect() as conn:
-        expired = dict(
+        expired: dict[str, Decimal] = dict(  # -sum(bigint) is numeric
             (await conn.execute(text("SELECT t.user_id, -sum(p.amount) FROM transactions t JOIN postings p USING "
                                      "(transaction_id) WHERE t.kind = 6 AND p.user_id <> '' GROUP BY 1"))).all()
         )
@@ -260,5 +261,5 @@ async def expired_in_ledger(w: Client) -> int:
     async with w.engine.connect() as conn:
         total = (
             await conn.execute(text("SELECT coalesce(sum(amount), 0) FROM postings WHERE account = 'system:points_expiry'"))
-        ).scalar()
+        ).scalar_one()
     return int(total)

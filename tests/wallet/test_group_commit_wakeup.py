@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 
 from points_platform.group_commit import GroupCommitter
 
@@ -12,7 +13,7 @@ async def test_op_submitted_as_the_last_flusher_finishes_is_still_applied() -> N
     # task done, its done-callback not yet run) must get a flusher, not wait forever.
     late: list[asyncio.Future[int]] = []
 
-    async def apply(ops: list[int]) -> list[int]:
+    async def apply(ops: Sequence[int]) -> list[int | BaseException]:
         if ops == [1]:
             late.append(asyncio.ensure_future(committer.submit(2)))
         return [op * 10 for op in ops]

@@ -16,7 +16,7 @@ FP = OK.FAILED_PRECONDITION
 
 
 async def reserve(wallet: Client, rid: str, user: str, amount: int, ttl: int = 0, currency: int = POINTS) -> pb.Hold:
-    reply = await wallet.call("Reserve", "redemption")(
+    reply: pb.ReserveResponse = await wallet.call("Reserve", "redemption")(
         pb.ReserveRequest(request_id=rid, user_id=user, currency=currency, amount=amount, ttl_seconds=ttl, reference="red-1")  # type: ignore[arg-type]
     )
     return reply.hold

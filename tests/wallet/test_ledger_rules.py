@@ -59,7 +59,7 @@ async def test_credit_currency_policy(
 async def test_allowed_credits(wallet: Client) -> None:
     for caller, currency in (("earning", POINTS), ("admin", POINTS), ("redemption", POINTS), ("payments", COINS)):
         await wallet.call("Credit", caller)(
-            pb.CreditRequest(request_id=f"ok-{caller}", user_id="dave", currency=currency, amount=2, reference="ref")  # type: ignore[arg-type]
+            pb.CreditRequest(request_id=f"ok-{caller}", user_id="dave", currency=currency, amount=2, reference="ref")
         )
     assert await wallet.balance("dave") == (6, 0)
     assert await wallet.balance("dave", COINS) == (2, 0)
