@@ -85,6 +85,15 @@ class Suite:
         )
         return list(reply.entries)
 
+    async def restart_earning(self, **overrides: Any) -> None:
+        """Stop earning and start it again on the same database with changed settings (an operator's fix)."""
+        assert self.earning_settings is not None
+        await self.close_channels()
+        await self.earning.stop()
+        self.earning_settings = self.earning_settings.model_copy(update=overrides)
+        self.earning = await start_earning(self.earning_settings, clock=self.clock)
+        self.__post_init__()
+
     async def close_channels(self) -> None:
         await self.earning_channel.close()
         if self._wallet_channel is not None:

@@ -12,7 +12,6 @@ from prometheus_client import REGISTRY
 from sqlalchemy import text
 from structlog.testing import capture_logs
 
-from earning.main import start as start_earning
 from earning.use_cases.recording import event_credit_id
 from earning.wallet_client import is_retryable
 from points.common.v1 import common_pb2
@@ -122,12 +121,7 @@ async def test_a_misconfigured_token_dead_letters_and_the_requeue_pays_once_fixe
     assert [await s.balance(f"denied{i}") for i in range(3)] == [0, 0, 0]
 
     # the operator fixes the token (restart), then requeues the dead letters of that cause
-    assert s.earning_settings is not None
-    await s.close_channels()
-    await s.earning.stop()
-    fixed = s.earning_settings.model_copy(update={"tokens_json": json.dumps(TOKENS)})
-    s.earning = await start_earning(fixed, clock=s.clock)
-    s.__post_init__()
+    await s.restart_earning(tokens_json=json.dumps(TOKENS))
     async with s.earning.engine.begin() as conn:
         await conn.execute(text(REQUEUE), {"cause": "PERMISSION_DENIED%"})
 

@@ -9,7 +9,6 @@ import json
 import grpc
 import pytest
 
-from earning.main import start as start_earning
 from points.earning.v1 import earning_pb2 as pb
 from points_platform.client import error_reason
 from tests.earning.conftest import ADMIN, APP, TOKENS, StartSuite, Suite
@@ -59,12 +58,7 @@ async def test_failed_credits_are_listed_and_requeued_once_the_cause_is_fixed(st
     assert len(await failed(s)) == 3
 
     # the operator fixes the token (restart), then requeues: each credit pays exactly once
-    assert s.earning_settings is not None
-    await s.close_channels()
-    await s.earning.stop()
-    fixed = s.earning_settings.model_copy(update={"tokens_json": json.dumps(TOKENS)})
-    s.earning = await start_earning(fixed, clock=s.clock)
-    s.__post_init__()
+    await s.restart_earning(tokens_json=json.dumps(TOKENS))
     done = await requeue(s, "requeue-1", ids)
     assert sorted(done.requeued_credit_ids) == sorted(ids) and not done.unchanged_credit_ids
     assert [await s.balance(f"denied{i}") for i in range(3)] == [2, 2, 2]  # sent at once
