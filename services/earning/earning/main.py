@@ -51,7 +51,7 @@ class Earning:
 async def build(settings: EarningSettings, clock: Clock) -> Earning:
     """Migrate, seed the rules, wire the use cases (no server yet)."""
     await migrate(settings.database_url, MIGRATIONS)
-    engine = create_engine(settings.database_url, pool_size=settings.db_pool_size)
+    engine = create_engine(settings.database_url, pool_size=settings.db_pool_size, custom_plans=True)
     channel = open_channel(settings.wallet_target, settings, max_reconnect_backoff_ms=2000)
     token = settings.load_tokens().get("earning", "")
     wallet = WalletCredits(channel, token, settings.wallet_timeout_seconds)

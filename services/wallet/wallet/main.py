@@ -59,7 +59,7 @@ class StartedWallet:
 async def start(settings: WalletSettings, *, clock: Clock | None = None, sweeper: bool = True) -> StartedWallet:
     """Migrate, wire and serve (port from settings; 0 picks a free one). Call `.stop()`."""
     await migrate(settings.database_url, MIGRATIONS)
-    engine = create_engine(settings.database_url, pool_size=settings.db_pool_size)
+    engine = create_engine(settings.database_url, pool_size=settings.db_pool_size, custom_plans=True)
     wallet, spec = build(settings, engine, clock or SystemClock(settings.clock_offset_seconds))
     server = await create_server(settings, spec)
     server.watch_database(engine, settings.health_check_interval_seconds)
@@ -70,7 +70,7 @@ async def start(settings: WalletSettings, *, clock: Clock | None = None, sweeper
 
 async def serve(settings: WalletSettings) -> None:
     await migrate(settings.database_url, MIGRATIONS)
-    engine = create_engine(settings.database_url, pool_size=settings.db_pool_size)
+    engine = create_engine(settings.database_url, pool_size=settings.db_pool_size, custom_plans=True)
     wallet, spec = build(settings, engine, SystemClock(settings.clock_offset_seconds))
     await run_service(settings, spec, engine, background=background_jobs(wallet))
 
