@@ -156,7 +156,6 @@ class EarningApi(earning_pb2_grpc.EarningServiceServicer):
         )
         return pb.ResolveHeldEarningResponse(held_earning=convert.held_to_proto(held, tx))
 
-
     async def ListFailedCredits(self, request: pb.ListFailedCreditsRequest, context: Context) -> pb.ListFailedCreditsResponse:  # noqa: N802
         user_id = require_id("user_id", request.user_id) if request.user_id else ""
         limit = page_size(request.page_size)
@@ -176,6 +175,7 @@ class EarningApi(earning_pb2_grpc.EarningServiceServicer):
         ids = [require_id(f"credit_ids[{i}]", c) for i, c in enumerate(request.credit_ids)]
         requeued, unchanged = await self._admin.requeue_failed_credits(request.request_id, fingerprint(request), ids)
         return pb.RequeueFailedCreditsResponse(requeued_credit_ids=requeued, unchanged_credit_ids=unchanged)
+
 
 def _tally(summary: pb.StreamActivitiesResponse, outcomes: list[EventOutcome]) -> None:
     counters = {
