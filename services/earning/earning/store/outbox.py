@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import and_, func, select, text
 from sqlalchemy.dialects.postgresql import insert
@@ -21,6 +22,11 @@ class PendingCredit:
     amount: int
     reason: str
     reference: str
+
+
+def _credit(row: Any) -> PendingCredit:
+    """The credit of a `credits` row (any row with its five columns)."""
+    return PendingCredit(row.request_id, row.user_id, row.amount, row.reason, row.reference)
 
 
 async def add_credit(conn: AsyncConnection, credit: PendingCredit) -> None:
@@ -40,7 +46,7 @@ async def credit_state(conn: AsyncConnection, request_id: str) -> tuple[PendingC
     if row is None:
         return None, ""
     if row.pending:
-        return PendingCredit(row.request_id, row.user_id, row.amount, row.reason, row.reference), ""
+        return _credit(row), ""
     return None, row.wallet_transaction_id
 
 
@@ -54,7 +60,7 @@ async def due_credits(conn: AsyncConnection, min_age_seconds: float, limit: int)
         .limit(limit)
     )
     rows = await conn.execute(stmt, {"age": min_age_seconds})
-    return [PendingCredit(r.request_id, r.user_id, r.amount, r.reason, r.reference) for r in rows]
+    return [_credit(r) for r in rows]
 
 
 @dataclass(frozen=True)
@@ -65,11 +71,12 @@ class DeadLetter:
 
 
 # The common outcome, every credit credited: their wallet transaction ids, by primary key.
-_MARK_CREDITED = text(
+_CREDITED = (
     "UPDATE credits c SET pending = false, failed_time = NULL, wallet_transaction_id = q.tx,"
     " attempts = c.attempts + 1, last_error = ''"
     " FROM unnest(CAST(:ids AS text[]), CAST(:txs AS text[])) AS q(rid, tx) WHERE c.request_id = q.rid"
 )
+_MARK_CREDITED = text(_CREDITED)
 
 # All three outcomes of a send in one statement (disjoint rows), when some failed or were refused.
 # Only a still-pending credit is dead-lettered (a concurrent send may have credited it); a credited
@@ -77,9 +84,7 @@ _MARK_CREDITED = text(
 # partial pending index: it looks the ids up by primary key instead of walking every pending
 # credit (thousands under load, 5-9 ms per send, even for an empty list).
 _MARK_SENT = text(
-    "WITH ok AS (UPDATE credits c SET pending = false, failed_time = NULL, wallet_transaction_id = q.tx,"
-    " attempts = c.attempts + 1, last_error = ''"
-    " FROM unnest(CAST(:ids AS text[]), CAST(:txs AS text[])) AS q(rid, tx) WHERE c.request_id = q.rid),"
+    f"WITH ok AS ({_CREDITED}),"
     " failed AS (UPDATE credits c SET attempts = c.attempts + 1, last_error = :error"
     " FROM unnest(CAST(:failed AS text[])) AS q(rid) WHERE c.request_id = q.rid AND c.pending IS TRUE),"
     " dead AS (UPDATE credits c SET pending = false, failed_time = now(), attempts = c.attempts + 1,"
@@ -110,7 +115,7 @@ async def mark_sent(
         },
     )
     return [
-        DeadLetter(PendingCredit(r.request_id, r.user_id, r.amount, r.reason, r.reference), r.last_error, r.attempts)
+        DeadLetter(_credit(r), r.last_error, r.attempts)
         for r in rows
     ]
 
@@ -143,8 +148,7 @@ async def list_failed(
          "limit": limit},
     )
     return [
-        FailedCredit(PendingCredit(r.request_id, r.user_id, r.amount, r.reason, r.reference), r.last_error,
-                     r.attempts, r.failed_time)
+        FailedCredit(_credit(r), r.last_error, r.attempts, r.failed_time)
         for r in rows
     ]
 
@@ -172,10 +176,7 @@ class Requeue:
 async def requeue(conn: AsyncConnection, request_ids: Sequence[str]) -> Requeue:
     """Move the dead-lettered ones among `request_ids` back to the outbox (in the caller's transaction)."""
     rows = {r.request_id: r for r in await conn.execute(_REQUEUE, {"ids": sorted(set(request_ids))})}
-    requeued = [
-        PendingCredit(r.request_id, r.user_id, r.amount, r.reason, r.reference)
-        for r in (rows[i] for i in sorted(rows)) if r.failed
-    ]
+    requeued = [_credit(rows[i]) for i in sorted(rows) if rows[i].failed]
     unchanged = sorted(i for i, r in rows.items() if not r.failed)
     unknown = sorted(set(request_ids) - set(rows))
     return Requeue(requeued, unchanged, unknown)
