@@ -86,6 +86,10 @@ _ChallengeRow = namedtuple(
 
 # All of a batch's writes in one statement (data-modifying CTEs on distinct tables; empty arrays
 # write nothing). The budget charge is conditional; `charged` must equal the challenges charged.
+# Paid targets, milestones, device accounts and credits are plain INSERTs: each row is new by
+# construction (its absence was read under the users' and devices' locks, which are their only
+# writers; a credit's id derives from a new event id). ON CONFLICT's speculative insertion cost an
+# index probe and a WAL record more per row (batches of 100: 1,912 -> 1,612 WAL records).
 _WRITE_ALL = text(
     "WITH ev AS (INSERT INTO events (event_id, fingerprint, user_id, type, occurred_at, received_at, day, status,"
     " points, breakdown, rejection_reason, held_earning_id, credit_request_id)"
@@ -103,13 +107,13 @@ _WRITE_ALL = text(
     " held_points = dc.held_points + EXCLUDED.held_points),"
     " pt AS (INSERT INTO paid_targets (user_id, type, target_id)"
     " SELECT * FROM unnest(CAST(:pt_users AS text[]), CAST(:pt_types AS smallint[]), CAST(:pt_targets AS text[]))"
-    " ON CONFLICT DO NOTHING),"
+    "),"
     " pm AS (INSERT INTO paid_milestones (user_id, game_id, milestone_id)"
     " SELECT * FROM unnest(CAST(:pm_users AS text[]), CAST(:pm_games AS text[]), CAST(:pm_milestones AS text[]))"
-    " ON CONFLICT DO NOTHING),"
+    "),"
     " da AS (INSERT INTO device_accounts (device_id, day, user_id)"
     " SELECT * FROM unnest(CAST(:da_devices AS text[]), CAST(:da_days AS date[]), CAST(:da_users AS text[]))"
-    " ON CONFLICT DO NOTHING),"
+    "),"
     " st AS (UPDATE user_state s SET streak_last_day = q.d, streak_days = q.n"
     " FROM unnest(CAST(:st_users AS text[]), CAST(:st_days AS date[]), CAST(:st_lengths AS integer[])) AS q(u, d, n)"
     " WHERE s.user_id = q.u),"
@@ -121,7 +125,7 @@ _WRITE_ALL = text(
     " cr AS (INSERT INTO credits (request_id, user_id, amount, reason, reference, pending)"
     " SELECT r, u, a, why, ref, true FROM unnest(CAST(:cr_ids AS text[]), CAST(:cr_users AS text[]),"
     " CAST(:cr_amounts AS bigint[]), CAST(:cr_reasons AS text[]), CAST(:cr_refs AS text[])) AS q(r, u, a, why, ref)"
-    " ON CONFLICT DO NOTHING),"
+    "),"
     " ch AS (UPDATE challenges c SET budget_spent_points = c.budget_spent_points + q.x"
     " FROM unnest(CAST(:ch_ids AS text[]), CAST(:ch_points AS bigint[])) AS q(id, x)"
     " WHERE c.challenge_id = q.id AND c.budget_spent_points + q.x <= c.sponsor_budget_points RETURNING 1)"
