@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TypeVar
 
 import asyncpg
+import sqlalchemy.exc
 import structlog
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
@@ -116,6 +117,40 @@ def sqlstate(exc: BaseException) -> str | None:
         if isinstance(code, str):
             return code
     return None
+
+
+# SQLSTATEs of a database that is down, restarting or refusing connections (class 08: connection
+# exceptions; 57P01-57P03: shut down or starting; 53300: too many connections; 55000 is what a
+# database closed to connections answers, checked by its message).
+_UNAVAILABLE_SQLSTATES = frozenset({"57P01", "57P02", "57P03", "53300"})
+_UNAVAILABLE_ERRORS = (
+    ConnectionError,  # refused, reset, broken pipe: the server is not there
+    asyncpg.exceptions.ConnectionDoesNotExistError,  # the connection died under a statement
+    sqlalchemy.exc.TimeoutError,  # every pooled connection stayed busy for pool_timeout
+)
+
+
+def is_database_unavailable(exc: BaseException) -> bool:
+    """True when `exc` (or what it wraps) says the database cannot be reached right now: a
+    retryable outage (UNAVAILABLE to the caller), not a bug."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, _UNAVAILABLE_ERRORS):
+            return True
+        if isinstance(current, DBAPIError) and current.connection_invalidated:
+            return True
+        if isinstance(current, asyncpg.exceptions.InterfaceError) and "connection is closed" in str(current):
+            return True  # a pooled connection whose server side is gone (raw asyncpg hot paths)
+        code = getattr(current, "sqlstate", None)
+        if isinstance(code, str) and (
+            code.startswith("08") or code in _UNAVAILABLE_SQLSTATES
+            or (code == "55000" and "not currently accepting connections" in str(current))
+        ):
+            return True
+        current = getattr(current, "orig", None) or current.__cause__ or current.__context__
+    return False
 
 
 async def retry_serialization(

@@ -18,7 +18,8 @@ import structlog
 from prometheus_client import Counter, Histogram
 
 from points_platform.auth import Authenticator, current_caller
-from points_platform.errors import DomainError, to_rpc_status
+from points_platform.db import is_database_unavailable
+from points_platform.errors import DomainError, Unavailable, to_rpc_status
 
 log = structlog.get_logger("points.rpc")
 
@@ -152,6 +153,9 @@ class _Call:
             await context.abort(
                 exc.code, status.message, trailing_metadata=(("grpc-status-details-bin", status.SerializeToString()),)
             )
+        if is_database_unavailable(exc):
+            log.warning("rpc_database_unavailable", error=type(exc).__name__)
+            await self._fail(Unavailable("DATABASE_UNAVAILABLE", "the database is unavailable; retry later"), context)
         if isinstance(exc, NotImplementedError):
             await context.abort(grpc.StatusCode.UNIMPLEMENTED, f"{self.method} is not implemented yet")
         log.error("rpc_crashed", exc_info=exc)

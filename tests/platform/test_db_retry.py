@@ -1,11 +1,13 @@
-"""Serialization/deadlock failures are retried; contention that outlasts the retries is ABORTED."""
+"""Serialization/deadlock failures are retried; contention that outlasts the retries is ABORTED;
+an unreachable database is told from a bug (UNAVAILABLE, not INTERNAL)."""
 
 from __future__ import annotations
 
+import asyncpg
 import pytest
 from sqlalchemy.exc import DBAPIError
 
-from points_platform.db import retry_serialization
+from points_platform.db import is_database_unavailable, retry_serialization
 from points_platform.errors import Aborted
 
 
@@ -45,3 +47,31 @@ async def test_other_database_errors_are_not_retried() -> None:
     with pytest.raises(DBAPIError):
         await retry_serialization(attempt, base_delay=0)  # type: ignore[arg-type]
     assert len(calls) == 1
+
+
+@pytest.mark.parametrize(
+    ("error", "outage"),
+    [
+        (ConnectionRefusedError(111, "refused"), True),
+        (DBAPIError("SELECT 1", None, _PgError("08006")), True),  # connection failure
+        (DBAPIError("SELECT 1", None, _PgError("57P03")), True),  # the server is starting
+        (_PgError("57P01"), True),  # terminated by the administrator (raw asyncpg)
+        (asyncpg.exceptions.ConnectionDoesNotExistError("connection was closed in the middle of operation"), True),
+        (asyncpg.exceptions.InterfaceError("connection is closed"), True),
+        (_PgError("55000"), False),  # object not in prerequisite state: a bug, unless...
+        (DBAPIError("SELECT 1", None, _PgError("23505")), False),  # unique violation
+        (asyncpg.exceptions.InterfaceError("cannot perform operation: another operation is in progress"), False),
+        (ValueError("bug"), False),
+    ],
+)
+def test_an_outage_is_told_from_a_bug(error: BaseException, outage: bool) -> None:
+    assert is_database_unavailable(error) is outage
+
+
+def test_a_database_closed_to_connections_is_an_outage() -> None:
+    closed = _PgError("55000")
+    closed.args = ('database "points" is not currently accepting connections',)
+    assert is_database_unavailable(closed)
+    wrapped = RuntimeError("while recording")
+    wrapped.__cause__ = DBAPIError("SELECT 1", None, _PgError("08001"))
+    assert is_database_unavailable(wrapped)
