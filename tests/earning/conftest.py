@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -102,6 +103,14 @@ class Suite:
 
 
 StartSuite = Callable[..., Awaitable[Suite]]
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], seconds: float = 15) -> None:
+    """Poll `check` until it holds (background loops: reconciliation, reconnects)."""
+    deadline = asyncio.get_running_loop().time() + seconds
+    while not await check():
+        assert asyncio.get_running_loop().time() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.1)
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ terminated, as a restart or failover of PostgreSQL would do, while the server ke
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from typing import Any
 
 import asyncpg
@@ -20,7 +20,7 @@ from points.common.v1 import common_pb2
 from points.earning.v1 import earning_pb2 as pb
 from points.wallet.v1 import wallet_pb2
 from points_platform.client import bearer, error_reason
-from tests.earning.conftest import APP, TOKENS, StartSuite
+from tests.earning.conftest import APP, TOKENS, StartSuite, eventually
 
 LIKE = 2
 AWARDED, DUPLICATE = 1, 3
@@ -47,13 +47,6 @@ async def unavailable(call: Awaitable[Any]) -> None:
         await call
     assert failure.value.code() == grpc.StatusCode.UNAVAILABLE, failure.value.details()
     assert error_reason(failure.value) == "DATABASE_UNAVAILABLE"
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], seconds: float = 15) -> None:
-    deadline = asyncio.get_running_loop().time() + seconds
-    while not await check():
-        assert asyncio.get_running_loop().time() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.2)
 
 
 async def test_earning_without_its_database_answers_unavailable_and_records_once_when_back(

@@ -18,7 +18,7 @@ from points.common.v1 import common_pb2
 from points.earning.v1 import earning_pb2 as pb
 from points.wallet.v1 import wallet_pb2
 from points_platform.client import bearer
-from tests.earning.conftest import APP, TOKENS, StartSuite, Suite
+from tests.earning.conftest import APP, TOKENS, StartSuite, Suite, eventually
 
 LIKE = 2
 AWARDED, DUPLICATE = 1, 3
@@ -40,13 +40,6 @@ async def credit_rows(s: Suite, *event_ids: str) -> list[dict[str, Any]]:
 
 def dead_lettered(reason: str) -> float:
     return REGISTRY.get_sample_value("points_earning_credits_dead_lettered_total", {"reason": reason}) or 0.0
-
-
-async def eventually(check: Any, seconds: float = 10) -> None:
-    deadline = asyncio.get_running_loop().time() + seconds
-    while not await check():
-        assert asyncio.get_running_loop().time() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.1)
 
 
 async def test_a_credit_the_wallet_refuses_for_good_is_dead_lettered_once_and_never_resent(
