@@ -1,5 +1,6 @@
-"""The dead letter through the API: ListFailedCredits shows what the wallet refused for good,
-RequeueFailedCredits puts it back once the cause is fixed, and every credit still pays once."""
+"""The dead letter through the API: ListFailedCredits shows what the wallet refused for good (or
+kept failing on its side), RequeueFailedCredits puts it back once the cause is fixed, and every
+credit still pays once."""
 
 from __future__ import annotations
 
@@ -8,10 +9,11 @@ import json
 
 import grpc
 import pytest
+from sqlalchemy import text
 
 from points.earning.v1 import earning_pb2 as pb
 from points_platform.client import error_reason
-from tests.earning.conftest import ADMIN, APP, TOKENS, StartSuite, Suite
+from tests.earning.conftest import ADMIN, APP, TOKENS, StartSuite, Suite, eventually
 
 LIKE = 2
 
@@ -90,3 +92,50 @@ async def test_the_dead_letter_is_for_admins_and_checks_its_input(start_suite: S
     with pytest.raises(grpc.aio.AioRpcError) as token:
         await s.stub.ListFailedCredits(pb.ListFailedCreditsRequest(page_token="garbage"), metadata=ADMIN, timeout=10)
     assert error_reason(token.value) == "INVALID_PAGE_TOKEN"
+
+
+async def set_wallet_rejects(s: Suite, user_id: str, rejects: bool) -> None:
+    """A fault inside the wallet: its database refuses every ledger transaction of one user, so the
+    wallet fails those credits on its side (INTERNAL), whether alone or in a batch."""
+    async with s.wallet.engine.begin() as conn:
+        if rejects:
+            await conn.execute(text(
+                "CREATE FUNCTION reject_user() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+                " IF NEW.user_id = TG_ARGV[0] THEN RAISE EXCEPTION 'rejected by test'; END IF; RETURN NEW; END $$"
+            ))
+            await conn.execute(text(
+                f"CREATE TRIGGER reject_user BEFORE INSERT ON transactions FOR EACH ROW EXECUTE FUNCTION reject_user('{user_id}')"
+            ))
+        else:
+            await conn.execute(text("DROP TRIGGER reject_user ON transactions"))
+            await conn.execute(text("DROP FUNCTION reject_user()"))
+
+
+async def test_a_credit_the_wallet_fails_on_its_side_is_isolated_then_dead_lettered_at_the_limit(
+    start_suite: StartSuite,
+) -> None:
+    s = await start_suite(wallet_error_limit=3)
+    await set_wallet_rejects(s, "poison", True)
+    users = ["healthy1", "poison", "healthy2", "healthy3"]
+    events = [s.event(u, LIKE, target_id="v") for u in users]
+    reply = await s.stub.RecordActivities(pb.RecordActivitiesRequest(events=events), metadata=APP, timeout=10)
+    assert all(r.status == pb.EVENT_STATUS_AWARDED for r in reply.results)
+    # the batch was split around the failing entry: its neighbours are credited in the same call
+    assert [bool(r.wallet_transaction_id) for r in reply.results] == [True, False, True, True]
+
+    async def dead_lettered() -> bool:
+        return len(await failed(s)) == 1
+
+    await eventually(dead_lettered)
+    (dead,) = await failed(s)
+    assert dead.user_id == "poison" and dead.failure.startswith("INTERNAL") and dead.attempts == 3
+    await asyncio.sleep(1.0)  # dead: later reconciliation passes leave it alone
+    assert [f.attempts for f in await failed(s)] == [3]
+
+    # the wallet is fixed; the operator requeues; it pays once, the others were never touched again
+    await set_wallet_rejects(s, "poison", False)
+    done = await requeue(s, "requeue-poison", [dead.credit_id])
+    assert list(done.requeued_credit_ids) == [dead.credit_id]
+    await asyncio.sleep(1.0)
+    assert [await s.balance(u) for u in users] == [2, 2, 2, 2]
+    assert [len(await s.history(u)) for u in users] == [1, 1, 1, 1]

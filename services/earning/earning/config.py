@@ -22,4 +22,9 @@ class EarningSettings(PlatformSettings):
     reconcile_min_age_seconds: float = Field(
         default=5.0, description="A pending credit is resent by the loop once it is this old."
     )
+    wallet_error_limit: int = Field(
+        default=5, ge=1,
+        description="A credit the wallet fails on its side (INTERNAL/UNKNOWN) this many times when sent alone goes to"
+        " the dead letter (ListFailedCredits / RequeueFailedCredits).",
+    )
     clock_offset_seconds: float = Field(default=0.0, description="Shift of the service clock (tests).")

@@ -178,6 +178,8 @@ credits = Table(
     Column("pending", Boolean, nullable=False),
     Column("wallet_transaction_id", String(128), nullable=False, server_default=""),
     Column("attempts", Integer, nullable=False, server_default="0"),
+    # sends of this credit alone that the wallet failed on its side (INTERNAL/UNKNOWN)
+    Column("wallet_errors", Integer, nullable=False, server_default="0"),
     Column("last_error", String(200), nullable=False, server_default=""),
     Column("create_time", TS, nullable=False, server_default=func.now()),
     Column("failed_time", TS, nullable=True),  # set when dead-lettered

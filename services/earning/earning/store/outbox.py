@@ -78,11 +78,12 @@ _CREDITED = (
 )
 _MARK_CREDITED = text(_CREDITED)
 
-# All three outcomes of a send in one statement (disjoint rows), when some failed or were refused.
+# All outcomes of a send in one statement (disjoint rows), when some failed or were refused.
 # Only a still-pending credit is dead-lettered (a concurrent send may have credited it); a credited
-# one leaves the dead letter. `pending IS TRUE` (not plain `pending`) keeps the planner off the
-# partial pending index: it looks the ids up by primary key instead of walking every pending
-# credit (thousands under load, 5-9 ms per send, even for an empty list).
+# one leaves the dead letter. A suspect (failed alone by the wallet itself) counts a wallet error
+# and is dead-lettered at the limit (SET sees the old `wallet_errors`). `pending IS TRUE` (not
+# plain `pending`) keeps the planner off the partial pending index: it looks the ids up by primary
+# key instead of walking every pending credit (thousands under load, 5-9 ms per send).
 _MARK_SENT = text(
     f"WITH ok AS ({_CREDITED}),"
     " failed AS (UPDATE credits c SET attempts = c.attempts + 1, last_error = :error"
@@ -90,21 +91,29 @@ _MARK_SENT = text(
     " dead AS (UPDATE credits c SET pending = false, failed_time = now(), attempts = c.attempts + 1,"
     " last_error = q.why FROM unnest(CAST(:refused AS text[]), CAST(:why AS text[])) AS q(rid, why)"
     " WHERE c.request_id = q.rid AND c.pending IS TRUE"
-    " RETURNING c.request_id, c.user_id, c.amount, c.reason, c.reference, c.last_error, c.attempts)"
-    " SELECT * FROM dead"
+    " RETURNING c.request_id, c.user_id, c.amount, c.reason, c.reference, c.last_error, c.attempts),"
+    " suspect AS (UPDATE credits c SET attempts = c.attempts + 1, wallet_errors = c.wallet_errors + 1,"
+    " last_error = q.why, pending = c.wallet_errors + 1 < :limit,"
+    " failed_time = CASE WHEN c.wallet_errors + 1 >= :limit THEN now() END"
+    " FROM unnest(CAST(:suspect AS text[]), CAST(:suspect_why AS text[])) AS q(rid, why)"
+    " WHERE c.request_id = q.rid AND c.pending IS TRUE"
+    " RETURNING c.request_id, c.user_id, c.amount, c.reason, c.reference, c.last_error, c.attempts, c.pending)"
+    " SELECT * FROM dead UNION ALL"
+    " SELECT request_id, user_id, amount, reason, reference, last_error, attempts FROM suspect WHERE NOT pending"
 )
 
 
 async def mark_sent(
     conn: AsyncConnection, transactions: Mapping[str, str], refused: Mapping[str, str], failed: Sequence[str],
-    error: str,
+    error: str, suspect: Mapping[str, str], wallet_error_limit: int,
 ) -> list[DeadLetter]:
     """Credited ones get their wallet transaction id; failed ones an attempt and the error; refused
-    ones go to the dead letter with their reason. Returns the credits dead-lettered now."""
-    if not transactions and not refused and not failed:
+    ones go to the dead letter with their reason, suspect ones once they reach the wallet error
+    limit. Returns the credits dead-lettered now."""
+    if not transactions and not refused and not failed and not suspect:
         return []
-    ids, dead = sorted(transactions), sorted(refused)
-    if not refused and not failed:
+    ids, dead, suspects = sorted(transactions), sorted(refused), sorted(suspect)
+    if not refused and not failed and not suspect:
         await conn.execute(_MARK_CREDITED, {"ids": ids, "txs": [transactions[i] for i in ids]})
         return []
     rows = await conn.execute(
@@ -112,6 +121,7 @@ async def mark_sent(
         {
             "ids": ids, "txs": [transactions[i] for i in ids], "failed": sorted(failed), "error": error[:200],
             "refused": dead, "why": [refused[i][:200] for i in dead],
+            "suspect": suspects, "suspect_why": [suspect[i][:200] for i in suspects], "limit": wallet_error_limit,
         },
     )
     return [
@@ -153,12 +163,12 @@ async def list_failed(
     ]
 
 
-# Dead letter -> outbox: pending again, attempts from zero (least-tried credits go first), the
+# Dead letter -> outbox: pending again, attempts and wallet errors from zero (least-tried go first), the
 # last error kept until the next send. Rows not in the dead letter are left as they are.
 _REQUEUE = text(
     "WITH found AS (SELECT request_id, failed_time IS NOT NULL AS failed FROM credits"
     " WHERE request_id = ANY(CAST(:ids AS text[])) FOR UPDATE),"
-    " requeued AS (UPDATE credits c SET pending = true, failed_time = NULL, attempts = 0"
+    " requeued AS (UPDATE credits c SET pending = true, failed_time = NULL, attempts = 0, wallet_errors = 0"
     " FROM found f WHERE c.request_id = f.request_id AND f.failed"
     " RETURNING c.request_id, c.user_id, c.amount, c.reason, c.reference)"
     " SELECT f.request_id, f.failed, r.user_id, r.amount, r.reason, r.reference"

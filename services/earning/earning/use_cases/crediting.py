@@ -3,6 +3,8 @@
 A credit the wallet refuses for good (the adapter tells which refusals are final) is moved to the
 dead letter on that first refusal: no longer pending, never resent, counted, logged at error
 level and visible in the `points_earning_credits_failed` gauge until an operator requeues it.
+A credit the wallet fails on its side (INTERNAL/UNKNOWN) even when sent alone follows it there
+after `wallet_error_limit` such sends: a poison entry is retried a few times, not forever.
 """
 
 from __future__ import annotations
@@ -39,6 +41,8 @@ class CreditReport:
     credited: dict[str, str] = field(default_factory=dict)  # request id -> wallet transaction id
     refused: dict[str, str] = field(default_factory=dict)  # request id -> why, final: dead-lettered
     error: str = ""  # why the others failed this time: retried
+    # failed alone with the wallet's own error (INTERNAL/UNKNOWN): retried up to a limit
+    suspect: dict[str, str] = field(default_factory=dict)
 
 
 class CreditPort(Protocol):
@@ -46,11 +50,15 @@ class CreditPort(Protocol):
 
 
 class Crediting:
-    def __init__(self, engine: AsyncEngine, wallet: CreditPort, *, min_age_seconds: float, interval_seconds: float):
+    def __init__(
+        self, engine: AsyncEngine, wallet: CreditPort, *, min_age_seconds: float, interval_seconds: float,
+        wallet_error_limit: int = 5,
+    ):
         self._engine = engine
         self._wallet = wallet
         self._min_age = min_age_seconds
         self._interval = interval_seconds
+        self._wallet_error_limit = wallet_error_limit
 
     async def send(self, credits: Sequence[PendingCredit]) -> dict[str, str]:
         """Credit now; what fails stays pending for the reconciliation loop (wallet ids are safe to
@@ -59,10 +67,13 @@ class Crediting:
             return {}
         report = await self._wallet.credit(credits)
         done = report.credited
-        failed = [c.request_id for c in credits if c.request_id not in done and c.request_id not in report.refused]
+        answered = done.keys() | report.refused.keys() | report.suspect.keys()
+        failed = [c.request_id for c in credits if c.request_id not in answered]
         async with self._engine.connect() as conn:  # one statement: atomic without BEGIN/COMMIT
             conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
-            dead = await outbox.mark_sent(conn, done, report.refused, failed, report.error)
+            dead = await outbox.mark_sent(
+                conn, done, report.refused, failed, report.error, report.suspect, self._wallet_error_limit
+            )
         POINTS_CREDITED.inc(sum(c.amount for c in credits if c.request_id in done))
         for letter in dead:
             CREDITS_DEAD_LETTERED.labels(letter.reason).inc()
