@@ -10,6 +10,7 @@ import pytest
 from redemption.domain import (
     COMPENSATION,
     FORWARD,
+    REFUND,
     ItemKind,
     ItemSnapshot,
     Mode,
@@ -18,6 +19,7 @@ from redemption.domain import (
     State,
     Step,
     after_failure,
+    after_stock_lost,
     after_success,
     draw_winners,
     refund_refusal,
@@ -91,6 +93,26 @@ def test_after_funds_commit_the_saga_only_moves_forward() -> None:
     assert retried.mode is Mode.FORWARD and retried.step is Step.COMMIT_STOCK
     assert retried.reservation_id == "" and retried.stock_attempt == 1
     assert step_request_id("r1", Step.RESERVE_STOCK, retried.stock_attempt) == "r1:reserve-1"
+
+
+def test_stock_lost_after_the_funds_commit_refunds_points_and_completes_coins() -> None:
+    committed = after_success(run_forward_until(Step.COMMIT_FUNDS), Step.COMMIT_FUNDS)
+    lost = replace(after_failure(committed, Step.COMMIT_STOCK, "RESERVATION_EXPIRED"), currency="POINTS")
+    refunding = after_stock_lost(lost, "OUT_OF_STOCK")
+    assert refunding.mode is Mode.REFUNDING and refunding.state is State.PENDING
+    assert refunding.cancel_reason == "STOCK_LOST: OUT_OF_STOCK"
+    order = []
+    while refunding.step is not None:
+        order.append(refunding.step)
+        refunding = after_success(refunding, refunding.step)
+    assert tuple(order) == REFUND and refunding.state is State.REFUNDED and not refunding.entitlements_granted
+
+    coins = after_stock_lost(replace(lost, currency="COINS"), "OUT_OF_STOCK")
+    assert coins.state is State.COMPLETED  # coins cannot be credited back by redemption
+    free = after_stock_lost(replace(lost, currency="COINS", amount=0), "OUT_OF_STOCK")
+    assert free.mode is Mode.REFUNDING  # nothing to credit: the entitlement is revoked all the same
+    with pytest.raises(RuleViolation):
+        after_stock_lost(run_forward_until(Step.COMMIT_FUNDS), "OUT_OF_STOCK")  # funds not committed yet
 
 
 def test_compensation_steps_cannot_be_abandoned() -> None:

@@ -249,16 +249,13 @@ async def test_unlimited_stock_item_skips_the_quote_calls_and_the_hold_decides(s
     assert (await suite.balance(poor)).available == 50 and not await suite.entitlements(poor)
 
 
-async def test_funds_committed_before_a_crash_are_not_cancelled_by_the_reservation_recheck(suite: Suite) -> None:
-    """CommitHold took effect but the process died before recording it; the outage outlives the
-    reservation. The retried COMMIT_FUNDS must not cancel (the points are spent): it completes."""
+async def _crash_after_funds_commit(suite: Suite, user: str, item_id: str) -> rpb.Redemption:
+    """Redeem, but the process dies right after CommitHold took effect (the transition unwritten);
+    then the outage outlives the reservation, which the catalog's sweeper expires."""
     import asyncio
 
     from redemption.domain import Step, step_request_id
 
-    user = uid("u")
-    await suite.fund(user, 300)
-    item = await suite.item(**cosmetic_spec(price=100, limited_stock=True, stock_total=2))
     service = suite.redemption.service
     runner = service.runner
     original = runner._commit_funds
@@ -269,11 +266,10 @@ async def test_funds_committed_before_a_crash_are_not_cancelled_by_the_reservati
 
     runner._commit_funds = crash_after_commit  # type: ignore[method-assign]
     try:
-        pending = await suite.redeem(user, item.item_id)
+        pending = await suite.redeem(user, item_id)
     finally:
         runner._commit_funds = original  # type: ignore[method-assign]
     assert pending.state == rpb.REDEMPTION_STATE_PENDING
-    assert (await suite.balance(user)).available == 200
     suite.clock.advance(service.settings.reservation_ttl_seconds + service.settings.lease_seconds + 1)
     for _ in range(50):  # the catalog's sweeper (1 s interval) marks the reservation EXPIRED
         reservation = (await suite.catalog_stub.GetReservation(
@@ -282,18 +278,62 @@ async def test_funds_committed_before_a_crash_are_not_cancelled_by_the_reservati
             break
         await asyncio.sleep(0.1)
     assert reservation.state == catalog_pb2.RESERVATION_STATE_EXPIRED
-    assert await service.recover_once() == 1
-    done = await _get(suite, pending.redemption_id)
+    return pending
+
+
+async def _recover(suite: Suite, redemption_id: str) -> rpb.Redemption:
+    """The recovery loop picks the saga up and drives it to its end."""
+    import asyncio
+
+    assert await suite.redemption.service.recover_once() == 1
+    done = await _get(suite, redemption_id)
     for _ in range(50):
         if done.state != rpb.REDEMPTION_STATE_PENDING:
             break
         await asyncio.sleep(0.1)
-        done = await _get(suite, pending.redemption_id)
+        done = await _get(suite, redemption_id)
+    return done
+
+
+async def test_funds_committed_before_a_crash_are_not_cancelled_by_the_reservation_recheck(suite: Suite) -> None:
+    """CommitHold took effect but the process died before recording it; the outage outlives the
+    reservation. The retried COMMIT_FUNDS must not cancel (the points are spent): it completes."""
+    user = uid("u")
+    await suite.fund(user, 300)
+    item = await suite.item(**cosmetic_spec(price=100, limited_stock=True, stock_total=2))
+    pending = await _crash_after_funds_commit(suite, user, item.item_id)
+    assert (await suite.balance(user)).available == 200
+    done = await _recover(suite, pending.redemption_id)
     assert done.state == COMPLETED, (done.cancel_reason, step_names(done))
     assert (await suite.balance(user)).available == 200
     assert [e.state for e in await suite.entitlements(user)] == [rpb.ENTITLEMENT_STATE_ACTIVE]
     after = await suite.get_item(item.item_id)
     assert (after.stock_available, after.stock_reserved, after.stock_sold) == (1, 0, 1)
+
+
+async def test_stock_gone_after_the_funds_commit_is_refunded_never_oversold(suite: Suite) -> None:
+    """As above, but while the saga was down someone else bought the last unit: re-reserving fails
+    (OUT_OF_STOCK). The saga cannot deliver, so it refunds: entitlement revoked, points credited
+    back, REFUNDED — the item's one unit has one owner."""
+    user, rival = uid("u"), uid("rival")
+    await suite.fund(user, 300)
+    await suite.fund(rival, 300)
+    item = await suite.item(**cosmetic_spec(price=100, limited_stock=True, stock_total=1))
+    pending = await _crash_after_funds_commit(suite, user, item.item_id)
+    assert (await suite.balance(user)).available == 200
+    assert (await suite.redeem(rival, item.item_id)).state == COMPLETED  # the expired unit was free again
+
+    done = await _recover(suite, pending.redemption_id)
+    assert done.state == rpb.REDEMPTION_STATE_REFUNDED, (done.cancel_reason, step_names(done))
+    assert done.cancel_reason == "STOCK_LOST: OUT_OF_STOCK"
+    assert [s for s in step_names(done) if not s.endswith(":STARTED")][-4:] == [
+        "COMMIT_STOCK:FAILED", "REVOKE_ENTITLEMENT:SUCCEEDED", "REFUND_FUNDS:SUCCEEDED", "RETURN_STOCK:SKIPPED"
+    ], step_names(done)
+    assert (await suite.balance(user)).available == 300
+    assert [e.state for e in await suite.entitlements(user)] == [rpb.ENTITLEMENT_STATE_REVOKED]
+    assert [e.state for e in await suite.entitlements(rival)] == [rpb.ENTITLEMENT_STATE_ACTIVE]
+    after = await suite.get_item(item.item_id)
+    assert (after.stock_available, after.stock_reserved, after.stock_sold) == (0, 0, 1)
 
 
 async def test_a_hold_committed_by_a_stale_driver_during_compensation_is_credited_back(suite: Suite) -> None:

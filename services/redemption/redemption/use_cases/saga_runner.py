@@ -25,6 +25,7 @@ from redemption.domain import (
     Saga,
     Step,
     after_failure,
+    after_stock_lost,
     after_success,
     entitlement_units,
     step_request_id,
@@ -297,8 +298,8 @@ class SagaRunner:
                     saga.user_id, saga.quantity, saga.region, self.settings.reservation_ttl_seconds)
             except PeerRefused as refused:
                 log.error("saga_stock_lost", redemption_id=saga.redemption_id, reason=refused.reason)
-                return await self._succeed(saga, Step.COMMIT_STOCK, f"STOCK_NOT_COMMITTED: {refused.reason}",
-                                           Outcome.FAILED)
+                return await self._advance(saga, after_stock_lost(saga, refused.reason),
+                                           [(Step.COMMIT_STOCK, Outcome.FAILED, f"STOCK_NOT_COMMITTED: {refused.reason}")])
             reservation_id = res.reservation_id
         try:
             await self.catalog.commit(step_request_id(saga.redemption_id, Step.COMMIT_STOCK, saga.stock_attempt),
@@ -365,6 +366,7 @@ class SagaRunner:
     async def _return_stock(self, saga: Saga) -> Saga | None:
         if not saga.reservation_id:
             # COMMIT_STOCK found the stock gone after the funds commit (saga_stock_lost): nothing was sold.
+            # (A points saga is refunded right then; a coin saga completed without stock.)
             return await self._succeed(saga, Step.RETURN_STOCK, "STOCK_NOT_COMMITTED", Outcome.SKIPPED)
         try:
             res = await self.catalog.return_stock(step_request_id(saga.redemption_id, Step.RETURN_STOCK),
