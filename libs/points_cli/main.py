@@ -36,7 +36,7 @@ def _targets(args: argparse.Namespace) -> SuiteTargets:
 
 def _bench(args: argparse.Namespace) -> int:
     from points_cli.bench.cpu import SuiteCpu
-    from points_cli.bench.harness import format_table, run_group, to_json
+    from points_cli.bench.harness import format_summary, format_table, run_group, to_json
 
     results = run_group(
         _targets(args),
@@ -48,8 +48,14 @@ def _bench(args: argparse.Namespace) -> int:
         warmup=args.warmup,
         duration=args.duration,
         cpu=SuiteCpu(Path(args.state_dir)),
+        rounds=args.rounds,
     )
-    print(format_table(results))
+    for number in range(1, args.rounds + 1):
+        if args.rounds > 1:
+            print(f"\nround {number}")
+        print(format_table([r for r in results if r.round == number]))
+    if args.rounds > 1:
+        print("\n" + format_summary(results))
     if args.json:
         Path(args.json).write_text(to_json(results) + "\n")
     return 0
@@ -130,6 +136,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench.add_argument("--duration", type=float, default=10.0, help="seconds measured per scenario")
     bench.add_argument("--warmup", type=float, default=1.0, help="seconds before measuring")
+    bench.add_argument(
+        "--rounds", type=int, default=1,
+        help="repeat Health/Check + the scenarios this many times; prints medians and ranges",
+    )
     bench.add_argument("--json", help="also write the results to this file")
     suite_args(bench)
     bench.set_defaults(func=_bench)

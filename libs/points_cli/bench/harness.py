@@ -84,6 +84,7 @@ class Result:
     processes: int
     ratio_to_health: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    round: int = 1
 
 
 def load_scenarios(group: str) -> list[Scenario]:
@@ -222,26 +223,32 @@ def run_group(
     warmup: float = 1.0,
     duration: float = 10.0,
     cpu: SuiteCpu | None = None,
+    rounds: int = 1,
 ) -> list[Result]:
+    """Each round measures Health/Check on every target, then each scenario against its own
+    round's baseline: the machine's speed drifts within minutes, so rounds interleave the two."""
     scenarios = load_scenarios(group)
     if only:
         scenarios = [s for s in scenarios if s.name in only]
     results: list[Result] = []
-    baselines: dict[str, Result] = {}
-    for target in dict.fromkeys(s.target for s in scenarios):
-        baselines[target] = run_scenario(
-            targets, group, health_scenario(target), concurrency=concurrency, processes=processes,
-            warmup=warmup, duration=duration, connections=connections, cpu=cpu,
-        )
-        results.append(baselines[target])
-    for scenario in scenarios:
-        result = run_scenario(
-            targets, group, scenario, concurrency=concurrency, processes=processes, warmup=warmup, duration=duration,
-            connections=connections, cpu=cpu,
-        )
-        base = baselines[scenario.target].calls_per_second
-        result.ratio_to_health = result.calls_per_second / base if base else None
-        results.append(result)
+    for number in range(1, rounds + 1):
+        baselines: dict[str, Result] = {}
+        for target in dict.fromkeys(s.target for s in scenarios):
+            baselines[target] = run_scenario(
+                targets, group, health_scenario(target), concurrency=concurrency, processes=processes,
+                warmup=warmup, duration=duration, connections=connections, cpu=cpu,
+            )
+            results.append(baselines[target])
+        for scenario in scenarios:
+            result = run_scenario(
+                targets, group, scenario, concurrency=concurrency, processes=processes, warmup=warmup,
+                duration=duration, connections=connections, cpu=cpu,
+            )
+            base = baselines[scenario.target].calls_per_second
+            result.ratio_to_health = result.calls_per_second / base if base else None
+            results.append(result)
+        for result in results[-len(baselines) - len(scenarios):]:
+            result.round = number
     return results
 
 
@@ -261,6 +268,26 @@ def format_table(results: list[Result]) -> str:
         for name, cost in costs:
             parts = "  ".join(f"{proc} {ms:.3f}" for proc, ms in sorted(cost.items()))
             lines.append(f"  {name:<{w}}{parts}  (sum {sum(cost.values()):.3f})")
+    return "\n".join(lines)
+
+
+def format_summary(results: list[Result]) -> str:
+    """Median (min-max) of each scenario over the rounds: what to compare against a target."""
+    by_name: dict[str, list[Result]] = {}
+    for r in results:
+        by_name.setdefault(r.scenario, []).append(r)
+    rounds = max(len(rs) for rs in by_name.values())
+    lines = [f"Over {rounds} rounds, median (min-max):"]
+
+    def spread(values: list[float], fmt: str) -> str:
+        return f"{statistics.median(values):{fmt}} ({min(values):{fmt}}-{max(values):{fmt}})"
+
+    for name, rs in by_name.items():
+        line = f"  {name:<24}events/s {spread([r.events_per_second for r in rs], '.0f')}"
+        ratios = [r.ratio_to_health for r in rs if r.ratio_to_health is not None]
+        if ratios:
+            line += f"  x health {spread(ratios, '.2f')}"
+        lines.append(line)
     return "\n".join(lines)
 
 
