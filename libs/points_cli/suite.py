@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -119,6 +120,15 @@ def wait_serving(host: str, port: int, deadline: float) -> bool:
     return False
 
 
+def metrics_say_serving(host: str, port: int) -> bool:
+    """The process behind this metrics port reports SERVING (`points_serving 1.0`)."""
+    try:
+        with urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=1.0) as reply:
+            return b"\npoints_serving 1.0\n" in reply.read()
+    except OSError:
+        return False
+
+
 def worker_name(service: str, worker: int) -> str:
     """"wallet" for a service's first process, "wallet#2" for its second, ..."""
     return service if worker == 0 else f"{service}#{worker + 1}"
@@ -161,18 +171,23 @@ class Suite:
                     f"{service} did not become SERVING within {cfg.ready_timeout:.0f}s "
                     f"(see {logs / (service + '.log')})"
                 )
-        # Further workers start once the first has migrated the database; each is ready when its
-        # metrics port answers (opened after migrations, just before its gRPC server binds).
+        # Further workers start once the first has migrated the database. They share the gRPC port
+        # (a health check may reach any of them), so each is ready when its own metrics say SERVING.
         extra = [(s, w) for s in SERVICES for w in range(1, cfg.workers.get(s, 1))]
         for service, worker in extra:
             self._spawn(service, worker, server_url, logs)
         for service, worker in extra:
             name = worker_name(service, worker)
             port = cfg.worker_metrics_port(service, worker)
-            while port_is_free(cfg.host, port) and self.procs[name].poll() is None and time.monotonic() < deadline:
+            serving = False
+            while self.procs[name].poll() is None and time.monotonic() < deadline:
+                if serving := metrics_say_serving(cfg.host, port):
+                    break
                 time.sleep(0.2)
-            if self.procs[name].poll() is not None or port_is_free(cfg.host, port):
-                raise SuiteError(f"{name} did not start within {cfg.ready_timeout:.0f}s (see {logs / (service + '.log')})")
+            if not serving:
+                raise SuiteError(
+                    f"{name} did not become SERVING within {cfg.ready_timeout:.0f}s (see {logs / (service + '.log')})"
+                )
         pids: dict[str, list[int]] = {}
         for name, proc in self.procs.items():
             pids.setdefault(name.split("#")[0], []).append(proc.pid)

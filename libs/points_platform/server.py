@@ -21,7 +21,7 @@ import uvloop
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
-from prometheus_client import start_http_server
+from prometheus_client import Gauge, start_http_server
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from points_platform.auth import Authenticator, Policy
@@ -60,6 +60,11 @@ class ServiceSpec:
     register: Callable[[grpc.aio.Server], None]
 
 
+# Per process (each worker has its own metrics port): `points up` waits on it for a worker that
+# shares its gRPC port with others, where a health check may reach any of them.
+SERVING = Gauge("points_serving", "1 while this process's health is SERVING (its database reachable), else 0")
+
+
 @dataclass
 class RunningServer:
     server: grpc.aio.Server
@@ -72,6 +77,7 @@ class RunningServer:
         status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
         for name in ("", self.spec.full_name):
             await self.health.set(name, status)
+        SERVING.set(1 if serving else 0)
 
     def watch_database(self, engine: AsyncEngine, interval: float) -> asyncio.Task[None]:
         """Keep health in step with database reachability (until stopped or the task is cancelled)."""

@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from prometheus_client import REGISTRY
 
 from points_platform.auth import allow, current_caller
 from points_platform.client import bearer, error_info
@@ -137,6 +138,7 @@ async def test_health_follows_database_reachability(server: RunningServer, new_d
     good = create_engine(await new_database("health"))
     probe = server.watch_database(good, interval=0.05)
     await _eventually(status, health_pb2.HealthCheckResponse.SERVING)
+    assert REGISTRY.get_sample_value("points_serving") == 1  # what `points up` waits on per worker
     # Stop the probe before disposing: a live probe would reopen a pooled connection that
     # nothing closes (a ResourceWarning at some later garbage collection).
     probe.cancel()
@@ -147,6 +149,7 @@ async def test_health_follows_database_reachability(server: RunningServer, new_d
     down = create_engine("postgresql+asyncpg://postgres@127.0.0.1:1/nowhere")
     probe = server.watch_database(down, interval=0.05)
     await _eventually(status, health_pb2.HealthCheckResponse.NOT_SERVING)
+    assert REGISTRY.get_sample_value("points_serving") == 0
     probe.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await probe
