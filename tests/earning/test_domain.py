@@ -10,10 +10,12 @@ from pathlib import Path
 import pytest
 
 import earning
+from earning.domain.batch import BatchFacts, KnownFacts
 from earning.domain.challenge import Challenge, ChallengeSpec, matching, validate_challenge
 from earning.domain.evaluation import (
     ChallengeTerms,
     EventFacts,
+    ReceiveRate,
     Streak,
     decayed,
     early_join_bonus,
@@ -154,6 +156,36 @@ def test_velocity_and_shared_device_hold_the_award() -> None:
     assert shared.hold_reason == HoldReason.SHARED_DEVICE and kinds(shared)[-1] == RuleKind.DEVICE_HOLD
     nothing = evaluate(event(), RULES, EventFacts(events_last_minute=61, target_already_paid=True))
     assert nothing.status == EventStatus.CAPPED  # nothing to hold
+
+
+def test_the_receive_time_bucket_drains_the_limit_per_minute() -> None:
+    bucket = ReceiveRate(5.0, NOW)
+    assert bucket.drained(NOW, 60) == 5.0
+    assert bucket.drained(NOW + timedelta(seconds=2), 60) == 3.0  # one event per second drains
+    assert bucket.drained(NOW + timedelta(minutes=1), 60) == 0.0
+    assert bucket.drained(NOW - timedelta(seconds=5), 60) == 5.0  # a clock step back drains nothing
+    assert ReceiveRate().drained(NOW, 60) == 0.0 and bucket.drained(NOW, 0) == 0.0  # unlimited: not counted
+
+
+def test_a_backdated_burst_is_counted_by_receive_time() -> None:
+    """Events spread over the last 20 hours by their occurred_at, all received now: the fourth is
+    over a limit of 3 per minute, though no minute of occurred_at holds more than one."""
+    rules = replace(RULES, abuse=replace(RULES.abuse, velocity_max_events_per_minute=3))
+    known = KnownFacts({}, {"u1": ReceiveRate(1.5, NOW - timedelta(seconds=10))}, {}, set(), set(), [], {}, {})
+    facts = BatchFacts(known, NOW, 3)  # the stored bucket drained to 1.0 by now
+    seen = []
+    for i in range(4):
+        e = event(target_id=f"v{i}", occurred_at=NOW - timedelta(hours=5 * i))
+        f = facts.facts_for(e, rules, e.occurred_at.date(), 0)
+        decision = evaluate(e, rules, f)
+        facts.apply(e, decision, e.occurred_at.date(), Streak())
+        seen.append((f.events_last_minute, decision.status))
+    assert seen == [
+        (2, EventStatus.AWARDED), (3, EventStatus.AWARDED), (4, EventStatus.HELD_FOR_REVIEW),
+        (5, EventStatus.HELD_FOR_REVIEW),
+    ]
+    [(_, bucket)] = list(facts.writes.user_states.values())
+    assert bucket == ReceiveRate(5.0, NOW)  # held events count: a flood keeps the bucket full
 
 
 def test_challenge_progress_needs_participation() -> None:

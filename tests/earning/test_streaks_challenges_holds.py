@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from pathlib import Path
 
 import grpc
 import pytest
 
+import earning.config
 from points.earning.v1 import earning_pb2 as pb
 from points_platform.client import error_reason
 from tests.earning.conftest import ADMIN, APP, StartSuite, Suite, ts
@@ -174,3 +177,29 @@ async def test_batch_credits_in_order_and_replays(start_suite: StartSuite) -> No
     summary = await s.stub.StreamActivities(stream(), metadata=APP)
     assert (summary.events_received, summary.events_rejected) == (31, 1)
     assert summary.points_awarded == await s.balance("streamer") > 0
+
+
+async def test_a_burst_backdated_across_the_day_is_held_by_receive_time(start_suite: StartSuite, tmp_path: Path) -> None:
+    """A bot spreads its events' occurred_at over the 24 h lateness window: no minute of occurred_at
+    holds two of them, but they all arrive at once. The receive-time bucket (3 per minute here)
+    holds the fourth on, in later batches too, until it has drained."""
+    rules = json.loads(Path(earning.config.DEFAULT_RULES_FILE).read_text())
+    rules["abuse"]["velocity_max_events_per_minute"] = 3
+    (tmp_path / "rules.json").write_text(json.dumps(rules))
+    s = await start_suite(rules_file=str(tmp_path / "rules.json"))
+
+    def backdated(i: int, hours: float) -> pb.ActivityEvent:
+        return s.event("bot", LIKE, target_id=f"v{i}", occurred_at=ts(s.clock.now() - timedelta(hours=hours)))
+
+    burst = [backdated(i, 4.5 * i) for i in range(5)]
+    reply = await s.stub.RecordActivities(pb.RecordActivitiesRequest(events=burst), metadata=APP, timeout=10)
+    assert [r.status for r in reply.results] == [AWARDED, AWARDED, AWARDED, HELD, HELD]
+    assert reply.results[3].breakdown[-1].rule == pb.RULE_KIND_VELOCITY_HOLD
+
+    s.clock.advance(10)  # the bucket (5) drained by 0.5: still over the limit
+    assert (await s.record(backdated(5, 2))).status == HELD
+    s.clock.advance(120)  # drained
+    assert (await s.record(backdated(6, 3))).status == AWARDED
+    assert await s.balance("bot") == 4 * 2  # held points are not credited
+    held = await s.stub.ListHeldEarnings(pb.ListHeldEarningsRequest(user_id="bot"), metadata=ADMIN)
+    assert [h.reason for h in held.held_earnings] == ["VELOCITY_LIMIT"] * 3

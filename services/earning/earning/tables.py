@@ -9,6 +9,7 @@ from sqlalchemy import (
     Column,
     Date,
     DateTime,
+    Float,
     Index,
     Integer,
     LargeBinary,
@@ -42,6 +43,9 @@ user_state = Table(
     Column("user_id", String(128), primary_key=True),
     Column("streak_last_day", Date, nullable=True),
     Column("streak_days", Integer, nullable=False, server_default="0"),
+    # leaky bucket of recent events by receive time (velocity): level as of rate_time
+    Column("rate_level", Float(precision=53), nullable=False, server_default="0"),
+    Column("rate_time", TS, nullable=True),
 )
 
 # Every evaluated event and its result: the exactly-once record (event_id is unique).

@@ -10,13 +10,14 @@ changed is collected for a few array writes at the end. Pure Python: no grpc, no
 from __future__ import annotations
 
 import bisect
+import math
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
 from earning.domain.challenge import Challenge, matching
-from earning.domain.evaluation import ChallengeTerms, Decision, EventFacts, Streak
+from earning.domain.evaluation import ChallengeTerms, Decision, EventFacts, ReceiveRate, Streak
 from earning.domain.model import ActivityEvent, ActivityType, EventStatus, Rules
 
 VELOCITY_WINDOW = timedelta(seconds=59.999)  # "the last minute", this event's instant included
@@ -36,6 +37,7 @@ class KnownFacts:
     """What the store holds for the batch's users, read under their locks."""
 
     streaks: dict[str, Streak]
+    rates: dict[str, ReceiveRate]  # the users' receive-time buckets as last written
     capped_today: dict[tuple[str, date, int], int]  # (user, day, type) -> points counted against caps
     paid_targets: set[tuple[str, int, str]]  # (user, type, target)
     paid_milestones: set[tuple[str, str, str]]  # (user, game, milestone)
@@ -53,15 +55,21 @@ class BatchWrites:
     paid_milestones: set[tuple[str, str, str]] = field(default_factory=set)
     device_accounts: set[tuple[str, date, str]] = field(default_factory=set)
     budget_charges: dict[str, int] = field(default_factory=dict)  # challenge -> points
-    streaks: dict[str, Streak] = field(default_factory=dict)  # users whose streak changed
+    # users with accepted events: their streak and receive-time bucket after the batch
+    user_states: dict[str, tuple[Streak, ReceiveRate]] = field(default_factory=dict)
 
 
 class BatchFacts:
     """In-memory facts of a batch: `facts_for` an event, then `apply` its decision."""
 
-    def __init__(self, known: KnownFacts) -> None:
+    def __init__(self, known: KnownFacts, received_at: datetime, receive_limit: int) -> None:
+        """`receive_limit`: events per minute the receive-time buckets drain (the velocity limit in
+        force now: receipt is now, whatever version an event's occurred_at selects)."""
         self._streaks = dict(known.streaks)
-        self._initial_streaks = known.streaks
+        self._rates = known.rates
+        self._received_at = received_at
+        self._receive_limit = receive_limit
+        self._accepted_now: dict[str, int] = defaultdict(int)  # user -> accepted events in this batch
         self._capped: dict[tuple[str, date], dict[int, int]] = defaultdict(dict)  # (user, day) -> type -> points
         for (user, day, activity), points in known.capped_today.items():
             self._capped[(user, day)][activity] = points
@@ -96,6 +104,8 @@ class BatchFacts:
             accounts = self._devices.get((event.device_id, day), set())
             device_count = len(accounts) + (user not in accounts)
         covered = matching(self._joined.get(user, []), event)
+        by_occurrence = 1 + _count(self._by_user.get(user, []), event.occurred_at - VELOCITY_WINDOW, event.occurred_at)
+        by_receipt = math.ceil(self._rate(user)) + 1
         return EventFacts(
             earned_today_type=today.get(activity, 0),
             earned_today_total=sum(today.values()),
@@ -107,11 +117,16 @@ class BatchFacts:
             and (user, event.game_id, event.milestone_id) in self._paid_milestones,
             repetitions_in_window=repetitions,
             streak_days=streak_days,
-            events_last_minute=1 + _count(self._by_user.get(user, []), event.occurred_at - VELOCITY_WINDOW, event.occurred_at),
+            events_last_minute=max(by_occurrence, by_receipt),
             device_accounts_today=device_count,
             challenges=[ChallengeTerms(c.challenge_id, c.spec.multiplier_bps, self._remaining(c)) for c in covered],
             is_challenge_participant=any(c.challenge_id == event.challenge_id for c in covered),
         )
+
+    def _rate(self, user: str) -> float:
+        """The user's receive-time bucket now: drained since last written, plus this batch's events."""
+        stored = self._rates.get(user, ReceiveRate())
+        return stored.drained(self._received_at, self._receive_limit) + self._accepted_now[user]
 
     def _remaining(self, challenge: Challenge) -> int | None:
         if not challenge.spec.sponsor_budget_points:
@@ -121,12 +136,9 @@ class BatchFacts:
     def apply(self, event: ActivityEvent, decision: Decision, day: date, streak: Streak) -> None:
         """Make a decided (not rejected) event part of the facts the next events see."""
         user, activity = event.user_id, event.type.value
-        if self._streaks.get(user) != streak:
-            self._streaks[user] = streak
-            if self._initial_streaks.get(user) != streak:
-                self.writes.streaks[user] = streak
-            else:
-                self.writes.streaks.pop(user, None)
+        self._streaks[user] = streak
+        self._accepted_now[user] += 1
+        self.writes.user_states[user] = (streak, ReceiveRate(self._rate(user), self._received_at))
         held = decision.status == EventStatus.HELD_FOR_REVIEW
         today = self._capped[(user, day)]
         today[activity] = today.get(activity, 0) + decision.capped_points

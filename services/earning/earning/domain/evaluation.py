@@ -56,6 +56,22 @@ class Streak:
         return self.days if self.last_day == day else 0
 
 
+@dataclass(frozen=True)
+class ReceiveRate:
+    """The user's recent events by the server's receive time: a leaky bucket that drains `limit`
+    events per minute. `occurred_at` is the client's word and may lie anywhere in the lateness
+    window, so a burst backdated across the day would pass a count by `occurred_at` alone."""
+
+    level: float = 0.0
+    at: datetime | None = None
+
+    def drained(self, now: datetime, limit: int) -> float:
+        """The level at `now`, before its events (without a limit nothing is counted)."""
+        if self.at is None or limit <= 0:
+            return 0.0
+        return max(0.0, self.level - max(0.0, (now - self.at).total_seconds()) * limit / 60)
+
+
 def streak_bonus_bps(streak_days: int, rule: StreakRule) -> int:
     if rule.min_days <= 0 or streak_days < rule.min_days:
         return 0
@@ -92,7 +108,7 @@ class EventFacts:
     milestone_already_paid: bool = False
     repetitions_in_window: int = 0
     streak_days: int = 0
-    events_last_minute: int = 1  # including this event
+    events_last_minute: int = 1  # including this event: by occurred_at, or by receive time if more
     device_accounts_today: int = 0  # distinct accounts on the device today, this user included
     challenges: Sequence[ChallengeTerms] = ()
     is_challenge_participant: bool = True  # CHALLENGE_PROGRESS only

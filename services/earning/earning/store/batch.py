@@ -19,7 +19,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from earning.domain.batch import BatchWrites, KnownFacts, group_joined
-from earning.domain.evaluation import Streak
+from earning.domain.evaluation import ReceiveRate, Streak
 from earning.domain.model import ActivityEvent, ActivityType, EventStatus, RuleApplication
 from earning.store.activity import StoredEvent, breakdown_from, challenge_from_row
 from earning.store.outbox import PendingCredit
@@ -36,7 +36,7 @@ _LOCK_BATCH = text(
     " INSERT INTO user_state AS s (user_id) SELECT unnest(CAST(:users AS text[]))"
     " WHERE (SELECT count(*) FROM locked_devices) >= 0"
     " ON CONFLICT (user_id) DO UPDATE SET user_id = EXCLUDED.user_id"
-    " RETURNING s.user_id, s.streak_last_day, s.streak_days,"
+    " RETURNING s.user_id, s.streak_last_day, s.streak_days, s.rate_level, s.rate_time,"
     " (SELECT coalesce(max(version), 0) FROM rule_versions) AS rules_version"
 )
 
@@ -114,8 +114,9 @@ _WRITE_ALL = text(
     " da AS (INSERT INTO device_accounts (device_id, day, user_id)"
     " SELECT * FROM unnest(CAST(:da_devices AS text[]), CAST(:da_days AS date[]), CAST(:da_users AS text[]))"
     "),"
-    " st AS (UPDATE user_state s SET streak_last_day = q.d, streak_days = q.n"
-    " FROM unnest(CAST(:st_users AS text[]), CAST(:st_days AS date[]), CAST(:st_lengths AS integer[])) AS q(u, d, n)"
+    " st AS (UPDATE user_state s SET streak_last_day = q.d, streak_days = q.n, rate_level = q.l, rate_time = q.t"
+    " FROM unnest(CAST(:st_users AS text[]), CAST(:st_days AS date[]), CAST(:st_lengths AS integer[]),"
+    " CAST(:st_levels AS double precision[]), CAST(:st_times AS timestamptz[])) AS q(u, d, n, l, t)"
     " WHERE s.user_id = q.u),"
     " he AS (INSERT INTO held_earnings (held_earning_id, event_id, user_id, type, day, points, sponsored, reason,"
     " state, create_time) SELECT i, e, u, t, d, p, CAST(s AS jsonb), r, 1, CAST(:now AS timestamptz) FROM unnest("
@@ -150,18 +151,27 @@ def _challenge_row(values: tuple[Any, ...]) -> _ChallengeRow:
     )
 
 
-async def lock_batch(
-    conn: AsyncConnection, user_ids: Sequence[str], device_ids: Sequence[str]
-) -> tuple[dict[str, Streak], int]:
+@dataclass(frozen=True)
+class LockedUsers:
+    streaks: dict[str, Streak]
+    rates: dict[str, ReceiveRate]
+    rules_version: int  # the latest stored
+
+
+async def lock_batch(conn: AsyncConnection, user_ids: Sequence[str], device_ids: Sequence[str]) -> LockedUsers:
     """Lock the devices' and the users' rows (created if missing), each in id order: the users'
-    streaks, and the latest rules version."""
+    streaks and receive-time buckets, and the latest rules version."""
     params = {"users": sorted(set(user_ids)), "devices": sorted({d for d in device_ids if d})}
     rows = (await conn.execute(_LOCK_BATCH, params)).all()
-    return {r.user_id: Streak(r.streak_last_day, r.streak_days) for r in rows}, rows[0].rules_version
+    return LockedUsers(
+        {r.user_id: Streak(r.streak_last_day, r.streak_days) for r in rows},
+        {r.user_id: ReceiveRate(r.rate_level, r.rate_time) for r in rows},
+        rows[0].rules_version,
+    )
 
 
 async def read_batch(
-    conn: AsyncConnection, events: Sequence[tuple[ActivityEvent, date]], streaks: dict[str, Streak], lookback: timedelta
+    conn: AsyncConnection, events: Sequence[tuple[ActivityEvent, date]], users: LockedUsers, lookback: timedelta
 ) -> tuple[dict[str, Replay], KnownFacts]:
     """Stored events (replays) and everything the batch's evaluations read, in one round trip."""
     targets = sorted({(e.user_id, e.type.value, e.target_id) for e, _ in events if e.target_id})
@@ -208,7 +218,8 @@ async def read_batch(
         (r.participant, challenge_from_row(r), r.join_time) for r in (_challenge_row(j) for j in row.joined)
     )
     known = KnownFacts(
-        streaks=streaks,
+        streaks=users.streaks,
+        rates=users.rates,
         capped_today={(u, d, t): capped for u, d, t, capped in row.counters},
         paid_targets={(u, t, g) for u, t, g in row.targets},
         paid_milestones={(u, g, m) for u, g, m in row.milestones},
@@ -250,7 +261,7 @@ async def write(
 ) -> None:
     """The batch's effects in one round trip."""
     counters = sorted(writes.counters)
-    streak_users = sorted(writes.streaks)
+    states = sorted(writes.user_states.items())
     charges = sorted(writes.budget_charges.items())
     pt, pm, da = sorted(writes.paid_targets), sorted(writes.paid_milestones), sorted(writes.device_accounts)
     params = {
@@ -282,9 +293,11 @@ async def write(
         "da_devices": [d[0] for d in da],
         "da_days": [d[1] for d in da],
         "da_users": [d[2] for d in da],
-        "st_users": streak_users,
-        "st_days": [writes.streaks[u].last_day for u in streak_users],
-        "st_lengths": [writes.streaks[u].days for u in streak_users],
+        "st_users": [u for u, _ in states],
+        "st_days": [streak.last_day for _, (streak, _) in states],
+        "st_lengths": [streak.days for _, (streak, _) in states],
+        "st_levels": [rate.level for _, (_, rate) in states],
+        "st_times": [rate.at for _, (_, rate) in states],
         "he_ids": [h.held_earning_id for h in held],
         "he_events": [h.event.event_id for h in held],
         "he_users": [h.event.user_id for h in held],

@@ -25,7 +25,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from earning.domain.batch import BatchFacts, lookback
-from earning.domain.evaluation import Streak, evaluate, timing_problem
+from earning.domain.evaluation import evaluate, timing_problem
 from earning.domain.model import ActivityEvent, EventStatus, RuleApplication, Rules
 from earning.store import batch as batch_store
 from earning.store.activity import StoredEvent
@@ -164,13 +164,13 @@ class Recorder:
                 accepted.append((index, incoming))
         if accepted:
             async with self._engine.begin() as conn:
-                streaks, latest = await batch_store.lock_batch(
+                users = await batch_store.lock_batch(
                     conn, [i.event.user_id for _, i in accepted], [i.event.device_id for _, i in accepted]
                 )
                 # the list in hand, not the shared cache (a concurrent reload may have replaced it)
-                if check and versions[-1].version != latest:
+                if check and versions[-1].version != users.rules_version:
                     raise _StaleRules
-                await self._decide_accepted(conn, accepted, now, versions, streaks, results)
+                await self._decide_accepted(conn, accepted, now, versions, users, results)
         return [r for r in results if r is not None]
 
     async def _decide_accepted(
@@ -179,7 +179,7 @@ class Recorder:
         accepted: list[tuple[int, IncomingEvent]],
         now: datetime,
         versions: list[Rules],
-        streaks: dict[str, Streak],
+        users: batch_store.LockedUsers,
         results: list[tuple[EventOutcome, PendingCredit | None] | None],
     ) -> None:
         timed: list[tuple[int, IncomingEvent, Rules, date]] = []
@@ -187,9 +187,9 @@ class Recorder:
             rules = applicable(versions, incoming.event.occurred_at)
             timed.append((index, incoming, rules, rules.local_day(incoming.event.occurred_at)))
         replays, known = await batch_store.read_batch(
-            conn, [(i.event, day) for _, i, _, day in timed], streaks, lookback(versions)
+            conn, [(i.event, day) for _, i, _, day in timed], users, lookback(versions)
         )
-        facts = BatchFacts(known)
+        facts = BatchFacts(known, now, versions[-1].abuse.velocity_max_events_per_minute)
         first: dict[str, int] = {}  # event id -> index of its first occurrence in this batch
         new_events: list[NewEvent] = []
         held: list[NewHeld] = []
