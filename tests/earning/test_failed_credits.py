@@ -11,6 +11,7 @@ import grpc
 import pytest
 from sqlalchemy import text
 
+from earning.use_cases.recording import event_credit_id
 from points.earning.v1 import earning_pb2 as pb
 from points_platform.client import error_reason
 from tests.earning.conftest import ADMIN, APP, TOKENS, StartSuite, Suite, eventually
@@ -95,13 +96,14 @@ async def test_the_dead_letter_is_for_admins_and_checks_its_input(start_suite: S
 
 
 async def set_wallet_rejects(s: Suite, user_id: str, rejects: bool) -> None:
-    """A fault inside the wallet: its database refuses every ledger transaction of one user, so the
-    wallet fails those credits on its side (INTERNAL), whether alone or in a batch."""
+    """A fault inside the wallet: its database refuses every ledger transaction of one user ("*":
+    of everyone), so the wallet fails those credits on its side (INTERNAL), alone or in a batch."""
     async with s.wallet.engine.begin() as conn:
         if rejects:
             await conn.execute(text(
                 "CREATE FUNCTION reject_user() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
-                " IF NEW.user_id = TG_ARGV[0] THEN RAISE EXCEPTION 'rejected by test'; END IF; RETURN NEW; END $$"
+                " IF TG_ARGV[0] IN (NEW.user_id, '*') THEN RAISE EXCEPTION 'rejected by test'; END IF;"
+                " RETURN NEW; END $$"
             ))
             await conn.execute(text(
                 f"CREATE TRIGGER reject_user BEFORE INSERT ON transactions FOR EACH ROW EXECUTE FUNCTION reject_user('{user_id}')"
@@ -146,3 +148,25 @@ async def test_a_credit_the_wallet_fails_on_its_side_is_isolated_then_dead_lette
     await asyncio.sleep(1.0)
     assert [await s.balance(u) for u in users] == [2, 2, 2, 2]
     assert [len(await s.history(u)) for u in users] == [1, 1, 1, 1]
+
+
+async def test_a_wallet_failing_every_credit_is_waited_out_not_dead_lettered(start_suite: StartSuite) -> None:
+    """INTERNAL for everyone (no credit succeeds): an outage, not poison entries. Nothing counts a
+    wallet error or reaches the dead letter; once the wallet is fixed every credit pays once."""
+    s = await start_suite(wallet_error_limit=2, wallet_timeout_seconds=10.0)
+    await set_wallet_rejects(s, "*", True)
+    users = [f"outage{i}" for i in range(3)]
+    events = [s.event(u, LIKE, target_id="v") for u in users]
+    reply = await s.stub.RecordActivities(pb.RecordActivitiesRequest(events=events), metadata=APP, timeout=10)
+    assert [bool(r.wallet_transaction_id) for r in reply.results] == [False, False, False]
+    await asyncio.sleep(2.0)  # several reconciliation passes, each failing every credit
+    assert await failed(s) == []
+    assert [await wallet_errors(s, event_credit_id(e.event_id)) for e in events] == [0, 0, 0]
+
+    await set_wallet_rejects(s, "*", False)
+
+    async def paid() -> bool:
+        return [await s.balance(u) for u in users] == [2, 2, 2]
+
+    await eventually(paid)
+    assert [len(await s.history(u)) for u in users] == [1, 1, 1]

@@ -39,8 +39,11 @@ RETRYABLE_ENTRY_REASONS = frozenset({"CONCURRENT_REQUEST", "TRANSACTION_CONFLICT
 
 # The wallet failed on its side. In a batch one bad entry fails the whole call, so the batch is
 # split until the failing entries stand alone and the others are credited; an entry that fails
-# alone is reported as suspect (the outbox dead-letters it after a limit).
+# alone is reported as suspect (the outbox dead-letters it after a limit). Splitting stops after
+# SPLIT_CALLS extra calls per send: isolating one bad entry among 1,000 takes ~20, and a wallet
+# failing everything is not hammered with 2n-1 calls.
 WALLET_FAILURE_CODES = frozenset({grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN})
+SPLIT_CALLS = 32
 
 
 def is_retryable(code: grpc.StatusCode | None) -> bool:
@@ -59,34 +62,37 @@ class WalletCredits:
     async def credit(self, entries: Sequence[PendingCredit]) -> CreditReport:
         """What was credited, what the wallet refused for good (and why), why the rest failed this time."""
         report = CreditReport()
-        for start in range(0, len(entries), MAX_BATCH):
-            await self._send(entries[start : start + MAX_BATCH], report)
-        return report
+        splits_left = SPLIT_CALLS
 
-    async def _send(self, chunk: Sequence[PendingCredit], report: CreditReport) -> None:
-        try:
-            if len(chunk) == 1:
-                await self._credit_one(chunk[0], report)
-            else:
-                await self._credit_batch(chunk, report)
-        except grpc.RpcError as exc:
-            code = exc.code() if isinstance(exc, grpc.aio.AioRpcError) else None
-            error = f"{getattr(code, 'name', 'ERROR')} {error_reason(exc)}".strip()
-            if code in WALLET_FAILURE_CODES and len(chunk) > 1:
-                log.warning("wallet_credit_batch_split", error=error, entries=len(chunk))
-                half = len(chunk) // 2
-                await self._send(chunk[:half], report)
-                await self._send(chunk[half:], report)
-            elif code in WALLET_FAILURE_CODES:
-                report.error = error
-                report.suspect[chunk[0].request_id] = error
-                log.warning("wallet_credit_failed_alone", error=error, request_id=chunk[0].request_id)
-            elif is_retryable(code):
-                report.error = error
-                log.warning("wallet_credit_failed", error=error, entries=len(chunk))
-            else:
-                report.refused.update((e.request_id, error) for e in chunk)
-                log.warning("wallet_credit_refused", error=error, entries=len(chunk))
+        async def send(chunk: Sequence[PendingCredit]) -> None:
+            nonlocal splits_left
+            try:
+                if len(chunk) == 1:
+                    await self._credit_one(chunk[0], report)
+                else:
+                    await self._credit_batch(chunk, report)
+            except grpc.RpcError as exc:
+                code = exc.code() if isinstance(exc, grpc.aio.AioRpcError) else None
+                error = f"{getattr(code, 'name', 'ERROR')} {error_reason(exc)}".strip()
+                if code in WALLET_FAILURE_CODES and len(chunk) > 1 and splits_left >= 2:
+                    log.warning("wallet_credit_batch_split", error=error, entries=len(chunk))
+                    splits_left -= 2
+                    await send(chunk[: len(chunk) // 2])
+                    await send(chunk[len(chunk) // 2 :])
+                elif code in WALLET_FAILURE_CODES and len(chunk) == 1:
+                    report.error = error
+                    report.suspect[chunk[0].request_id] = error
+                    log.warning("wallet_credit_failed_alone", error=error, request_id=chunk[0].request_id)
+                elif is_retryable(code):
+                    report.error = error
+                    log.warning("wallet_credit_failed", error=error, entries=len(chunk))
+                else:
+                    report.refused.update((e.request_id, error) for e in chunk)
+                    log.warning("wallet_credit_refused", error=error, entries=len(chunk))
+
+        for start in range(0, len(entries), MAX_BATCH):
+            await send(entries[start : start + MAX_BATCH])
+        return report
 
     async def _credit_one(self, entry: PendingCredit, report: CreditReport) -> None:
         reply = await self._stub.Credit(

@@ -10,6 +10,8 @@ after `wallet_error_limit` such sends: a poison entry is retried a few times, no
 from __future__ import annotations
 
 import asyncio
+import math
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -45,6 +47,12 @@ class CreditReport:
     suspect: dict[str, str] = field(default_factory=dict)
 
 
+# A suspect counts against its credit only while the wallet works for others (it credited something
+# within this window, this send included): a wallet failing everything is an outage to wait out,
+# not a reason to dead-letter every credit.
+WALLET_WORKS_WINDOW_SECONDS = 60.0
+
+
 class CreditPort(Protocol):
     async def credit(self, entries: Sequence[PendingCredit]) -> CreditReport: ...
 
@@ -59,6 +67,7 @@ class Crediting:
         self._min_age = min_age_seconds
         self._interval = interval_seconds
         self._wallet_error_limit = wallet_error_limit
+        self._last_credited = -math.inf  # time.monotonic() of the wallet's last successful credit
 
     async def send(self, credits: Sequence[PendingCredit]) -> dict[str, str]:
         """Credit now; what fails stays pending for the reconciliation loop (wallet ids are safe to
@@ -67,12 +76,15 @@ class Crediting:
             return {}
         report = await self._wallet.credit(credits)
         done = report.credited
-        answered = done.keys() | report.refused.keys() | report.suspect.keys()
+        if done:
+            self._last_credited = time.monotonic()
+        suspect = report.suspect if time.monotonic() - self._last_credited <= WALLET_WORKS_WINDOW_SECONDS else {}
+        answered = done.keys() | report.refused.keys() | suspect.keys()
         failed = [c.request_id for c in credits if c.request_id not in answered]
         async with self._engine.connect() as conn:  # one statement: atomic without BEGIN/COMMIT
             conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
             dead = await outbox.mark_sent(
-                conn, done, report.refused, failed, report.error, report.suspect, self._wallet_error_limit
+                conn, done, report.refused, failed, report.error, suspect, self._wallet_error_limit
             )
         POINTS_CREDITED.inc(sum(c.amount for c in credits if c.request_id in done))
         for letter in dead:
