@@ -2,8 +2,8 @@
 
 The store loads everything a batch can need in a few set-based queries (`KnownFacts`); the
 events are then evaluated one after the other and each decision is applied back to these facts
-(counters, paid targets and milestones, recent events, device accounts, streaks, sponsor
-budgets), so the second event of a user sees the first exactly as if it had been stored. What
+(counters, paid targets and milestones, recent events, device accounts, streaks, receive-time
+buckets, sponsor budgets), so the second event of a user sees the first exactly as if it had been stored. What
 changed is collected for a few array writes at the end. Pure Python: no grpc, no sqlalchemy.
 """
 
