@@ -6,9 +6,10 @@ import asyncio
 import random
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import asyncpg
+import sqlalchemy.event
 import sqlalchemy.exc
 import structlog
 from sqlalchemy import text
@@ -36,7 +37,7 @@ def create_engine(url: str, *, pool_size: int = 10, custom_plans: bool = False) 
     the set-based statements (arrays joined with `unnest`) PostgreSQL otherwise settles on a generic
     plan chosen while the tables were small — hash joins over sequential scans — and keeps it until
     the next ANALYZE: on a fresh database the cost per batch grew with every row inserted."""
-    return create_async_engine(
+    engine = create_async_engine(
         url,
         pool_size=pool_size,
         max_overflow=0,
@@ -44,6 +45,16 @@ def create_engine(url: str, *, pool_size: int = 10, custom_plans: bool = False) 
         pool_recycle=1800,
         connect_args={"server_settings": {"plan_cache_mode": "force_custom_plan"}} if custom_plans else {},
     )
+    sqlalchemy.event.listen(engine.sync_engine, "checkout", _drop_if_closed)
+    return engine
+
+
+def _drop_if_closed(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+    """A pooled connection the server closed (restart, failover, terminated session) is replaced at
+    checkout instead of failing the next call. Hot paths use the raw asyncpg connection, whose
+    failures SQLAlchemy never sees; asking asyncpg costs no round trip (unlike a pre-ping)."""
+    if dbapi_connection.driver_connection.is_closed():
+        raise sqlalchemy.exc.DisconnectionError("closed by the server")
 
 
 def _asyncpg_dsn(url: str, database: str | None = None) -> str:
@@ -143,6 +154,8 @@ def is_database_unavailable(exc: BaseException) -> bool:
             return True
         if isinstance(current, asyncpg.exceptions.InterfaceError) and "connection is closed" in str(current):
             return True  # a pooled connection whose server side is gone (raw asyncpg hot paths)
+        if isinstance(current, asyncpg.exceptions.InternalClientError) and "cannot switch to state" in str(current):
+            return True  # the same, noticed while its last operation was still unfinished
         code = getattr(current, "sqlstate", None)
         if isinstance(code, str) and (
             code.startswith("08") or code in _UNAVAILABLE_SQLSTATES

@@ -58,6 +58,9 @@ async def test_other_database_errors_are_not_retried() -> None:
         (_PgError("57P01"), True),  # terminated by the administrator (raw asyncpg)
         (asyncpg.exceptions.ConnectionDoesNotExistError("connection was closed in the middle of operation"), True),
         (asyncpg.exceptions.InterfaceError("connection is closed"), True),
+        # a dead connection noticed while its last operation was still unfinished
+        (asyncpg.exceptions.InternalClientError("cannot switch to state 15; another operation (2) is in progress"), True),
+        (asyncpg.exceptions.InternalClientError("unexpected"), False),
         (_PgError("55000"), False),  # object not in prerequisite state: a bug, unless...
         (DBAPIError("SELECT 1", None, _PgError("23505")), False),  # unique violation
         (asyncpg.exceptions.InterfaceError("cannot perform operation: another operation is in progress"), False),
