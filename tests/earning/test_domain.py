@@ -184,7 +184,7 @@ def test_a_backdated_burst_is_counted_by_receive_time() -> None:
         (2, EventStatus.AWARDED), (3, EventStatus.AWARDED), (4, EventStatus.HELD_FOR_REVIEW),
         (5, EventStatus.HELD_FOR_REVIEW),
     ]
-    [(_, bucket)] = list(facts.writes.user_states.values())
+    [(_, bucket)] = list(facts.final_writes().user_states.values())
     assert bucket == ReceiveRate(5.0, NOW)  # held events count: a flood keeps the bucket full
 
 

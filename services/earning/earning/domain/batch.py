@@ -55,7 +55,7 @@ class BatchWrites:
     paid_milestones: set[tuple[str, str, str]] = field(default_factory=set)
     device_accounts: set[tuple[str, date, str]] = field(default_factory=set)
     budget_charges: dict[str, int] = field(default_factory=dict)  # challenge -> points
-    # users with accepted events: their streak and receive-time bucket after the batch
+    # users with accepted events: their streak and receive-time bucket after the batch (final_writes)
     user_states: dict[str, tuple[Streak, ReceiveRate]] = field(default_factory=dict)
 
 
@@ -69,7 +69,7 @@ class BatchFacts:
         self._rates = known.rates
         self._received_at = received_at
         self._receive_limit = receive_limit
-        self._accepted_now: dict[str, int] = defaultdict(int)  # user -> accepted events in this batch
+        self._accepted_now: dict[str, int] = {}  # user -> accepted events in this batch
         self._capped: dict[tuple[str, date], dict[int, int]] = defaultdict(dict)  # (user, day) -> type -> points
         for (user, day, activity), points in known.capped_today.items():
             self._capped[(user, day)][activity] = points
@@ -123,10 +123,18 @@ class BatchFacts:
             is_challenge_participant=any(c.challenge_id == event.challenge_id for c in covered),
         )
 
+    def final_writes(self) -> BatchWrites:
+        """Everything the batch changes, with the streak and receive-time bucket of each user who
+        had accepted events (derived once, at the end)."""
+        self.writes.user_states = {
+            user: (self._streaks[user], ReceiveRate(self._rate(user), self._received_at)) for user in self._accepted_now
+        }
+        return self.writes
+
     def _rate(self, user: str) -> float:
         """The user's receive-time bucket now: drained since last written, plus this batch's events."""
         stored = self._rates.get(user, ReceiveRate())
-        return stored.drained(self._received_at, self._receive_limit) + self._accepted_now[user]
+        return stored.drained(self._received_at, self._receive_limit) + self._accepted_now.get(user, 0)
 
     def _remaining(self, challenge: Challenge) -> int | None:
         if not challenge.spec.sponsor_budget_points:
@@ -137,8 +145,7 @@ class BatchFacts:
         """Make a decided (not rejected) event part of the facts the next events see."""
         user, activity = event.user_id, event.type.value
         self._streaks[user] = streak
-        self._accepted_now[user] += 1
-        self.writes.user_states[user] = (streak, ReceiveRate(self._rate(user), self._received_at))
+        self._accepted_now[user] = self._accepted_now.get(user, 0) + 1
         held = decision.status == EventStatus.HELD_FOR_REVIEW
         today = self._capped[(user, day)]
         today[activity] = today.get(activity, 0) + decision.capped_points

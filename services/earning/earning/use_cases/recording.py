@@ -207,7 +207,7 @@ class Recorder:
             if credit is not None:
                 credits.append(credit)
         if new_events:
-            await batch_store.write(conn, now, new_events, held, credits, facts.writes)
+            await batch_store.write(conn, now, new_events, held, credits, facts.final_writes())
 
         by_index = dict(accepted)
         for index, incoming in accepted:
