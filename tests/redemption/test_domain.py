@@ -95,7 +95,7 @@ def test_after_funds_commit_the_saga_only_moves_forward() -> None:
     assert step_request_id("r1", Step.RESERVE_STOCK, retried.stock_attempt) == "r1:reserve-1"
 
 
-def test_stock_lost_after_the_funds_commit_refunds_points_and_completes_coins() -> None:
+def test_stock_lost_after_the_funds_commit_refunds_all_but_coin_gifts() -> None:
     committed = after_success(run_forward_until(Step.COMMIT_FUNDS), Step.COMMIT_FUNDS)
     lost = replace(after_failure(committed, Step.COMMIT_STOCK, "RESERVATION_EXPIRED"), currency="POINTS")
     refunding = after_stock_lost(lost, "OUT_OF_STOCK")
@@ -108,7 +108,9 @@ def test_stock_lost_after_the_funds_commit_refunds_points_and_completes_coins() 
     assert tuple(order) == REFUND and refunding.state is State.REFUNDED and not refunding.entitlements_granted
 
     coins = after_stock_lost(replace(lost, currency="COINS"), "OUT_OF_STOCK")
-    assert coins.state is State.COMPLETED  # coins cannot be credited back by redemption
+    assert coins.mode is Mode.REFUNDING  # the wallet refunds the committed coin hold
+    gift = replace(lost, currency="COINS", item=ItemSnapshot(kind=ItemKind.VIRTUAL_GIFT, currency="COINS", gift_id="rose"))
+    assert after_stock_lost(gift, "OUT_OF_STOCK").state is State.COMPLETED  # the creator's diamonds are paid
     free = after_stock_lost(replace(lost, currency="COINS", amount=0), "OUT_OF_STOCK")
     assert free.mode is Mode.REFUNDING  # nothing to credit: the entitlement is revoked all the same
     with pytest.raises(RuleViolation):
@@ -148,6 +150,7 @@ def test_refund_rules() -> None:
     assert refund_refusal(done, now, now, 86400, consumed=True) == "ENTITLEMENT_CONSUMED"
     gift = replace(done, currency="COINS", item=ItemSnapshot(kind=ItemKind.VIRTUAL_GIFT, currency="COINS", gift_id="rose"))
     assert refund_refusal(gift, now, now, 86400, consumed=False) == "COIN_GIFT_NOT_REFUNDABLE"
+    assert refund_refusal(replace(done, currency="COINS"), now, now, 86400, consumed=False) == ""
     assert refund_refusal(new_saga(), None, now, 86400, consumed=False) == "NOT_COMPLETED"
 
 

@@ -336,14 +336,36 @@ async def test_stock_gone_after_the_funds_commit_is_refunded_never_oversold(suit
     assert (after.stock_available, after.stock_reserved, after.stock_sold) == (0, 0, 1)
 
 
-async def test_a_hold_committed_by_a_stale_driver_during_compensation_is_credited_back(suite: Suite) -> None:
+async def test_coin_priced_stock_gone_after_the_funds_commit_is_refunded_in_coins(suite: Suite) -> None:
+    """The coin-priced variant: the wallet gives back the committed coin hold (RefundHold)."""
+    user, rival = uid("u"), uid("rival")
+    await suite.fund(user, 300, COINS)
+    await suite.fund(rival, 300, COINS)
+    item = await suite.item(**cosmetic_spec(price=100, currency=COINS, limited_stock=True, stock_total=1))
+    pending = await _crash_after_funds_commit(suite, user, item.item_id)
+    assert (await suite.balance(user, COINS)).available == 200
+    assert (await suite.redeem(rival, item.item_id)).state == COMPLETED
+
+    done = await _recover(suite, pending.redemption_id)
+    assert done.state == rpb.REDEMPTION_STATE_REFUNDED, (done.cancel_reason, step_names(done))
+    assert done.cancel_reason == "STOCK_LOST: OUT_OF_STOCK"
+    assert (await suite.balance(user, COINS)).available == 300
+    assert (await suite.balance(rival, COINS)).available == 200
+    after = await suite.get_item(item.item_id)
+    assert (after.stock_available, after.stock_reserved, after.stock_sold) == (0, 0, 1)
+
+
+@pytest.mark.parametrize("currency", [POINTS, COINS])
+async def test_a_hold_committed_by_a_stale_driver_during_compensation_is_credited_back(
+        suite: Suite, currency: common_pb2.Currency.ValueType) -> None:
     """A driver that outlived its lease commits the hold while the saga compensates: the saga
-    still ends CANCELLED, and the user gets the spent points back (never CANCELLED-and-charged)."""
+    still ends CANCELLED, and the user gets the spent funds back (never CANCELLED-and-charged);
+    points by a refund credit, coins by the wallet refunding the committed hold."""
     from redemption.domain import Step, step_request_id
 
     user = uid("u")
-    await suite.fund(user, 300)
-    item = await suite.item(**cosmetic_spec(price=100, limited_stock=True, stock_total=2))
+    await suite.fund(user, 300, currency)
+    item = await suite.item(**cosmetic_spec(price=100, currency=currency, limited_stock=True, stock_total=2))
     runner = suite.redemption.service.runner
     original = runner._commit_funds
 
@@ -358,7 +380,7 @@ async def test_a_hold_committed_by_a_stale_driver_during_compensation_is_credite
         runner._commit_funds = original  # type: ignore[method-assign]
     assert done.state == CANCELLED, step_names(done)
     assert "RELEASE_FUNDS:SUCCEEDED" in step_names(done)
-    balance = await suite.balance(user)
+    balance = await suite.balance(user, currency)
     assert (balance.available, balance.held) == (300, 0)
     assert [e for e in await suite.entitlements(user) if e.state == rpb.ENTITLEMENT_STATE_ACTIVE] == []
     after = await suite.get_item(item.item_id)

@@ -11,9 +11,10 @@ import pytest
 from points.catalog.v1 import catalog_pb2
 from points.common.v1 import common_pb2
 from points.redemption.v1 import redemption_pb2 as rpb
+from points.wallet.v1 import wallet_pb2
 from points_platform.client import error_reason
 from redemption.domain import draw_winners
-from tests.redemption.conftest import POINTS, Suite, cosmetic_spec, md, ts, uid
+from tests.redemption.conftest import COINS, POINTS, Suite, cosmetic_spec, md, ts, uid
 from tests.redemption.test_redeem import step_names
 
 
@@ -43,6 +44,30 @@ async def test_refund_credits_points_revokes_entitlement_and_replays(suite: Suit
         await refund(suite, done.redemption_id, "refund-again-" + user)
     assert twice.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert error_reason(twice.value) == "ALREADY_REFUNDED"
+
+
+async def test_a_coin_priced_redemption_is_refunded_through_the_wallet_hold(suite: Suite) -> None:
+    """Coins cannot be credited by redemption (only payments may): the wallet gives back the committed
+    hold's debit instead, once, and the hold records it."""
+    user = uid("u")
+    await suite.fund(user, 500, COINS)
+    item = await suite.item(**cosmetic_spec(price=200, currency=COINS))
+    done = await suite.redeem(user, item.item_id)
+    assert done.state == rpb.REDEMPTION_STATE_COMPLETED
+    assert (await suite.balance(user, COINS)).available == 300
+    refunded = await refund(suite, done.redemption_id, "refund-coins-" + user)
+    assert refunded.state == rpb.REDEMPTION_STATE_REFUNDED, step_names(refunded)
+    assert (await suite.balance(user, COINS)).available == 500
+    await refund(suite, done.redemption_id, "refund-coins-" + user)  # replay: nothing more
+    assert (await suite.balance(user, COINS)).available == 500
+    hold = (await suite.wallet_stub.GetHold(wallet_pb2.GetHoldRequest(hold_id=done.hold_id), metadata=md("admin"))).hold
+    assert (hold.committed_amount, hold.refunded_amount) == (200, 200)
+    history = await suite.wallet_stub.ListTransactions(
+        wallet_pb2.ListTransactionsRequest(user_id=user, currency=COINS), metadata=md("admin"))
+    assert [(e.kind, e.amount) for e in history.entries[:2]] == [
+        (wallet_pb2.TRANSACTION_KIND_REFUND, 200), (wallet_pb2.TRANSACTION_KIND_HOLD_COMMIT, -200),
+    ]
+    assert [e.state for e in await suite.entitlements(user)] == [rpb.ENTITLEMENT_STATE_REVOKED]
 
 
 async def test_refund_returns_the_stock_and_the_per_user_allowance_exactly(suite: Suite) -> None:

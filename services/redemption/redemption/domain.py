@@ -210,14 +210,13 @@ def after_failure(saga: Saga, step: Step, reason: str) -> Saga:
 
 def after_stock_lost(saga: Saga, reason: str) -> Saga:
     """COMMIT_STOCK could not reserve again after the funds were committed (the reservation lapsed
-    during an outage and the stock is gone): the item cannot be delivered. Points come back through
-    the refund sequence (revoke, credit, nothing to return) and the saga ends REFUNDED, so a
-    limited item is never held by more users than its stock. Coins cannot be credited back by
-    redemption (only payments credits COINS) and a coin gift has already paid its creator: those
-    complete as before, the loss on record in the step log."""
+    during an outage and the stock is gone): the item cannot be delivered. The funds come back
+    through the refund sequence (revoke, give back, nothing to return) and the saga ends REFUNDED,
+    so a limited item is never held by more users than its stock. A coin gift has already paid its
+    creator's diamonds: it completes as before, the loss on record in the step log."""
     if saga.step is not Step.COMMIT_STOCK or not saga.past_point_of_no_return:
         raise RuleViolation("the stock is lost only at COMMIT_STOCK, after the funds are committed")
-    if saga.currency == "COINS" and saga.amount > 0:
+    if saga.pays_gift_in_coins and saga.amount > 0:
         return after_success(saga, Step.COMMIT_STOCK)
     return replace(saga, mode=Mode.REFUNDING, step=REFUND[0], cancel_reason=f"STOCK_LOST: {reason}"[:128])
 
@@ -303,7 +302,4 @@ def refund_refusal(
     if saga.pays_gift_in_coins:
         # The creator already holds diamonds that may be cashed out: coins cannot come back.
         return "COIN_GIFT_NOT_REFUNDABLE"
-    if saga.currency == "COINS":
-        # Only the payments caller may credit COINS (wallet policy), so a coin refund has no path.
-        return "COIN_REFUND_NOT_SUPPORTED"
     return ""

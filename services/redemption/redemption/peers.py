@@ -226,6 +226,12 @@ class WalletClient:
             metadata=self._md, timeout=self._timeout))
         return _hold(reply.hold)
 
+    async def refund_hold(self, request_id: str, hold_id: str, amount: int, reason: str) -> HoldInfo:
+        reply = await _call(self._stub.RefundHold(
+            wallet_pb2.RefundHoldRequest(request_id=request_id, hold_id=hold_id, amount=amount, reason=reason),
+            metadata=self._md, timeout=self._timeout))
+        return _hold(reply.hold)
+
     async def hold(self, hold_id: str) -> HoldInfo:
         reply = await _call(self._stub.GetHold(wallet_pb2.GetHoldRequest(hold_id=hold_id), metadata=self._md,
                                                timeout=self._timeout))

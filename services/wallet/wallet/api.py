@@ -28,6 +28,7 @@ POLICY: Policy = {
     "Reserve": allow("redemption", "admin"),
     "CommitHold": allow("redemption", "admin"),
     "ReleaseHold": allow("redemption", "admin"),
+    "RefundHold": allow("redemption", "admin"),
     "SendGift": allow("app", "redemption", "admin"),
     "RequestPayout": allow("app", "admin"),
     "CompletePayout": allow("payments", "admin"),
@@ -75,6 +76,7 @@ def _hold(h: HoldView) -> wallet_pb2.Hold:
         expire_time=_ts(h.expire_time),
         create_time=_ts(h.create_time),
         resolve_time=_ts(h.resolve_time),
+        refunded_amount=h.refunded_amount,
     )
 
 
@@ -164,6 +166,14 @@ class WalletApi(wallet_pb2_grpc.WalletServiceServicer):
         command = uc.ReleaseHold(request.request_id, request.hold_id)
         result = await self._wallet.release_hold(command, current_caller.get())
         return wallet_pb2.ReleaseHoldResponse(hold=_hold(result.hold), balance=_balance(result.balance))
+
+    async def RefundHold(
+        self, request: wallet_pb2.RefundHoldRequest, context: Ctx[Any, Any]
+    ) -> wallet_pb2.RefundHoldResponse:
+        command = uc.RefundHold(request.request_id, request.hold_id, request.amount, request.reason)
+        return wallet_pb2.RefundHoldResponse(
+            **_hold_reply(await self._wallet.refund_hold(command, current_caller.get()))  # type: ignore[arg-type]
+        )
 
     async def GetHold(self, request: wallet_pb2.GetHoldRequest, context: Ctx[Any, Any]) -> wallet_pb2.GetHoldResponse:
         return wallet_pb2.GetHoldResponse(hold=_hold(await self._wallet.get_hold(request.hold_id)))

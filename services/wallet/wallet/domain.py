@@ -33,6 +33,7 @@ class Kind(enum.IntEnum):
     GIFT = 4
     PAYOUT = 5
     EXPIRY = 6
+    REFUND = 7
 
 
 class HoldState(enum.IntEnum):
@@ -117,7 +118,10 @@ _REASON_CLASSES: Mapping[tuple[Kind, str], str] = {
 
 
 def reason_class(kind: Kind, caller: str) -> str:
-    fixed = {Kind.HOLD_COMMIT: "hold_commit", Kind.GIFT: "gift", Kind.PAYOUT: "payout", Kind.EXPIRY: "expiry"}
+    fixed = {
+        Kind.HOLD_COMMIT: "hold_commit", Kind.GIFT: "gift", Kind.PAYOUT: "payout", Kind.EXPIRY: "expiry",
+        Kind.REFUND: "refund",
+    }
     return fixed.get(kind) or _REASON_CLASSES.get((kind, caller), "other")
 
 
@@ -283,6 +287,25 @@ def check_commit(hold: HoldFacts, amount: int, now: datetime) -> int:
 def check_release(hold: HoldFacts) -> None:
     if hold.state is not HoldState.ACTIVE:
         raise resolution_conflict(hold.state)
+
+
+def check_refund(state: HoldState, committed: int, refunded: int, amount: int) -> int:
+    """The amount a refund of a hold gives back (0 = all not yet refunded): only a committed hold's
+    debit, never more than it debited over all its refunds."""
+    if state is not HoldState.COMMITTED:
+        raise FailedPrecondition(
+            "HOLD_NOT_COMMITTED", "only a committed hold's debit can be refunded", metadata={"state": state.name}
+        )
+    left = committed - refunded
+    if left == 0:
+        raise FailedPrecondition("HOLD_ALREADY_REFUNDED", "the hold's debit was refunded in full")
+    if amount > left:
+        raise FailedPrecondition(
+            "REFUND_EXCEEDS_COMMITTED",
+            f"at most {left} of the committed {committed} is left to refund",
+            metadata={"refundable": str(left)},
+        )
+    return amount or left
 
 
 def check_ttl(ttl_seconds: int, default: int, maximum: int) -> int:

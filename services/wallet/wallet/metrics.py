@@ -50,5 +50,10 @@ def hold_committed(result: HoldResult) -> None:
         DEBITED.labels(hold.currency.name, "payout" if kind is Kind.PAYOUT else "hold_commit").inc(amount)
 
 
+def hold_refunded(result: HoldResult, amount: int) -> None:
+    """A refund of a committed hold this process just committed."""
+    CREDITED.labels(result.hold.currency.name, "refund").inc(amount)
+
+
 def points_expired(amount: int) -> None:
     DEBITED.labels(Currency.POINTS.name, "expiry").inc(amount)

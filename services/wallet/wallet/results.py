@@ -66,6 +66,7 @@ class HoldView:
     expire_time: datetime | None
     create_time: datetime
     resolve_time: datetime | None
+    refunded_amount: int = 0  # of committed_amount, given back by RefundHold
 
 
 @dataclass(frozen=True)
@@ -179,6 +180,7 @@ def encode_hold_template(
                 "expire_time": _iso(h.expire_time),
                 "create_time": h.create_time.isoformat(),
                 "resolve_time": _iso(h.resolve_time),
+                "refunded_amount": h.refunded_amount,
             },
             "balance": {"user_id": user_id, "currency": int(currency)},
         },
@@ -221,7 +223,8 @@ def _build(tp: Any, data: Any) -> Any:
     if origin is tuple:
         return tuple(_build(typing.get_args(tp)[0], v) for v in data)
     if isinstance(tp, type) and dataclasses.is_dataclass(tp):
-        return tp(**{name: _build(hint, data[name]) for name, hint in _fields(tp)})
+        # a field added later is absent from older stored answers: its default applies
+        return tp(**{name: _build(hint, data[name]) for name, hint in _fields(tp) if name in data})
     if tp is datetime:
         return datetime.fromisoformat(data)
     if isinstance(tp, type) and issubclass(tp, IntEnum):

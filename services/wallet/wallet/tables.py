@@ -86,7 +86,12 @@ holds = Table(
     Column("expire_time", DateTime(timezone=True), nullable=True),
     Column("create_time", DateTime(timezone=True), nullable=False),
     Column("resolve_time", DateTime(timezone=True), nullable=True),
+    # given back by RefundHold, never more than was debited
+    Column("refunded_amount", BigInteger, nullable=False, server_default="0"),
     CheckConstraint("amount > 0 AND committed_amount >= 0 AND committed_amount <= amount", name="holds_amounts"),
+    CheckConstraint(
+        "refunded_amount >= 0 AND refunded_amount <= committed_amount", name="holds_refunded_within_committed"
+    ),
     Index("holds_active_by_expiry", "expire_time", postgresql_where=text("state = 1 AND expire_time IS NOT NULL")),
 )
 

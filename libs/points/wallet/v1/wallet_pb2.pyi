@@ -41,6 +41,8 @@ class _TransactionKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Trans
     """Diamonds paid out to the payouts account."""
     TRANSACTION_KIND_EXPIRY: _TransactionKind.ValueType  # 6
     """Expired points lots posted to the expiry account."""
+    TRANSACTION_KIND_REFUND: _TransactionKind.ValueType  # 7
+    """A committed hold's debit given back: spend account to user (RefundHold)."""
 
 class TransactionKind(_TransactionKind, metaclass=_TransactionKindEnumTypeWrapper):
     """Kind of a ledger transaction."""
@@ -59,6 +61,8 @@ TRANSACTION_KIND_PAYOUT: TransactionKind.ValueType  # 5
 """Diamonds paid out to the payouts account."""
 TRANSACTION_KIND_EXPIRY: TransactionKind.ValueType  # 6
 """Expired points lots posted to the expiry account."""
+TRANSACTION_KIND_REFUND: TransactionKind.ValueType  # 7
+"""A committed hold's debit given back: spend account to user (RefundHold)."""
 Global___TransactionKind: _TypeAlias = TransactionKind  # noqa: Y015
 
 class _HoldState:
@@ -307,6 +311,7 @@ class Hold(_message.Message):
     EXPIRE_TIME_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     RESOLVE_TIME_FIELD_NUMBER: _builtins.int
+    REFUNDED_AMOUNT_FIELD_NUMBER: _builtins.int
     hold_id: _builtins.str
     """Server-assigned hold id."""
     user_id: _builtins.str
@@ -321,6 +326,8 @@ class Hold(_message.Message):
     """Current state."""
     reference: _builtins.str
     """Caller's reference (e.g. redemption id, payout id)."""
+    refunded_amount: _builtins.int
+    """Whole units of the committed amount given back by RefundHold so far (<= committed_amount)."""
     @_builtins.property
     def expire_time(self) -> _timestamp_pb2.Timestamp:
         """When an active hold is released by the sweeper."""
@@ -346,10 +353,11 @@ class Hold(_message.Message):
         expire_time: _timestamp_pb2.Timestamp | None = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
         resolve_time: _timestamp_pb2.Timestamp | None = ...,
+        refunded_amount: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "expire_time", b"expire_time", "resolve_time", b"resolve_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "committed_amount", b"committed_amount", "create_time", b"create_time", "currency", b"currency", "expire_time", b"expire_time", "hold_id", b"hold_id", "reference", b"reference", "resolve_time", b"resolve_time", "state", b"state", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "committed_amount", b"committed_amount", "create_time", b"create_time", "currency", b"currency", "expire_time", b"expire_time", "hold_id", b"hold_id", "reference", b"reference", "refunded_amount", b"refunded_amount", "resolve_time", b"resolve_time", "state", b"state", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -944,6 +952,76 @@ class ReleaseHoldResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ReleaseHoldResponse: _TypeAlias = ReleaseHoldResponse  # noqa: Y015
+
+@_typing.final
+class RefundHoldRequest(_message.Message):
+    """Request for RefundHold."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    HOLD_ID_FIELD_NUMBER: _builtins.int
+    AMOUNT_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    """Idempotency key, 1-128 chars."""
+    hold_id: _builtins.str
+    """Committed hold whose debit is given back."""
+    amount: _builtins.int
+    """Whole units to give back; 0 = everything not refunded yet."""
+    reason: _builtins.str
+    """Why (e.g. "refund")."""
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        hold_id: _builtins.str = ...,
+        amount: _builtins.int = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "hold_id", b"hold_id", "reason", b"reason", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RefundHoldRequest: _TypeAlias = RefundHoldRequest  # noqa: Y015
+
+@_typing.final
+class RefundHoldResponse(_message.Message):
+    """Response for RefundHold."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HOLD_FIELD_NUMBER: _builtins.int
+    TRANSACTION_FIELD_NUMBER: _builtins.int
+    BALANCE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def hold(self) -> Global___Hold:
+        """The hold, with its refunded_amount after this refund."""
+
+    @_builtins.property
+    def transaction(self) -> Global___Transaction:
+        """The refund transaction."""
+
+    @_builtins.property
+    def balance(self) -> Global___Balance:
+        """The user's balance after the refund."""
+
+    def __init__(
+        self,
+        *,
+        hold: Global___Hold | None = ...,
+        transaction: Global___Transaction | None = ...,
+        balance: Global___Balance | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["balance", b"balance", "hold", b"hold", "transaction", b"transaction"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["balance", b"balance", "hold", b"hold", "transaction", b"transaction"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RefundHoldResponse: _TypeAlias = RefundHoldResponse  # noqa: Y015
 
 @_typing.final
 class GetHoldRequest(_message.Message):

@@ -70,6 +70,11 @@ class WalletServiceStub:
                 request_serializer=points_dot_wallet_dot_v1_dot_wallet__pb2.ReleaseHoldRequest.SerializeToString,
                 response_deserializer=points_dot_wallet_dot_v1_dot_wallet__pb2.ReleaseHoldResponse.FromString,
                 _registered_method=True)
+        self.RefundHold = channel.unary_unary(
+                '/points.wallet.v1.WalletService/RefundHold',
+                request_serializer=points_dot_wallet_dot_v1_dot_wallet__pb2.RefundHoldRequest.SerializeToString,
+                response_deserializer=points_dot_wallet_dot_v1_dot_wallet__pb2.RefundHoldResponse.FromString,
+                _registered_method=True)
         self.GetHold = channel.unary_unary(
                 '/points.wallet.v1.WalletService/GetHold',
                 request_serializer=points_dot_wallet_dot_v1_dot_wallet__pb2.GetHoldRequest.SerializeToString,
@@ -150,6 +155,14 @@ class WalletServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RefundHold(self, request, context):
+        """Gives back (part of) what a committed hold debited, to the same user and currency; the
+        refunds of one hold never exceed its committed amount.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetHold(self, request, context):
         """Returns one hold by id.
         """
@@ -222,6 +235,11 @@ def add_WalletServiceServicer_to_server(servicer, server):
                     servicer.ReleaseHold,
                     request_deserializer=points_dot_wallet_dot_v1_dot_wallet__pb2.ReleaseHoldRequest.FromString,
                     response_serializer=points_dot_wallet_dot_v1_dot_wallet__pb2.ReleaseHoldResponse.SerializeToString,
+            ),
+            'RefundHold': grpc.unary_unary_rpc_method_handler(
+                    servicer.RefundHold,
+                    request_deserializer=points_dot_wallet_dot_v1_dot_wallet__pb2.RefundHoldRequest.FromString,
+                    response_serializer=points_dot_wallet_dot_v1_dot_wallet__pb2.RefundHoldResponse.SerializeToString,
             ),
             'GetHold': grpc.unary_unary_rpc_method_handler(
                     servicer.GetHold,
@@ -439,6 +457,33 @@ class WalletService:
             '/points.wallet.v1.WalletService/ReleaseHold',
             points_dot_wallet_dot_v1_dot_wallet__pb2.ReleaseHoldRequest.SerializeToString,
             points_dot_wallet_dot_v1_dot_wallet__pb2.ReleaseHoldResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RefundHold(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/points.wallet.v1.WalletService/RefundHold',
+            points_dot_wallet_dot_v1_dot_wallet__pb2.RefundHoldRequest.SerializeToString,
+            points_dot_wallet_dot_v1_dot_wallet__pb2.RefundHoldResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -47,6 +47,10 @@ class WalletServiceStub:
     """Turns an active hold into a debit, optionally of a smaller amount (the rest is released)."""
     ReleaseHold: _grpc.UnaryUnaryMultiCallable[_wallet_pb2.ReleaseHoldRequest, _wallet_pb2.ReleaseHoldResponse]
     """Returns an active hold's amount to available; idempotent."""
+    RefundHold: _grpc.UnaryUnaryMultiCallable[_wallet_pb2.RefundHoldRequest, _wallet_pb2.RefundHoldResponse]
+    """Gives back (part of) what a committed hold debited, to the same user and currency; the
+    refunds of one hold never exceed its committed amount.
+    """
     GetHold: _grpc.UnaryUnaryMultiCallable[_wallet_pb2.GetHoldRequest, _wallet_pb2.GetHoldResponse]
     """Returns one hold by id."""
     ListTransactions: _grpc.UnaryUnaryMultiCallable[_wallet_pb2.ListTransactionsRequest, _wallet_pb2.ListTransactionsResponse]
@@ -77,6 +81,10 @@ class WalletServiceAsyncStub(WalletServiceStub):
     """Turns an active hold into a debit, optionally of a smaller amount (the rest is released)."""
     ReleaseHold: _aio.UnaryUnaryMultiCallable[_wallet_pb2.ReleaseHoldRequest, _wallet_pb2.ReleaseHoldResponse]  # type: ignore[assignment]
     """Returns an active hold's amount to available; idempotent."""
+    RefundHold: _aio.UnaryUnaryMultiCallable[_wallet_pb2.RefundHoldRequest, _wallet_pb2.RefundHoldResponse]  # type: ignore[assignment]
+    """Gives back (part of) what a committed hold debited, to the same user and currency; the
+    refunds of one hold never exceed its committed amount.
+    """
     GetHold: _aio.UnaryUnaryMultiCallable[_wallet_pb2.GetHoldRequest, _wallet_pb2.GetHoldResponse]  # type: ignore[assignment]
     """Returns one hold by id."""
     ListTransactions: _aio.UnaryUnaryMultiCallable[_wallet_pb2.ListTransactionsRequest, _wallet_pb2.ListTransactionsResponse]  # type: ignore[assignment]
@@ -146,6 +154,16 @@ class WalletServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_wallet_pb2.ReleaseHoldResponse, _abc.Awaitable[_wallet_pb2.ReleaseHoldResponse]]:
         """Returns an active hold's amount to available; idempotent."""
+
+    @_abc_1.abstractmethod
+    def RefundHold(
+        self,
+        request: _wallet_pb2.RefundHoldRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_wallet_pb2.RefundHoldResponse, _abc.Awaitable[_wallet_pb2.RefundHoldResponse]]:
+        """Gives back (part of) what a committed hold debited, to the same user and currency; the
+        refunds of one hold never exceed its committed amount.
+        """
 
     @_abc_1.abstractmethod
     def GetHold(

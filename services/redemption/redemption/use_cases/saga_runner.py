@@ -325,6 +325,15 @@ class SagaRunner:
                 raise PeerUnavailable("hold refused release but is still active") from None
             return state
 
+    async def _give_back(self, saga: Saga, request_id: str) -> None:
+        """Return the saga's committed funds to the user. COINS: the wallet refunds the committed hold
+        (only payments may credit COINS). POINTS: a refund credit, as before RefundHold existed, so a
+        refund in flight across an upgrade replays under its original request id."""
+        if saga.currency == "COINS":
+            await self.wallet.refund_hold(request_id, saga.hold_id, saga.amount, "refund")
+        else:
+            await self.wallet.credit(request_id, saga.user_id, saga.currency, saga.amount, "refund", saga.redemption_id)
+
     async def _release_funds(self, saga: Saga) -> Saga | None:
         state = await self._release_hold(saga)
         if state == "COMMITTED":
@@ -332,8 +341,7 @@ class SagaRunner:
             # chose to compensate: the spent funds are credited back, so a CANCELLED saga never
             # keeps the user's money.
             try:
-                await self.wallet.credit(f"{step_request_id(saga.redemption_id, Step.RELEASE_FUNDS)}-restore",
-                                         saga.user_id, saga.currency, saga.amount, "refund", saga.redemption_id)
+                await self._give_back(saga, f"{step_request_id(saga.redemption_id, Step.RELEASE_FUNDS)}-restore")
                 state = "COMMITTED_RESTORED"
             except PeerRefused as refused:
                 log.error("committed_funds_not_restored", redemption_id=saga.redemption_id, reason=refused.reason)
@@ -355,8 +363,7 @@ class SagaRunner:
         if saga.amount == 0:
             return await self._succeed(saga, Step.REFUND_FUNDS, "FREE_ITEM", Outcome.SKIPPED)
         try:
-            await self.wallet.credit(step_request_id(saga.redemption_id, Step.REFUND_FUNDS), saga.user_id,
-                                     saga.currency, saga.amount, "refund", saga.redemption_id)
+            await self._give_back(saga, step_request_id(saga.redemption_id, Step.REFUND_FUNDS))
         except PeerRefused as refused:
             # A refund cannot be abandoned once the entitlement is revoked: keep retrying, loudly.
             log.error("refund_credit_refused", redemption_id=saga.redemption_id, reason=refused.reason)

@@ -106,6 +106,7 @@ def hold_view(row: Any) -> HoldView:
         expire_time=row.expire_time,
         create_time=row.create_time,
         resolve_time=row.resolve_time,
+        refunded_amount=row.refunded_amount,
     )
 
 
@@ -122,6 +123,7 @@ def hold_record_view(r: asyncpg.Record) -> HoldView:
         expire_time=r["expire_time"],
         create_time=r["create_time"],
         resolve_time=r["resolve_time"],
+        refunded_amount=r["refunded_amount"],
     )
 
 

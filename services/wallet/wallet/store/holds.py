@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import asyncpg
 from sqlalchemy import text
@@ -32,12 +32,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from points_platform.errors import FailedPrecondition, NotFound, idempotency_key_reused
 from wallet import metrics
 from wallet.domain import (
+    MAX_BALANCE,
     PAYOUTS,
     Currency,
     HoldFacts,
     HoldState,
     Kind,
     check_commit,
+    check_refund,
     check_release,
     insufficient_funds,
     spend_sink,
@@ -49,6 +51,7 @@ from wallet.results import (
     PostingView,
     TransactionView,
     decode,
+    encode,
     encode_hold_template,
 )
 from wallet.store import lots
@@ -60,7 +63,9 @@ from wallet.store.common import (
     hold_view,
     insert_transaction,
     new_id,
+    remember,
     run_transaction,
+    stored_response,
 )
 
 PAYOUT_PURPOSE = "payout"
@@ -106,7 +111,7 @@ _PRIOR = "SELECT fingerprint, response FROM idempotency WHERE op = 'reserve' AND
 # The stored answer of this key (if any) and the hold, in one snapshot; no lock.
 _LOOKUP = """
     SELECT i.fingerprint, i.response, h.hold_id, h.user_id, h.currency, h.amount, h.committed_amount, h.state,
-           h.reference, h.expire_time, h.create_time, h.resolve_time, h.purpose
+           h.reference, h.expire_time, h.create_time, h.resolve_time, h.refunded_amount, h.purpose
     FROM (VALUES (1)) AS one(x)
     LEFT JOIN idempotency i ON i.op = $1 AND i.request_id = $2
     LEFT JOIN holds h ON h.hold_id = $3
@@ -426,6 +431,72 @@ async def release_hold(engine: AsyncEngine, request_id: str, fingerprint: str, h
         return HoldResult(hold, balance(h.user_id, h.currency, row["available"], row["held"])), True
 
     return _counted(await run_transaction(attempt))
+
+
+async def refund_hold(
+    engine: AsyncEngine,
+    request_id: str,
+    fingerprint: str,
+    hold_id: str,
+    amount: int,
+    reason: str,
+    now: datetime,
+    *,
+    points_ttl: timedelta | None = None,
+) -> HoldResult:
+    """Give back (part of) a committed hold's debit: spend account -> user, in the hold's currency.
+    The hold row is locked first (then the account), so concurrent refunds of one hold add up to at
+    most its committed amount (also a CHECK). Expiry on: refunded POINTS are a new lot."""
+
+    async def attempt() -> tuple[HoldResult, int]:
+        async with engine.begin() as conn:
+            replay = await stored_response(conn, "refund", request_id, fingerprint)
+            if replay is not None:
+                return decode(HoldResult, replay), 0
+            h = hold_view(await lock_hold(conn, hold_id, internal=False))
+            given = check_refund(h.state, h.committed_amount, h.refunded_amount, amount)
+            acc = (
+                await conn.execute(
+                    text(
+                        "UPDATE accounts SET available = available + :a WHERE user_id = :u AND currency = :c"
+                        " AND available + held + :a <= :max RETURNING available, held"
+                    ),
+                    {"a": given, "u": h.user_id, "c": int(h.currency), "max": MAX_BALANCE},
+                )
+            ).first()
+            if acc is None:
+                raise FailedPrecondition("BALANCE_LIMIT_EXCEEDED", "the balance would exceed its limit")
+            txn = TransactionView(
+                transaction_id=new_id(),
+                request_id=request_id,
+                kind=Kind.REFUND,
+                postings=(
+                    PostingView(spend_sink(h.currency), "", h.currency, -given),
+                    PostingView(user_account(h.user_id), h.user_id, h.currency, given),
+                ),
+                create_time=now,
+                reason=reason,
+                reference=h.reference,
+            )
+            await insert_transaction(
+                conn, txn, h.user_id, {(h.user_id, user_account(h.user_id), h.currency): acc.available}
+            )
+            if points_ttl is not None and h.currency is Currency.POINTS:
+                await lots.add_lots(await driver(conn), [(h.user_id, given, txn.transaction_id)], now, now + points_ttl)
+            updated = (
+                await conn.execute(
+                    text("UPDATE holds SET refunded_amount = refunded_amount + :a WHERE hold_id = :id RETURNING *"),
+                    {"a": given, "id": h.hold_id},
+                )
+            ).one()
+            result = HoldResult(hold_view(updated), balance(h.user_id, h.currency, acc.available, acc.held), txn)
+            await remember(conn, "refund", request_id, fingerprint, encode(result), now)
+            return result, given
+
+    result, given = await run_transaction(attempt)
+    if given:
+        metrics.hold_refunded(result, given)
+    return result
 
 
 async def sweep_expired_holds(engine: AsyncEngine, now: datetime, limit: int) -> int:

@@ -16,7 +16,7 @@ from wallet.store.common import driver, hold_record_view
 _BALANCES = "SELECT currency, available, held FROM accounts WHERE user_id = $1"
 _HOLD = (
     "SELECT hold_id, user_id, currency, amount, committed_amount, state, reference, expire_time, create_time,"
-    " resolve_time FROM holds WHERE hold_id = $1"
+    " resolve_time, refunded_amount FROM holds WHERE hold_id = $1"
 )
 
 

@@ -47,6 +47,11 @@ class ReleaseHold:
 
 
 @dataclass(frozen=True)
+class RefundHold(CommitHold):
+    """amount 0 = everything of the committed amount not refunded yet."""
+
+
+@dataclass(frozen=True)
 class SendGift:
     request_id: str
     sender_id: str

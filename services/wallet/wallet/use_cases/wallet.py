@@ -33,6 +33,7 @@ from wallet.use_cases.commands import (
     Credit,
     Debit,
     GiftResult,
+    RefundHold,
     ReleaseHold,
     RequestPayout,
     Reserve,
@@ -58,6 +59,15 @@ def _text(field: str, value: str, max_len: int) -> str:
 
 
 @functools.cache
+def _check_hold_amount(cmd: CommitHold) -> None:
+    """CommitHold and RefundHold: a hold, an amount (0 = all) and a reason."""
+    require_request_id(cmd.request_id)
+    require_id("hold_id", cmd.hold_id)
+    if not 0 <= cmd.amount <= domain.MAX_AMOUNT:
+        raise invalid_field("amount", "must be 0 (all) or a positive amount")
+    _text("reason", cmd.reason, 64)
+
+
 def _field_names(cls: type) -> tuple[str, ...]:
     return tuple(f.name for f in dataclasses.fields(cls))
 
@@ -228,11 +238,7 @@ class Wallet:
             return await holds.reserve(self._engine, spec, now)
 
     async def commit_hold(self, cmd: CommitHold, caller: str) -> HoldResult:
-        require_request_id(cmd.request_id)
-        require_id("hold_id", cmd.hold_id)
-        if not 0 <= cmd.amount <= domain.MAX_AMOUNT:
-            raise invalid_field("amount", "must be 0 (all) or a positive amount")
-        _text("reason", cmd.reason, 64)
+        _check_hold_amount(cmd)
         async with self._slots:
             result = await holds.commit_hold(
                 self._engine,
@@ -254,6 +260,22 @@ class Wallet:
             return await holds.release_hold(
                 self._engine, cmd.request_id, _fingerprint(cmd), cmd.hold_id, self._clock.now()
             )
+
+    async def refund_hold(self, cmd: RefundHold, caller: str) -> HoldResult:
+        _check_hold_amount(cmd)
+        async with self._slots:
+            result = await holds.refund_hold(
+                self._engine,
+                cmd.request_id,
+                _fingerprint(cmd),
+                cmd.hold_id,
+                cmd.amount,
+                cmd.reason,
+                self._clock.now(),
+                points_ttl=self._points_ttl,
+            )
+        log.info("hold_refunded", hold_id=cmd.hold_id, refunded=result.hold.refunded_amount)
+        return result
 
     async def get_hold(self, hold_id: str) -> HoldView:
         require_id("hold_id", hold_id)
