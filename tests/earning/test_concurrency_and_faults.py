@@ -68,6 +68,8 @@ async def test_wallet_outage_is_repaired_by_reconciliation(start_suite: StartSui
     async with s.earning.engine.connect() as conn:
         pending = (await conn.execute(text("SELECT count(*) FROM credits WHERE pending"))).scalar_one()
     assert pending == 10
+    summary = await s.stub.GetDailySummary(pb.GetDailySummaryRequest(user_id="out0"), metadata=APP)
+    assert (summary.total_earned, summary.pending_credit_points, summary.failed_credit_points) == (7, 7, 0)
 
     s.wallet = await start_wallet(s.wallet_settings.model_copy(update={"port": port}), clock=s.clock, sweeper=False)
     deadline = asyncio.get_running_loop().time() + 20
@@ -80,6 +82,8 @@ async def test_wallet_outage_is_repaired_by_reconciliation(start_suite: StartSui
     await asyncio.sleep(1.0)  # further reconciliation passes must not pay again
     for i in range(5):
         assert len(await s.history(f"out{i}")) == 2
+    summary = await s.stub.GetDailySummary(pb.GetDailySummaryRequest(user_id="out0"), metadata=APP)
+    assert (summary.total_earned, summary.pending_credit_points, summary.failed_credit_points) == (7, 0, 0)
 
 
 async def test_callers_outside_the_policy_are_refused(start_suite: StartSuite) -> None:

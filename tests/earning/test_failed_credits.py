@@ -52,6 +52,8 @@ async def test_failed_credits_are_listed_and_requeued_once_the_cause_is_fixed(st
     assert all(f.failure.startswith("PERMISSION_DENIED") and f.attempts == 1 and f.amount == 2 for f in listed)
     assert [f.reference for f in await failed(s, user_id="denied1")] == [events[1].event_id]
     ids = [f.credit_id for f in listed]
+    summary = await s.stub.GetDailySummary(pb.GetDailySummaryRequest(user_id="denied0"), metadata=APP, timeout=10)
+    assert (summary.total_earned, summary.pending_credit_points, summary.failed_credit_points) == (2, 0, 2)
 
     # an unknown id refuses the whole request: nothing is requeued
     with pytest.raises(grpc.aio.AioRpcError) as unknown:
@@ -66,6 +68,8 @@ async def test_failed_credits_are_listed_and_requeued_once_the_cause_is_fixed(st
     assert sorted(done.requeued_credit_ids) == sorted(ids) and not done.unchanged_credit_ids
     assert [await s.balance(f"denied{i}") for i in range(3)] == [2, 2, 2]  # sent at once
     assert await failed(s) == []
+    summary = await s.stub.GetDailySummary(pb.GetDailySummaryRequest(user_id="denied0"), metadata=APP, timeout=10)
+    assert (summary.total_earned, summary.pending_credit_points, summary.failed_credit_points) == (2, 0, 0)
 
     # the same request replays its answer; a new one finds nothing left to requeue; no double pay
     assert await requeue(s, "requeue-1", ids) == done

@@ -213,6 +213,7 @@ def summary_to_proto(s: DailySummary) -> pb.GetDailySummaryResponse:
         date=s.day.isoformat(),
         types=[pb.TypeSummary(type=t.type.value, earned=t.earned, cap=t.cap) for t in s.types],  # type: ignore[arg-type]
         total_earned=s.total_earned, total_cap=s.total_cap, streak_days=s.streak_days, held_points=s.held_points,
+        pending_credit_points=s.pending_credit_points, failed_credit_points=s.failed_credit_points,
     )
 
 

@@ -1311,6 +1311,8 @@ class GetDailySummaryResponse(_message.Message):
     TOTAL_CAP_FIELD_NUMBER: _builtins.int
     STREAK_DAYS_FIELD_NUMBER: _builtins.int
     HELD_POINTS_FIELD_NUMBER: _builtins.int
+    PENDING_CREDIT_POINTS_FIELD_NUMBER: _builtins.int
+    FAILED_CREDIT_POINTS_FIELD_NUMBER: _builtins.int
     date: _builtins.str
     """Day summarized, YYYY-MM-DD."""
     total_earned: _builtins.int
@@ -1321,6 +1323,14 @@ class GetDailySummaryResponse(_message.Message):
     """Current streak length in days."""
     held_points: _builtins.int
     """Points earned that day but held for review."""
+    pending_credit_points: _builtins.int
+    """Points earned that day (total_earned and approved held earnings) whose wallet credit has not
+    landed yet: it is being sent or retried and will be credited exactly once.
+    """
+    failed_credit_points: _builtins.int
+    """Points earned that day whose wallet credit was refused for good and waits for an operator
+    (ListFailedCredits / RequeueFailedCredits); not in the wallet.
+    """
     @_builtins.property
     def types(self) -> _containers.RepeatedCompositeFieldContainer[Global___TypeSummary]:
         """Earnings per activity type that has a rule."""
@@ -1334,10 +1344,12 @@ class GetDailySummaryResponse(_message.Message):
         total_cap: _builtins.int = ...,
         streak_days: _builtins.int = ...,
         held_points: _builtins.int = ...,
+        pending_credit_points: _builtins.int = ...,
+        failed_credit_points: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["date", b"date", "held_points", b"held_points", "streak_days", b"streak_days", "total_cap", b"total_cap", "total_earned", b"total_earned", "types", b"types"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["date", b"date", "failed_credit_points", b"failed_credit_points", "held_points", b"held_points", "pending_credit_points", b"pending_credit_points", "streak_days", b"streak_days", "total_cap", b"total_cap", "total_earned", b"total_earned", "types", b"types"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from sqlalchemy import and_, func, select, text
@@ -48,6 +48,29 @@ async def credit_state(conn: AsyncConnection, request_id: str) -> tuple[PendingC
     if row.pending:
         return _credit(row), ""
     return None, row.wallet_transaction_id
+
+
+# The credits of a user's day that are not in the wallet: its events' and its approved held
+# earnings'. The events are found through (user_id, occurred_at) within a window that contains the
+# local day in any time zone (±14 h), then filtered by their stored local day.
+_UNCREDITED_ON = text(
+    "SELECT coalesce(sum(c.amount) FILTER (WHERE c.pending), 0) AS pending,"
+    " coalesce(sum(c.amount) FILTER (WHERE c.failed_time IS NOT NULL), 0) AS failed"
+    " FROM credits c WHERE (c.pending OR c.failed_time IS NOT NULL) AND c.request_id IN ("
+    " SELECT e.credit_request_id FROM events e WHERE e.user_id = :u AND e.occurred_at >= :lo"
+    " AND e.occurred_at < :hi AND e.day = :d AND e.credit_request_id <> ''"
+    " UNION ALL SELECT h.credit_request_id FROM held_earnings h"
+    " WHERE h.user_id = :u AND h.day = :d AND h.credit_request_id <> '')"
+)
+
+
+async def uncredited_points_on(conn: AsyncConnection, user_id: str, day: date) -> tuple[int, int]:
+    """(pending, dead-lettered) points of a user's day: decided, not (yet) in the wallet."""
+    lo = datetime.combine(day - timedelta(days=1), time.min, UTC)
+    row = (
+        await conn.execute(_UNCREDITED_ON, {"u": user_id, "d": day, "lo": lo, "hi": lo + timedelta(days=3)})
+    ).one()
+    return int(row.pending), int(row.failed)
 
 
 async def due_credits(conn: AsyncConnection, min_age_seconds: float, limit: int) -> list[PendingCredit]:

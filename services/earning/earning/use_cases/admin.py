@@ -57,6 +57,8 @@ class DailySummary:
     total_cap: int
     streak_days: int
     held_points: int
+    pending_credit_points: int  # decided, on its way to the wallet
+    failed_credit_points: int  # refused by the wallet, dead-lettered
 
 
 class Administration:
@@ -287,6 +289,7 @@ class Administration:
             counters = await activity.counters(conn, user_id, when)
             held = await admin.held_points_on(conn, user_id, when)
             streak = await activity.get_streak(conn, user_id)
+            pending, failed = await outbox.uncredited_points_on(conn, user_id, when)
         today = rules.local_day(self._clock.now())
         # A streak is current while its last day is today or yesterday.
         streak_days = streak.days if streak.last_day is not None and (today - streak.last_day).days <= 1 else 0
@@ -295,7 +298,7 @@ class Administration:
             for t, rule in sorted(rules.activity_rules.items())
         )
         total = sum(c[1] for c in counters.values())
-        return DailySummary(when, types, total, rules.daily_total_cap, streak_days, held)
+        return DailySummary(when, types, total, rules.daily_total_cap, streak_days, held, pending, failed)
 
 
 def _join_json(p: Participation, bonus: int) -> dict[str, Any]:
