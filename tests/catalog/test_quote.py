@@ -173,3 +173,39 @@ async def test_cached_item_and_campaigns_follow_updates(h: Harness) -> None:
     await h.call("UpdateItem", pb.UpdateItemRequest(request_id=rid(), item_id=item.item_id, spec=item_spec(),
                                                     archived=True))
     await assert_refused(h, item.item_id, "ITEM_ARCHIVED")
+
+
+async def test_an_ended_campaign_stops_pricing_at_once(h: Harness) -> None:
+    """EndCampaign (a wrong price, a brand pulling out): the very next quote and reservation use the
+    base price, though the campaign's quotes were cached; a future campaign ended never applies."""
+    item = await h.create_item(price=common_pb2.Price(currency=POINTS, amount=1000))
+    mistake = await campaign(h, [item.item_id], percent_off_bps=9900)
+    future = await campaign(h, [item.item_id], percent_off_bps=5000,
+                            start=START + timedelta(hours=1), end=START + timedelta(hours=2))
+    assert (await h.quote(item.item_id)).unit_price.amount == 10  # cached with its campaigns
+    end = pb.EndCampaignRequest(request_id=rid(), campaign_id=mistake.campaign_id)
+    ended = (await h.call("EndCampaign", end)).campaign
+    assert ended.ended_time.ToDatetime().replace(tzinfo=START.tzinfo) == START
+    assert (ended.end_time, ended.percent_off_bps) == (mistake.end_time, 9900)
+    quote = await h.quote(item.item_id)
+    assert (quote.unit_price.amount, quote.campaign_id) == (1000, "")
+    assert (await h.reserve(item.item_id, user="ended-1")).unit_price.amount == 1000
+    assert (await h.call("EndCampaign", end)).campaign == ended  # replay
+    await expect_error(
+        h.call("EndCampaign", pb.EndCampaignRequest(request_id=rid(), campaign_id=mistake.campaign_id)),
+        FAILED, "CAMPAIGN_ALREADY_ENDED")
+    active = await h.call("ListCampaigns", pb.ListCampaignsRequest(active_at=ts(START)), "app")
+    assert mistake.campaign_id not in {c.campaign_id for c in active.campaigns}
+
+    await h.call("EndCampaign", pb.EndCampaignRequest(request_id=rid(), campaign_id=future.campaign_id))
+    h.clock.set(START + timedelta(hours=1, minutes=30))
+    try:
+        assert (await h.quote(item.item_id)).unit_price.amount == 1000
+    finally:
+        h.clock.set(START)
+    await expect_error(
+        h.call("EndCampaign", pb.EndCampaignRequest(request_id=rid(), campaign_id="campaign-unknown")),
+        grpc.StatusCode.NOT_FOUND, "CAMPAIGN_NOT_FOUND")
+    await expect_error(
+        h.call("EndCampaign", pb.EndCampaignRequest(request_id=rid(), campaign_id=future.campaign_id), "app"),
+        grpc.StatusCode.PERMISSION_DENIED, "CALLER_NOT_ALLOWED")

@@ -38,6 +38,11 @@ class CreateCampaign(Idempotent):
 
 
 @dataclass(frozen=True)
+class EndCampaign(Idempotent):
+    campaign_id: str
+
+
+@dataclass(frozen=True)
 class ReserveStock(Idempotent):
     item_id: str
     user_id: str

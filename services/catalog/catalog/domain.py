@@ -153,6 +153,7 @@ class Campaign:
     campaign_id: str
     spec: CampaignSpec
     create_time: datetime
+    ended_time: datetime | None = None  # ended early by an admin: applies only before it
 
 
 @dataclass(frozen=True)
@@ -257,7 +258,13 @@ def applies(campaign: Campaign, item_id: str, region: str, now: datetime) -> boo
         item_id in spec.item_ids
         and offered_in(spec.regions, region)
         and is_in_window(spec.start_time, spec.end_time, now)
+        and (campaign.ended_time is None or now < campaign.ended_time)
     )
+
+
+def has_ended(campaign: Campaign, now: datetime) -> bool:
+    """Past its end_time or ended early; a running or future campaign can still be ended."""
+    return campaign.ended_time is not None or now >= campaign.spec.end_time
 
 
 def resolve_price(item: Item, campaigns: Iterable[Campaign], region: str, now: datetime) -> PricedUnit:

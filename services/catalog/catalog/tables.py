@@ -71,7 +71,9 @@ campaigns = Table(
     Column("fixed_currency", SmallInteger),
     Column("fixed_amount", BigInteger),
     Column("create_time", DateTime(timezone=True), nullable=False),
+    Column("ended_time", DateTime(timezone=True)),  # ended early by EndCampaign; set once
     CheckConstraint("start_time < end_time", name="ck_campaigns_window"),
+    CheckConstraint("ended_time IS NULL OR ended_time < end_time", name="ck_campaigns_ended_early"),
     CheckConstraint(
         "(percent_off_bps IS NOT NULL) <> (fixed_amount IS NOT NULL)", name="ck_campaigns_one_rule"
     ),

@@ -21,6 +21,7 @@ from catalog import domain
 from catalog.commands import (
     CreateCampaign,
     CreateItem,
+    EndCampaign,
     Idempotent,
     Page,
     ReserveStock,
@@ -178,6 +179,25 @@ class Catalog:
             return campaign
 
         return await self._mutate("CreateCampaign", cmd, Campaign, effect)
+
+    async def end_campaign(self, cmd: EndCampaign) -> Campaign:
+        async def effect(store: CatalogStore, now: datetime) -> Campaign:
+            campaign = await store.get_campaign(cmd.campaign_id, for_update=True)
+            if campaign is None:
+                raise NotFound(
+                    "CAMPAIGN_NOT_FOUND", "no such campaign", metadata={"campaign_id": cmd.campaign_id}
+                )
+            if domain.has_ended(campaign, now):
+                raise FailedPrecondition(
+                    "CAMPAIGN_ALREADY_ENDED", "the campaign has already ended",
+                    metadata={"campaign_id": cmd.campaign_id},
+                )
+            ended = replace(campaign, ended_time=now)
+            await store.set_campaign_ended(cmd.campaign_id, now)
+            log.info("campaign_ended", campaign_id=cmd.campaign_id)
+            return ended
+
+        return await self._mutate("EndCampaign", cmd, Campaign, effect)
 
     async def list_campaigns(
         self, region: str, active_at: datetime | None, after: tuple[datetime, str] | None, size: int

@@ -567,6 +567,7 @@ class Campaign(_message.Message):
     PERCENT_OFF_BPS_FIELD_NUMBER: _builtins.int
     FIXED_PRICE_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
+    ENDED_TIME_FIELD_NUMBER: _builtins.int
     campaign_id: _builtins.str
     """Server-assigned campaign id."""
     name: _builtins.str
@@ -599,6 +600,12 @@ class Campaign(_message.Message):
     def create_time(self) -> _timestamp_pb2.Timestamp:
         """When the campaign was created."""
 
+    @_builtins.property
+    def ended_time(self) -> _timestamp_pb2.Timestamp:
+        """When an admin ended it early (EndCampaign); unset = it runs to end_time. The campaign
+        applies only before this instant.
+        """
+
     def __init__(
         self,
         *,
@@ -612,10 +619,11 @@ class Campaign(_message.Message):
         percent_off_bps: _builtins.int = ...,
         fixed_price: _common_pb2.Price | None = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
+        ended_time: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "end_time", b"end_time", "fixed_price", b"fixed_price", "percent_off_bps", b"percent_off_bps", "price_rule", b"price_rule", "start_time", b"start_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "end_time", b"end_time", "ended_time", b"ended_time", "fixed_price", b"fixed_price", "percent_off_bps", b"percent_off_bps", "price_rule", b"price_rule", "start_time", b"start_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["campaign_id", b"campaign_id", "create_time", b"create_time", "end_time", b"end_time", "fixed_price", b"fixed_price", "item_ids", b"item_ids", "name", b"name", "percent_off_bps", b"percent_off_bps", "price_rule", b"price_rule", "regions", b"regions", "sponsor", b"sponsor", "start_time", b"start_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["campaign_id", b"campaign_id", "create_time", b"create_time", "end_time", b"end_time", "ended_time", b"ended_time", "fixed_price", b"fixed_price", "item_ids", b"item_ids", "name", b"name", "percent_off_bps", b"percent_off_bps", "price_rule", b"price_rule", "regions", b"regions", "sponsor", b"sponsor", "start_time", b"start_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType_price_rule: _TypeAlias = _typing.Literal["percent_off_bps", "fixed_price"]  # noqa: Y015
     _WhichOneofArgType_price_rule: _TypeAlias = _typing.Literal["price_rule", b"price_rule"]  # noqa: Y015
@@ -1396,6 +1404,56 @@ class ListCampaignsRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListCampaignsRequest: _TypeAlias = ListCampaignsRequest  # noqa: Y015
+
+@_typing.final
+class EndCampaignRequest(_message.Message):
+    """Request for EndCampaign."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    CAMPAIGN_ID_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    """Idempotency key, 1-128 chars."""
+    campaign_id: _builtins.str
+    """Campaign to end."""
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        campaign_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["campaign_id", b"campaign_id", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EndCampaignRequest: _TypeAlias = EndCampaignRequest  # noqa: Y015
+
+@_typing.final
+class EndCampaignResponse(_message.Message):
+    """Response for EndCampaign."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CAMPAIGN_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def campaign(self) -> Global___Campaign:
+        """The campaign, with its ended_time."""
+
+    def __init__(
+        self,
+        *,
+        campaign: Global___Campaign | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["campaign", b"campaign"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["campaign", b"campaign"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EndCampaignResponse: _TypeAlias = EndCampaignResponse  # noqa: Y015
 
 @_typing.final
 class ListCampaignsResponse(_message.Message):

@@ -95,6 +95,11 @@ class CatalogServiceStub:
                 request_serializer=points_dot_catalog_dot_v1_dot_catalog__pb2.ListCampaignsRequest.SerializeToString,
                 response_deserializer=points_dot_catalog_dot_v1_dot_catalog__pb2.ListCampaignsResponse.FromString,
                 _registered_method=True)
+        self.EndCampaign = channel.unary_unary(
+                '/points.catalog.v1.CatalogService/EndCampaign',
+                request_serializer=points_dot_catalog_dot_v1_dot_catalog__pb2.EndCampaignRequest.SerializeToString,
+                response_deserializer=points_dot_catalog_dot_v1_dot_catalog__pb2.EndCampaignResponse.FromString,
+                _registered_method=True)
 
 
 class CatalogServiceServicer:
@@ -185,6 +190,13 @@ class CatalogServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def EndCampaign(self, request, context):
+        """Ends a running or future campaign now, before its end_time (admin); quotes stop using it at once.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CatalogServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -247,6 +259,11 @@ def add_CatalogServiceServicer_to_server(servicer, server):
                     servicer.ListCampaigns,
                     request_deserializer=points_dot_catalog_dot_v1_dot_catalog__pb2.ListCampaignsRequest.FromString,
                     response_serializer=points_dot_catalog_dot_v1_dot_catalog__pb2.ListCampaignsResponse.SerializeToString,
+            ),
+            'EndCampaign': grpc.unary_unary_rpc_method_handler(
+                    servicer.EndCampaign,
+                    request_deserializer=points_dot_catalog_dot_v1_dot_catalog__pb2.EndCampaignRequest.FromString,
+                    response_serializer=points_dot_catalog_dot_v1_dot_catalog__pb2.EndCampaignResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -574,6 +591,33 @@ class CatalogService:
             '/points.catalog.v1.CatalogService/ListCampaigns',
             points_dot_catalog_dot_v1_dot_catalog__pb2.ListCampaignsRequest.SerializeToString,
             points_dot_catalog_dot_v1_dot_catalog__pb2.ListCampaignsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EndCampaign(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/points.catalog.v1.CatalogService/EndCampaign',
+            points_dot_catalog_dot_v1_dot_catalog__pb2.EndCampaignRequest.SerializeToString,
+            points_dot_catalog_dot_v1_dot_catalog__pb2.EndCampaignResponse.FromString,
             options,
             channel_credentials,
             insecure,

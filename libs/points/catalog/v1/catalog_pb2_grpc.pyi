@@ -57,6 +57,8 @@ class CatalogServiceStub:
     """Creates a campaign that changes item prices in a window and regions (admin)."""
     ListCampaigns: _grpc.UnaryUnaryMultiCallable[_catalog_pb2.ListCampaignsRequest, _catalog_pb2.ListCampaignsResponse]
     """Lists campaigns matching the filters."""
+    EndCampaign: _grpc.UnaryUnaryMultiCallable[_catalog_pb2.EndCampaignRequest, _catalog_pb2.EndCampaignResponse]
+    """Ends a running or future campaign now, before its end_time (admin); quotes stop using it at once."""
 
 @_typing.type_check_only
 class CatalogServiceAsyncStub(CatalogServiceStub):
@@ -87,6 +89,8 @@ class CatalogServiceAsyncStub(CatalogServiceStub):
     """Creates a campaign that changes item prices in a window and regions (admin)."""
     ListCampaigns: _aio.UnaryUnaryMultiCallable[_catalog_pb2.ListCampaignsRequest, _catalog_pb2.ListCampaignsResponse]  # type: ignore[assignment]
     """Lists campaigns matching the filters."""
+    EndCampaign: _aio.UnaryUnaryMultiCallable[_catalog_pb2.EndCampaignRequest, _catalog_pb2.EndCampaignResponse]  # type: ignore[assignment]
+    """Ends a running or future campaign now, before its end_time (admin); quotes stop using it at once."""
 
 class CatalogServiceServicer(metaclass=_abc_1.ABCMeta):
     """Manages catalog items and campaigns, quotes prices and reserves limited stock."""
@@ -186,5 +190,13 @@ class CatalogServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_catalog_pb2.ListCampaignsResponse, _abc.Awaitable[_catalog_pb2.ListCampaignsResponse]]:
         """Lists campaigns matching the filters."""
+
+    @_abc_1.abstractmethod
+    def EndCampaign(
+        self,
+        request: _catalog_pb2.EndCampaignRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_catalog_pb2.EndCampaignResponse, _abc.Awaitable[_catalog_pb2.EndCampaignResponse]]:
+        """Ends a running or future campaign now, before its end_time (admin); quotes stop using it at once."""
 
 def add_CatalogServiceServicer_to_server(servicer: CatalogServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -26,6 +26,7 @@ POLICY: Policy = {
     "CreateItem": allow("admin"),
     "UpdateItem": allow("admin"),
     "CreateCampaign": allow("admin"),
+    "EndCampaign": allow("admin"),
     "GetItem": ALL_CALLERS,
     "ListItems": ALL_CALLERS,
     "ListCampaigns": ALL_CALLERS,
@@ -166,6 +167,12 @@ class CatalogApi(catalog_pb2_grpc.CatalogServiceServicer):
             require_request_id(request.request_id), fingerprint(request), m.campaign_spec(request.spec)
         )
         return pb.CreateCampaignResponse(campaign=m.campaign_pb(await self._catalog.create_campaign(cmd)))
+
+    async def EndCampaign(self, request: pb.EndCampaignRequest, context: Context) -> pb.EndCampaignResponse:
+        cmd = uc.EndCampaign(
+            require_request_id(request.request_id), fingerprint(request), require_id("campaign_id", request.campaign_id)
+        )
+        return pb.EndCampaignResponse(campaign=m.campaign_pb(await self._catalog.end_campaign(cmd)))
 
     async def ListCampaigns(
         self, request: pb.ListCampaignsRequest, context: Context

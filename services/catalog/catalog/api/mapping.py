@@ -252,6 +252,8 @@ def campaign_pb(campaign: Campaign) -> pb.Campaign:
     _set_ts(msg.start_time, spec.start_time)
     _set_ts(msg.end_time, spec.end_time)
     _set_ts(msg.create_time, campaign.create_time)
+    if campaign.ended_time is not None:
+        _set_ts(msg.ended_time, campaign.ended_time)
     return msg
 
 

@@ -171,11 +171,22 @@ class CatalogStore:
             ],
         )
 
+    async def get_campaign(self, campaign_id: str, *, for_update: bool = False) -> Campaign | None:
+        query = select(campaigns).where(campaigns.c.campaign_id == campaign_id)
+        found = await self._with_items((await self.conn.execute(query.with_for_update() if for_update else query)).mappings().all())
+        return found[0] if found else None
+
+    async def set_campaign_ended(self, campaign_id: str, ended_time: datetime) -> None:
+        await self.conn.execute(
+            update(campaigns).where(campaigns.c.campaign_id == campaign_id).values(ended_time=ended_time)
+        )
+
     async def campaigns_for_item(self, item_id: str, now: datetime) -> list[Campaign]:
         """Campaigns covering the item whose window contains `now` (region is checked by the domain)."""
         ids = select(campaign_items.c.campaign_id).where(campaign_items.c.item_id == item_id)
         query = select(campaigns).where(
-            campaigns.c.campaign_id.in_(ids), campaigns.c.start_time <= now, campaigns.c.end_time > now
+            campaigns.c.campaign_id.in_(ids), campaigns.c.start_time <= now, campaigns.c.end_time > now,
+            or_(campaigns.c.ended_time.is_(None), campaigns.c.ended_time > now),
         )
         return await self._with_items((await self.conn.execute(query)).mappings().all())
 
@@ -188,7 +199,10 @@ class CatalogStore:
                 or_(func.cardinality(campaigns.c.regions) == 0, campaigns.c.regions.any_() == region)
             )
         if active_at is not None:
-            query = query.where(campaigns.c.start_time <= active_at, campaigns.c.end_time > active_at)
+            query = query.where(
+                campaigns.c.start_time <= active_at, campaigns.c.end_time > active_at,
+                or_(campaigns.c.ended_time.is_(None), campaigns.c.ended_time > active_at),
+            )
         if after is not None:
             query = query.where(
                 or_(

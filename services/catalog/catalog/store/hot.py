@@ -12,8 +12,9 @@ so the claim, the effect and the stored reply commit together or not at all:
 In both cases `None` is returned and the caller runs the general transactional path, which
 reports the exact reason (or replays). The item's spec is cached per (item_id, version): every
 change of spec or `archived` bumps the version, stock counters are always read fresh. The
-campaigns linked to an item are cached by their number of links (campaigns are immutable and
-never unlinked, so a new link is the only change; windows and regions are checked per call).
+campaigns linked to an item are cached by their number of links plus the number of them ended
+early (campaigns are never unlinked and end at most once, so that sum grows with every change;
+windows and regions are checked per call).
 """
 
 from __future__ import annotations
@@ -42,7 +43,11 @@ _ITEM_COLUMNS = (
     "i.stock_reserved, i.stock_sold, i.per_user_limit, i.per_user_limit_window, i.attributes, i.archived, "
     "i.create_time, i.update_time"
 )
-_LINKS = "(SELECT count(*) FROM campaign_items ci WHERE ci.item_id = i.item_id) AS campaign_links"
+# Changes only by growing (links are never removed, a campaign ends once): the campaigns cache key.
+_LINKS = (
+    "(SELECT count(*) + count(c.ended_time) FROM campaign_items ci JOIN campaigns c ON c.campaign_id = ci.campaign_id"
+    " WHERE ci.item_id = i.item_id) AS campaign_links"
+)
 
 # $1 item_id
 READ_ITEM = f"SELECT {_ITEM_COLUMNS}, {_LINKS} FROM items i WHERE i.item_id = $1"
@@ -58,7 +63,7 @@ WHERE i.item_id = $1
 # $1 item_id: every campaign linked to it, whatever its window and regions.
 LINKED_CAMPAIGNS = """
 SELECT c.campaign_id, c.name, c.sponsor, c.start_time, c.end_time, c.regions, c.percent_off_bps, c.fixed_currency,
-       c.fixed_amount, c.create_time,
+       c.fixed_amount, c.create_time, c.ended_time,
        ARRAY(SELECT m.item_id FROM campaign_items m WHERE m.campaign_id = c.campaign_id ORDER BY m.position) AS item_ids
 FROM campaigns c JOIN campaign_items ci ON ci.campaign_id = c.campaign_id
 WHERE ci.item_id = $1

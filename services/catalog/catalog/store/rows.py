@@ -128,6 +128,7 @@ def campaign_values(campaign: Campaign) -> dict[str, Any]:
         "fixed_currency": int(spec.fixed_price.currency) if spec.fixed_price else None,
         "fixed_amount": spec.fixed_price.amount if spec.fixed_price else None,
         "create_time": campaign.create_time,
+        "ended_time": campaign.ended_time,
     }
 
 
@@ -145,7 +146,7 @@ def campaign_from_row(row: Row, item_ids: tuple[str, ...]) -> Campaign:
         percent_off_bps=row["percent_off_bps"],
         fixed_price=fixed,
     )
-    return Campaign(row["campaign_id"], spec, row["create_time"])
+    return Campaign(row["campaign_id"], spec, row["create_time"], row["ended_time"])
 
 
 def reservation_values(r: Reservation) -> dict[str, Any]:
