@@ -17,11 +17,15 @@ The stored answer is written by the statement itself: the JSON encoded in Python
 filled in from the account UPDATE (`results.encode_hold_template`), identical to `encode(result)`.
 A same-request-id race fails the idempotency INSERT (unique violation): the whole statement rolls
 back and the call redoes itself, replaying the winner's answer.
+
+These three statements are the only implementation of a hold's state changes: payouts run them
+inside their own transaction (after locking the payout row, then the hold) and the sweeper on the
+holds it locked, both with `remember` off (a payout stores its own answer, the sweeper none).
+RefundHold, which changes only a committed hold's refunded amount, is transactional.
 """
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
@@ -85,9 +89,10 @@ class ReserveSpec:
 
 _ACTIVE = int(HoldState.ACTIVE)
 
+# $13 = remember: store the answer under 'reserve' (a payout keeps its own answer instead).
 _RESERVE = f"""
     WITH prior AS (
-        SELECT fingerprint, response FROM idempotency WHERE op = 'reserve' AND request_id = $1
+        SELECT fingerprint, response FROM idempotency WHERE $13::boolean AND op = 'reserve' AND request_id = $1
     ), acc AS (
         UPDATE accounts SET available = available - $4::bigint, held = held + $4::bigint
         WHERE user_id = $2 AND currency = $3::smallint AND available >= $4::bigint
@@ -96,11 +101,11 @@ _RESERVE = f"""
     ), hold AS (
         INSERT INTO holds (hold_id, user_id, currency, amount, committed_amount, state, reference, purpose,
                            expire_time, create_time)
-        SELECT $5, $2, $3::smallint, $4::bigint, 0, {_ACTIVE}, $6, '', $7::timestamptz, $8::timestamptz FROM acc
+        SELECT $5, $2, $3::smallint, $4::bigint, 0, {_ACTIVE}, $6, $14, $7::timestamptz, $8::timestamptz FROM acc
     ), answer AS (
         INSERT INTO idempotency (op, request_id, fingerprint, response, create_time)
         SELECT 'reserve', $1, $9, $10 || acc.available::text || $11 || acc.held::text || $12, $8::timestamptz
-        FROM acc
+        FROM acc WHERE $13::boolean
     )
     SELECT (SELECT fingerprint FROM prior) AS fingerprint, (SELECT response FROM prior) AS response,
            (SELECT available FROM acc) AS available, (SELECT held FROM acc) AS held
@@ -118,7 +123,7 @@ _LOOKUP = """
 """
 
 # $2 = the amount debited; the account gets back what was held and not debited. held >= 0 is a
-# CHECK: an account that did not hold the amount fails the whole statement.
+# CHECK: an account that did not hold the amount fails the whole statement. $18 = remember.
 _COMMIT = f"""
     WITH hold AS (
         UPDATE holds SET state = {int(HoldState.COMMITTED)}, committed_amount = $2::bigint, resolve_time = $3
@@ -139,14 +144,16 @@ _COMMIT = f"""
                   AS p(user_id, account, currency, amount)
     ), answer AS (
         INSERT INTO idempotency (op, request_id, fingerprint, response, create_time)
-        SELECT 'commit', $6, $14, $15 || acc.available::text || $16 || acc.held::text || $17, $3 FROM acc
+        SELECT 'commit', $6, $14, $15 || acc.available::text || $16 || acc.held::text || $17, $3
+        FROM acc WHERE $18::boolean
     )
     SELECT available, held FROM acc
 """
 
+# $8 = the final state (RELEASED, or EXPIRED by the sweeper), $9 = remember.
 _RELEASE = f"""
     WITH hold AS (
-        UPDATE holds SET state = {int(HoldState.RELEASED)}, resolve_time = $2
+        UPDATE holds SET state = $8::smallint, resolve_time = $2
         WHERE hold_id = $1 AND state = {_ACTIVE}
         RETURNING user_id, currency, amount
     ), acc AS (
@@ -155,14 +162,15 @@ _RELEASE = f"""
         RETURNING a.available, a.held
     ), answer AS (
         INSERT INTO idempotency (op, request_id, fingerprint, response, create_time)
-        SELECT 'release', $3, $4, $5 || acc.available::text || $6 || acc.held::text || $7, $2 FROM acc
+        SELECT 'release', $3, $4, $5 || acc.available::text || $6 || acc.held::text || $7, $2
+        FROM acc WHERE $9::boolean
     )
     SELECT available, held FROM acc
 """
 
 
-async def reserve(engine: AsyncEngine, spec: ReserveSpec, now: datetime) -> HoldResult:
-    hold = HoldView(
+def new_hold(spec: ReserveSpec, now: datetime) -> HoldView:
+    return HoldView(
         hold_id=f"hold_{new_id()}",
         user_id=spec.user_id,
         currency=spec.currency,
@@ -174,19 +182,31 @@ async def reserve(engine: AsyncEngine, spec: ReserveSpec, now: datetime) -> Hold
         create_time=now,
         resolve_time=None,
     )
-    answer = encode_hold_template(hold, spec.user_id, spec.currency, None)
+
+
+async def place(
+    conn: asyncpg.Connection, spec: ReserveSpec, hold: HoldView, *, remember: bool
+) -> asyncpg.Record:
+    """The reserve statement: available -> held if the balance allows (available is NULL if not),
+    the hold row, and (remember) the stored answer, or the stored answer of an earlier call."""
+    answer = encode_hold_template(hold, spec.user_id, spec.currency, None) if remember else ("", "", "")
+    row = await conn.fetchrow(
+        _RESERVE, spec.request_id, spec.user_id, int(spec.currency), spec.amount, hold.hold_id,
+        spec.reference, spec.expire_time, hold.create_time, spec.fingerprint, *answer, remember, spec.purpose,
+    )
+    assert row is not None
+    return row
+
+
+async def reserve(engine: AsyncEngine, spec: ReserveSpec, now: datetime) -> HoldResult:
+    hold = new_hold(spec, now)
 
     async def attempt() -> tuple[HoldResult, bool]:
         async with engine.connect() as sa_conn:
-            conn = await driver(sa_conn)
             try:
-                row = await conn.fetchrow(
-                    _RESERVE, spec.request_id, spec.user_id, int(spec.currency), spec.amount, hold.hold_id,
-                    spec.reference, spec.expire_time, now, spec.fingerprint, *answer,
-                )
+                row = await place(await driver(sa_conn), spec, hold, remember=True)
             except asyncpg.UniqueViolationError as exc:
                 raise RacedOnRequestId(spec.request_id) from exc
-        assert row is not None
         if row["fingerprint"] is not None:
             return _replay(row, spec.request_id, spec.fingerprint), False
         if row["available"] is None:
@@ -231,42 +251,8 @@ def _counted(outcome: tuple[HoldResult, bool]) -> HoldResult:
     return result
 
 
-async def reserve_in(conn: AsyncConnection, spec: ReserveSpec, now: datetime) -> HoldResult:
-    # The conditional update is the check: a short balance fails now, never at commit time.
-    row = (
-        await conn.execute(
-            text(
-                "UPDATE accounts SET available = available - :a, held = held + :a "
-                "WHERE user_id = :u AND currency = :c AND available >= :a RETURNING available, held"
-            ),
-            {"a": spec.amount, "u": spec.user_id, "c": int(spec.currency)},
-        )
-    ).first()
-    if row is None:
-        raise insufficient_funds(spec.user_id, spec.currency)
-    hold = (
-        await conn.execute(
-            text(
-                "INSERT INTO holds (hold_id, user_id, currency, amount, committed_amount, state, reference, purpose,"
-                " expire_time, create_time) VALUES (:id, :u, :c, :a, 0, :s, :ref, :p, :exp, :now) RETURNING *"
-            ),
-            {
-                "id": f"hold_{uuid.uuid4().hex}",
-                "u": spec.user_id,
-                "c": int(spec.currency),
-                "a": spec.amount,
-                "s": int(HoldState.ACTIVE),
-                "ref": spec.reference,
-                "p": spec.purpose,
-                "exp": spec.expire_time,
-                "now": now,
-            },
-        )
-    ).one()
-    return HoldResult(hold_view(hold), balance(spec.user_id, spec.currency, row.available, row.held))
-
-
-async def lock_hold(conn: AsyncConnection, hold_id: str, *, internal: bool) -> object:
+async def lock_hold(conn: AsyncConnection, hold_id: str, *, internal: bool) -> HoldView:
+    """The hold, locked (payouts and refunds: the payout row, then the hold, then the account)."""
     hold = (
         await conn.execute(text("SELECT * FROM holds WHERE hold_id = :id FOR UPDATE"), {"id": hold_id})
     ).first()
@@ -274,36 +260,14 @@ async def lock_hold(conn: AsyncConnection, hold_id: str, *, internal: bool) -> o
         raise NotFound("HOLD_NOT_FOUND", "no such hold", metadata={"hold_id": hold_id})
     if hold.purpose == PAYOUT_PURPOSE and not internal:
         raise FailedPrecondition("HOLD_MANAGED_BY_PAYOUT", "payout holds resolve through CompletePayout")
-    return hold
+    return hold_view(hold)
 
 
-async def commit_locked(
-    conn: AsyncConnection,
-    hold: object,
-    amount: int,
-    request_id: str,
-    reason: str,
-    now: datetime,
-    kind: Kind,
-    *,
-    points_lots: bool = False,
-) -> HoldResult:
-    h = hold_view(hold)
-    debit = check_commit(HoldFacts(h.state, h.amount, h.expire_time), amount, now)
-    acc = (
-        await conn.execute(
-            text(
-                "UPDATE accounts SET held = held - :held, available = available + :back "
-                "WHERE user_id = :u AND currency = :c AND held >= :held RETURNING available, held"
-            ),
-            {"held": h.amount, "back": h.amount - debit, "u": h.user_id, "c": int(h.currency)},
-        )
-    ).one()
-    if points_lots and h.currency is Currency.POINTS:  # expiry on: the commit spends the oldest lots
-        await lots.consume(await driver(conn), {h.user_id: debit})
+def commit_transaction(h: HoldView, debit: int, request_id: str, reason: str, now: datetime, kind: Kind) -> TransactionView:
+    """The debit a commit posts: the user's account to the spend (or payouts) account."""
     sink = PAYOUTS if kind is Kind.PAYOUT else spend_sink(h.currency)
-    txn = TransactionView(
-        transaction_id=uuid.uuid4().hex,
+    return TransactionView(
+        transaction_id=new_id(),
         request_id=request_id,
         kind=kind,
         postings=(
@@ -314,38 +278,35 @@ async def commit_locked(
         reason=reason,
         reference=h.reference,
     )
-    await insert_transaction(conn, txn, h.user_id, {(h.user_id, user_account(h.user_id), h.currency): acc.available})
-    updated = (
-        await conn.execute(
-            text(
-                "UPDATE holds SET state = :s, committed_amount = :amt, resolve_time = :now "
-                "WHERE hold_id = :id RETURNING *"
-            ),
-            {"s": int(HoldState.COMMITTED), "amt": debit, "now": now, "id": h.hold_id},
-        )
-    ).one()
-    return HoldResult(hold_view(updated), balance(h.user_id, h.currency, acc.available, acc.held), txn)
 
 
-async def release_locked(conn: AsyncConnection, hold: object, now: datetime, state: HoldState) -> HoldResult:
-    h = hold_view(hold)
-    check_release(HoldFacts(h.state, h.amount, h.expire_time))
-    acc = (
-        await conn.execute(
-            text(
-                "UPDATE accounts SET held = held - :a, available = available + :a "
-                "WHERE user_id = :u AND currency = :c AND held >= :a RETURNING available, held"
-            ),
-            {"a": h.amount, "u": h.user_id, "c": int(h.currency)},
-        )
-    ).one()
-    updated = (
-        await conn.execute(
-            text("UPDATE holds SET state = :s, resolve_time = :now WHERE hold_id = :id RETURNING *"),
-            {"s": int(state), "now": now, "id": h.hold_id},
-        )
-    ).one()
-    return HoldResult(hold_view(updated), balance(h.user_id, h.currency, acc.available, acc.held))
+async def apply_commit(
+    conn: asyncpg.Connection, h: HoldView, txn: TransactionView, fingerprint: str, *, remember: bool
+) -> tuple[HoldView, asyncpg.Record | None]:
+    """The commit statement (CAS on ACTIVE): the committed hold and its account's (available,
+    held), or None when the hold is no longer active (nothing written)."""
+    debit = txn.postings[1].amount
+    hold = replace(h, state=HoldState.COMMITTED, committed_amount=debit, resolve_time=txn.create_time)
+    answer = encode_hold_template(hold, h.user_id, h.currency, txn) if remember else ("", "", "")
+    row = await conn.fetchrow(
+        _COMMIT, h.hold_id, debit, txn.create_time, txn.transaction_id, h.user_id, txn.request_id, int(txn.kind),
+        txn.reason, h.reference,
+        [p.user_id for p in txn.postings], [p.account for p in txn.postings],
+        [int(p.currency) for p in txn.postings], [p.amount for p in txn.postings],
+        fingerprint, *answer, remember,
+    )
+    return hold, row
+
+
+async def apply_release(
+    conn: asyncpg.Connection, h: HoldView, state: HoldState, now: datetime, request_id: str, fingerprint: str,
+    *, remember: bool,
+) -> tuple[HoldView, asyncpg.Record | None]:
+    """The release statement (CAS on ACTIVE), ending in `state` (RELEASED, or EXPIRED)."""
+    hold = replace(h, state=state, resolve_time=now)
+    answer = encode_hold_template(hold, h.user_id, h.currency, None) if remember else ("", "", "")
+    row = await conn.fetchrow(_RELEASE, h.hold_id, now, request_id, fingerprint, *answer, int(state), remember)
+    return hold, row
 
 
 async def commit_hold(
@@ -369,37 +330,17 @@ async def commit_hold(
             # Amount, expiry, user and currency of a hold never change: only the state can, and the
             # statement's CAS on it makes this decision hold at the moment of the write.
             debit = check_commit(HoldFacts(h.state, h.amount, h.expire_time), amount, now)
-            sink = spend_sink(h.currency)
-            txn = TransactionView(
-                transaction_id=new_id(),
-                request_id=request_id,
-                kind=Kind.HOLD_COMMIT,
-                postings=(
-                    PostingView(user_account(h.user_id), h.user_id, h.currency, -debit),
-                    PostingView(sink, "", h.currency, debit),
-                ),
-                create_time=now,
-                reason=reason,
-                reference=h.reference,
-            )
-            hold = replace(h, state=HoldState.COMMITTED, committed_amount=debit, resolve_time=now)
-            args = (
-                _COMMIT, h.hold_id, debit, now, txn.transaction_id, h.user_id, request_id, int(Kind.HOLD_COMMIT),
-                reason, h.reference,
-                [p.user_id for p in txn.postings], [p.account for p in txn.postings],
-                [int(p.currency) for p in txn.postings], [p.amount for p in txn.postings],
-                fingerprint, *encode_hold_template(hold, h.user_id, h.currency, txn),
-            )
+            txn = commit_transaction(h, debit, request_id, reason, now, Kind.HOLD_COMMIT)
             try:
                 if points_lots and h.currency is Currency.POINTS:
                     # Expiry on: the commit spends the oldest lots, after the account row is locked
                     # (a fresh snapshot of the lots), in the same transaction.
                     async with conn.transaction():
-                        row = await conn.fetchrow(*args)
+                        hold, row = await apply_commit(conn, h, txn, fingerprint, remember=True)
                         if row is not None:
                             await lots.consume(conn, {h.user_id: debit})
                 else:
-                    row = await conn.fetchrow(*args)
+                    hold, row = await apply_commit(conn, h, txn, fingerprint, remember=True)
             except asyncpg.UniqueViolationError as exc:
                 raise RacedOnRequestId(request_id) from exc
         if row is None:  # the hold was resolved since it was read: nothing written, look again
@@ -418,11 +359,9 @@ async def release_hold(engine: AsyncEngine, request_id: str, fingerprint: str, h
                 return found, False
             h = found
             check_release(HoldFacts(h.state, h.amount, h.expire_time))
-            hold = replace(h, state=HoldState.RELEASED, resolve_time=now)
             try:
-                row = await conn.fetchrow(
-                    _RELEASE, h.hold_id, now, request_id, fingerprint,
-                    *encode_hold_template(hold, h.user_id, h.currency, None),
+                hold, row = await apply_release(
+                    conn, h, HoldState.RELEASED, now, request_id, fingerprint, remember=True
                 )
             except asyncpg.UniqueViolationError as exc:
                 raise RacedOnRequestId(request_id) from exc
@@ -453,7 +392,7 @@ async def refund_hold(
             replay = await stored_response(conn, "refund", request_id, fingerprint)
             if replay is not None:
                 return decode(HoldResult, replay), 0
-            h = hold_view(await lock_hold(conn, hold_id, internal=False))
+            h = await lock_hold(conn, hold_id, internal=False)
             given = check_refund(h.state, h.committed_amount, h.refunded_amount, amount)
             acc = (
                 await conn.execute(
@@ -513,10 +452,13 @@ async def sweep_expired_holds(engine: AsyncEngine, now: datetime, limit: int) ->
                     {"active": int(HoldState.ACTIVE), "now": now, "n": limit},
                 )
             ).all()
-            return [
-                await release_locked(conn, hold, now, HoldState.EXPIRED)
-                for hold in sorted(rows, key=lambda r: (r.user_id, r.currency, r.hold_id))
-            ]
+            raw = await driver(conn)
+            expired: list[HoldResult] = []
+            for h in sorted((hold_view(r) for r in rows), key=lambda h: (h.user_id, h.currency, h.hold_id)):
+                hold, row = await apply_release(raw, h, HoldState.EXPIRED, now, "", "", remember=False)
+                assert row is not None  # locked and ACTIVE: the CAS holds
+                expired.append(HoldResult(hold, balance(h.user_id, h.currency, row["available"], row["held"])))
+            return expired
 
     expired = await run_transaction(attempt)
     for result in expired:

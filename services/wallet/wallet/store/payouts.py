@@ -12,10 +12,18 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from points_platform.errors import FailedPrecondition, NotFound
 from wallet import metrics
-from wallet.domain import HoldState, Kind, PayoutState
+from wallet.domain import HoldFacts, HoldState, Kind, PayoutState, check_commit, check_release, insufficient_funds
 from wallet.results import HoldResult, PayoutView, decode, encode
-from wallet.store.common import payout_view, remember, run_transaction, stored_response
-from wallet.store.holds import ReserveSpec, commit_locked, lock_hold, release_locked, reserve_in
+from wallet.store.common import balance, driver, payout_view, remember, run_transaction, stored_response
+from wallet.store.holds import (
+    ReserveSpec,
+    apply_commit,
+    apply_release,
+    commit_transaction,
+    lock_hold,
+    new_hold,
+    place,
+)
 
 
 async def request_payout(
@@ -26,7 +34,12 @@ async def request_payout(
             replay = await stored_response(conn, "payout_request", spec.request_id, spec.fingerprint)
             if replay is not None:
                 return decode(PayoutView, replay), None
-            held = await reserve_in(conn, spec, now)
+            # The hold statement of Reserve, its answer not stored (the payout's is).
+            hold = new_hold(spec, now)
+            placed = await place(await driver(conn), spec, hold, remember=False)
+            if placed["available"] is None:
+                raise insufficient_funds(spec.user_id, spec.currency)
+            held = HoldResult(hold, balance(spec.user_id, spec.currency, placed["available"], placed["held"]))
             row = (
                 await conn.execute(
                     text(
@@ -84,13 +97,20 @@ async def complete_payout(
             if payout.state != PayoutState.PENDING:
                 reason = "PAYOUT_ALREADY_COMPLETED" if payout.state == PayoutState.COMPLETED else "PAYOUT_ALREADY_FAILED"
                 raise FailedPrecondition(reason, "the payout already has its result")
-            hold = await lock_hold(conn, payout.hold_id, internal=True)
+            h = await lock_hold(conn, payout.hold_id, internal=True)
+            facts = HoldFacts(h.state, h.amount, h.expire_time)
+            raw = await driver(conn)
             transaction_id = ""
             if success:
-                done = await commit_locked(conn, hold, 0, request_id, "payout", now, Kind.PAYOUT)
-                transaction_id = done.transaction.transaction_id if done.transaction else ""
+                txn = commit_transaction(h, check_commit(facts, 0, now), request_id, "payout", now, Kind.PAYOUT)
+                hold, moved = await apply_commit(raw, h, txn, "", remember=False)
+                transaction_id = txn.transaction_id
             else:
-                done = await release_locked(conn, hold, now, HoldState.RELEASED)
+                check_release(facts)
+                txn = None
+                hold, moved = await apply_release(raw, h, HoldState.RELEASED, now, request_id, "", remember=False)
+            assert moved is not None  # the hold is locked and was ACTIVE: the CAS holds
+            done = HoldResult(hold, balance(h.user_id, h.currency, moved["available"], moved["held"]), txn)
             row = (
                 await conn.execute(
                     text(
