@@ -6,6 +6,7 @@ No Docker or Kubernetes here, so this checks the files, not a running deployment
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -185,13 +186,57 @@ def test_prometheus_scrapes_the_four_metrics_ports(config: str) -> None:
     assert doc["rule_files"] == ["alerts.yml"]
 
 
-def test_alerts_use_the_exported_metrics() -> None:
+def alert_exprs() -> str:
     [doc] = load(DEPLOY / "prometheus" / "alerts.yml")
     rules = [rule for group in doc["groups"] for rule in group["rules"]]
     assert all({"alert", "expr", "labels", "annotations"} <= set(rule) for rule in rules)
-    exprs = " ".join(rule["expr"] for rule in rules)
+    return " ".join(rule["expr"] for rule in rules)
+
+
+def dashboard_exprs() -> str:
+    dashboard = json.loads((DEPLOY / "grafana" / "dashboards" / "points.json").read_text())
+    return " ".join(t["expr"] for panel in dashboard["panels"] for t in panel["targets"])
+
+
+def exported_metrics() -> set[str]:
+    """Every metric the code defines (prometheus_client Counter/Gauge/Histogram), as scraped."""
+    root = DEPLOY.parent
+    names: set[str] = set()
+    for source in [*(root / "services").rglob("*.py"), *(root / "libs" / "points_platform").rglob("*.py")]:
+        for kind, name in re.findall(r"\b(Counter|Gauge|Histogram)\(\s*\"(points_[a-z_]+)\"", source.read_text()):
+            names.add(name)
+            if kind == "Histogram":
+                names |= {f"{name}_bucket", f"{name}_count", f"{name}_sum"}
+    return names
+
+
+def test_alerts_use_the_exported_metrics() -> None:
+    exprs = alert_exprs()
     for metric in ("points_rpc_requests_total", "points_rpc_duration_seconds_bucket", "points_rpc_auth_failures_total"):
         assert metric in exprs
+
+
+@pytest.mark.parametrize("exprs", [alert_exprs, dashboard_exprs], ids=["alerts", "dashboard"])
+def test_every_metric_queried_is_exported(exprs: Any) -> None:
+    """A renamed metric would leave an alert that never fires or an empty panel."""
+    names_only = re.sub(r"\b(by|without)\s*\([^)]*\)|\{[^}]*\}", "", exprs())  # drop label names and matchers
+    queried = set(re.findall(r"\bpoints_[a-z_]+", names_only))
+    exported = exported_metrics()
+    assert "points_earning_credits_failed" in exported and "points_rpc_duration_seconds_bucket" in exported
+    assert queried and queried <= exported, sorted(queried - exported)
+
+
+def test_grafana_provisions_prometheus_and_the_dashboard() -> None:
+    grafana = compose()["services"]["grafana"]
+    assert "prometheus" in grafana["depends_on"]
+    assert {v.split(":")[1] for v in grafana["volumes"]} == {"/etc/grafana/provisioning", "/var/lib/grafana/dashboards"}
+    [datasources] = load(DEPLOY / "grafana" / "provisioning" / "datasources" / "prometheus.yml")
+    [providers] = load(DEPLOY / "grafana" / "provisioning" / "dashboards" / "points.yml")
+    assert providers["providers"][0]["options"]["path"] == "/var/lib/grafana/dashboards"
+    dashboard = json.loads((DEPLOY / "grafana" / "dashboards" / "points.json").read_text())
+    uids = {p["datasource"]["uid"] for p in dashboard["panels"]}
+    assert uids == {datasources["datasources"][0]["uid"]}
+    assert datasources["datasources"][0]["url"] == "http://prometheus:9090"
 
 
 @pytest.mark.parametrize("path", sorted((DEPLOY / "ghz").glob("*.json")), ids=lambda p: p.name)
