@@ -21,13 +21,13 @@ back and the call redoes itself, replaying the winner's answer.
 These three statements are the only implementation of a hold's state changes: payouts run them
 inside their own transaction (after locking the payout row, then the hold) and the sweeper on the
 holds it locked, both with `remember` off (a payout stores its own answer, the sweeper none).
-RefundHold, which changes only a committed hold's refunded amount, is transactional.
+RefundHold, which changes only a committed hold's refunded amount, is an ordinary transaction (refunds.py).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import asyncpg
 from sqlalchemy import text
@@ -36,14 +36,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from points_platform.errors import FailedPrecondition, NotFound, idempotency_key_reused
 from wallet import metrics
 from wallet.domain import (
-    MAX_BALANCE,
     PAYOUTS,
     Currency,
     HoldFacts,
     HoldState,
     Kind,
     check_commit,
-    check_refund,
     check_release,
     insufficient_funds,
     spend_sink,
@@ -55,7 +53,6 @@ from wallet.results import (
     PostingView,
     TransactionView,
     decode,
-    encode,
     encode_hold_template,
 )
 from wallet.store import lots
@@ -65,11 +62,8 @@ from wallet.store.common import (
     driver,
     hold_record_view,
     hold_view,
-    insert_transaction,
     new_id,
-    remember,
     run_transaction,
-    stored_response,
 )
 
 PAYOUT_PURPOSE = "payout"
@@ -370,72 +364,6 @@ async def release_hold(engine: AsyncEngine, request_id: str, fingerprint: str, h
         return HoldResult(hold, balance(h.user_id, h.currency, row["available"], row["held"])), True
 
     return _counted(await run_transaction(attempt))
-
-
-async def refund_hold(
-    engine: AsyncEngine,
-    request_id: str,
-    fingerprint: str,
-    hold_id: str,
-    amount: int,
-    reason: str,
-    now: datetime,
-    *,
-    points_ttl: timedelta | None = None,
-) -> HoldResult:
-    """Give back (part of) a committed hold's debit: spend account -> user, in the hold's currency.
-    The hold row is locked first (then the account), so concurrent refunds of one hold add up to at
-    most its committed amount (also a CHECK). Expiry on: refunded POINTS are a new lot."""
-
-    async def attempt() -> tuple[HoldResult, int]:
-        async with engine.begin() as conn:
-            replay = await stored_response(conn, "refund", request_id, fingerprint)
-            if replay is not None:
-                return decode(HoldResult, replay), 0
-            h = await lock_hold(conn, hold_id, internal=False)
-            given = check_refund(h.state, h.committed_amount, h.refunded_amount, amount)
-            acc = (
-                await conn.execute(
-                    text(
-                        "UPDATE accounts SET available = available + :a WHERE user_id = :u AND currency = :c"
-                        " AND available + held + :a <= :max RETURNING available, held"
-                    ),
-                    {"a": given, "u": h.user_id, "c": int(h.currency), "max": MAX_BALANCE},
-                )
-            ).first()
-            if acc is None:
-                raise FailedPrecondition("BALANCE_LIMIT_EXCEEDED", "the balance would exceed its limit")
-            txn = TransactionView(
-                transaction_id=new_id(),
-                request_id=request_id,
-                kind=Kind.REFUND,
-                postings=(
-                    PostingView(spend_sink(h.currency), "", h.currency, -given),
-                    PostingView(user_account(h.user_id), h.user_id, h.currency, given),
-                ),
-                create_time=now,
-                reason=reason,
-                reference=h.reference,
-            )
-            await insert_transaction(
-                conn, txn, h.user_id, {(h.user_id, user_account(h.user_id), h.currency): acc.available}
-            )
-            if points_ttl is not None and h.currency is Currency.POINTS:
-                await lots.add_lots(await driver(conn), [(h.user_id, given, txn.transaction_id)], now, now + points_ttl)
-            updated = (
-                await conn.execute(
-                    text("UPDATE holds SET refunded_amount = refunded_amount + :a WHERE hold_id = :id RETURNING *"),
-                    {"a": given, "id": h.hold_id},
-                )
-            ).one()
-            result = HoldResult(hold_view(updated), balance(h.user_id, h.currency, acc.available, acc.held), txn)
-            await remember(conn, "refund", request_id, fingerprint, encode(result), now)
-            return result, given
-
-    result, given = await run_transaction(attempt)
-    if given:
-        metrics.hold_refunded(result, given)
-    return result
 
 
 async def sweep_expired_holds(engine: AsyncEngine, now: datetime, limit: int) -> int:

@@ -26,7 +26,7 @@ from wallet import domain, metrics
 from wallet.config import WalletSettings
 from wallet.domain import Currency, Kind, LedgerOp, Leg
 from wallet.results import BalanceView, HoldResult, HoldView, LedgerEntryView, LedgerResult, PayoutView
-from wallet.store import holds, ledger, lots, payouts, reads
+from wallet.store import holds, ledger, lots, payouts, reads, refunds
 from wallet.use_cases.commands import (
     CommitHold,
     CompletePayout,
@@ -264,7 +264,7 @@ class Wallet:
     async def refund_hold(self, cmd: RefundHold, caller: str) -> HoldResult:
         _check_hold_amount(cmd)
         async with self._slots:
-            result = await holds.refund_hold(
+            result = await refunds.refund_hold(
                 self._engine,
                 cmd.request_id,
                 _fingerprint(cmd),

@@ -1,0 +1,96 @@
+"""RefundHold: give back (part of) what a committed hold debited, never more than it debited.
+
+A refund changes only a committed hold's `refunded_amount`, so it is an ordinary transaction (not
+one of the single-statement hold changes in `holds.py`): lock the hold row, then the account, post
+the spend account -> user transaction, store the answer. Lock order as everywhere: hold, then account.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from points_platform.errors import FailedPrecondition
+from wallet import metrics
+from wallet.domain import MAX_BALANCE, Currency, Kind, check_refund, spend_sink, user_account
+from wallet.results import HoldResult, PostingView, TransactionView, decode, encode
+from wallet.store import lots
+from wallet.store.common import (
+    balance,
+    driver,
+    hold_view,
+    insert_transaction,
+    new_id,
+    remember,
+    run_transaction,
+    stored_response,
+)
+from wallet.store.holds import lock_hold
+
+
+async def refund_hold(
+    engine: AsyncEngine,
+    request_id: str,
+    fingerprint: str,
+    hold_id: str,
+    amount: int,
+    reason: str,
+    now: datetime,
+    *,
+    points_ttl: timedelta | None = None,
+) -> HoldResult:
+    """Give back (part of) a committed hold's debit: spend account -> user, in the hold's currency.
+    The hold row is locked first (then the account), so concurrent refunds of one hold add up to at
+    most its committed amount (also a CHECK). Expiry on: refunded POINTS are a new lot."""
+
+    async def attempt() -> tuple[HoldResult, int]:
+        async with engine.begin() as conn:
+            replay = await stored_response(conn, "refund", request_id, fingerprint)
+            if replay is not None:
+                return decode(HoldResult, replay), 0
+            h = await lock_hold(conn, hold_id, internal=False)
+            given = check_refund(h.state, h.committed_amount, h.refunded_amount, amount)
+            acc = (
+                await conn.execute(
+                    text(
+                        "UPDATE accounts SET available = available + :a WHERE user_id = :u AND currency = :c"
+                        " AND available + held + :a <= :max RETURNING available, held"
+                    ),
+                    {"a": given, "u": h.user_id, "c": int(h.currency), "max": MAX_BALANCE},
+                )
+            ).first()
+            if acc is None:
+                raise FailedPrecondition("BALANCE_LIMIT_EXCEEDED", "the balance would exceed its limit")
+            txn = TransactionView(
+                transaction_id=new_id(),
+                request_id=request_id,
+                kind=Kind.REFUND,
+                postings=(
+                    PostingView(spend_sink(h.currency), "", h.currency, -given),
+                    PostingView(user_account(h.user_id), h.user_id, h.currency, given),
+                ),
+                create_time=now,
+                reason=reason,
+                reference=h.reference,
+            )
+            await insert_transaction(
+                conn, txn, h.user_id, {(h.user_id, user_account(h.user_id), h.currency): acc.available}
+            )
+            if points_ttl is not None and h.currency is Currency.POINTS:
+                await lots.add_lots(await driver(conn), [(h.user_id, given, txn.transaction_id)], now, now + points_ttl)
+            updated = (
+                await conn.execute(
+                    text("UPDATE holds SET refunded_amount = refunded_amount + :a WHERE hold_id = :id RETURNING *"),
+                    {"a": given, "id": h.hold_id},
+                )
+            ).one()
+            result = HoldResult(hold_view(updated), balance(h.user_id, h.currency, acc.available, acc.held), txn)
+            await remember(conn, "refund", request_id, fingerprint, encode(result), now)
+            return result, given
+
+    result, given = await run_transaction(attempt)
+    if given:
+        metrics.hold_refunded(result, given)
+    return result
