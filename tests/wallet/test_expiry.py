@@ -163,6 +163,24 @@ async def test_hold_points_are_never_expired_and_commit_consumes_oldest(ewallet:
     await check_lots(w.engine)
 
 
+async def test_refunded_points_are_a_new_lot_expiring_after_the_ttl(ewallet: Client) -> None:
+    w = ewallet
+    await w.fund("e6", 100, request_id="e6-a")
+    hold = await reserve(w, "e6-h", "e6", 60)
+    await w.call("CommitHold", "redemption")(pb.CommitHoldRequest(request_id="e6-c", hold_id=hold.hold_id))
+    assert await lots_of(w, "e6") == [(100, 40, 0)]
+    w.clock.advance(20 * DAY)
+    await w.call("RefundHold", "redemption")(pb.RefundHoldRequest(request_id="e6-r", hold_id=hold.hold_id, amount=25))
+    assert await lots_of(w, "e6") == [(100, 40, 0), (25, 25, 0)]
+    w.clock.advance(10 * DAY)  # the first lot is due, the refund's is 20 days younger
+    assert await expire_all(w) == 1
+    assert await w.balance("e6") == (25, 0)
+    w.clock.advance(20 * DAY)
+    assert await expire_all(w) == 1
+    assert await w.balance("e6") == (0, 0)
+    await check_lots(w.engine)
+
+
 async def test_spend_racing_the_expiry_job(ewallet: Client) -> None:
     w = ewallet
     users = [f"e3-{u}" for u in range(4)]

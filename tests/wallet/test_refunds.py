@@ -125,3 +125,28 @@ async def test_concurrent_refunds_never_exceed_the_debit(wallet: Client) -> None
     assert await wallet.balance("rf5") == (48, 0)
     got = await wallet.call("GetHold")(pb.GetHoldRequest(hold_id=hold.hold_id))
     assert got.hold.refunded_amount == 48
+
+
+async def test_one_refund_retried_concurrently_is_given_once_and_replayed(wallet: Client) -> None:
+    """Ten calls with one request id race for the hold's lock: one refund, nine replays of it
+    (the key's answer is read after the lock, not before)."""
+    hold = await committed_hold(wallet, "rf6", 40, currency=POINTS, funds=40)
+    request = pb.RefundHoldRequest(request_id="rf6-a", hold_id=hold.hold_id, reason="refund")
+    replies = await asyncio.gather(*(wallet.call("RefundHold", "redemption")(request) for _ in range(10)))
+    assert all(r == replies[0] for r in replies)
+    assert replies[0].hold.refunded_amount == 40
+    assert await wallet.balance("rf6") == (40, 0)
+
+
+async def test_one_payout_completion_retried_concurrently_is_replayed(wallet: Client) -> None:
+    await wallet.fund("rf7-fan", 1_000, COINS)
+    await wallet.call("SendGift", "app")(
+        pb.SendGiftRequest(request_id="rf7-gift", sender_id="rf7-fan", creator_id="rf7", coins=1_000)
+    )
+    payout = await wallet.call("RequestPayout", "app")(
+        pb.RequestPayoutRequest(request_id="rf7-p", creator_id="rf7", diamonds=100)
+    )
+    done = pb.CompletePayoutRequest(request_id="rf7-done", payout_id=payout.payout.payout_id, success=True)
+    replies = await asyncio.gather(*(wallet.call("CompletePayout", "payments")(done) for _ in range(10)))
+    assert all(r == replies[0] for r in replies)
+    assert replies[0].payout.state == pb.PAYOUT_STATE_COMPLETED

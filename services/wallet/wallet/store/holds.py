@@ -275,11 +275,10 @@ def commit_transaction(h: HoldView, debit: int, request_id: str, reason: str, no
 
 
 async def apply_commit(
-    conn: asyncpg.Connection, h: HoldView, txn: TransactionView, fingerprint: str, *, remember: bool
+    conn: asyncpg.Connection, h: HoldView, debit: int, txn: TransactionView, fingerprint: str, *, remember: bool
 ) -> tuple[HoldView, asyncpg.Record | None]:
-    """The commit statement (CAS on ACTIVE): the committed hold and its account's (available,
-    held), or None when the hold is no longer active (nothing written)."""
-    debit = txn.postings[1].amount
+    """The commit statement (CAS on ACTIVE) debiting `debit` (txn's amount): the committed hold and
+    its account's (available, held), or None when the hold is no longer active (nothing written)."""
     hold = replace(h, state=HoldState.COMMITTED, committed_amount=debit, resolve_time=txn.create_time)
     answer = encode_hold_template(hold, h.user_id, h.currency, txn) if remember else ("", "", "")
     row = await conn.fetchrow(
@@ -330,11 +329,11 @@ async def commit_hold(
                     # Expiry on: the commit spends the oldest lots, after the account row is locked
                     # (a fresh snapshot of the lots), in the same transaction.
                     async with conn.transaction():
-                        hold, row = await apply_commit(conn, h, txn, fingerprint, remember=True)
+                        hold, row = await apply_commit(conn, h, debit, txn, fingerprint, remember=True)
                         if row is not None:
                             await lots.consume(conn, {h.user_id: debit})
                 else:
-                    hold, row = await apply_commit(conn, h, txn, fingerprint, remember=True)
+                    hold, row = await apply_commit(conn, h, debit, txn, fingerprint, remember=True)
             except asyncpg.UniqueViolationError as exc:
                 raise RacedOnRequestId(request_id) from exc
         if row is None:  # the hold was resolved since it was read: nothing written, look again
@@ -384,7 +383,8 @@ async def sweep_expired_holds(engine: AsyncEngine, now: datetime, limit: int) ->
             expired: list[HoldResult] = []
             for h in sorted((hold_view(r) for r in rows), key=lambda h: (h.user_id, h.currency, h.hold_id)):
                 hold, row = await apply_release(raw, h, HoldState.EXPIRED, now, "", "", remember=False)
-                assert row is not None  # locked and ACTIVE: the CAS holds
+                if row is None:  # locked and ACTIVE: the CAS cannot miss
+                    raise RuntimeError(f"expired hold {h.hold_id} changed under its lock")
                 expired.append(HoldResult(hold, balance(h.user_id, h.currency, row["available"], row["held"])))
             return expired
 

@@ -86,14 +86,16 @@ async def complete_payout(
 ) -> PayoutView:
     async def attempt() -> tuple[PayoutView, HoldResult | None]:
         async with engine.begin() as conn:
-            replay = await stored_response(conn, "payout_complete", request_id, fingerprint)
-            if replay is not None:
-                return decode(PayoutView, replay), None
+            # Lock first, then look for a stored answer: a same-key call that waited for the lock
+            # reads the winner's answer (a fresh snapshot) instead of judging the payout again.
             payout = (
                 await conn.execute(text("SELECT * FROM payouts WHERE payout_id = :id FOR UPDATE"), {"id": payout_id})
             ).first()
             if payout is None:
                 raise NotFound("PAYOUT_NOT_FOUND", "no such payout", metadata={"payout_id": payout_id})
+            replay = await stored_response(conn, "payout_complete", request_id, fingerprint)
+            if replay is not None:
+                return decode(PayoutView, replay), None
             if payout.state != PayoutState.PENDING:
                 reason = "PAYOUT_ALREADY_COMPLETED" if payout.state == PayoutState.COMPLETED else "PAYOUT_ALREADY_FAILED"
                 raise FailedPrecondition(reason, "the payout already has its result")
@@ -102,14 +104,16 @@ async def complete_payout(
             raw = await driver(conn)
             transaction_id = ""
             if success:
-                txn = commit_transaction(h, check_commit(facts, 0, now), request_id, "payout", now, Kind.PAYOUT)
-                hold, moved = await apply_commit(raw, h, txn, "", remember=False)
+                debit = check_commit(facts, 0, now)
+                txn = commit_transaction(h, debit, request_id, "payout", now, Kind.PAYOUT)
+                hold, moved = await apply_commit(raw, h, debit, txn, "", remember=False)
                 transaction_id = txn.transaction_id
             else:
                 check_release(facts)
                 txn = None
                 hold, moved = await apply_release(raw, h, HoldState.RELEASED, now, request_id, "", remember=False)
-            assert moved is not None  # the hold is locked and was ACTIVE: the CAS holds
+            if moved is None:  # the hold is locked and was ACTIVE: the CAS cannot miss
+                raise RuntimeError(f"payout hold {h.hold_id} changed under its lock")
             done = HoldResult(hold, balance(h.user_id, h.currency, moved["available"], moved["held"]), txn)
             row = (
                 await conn.execute(

@@ -40,17 +40,20 @@ async def refund_hold(
     now: datetime,
     *,
     points_ttl: timedelta | None = None,
-) -> HoldResult:
-    """Give back (part of) a committed hold's debit: spend account -> user, in the hold's currency.
+) -> tuple[HoldResult, int]:
+    """Give back (part of) a committed hold's debit: spend account -> user, in the hold's currency;
+    returns the result and the amount this call gave (0 on a replay).
     The hold row is locked first (then the account), so concurrent refunds of one hold add up to at
-    most its committed amount (also a CHECK). Expiry on: refunded POINTS are a new lot."""
+    most its committed amount (also a CHECK), and a same-key call that waited for the lock finds the
+    winner's stored answer (read after the lock) instead of judging the refund again. Expiry on:
+    refunded POINTS are a new lot."""
 
     async def attempt() -> tuple[HoldResult, int]:
         async with engine.begin() as conn:
+            h = await lock_hold(conn, hold_id, internal=False)
             replay = await stored_response(conn, "refund", request_id, fingerprint)
             if replay is not None:
                 return decode(HoldResult, replay), 0
-            h = await lock_hold(conn, hold_id, internal=False)
             given = check_refund(h.state, h.committed_amount, h.refunded_amount, amount)
             acc = (
                 await conn.execute(
@@ -93,4 +96,4 @@ async def refund_hold(
     result, given = await run_transaction(attempt)
     if given:
         metrics.hold_refunded(result, given)
-    return result
+    return result, given

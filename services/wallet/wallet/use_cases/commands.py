@@ -33,11 +33,18 @@ class Reserve:
 
 
 @dataclass(frozen=True)
-class CommitHold:
+class HoldAmountCommand:
+    """A hold, an amount of it (0 = all) and a reason: what CommitHold and RefundHold share."""
+
     request_id: str
     hold_id: str
     amount: int = 0
     reason: str = ""
+
+
+@dataclass(frozen=True)
+class CommitHold(HoldAmountCommand):
+    """amount 0 = the whole hold; the rest is released."""
 
 
 @dataclass(frozen=True)
@@ -47,7 +54,7 @@ class ReleaseHold:
 
 
 @dataclass(frozen=True)
-class RefundHold(CommitHold):
+class RefundHold(HoldAmountCommand):
     """amount 0 = everything of the committed amount not refunded yet."""
 
 

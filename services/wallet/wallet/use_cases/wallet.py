@@ -33,6 +33,7 @@ from wallet.use_cases.commands import (
     Credit,
     Debit,
     GiftResult,
+    HoldAmountCommand,
     RefundHold,
     ReleaseHold,
     RequestPayout,
@@ -58,8 +59,7 @@ def _text(field: str, value: str, max_len: int) -> str:
     return value
 
 
-@functools.cache
-def _check_hold_amount(cmd: CommitHold) -> None:
+def _check_hold_amount(cmd: HoldAmountCommand) -> None:
     """CommitHold and RefundHold: a hold, an amount (0 = all) and a reason."""
     require_request_id(cmd.request_id)
     require_id("hold_id", cmd.hold_id)
@@ -68,6 +68,7 @@ def _check_hold_amount(cmd: CommitHold) -> None:
     _text("reason", cmd.reason, 64)
 
 
+@functools.cache
 def _field_names(cls: type) -> tuple[str, ...]:
     return tuple(f.name for f in dataclasses.fields(cls))
 
@@ -264,7 +265,7 @@ class Wallet:
     async def refund_hold(self, cmd: RefundHold, caller: str) -> HoldResult:
         _check_hold_amount(cmd)
         async with self._slots:
-            result = await refunds.refund_hold(
+            result, given = await refunds.refund_hold(
                 self._engine,
                 cmd.request_id,
                 _fingerprint(cmd),
@@ -274,7 +275,8 @@ class Wallet:
                 self._clock.now(),
                 points_ttl=self._points_ttl,
             )
-        log.info("hold_refunded", hold_id=cmd.hold_id, refunded=result.hold.refunded_amount)
+        if given:  # not on a replay
+            log.info("hold_refunded", hold_id=cmd.hold_id, amount=given, refunded_total=result.hold.refunded_amount)
         return result
 
     async def get_hold(self, hold_id: str) -> HoldView:
