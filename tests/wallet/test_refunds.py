@@ -23,6 +23,17 @@ async def committed_hold(wallet: Client, user: str, amount: int, currency: int =
     return reply.hold  # type: ignore[no-any-return]
 
 
+async def requested_payout(wallet: Client, creator: str) -> pb.RequestPayoutResponse:
+    """A pending payout of 100 diamonds (diamonds come only from coin gifts)."""
+    await wallet.fund(f"{creator}-fan", 1_000, COINS)
+    await wallet.call("SendGift", "app")(
+        pb.SendGiftRequest(request_id=f"{creator}-gift", sender_id=f"{creator}-fan", creator_id=creator, coins=1_000)
+    )
+    return await wallet.call("RequestPayout", "app")(  # type: ignore[no-any-return]
+        pb.RequestPayoutRequest(request_id=f"{creator}-p", creator_id=creator, diamonds=100)
+    )
+
+
 async def test_refund_in_parts_up_to_the_committed_amount(wallet: Client) -> None:
     hold = await committed_hold(wallet, "rf1", 30)
     assert await wallet.balance("rf1", COINS) == (70, 0)
@@ -90,13 +101,7 @@ async def test_only_committed_holds_and_allowed_callers(wallet: Client) -> None:
 
 
 async def test_payout_holds_are_not_refunded_here(wallet: Client) -> None:
-    await wallet.fund("rf4-fan", 1_000, COINS)
-    await wallet.call("SendGift", "app")(
-        pb.SendGiftRequest(request_id="rf4-gift", sender_id="rf4-fan", creator_id="rf4", coins=1_000)
-    )
-    payout = await wallet.call("RequestPayout", "app")(
-        pb.RequestPayoutRequest(request_id="rf4-p", creator_id="rf4", diamonds=100)
-    )
+    payout = await requested_payout(wallet, "rf4")
     await wallet.call("CompletePayout", "payments")(
         pb.CompletePayoutRequest(request_id="rf4-done", payout_id=payout.payout.payout_id, success=True)
     )
@@ -139,13 +144,7 @@ async def test_one_refund_retried_concurrently_is_given_once_and_replayed(wallet
 
 
 async def test_one_payout_completion_retried_concurrently_is_replayed(wallet: Client) -> None:
-    await wallet.fund("rf7-fan", 1_000, COINS)
-    await wallet.call("SendGift", "app")(
-        pb.SendGiftRequest(request_id="rf7-gift", sender_id="rf7-fan", creator_id="rf7", coins=1_000)
-    )
-    payout = await wallet.call("RequestPayout", "app")(
-        pb.RequestPayoutRequest(request_id="rf7-p", creator_id="rf7", diamonds=100)
-    )
+    payout = await requested_payout(wallet, "rf7")
     done = pb.CompletePayoutRequest(request_id="rf7-done", payout_id=payout.payout.payout_id, success=True)
     replies = await asyncio.gather(*(wallet.call("CompletePayout", "payments")(done) for _ in range(10)))
     assert all(r == replies[0] for r in replies)
