@@ -203,6 +203,11 @@ async def test_an_ended_campaign_stops_pricing_at_once(h: Harness) -> None:
         assert (await h.quote(item.item_id)).unit_price.amount == 1000
     finally:
         h.clock.set(START)
+    past = await campaign(h, [item.item_id], percent_off_bps=100, start=START - timedelta(days=2),
+                          end=START - timedelta(days=1))
+    await expect_error(
+        h.call("EndCampaign", pb.EndCampaignRequest(request_id=rid(), campaign_id=past.campaign_id)),
+        FAILED, "CAMPAIGN_ALREADY_ENDED")
     await expect_error(
         h.call("EndCampaign", pb.EndCampaignRequest(request_id=rid(), campaign_id="campaign-unknown")),
         grpc.StatusCode.NOT_FOUND, "CAMPAIGN_NOT_FOUND")

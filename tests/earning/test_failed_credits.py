@@ -179,3 +179,20 @@ async def test_a_wallet_failing_every_credit_is_waited_out_not_dead_lettered(sta
 
     await eventually(paid)
     assert [len(await s.history(u)) for u in users] == [1, 1, 1]
+
+
+async def test_the_summary_counts_an_approved_held_earning_the_wallet_refused(start_suite: StartSuite) -> None:
+    """GetDailySummary's failed_credit_points covers approved held earnings, not only events.
+    Earning presents the payments caller's token: the wallet refuses its POINTS credits for good."""
+    s = await start_suite(tokens_json=json.dumps({**TOKENS, "earning": TOKENS["payments"]}))
+    rules = (await s.stub.GetRules(pb.GetRulesRequest(), metadata=APP)).rules
+    rules.abuse.velocity_max_events_per_minute = 1
+    await s.stub.UpdateRules(pb.UpdateRulesRequest(request_id="r-velocity", rules=rules), metadata=ADMIN)
+    first, second = [await s.record(s.event("heldfail", LIKE, target_id=f"v{i}")) for i in range(2)]
+    assert (first.status, second.status) == (pb.EVENT_STATUS_AWARDED, pb.EVENT_STATUS_HELD_FOR_REVIEW)
+    approve = pb.ResolveHeldEarningRequest(request_id="rv-heldfail", held_earning_id=second.held_earning_id, approve=True)
+    await s.stub.ResolveHeldEarning(approve, metadata=ADMIN)
+    summary = await s.stub.GetDailySummary(pb.GetDailySummaryRequest(user_id="heldfail"), metadata=APP, timeout=10)
+    assert (summary.total_earned, summary.held_points) == (4, 0)
+    assert (summary.pending_credit_points, summary.failed_credit_points) == (0, 4)
+    assert await s.balance("heldfail") == 0

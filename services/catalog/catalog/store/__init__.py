@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, func, literal, or_, select, text, update
+from sqlalchemy import ColumnElement, and_, func, literal, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -58,6 +58,15 @@ class Expired:
     item_id: str
     quantity: int
     took_stock: bool
+
+
+def _running_at(moment: datetime) -> tuple[ColumnElement[bool], ...]:
+    """A campaign's window contains `moment` and it was not ended before (`domain.applies`)."""
+    return (
+        campaigns.c.start_time <= moment,
+        campaigns.c.end_time > moment,
+        or_(campaigns.c.ended_time.is_(None), campaigns.c.ended_time > moment),
+    )
 
 
 class CatalogStore:
@@ -184,10 +193,7 @@ class CatalogStore:
     async def campaigns_for_item(self, item_id: str, now: datetime) -> list[Campaign]:
         """Campaigns covering the item whose window contains `now` (region is checked by the domain)."""
         ids = select(campaign_items.c.campaign_id).where(campaign_items.c.item_id == item_id)
-        query = select(campaigns).where(
-            campaigns.c.campaign_id.in_(ids), campaigns.c.start_time <= now, campaigns.c.end_time > now,
-            or_(campaigns.c.ended_time.is_(None), campaigns.c.ended_time > now),
-        )
+        query = select(campaigns).where(campaigns.c.campaign_id.in_(ids), *_running_at(now))
         return await self._with_items((await self.conn.execute(query)).mappings().all())
 
     async def list_campaigns(
@@ -199,10 +205,7 @@ class CatalogStore:
                 or_(func.cardinality(campaigns.c.regions) == 0, campaigns.c.regions.any_() == region)
             )
         if active_at is not None:
-            query = query.where(
-                campaigns.c.start_time <= active_at, campaigns.c.end_time > active_at,
-                or_(campaigns.c.ended_time.is_(None), campaigns.c.ended_time > active_at),
-            )
+            query = query.where(*_running_at(active_at))
         if after is not None:
             query = query.where(
                 or_(

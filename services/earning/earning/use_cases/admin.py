@@ -298,7 +298,10 @@ class Administration:
             for t, rule in sorted(rules.activity_rules.items())
         )
         total = sum(c[1] for c in counters.values())
-        return DailySummary(when, types, total, rules.daily_total_cap, streak_days, held, pending, failed)
+        return DailySummary(
+            day=when, types=types, total_earned=total, total_cap=rules.daily_total_cap, streak_days=streak_days,
+            held_points=held, pending_credit_points=pending, failed_credit_points=failed,
+        )
 
 
 def _join_json(p: Participation, bonus: int) -> dict[str, Any]:
