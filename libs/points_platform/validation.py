@@ -39,10 +39,14 @@ def require_positive(field: str, value: int, maximum: int = MAX_INT64) -> int:
 
 
 def require_text(field: str, value: str, max_len: int, *, required: bool = False) -> str:
+    """Free text (names, notes, reasons): PostgreSQL text cannot hold NUL, so it is refused here
+    (INVALID_ARGUMENT) rather than failing in the database (which would answer INTERNAL)."""
     if required and not value:
         raise invalid_field(field, "is required")
     if len(value) > max_len:
         raise invalid_field(field, f"must be at most {max_len} characters")
+    if "\x00" in value:
+        raise invalid_field(field, "must not contain NUL characters")
     return value
 
 

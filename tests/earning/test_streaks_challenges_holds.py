@@ -152,6 +152,19 @@ async def test_velocity_hold_then_approve_credits_once_and_reject_never(start_su
     assert denied.value.code() == grpc.StatusCode.PERMISSION_DENIED
 
 
+async def test_text_with_nul_is_invalid_argument_not_internal(start_suite: StartSuite) -> None:
+    """PostgreSQL text cannot hold NUL: names, sponsors and review notes are refused at the edge."""
+    s = await start_suite()
+    for field in ("name", "sponsor"):
+        with pytest.raises(grpc.aio.AioRpcError) as bad:
+            await create_challenge(s, f"nul-{field}", **{field: "Sum\x00mer"})
+        assert (bad.value.code(), error_reason(bad.value)) == (grpc.StatusCode.INVALID_ARGUMENT, "INVALID_FIELD")
+    resolve = pb.ResolveHeldEarningRequest(request_id="rv-nul", held_earning_id="held-x", approve=False, note="a\x00b")
+    with pytest.raises(grpc.aio.AioRpcError) as note:
+        await s.stub.ResolveHeldEarning(resolve, metadata=ADMIN)
+    assert (note.value.code(), error_reason(note.value)) == (grpc.StatusCode.INVALID_ARGUMENT, "INVALID_FIELD")
+
+
 async def test_shared_device_holds_further_accounts(start_suite: StartSuite) -> None:
     s = await start_suite()
     statuses = [(await s.record(s.event(f"dv{i}", LIKE, target_id="v", device_id="shared"))).status for i in range(7)]

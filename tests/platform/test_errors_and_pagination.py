@@ -8,6 +8,7 @@ from google.rpc import code_pb2, error_details_pb2
 
 from points_platform.errors import InvalidArgument, NotFound, idempotency_key_reused, invalid_field, to_rpc_status
 from points_platform.pagination import decode_token, encode_token, page_size
+from points_platform.validation import require_text
 
 
 def test_domain_error_becomes_status_with_error_info() -> None:
@@ -47,3 +48,12 @@ def test_page_size_defaults_and_clamps() -> None:
     assert page_size(10_000) == 500
     with pytest.raises(InvalidArgument):
         page_size(-1)
+
+
+def test_free_text_refuses_nul_which_postgresql_cannot_store() -> None:
+    assert require_text("note", "line one\nline two", 100) == "line one\nline two"
+    with pytest.raises(InvalidArgument) as nul:
+        require_text("note", "bad\x00note", 100)
+    assert nul.value.reason == "INVALID_FIELD" and "note" in str(nul.value)
+    with pytest.raises(InvalidArgument):
+        require_text("note", "x" * 101, 100)

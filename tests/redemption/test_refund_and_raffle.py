@@ -119,6 +119,9 @@ async def test_refund_rules(suite: Suite) -> None:
         assert error_reason(late.value) == "REFUND_WINDOW_CLOSED"
     finally:
         suite.clock.advance(-(suite.redemption.service.settings.refund_window_seconds + 1))
+    with pytest.raises(grpc.aio.AioRpcError) as nul:
+        await refund(suite, done.redemption_id, uid("r"), reason="sup\x00port")
+    assert (nul.value.code(), error_reason(nul.value)) == (grpc.StatusCode.INVALID_ARGUMENT, "INVALID_FIELD")
     with pytest.raises(grpc.aio.AioRpcError) as app_caller:
         await suite.stub.RefundRedemption(rpb.RefundRedemptionRequest(
             request_id=uid("r"), redemption_id=done.redemption_id), metadata=md("app"))

@@ -27,7 +27,7 @@ from earning.use_cases.recording import EventOutcome, IncomingEvent
 from points.earning.v1 import earning_pb2 as pb
 from points_platform.errors import InvalidArgument, invalid_field
 from points_platform.pagination import decode_token, encode_token
-from points_platform.validation import require_id, require_region
+from points_platform.validation import require_id, require_region, require_text
 
 _MIN_SECONDS, _MAX_SECONDS = -62_135_596_800, 253_402_300_799
 _TARGET_TYPES = {ActivityType.LIKE, ActivityType.COMMENT, ActivityType.SHARE, ActivityType.LIVE_JOIN}
@@ -152,10 +152,8 @@ def challenge_spec(message: pb.ChallengeSpec) -> ChallengeSpec:
     for name in ("start_time", "end_time"):
         if not message.HasField(name):
             raise invalid_field(f"spec.{name}", "is required")
-    if len(message.name) > 200 or len(message.sponsor) > 200:
-        raise invalid_field("spec.name", "name and sponsor must be at most 200 characters")
     return ChallengeSpec(
-        name=message.name,
+        name=require_text("spec.name", message.name, 200),
         start_time=to_datetime("spec.start_time", message.start_time),
         end_time=to_datetime("spec.end_time", message.end_time),
         regions=tuple(require_region(f"spec.regions[{i}]", r) for i, r in enumerate(message.regions)),
@@ -165,7 +163,7 @@ def challenge_spec(message: pb.ChallengeSpec) -> ChallengeSpec:
         multiplier_bps=message.multiplier_bps or 10_000,
         early_join_window_seconds=message.early_join_window_seconds,
         early_join_bonus_points=message.early_join_bonus_points,
-        sponsor=message.sponsor,
+        sponsor=require_text("spec.sponsor", message.sponsor, 200),
         sponsor_budget_points=message.sponsor_budget_points,
     )
 

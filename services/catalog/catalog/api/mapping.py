@@ -55,14 +55,6 @@ def optional_timestamp(msg: Any, name: str, field: str) -> datetime | None:
     return timestamp(field, getattr(msg, name)) if msg.HasField(name) else None
 
 
-def plain_text(field: str, value: str, max_len: int, *, required: bool = False) -> str:
-    """Display text: PostgreSQL text cannot hold NUL, so it is refused here rather than failing there."""
-    require_text(field, value, max_len, required=required)
-    if "\x00" in value:
-        raise invalid_field(field, "must not contain NUL characters")
-    return value
-
-
 def regions(field: str, values: Any) -> tuple[str, ...]:
     if len(values) > MAX_REGIONS:
         raise invalid_field(field, f"at most {MAX_REGIONS} regions")
@@ -135,8 +127,8 @@ def item_spec(spec: pb.ItemSpec) -> ItemSpec:
         raise invalid_field("spec.per_user_limit_window", "must be one of the limit windows")
     return ItemSpec(
         kind=kind,
-        title=plain_text("spec.title", spec.title, 200, required=True),
-        description=plain_text("spec.description", spec.description, 2000),
+        title=require_text("spec.title", spec.title, 200, required=True),
+        description=require_text("spec.description", spec.description, 2000),
         price=price("spec.price", spec.price),
         regions=regions("spec.regions", spec.regions),
         available_from=available_from,
@@ -225,8 +217,8 @@ def campaign_spec(spec: pb.CampaignSpec) -> CampaignSpec:
     else:
         raise invalid_field("spec.price_rule", "percent_off_bps or fixed_price is required")
     return CampaignSpec(
-        name=plain_text("spec.name", spec.name, 200, required=True),
-        sponsor=plain_text("spec.sponsor", spec.sponsor, 200),
+        name=require_text("spec.name", spec.name, 200, required=True),
+        sponsor=require_text("spec.sponsor", spec.sponsor, 200),
         start_time=start,
         end_time=end,
         regions=regions("spec.regions", spec.regions),
