@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from datetime import timedelta
 
@@ -175,3 +176,28 @@ async def test_raffle_draw_is_committed_reproducible_exactly_once_and_blocks_ref
     assert states == {rpb.ENTITLEMENT_STATE_CONSUMED}
     got = (await suite.stub.GetRaffleDraw(rpb.GetRaffleDrawRequest(raffle_id=raffle_id), metadata=md("app"))).draw
     assert got == drawn
+
+
+async def test_one_key_racing_for_two_raffles_answers_one_and_refuses_the_other(suite: Suite) -> None:
+    """Two first PrepareRaffleDraw calls with one request id and different raffles: one gets its
+    draw, the other IDEMPOTENCY_KEY_REUSED — never the other raffle's draw."""
+    raffles = [uid("raffle"), uid("raffle")]
+    for raffle_id in raffles:
+        await suite.item(kind=catalog_pb2.ITEM_KIND_RAFFLE_TICKET, price=common_pb2.Price(currency=POINTS, amount=5),
+                         raffle=catalog_pb2.RaffleAttributes(raffle_id=raffle_id, winners=1,
+                                                             draw_time=ts(suite.clock.now() + timedelta(hours=1))))
+    key = uid("prep")
+
+    async def prepare(raffle_id: str) -> str:
+        try:
+            reply = await suite.stub.PrepareRaffleDraw(
+                rpb.PrepareRaffleDrawRequest(request_id=key, raffle_id=raffle_id), metadata=md("admin"))
+        except grpc.aio.AioRpcError as exc:
+            return error_reason(exc)
+        assert reply.draw.raffle_id == raffle_id
+        return "OK"
+
+    for _ in range(5):  # the race is not certain on each try; a wrong answer is checked on every one
+        outcomes = await asyncio.gather(prepare(raffles[0]), prepare(raffles[1]))
+        assert sorted(outcomes) == ["IDEMPOTENCY_KEY_REUSED", "OK"], outcomes
+        key = uid("prep")
