@@ -11,6 +11,7 @@ batch, so one bad operation never poisons its neighbours.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
@@ -61,7 +62,9 @@ class GroupCommitter(Generic[Op, R]):
     def _start_flusher(self) -> None:
         # A finished flusher stays in the set until its done-callback runs: count only live ones.
         if sum(not t.done() for t in self._flushers) < self._concurrency:
-            task = asyncio.create_task(self._flush(), name="group-commit")
+            # A flusher serves many calls, so it runs in an empty context: a copy of the submitting
+            # call's context would tag its log lines with that one call's request id and caller.
+            task = asyncio.create_task(self._flush(), name="group-commit", context=contextvars.Context())
             self._flushers.add(task)
             task.add_done_callback(self._flushers.discard)
 

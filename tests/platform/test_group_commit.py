@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from collections.abc import Sequence
 
 import pytest
@@ -64,3 +65,25 @@ async def test_max_batch_is_respected() -> None:
 
 async def _raise() -> list[int]:
     raise ZeroDivisionError
+
+
+REQUEST_ID: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="")
+
+
+async def test_a_batch_runs_under_no_callers_request_context() -> None:
+    """The flusher must not inherit the first submitter's context (its logs would name that call)."""
+    seen: list[str] = []
+
+    async def apply(ops: Sequence[int]) -> list[int | BaseException]:
+        seen.append(REQUEST_ID.get())
+        await asyncio.sleep(0.01)
+        return list(ops)
+
+    committer: GroupCommitter[int, int] = GroupCommitter(apply, max_batch=4, concurrency=1)
+
+    async def call(i: int) -> int:
+        REQUEST_ID.set(f"call-{i}")
+        return await committer.submit(i)
+
+    assert await asyncio.gather(*(call(i) for i in range(8))) == list(range(8))
+    assert seen and set(seen) == {""}

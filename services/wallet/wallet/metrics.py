@@ -45,6 +45,10 @@ def hold_committed(result: HoldResult) -> None:
     amount = hold.committed_amount if hold.state is HoldState.COMMITTED else hold.amount
     HOLDS.labels(hold.currency.name, hold.state.name).inc()
     HELD_AMOUNT.labels(hold.currency.name, hold.state.name).inc(amount)
+    if hold.state is HoldState.COMMITTED and hold.amount > hold.committed_amount:
+        # A partial commit releases the rest: counted, so that placed = committed + released +
+        # expired + still active, and the amount held now can be derived.
+        HELD_AMOUNT.labels(hold.currency.name, HoldState.RELEASED.name).inc(hold.amount - hold.committed_amount)
     if hold.state is HoldState.COMMITTED and result.transaction is not None:
         kind = result.transaction.kind
         DEBITED.labels(hold.currency.name, "payout" if kind is Kind.PAYOUT else "hold_commit").inc(amount)
