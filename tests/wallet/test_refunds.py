@@ -106,7 +106,7 @@ async def test_payout_holds_are_not_refunded_here(wallet: Client) -> None:
         pb.CompletePayoutRequest(request_id="rf4-done", payout_id=payout.payout.payout_id, success=True)
     )
     await wallet.expect_error(
-        wallet.call("RefundHold", "admin")(pb.RefundHoldRequest(request_id="rf4-r", hold_id=payout.payout.hold_id)),
+        wallet.call("RefundHold", "redemption")(pb.RefundHoldRequest(request_id="rf4-r", hold_id=payout.payout.hold_id)),
         FP,
         "HOLD_MANAGED_BY_PAYOUT",
     )
