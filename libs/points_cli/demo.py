@@ -19,6 +19,7 @@ from points.earning.v1 import earning_pb2, earning_pb2_grpc
 from points.redemption.v1 import redemption_pb2, redemption_pb2_grpc
 from points.wallet.v1 import wallet_pb2, wallet_pb2_grpc
 from points_cli.targets import CallerContext, SuiteTargets
+from points_platform.client import acting_for
 
 COSMETIC_PRICE = 500  # seeded "golden-frame"
 RAFFLE_PRICE = 100  # seeded "spring-raffle"
@@ -50,15 +51,19 @@ class Demo:
         self.creator = f"demo-creator-{run}"
         self.run = run
 
+    def app_for(self, user: str) -> tuple[tuple[str, str], ...]:
+        """The app backend's metadata for a call acting for `user` (user-scoped reads)."""
+        return acting_for(self.ctx.metadata("app"), user)
+
     async def balances(self, user: str) -> None:
         reply = await self.wallet.GetBalance(wallet_pb2.GetBalanceRequest(user_id=user),
-                                             metadata=self.ctx.metadata("app"), timeout=10)
+                                             metadata=self.app_for(user), timeout=10)
         line = ", ".join(f"{_name(b.currency)} {b.available} (+{b.held} held)" for b in reply.balances)
         print(f"  balance of {user}: {line}")
 
     async def history(self, user: str) -> None:
         reply = await self.wallet.ListTransactions(wallet_pb2.ListTransactionsRequest(user_id=user, page_size=20),
-                                                   metadata=self.ctx.metadata("app"), timeout=10)
+                                                   metadata=self.app_for(user), timeout=10)
         print(f"  history of {user} (newest first):")
         for e in reply.entries:
             print(f"    {e.amount:+6d} {_name(e.currency):<8} {e.reason:<14} ref={e.reference[:36]:<36} "
@@ -66,7 +71,7 @@ class Demo:
 
     async def entitlements(self) -> None:
         reply = await self.redemption.ListEntitlements(redemption_pb2.ListEntitlementsRequest(user_id=self.user),
-                                                       metadata=self.ctx.metadata("app"), timeout=10)
+                                                       metadata=self.app_for(self.user), timeout=10)
         print(f"  entitlements of {self.user}:")
         for e in reply.entitlements:
             kind = redemption_pb2.EntitlementKind.Name(e.kind).removeprefix("ENTITLEMENT_KIND_")
@@ -100,7 +105,7 @@ class Demo:
 
     async def top_up_if_short(self, needed: int) -> None:
         reply = await self.wallet.GetBalance(wallet_pb2.GetBalanceRequest(user_id=self.user, currency=CURRENCY_POINTS),
-                                             metadata=self.ctx.metadata("app"), timeout=10)
+                                             metadata=self.app_for(self.user), timeout=10)
         short = needed - reply.balances[0].available
         if short > 0:
             # Daily caps keep one day's watching below the catalog prices; an admin welcome bonus covers it.
@@ -117,7 +122,7 @@ class Demo:
         while r.state == redemption_pb2.REDEMPTION_STATE_PENDING:
             await asyncio.sleep(0.2)
             r = (await self.redemption.GetRedemption(redemption_pb2.GetRedemptionRequest(
-                redemption_id=r.redemption_id), metadata=self.ctx.metadata("app"), timeout=10)).redemption
+                redemption_id=r.redemption_id), metadata=self.app_for(self.user), timeout=10)).redemption
         state = redemption_pb2.RedemptionState.Name(r.state).removeprefix("REDEMPTION_STATE_")
         steps = " -> ".join(redemption_pb2.SagaStepName.Name(s.name).removeprefix("SAGA_STEP_NAME_").lower()
                             for s in r.steps if s.outcome == redemption_pb2.STEP_OUTCOME_SUCCEEDED)

@@ -242,7 +242,7 @@ def banner(cfg: SuiteConfig, tokens: dict[str, str]) -> str:
         f"  logs: {(cfg.state_dir / 'logs').resolve()}",
         "",
         "Try:",
-        f"  grpcurl -plaintext -H 'authorization: Bearer {tokens['app']}' \\",
+        f"  grpcurl -plaintext -H 'authorization: Bearer {tokens['app']}' -H 'x-points-user: alice' \\",
         f"    -d '{{\"user_id\": \"alice\"}}' {cfg.host}:{cfg.ports['wallet']} points.wallet.v1.WalletService/GetBalance",
         "",
         "Ctrl-C stops everything.",

@@ -15,6 +15,15 @@ from points_platform.errors import PermissionDenied, Unauthenticated
 
 current_caller: contextvars.ContextVar[str] = contextvars.ContextVar("current_caller", default="")
 
+# The end user a call of the user-facing backend (`app`) acts for, from this header. Its
+# user-facing reads are scoped to that user (DESIGN §7): a bug or a forged parameter in the
+# backend cannot read another user's balance, history, summary or redemptions.
+USER_HEADER = "x-points-user"
+USER_SCOPED_CALLERS = frozenset({"app"})
+# The user a scoped call acts for ("" when the call is not scoped): servicers of reads that name
+# no user_id (a redemption by id) check what they load against it.
+current_user: contextvars.ContextVar[str] = contextvars.ContextVar("current_user", default="")
+
 # Method short name -> callers allowed to invoke it.
 Policy = Mapping[str, frozenset[str]]
 
@@ -32,10 +41,14 @@ def allow(*callers: str) -> frozenset[str]:
 class Authenticator:
     """Names the caller of a call and checks it against the service's policy."""
 
-    def __init__(self, tokens: Mapping[str, str], policy: Policy, *, trust_client_cert: bool) -> None:
+    def __init__(
+        self, tokens: Mapping[str, str], policy: Policy, *, trust_client_cert: bool,
+        user_scoped: frozenset[str] = frozenset(),
+    ) -> None:
         self._tokens = [(caller, token.encode()) for caller, token in tokens.items() if token]
         self._policy = policy
         self._trust_client_cert = trust_client_cert
+        self._user_scoped = user_scoped
 
     @property
     def trusts_client_cert(self) -> bool:
@@ -67,6 +80,25 @@ class Authenticator:
         if not caller_found:
             raise Unauthenticated("UNKNOWN_CREDENTIALS", "the token is not known")
         return caller_found
+
+    def scope(self, caller: str, method: str, metadata: Sequence[tuple[str, str | bytes]], request: object) -> str:
+        """The user a user-scoped method acts for ("" if the call is not scoped); refuses a scoped
+        call without the user header, or whose request names another user."""
+        if caller not in USER_SCOPED_CALLERS or method not in self._user_scoped:
+            return ""
+        header = next((v for k, v in metadata if k == USER_HEADER), "")
+        user = header.decode() if isinstance(header, bytes) else header
+        if not user:
+            raise PermissionDenied(
+                "USER_REQUIRED", f"{USER_HEADER}: the user this call acts for is required", metadata={"method": method}
+            )
+        named = getattr(request, "user_id", None)
+        if named is not None and named != user:
+            raise PermissionDenied(
+                "USER_SCOPE_MISMATCH", f"the call acts for {user!r} and may read only that user's data",
+                metadata={"method": method},
+            )
+        return user
 
     def authorize(self, caller: str, method: str) -> None:
         """Raise PermissionDenied unless the policy lets `caller` call `method`."""

@@ -7,12 +7,18 @@ from collections.abc import Sequence
 import grpc
 from google.rpc import error_details_pb2, status_pb2
 
+from points_platform.auth import USER_HEADER
 from points_platform.config import PlatformSettings
 
 
 def bearer(token: str) -> tuple[tuple[str, str], ...]:
     """Call metadata for a bearer token."""
     return (("authorization", f"Bearer {token}"),)
+
+
+def acting_for(metadata: tuple[tuple[str, str], ...], user_id: str) -> tuple[tuple[str, str], ...]:
+    """The same call metadata, naming the end user an `app` call acts for (user-scoped reads)."""
+    return (*metadata, (USER_HEADER, user_id))
 
 
 def open_channel(

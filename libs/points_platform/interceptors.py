@@ -17,7 +17,7 @@ import grpc
 import structlog
 from prometheus_client import Counter, Histogram
 
-from points_platform.auth import Authenticator, current_caller
+from points_platform.auth import Authenticator, current_caller, current_user
 from points_platform.db import is_database_unavailable
 from points_platform.errors import DomainError, Unavailable, to_rpc_status
 
@@ -139,6 +139,7 @@ class _Call:
         structlog.contextvars.bind_contextvars(caller=caller)
         current_caller.set(caller)
         auth.authorize(caller, self.method)
+        current_user.set(auth.scope(caller, self.method, metadata, request))
 
     async def _fail(self, exc: Exception, context: Context) -> NoReturn:
         if isinstance(exc, grpc.aio.AbortError):

@@ -58,6 +58,8 @@ class ServiceSpec:
     error_domain: str  # e.g. points.wallet
     policy: Policy
     register: Callable[[grpc.aio.Server], None]
+    # Reads of one user's data: an `app` call must name that user in its user header.
+    user_scoped: frozenset[str] = frozenset()
 
 
 # Per process (each worker has its own metrics port): `points up` waits on it for a worker that
@@ -128,7 +130,8 @@ def _server_credentials(settings: PlatformSettings) -> grpc.ServerCredentials:
 async def create_server(settings: PlatformSettings, spec: ServiceSpec) -> RunningServer:
     """Build and start a server with health, reflection and the platform interceptors."""
     authenticator = Authenticator(
-        settings.load_tokens(), spec.policy, trust_client_cert=bool(settings.tls_client_ca_file)
+        settings.load_tokens(), spec.policy, trust_client_cert=bool(settings.tls_client_ca_file),
+        user_scoped=spec.user_scoped,
     )
     limits = [
         ("grpc.max_receive_message_length", settings.max_message_bytes),

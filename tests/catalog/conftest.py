@@ -18,7 +18,7 @@ from catalog.main import StartedCatalog, start
 from points.catalog.v1 import catalog_pb2 as pb
 from points.catalog.v1 import catalog_pb2_grpc
 from points.common.v1 import common_pb2
-from points_platform.client import bearer, error_reason
+from points_platform.client import acting_for, bearer, error_reason
 from points_platform.clock import ManualClock
 from tests.conftest import NewDatabase
 
@@ -43,9 +43,11 @@ class Harness:
     def stub(self) -> catalog_pb2_grpc.CatalogServiceAsyncStub:
         return catalog_pb2_grpc.CatalogServiceStub(self.channel)
 
-    async def call(self, method: str, request: Any, caller: str = "admin") -> Any:
+    async def call(self, method: str, request: Any, caller: str = "admin", user: str = "") -> Any:
+        """`user`: the end user an `app` call acts for (user-scoped methods such as Quote)."""
         rpc = getattr(self.stub(), method)
-        return await rpc(request, metadata=bearer(TOKENS[caller]), timeout=30)
+        metadata = bearer(TOKENS[caller])
+        return await rpc(request, metadata=acting_for(metadata, user) if user else metadata, timeout=30)
 
     async def create_item(self, **overrides: Any) -> pb.Item:
         reply: pb.CreateItemResponse = await self.call(
@@ -74,7 +76,8 @@ class Harness:
 
     async def quote(self, item_id: str, user: str = "u1", region: str = "US", quantity: int = 1) -> pb.QuoteResponse:
         reply: pb.QuoteResponse = await self.call(
-            "Quote", pb.QuoteRequest(item_id=item_id, user_id=user, region=region, quantity=quantity), caller="app"
+            "Quote", pb.QuoteRequest(item_id=item_id, user_id=user, region=region, quantity=quantity), caller="app",
+            user=user,
         )
         return reply
 

@@ -20,7 +20,7 @@ from points.common.v1 import common_pb2
 from points.earning.v1 import earning_pb2 as pb
 from points.earning.v1 import earning_pb2_grpc
 from points.wallet.v1 import wallet_pb2, wallet_pb2_grpc
-from points_platform.client import bearer
+from points_platform.client import acting_for, bearer
 from points_platform.clock import ManualClock
 from tests.conftest import NewDatabase
 from wallet.config import WalletSettings
@@ -75,14 +75,15 @@ class Suite:
 
     async def balance(self, user: str) -> int:
         reply = await self.wallet_stub.GetBalance(
-            wallet_pb2.GetBalanceRequest(user_id=user, currency=common_pb2.CURRENCY_POINTS), metadata=APP, timeout=10
+            wallet_pb2.GetBalanceRequest(user_id=user, currency=common_pb2.CURRENCY_POINTS),
+            metadata=acting_for(APP, user), timeout=10,
         )
         return sum(b.available + b.held for b in reply.balances)
 
     async def history(self, user: str) -> list[wallet_pb2.LedgerEntry]:
         reply = await self.wallet_stub.ListTransactions(
             wallet_pb2.ListTransactionsRequest(user_id=user, currency=common_pb2.CURRENCY_POINTS, page_size=500),
-            metadata=APP, timeout=10,
+            metadata=acting_for(APP, user), timeout=10,
         )
         return list(reply.entries)
 

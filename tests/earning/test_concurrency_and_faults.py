@@ -9,6 +9,7 @@ import grpc
 from sqlalchemy import text
 
 from points.earning.v1 import earning_pb2 as pb
+from points_platform.client import acting_for
 from tests.earning.conftest import ADMIN, APP, StartSuite, ts
 from wallet.main import start as start_wallet
 
@@ -68,7 +69,7 @@ async def test_wallet_outage_is_repaired_by_reconciliation(start_suite: StartSui
     async with s.earning.engine.connect() as conn:
         pending = (await conn.execute(text("SELECT count(*) FROM credits WHERE pending"))).scalar_one()
     assert pending == 10
-    summary = await s.stub.GetDailySummary(pb.GetDailySummaryRequest(user_id="out0"), metadata=APP)
+    summary = await s.stub.GetDailySummary(pb.GetDailySummaryRequest(user_id="out0"), metadata=acting_for(APP, "out0"))
     assert (summary.total_earned, summary.pending_credit_points, summary.failed_credit_points) == (7, 7, 0)
 
     s.wallet = await start_wallet(s.wallet_settings.model_copy(update={"port": port}), clock=s.clock, sweeper=False)
@@ -82,7 +83,7 @@ async def test_wallet_outage_is_repaired_by_reconciliation(start_suite: StartSui
     await asyncio.sleep(1.0)  # further reconciliation passes must not pay again
     for i in range(5):
         assert len(await s.history(f"out{i}")) == 2
-    summary = await s.stub.GetDailySummary(pb.GetDailySummaryRequest(user_id="out0"), metadata=APP)
+    summary = await s.stub.GetDailySummary(pb.GetDailySummaryRequest(user_id="out0"), metadata=acting_for(APP, "out0"))
     assert (summary.total_earned, summary.pending_credit_points, summary.failed_credit_points) == (7, 0, 0)
 
 

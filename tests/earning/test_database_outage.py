@@ -19,7 +19,7 @@ from sqlalchemy.engine import make_url
 from points.common.v1 import common_pb2
 from points.earning.v1 import earning_pb2 as pb
 from points.wallet.v1 import wallet_pb2
-from points_platform.client import bearer, error_reason
+from points_platform.client import acting_for, bearer, error_reason
 from tests.earning.conftest import APP, TOKENS, StartSuite, eventually
 
 LIKE = 2
@@ -63,7 +63,7 @@ async def test_earning_without_its_database_answers_unavailable_and_records_once
             await unavailable(s.stub.RecordActivity(pb.RecordActivityRequest(event=single), metadata=APP, timeout=10))
             await unavailable(s.stub.RecordActivities(pb.RecordActivitiesRequest(events=batch), metadata=APP, timeout=10))
             await unavailable(
-                s.stub.GetDailySummary(pb.GetDailySummaryRequest(user_id="outage1"), metadata=APP, timeout=10)
+                s.stub.GetDailySummary(pb.GetDailySummaryRequest(user_id="outage1"), metadata=acting_for(APP, "outage1"), timeout=10)
             )
     finally:
         await set_database_open(url, True)
@@ -99,7 +99,7 @@ async def test_the_wallet_without_its_database_answers_unavailable_and_earning_c
             await unavailable(
                 s.wallet_stub.GetBalance(
                     wallet_pb2.GetBalanceRequest(user_id="direct", currency=common_pb2.CURRENCY_POINTS),
-                    metadata=APP, timeout=10,
+                    metadata=acting_for(APP, "direct"), timeout=10,
                 )
             )
         # earning decides (its own database is up); the credit waits in the outbox

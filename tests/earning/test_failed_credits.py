@@ -13,7 +13,7 @@ from sqlalchemy import text
 
 from earning.use_cases.recording import event_credit_id
 from points.earning.v1 import earning_pb2 as pb
-from points_platform.client import error_reason
+from points_platform.client import acting_for, error_reason
 from tests.earning.conftest import ADMIN, APP, TOKENS, StartSuite, Suite, eventually
 
 LIKE = 2
@@ -52,7 +52,7 @@ async def test_failed_credits_are_listed_and_requeued_once_the_cause_is_fixed(st
     assert all(f.failure.startswith("PERMISSION_DENIED") and f.attempts == 1 and f.amount == 2 for f in listed)
     assert [f.reference for f in await failed(s, user_id="denied1")] == [events[1].event_id]
     ids = [f.credit_id for f in listed]
-    summary = await s.stub.GetDailySummary(pb.GetDailySummaryRequest(user_id="denied0"), metadata=APP, timeout=10)
+    summary = await s.stub.GetDailySummary(pb.GetDailySummaryRequest(user_id="denied0"), metadata=acting_for(APP, "denied0"), timeout=10)
     assert (summary.total_earned, summary.pending_credit_points, summary.failed_credit_points) == (2, 0, 2)
 
     # an unknown id refuses the whole request: nothing is requeued
@@ -68,7 +68,7 @@ async def test_failed_credits_are_listed_and_requeued_once_the_cause_is_fixed(st
     assert sorted(done.requeued_credit_ids) == sorted(ids) and not done.unchanged_credit_ids
     assert [await s.balance(f"denied{i}") for i in range(3)] == [2, 2, 2]  # sent at once
     assert await failed(s) == []
-    summary = await s.stub.GetDailySummary(pb.GetDailySummaryRequest(user_id="denied0"), metadata=APP, timeout=10)
+    summary = await s.stub.GetDailySummary(pb.GetDailySummaryRequest(user_id="denied0"), metadata=acting_for(APP, "denied0"), timeout=10)
     assert (summary.total_earned, summary.pending_credit_points, summary.failed_credit_points) == (2, 0, 0)
 
     # the same request replays its answer; a new one finds nothing left to requeue; no double pay
@@ -192,7 +192,7 @@ async def test_the_summary_counts_an_approved_held_earning_the_wallet_refused(st
     assert (first.status, second.status) == (pb.EVENT_STATUS_AWARDED, pb.EVENT_STATUS_HELD_FOR_REVIEW)
     approve = pb.ResolveHeldEarningRequest(request_id="rv-heldfail", held_earning_id=second.held_earning_id, approve=True)
     await s.stub.ResolveHeldEarning(approve, metadata=ADMIN)
-    summary = await s.stub.GetDailySummary(pb.GetDailySummaryRequest(user_id="heldfail"), metadata=APP, timeout=10)
+    summary = await s.stub.GetDailySummary(pb.GetDailySummaryRequest(user_id="heldfail"), metadata=acting_for(APP, "heldfail"), timeout=10)
     assert (summary.total_earned, summary.held_points) == (4, 0)
     assert (summary.pending_credit_points, summary.failed_credit_points) == (0, 4)
     assert await s.balance("heldfail") == 0

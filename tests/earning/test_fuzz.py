@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from points.earning.v1 import earning_pb2 as pb
+from points_platform.client import acting_for
 from tests.earning.conftest import ADMIN, APP, Suite, ts
 
 FORBIDDEN = {grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN}
@@ -74,7 +75,11 @@ async def test_random_requests_never_crash(shared_suite: Suite) -> None:
         calls: list[Callable[[], Awaitable[Any]]] = [
             lambda: s.stub.RecordActivity(pb.RecordActivityRequest(event=event), metadata=APP),
             lambda: s.stub.RecordActivities(pb.RecordActivitiesRequest(events=batch), metadata=APP),
-            lambda: s.stub.GetDailySummary(pb.GetDailySummaryRequest(user_id=event.user_id, date=date), metadata=APP),
+            lambda: s.stub.GetDailySummary(  # acting for the user it names, when the id fits in a header
+                pb.GetDailySummaryRequest(user_id=event.user_id, date=date),
+                metadata=acting_for(APP, event.user_id) if event.user_id.isascii() and event.user_id.isprintable()
+                and event.user_id == event.user_id.strip() and event.user_id else APP,
+            ),
             lambda: s.stub.ListChallenges(pb.ListChallengesRequest(region=event.region, page_size=size, page_token=token), metadata=APP),
             lambda: s.stub.ListHeldEarnings(pb.ListHeldEarningsRequest(user_id=event.user_id, state=pb.HeldEarningState.ValueType(size % 6), page_token=token), metadata=ADMIN),
             lambda: s.stub.UpdateRules(pb.UpdateRulesRequest(request_id=token or "r", rules=rules, expected_version=size), metadata=ADMIN),

@@ -6,7 +6,7 @@ import grpc
 import pytest
 
 from points.earning.v1 import earning_pb2 as pb
-from points_platform.client import error_reason
+from points_platform.client import acting_for, error_reason
 from tests.earning.conftest import APP, Suite
 
 WATCH, LIKE, COMMENT, SHARE, LIVE, GAME = 1, 2, 3, 4, 5, 6
@@ -76,7 +76,7 @@ async def test_daily_type_cap_and_total_cap(shared_suite: Suite) -> None:
     third = await s.record(s.event("cap1", WATCH, watch_seconds=60))
     assert third.status == CAPPED
     assert await s.balance("cap1") == 120
-    summary = await s.stub.GetDailySummary(pb.GetDailySummaryRequest(user_id="cap1"), metadata=APP)
+    summary = await s.stub.GetDailySummary(pb.GetDailySummaryRequest(user_id="cap1"), metadata=acting_for(APP, "cap1"))
     watch = next(t for t in summary.types if t.type == WATCH)
     assert (watch.earned, watch.cap, summary.total_earned) == (120, 120, 120)
     assert summary.date == "2026-03-02"

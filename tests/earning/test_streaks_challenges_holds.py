@@ -12,7 +12,7 @@ import pytest
 
 import earning.config
 from points.earning.v1 import earning_pb2 as pb
-from points_platform.client import error_reason
+from points_platform.client import acting_for, error_reason
 from tests.earning.conftest import ADMIN, APP, StartSuite, Suite, ts
 
 WATCH, LIKE, COMMENT, SHARE, LIVE, GAME, PROGRESS = 1, 2, 3, 4, 5, 6, 7
@@ -48,7 +48,7 @@ async def test_streak_bonus_grows_with_consecutive_days(start_suite: StartSuite)
     s.clock.advance(86_400)  # a day missed: the streak restarts
     assert (await s.record(s.event("st1", GAME, game_id="g", milestone_id="m9"))).points_awarded == 50
     assert await s.balance("st1") == sum(paid) + 50
-    summary = await s.stub.GetDailySummary(pb.GetDailySummaryRequest(user_id="st1"), metadata=APP)
+    summary = await s.stub.GetDailySummary(pb.GetDailySummaryRequest(user_id="st1"), metadata=acting_for(APP, "st1"))
     assert summary.streak_days == 1
 
 
@@ -130,7 +130,7 @@ async def test_velocity_hold_then_approve_credits_once_and_reject_never(start_su
     pending = pb.ListHeldEarningsRequest(user_id="fast", state=pb.HELD_EARNING_STATE_PENDING)
     held = (await s.stub.ListHeldEarnings(pending, metadata=ADMIN)).held_earnings
     assert [h.points for h in held] == [2, 2] and {h.reason for h in held} == {"VELOCITY_LIMIT"}
-    summary = await s.stub.GetDailySummary(pb.GetDailySummaryRequest(user_id="fast"), metadata=APP)
+    summary = await s.stub.GetDailySummary(pb.GetDailySummaryRequest(user_id="fast"), metadata=acting_for(APP, "fast"))
     assert summary.held_points == 4
     approve = pb.ResolveHeldEarningRequest(request_id="rv-1", held_earning_id=held[0].held_earning_id, approve=True)
     approved = (await s.stub.ResolveHeldEarning(approve, metadata=ADMIN)).held_earning

@@ -54,3 +54,23 @@ def test_client_certificate_names_the_caller_only_when_trusted() -> None:
 def test_policy_rejects_unknown_caller_names() -> None:
     with pytest.raises(ValueError):
         allow("root")
+
+
+class _Read:
+    def __init__(self, user_id: str) -> None:
+        self.user_id = user_id
+
+
+def test_user_scoped_reads_of_the_app_name_their_user() -> None:
+    scoped = Authenticator(TOKENS, POLICY, trust_client_cert=False, user_scoped=frozenset({"GetItem"}))
+    header = (("x-points-user", "ann"),)
+    assert scoped.scope("app", "GetItem", header, _Read("ann")) == "ann"
+    assert scoped.scope("app", "GetItem", header, object()) == "ann"  # no user_id field: the servicer checks
+    with pytest.raises(PermissionDenied) as other:
+        scoped.scope("app", "GetItem", header, _Read("bob"))
+    assert other.value.reason == "USER_SCOPE_MISMATCH"
+    with pytest.raises(PermissionDenied) as missing:
+        scoped.scope("app", "GetItem", (), _Read("ann"))
+    assert missing.value.reason == "USER_REQUIRED"
+    assert scoped.scope("admin", "GetItem", (), _Read("bob")) == ""  # internal callers are not scoped
+    assert scoped.scope("app", "CreateItem", (), _Read("bob")) == ""  # not a scoped method

@@ -20,7 +20,7 @@ from points.common.v1 import common_pb2
 from points.redemption.v1 import redemption_pb2 as rpb
 from points.redemption.v1 import redemption_pb2_grpc
 from points.wallet.v1 import wallet_pb2, wallet_pb2_grpc
-from points_platform.client import bearer
+from points_platform.client import acting_for, bearer
 from points_platform.clock import ManualClock
 from redemption.config import RedemptionSettings
 from redemption.main import StartedRedemption
@@ -76,7 +76,7 @@ class Suite:
 
     async def balance(self, user_id: str, currency: common_pb2.Currency.ValueType = POINTS) -> wallet_pb2.Balance:
         reply = await self.wallet_stub.GetBalance(wallet_pb2.GetBalanceRequest(user_id=user_id, currency=currency),
-                                                  metadata=md("app"))
+                                                  metadata=acting_for(md("app"), user_id))
         return reply.balances[0]
 
     async def item(self, **spec_fields: object) -> catalog_pb2.Item:
@@ -102,7 +102,7 @@ class Suite:
         token = ""
         while True:
             reply = await self.stub.ListEntitlements(rpb.ListEntitlementsRequest(
-                user_id=user_id, page_token=token, page_size=100), metadata=md("app"))
+                user_id=user_id, page_token=token, page_size=100), metadata=acting_for(md("app"), user_id))
             out.extend(reply.entitlements)
             token = reply.next_page_token
             if not token:
@@ -154,6 +154,6 @@ async def settle(suite: Suite, redemptions: list[rpb.Redemption], *, rounds: int
         await suite.redemption.service.recover_once()
         await asyncio.sleep(0.1)
         for rid in pending:
-            reply = await suite.stub.GetRedemption(rpb.GetRedemptionRequest(redemption_id=rid), metadata=md("app"))
+            reply = await suite.stub.GetRedemption(rpb.GetRedemptionRequest(redemption_id=rid), metadata=md("admin"))
             current[rid] = reply.redemption
     return [current[r.redemption_id] for r in redemptions]

@@ -191,7 +191,7 @@ async def test_chaos_every_saga_ends_whole(new_database: NewDatabase, tmp_path: 
                 if request_id in final:
                     continue
                 reply = await _retrying(lambda: redemption.GetRedemption(
-                    rpb.GetRedemptionRequest(redemption_id=rid), metadata=md("app"), timeout=3))
+                    rpb.GetRedemptionRequest(redemption_id=rid), metadata=md("admin"), timeout=3))
                 if reply.redemption.state != rpb.REDEMPTION_STATE_PENDING:
                     final[request_id] = reply.redemption
             if len(final) == REDEMPTIONS:
@@ -215,10 +215,10 @@ async def test_chaos_every_saga_ends_whole(new_database: NewDatabase, tmp_path: 
             done_count[r.user_id] += 1
         for user in users:
             balance = (await wallet.GetBalance(wallet_pb2.GetBalanceRequest(
-                user_id=user, currency=common_pb2.CURRENCY_POINTS), metadata=md("app"))).balances[0]
+                user_id=user, currency=common_pb2.CURRENCY_POINTS), metadata=md("admin"))).balances[0]
             assert (balance.available, balance.held) == (EARNED - spent[user], 0), user
             history = (await wallet.ListTransactions(wallet_pb2.ListTransactionsRequest(
-                user_id=user, page_size=500), metadata=md("app"))).entries
+                user_id=user, page_size=500), metadata=md("admin"))).entries
             debits = [e for e in history if e.amount < 0]
             assert len(debits) == done_count[user], (user, [(e.reason, e.reference, e.amount) for e in debits])
 
@@ -231,7 +231,7 @@ async def test_chaos_every_saga_ends_whole(new_database: NewDatabase, tmp_path: 
         # Entitlements exist (active) exactly for COMPLETED redemptions, one ticket per unit.
         for user in users:
             owned = (await redemption.ListEntitlements(rpb.ListEntitlementsRequest(
-                user_id=user, page_size=500), metadata=md("app"))).entitlements
+                user_id=user, page_size=500), metadata=md("admin"))).entitlements
             active = Counter(e.redemption_id for e in owned if e.state == rpb.ENTITLEMENT_STATE_ACTIVE)
             expected: Counter[str] = Counter()
             for r in completed:

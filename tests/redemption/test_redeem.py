@@ -213,7 +213,7 @@ async def test_expired_hold_is_noticed_and_compensated(suite: Suite) -> None:
 
 
 async def _get(suite: Suite, redemption_id: str) -> rpb.Redemption:
-    reply = await suite.stub.GetRedemption(rpb.GetRedemptionRequest(redemption_id=redemption_id), metadata=md("app"))
+    reply = await suite.stub.GetRedemption(rpb.GetRedemptionRequest(redemption_id=redemption_id), metadata=md("admin"))
     return reply.redemption
 
 
@@ -419,5 +419,5 @@ async def test_redeem_answers_from_what_its_driver_wrote_exactly_as_stored(
     assert reads == []
     for answer in answers:
         stored = await suite.stub.GetRedemption(rpb.GetRedemptionRequest(redemption_id=answer.redemption_id),
-                                                metadata=md("app"))
+                                                metadata=md("admin"))
         assert stored.redemption == answer

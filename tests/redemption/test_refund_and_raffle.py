@@ -13,7 +13,7 @@ from points.catalog.v1 import catalog_pb2
 from points.common.v1 import common_pb2
 from points.redemption.v1 import redemption_pb2 as rpb
 from points.wallet.v1 import wallet_pb2
-from points_platform.client import error_reason
+from points_platform.client import acting_for, error_reason
 from redemption.domain import draw_winners
 from tests.redemption.conftest import COINS, POINTS, Suite, cosmetic_spec, md, ts, uid
 from tests.redemption.test_redeem import step_names
@@ -93,7 +93,7 @@ async def test_refund_returns_the_stock_and_the_per_user_allowance_exactly(suite
     assert (reservation.state, reservation.returned_quantity) == (catalog_pb2.RESERVATION_STATE_COMMITTED, 2)
     # The allowance is free again: the user may redeem the same 2 units once more.
     quote = (await suite.catalog_stub.Quote(catalog_pb2.QuoteRequest(
-        item_id=item.item_id, user_id=user, region="US", quantity=2), metadata=md("app")))
+        item_id=item.item_id, user_id=user, region="US", quantity=2), metadata=acting_for(md("app"), user)))
     assert quote.user_remaining_allowance == 2
     again = await suite.redeem(user, item.item_id, quantity=2)
     assert again.state == rpb.REDEMPTION_STATE_COMPLETED
@@ -201,3 +201,21 @@ async def test_one_key_racing_for_two_raffles_answers_one_and_refuses_the_other(
         outcomes = await asyncio.gather(prepare(raffles[0]), prepare(raffles[1]))
         assert sorted(outcomes) == ["IDEMPOTENCY_KEY_REUSED", "OK"], outcomes
         key = uid("prep")
+
+
+async def test_the_app_sees_only_the_redemptions_of_the_user_it_acts_for(suite: Suite) -> None:
+    """DESIGN §7: GetRedemption names no user, so another user's redemption is NOT_FOUND for an app
+    call acting for someone else (its existence is not revealed); lists name the user."""
+    owner, other = uid("u"), uid("u")
+    await suite.fund(owner, 100)
+    done = await suite.redeem(owner, (await suite.item(**cosmetic_spec(price=10))).item_id)
+    get = rpb.GetRedemptionRequest(redemption_id=done.redemption_id)
+    mine = await suite.stub.GetRedemption(get, metadata=acting_for(md("app"), owner))
+    assert mine.redemption.redemption_id == done.redemption_id
+    with pytest.raises(grpc.aio.AioRpcError) as hidden:
+        await suite.stub.GetRedemption(get, metadata=acting_for(md("app"), other))
+    assert (hidden.value.code(), error_reason(hidden.value)) == (grpc.StatusCode.NOT_FOUND, "REDEMPTION_NOT_FOUND")
+    with pytest.raises(grpc.aio.AioRpcError) as listing:
+        await suite.stub.ListRedemptions(rpb.ListRedemptionsRequest(user_id=owner), metadata=acting_for(md("app"), other))
+    assert error_reason(listing.value) == "USER_SCOPE_MISMATCH"
+    assert (await suite.stub.GetRedemption(get, metadata=md("admin"))).redemption.user_id == owner

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from points.common.v1.common_pb2 import CURRENCY_COINS, CURRENCY_DIAMONDS, CURRENCY_POINTS
 from points.wallet.v1 import wallet_pb2 as pb
 from points.wallet.v1 import wallet_pb2_grpc
-from points_platform.client import bearer, error_reason
+from points_platform.client import acting_for, bearer, error_reason
 from points_platform.clock import ManualClock
 from points_platform.config import CALLERS
 from tests.conftest import NewDatabase
@@ -35,11 +35,13 @@ class Client:
         self.engine: AsyncEngine = started.engine
         self.clock = clock
 
-    def call(self, method: str, caller: str = "admin") -> Callable[..., Any]:
+    def call(self, method: str, caller: str = "admin", user: str = "") -> Callable[..., Any]:
+        """`user`: the end user an `app` call acts for (user-scoped reads)."""
         rpc = getattr(self.stub, method)
+        metadata = acting_for(bearer(TOKENS[caller]), user) if user else bearer(TOKENS[caller])
 
         async def invoke(request: Any, **kw: Any) -> Any:
-            return await rpc(request, metadata=bearer(TOKENS[caller]), timeout=kw.get("timeout", 30))
+            return await rpc(request, metadata=metadata, timeout=kw.get("timeout", 30))
 
         return invoke
 

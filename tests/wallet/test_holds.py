@@ -95,7 +95,7 @@ async def test_ttl_default_maximum_and_expiry(wallet: Client) -> None:
     assert await wallet.balance("h4") == (70, 30)
     swept = await wallet.started.wallet.sweep_expired_holds()
     assert swept >= 1
-    got = (await wallet.call("GetHold", "app")(pb.GetHoldRequest(hold_id=short.hold_id))).hold
+    got = (await wallet.call("GetHold", "redemption")(pb.GetHoldRequest(hold_id=short.hold_id))).hold
     assert got.state == pb.HOLD_STATE_EXPIRED
     assert await wallet.balance("h4") == (90, 10)  # the default-TTL hold is still active
     await wallet.expect_error(

@@ -210,7 +210,7 @@ async def test_history_newest_first_with_pages_and_balance_after(wallet: Client)
         await wallet.fund("gina", i)
     await wallet.fund("gina", 9, COINS)
     await wallet.call("Debit", "redemption")(pb.DebitRequest(request_id="h-d", user_id="gina", currency=POINTS, amount=3, reason="redemption", reference="r-9"))
-    listing = wallet.call("ListTransactions", "app")
+    listing = wallet.call("ListTransactions", "app", user="gina")
     seen: list[pb.LedgerEntry] = []
     token = ""
     while True:
@@ -230,8 +230,23 @@ async def test_history_newest_first_with_pages_and_balance_after(wallet: Client)
 
 
 async def test_balance_lists_every_currency(wallet: Client) -> None:
-    reply = await wallet.call("GetBalance", "app")(pb.GetBalanceRequest(user_id="newcomer"))
+    reply = await wallet.call("GetBalance", "app", user="newcomer")(pb.GetBalanceRequest(user_id="newcomer"))
     assert [(b.currency, b.available, b.held) for b in reply.balances] == [(POINTS, 0, 0), (COINS, 0, 0), (DIAMONDS, 0, 0)]
+
+
+async def test_the_app_reads_only_the_user_it_acts_for(wallet: Client) -> None:
+    """DESIGN §7: user-facing reads are scoped to the user. The app backend names the user a call
+    acts for; reading anyone else is PERMISSION_DENIED. Internal callers are not scoped."""
+    await wallet.fund("ivy", 7)
+    balance = pb.GetBalanceRequest(user_id="ivy", currency=POINTS)
+    history = pb.ListTransactionsRequest(user_id="ivy")
+    assert (await wallet.call("GetBalance", "app", user="ivy")(balance)).balances[0].available == 7
+    assert len((await wallet.call("ListTransactions", "app", user="ivy")(history)).entries) == 1
+    for request, method in ((balance, "GetBalance"), (history, "ListTransactions")):
+        await wallet.expect_error(wallet.call(method, "app", user="mallory")(request), OK.PERMISSION_DENIED, "USER_SCOPE_MISMATCH")
+        await wallet.expect_error(wallet.call(method, "app")(request), OK.PERMISSION_DENIED, "USER_REQUIRED")
+    for caller in ("admin", "redemption", "earning", "payments"):
+        assert (await wallet.call("GetBalance", caller)(balance)).balances[0].available == 7
 
 
 async def test_credit_batch_per_entry_results_in_order(wallet: Client) -> None:

@@ -17,6 +17,7 @@ from points.catalog.v1 import catalog_pb2 as pb
 from points.catalog.v1 import catalog_pb2_grpc
 from points.common.v1.common_pb2 import CURRENCY_POINTS, Price
 from points_cli.bench.harness import BenchContext, Scenario
+from points_platform.client import acting_for
 
 Call = Callable[[int], Awaitable[None]]
 UNLIMITED = "bench-catalog-item-unlimited"
@@ -54,7 +55,7 @@ def _rid(ctx: BenchContext, kind: str, i: int) -> str:
 
 
 async def build_quote(ctx: BenchContext) -> Call:
-    stub, md = _stub(ctx), ctx.metadata("app")
+    stub, md = _stub(ctx), acting_for(ctx.metadata("app"), "bench-user")
     request = pb.QuoteRequest(item_id=_item_id(LIMITED), user_id="bench-user", region="US", quantity=1)
 
     async def call(i: int) -> None:

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from points.common.v1.common_pb2 import CURRENCY_COINS, CURRENCY_POINTS
 from points.wallet.v1 import wallet_pb2, wallet_pb2_grpc
 from points_cli.bench.harness import BenchContext, Scenario
+from points_platform.client import acting_for
 
 Call = Callable[[int], Awaitable[None]]
 USERS = 10_000
@@ -116,13 +117,13 @@ async def build_reserve_commit(ctx: BenchContext) -> Call:
 
 async def build_get_balance(ctx: BenchContext) -> Call:
     stub = wallet_pb2_grpc.WalletServiceStub(ctx.channel("wallet"))
-    md = ctx.metadata("app")
+    # The app backend acting for each spender in turn (GetBalance is scoped to the user it acts for).
+    mds = [acting_for(ctx.metadata("app"), f"bench-spender-{n}") for n in range(SPENDERS)]
     rng = random.Random(ctx.worker)
 
     async def call(i: int) -> None:
-        await stub.GetBalance(
-            wallet_pb2.GetBalanceRequest(user_id=f"bench-spender-{rng.randrange(SPENDERS)}"), metadata=md
-        )
+        n = rng.randrange(SPENDERS)
+        await stub.GetBalance(wallet_pb2.GetBalanceRequest(user_id=f"bench-spender-{n}"), metadata=mds[n])
 
     return call
 

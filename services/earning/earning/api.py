@@ -43,6 +43,8 @@ POLICY: Policy = {
     "ListFailedCredits": allow("admin"),
     "RequeueFailedCredits": allow("admin"),
 }
+# One user's data: an `app` call names that user (platform auth.USER_HEADER, DESIGN §7).
+USER_SCOPED = frozenset({"GetDailySummary"})
 
 
 class EarningApi(earning_pb2_grpc.EarningServiceServicer):
@@ -195,4 +197,4 @@ def service_spec(api: EarningApi) -> ServiceSpec:
     def register(server: grpc.aio.Server) -> None:
         earning_pb2_grpc.add_EarningServiceServicer_to_server(api, server)
 
-    return ServiceSpec(FULL_NAME, "points.earning", POLICY, register)
+    return ServiceSpec(FULL_NAME, "points.earning", POLICY, register, USER_SCOPED)

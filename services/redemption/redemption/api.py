@@ -12,8 +12,8 @@ from google.protobuf import timestamp_pb2
 from points.common.v1 import common_pb2
 from points.redemption.v1 import redemption_pb2 as pb
 from points.redemption.v1 import redemption_pb2_grpc
-from points_platform.auth import ALL_CALLERS, Policy, allow
-from points_platform.errors import invalid_field
+from points_platform.auth import ALL_CALLERS, Policy, allow, current_user
+from points_platform.errors import NotFound, invalid_field
 from points_platform.pagination import decode_token, encode_token, page_size
 from points_platform.server import ServiceSpec
 from points_platform.validation import (
@@ -43,6 +43,9 @@ POLICY: Policy = {
     "DrawRaffle": allow("admin"),
     "GetRaffleDraw": ALL_CALLERS,
 }
+# One user's data: an `app` call names that user (platform auth.USER_HEADER, DESIGN §7);
+# GetRedemption names no user, so its servicer compares the redemption's owner.
+USER_SCOPED = frozenset({"GetRedemption", "ListRedemptions", "ListEntitlements"})
 
 
 def _ts(when: datetime | None) -> timestamp_pb2.Timestamp | None:
@@ -147,7 +150,11 @@ class RedemptionApi(redemption_pb2_grpc.RedemptionServiceServicer):
 
     async def GetRedemption(self, request: pb.GetRedemptionRequest,
                             context: grpc.aio.ServicerContext[Any, Any]) -> pb.GetRedemptionResponse:
-        record = await self._service.get(require_id("redemption_id", request.redemption_id))
+        redemption_id = require_id("redemption_id", request.redemption_id)
+        record = await self._service.get(redemption_id)
+        scoped_to = current_user.get()
+        if scoped_to and record.saga.user_id != scoped_to:  # another user's: as if it did not exist
+            raise NotFound("REDEMPTION_NOT_FOUND", metadata={"redemption_id": redemption_id})
         return pb.GetRedemptionResponse(redemption=self._full(record))
 
     async def ListRedemptions(self, request: pb.ListRedemptionsRequest,
@@ -214,4 +221,4 @@ def service_spec(api: RedemptionApi) -> ServiceSpec:
     def register(server: grpc.aio.Server) -> None:
         redemption_pb2_grpc.add_RedemptionServiceServicer_to_server(api, server)
 
-    return ServiceSpec(FULL_NAME, "points.redemption", POLICY, register)
+    return ServiceSpec(FULL_NAME, "points.redemption", POLICY, register, USER_SCOPED)

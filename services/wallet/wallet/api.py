@@ -21,7 +21,7 @@ FULL_NAME = "points.wallet.v1.WalletService"
 POLICY: Policy = {
     "GetBalance": ALL_CALLERS,
     "ListTransactions": ALL_CALLERS,
-    "GetHold": ALL_CALLERS,
+    "GetHold": allow("redemption", "admin"),  # holds are redemption's; a user reads balances and history
     "Credit": allow("earning", "payments", "redemption", "admin"),
     "CreditBatch": allow("earning", "admin"),
     "Debit": allow("redemption", "admin"),
@@ -34,6 +34,9 @@ POLICY: Policy = {
     "RequestPayout": allow("app", "admin"),
     "CompletePayout": allow("payments", "admin"),
 }
+
+# One user's data: an `app` call names that user (platform auth.USER_HEADER, DESIGN §7).
+USER_SCOPED = frozenset({"GetBalance", "ListTransactions"})
 
 Ctx = grpc.aio.ServicerContext
 
@@ -234,4 +237,4 @@ def service_spec(api: WalletApi) -> ServiceSpec:
     def register(server: grpc.aio.Server) -> None:
         wallet_pb2_grpc.add_WalletServiceServicer_to_server(api, server)
 
-    return ServiceSpec(FULL_NAME, "points.wallet", POLICY, register)
+    return ServiceSpec(FULL_NAME, "points.wallet", POLICY, register, USER_SCOPED)

@@ -37,6 +37,8 @@ POLICY: Policy = {
     "ReturnStock": allow("redemption"),
     "GetReservation": allow("redemption", "admin"),
 }
+# A quote reports one user's remaining allowance: an `app` call names that user (DESIGN §7).
+USER_SCOPED = frozenset({"Quote"})
 
 Context: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"
 
@@ -193,4 +195,4 @@ def service_spec(api: CatalogApi) -> ServiceSpec:
     def register(server: grpc.aio.Server) -> None:
         catalog_pb2_grpc.add_CatalogServiceServicer_to_server(api, server)
 
-    return ServiceSpec(FULL_NAME, "points.catalog", POLICY, register)
+    return ServiceSpec(FULL_NAME, "points.catalog", POLICY, register, USER_SCOPED)
