@@ -6,11 +6,11 @@ import hashlib
 import re
 
 from google.protobuf.message import Message
+from iso3166 import countries_by_alpha2
 
 from points_platform.errors import invalid_field
 
 _ID = re.compile(r"^[A-Za-z0-9._:@\-]{1,128}$")
-_REGION = re.compile(r"^[A-Z]{2}$")
 MAX_INT64 = 2**63 - 1
 
 
@@ -27,7 +27,8 @@ def require_id(field: str, value: str) -> str:
 
 
 def require_region(field: str, value: str) -> str:
-    if not _REGION.match(value):
+    """An assigned ISO 3166-1 alpha-2 code (upper case), as the `iso3166` package lists them."""
+    if value not in countries_by_alpha2:
         raise invalid_field(field, "must be an ISO 3166-1 alpha-2 code such as US")
     return value
 

@@ -8,7 +8,7 @@ from google.rpc import code_pb2, error_details_pb2
 
 from points_platform.errors import InvalidArgument, NotFound, idempotency_key_reused, invalid_field, to_rpc_status
 from points_platform.pagination import decode_token, encode_token, page_size
-from points_platform.validation import require_text
+from points_platform.validation import require_region, require_text
 
 
 def test_domain_error_becomes_status_with_error_info() -> None:
@@ -57,3 +57,14 @@ def test_free_text_refuses_nul_which_postgresql_cannot_store() -> None:
     assert nul.value.reason == "INVALID_FIELD" and "note" in str(nul.value)
     with pytest.raises(InvalidArgument):
         require_text("note", "x" * 101, 100)
+
+
+@pytest.mark.parametrize("code", ["US", "DE", "JP", "BR"])
+def test_assigned_region_codes_pass(code: str) -> None:
+    assert require_region("region", code) == code
+
+
+@pytest.mark.parametrize("code", ["ZZ", "QQ", "us", "USA", "", "U"])
+def test_unassigned_or_malformed_region_codes_are_invalid(code: str) -> None:
+    with pytest.raises(InvalidArgument):
+        require_region("region", code)
