@@ -88,7 +88,7 @@ class Demo:
         if challenge is not None:
             await self.earning.JoinChallenge(earning_pb2.JoinChallengeRequest(
                 request_id=f"demo-join-{self.run}", challenge_id=challenge.challenge_id, user_id=self.user),
-                metadata=app, timeout=10)
+                metadata=self.app_for(self.user), timeout=10)
             print(f"1. {self.user} joins the sponsored challenge '{challenge.name}' ({challenge.sponsor}): "
                   "early-join bonus, then watches videos")
         for n, minutes in enumerate((10, 25, 40)):
@@ -117,7 +117,7 @@ class Demo:
     async def redeem(self, slug: str, recipient: str = "") -> None:
         reply = await self.redemption.Redeem(redemption_pb2.RedeemRequest(
             request_id=f"demo-redeem-{slug}-{self.run}", user_id=self.user, item_id=seeded_item_id(slug),
-            quantity=1, region="US", recipient_id=recipient), metadata=self.ctx.metadata("app"), timeout=15)
+            quantity=1, region="US", recipient_id=recipient), metadata=self.app_for(self.user), timeout=15)
         r = reply.redemption
         while r.state == redemption_pb2.REDEMPTION_STATE_PENDING:
             await asyncio.sleep(0.2)

@@ -15,14 +15,19 @@ from points_platform.errors import PermissionDenied, Unauthenticated
 
 current_caller: contextvars.ContextVar[str] = contextvars.ContextVar("current_caller", default="")
 
-# The end user a call of the user-facing backend (`app`) acts for, from this header. Its
-# user-facing reads are scoped to that user (DESIGN §7): a bug or a forged parameter in the
-# backend cannot read another user's balance, history, summary or redemptions.
+# The end user a call of the user-facing backend (`app`) acts for, from this header. Its calls
+# that read or spend one user's data are scoped to that user (DESIGN §7): a bug or a forged
+# parameter in the backend cannot read another user's balance or spend another user's funds.
 USER_HEADER = "x-points-user"
 USER_SCOPED_CALLERS = frozenset({"app"})
-# The user a scoped call acts for ("" when the call is not scoped): servicers of reads that name
-# no user_id (a redemption by id) check what they load against it.
+# The user a scoped call acts for ("" when the call is not scoped): servicers of methods whose
+# request names no user (a redemption by id) check what they load against it.
 current_user: contextvars.ContextVar[str] = contextvars.ContextVar("current_user", default="")
+
+# Method short name -> the request field naming the user it acts for ("" = the servicer checks
+# `current_user` against what it loads). A scoped method's request must have that field: a
+# missing one fails the call (a configuration bug), never lets it through.
+UserScope = Mapping[str, str]
 
 # Method short name -> callers allowed to invoke it.
 Policy = Mapping[str, frozenset[str]]
@@ -43,12 +48,12 @@ class Authenticator:
 
     def __init__(
         self, tokens: Mapping[str, str], policy: Policy, *, trust_client_cert: bool,
-        user_scoped: frozenset[str] = frozenset(),
+        user_scoped: UserScope | None = None,
     ) -> None:
         self._tokens = [(caller, token.encode()) for caller, token in tokens.items() if token]
         self._policy = policy
         self._trust_client_cert = trust_client_cert
-        self._user_scoped = user_scoped
+        self._user_scoped: UserScope = user_scoped or {}
 
     @property
     def trusts_client_cert(self) -> bool:
@@ -84,7 +89,8 @@ class Authenticator:
     def scope(self, caller: str, method: str, metadata: Sequence[tuple[str, str | bytes]], request: object) -> str:
         """The user a user-scoped method acts for ("" if the call is not scoped); refuses a scoped
         call without the user header, or whose request names another user."""
-        if caller not in USER_SCOPED_CALLERS or method not in self._user_scoped:
+        field = self._user_scoped.get(method)
+        if caller not in USER_SCOPED_CALLERS or field is None:
             return ""
         header = next((v for k, v in metadata if k == USER_HEADER), "")
         user = header.decode() if isinstance(header, bytes) else header
@@ -92,11 +98,10 @@ class Authenticator:
             raise PermissionDenied(
                 "USER_REQUIRED", f"{USER_HEADER}: the user this call acts for is required", metadata={"method": method}
             )
-        named = getattr(request, "user_id", None)
-        if named is not None and named != user:
+        if field and getattr(request, field) != user:
             raise PermissionDenied(
-                "USER_SCOPE_MISMATCH", f"the call acts for {user!r} and may read only that user's data",
-                metadata={"method": method},
+                "USER_SCOPE_MISMATCH", f"the call acts for {user!r} and may touch only that user's data",
+                metadata={"method": method, "field": field},
             )
         return user
 

@@ -17,8 +17,13 @@ def bearer(token: str) -> tuple[tuple[str, str], ...]:
 
 
 def acting_for(metadata: tuple[tuple[str, str], ...], user_id: str) -> tuple[tuple[str, str], ...]:
-    """The same call metadata, naming the end user an `app` call acts for (user-scoped reads)."""
+    """The same call metadata, naming the end user an `app` call acts for (user-scoped calls)."""
     return (*metadata, (USER_HEADER, user_id))
+
+
+def fits_header(value: str) -> bool:
+    """Whether a user id can travel in a metadata value (printable ASCII, no edge whitespace)."""
+    return bool(value) and value.isascii() and value.isprintable() and value == value.strip()
 
 
 def open_channel(

@@ -24,7 +24,7 @@ from grpc_reflection.v1alpha import reflection
 from prometheus_client import Gauge, start_http_server
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from points_platform.auth import Authenticator, Policy
+from points_platform.auth import Authenticator, Policy, UserScope
 from points_platform.config import PlatformSettings
 from points_platform.db import is_reachable
 from points_platform.interceptors import CallInterceptor
@@ -58,8 +58,8 @@ class ServiceSpec:
     error_domain: str  # e.g. points.wallet
     policy: Policy
     register: Callable[[grpc.aio.Server], None]
-    # Reads of one user's data: an `app` call must name that user in its user header.
-    user_scoped: frozenset[str] = frozenset()
+    # Calls on one user's data: an `app` call must name that user in its user header (auth.UserScope).
+    user_scoped: UserScope | None = None
 
 
 # Per process (each worker has its own metrics port): `points up` waits on it for a worker that

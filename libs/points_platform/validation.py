@@ -27,7 +27,8 @@ def require_id(field: str, value: str) -> str:
 
 
 def require_region(field: str, value: str) -> str:
-    """An assigned ISO 3166-1 alpha-2 code (upper case), as the `iso3166` package lists them."""
+    """An ISO 3166-1 alpha-2 code (upper case) as the `iso3166` package lists them: the assigned
+    codes plus XK (Kosovo, user-assigned but in common use)."""
     if value not in countries_by_alpha2:
         raise invalid_field(field, "must be an ISO 3166-1 alpha-2 code such as US")
     return value

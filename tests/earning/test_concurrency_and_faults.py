@@ -28,7 +28,8 @@ async def test_hundred_users_race_a_sponsor_budget(start_suite: StartSuite) -> N
     await asyncio.gather(
         *(
             s.stub.JoinChallenge(
-                pb.JoinChallengeRequest(request_id=f"j-{u}", challenge_id=challenge.challenge_id, user_id=u), metadata=APP
+                pb.JoinChallengeRequest(request_id=f"j-{u}", challenge_id=challenge.challenge_id, user_id=u),
+                metadata=acting_for(APP, u),
             )
             for u in users
         )

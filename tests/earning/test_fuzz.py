@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from points.earning.v1 import earning_pb2 as pb
-from points_platform.client import acting_for
+from points_platform.client import acting_for, fits_header
 from tests.earning.conftest import ADMIN, APP, Suite, ts
 
 FORBIDDEN = {grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN}
@@ -77,14 +77,16 @@ async def test_random_requests_never_crash(shared_suite: Suite) -> None:
             lambda: s.stub.RecordActivities(pb.RecordActivitiesRequest(events=batch), metadata=APP),
             lambda: s.stub.GetDailySummary(  # acting for the user it names, when the id fits in a header
                 pb.GetDailySummaryRequest(user_id=event.user_id, date=date),
-                metadata=acting_for(APP, event.user_id) if event.user_id.isascii() and event.user_id.isprintable()
-                and event.user_id == event.user_id.strip() and event.user_id else APP,
+                metadata=acting_for(APP, event.user_id) if fits_header(event.user_id) else APP,
             ),
             lambda: s.stub.ListChallenges(pb.ListChallengesRequest(region=event.region, page_size=size, page_token=token), metadata=APP),
             lambda: s.stub.ListHeldEarnings(pb.ListHeldEarningsRequest(user_id=event.user_id, state=pb.HeldEarningState.ValueType(size % 6), page_token=token), metadata=ADMIN),
             lambda: s.stub.UpdateRules(pb.UpdateRulesRequest(request_id=token or "r", rules=rules, expected_version=size), metadata=ADMIN),
             lambda: s.stub.CreateChallenge(pb.CreateChallengeRequest(request_id=token or "c", spec=spec), metadata=ADMIN),
-            lambda: s.stub.JoinChallenge(pb.JoinChallengeRequest(request_id=token or "j", challenge_id=event.challenge_id, user_id=event.user_id), metadata=APP),
+            lambda: s.stub.JoinChallenge(
+                pb.JoinChallengeRequest(request_id=token or "j", challenge_id=event.challenge_id, user_id=event.user_id),
+                metadata=acting_for(APP, event.user_id) if fits_header(event.user_id) else APP,
+            ),
             lambda: s.stub.ResolveHeldEarning(pb.ResolveHeldEarningRequest(request_id=token or "h", held_earning_id=event.target_id, approve=True, note=date), metadata=ADMIN),
         ]
 

@@ -15,6 +15,7 @@ import pytest
 from earning.main import start as start_earning
 from points.earning.v1 import earning_pb2 as pb
 from points.earning.v1 import earning_pb2_grpc
+from points_platform.client import acting_for
 from tests.earning.conftest import ADMIN, APP, StartSuite, Suite, ts
 
 if TYPE_CHECKING:  # the async stub type exists only in the generated .pyi
@@ -64,7 +65,7 @@ async def test_a_sponsor_budget_raced_through_two_replicas_is_never_overspent(
         *(
             stubs[i % 2].JoinChallenge(
                 pb.JoinChallengeRequest(request_id=f"j-{u}", challenge_id=challenge.challenge_id, user_id=u),
-                metadata=APP,
+                metadata=acting_for(APP, u),
             )
             for i, u in enumerate(users)
         )

@@ -34,7 +34,7 @@ async def create_challenge(s: Suite, request_id: str, **spec: object) -> pb.Chal
 async def join(s: Suite, challenge_id: str, user: str) -> pb.JoinChallengeResponse:
     return await s.stub.JoinChallenge(
         pb.JoinChallengeRequest(request_id=f"join-{challenge_id}-{user}", challenge_id=challenge_id, user_id=user),
-        metadata=APP,
+        metadata=acting_for(APP, user),
     )
 
 

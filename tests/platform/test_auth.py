@@ -61,16 +61,20 @@ class _Read:
         self.user_id = user_id
 
 
-def test_user_scoped_reads_of_the_app_name_their_user() -> None:
-    scoped = Authenticator(TOKENS, POLICY, trust_client_cert=False, user_scoped=frozenset({"GetItem"}))
+def test_user_scoped_calls_of_the_app_name_their_user() -> None:
+    scoped = Authenticator(
+        TOKENS, POLICY, trust_client_cert=False, user_scoped={"GetItem": "user_id", "GetThing": ""}
+    )
     header = (("x-points-user", "ann"),)
     assert scoped.scope("app", "GetItem", header, _Read("ann")) == "ann"
-    assert scoped.scope("app", "GetItem", header, object()) == "ann"  # no user_id field: the servicer checks
+    assert scoped.scope("app", "GetThing", header, object()) == "ann"  # "": the servicer checks what it loads
     with pytest.raises(PermissionDenied) as other:
         scoped.scope("app", "GetItem", header, _Read("bob"))
     assert other.value.reason == "USER_SCOPE_MISMATCH"
     with pytest.raises(PermissionDenied) as missing:
         scoped.scope("app", "GetItem", (), _Read("ann"))
     assert missing.value.reason == "USER_REQUIRED"
+    with pytest.raises(AttributeError):  # a request without the configured field fails closed
+        scoped.scope("app", "GetItem", header, object())
     assert scoped.scope("admin", "GetItem", (), _Read("bob")) == ""  # internal callers are not scoped
     assert scoped.scope("app", "CreateItem", (), _Read("bob")) == ""  # not a scoped method

@@ -94,7 +94,7 @@ class Suite:
                      recipient_id: str = "", request_id: str | None = None, timeout: float = 20) -> rpb.Redemption:
         reply = await self.stub.Redeem(rpb.RedeemRequest(
             request_id=request_id or uid("redeem"), user_id=user_id, item_id=item_id, quantity=quantity,
-            region=region, recipient_id=recipient_id), metadata=md("app"), timeout=timeout)
+            region=region, recipient_id=recipient_id), metadata=acting_for(md("app"), user_id), timeout=timeout)
         return reply.redemption
 
     async def entitlements(self, user_id: str) -> list[rpb.Entitlement]:

@@ -25,6 +25,7 @@ from points.common.v1 import common_pb2
 from points.redemption.v1 import redemption_pb2 as rpb
 from points.redemption.v1 import redemption_pb2_grpc
 from points.wallet.v1 import wallet_pb2, wallet_pb2_grpc
+from points_platform.client import acting_for
 from points_platform.embedded_pg import free_port
 from tests.conftest import NewDatabase
 from tests.redemption.conftest import TOKENS, md
@@ -169,7 +170,7 @@ async def test_chaos_every_saga_ends_whole(new_database: NewDatabase, tmp_path: 
                 request_id, user, item, quantity = queue.get_nowait()
                 reply = await _retrying(lambda: redemption.Redeem(rpb.RedeemRequest(
                     request_id=request_id, user_id=user, item_id=item.item_id, quantity=quantity, region="US"),
-                    metadata=md("app"), timeout=3))
+                    metadata=acting_for(md("app"), user), timeout=3))
                 redemption_ids[request_id] = reply.redemption.redemption_id
 
         async def chaos() -> None:

@@ -203,7 +203,7 @@ async def test_one_key_racing_for_two_raffles_answers_one_and_refuses_the_other(
         key = uid("prep")
 
 
-async def test_the_app_sees_only_the_redemptions_of_the_user_it_acts_for(suite: Suite) -> None:
+async def test_the_app_sees_and_redeems_only_for_the_user_it_acts_for(suite: Suite) -> None:
     """DESIGN §7: GetRedemption names no user, so another user's redemption is NOT_FOUND for an app
     call acting for someone else (its existence is not revealed); lists name the user."""
     owner, other = uid("u"), uid("u")
@@ -219,3 +219,8 @@ async def test_the_app_sees_only_the_redemptions_of_the_user_it_acts_for(suite: 
         await suite.stub.ListRedemptions(rpb.ListRedemptionsRequest(user_id=owner), metadata=acting_for(md("app"), other))
     assert error_reason(listing.value) == "USER_SCOPE_MISMATCH"
     assert (await suite.stub.GetRedemption(get, metadata=md("admin"))).redemption.user_id == owner
+    with pytest.raises(grpc.aio.AioRpcError) as spend:
+        await suite.stub.Redeem(rpb.RedeemRequest(request_id=uid("r"), user_id=owner, item_id=done.item_id, quantity=1,
+                                                  region="US"), metadata=acting_for(md("app"), other))
+    assert error_reason(spend.value) == "USER_SCOPE_MISMATCH"
+    assert (await suite.balance(owner)).available == 90

@@ -15,10 +15,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from points.common.v1.common_pb2 import CURRENCY_COINS, CURRENCY_DIAMONDS, CURRENCY_POINTS
 from points.wallet.v1 import wallet_pb2 as pb
 from points.wallet.v1 import wallet_pb2_grpc
-from points_platform.client import acting_for, bearer, error_reason
+from points_platform.client import acting_for, bearer, error_reason, fits_header
 from points_platform.clock import ManualClock
 from points_platform.config import CALLERS
 from tests.conftest import NewDatabase
+from wallet.api import USER_SCOPED
 from wallet.config import WalletSettings
 from wallet.main import StartedWallet, start
 
@@ -35,12 +36,16 @@ class Client:
         self.engine: AsyncEngine = started.engine
         self.clock = clock
 
-    def call(self, method: str, caller: str = "admin", user: str = "") -> Callable[..., Any]:
-        """`user`: the end user an `app` call acts for (user-scoped reads)."""
+    def call(self, method: str, caller: str = "admin", user: str | None = None) -> Callable[..., Any]:
+        """`user`: the end user an `app` call acts for ("" = none); by default the user its request
+        names (the field `wallet.api.USER_SCOPED` checks), as an honest app backend sends it."""
         rpc = getattr(self.stub, method)
-        metadata = acting_for(bearer(TOKENS[caller]), user) if user else bearer(TOKENS[caller])
+        field = USER_SCOPED.get(method) if caller == "app" else None
 
         async def invoke(request: Any, **kw: Any) -> Any:
+            named = getattr(request, field) if field else ""
+            acting = user if user is not None else (named if fits_header(named) else "")
+            metadata = acting_for(bearer(TOKENS[caller]), acting) if acting else bearer(TOKENS[caller])
             return await rpc(request, metadata=metadata, timeout=kw.get("timeout", 30))
 
         return invoke

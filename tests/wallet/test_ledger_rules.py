@@ -106,7 +106,7 @@ async def test_gift_converts_coins_to_diamonds_in_one_transaction(wallet: Client
         pb.SendGiftRequest(request_id="g-1", sender_id="viewer", creator_id="star", coins=101, gift_id="rose")
     )
     assert reply.diamonds_credited == 50 and reply.gift_rate_bps == 5000  # floor(101 * 0.5)
-    assert (reply.sender_balance.available, reply.creator_balance.available) == (0, 50)
+    assert reply.sender_balance.available == 0 and await wallet.balance("star", DIAMONDS) == (50, 0)
     legs = sorted((p.account, p.currency, p.amount) for p in reply.transaction.postings)
     assert legs == sorted(
         [
@@ -244,9 +244,50 @@ async def test_the_app_reads_only_the_user_it_acts_for(wallet: Client) -> None:
     assert len((await wallet.call("ListTransactions", "app", user="ivy")(history)).entries) == 1
     for request, method in ((balance, "GetBalance"), (history, "ListTransactions")):
         await wallet.expect_error(wallet.call(method, "app", user="mallory")(request), OK.PERMISSION_DENIED, "USER_SCOPE_MISMATCH")
-        await wallet.expect_error(wallet.call(method, "app")(request), OK.PERMISSION_DENIED, "USER_REQUIRED")
+        await wallet.expect_error(wallet.call(method, "app", user="")(request), OK.PERMISSION_DENIED, "USER_REQUIRED")
     for caller in ("admin", "redemption", "earning", "payments"):
         assert (await wallet.call("GetBalance", caller)(balance)).balances[0].available == 7
+
+
+async def test_the_app_spends_only_for_the_user_it_acts_for(wallet: Client) -> None:
+    """A gift is sent, a payout requested, by the user the app acts for; the gift's answer does not
+    show that user the creator's balance (internal callers still get it)."""
+    await wallet.fund("jo", 100, COINS)
+    gift = pb.SendGiftRequest(request_id="scope-g1", sender_id="jo", creator_id="kim", coins=10)
+    await wallet.expect_error(wallet.call("SendGift", "app", user="mallory")(gift), OK.PERMISSION_DENIED, "USER_SCOPE_MISMATCH")
+    reply = await wallet.call("SendGift", "app", user="jo")(gift)
+    assert reply.sender_balance.available == 90 and not reply.HasField("creator_balance")
+    inside = await wallet.call("SendGift", "redemption")(
+        pb.SendGiftRequest(request_id="scope-g2", sender_id="jo", creator_id="kim", coins=10)
+    )
+    assert inside.creator_balance.available == 10
+    payout = pb.RequestPayoutRequest(request_id="scope-p1", creator_id="kim", diamonds=5)
+    await wallet.expect_error(wallet.call("RequestPayout", "app", user="jo")(payout), OK.PERMISSION_DENIED, "USER_SCOPE_MISMATCH")
+    assert await wallet.balance("kim", DIAMONDS) == (10, 0)
+
+
+async def test_holds_are_redemptions_alone(wallet: Client) -> None:
+    """DESIGN §7: only redemption reserves, commits, releases (and refunds) holds; a hold is read
+    by redemption and admin."""
+    await wallet.fund("lee", 50)
+    hold = (await wallet.call("Reserve", "redemption")(
+        pb.ReserveRequest(request_id="own-r", user_id="lee", currency=POINTS, amount=5)
+    )).hold
+    requests = {
+        "Reserve": pb.ReserveRequest(request_id="own-r2", user_id="lee", currency=POINTS, amount=5),
+        "CommitHold": pb.CommitHoldRequest(request_id="own-c", hold_id=hold.hold_id),
+        "ReleaseHold": pb.ReleaseHoldRequest(request_id="own-l", hold_id=hold.hold_id),
+        "RefundHold": pb.RefundHoldRequest(request_id="own-f", hold_id=hold.hold_id),
+    }
+    for method, request in requests.items():
+        for caller in ("admin", "app", "earning", "payments"):
+            await wallet.expect_error(wallet.call(method, caller)(request), OK.PERMISSION_DENIED, "CALLER_NOT_ALLOWED")
+    for caller in ("app", "earning", "payments"):
+        await wallet.expect_error(
+            wallet.call("GetHold", caller)(pb.GetHoldRequest(hold_id=hold.hold_id)), OK.PERMISSION_DENIED, "CALLER_NOT_ALLOWED"
+        )
+    assert (await wallet.call("GetHold", "admin")(pb.GetHoldRequest(hold_id=hold.hold_id))).hold.amount == 5
+    assert await wallet.balance("lee") == (45, 5)
 
 
 async def test_credit_batch_per_entry_results_in_order(wallet: Client) -> None:

@@ -15,6 +15,7 @@ from points.common.v1.common_pb2 import CURRENCY_POINTS, Price
 from points.redemption.v1 import redemption_pb2, redemption_pb2_grpc
 from points.wallet.v1 import wallet_pb2, wallet_pb2_grpc
 from points_cli.bench.harness import BenchContext, Scenario
+from points_platform.client import acting_for
 
 Call = Callable[[int], Awaitable[None]]
 USERS = 256
@@ -58,15 +59,17 @@ async def setup(ctx: BenchContext) -> None:
 async def build_redeem(ctx: BenchContext) -> Call:
     item_id = await _bench_item(ctx)  # same request id: returns the item created in setup
     stub = redemption_pb2_grpc.RedemptionServiceStub(ctx.channel("redemption"))
-    md = ctx.metadata("app")
+    # The app backend acting for each redeemer (Redeem is scoped to the user it acts for).
+    mds = [acting_for(ctx.metadata("app"), _user(n)) for n in range(USERS)]
 
     async def call(i: int) -> None:
+        n = (ctx.worker * 7919 + i) % USERS
         reply = await stub.Redeem(
             redemption_pb2.RedeemRequest(
-                request_id=f"bench-{ctx.run_id}-{ctx.worker}-{i}", user_id=_user((ctx.worker * 7919 + i) % USERS),
-                item_id=item_id, quantity=1, region="US",
+                request_id=f"bench-{ctx.run_id}-{ctx.worker}-{i}", user_id=_user(n), item_id=item_id, quantity=1,
+                region="US",
             ),
-            metadata=md,
+            metadata=mds[n],
             timeout=10,
         )
         if reply.redemption.state != redemption_pb2.REDEMPTION_STATE_COMPLETED:

@@ -43,8 +43,10 @@ POLICY: Policy = {
     "ListFailedCredits": allow("admin"),
     "RequeueFailedCredits": allow("admin"),
 }
-# One user's data: an `app` call names that user (platform auth.USER_HEADER, DESIGN §7).
-USER_SCOPED = frozenset({"GetDailySummary"})
+# One user's data: an `app` call names that user (platform auth.USER_HEADER, DESIGN §7): the
+# request field that must be that user. Activity events are not scoped: the app forwards every
+# user's events, in batches and streams that mix users.
+USER_SCOPED = {"GetDailySummary": "user_id", "JoinChallenge": "user_id"}
 
 
 class EarningApi(earning_pb2_grpc.EarningServiceServicer):

@@ -43,9 +43,10 @@ POLICY: Policy = {
     "DrawRaffle": allow("admin"),
     "GetRaffleDraw": ALL_CALLERS,
 }
-# One user's data: an `app` call names that user (platform auth.USER_HEADER, DESIGN §7);
-# GetRedemption names no user, so its servicer compares the redemption's owner.
-USER_SCOPED = frozenset({"GetRedemption", "ListRedemptions", "ListEntitlements"})
+# One user's data: an `app` call names that user (platform auth.USER_HEADER, DESIGN §7): the
+# request field that must be that user; GetRedemption names no user ("": its servicer compares
+# the redemption's owner).
+USER_SCOPED = {"Redeem": "user_id", "GetRedemption": "", "ListRedemptions": "user_id", "ListEntitlements": "user_id"}
 
 
 def _ts(when: datetime | None) -> timestamp_pb2.Timestamp | None:

@@ -9,7 +9,7 @@ import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from points.wallet.v1 import wallet_pb2, wallet_pb2_grpc
-from points_platform.auth import ALL_CALLERS, Policy, allow, current_caller
+from points_platform.auth import ALL_CALLERS, Policy, allow, current_caller, current_user
 from points_platform.errors import DomainError
 from points_platform.server import ServiceSpec
 from wallet import use_cases as uc
@@ -35,8 +35,11 @@ POLICY: Policy = {
     "CompletePayout": allow("payments", "admin"),
 }
 
-# One user's data: an `app` call names that user (platform auth.USER_HEADER, DESIGN §7).
-USER_SCOPED = frozenset({"GetBalance", "ListTransactions"})
+# One user's data: an `app` call names that user (platform auth.USER_HEADER, DESIGN §7); the
+# request field that must be that user. A gift is sent by the user the app acts for.
+USER_SCOPED = {
+    "GetBalance": "user_id", "ListTransactions": "user_id", "SendGift": "sender_id", "RequestPayout": "creator_id",
+}
 
 Ctx = grpc.aio.ServicerContext
 
@@ -208,13 +211,15 @@ class WalletApi(wallet_pb2_grpc.WalletServiceServicer):
     async def SendGift(self, request: wallet_pb2.SendGiftRequest, context: Ctx[Any, Any]) -> wallet_pb2.SendGiftResponse:
         command = uc.SendGift(request.request_id, request.sender_id, request.creator_id, request.coins, request.gift_id)
         result = await self._wallet.send_gift(command, current_caller.get())
-        return wallet_pb2.SendGiftResponse(
+        reply = wallet_pb2.SendGiftResponse(
             transaction=_transaction(result.ledger.transaction),
             diamonds_credited=result.diamonds_credited,
             sender_balance=_balance(result.sender_balance),
-            creator_balance=_balance(result.creator_balance),
             gift_rate_bps=result.gift_rate_bps,
         )
+        if not current_user.get():  # an app call acts for the sender: the creator's balance is not theirs
+            reply.creator_balance.CopyFrom(_balance(result.creator_balance))
+        return reply
 
     async def RequestPayout(
         self, request: wallet_pb2.RequestPayoutRequest, context: Ctx[Any, Any]

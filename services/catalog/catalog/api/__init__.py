@@ -38,7 +38,7 @@ POLICY: Policy = {
     "GetReservation": allow("redemption", "admin"),
 }
 # A quote reports one user's remaining allowance: an `app` call names that user (DESIGN §7).
-USER_SCOPED = frozenset({"Quote"})
+USER_SCOPED = {"Quote": "user_id"}
 
 Context: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"
 
