@@ -75,6 +75,11 @@ async def test_refund_replays_and_refuses_key_reuse(wallet: Client) -> None:
         OK.ALREADY_EXISTS,
         "IDEMPOTENCY_KEY_REUSED",
     )
+    await wallet.expect_error(  # reused for a hold that does not exist: still the reuse, not HOLD_NOT_FOUND
+        refund(pb.RefundHoldRequest(request_id="rf2-a", hold_id="hold_missing", amount=15, reason="refund")),
+        OK.ALREADY_EXISTS,
+        "IDEMPOTENCY_KEY_REUSED",
+    )
 
 
 async def test_only_committed_holds_and_allowed_callers(wallet: Client) -> None:
@@ -149,3 +154,10 @@ async def test_one_payout_completion_retried_concurrently_is_replayed(wallet: Cl
     replies = await asyncio.gather(*(wallet.call("CompletePayout", "payments")(done) for _ in range(10)))
     assert all(r == replies[0] for r in replies)
     assert replies[0].payout.state == pb.PAYOUT_STATE_COMPLETED
+    await wallet.expect_error(
+        wallet.call("CompletePayout", "payments")(
+            pb.CompletePayoutRequest(request_id="rf7-done", payout_id="payout-missing", success=True)
+        ),
+        OK.ALREADY_EXISTS,
+        "IDEMPOTENCY_KEY_REUSED",
+    )

@@ -91,9 +91,9 @@ async def complete_payout(
             payout = (
                 await conn.execute(text("SELECT * FROM payouts WHERE payout_id = :id FOR UPDATE"), {"id": payout_id})
             ).first()
+            replay = await stored_response(conn, "payout_complete", request_id, fingerprint)  # reuse: refused
             if payout is None:
                 raise NotFound("PAYOUT_NOT_FOUND", "no such payout", metadata={"payout_id": payout_id})
-            replay = await stored_response(conn, "payout_complete", request_id, fingerprint)
             if replay is not None:
                 return decode(PayoutView, replay), None
             if payout.state != PayoutState.PENDING:

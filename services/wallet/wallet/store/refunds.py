@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from points_platform.errors import FailedPrecondition
+from points_platform.errors import DomainError, FailedPrecondition
 from wallet import metrics
 from wallet.domain import MAX_BALANCE, Currency, Kind, check_refund, spend_sink, user_account
 from wallet.results import HoldResult, PostingView, TransactionView, decode, encode
@@ -50,7 +50,12 @@ async def refund_hold(
 
     async def attempt() -> tuple[HoldResult, int]:
         async with engine.begin() as conn:
-            h = await lock_hold(conn, hold_id, internal=False)
+            try:
+                h = await lock_hold(conn, hold_id, internal=False)
+            except DomainError:
+                # A key already used for another hold is reported as reused, whatever this hold is.
+                await stored_response(conn, "refund", request_id, fingerprint)
+                raise
             replay = await stored_response(conn, "refund", request_id, fingerprint)
             if replay is not None:
                 return decode(HoldResult, replay), 0
