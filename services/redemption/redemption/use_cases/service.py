@@ -164,18 +164,25 @@ class RedemptionService:
 
         The effect cannot share a transaction with the key (preparing a draw asks the catalog first),
         so two first calls with one key may both run theirs; the stored answer decides, and the loser
-        whose parameters differ gets IDEMPOTENCY_KEY_REUSED. Their effects are idempotent per raffle
+        whose parameters differ gets IDEMPOTENCY_KEY_REUSED (metadata effect=applied_without_stored_answer). Their effects are idempotent per raffle
         (a prepared or drawn raffle is returned as it is), so the loser's raffle is left as any later
         call for it would find it."""
         stored = await self.entitlements.stored_response(request_id)
+        if stored is not None:
+            if stored[0] != method or stored[1] != fingerprint:
+                raise idempotency_key_reused(request_id)
+            return stored[2]
+        response = await produce()
+        await self.entitlements.store_response(request_id, method, fingerprint, response, self.clock.now())
+        stored = await self.entitlements.stored_response(request_id)
         if stored is None:
-            response = await produce()
-            await self.entitlements.store_response(request_id, method, fingerprint, response, self.clock.now())
-            stored = await self.entitlements.stored_response(request_id)
-            if stored is None:
-                raise RuntimeError(f"the answer of {request_id} was not stored")
+            raise RuntimeError(f"the answer of {request_id} was not stored")
         if stored[0] != method or stored[1] != fingerprint:
-            raise idempotency_key_reused(request_id)
+            # Lost the race for the key after running the effect: say so, the caller retries with a
+            # new key (and then gets the raffle as this call left it).
+            reused = idempotency_key_reused(request_id)
+            reused.metadata["effect"] = "applied_without_stored_answer"
+            raise reused
         return stored[2]
 
     async def prepare_draw(self, raffle_id: str) -> RaffleDrawRow:
