@@ -45,6 +45,7 @@ async def test_same_request_replays_and_different_params_fail(wallet: Client) ->
         ("admin", DIAMONDS, "p", FP, "CURRENCY_NOT_ALLOWED"),
         ("payments", DIAMONDS, "p", FP, "CURRENCY_NOT_ALLOWED"),
         ("payments", COINS, "", OK.INVALID_ARGUMENT, "PAYMENT_REFERENCE_REQUIRED"),
+        ("admin", POINTS, "", OK.INVALID_ARGUMENT, "ADJUSTMENT_REFERENCE_REQUIRED"),
         ("app", POINTS, "p", OK.PERMISSION_DENIED, "CALLER_NOT_ALLOWED"),
         ("earning", 7, "p", OK.INVALID_ARGUMENT, "INVALID_FIELD"),
     ],

@@ -88,7 +88,7 @@ async def setup_spenders(ctx: BenchContext) -> None:
         await stub.Credit(
             wallet_pb2.CreditRequest(
                 request_id=f"bench-{ctx.run_id}-fund-{n}", user_id=f"bench-spender-{n}",
-                currency=CURRENCY_POINTS, amount=10**12, reason="bench",
+                currency=CURRENCY_POINTS, amount=10**12, reason="bench", reference="bench-setup",
             ),
             metadata=md,
         )

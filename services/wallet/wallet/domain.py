@@ -89,6 +89,14 @@ def check_credit(caller: str, currency: Currency, reference: str) -> None:
             "reference: a COINS credit needs the payment reference",
             field_violations=[("reference", "required for COINS")],
         )
+    if caller == "admin" and not reference:
+        # Points made by hand (support adjustments) are the one path outside activity and refunds:
+        # each names the ticket that justifies it, in the ledger for audit.
+        raise InvalidArgument(
+            "ADJUSTMENT_REFERENCE_REQUIRED",
+            "reference: an admin adjustment names its support ticket",
+            field_violations=[("reference", "required for admin adjustments")],
+        )
 
 
 def check_spend(currency: Currency) -> None:
