@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
@@ -71,6 +72,8 @@ class GroupCommitter(Generic[Op, R]):
     async def _flush(self) -> None:
         while self._pending:
             batch = [self._pending.popleft() for _ in range(min(self._max_batch, len(self._pending)))]
+            # The batch's log lines name the batch (it serves many calls, so no one request id).
+            structlog.contextvars.bind_contextvars(batch_id=uuid.uuid4().hex[:16], batch_size=len(batch))
             self.batches += 1
             self.largest_batch = max(self.largest_batch, len(batch))
             ops = [op for op, _ in batch]

@@ -7,6 +7,7 @@ import contextvars
 from collections.abc import Sequence
 
 import pytest
+import structlog
 
 from points_platform.group_commit import GroupCommitter
 
@@ -73,9 +74,11 @@ REQUEST_ID: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", d
 async def test_a_batch_runs_under_no_callers_request_context() -> None:
     """The flusher must not inherit the first submitter's context (its logs would name that call)."""
     seen: list[str] = []
+    batch_ids: list[str] = []
 
     async def apply(ops: Sequence[int]) -> list[int | BaseException]:
         seen.append(REQUEST_ID.get())
+        batch_ids.append(structlog.contextvars.get_contextvars()["batch_id"])  # its log lines name the batch
         await asyncio.sleep(0.01)
         return list(ops)
 
@@ -87,3 +90,4 @@ async def test_a_batch_runs_under_no_callers_request_context() -> None:
 
     assert await asyncio.gather(*(call(i) for i in range(8))) == list(range(8))
     assert seen and set(seen) == {""}
+    assert len(set(batch_ids)) == len(batch_ids) > 1
