@@ -182,7 +182,8 @@ class CatalogStore:
 
     async def get_campaign(self, campaign_id: str, *, for_update: bool = False) -> Campaign | None:
         query = select(campaigns).where(campaigns.c.campaign_id == campaign_id)
-        found = await self._with_items((await self.conn.execute(query.with_for_update() if for_update else query)).mappings().all())
+        rows = (await self.conn.execute(query.with_for_update() if for_update else query)).mappings().all()
+        found = await self._with_items(rows)
         return found[0] if found else None
 
     async def set_campaign_ended(self, campaign_id: str, ended_time: datetime) -> None:

@@ -164,9 +164,9 @@ class RedemptionService:
 
         The effect cannot share a transaction with the key (preparing a draw asks the catalog first),
         so two first calls with one key may both run theirs; the stored answer decides, and the loser
-        whose parameters differ gets IDEMPOTENCY_KEY_REUSED (metadata effect=applied_without_stored_answer). Their effects are idempotent per raffle
-        (a prepared or drawn raffle is returned as it is), so the loser's raffle is left as any later
-        call for it would find it."""
+        whose parameters differ gets IDEMPOTENCY_KEY_REUSED (metadata effect=applied_without_stored_answer).
+        Their effects are idempotent per raffle (a prepared or drawn raffle is returned as it is), so
+        the loser's raffle is left as any later call for it would find it."""
         stored = await self.entitlements.stored_response(request_id)
         if stored is not None:
             if stored[0] != method or stored[1] != fingerprint:
