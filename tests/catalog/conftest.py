@@ -18,7 +18,7 @@ from catalog.main import StartedCatalog, start
 from points.catalog.v1 import catalog_pb2 as pb
 from points.catalog.v1 import catalog_pb2_grpc
 from points.common.v1 import common_pb2
-from points_platform.client import acting_for, bearer, error_reason
+from points_platform.client import acting_for, bearer
 from points_platform.clock import ManualClock
 from tests.conftest import NewDatabase
 
@@ -94,14 +94,6 @@ def rid() -> str:
     return f"req-{uuid.uuid4().hex}"
 
 
-def ts(when: datetime) -> Any:
-    from google.protobuf.timestamp_pb2 import Timestamp
-
-    out = Timestamp()
-    out.FromDatetime(when)
-    return out
-
-
 def item_spec(**overrides: Any) -> pb.ItemSpec:
     """A valid cosmetic priced 100 points, offered everywhere, unlimited; override any field."""
     fields: dict[str, Any] = {
@@ -116,15 +108,6 @@ def item_spec(**overrides: Any) -> pb.ItemSpec:
         fields.pop("cosmetic")
     fields.update(overrides)
     return pb.ItemSpec(**fields)
-
-
-async def expect_error(awaitable: Any, code: grpc.StatusCode, reason: str | None = None) -> grpc.aio.AioRpcError:
-    with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await awaitable
-    assert caught.value.code() == code, caught.value.details()
-    if reason is not None:
-        assert error_reason(caught.value) == reason
-    return caught.value
 
 
 @pytest.fixture(scope="module")

@@ -18,6 +18,7 @@ from points.catalog.v1 import catalog_pb2 as pb
 from points.common.v1 import common_pb2
 from points_platform.client import fits_header
 from tests.catalog.conftest import Harness
+from tests.support.rpc import on_loop, status_of
 
 ALLOWED = {
     grpc.StatusCode.OK,
@@ -109,14 +110,7 @@ async def test_random_requests_never_crash_the_server(h: Harness) -> None:
         user = (named if fits_header(named) else "fuzz-user") if caller == "app" else ""
         allowed = ALLOWED | ({grpc.StatusCode.PERMISSION_DENIED} if user and user != named else set())
 
-        async def run() -> grpc.StatusCode:
-            try:
-                await h.call(method, request, caller, user=user)
-                return grpc.StatusCode.OK
-            except grpc.aio.AioRpcError as exc:
-                return exc.code()
-
-        code = asyncio.run_coroutine_threadsafe(run(), loop).result(timeout=30)
+        code = on_loop(loop, status_of(lambda: h.call(method, request, caller, user=user)))
         seen.append(code)
         assert code in allowed, (method, request, code)
 

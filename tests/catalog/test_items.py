@@ -9,7 +9,8 @@ import grpc
 
 from points.catalog.v1 import catalog_pb2 as pb
 from points.common.v1 import common_pb2
-from tests.catalog.conftest import COINS, POINTS, START, Harness, expect_error, item_spec, rid, ts
+from tests.catalog.conftest import COINS, POINTS, START, Harness, item_spec, rid
+from tests.support.rpc import expect_error, ts
 
 NOT_FOUND = grpc.StatusCode.NOT_FOUND
 

@@ -10,8 +10,9 @@ import grpc
 from catalog.main import start
 from points.catalog.v1 import catalog_pb2 as pb
 from points.common.v1 import common_pb2
-from tests.catalog.conftest import POINTS, START, Harness, expect_error, item_spec, rid, settings
+from tests.catalog.conftest import POINTS, START, Harness, item_spec, rid, settings
 from tests.conftest import NewDatabase
+from tests.support.rpc import expect_error
 
 FAILED = grpc.StatusCode.FAILED_PRECONDITION
 ACTIVE, COMMITTED, RELEASED, EXPIRED = (pb.RESERVATION_STATE_ACTIVE, pb.RESERVATION_STATE_COMMITTED,

@@ -12,8 +12,9 @@ from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 
 from points.catalog.v1 import catalog_pb2 as pb
-from tests.catalog.conftest import Harness, expect_error, rid
+from tests.catalog.conftest import Harness, rid
 from tests.catalog.test_concurrency import outcome, stock_watch
+from tests.support.rpc import expect_error
 
 FAILED = grpc.StatusCode.FAILED_PRECONDITION
 COMMITTED = pb.RESERVATION_STATE_COMMITTED

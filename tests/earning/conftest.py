@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -11,7 +10,6 @@ from typing import Any
 
 import grpc
 import pytest
-from google.protobuf.timestamp_pb2 import Timestamp
 
 from earning.config import EarningSettings
 from earning.main import StartedEarning
@@ -23,6 +21,7 @@ from points.wallet.v1 import wallet_pb2, wallet_pb2_grpc
 from points_platform.client import acting_for, bearer
 from points_platform.clock import ManualClock
 from tests.conftest import NewDatabase
+from tests.support.rpc import ts
 from wallet.config import WalletSettings
 from wallet.main import StartedWallet
 from wallet.main import start as start_wallet
@@ -31,12 +30,6 @@ TOKENS = {c: f"{c}-token" for c in ("admin", "app", "earning", "redemption", "pa
 APP = bearer(TOKENS["app"])
 ADMIN = bearer(TOKENS["admin"])
 START = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
-
-
-def ts(moment: datetime) -> Timestamp:
-    out = Timestamp()
-    out.FromDatetime(moment)
-    return out
 
 
 @dataclass
@@ -104,14 +97,6 @@ class Suite:
 
 
 StartSuite = Callable[..., Awaitable[Suite]]
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], seconds: float = 15) -> None:
-    """Poll `check` until it holds (background loops: reconciliation, reconnects)."""
-    deadline = asyncio.get_running_loop().time() + seconds
-    while not await check():
-        assert asyncio.get_running_loop().time() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.1)
 
 
 @pytest.fixture

@@ -10,7 +10,8 @@ from sqlalchemy import text
 
 from points.earning.v1 import earning_pb2 as pb
 from points_platform.client import acting_for
-from tests.earning.conftest import ADMIN, APP, StartSuite, ts
+from tests.earning.conftest import ADMIN, APP, StartSuite
+from tests.support.rpc import ts
 from wallet.main import start as start_wallet
 
 GAME, LIKE, WATCH = 6, 2, 1

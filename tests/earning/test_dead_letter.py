@@ -18,7 +18,8 @@ from points.common.v1 import common_pb2
 from points.earning.v1 import earning_pb2 as pb
 from points.wallet.v1 import wallet_pb2
 from points_platform.client import bearer
-from tests.earning.conftest import APP, TOKENS, StartSuite, Suite, eventually
+from tests.earning.conftest import APP, TOKENS, StartSuite, Suite
+from tests.support.wait import eventually
 
 LIKE = 2
 AWARDED, DUPLICATE = 1, 3

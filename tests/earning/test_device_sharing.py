@@ -12,7 +12,8 @@ from sqlalchemy import text
 from earning.store import batch as batch_store
 from points.earning.v1 import earning_pb2 as pb
 from points_platform.group_commit import GroupCommitter
-from tests.earning.conftest import ADMIN, APP, StartSuite, ts
+from tests.earning.conftest import ADMIN, APP, StartSuite
+from tests.support.rpc import ts
 
 LIKE, PROGRESS = 2, 7
 AWARDED, HELD, REJECTED = 1, 4, 5

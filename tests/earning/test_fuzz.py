@@ -18,21 +18,14 @@ from hypothesis import strategies as st
 
 from points.earning.v1 import earning_pb2 as pb
 from points_platform.client import acting_for, fits_header
-from tests.earning.conftest import ADMIN, APP, Suite, ts
+from tests.earning.conftest import ADMIN, APP, Suite
+from tests.support.rpc import FORBIDDEN, on_loop, status_of, ts
 
-FORBIDDEN = {grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN}
 INT64 = st.integers(-(2**63), 2**63 - 1)
 INT32 = st.integers(-(2**31), 2**31 - 1)
 TEXT = st.one_of(st.text(max_size=140), st.sampled_from(["", "u1", "v1", "x" * 129, "a\x00b", "US", "g:1"]))
 IDS = st.one_of(st.sampled_from(["u1", "u2", "fz-user", "v1", "m1", "g1"]), TEXT)
 
-
-async def _code(call: Any) -> grpc.StatusCode:
-    try:
-        await call
-        return grpc.StatusCode.OK
-    except grpc.aio.AioRpcError as exc:
-        return exc.code()
 
 
 async def test_random_requests_never_crash(shared_suite: Suite) -> None:
@@ -91,9 +84,9 @@ async def test_random_requests_never_crash(shared_suite: Suite) -> None:
         ]
 
         async def run() -> list[grpc.StatusCode]:
-            return [await _code(c()) for c in calls]
+            return [await status_of(c) for c in calls]
 
-        codes = asyncio.run_coroutine_threadsafe(run(), loop).result(timeout=60)
+        codes = on_loop(loop, run())
         assert not FORBIDDEN & set(codes), codes
 
     await asyncio.to_thread(check)

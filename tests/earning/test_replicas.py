@@ -16,7 +16,8 @@ from earning.main import start as start_earning
 from points.earning.v1 import earning_pb2 as pb
 from points.earning.v1 import earning_pb2_grpc
 from points_platform.client import acting_for
-from tests.earning.conftest import ADMIN, APP, StartSuite, Suite, ts
+from tests.earning.conftest import ADMIN, APP, StartSuite, Suite
+from tests.support.rpc import ts
 
 if TYPE_CHECKING:  # the async stub type exists only in the generated .pyi
     from points.earning.v1.earning_pb2_grpc import EarningServiceAsyncStub as Stub

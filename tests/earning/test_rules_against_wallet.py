@@ -85,7 +85,7 @@ async def test_daily_type_cap_and_total_cap(shared_suite: Suite) -> None:
 async def test_single_event_outside_the_time_window_is_invalid(shared_suite: Suite) -> None:
     from datetime import timedelta
 
-    from tests.earning.conftest import ts
+    from tests.support.rpc import ts
 
     s = shared_suite
     for offset, reason in ((timedelta(minutes=10), "EVENT_IN_FUTURE"), (timedelta(days=-2), "EVENT_TOO_OLD")):

@@ -13,7 +13,8 @@ import pytest
 import earning.config
 from points.earning.v1 import earning_pb2 as pb
 from points_platform.client import acting_for, error_reason
-from tests.earning.conftest import ADMIN, APP, StartSuite, Suite, ts
+from tests.earning.conftest import ADMIN, APP, StartSuite, Suite
+from tests.support.rpc import ts
 
 WATCH, LIKE, COMMENT, SHARE, LIVE, GAME, PROGRESS = 1, 2, 3, 4, 5, 6, 7
 AWARDED, CAPPED, DUPLICATE, HELD, REJECTED = 1, 2, 3, 4, 5

@@ -11,7 +11,6 @@ from itertools import count
 
 import grpc
 import pytest
-from google.protobuf import timestamp_pb2
 
 from catalog.config import CatalogSettings
 from catalog.main import start as start_catalog
@@ -38,12 +37,6 @@ _ids = count()
 
 def md(caller: str) -> tuple[tuple[str, str], ...]:
     return bearer(TOKENS[caller])
-
-
-def ts(when: datetime) -> timestamp_pb2.Timestamp:
-    out = timestamp_pb2.Timestamp()
-    out.FromDatetime(when)
-    return out
 
 
 def uid(prefix: str) -> str:

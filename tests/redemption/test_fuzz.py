@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from points.redemption.v1 import redemption_pb2 as pb
 from points_platform.client import acting_for, fits_header
 from tests.redemption.conftest import Suite, cosmetic_spec, md, uid
+from tests.support.rpc import on_loop, status_of
 
 ALLOWED = {
     grpc.StatusCode.OK, grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND,
@@ -52,14 +53,7 @@ async def test_random_requests_never_crash_the_server(suite: Suite) -> None:
         allowed = ALLOWED | ({grpc.StatusCode.PERMISSION_DENIED} if user and user != named else set())
         metadata = acting_for(md(caller), user) if user else md(caller)
 
-        async def run() -> grpc.StatusCode:
-            try:
-                await stubs[method](request, metadata=metadata, timeout=20)
-                return grpc.StatusCode.OK
-            except grpc.aio.AioRpcError as exc:
-                return exc.code()
-
-        code = asyncio.run_coroutine_threadsafe(run(), loop).result(timeout=30)
+        code = on_loop(loop, status_of(lambda: stubs[method](request, metadata=metadata, timeout=20)))
         seen.append(code)
         assert code in allowed, (method, request, code)
 

@@ -220,7 +220,7 @@ async def _get(suite: Suite, redemption_id: str) -> rpb.Redemption:
 def _future(suite: Suite, seconds: int = 3600):  # type: ignore[no-untyped-def]
     from datetime import timedelta
 
-    from tests.redemption.conftest import ts
+    from tests.support.rpc import ts
 
     return ts(suite.clock.now() + timedelta(seconds=seconds))
 

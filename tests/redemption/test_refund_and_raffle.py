@@ -15,8 +15,9 @@ from points.redemption.v1 import redemption_pb2 as rpb
 from points.wallet.v1 import wallet_pb2
 from points_platform.client import acting_for, error_reason
 from redemption.domain import draw_winners
-from tests.redemption.conftest import COINS, POINTS, Suite, cosmetic_spec, md, ts, uid
+from tests.redemption.conftest import COINS, POINTS, Suite, cosmetic_spec, md, uid
 from tests.redemption.test_redeem import step_names
+from tests.support.rpc import ts
 
 
 async def refund(suite: Suite, redemption_id: str, request_id: str, reason: str = "support") -> rpb.Redemption:

@@ -6,30 +6,24 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 from typing import Any
 
 import grpc
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 from sqlalchemy import text
 
 from points.wallet.v1 import wallet_pb2 as pb
 from points.wallet.v1 import wallet_pb2_grpc
 from points_platform.client import bearer
 from points_platform.db import create_engine
+from points_platform.embedded_pg import free_port
 from tests.conftest import NewDatabase
+from tests.support.wait import HANG_SECONDS, wait_serving
 from tests.wallet.conftest import COINS, POINTS, TOKENS, check_invariants
 
 pytestmark = pytest.mark.slow
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def launch(url: str, port: int) -> subprocess.Popen[bytes]:
@@ -40,21 +34,6 @@ def launch(url: str, port: int) -> subprocess.Popen[bytes]:
         "POINTS_WALLET_LOG_LEVEL": "warning",
     }
     return subprocess.Popen([sys.executable, "-m", "wallet"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-
-async def wait_serving(port: int) -> None:
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-        for _ in range(300):
-            try:
-                # types-grpcio-health-checking declares no methods on HealthStub.
-                health: Any = health_pb2_grpc.HealthStub(channel)
-                reply = await health.Check(health_pb2.HealthCheckRequest(), timeout=1)
-                if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                    return
-            except grpc.aio.AioRpcError:
-                pass
-            await asyncio.sleep(0.1)
-    raise AssertionError("wallet did not start")
 
 
 def requests() -> list[tuple[str, Any, str]]:
@@ -70,7 +49,11 @@ def requests() -> list[tuple[str, Any, str]]:
     return ops
 
 
-async def fire(port: int, ops: list[tuple[str, Any, str]], answered: dict[str, Any] | None = None) -> dict[str, Any]:
+async def fire(
+    port: int, ops: list[tuple[str, Any, str]], answered: dict[str, Any] | None = None,
+    kill_at: tuple[int, asyncio.Event] | None = None,
+) -> dict[str, Any]:
+    """Every op once, 32 in flight; `kill_at` (n, event): the event is set at the n-th answer."""
     answered = {} if answered is None else answered
     async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
         stub = wallet_pb2_grpc.WalletServiceStub(channel)
@@ -80,6 +63,8 @@ async def fire(port: int, ops: list[tuple[str, Any, str]], answered: dict[str, A
             async with limit:
                 try:
                     answered[request.request_id] = await getattr(stub, method)(request, metadata=bearer(TOKENS[caller]), timeout=10)
+                    if kill_at and len(answered) >= kill_at[0]:
+                        kill_at[1].set()
                 except grpc.aio.AioRpcError:
                     pass  # killed mid-call, or a business error: the retry tells
 
@@ -95,9 +80,9 @@ async def test_sigkill_mid_load_loses_nothing_and_applies_nothing_twice(new_data
     try:
         await wait_serving(port)
         before: dict[str, Any] = {}
-        load = asyncio.create_task(fire(port, ops, before))
-        while len(before) < 150:
-            await asyncio.sleep(0.005)
+        answered_150 = asyncio.Event()
+        load = asyncio.create_task(fire(port, ops, before, (150, answered_150)))
+        await asyncio.wait_for(answered_150.wait(), HANG_SECONDS)
         process.send_signal(signal.SIGKILL)
         process.wait(10)
         await load

@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 
 from points.wallet.v1 import wallet_pb2 as pb
 from points_platform.client import error_reason
+from tests.support.rpc import on_loop
 from tests.wallet.conftest import COINS, DIAMONDS, POINTS, Client, check_invariants
 
 T = TypeVar("T")
@@ -54,7 +55,7 @@ async def test_random_sequences_keep_the_ledger_consistent(wallet: Client) -> No
     loop = asyncio.get_running_loop()
 
     def run(coro: Coroutine[Any, Any, T]) -> T:
-        return asyncio.run_coroutine_threadsafe(coro, loop).result(timeout=60)
+        return on_loop(loop, coro)
 
     async def attempt(method: str, caller: str, request: Any) -> tuple[str, Any]:
         try:
@@ -239,6 +240,6 @@ async def test_random_requests_never_crash_the_server(wallet: Client) -> None:
     @given(st.sampled_from(sorted(REQUESTS)).flatmap(lambda m: st.tuples(st.just(m), REQUESTS[m])), st.sampled_from(["admin", "app", "earning", "redemption", "payments"]))
     def fuzz(case: tuple[str, Any], caller: str) -> None:
         method, request = case
-        asyncio.run_coroutine_threadsafe(call(method, caller, request), loop).result(timeout=30)
+        on_loop(loop, call(method, caller, request))
 
     await asyncio.to_thread(fuzz)

@@ -1,0 +1,45 @@
+"""Waiting for a condition, never for a duration: the deadline only bounds a hang."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+# Generous: a slow or loaded machine may take long; a passing test never waits this long.
+HANG_SECONDS = 60.0
+# Pacing between polls of a condition (not an assumption about how long anything takes).
+POLL_SECONDS = 0.05
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], seconds: float = HANG_SECONDS, what: str = "") -> None:
+    """Poll `check` until it holds; fail if it does not within `seconds` (a hang)."""
+    deadline = asyncio.get_running_loop().time() + seconds
+    while not await check():
+        assert asyncio.get_running_loop().time() < deadline, f"condition not reached in {seconds} s: {what}"
+        await asyncio.sleep(POLL_SECONDS)  # pacing between polls of the condition
+
+
+async def is_serving(port: int, host: str = "127.0.0.1") -> bool:
+    """One health Check: SERVING, or not (yet)."""
+    async with grpc.aio.insecure_channel(f"{host}:{port}") as channel:
+        # types-grpcio-health-checking declares no methods on HealthStub.
+        stub: Any = health_pb2_grpc.HealthStub(channel)
+        try:
+            reply = await stub.Check(health_pb2.HealthCheckRequest(), timeout=5)
+        except grpc.aio.AioRpcError:
+            return False
+        return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
+
+
+async def wait_serving(port: int, seconds: float = HANG_SECONDS, alive: Callable[[], bool] = lambda: True) -> None:
+    """Until the server on `port` answers SERVING; `alive` (e.g. a child process' poll) fails fast."""
+
+    async def serving() -> bool:
+        assert alive(), f"the server on port {port} exited before serving"
+        return await is_serving(port)
+
+    await eventually(serving, seconds, f"port {port} serving")
