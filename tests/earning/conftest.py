@@ -1,4 +1,7 @@
-"""A real wallet and a real earning server in-process, on fresh databases, with a ManualClock."""
+"""A real wallet and a real earning server in-process, on fresh databases, with a ManualClock.
+
+The reconciliation loop is off: a test runs a pass with `Suite.reconcile()`, which first moves the
+clock past the outbox's minimum age, so "later" is a step of the test, not a wait."""
 
 from __future__ import annotations
 
@@ -22,6 +25,7 @@ from points_platform.client import acting_for, bearer
 from points_platform.clock import ManualClock
 from tests.conftest import NewDatabase
 from tests.support.rpc import ts
+from tests.support.wait import eventually
 from wallet.config import WalletSettings
 from wallet.main import StartedWallet
 from wallet.main import start as start_wallet
@@ -80,13 +84,34 @@ class Suite:
         )
         return list(reply.entries)
 
+    async def reconcile(self, passes: int = 1) -> int:
+        """Reconciliation passes, each over the pending credits old enough by then (the clock moves
+        past the minimum age first); the number credited."""
+        assert self.earning_settings is not None
+        credited = 0
+        for _ in range(passes):
+            self.clock.advance(self.earning_settings.reconcile_min_age_seconds)
+            credited += await self.earning.earning.crediting.reconcile_once()
+        return credited
+
+    async def reconciled(self, check: Callable[[], Awaitable[bool]]) -> None:
+        """Run reconciliation passes until `check` holds (a peer coming back may take a few)."""
+
+        async def after_a_pass() -> bool:
+            if await check():
+                return True
+            await self.reconcile()
+            return await check()
+
+        await eventually(after_a_pass, what="reconciliation")
+
     async def restart_earning(self, **overrides: Any) -> None:
         """Stop earning and start it again on the same database with changed settings (an operator's fix)."""
         assert self.earning_settings is not None
         await self.close_channels()
         await self.earning.stop()
         self.earning_settings = self.earning_settings.model_copy(update=overrides)
-        self.earning = await start_earning(self.earning_settings, clock=self.clock)
+        self.earning = await start_earning(self.earning_settings, clock=self.clock, reconcile=False)
         self.__post_init__()
 
     async def close_channels(self) -> None:
@@ -112,11 +137,11 @@ async def start_suite(new_database: NewDatabase) -> AsyncIterator[StartSuite]:
         wallet = await start_wallet(wallet_settings, clock=clock, sweeper=False)
         fields: dict[str, Any] = {
             "database_url": await new_database("earning"), "port": 0, "tokens_json": json.dumps(TOKENS),
-            "wallet_target": f"127.0.0.1:{wallet.port}", "reconcile_interval_seconds": 0.2,
-            "reconcile_min_age_seconds": 0.5, "wallet_timeout_seconds": 2.0,
+            "wallet_target": f"127.0.0.1:{wallet.port}", "reconcile_min_age_seconds": 0.5,
+            "wallet_timeout_seconds": 2.0,
         }
         settings = EarningSettings(**{**fields, **earning_overrides})
-        earning = await start_earning(settings, clock=clock)
+        earning = await start_earning(settings, clock=clock, reconcile=False)
         suite = Suite(clock, wallet, earning, wallet_settings, settings)
         started.append(suite)
         return suite
@@ -136,10 +161,10 @@ async def shared_suite(new_database: NewDatabase) -> AsyncIterator[Suite]:
     wallet = await start_wallet(wallet_settings, clock=clock, sweeper=False)
     settings = EarningSettings(
         database_url=await new_database("earning"), port=0, tokens_json=json.dumps(TOKENS),
-        wallet_target=f"127.0.0.1:{wallet.port}", reconcile_interval_seconds=0.2, reconcile_min_age_seconds=0.5,
+        wallet_target=f"127.0.0.1:{wallet.port}", reconcile_min_age_seconds=0.5,
     )
-    earning = await start_earning(settings, clock=clock)
-    suite = Suite(clock, wallet, earning, wallet_settings)
+    earning = await start_earning(settings, clock=clock, reconcile=False)
+    suite = Suite(clock, wallet, earning, wallet_settings, settings)
     yield suite
     await suite.close_channels()
     await earning.stop()

@@ -75,14 +75,15 @@ async def test_wallet_outage_is_repaired_by_reconciliation(start_suite: StartSui
     assert (summary.total_earned, summary.pending_credit_points, summary.failed_credit_points) == (7, 7, 0)
 
     s.wallet = await start_wallet(s.wallet_settings.model_copy(update={"port": port}), clock=s.clock, sweeper=False)
-    deadline = asyncio.get_running_loop().time() + 20
-    while [await s.balance(f"out{i}") for i in range(5)] != [7] * 5:
-        assert asyncio.get_running_loop().time() < deadline, "reconciliation did not credit the wallet"
-        await asyncio.sleep(0.2)
+
+    async def all_credited() -> bool:
+        return [await s.balance(f"out{i}") for i in range(5)] == [7] * 5
+
+    await s.reconciled(all_credited)
     for e in single:  # a replay now shows the credit made by the reconciliation loop
         again = await s.record(e)
         assert again.status == DUPLICATE and again.wallet_transaction_id
-    await asyncio.sleep(1.0)  # further reconciliation passes must not pay again
+    await s.reconcile(passes=3)  # further reconciliation passes must not pay again
     for i in range(5):
         assert len(await s.history(f"out{i}")) == 2
     summary = await s.stub.GetDailySummary(pb.GetDailySummaryRequest(user_id="out0"), metadata=acting_for(APP, "out0"))

@@ -7,7 +7,6 @@ terminated, as a restart or failover of PostgreSQL would do, while the server ke
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable
 from typing import Any
 
@@ -116,8 +115,8 @@ async def test_the_wallet_without_its_database_answers_unavailable_and_earning_c
             assert exc.code() == grpc.StatusCode.UNAVAILABLE
             return False
 
-    await eventually(credited)
+    await s.reconciled(credited)
     reply = await s.wallet_stub.Credit(credit, metadata=earning_token, timeout=10)
     assert reply.balance.available == 5
-    await asyncio.sleep(1)  # later reconciliation passes pay nothing more
+    await s.reconcile(passes=3)  # later reconciliation passes pay nothing more
     assert await s.balance("patient") == 2 and len(await s.history("patient")) == 1

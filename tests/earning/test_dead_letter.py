@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import Any
 
@@ -19,7 +18,6 @@ from points.earning.v1 import earning_pb2 as pb
 from points.wallet.v1 import wallet_pb2
 from points_platform.client import bearer
 from tests.earning.conftest import APP, TOKENS, StartSuite, Suite
-from tests.support.wait import eventually
 
 LIKE = 2
 AWARDED, DUPLICATE = 1, 3
@@ -60,8 +58,9 @@ async def test_a_credit_the_wallet_refuses_for_good_is_dead_lettered_once_and_ne
     before_single = dead_lettered("ALREADY_EXISTS IDEMPOTENCY_KEY_REUSED")
     before_entry = dead_lettered("IDEMPOTENCY_KEY_REUSED")
 
+    poisoned_single = s.event("victim1", LIKE, target_id="v", event_id="poisoned-single")
     with capture_logs() as logs:
-        single = await s.record(s.event("victim1", LIKE, target_id="v", event_id="poisoned-single"))  # Credit
+        single = await s.record(poisoned_single)  # Credit
         batch = await s.stub.RecordActivities(  # CreditBatch: one entry refused, the other credited
             pb.RecordActivitiesRequest(
                 events=[
@@ -71,7 +70,7 @@ async def test_a_credit_the_wallet_refuses_for_good_is_dead_lettered_once_and_ne
             ),
             metadata=APP, timeout=10,
         )
-        await asyncio.sleep(1.5)  # older than the loop's min age (0.5 s), several passes (every 0.2 s)
+        assert await s.reconcile(passes=3) == 0  # later passes resend nothing: the refusals were final
 
     assert single.status == AWARDED and not single.wallet_transaction_id  # decided, never credited
     poisoned, healthy = batch.results
@@ -89,10 +88,10 @@ async def test_a_credit_the_wallet_refuses_for_good_is_dead_lettered_once_and_ne
     assert {(e["log_level"], e["reference"], e["attempts"]) for e in errors} == {
         ("error", "poisoned-single", 1), ("error", "poisoned-in-batch", 1)
     }
-    await eventually(lambda: _gauge_is(2))
+    await s.reconciled(lambda: _gauge_is(2))  # a pass sets the gauge
 
     # a replay reports the decision and does not resend the dead credit
-    again = await s.record(s.event("victim1", LIKE, target_id="v", event_id="poisoned-single"))
+    again = await s.record(poisoned_single)
     assert again.status == DUPLICATE and not again.wallet_transaction_id
     assert [r["attempts"] for r in await credit_rows(s, "poisoned-single")] == [1]
     assert await s.balance("victim1") == 999 and await s.balance("bystander") == 2
@@ -108,7 +107,7 @@ async def test_a_misconfigured_token_dead_letters_and_the_requeue_pays_once_fixe
     events = [s.event(f"denied{i}", LIKE, target_id="v") for i in range(3)]
     reply = await s.stub.RecordActivities(pb.RecordActivitiesRequest(events=events), metadata=APP, timeout=10)
     assert all(r.status == AWARDED and not r.wallet_transaction_id for r in reply.results)
-    await asyncio.sleep(1.5)
+    assert await s.reconcile(passes=3) == 0
     rows = await credit_rows(s, *(e.event_id for e in events))
     assert [(r["failed"], r["attempts"]) for r in rows] == [(True, 1)] * 3
     assert all(r["last_error"].startswith("PERMISSION_DENIED") for r in rows)
@@ -122,8 +121,8 @@ async def test_a_misconfigured_token_dead_letters_and_the_requeue_pays_once_fixe
     async def paid() -> bool:
         return [await s.balance(f"denied{i}") for i in range(3)] == [2, 2, 2]
 
-    await eventually(paid)
-    await asyncio.sleep(0.6)  # later passes do not pay again
+    await s.reconciled(paid)
+    await s.reconcile(passes=3)  # later passes do not pay again
     assert [len(await s.history(f"denied{i}")) for i in range(3)] == [1, 1, 1]
     rows = await credit_rows(s, *(e.event_id for e in events))
     assert all(not r["pending"] and not r["failed"] and r["wallet_transaction_id"] for r in rows)

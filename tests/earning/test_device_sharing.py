@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import Any
 
@@ -11,9 +13,11 @@ from sqlalchemy import text
 
 from earning.store import batch as batch_store
 from points.earning.v1 import earning_pb2 as pb
+from points_platform.db import create_engine
 from points_platform.group_commit import GroupCommitter
 from tests.earning.conftest import ADMIN, APP, StartSuite
 from tests.support.rpc import ts
+from tests.support.wait import eventually
 
 LIKE, PROGRESS = 2, 7
 AWARDED, HELD, REJECTED = 1, 4, 5
@@ -52,16 +56,44 @@ async def test_rejected_events_do_not_use_up_the_device(start_suite: StartSuite)
     assert await device_accounts(s, "kiosk") == ["owner"]
 
 
-def slow_reads(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Hold every batch a moment after its reads: concurrent batches overlap for sure."""
-    original = batch_store.read_batch
+@asynccontextmanager
+async def overlapping_batches(s: Any, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[None]:
+    """Hold each batch after its reads until every other batch in flight has read too or waits on a
+    lock in PostgreSQL: concurrent batches overlap for sure (without the device lock, they all read
+    the device's accounts before any commits), and with it nobody waits for a lock holder."""
+    lock, read = batch_store.lock_batch, batch_store.read_batch
+    flight = {"locking": 0, "read": 0}
 
-    async def read_then_wait(*args: Any, **kwargs: Any) -> Any:
-        facts = await original(*args, **kwargs)
-        await asyncio.sleep(0.05)
-        return facts
+    async def lock_batch(*args: Any, **kwargs: Any) -> Any:
+        flight["locking"] += 1
+        try:
+            return await lock(*args, **kwargs)
+        except BaseException:
+            flight["locking"] -= 1
+            raise
 
-    monkeypatch.setattr(batch_store, "read_batch", read_then_wait)
+    async def others_read_or_wait() -> bool:
+        async with watcher.connect() as conn:  # not the service's pool: the batches may hold all of it
+            waiting = (await conn.execute(text(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            ))).scalar_one()
+        return bool(flight["locking"] - flight["read"] <= waiting)
+
+    async def read_batch(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return await read(*args, **kwargs)
+        finally:
+            flight["read"] += 1
+            await eventually(others_read_or_wait, what="the other batches read or wait on a lock")
+
+    watcher = create_engine(s.earning_settings.database_url)
+    monkeypatch.setattr(batch_store, "lock_batch", lock_batch)
+    monkeypatch.setattr(batch_store, "read_batch", read_batch)
+    try:
+        yield
+    finally:
+        monkeypatch.undo()
+        await watcher.dispose()
 
 
 async def test_first_time_accounts_racing_on_one_device_earn_at_most_the_limit(
@@ -70,12 +102,12 @@ async def test_first_time_accounts_racing_on_one_device_earn_at_most_the_limit(
     s = await start_suite()
     for i in range(LIMIT - 1):  # the device has one place left
         assert (await s.record(s.event(f"early{i}", LIKE, target_id="v", device_id="family-tablet"))).status == AWARDED
-    slow_reads(monkeypatch)
     # one event per batch, four batches in flight: the calls cannot all land in one coalesced batch
     recorder = s.earning.earning.recorder
     recorder.coalescer = GroupCommitter(recorder.record, max_batch=1, concurrency=4)
     singles = [s.event(f"solo{i}", LIKE, target_id="v", device_id="family-tablet") for i in range(30)]
-    results = await asyncio.gather(*(s.record(e) for e in singles))
+    async with overlapping_batches(s, monkeypatch):
+        results = await asyncio.gather(*(s.record(e) for e in singles))
 
     assert sorted(r.status for r in results) == [AWARDED] + [HELD] * 29
     balances = await asyncio.gather(*(s.balance(f"solo{i}") for i in range(30)))
@@ -87,7 +119,6 @@ async def test_concurrent_batches_on_one_device_earn_at_most_the_limit(
     start_suite: StartSuite, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     s = await start_suite()
-    slow_reads(monkeypatch)
     batches = [
         pb.RecordActivitiesRequest(
             events=[
@@ -98,7 +129,8 @@ async def test_concurrent_batches_on_one_device_earn_at_most_the_limit(
         for n in range(8)
         for i in range(2)
     ]
-    replies = await asyncio.gather(*(s.stub.RecordActivities(b, metadata=APP, timeout=20) for b in batches))
+    async with overlapping_batches(s, monkeypatch):
+        replies = await asyncio.gather(*(s.stub.RecordActivities(b, metadata=APP, timeout=60) for b in batches))
 
     on_device = [reply.results[0] for reply in replies]
     assert sorted(r.status for r in on_device) == [AWARDED] * LIMIT + [HELD] * (len(batches) - LIMIT)

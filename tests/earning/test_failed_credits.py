@@ -4,7 +4,6 @@ credit still pays once."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 
 import grpc
@@ -15,7 +14,6 @@ from earning.use_cases.recording import event_credit_id
 from points.earning.v1 import earning_pb2 as pb
 from points_platform.client import acting_for, error_reason
 from tests.earning.conftest import ADMIN, APP, TOKENS, StartSuite, Suite
-from tests.support.wait import eventually
 
 LIKE = 2
 
@@ -46,7 +44,7 @@ async def test_failed_credits_are_listed_and_requeued_once_the_cause_is_fixed(st
     events = [s.event(f"denied{i}", LIKE, target_id="v") for i in range(3)]
     reply = await s.stub.RecordActivities(pb.RecordActivitiesRequest(events=events), metadata=APP, timeout=10)
     assert all(r.status == pb.EVENT_STATUS_AWARDED and not r.wallet_transaction_id for r in reply.results)
-    await asyncio.sleep(1.5)  # older than the loop's min age: resends would have happened by now
+    assert await s.reconcile(passes=3) == 0  # later passes resend nothing: the refusal was final
 
     listed = await failed(s)
     assert sorted(f.user_id for f in listed) == ["denied0", "denied1", "denied2"]
@@ -76,7 +74,7 @@ async def test_failed_credits_are_listed_and_requeued_once_the_cause_is_fixed(st
     assert await requeue(s, "requeue-1", ids) == done
     again = await requeue(s, "requeue-2", ids)
     assert not again.requeued_credit_ids and sorted(again.unchanged_credit_ids) == sorted(ids)
-    await asyncio.sleep(1.0)  # reconciliation passes
+    await s.reconcile(passes=3)
     assert [len(await s.history(f"denied{i}")) for i in range(3)] == [1, 1, 1]
     assert [await s.balance(f"denied{i}") for i in range(3)] == [2, 2, 2]
 
@@ -139,11 +137,11 @@ async def test_a_credit_the_wallet_fails_on_its_side_is_isolated_then_dead_lette
     async def dead_lettered() -> bool:
         return len(await failed(s)) == 1
 
-    await eventually(dead_lettered)
+    await s.reconciled(dead_lettered)
     (dead,) = await failed(s)
     assert dead.user_id == "poison" and dead.failure.startswith("INTERNAL")
     assert await wallet_errors(s, dead.credit_id) == 3  # the limit; `attempts` also counts any timeout
-    await asyncio.sleep(1.0)  # dead: later reconciliation passes leave it alone
+    await s.reconcile(passes=3)  # dead: later reconciliation passes leave it alone
     assert [f.attempts for f in await failed(s)] == [dead.attempts]
 
     # the wallet is fixed; the operator requeues; it pays once, the others were never touched again
@@ -154,8 +152,8 @@ async def test_a_credit_the_wallet_fails_on_its_side_is_isolated_then_dead_lette
     async def paid() -> bool:
         return await s.balance("poison") == 2
 
-    await eventually(paid)
-    await asyncio.sleep(0.6)  # later reconciliation passes pay nothing more
+    await s.reconciled(paid)
+    await s.reconcile(passes=3)  # later reconciliation passes pay nothing more
     assert [await s.balance(u) for u in users] == [2, 2, 2, 2]
     assert [len(await s.history(u)) for u in users] == [1, 1, 1, 1]
 
@@ -169,7 +167,7 @@ async def test_a_wallet_failing_every_credit_is_waited_out_not_dead_lettered(sta
     events = [s.event(u, LIKE, target_id="v") for u in users]
     reply = await s.stub.RecordActivities(pb.RecordActivitiesRequest(events=events), metadata=APP, timeout=10)
     assert [bool(r.wallet_transaction_id) for r in reply.results] == [False, False, False]
-    await asyncio.sleep(2.0)  # several reconciliation passes, each failing every credit
+    await s.reconcile(passes=5)  # several reconciliation passes, each failing every credit
     assert await failed(s) == []
     assert [await wallet_errors(s, event_credit_id(e.event_id)) for e in events] == [0, 0, 0]
 
@@ -178,7 +176,7 @@ async def test_a_wallet_failing_every_credit_is_waited_out_not_dead_lettered(sta
     async def paid() -> bool:
         return [await s.balance(u) for u in users] == [2, 2, 2]
 
-    await eventually(paid)
+    await s.reconciled(paid)
     assert [len(await s.history(u)) for u in users] == [1, 1, 1]
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from sqlalchemy import update
 
 from earning.main import MIGRATIONS
@@ -9,6 +11,8 @@ from earning.store.outbox import PendingCredit, add_credit, due_credits
 from earning.tables import credits
 from points_platform.db import create_engine, migrate
 from tests.conftest import NewDatabase
+
+NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 
 
 async def test_credits_the_wallet_keeps_refusing_go_behind_fresh_ones(new_database: NewDatabase) -> None:
@@ -18,11 +22,11 @@ async def test_credits_the_wallet_keeps_refusing_go_behind_fresh_ones(new_databa
     try:
         async with engine.begin() as conn:
             for n in range(3):
-                await add_credit(conn, PendingCredit(f"stuck-{n}", "u", 5, "watch_time", f"ev-{n}"))
+                await add_credit(conn, PendingCredit(f"stuck-{n}", "u", 5, "watch_time", f"ev-{n}"), NOW)
             await conn.execute(update(credits).where(credits.c.request_id.like("stuck-%")).values(attempts=7))
-            await add_credit(conn, PendingCredit("fresh", "u", 5, "watch_time", "ev-fresh"))
+            await add_credit(conn, PendingCredit("fresh", "u", 5, "watch_time", "ev-fresh"), NOW)
         async with engine.connect() as conn:
-            due = await due_credits(conn, min_age_seconds=0, limit=2)
+            due = await due_credits(conn, created_by=NOW, limit=2)
         assert [c.request_id for c in due][0] == "fresh"
         assert len(due) == 2
     finally:

@@ -58,7 +58,7 @@ async def build(settings: EarningSettings, clock: Clock) -> Earning:
     rules = RuleBook(engine)
     await rules.seed(Path(settings.rules_file), clock.now())
     crediting = Crediting(
-        engine, wallet,
+        engine, wallet, clock,
         min_age_seconds=settings.reconcile_min_age_seconds, interval_seconds=settings.reconcile_interval_seconds,
         wallet_error_limit=settings.wallet_error_limit,
     )

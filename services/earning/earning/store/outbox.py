@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, select, text
+from sqlalchemy import and_, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -29,12 +29,12 @@ def _credit(row: Any) -> PendingCredit:
     return PendingCredit(row.request_id, row.user_id, row.amount, row.reason, row.reference)
 
 
-async def add_credit(conn: AsyncConnection, credit: PendingCredit) -> None:
+async def add_credit(conn: AsyncConnection, credit: PendingCredit, now: datetime) -> None:
     await conn.execute(
         insert(credits)
         .values(
             request_id=credit.request_id, user_id=credit.user_id, amount=credit.amount, reason=credit.reason,
-            reference=credit.reference, pending=True,
+            reference=credit.reference, pending=True, create_time=now,
         )
         .on_conflict_do_nothing()
     )
@@ -73,16 +73,16 @@ async def uncredited_points_on(conn: AsyncConnection, user_id: str, day: date) -
     return int(row.pending), int(row.failed)
 
 
-async def due_credits(conn: AsyncConnection, min_age_seconds: float, limit: int) -> list[PendingCredit]:
-    """Pending credits older than min_age (fresh ones are still being sent by their request),
-    least-tried first: credits the wallet keeps refusing never starve the others."""
+async def due_credits(conn: AsyncConnection, created_by: datetime, limit: int) -> list[PendingCredit]:
+    """Pending credits created by `created_by` (younger ones are still being sent by their
+    request), least-tried first: credits the wallet keeps refusing never starve the others."""
     stmt = (
         select(credits)
-        .where(and_(credits.c.pending, credits.c.create_time <= func.now() - text("make_interval(secs => :age)")))
+        .where(and_(credits.c.pending, credits.c.create_time <= created_by))
         .order_by(credits.c.attempts, credits.c.create_time)
         .limit(limit)
     )
-    rows = await conn.execute(stmt, {"age": min_age_seconds})
+    rows = await conn.execute(stmt)
     return [_credit(r) for r in rows]
 
 
@@ -111,13 +111,13 @@ _MARK_SENT = text(
     f"WITH ok AS ({_CREDITED}),"
     " failed AS (UPDATE credits c SET attempts = c.attempts + 1, last_error = :error"
     " FROM unnest(CAST(:failed AS text[])) AS q(rid) WHERE c.request_id = q.rid AND c.pending IS TRUE),"
-    " dead AS (UPDATE credits c SET pending = false, failed_time = now(), attempts = c.attempts + 1,"
+    " dead AS (UPDATE credits c SET pending = false, failed_time = CAST(:now AS timestamptz), attempts = c.attempts + 1,"
     " last_error = q.why FROM unnest(CAST(:refused AS text[]), CAST(:why AS text[])) AS q(rid, why)"
     " WHERE c.request_id = q.rid AND c.pending IS TRUE"
     " RETURNING c.request_id, c.user_id, c.amount, c.reason, c.reference, c.last_error, c.attempts),"
     " suspect AS (UPDATE credits c SET attempts = c.attempts + 1, wallet_errors = c.wallet_errors + 1,"
     " last_error = q.why, pending = c.wallet_errors + 1 < :limit,"
-    " failed_time = CASE WHEN c.wallet_errors + 1 >= :limit THEN now() END"
+    " failed_time = CASE WHEN c.wallet_errors + 1 >= :limit THEN CAST(:now AS timestamptz) END"
     " FROM unnest(CAST(:suspect AS text[]), CAST(:suspect_why AS text[])) AS q(rid, why)"
     " WHERE c.request_id = q.rid AND c.pending IS TRUE"
     " RETURNING c.request_id, c.user_id, c.amount, c.reason, c.reference, c.last_error, c.attempts, c.pending)"
@@ -128,7 +128,7 @@ _MARK_SENT = text(
 
 async def mark_sent(
     conn: AsyncConnection, transactions: Mapping[str, str], refused: Mapping[str, str], failed: Sequence[str],
-    error: str, suspect: Mapping[str, str], wallet_error_limit: int,
+    error: str, suspect: Mapping[str, str], wallet_error_limit: int, now: datetime,
 ) -> list[DeadLetter]:
     """Credited ones get their wallet transaction id; failed ones an attempt and the error; refused
     ones go to the dead letter with their reason, suspect ones once they reach the wallet error
@@ -144,7 +144,7 @@ async def mark_sent(
         {
             "ids": ids, "txs": [transactions[i] for i in ids], "failed": sorted(failed), "error": error[:200],
             "refused": dead, "why": [refused[i][:200] for i in dead],
-            "suspect": suspects, "suspect_why": [suspect[i][:200] for i in suspects], "limit": wallet_error_limit,
+            "suspect": suspects, "suspect_why": [suspect[i][:200] for i in suspects], "limit": wallet_error_limit, "now": now,
         },
     )
     return [

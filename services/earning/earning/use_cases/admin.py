@@ -178,7 +178,7 @@ class Administration:
                 if challenge.budget_remaining is not None:
                     await activity.charge_budget(conn, challenge_id, granted)
                 entry = PendingCredit(join_credit_id(challenge_id, user_id), user_id, granted, "early_join_bonus", challenge_id)
-                await outbox.add_credit(conn, entry)
+                await outbox.add_credit(conn, entry, now)
                 credit.append(entry)
             return _join_json(participation, granted)
 
@@ -226,7 +226,7 @@ class Administration:
                 entry = PendingCredit(
                     event_credit_id(held.event_id), held.user_id, held.points, held.type.name.lower(), held.event_id
                 )
-                await outbox.add_credit(conn, entry)
+                await outbox.add_credit(conn, entry, now)
                 credit.append(entry)
                 credit_id = entry.request_id
                 await activity.add_to_counters(

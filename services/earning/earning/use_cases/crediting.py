@@ -10,10 +10,9 @@ after `wallet_error_limit` such sends: a poison entry is retried a few times, no
 from __future__ import annotations
 
 import asyncio
-import math
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Protocol
 
 import structlog
@@ -22,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from earning.store import outbox
 from earning.store.outbox import PendingCredit
+from points_platform.clock import Clock
 
 log = structlog.get_logger("earning.credits")
 
@@ -59,15 +59,16 @@ class CreditPort(Protocol):
 
 class Crediting:
     def __init__(
-        self, engine: AsyncEngine, wallet: CreditPort, *, min_age_seconds: float, interval_seconds: float,
-        wallet_error_limit: int = 5,
+        self, engine: AsyncEngine, wallet: CreditPort, clock: Clock, *, min_age_seconds: float,
+        interval_seconds: float, wallet_error_limit: int = 5,
     ):
         self._engine = engine
         self._wallet = wallet
-        self._min_age = min_age_seconds
+        self._clock = clock
+        self._min_age = timedelta(seconds=min_age_seconds)
         self._interval = interval_seconds
         self._wallet_error_limit = wallet_error_limit
-        self._last_credited = -math.inf  # time.monotonic() of the wallet's last successful credit
+        self._last_credited: datetime | None = None  # when the wallet last credited something
 
     async def send(self, credits: Sequence[PendingCredit]) -> dict[str, str]:
         """Credit now; what fails stays pending for the reconciliation loop (wallet ids are safe to
@@ -76,15 +77,19 @@ class Crediting:
             return {}
         report = await self._wallet.credit(credits)
         done = report.credited
+        now = self._clock.now()
         if done:
-            self._last_credited = time.monotonic()
-        suspect = report.suspect if time.monotonic() - self._last_credited <= WALLET_WORKS_WINDOW_SECONDS else {}
+            self._last_credited = now
+        wallet_works = self._last_credited is not None and (
+            now - self._last_credited <= timedelta(seconds=WALLET_WORKS_WINDOW_SECONDS)
+        )
+        suspect = report.suspect if wallet_works else {}
         answered = done.keys() | report.refused.keys() | suspect.keys()
         failed = [c.request_id for c in credits if c.request_id not in answered]
         async with self._engine.connect() as conn:  # one statement: atomic without BEGIN/COMMIT
             conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
             dead = await outbox.mark_sent(
-                conn, done, report.refused, failed, report.error, suspect, self._wallet_error_limit
+                conn, done, report.refused, failed, report.error, suspect, self._wallet_error_limit, now
             )
         POINTS_CREDITED.inc(sum(c.amount for c in credits if c.request_id in done))
         for letter in dead:
@@ -97,9 +102,10 @@ class Crediting:
         return done
 
     async def reconcile_once(self, limit: int = 1000) -> int:
-        """Resend due pending credits; the number credited."""
+        """Resend the pending credits older than the minimum age (by the service clock: a test steps
+        this pass and moves its clock); the number credited."""
         async with self._engine.connect() as conn:
-            due = await outbox.due_credits(conn, self._min_age, limit)
+            due = await outbox.due_credits(conn, self._clock.now() - self._min_age, limit)
             pending, failed = await outbox.outbox_counts(conn)
         CREDITS_PENDING.set(pending)
         CREDITS_FAILED.set(failed)
