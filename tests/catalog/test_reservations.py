@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import timedelta
 
 import grpc
@@ -13,6 +12,7 @@ from points.common.v1 import common_pb2
 from tests.catalog.conftest import POINTS, START, Harness, item_spec, rid, settings
 from tests.conftest import NewDatabase
 from tests.support.rpc import expect_error
+from tests.support.wait import eventually
 
 FAILED = grpc.StatusCode.FAILED_PRECONDITION
 ACTIVE, COMMITTED, RELEASED, EXPIRED = (pb.RESERVATION_STATE_ACTIVE, pb.RESERVATION_STATE_COMMITTED,
@@ -137,13 +137,13 @@ async def test_background_sweeper_expires_reservations(h: Harness, new_database:
         item = await own.create_item(limited_stock=True, stock_total=2)
         r = await own.reserve(item.item_id, quantity=2, ttl=5)
         h.clock.advance(5)
-        for _ in range(100):
-            state = (await own.call("GetReservation", pb.GetReservationRequest(reservation_id=r.reservation_id),
-                                    caller="admin")).reservation.state
-            if state == EXPIRED:
-                break
-            await asyncio.sleep(0.05)
-        assert state == EXPIRED
+
+        async def expired() -> bool:
+            reply = await own.call("GetReservation", pb.GetReservationRequest(reservation_id=r.reservation_id),
+                                   caller="admin")
+            return bool(reply.reservation.state == EXPIRED)
+
+        await eventually(expired, what="the background sweeper expired the reservation")
         assert await own.stock_row(item.item_id) == (2, 2, 0, 0)
     finally:
         await channel.close()

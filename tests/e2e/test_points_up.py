@@ -22,6 +22,7 @@ from points.catalog.v1 import catalog_pb2, catalog_pb2_grpc
 from points.wallet.v1 import wallet_pb2, wallet_pb2_grpc
 from points_platform.client import bearer
 from tests.e2e.suite_process import SERVICES, SuiteProcess, alive, describe
+from tests.support.wait import HANG_SECONDS
 
 pytestmark = pytest.mark.slow
 
@@ -88,8 +89,8 @@ def test_up_serves_checks_auth_and_stops_cleanly(suite: SuiteProcess) -> None:
     assert all(alive(pid) for p in workers.values() for pid in p)
     started = time.monotonic()
     assert suite.stop(signal.SIGTERM) == 0
-    while any(alive(pid) for pid in pids) and time.monotonic() - started < 10:
-        time.sleep(0.1)
+    while any(alive(pid) for pid in pids) and time.monotonic() - started < HANG_SECONDS:
+        time.sleep(0.1)  # pacing while waiting for the processes to exit
     left = [describe(pid) for pid in pids if alive(pid)]
     assert not left, f"processes left after SIGTERM: {left}"
 

@@ -138,7 +138,7 @@ async def start_suite(new_database: NewDatabase) -> AsyncIterator[StartSuite]:
         fields: dict[str, Any] = {
             "database_url": await new_database("earning"), "port": 0, "tokens_json": json.dumps(TOKENS),
             "wallet_target": f"127.0.0.1:{wallet.port}", "reconcile_min_age_seconds": 0.5,
-            "wallet_timeout_seconds": 2.0,
+            "wallet_timeout_seconds": 30.0,  # a bound on a hang, not a fault injected by time
         }
         settings = EarningSettings(**{**fields, **earning_overrides})
         earning = await start_earning(settings, clock=clock, reconcile=False)

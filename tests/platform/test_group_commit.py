@@ -14,14 +14,21 @@ from points_platform.group_commit import GroupCommitter
 
 async def test_concurrent_submissions_share_batches_and_get_their_own_results() -> None:
     seen: list[int] = []
+    all_submitted = asyncio.Event()  # the first batch holds the flusher until every op is queued
 
     async def apply(ops: Sequence[int]) -> list[int | BaseException]:
         seen.append(len(ops))
-        await asyncio.sleep(0.01)
+        await all_submitted.wait()
         return [op * 2 if op % 5 else ValueError(op) for op in ops]
 
     committer: GroupCommitter[int, int] = GroupCommitter(apply, max_batch=16, concurrency=1)
-    results = await asyncio.gather(*(committer.submit(i) for i in range(1, 101)), return_exceptions=True)
+
+    async def submit(i: int) -> int:
+        if i == 100:  # the last one: queued in this same step, before the flusher can resume
+            all_submitted.set()
+        return await committer.submit(i)
+
+    results = await asyncio.gather(*(submit(i) for i in range(1, 101)), return_exceptions=True)
     for i, result in enumerate(results, start=1):
         if i % 5:
             assert result == i * 2
@@ -53,7 +60,6 @@ async def test_max_batch_is_respected() -> None:
 
     async def apply(ops: Sequence[int]) -> list[int | BaseException]:
         sizes.append(len(ops))
-        await asyncio.sleep(0)
         return list(ops)
 
     committer: GroupCommitter[int, int] = GroupCommitter(apply, max_batch=3, concurrency=2)
@@ -79,7 +85,6 @@ async def test_a_batch_runs_under_no_callers_request_context() -> None:
     async def apply(ops: Sequence[int]) -> list[int | BaseException]:
         seen.append(REQUEST_ID.get())
         batch_ids.append(structlog.contextvars.get_contextvars()["batch_id"])  # its log lines name the batch
-        await asyncio.sleep(0.01)
         return list(ops)
 
     committer: GroupCommitter[int, int] = GroupCommitter(apply, max_batch=4, concurrency=1)

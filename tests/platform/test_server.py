@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ from points_platform.db import create_engine
 from points_platform.errors import NotFound
 from points_platform.server import RunningServer, ServiceSpec, create_server
 from tests.conftest import NewDatabase
+from tests.support.wait import HANG_SECONDS, eventually
 
 SERVICE = "test.v1.EchoService"
 TOKENS = '{"admin": "admin-token", "app": "app-token"}'
@@ -42,8 +43,14 @@ async def crash(request: bytes, context: grpc.aio.ServicerContext[bytes, bytes])
     raise RuntimeError("secret connection string postgres://x:y@z")
 
 
+# A slow call: it says when it has started and finishes when the test lets it.
+SLOW_STARTED = asyncio.Event()
+SLOW_RELEASED = asyncio.Event()
+
+
 async def slow(request: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
-    await asyncio.sleep(0.5)
+    SLOW_STARTED.set()
+    await SLOW_RELEASED.wait()
     return b"done"
 
 
@@ -156,22 +163,33 @@ async def test_health_follows_database_reachability(server: RunningServer, new_d
     await down.dispose()
 
 
-async def _eventually(probe: object, expected: int, timeout: float = 5.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        got = await probe()  # type: ignore[operator]
-        if got == expected:
-            return
-        assert asyncio.get_running_loop().time() < deadline, f"still {got}, wanted {expected}"
-        await asyncio.sleep(0.05)
+async def _eventually(probe: Callable[[], Awaitable[int]], expected: int) -> None:
+    async def reached() -> bool:
+        return await probe() == expected
+
+    await eventually(reached, what=f"health status {expected}")
 
 
 async def test_graceful_stop_drains_in_flight_calls() -> None:
     running = await create_server(PlatformSettings(port=0, tokens_json=TOKENS), SPEC)
+    SLOW_STARTED.clear()
+    SLOW_RELEASED.clear()
     in_flight = asyncio.create_task(call(running.port, "Slow"))
-    await asyncio.sleep(0.1)
-    await running.stop(grace=3)
+    await asyncio.wait_for(SLOW_STARTED.wait(), HANG_SECONDS)  # the call reached the server
+    stopping = asyncio.create_task(running.stop(grace=HANG_SECONDS))
+
+    async def refuses_new_calls() -> bool:
+        try:
+            await call(running.port, "Echo")
+        except grpc.aio.AioRpcError:
+            return True
+        return False
+
+    await eventually(refuses_new_calls, what="the server is stopping")
+    assert not in_flight.done()  # stopping, and the call in flight is still running
+    SLOW_RELEASED.set()
     assert await in_flight == b"done"
+    await stopping
 
 
 # --- mutual TLS -----------------------------------------------------------------------------
