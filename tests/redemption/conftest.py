@@ -13,6 +13,7 @@ import grpc
 import pytest
 
 from catalog.config import CatalogSettings
+from catalog.main import StartedCatalog
 from catalog.main import start as start_catalog
 from points.catalog.v1 import catalog_pb2, catalog_pb2_grpc
 from points.common.v1 import common_pb2
@@ -25,6 +26,7 @@ from redemption.config import RedemptionSettings
 from redemption.main import StartedRedemption
 from redemption.main import start as start_redemption
 from tests.conftest import NewDatabase
+from tests.support.wait import HANG_SECONDS
 from wallet.config import WalletSettings
 from wallet.main import start as start_wallet
 
@@ -47,6 +49,7 @@ def uid(prefix: str) -> str:
 class Suite:
     clock: ManualClock
     redemption: StartedRedemption
+    catalog: StartedCatalog
     channels: dict[str, grpc.aio.Channel]
     wallet_stub: wallet_pb2_grpc.WalletServiceAsyncStub = field(init=False)
     catalog_stub: catalog_pb2_grpc.CatalogServiceAsyncStub = field(init=False)
@@ -79,6 +82,10 @@ class Suite:
         reply = await self.catalog_stub.CreateItem(catalog_pb2.CreateItemRequest(request_id=uid("item"), spec=spec),
                                                    metadata=md("admin"))
         return reply.item
+
+    async def expire_reservations(self) -> int:
+        """One pass of the catalog's reservation sweeper at the shared clock (its background loop also runs)."""
+        return await self.catalog.catalog.expire_due()
 
     async def get_item(self, item_id: str) -> catalog_pb2.Item:
         return (await self.catalog_stub.GetItem(catalog_pb2.GetItemRequest(item_id=item_id), metadata=md("admin"))).item
@@ -126,7 +133,7 @@ async def suite(new_database: NewDatabase) -> AsyncIterator[Suite]:
         "redemption": grpc.aio.insecure_channel(f"127.0.0.1:{redemption.port}"),
     }
     try:
-        yield Suite(clock, redemption, channels)
+        yield Suite(clock, redemption, catalog, channels)
     finally:
         for channel in channels.values():
             await channel.close()
@@ -136,17 +143,21 @@ async def suite(new_database: NewDatabase) -> AsyncIterator[Suite]:
 
 
 async def settle(suite: Suite, redemptions: list[rpb.Redemption], *, rounds: int = 200) -> list[rpb.Redemption]:
-    """Poll PENDING redemptions to a terminal state, as a client would; each round moves the shared
+    """Step PENDING redemptions to a terminal state: each round waits until the server's saga drivers
+    have stopped, reads the redemptions as a client would, and for those still PENDING moves the shared
     clock 0.5 s and runs one recovery pass (the recovery loop is off in-process to keep time manual)."""
     current = {r.redemption_id: r for r in redemptions}
+    service = suite.redemption.service
+    pending = [rid for rid, r in current.items() if r.state == rpb.REDEMPTION_STATE_PENDING]
     for _ in range(rounds):
-        pending = [rid for rid, r in current.items() if r.state == rpb.REDEMPTION_STATE_PENDING]
         if not pending:
             break
-        suite.clock.advance(0.5)
-        await suite.redemption.service.recover_once()
-        await asyncio.sleep(0.1)
+        await asyncio.wait_for(service.drivers_stopped(), HANG_SECONDS)
         for rid in pending:
             reply = await suite.stub.GetRedemption(rpb.GetRedemptionRequest(redemption_id=rid), metadata=md("admin"))
             current[rid] = reply.redemption
+        pending = [rid for rid in pending if current[rid].state == rpb.REDEMPTION_STATE_PENDING]
+        if pending:
+            suite.clock.advance(0.5)
+            await service.recover_once()
     return [current[r.redemption_id] for r in redemptions]

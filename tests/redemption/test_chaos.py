@@ -1,6 +1,7 @@
-"""Chaos: wallet, catalog and redemption as separate processes on one PostgreSQL; 500 redemptions run
-while each service is SIGKILLed and restarted in turn. Afterwards every saga is terminal and the
-books agree across the three services."""
+"""Chaos: wallet, catalog and redemption as separate processes on one PostgreSQL; redemptions run
+while each service is SIGKILLed and restarted in turn, each kill after a number of acknowledged
+redemptions, and the load runs on until the last restart is done. Afterwards every saga is terminal
+and the books agree across the three services."""
 
 from __future__ import annotations
 
@@ -12,12 +13,11 @@ import subprocess
 import sys
 import time
 from collections import Counter, defaultdict
+from itertools import count
 from pathlib import Path
-from typing import Any
 
 import grpc
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 from sqlalchemy.engine import make_url
 
 from points.catalog.v1 import catalog_pb2, catalog_pb2_grpc
@@ -29,11 +29,19 @@ from points_platform.client import acting_for
 from points_platform.embedded_pg import free_port
 from tests.conftest import NewDatabase
 from tests.redemption.conftest import TOKENS, md
+from tests.support.wait import HANG_SECONDS, Tally, eventually, wait_serving
 
 pytestmark = pytest.mark.slow
 
 USERS = 100
-REDEMPTIONS = 500
+CLIENTS = 24
+# The load issues at least this many redemptions, and keeps issuing until the last restart is done.
+MIN_REDEMPTIONS = 500
+# Kills come after acknowledged redemptions, not after a delay: the first after this many answers,
+# each next one after this many more answers from the moment the previous victim serves again.
+FIRST_KILL_AFTER = 48
+KILL_EVERY = 30
+VICTIMS = ("wallet", "catalog", "redemption") * 2
 EARNED = 1_000
 HOLD_TTL = 6
 TERMINAL_MARGIN = 30.0
@@ -76,26 +84,16 @@ class Services:
         return env
 
     async def start(self, name: str) -> None:
+        """Start `name` and wait until it answers SERVING (a crash before that fails with its log)."""
         with (self.logs / f"{name}.log").open("ab") as log:
-            self.procs[name] = subprocess.Popen([sys.executable, "-m", name], env=self.env(name),
-                                                stdout=log, stderr=subprocess.STDOUT)
-        await self.wait_serving(name)
+            proc = self.procs[name] = subprocess.Popen([sys.executable, "-m", name], env=self.env(name),
+                                                       stdout=log, stderr=subprocess.STDOUT)
 
-    async def wait_serving(self, name: str, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{self.ports[name]}") as channel:
-            # types-grpcio-health-checking declares no methods on HealthStub.
-            stub: Any = health_pb2_grpc.HealthStub(channel)
-            while time.monotonic() < deadline:
-                assert self.procs[name].poll() is None, (self.logs / f"{name}.log").read_text()[-3000:]
-                try:
-                    reply = await stub.Check(health_pb2.HealthCheckRequest(), timeout=1)
-                    if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                        return
-                except grpc.aio.AioRpcError:
-                    pass
-                await asyncio.sleep(0.2)
-        raise AssertionError(f"{name} not serving")
+        def alive() -> bool:
+            assert proc.poll() is None, (self.logs / f"{name}.log").read_text()[-3000:]
+            return True
+
+        await wait_serving(self.ports[name], alive=alive)
 
     def kill(self, name: str) -> None:
         proc = self.procs[name]
@@ -123,7 +121,7 @@ async def _retrying(call, timeout: float = 90):  # type: ignore[no-untyped-def]
         except grpc.aio.AioRpcError as exc:
             if exc.code() not in TRANSIENT or time.monotonic() > deadline:
                 raise
-            await asyncio.sleep(0.2)
+            await asyncio.sleep(0.2)  # client pacing between retries of a transient failure
 
 
 async def test_chaos_every_saga_ends_whole(new_database: NewDatabase, tmp_path: Path) -> None:
@@ -153,41 +151,50 @@ async def test_chaos_every_saga_ends_whole(new_database: NewDatabase, tmp_path: 
             price=common_pb2.Price(currency=common_pb2.CURRENCY_POINTS, amount=70),
             cosmetic=catalog_pb2.CosmeticAttributes(cosmetic_id="badge"))), metadata=md("admin"))).item
         users = [f"chaos-user-{i}" for i in range(USERS)]
-        for user in users:
-            await wallet.Credit(wallet_pb2.CreditRequest(
-                request_id=f"earn-{user}", user_id=user, currency=common_pb2.CURRENCY_POINTS, amount=EARNED,
-                reason="watch_time", reference=f"ev-{user}"), metadata=md("earning"))
+        await asyncio.gather(*(wallet.Credit(wallet_pb2.CreditRequest(
+            request_id=f"earn-{user}", user_id=user, currency=common_pb2.CURRENCY_POINTS, amount=EARNED,
+            reason="watch_time", reference=f"ev-{user}"), metadata=md("earning"), timeout=HANG_SECONDS)
+            for user in users))
 
-        plan = [(f"chaos-{n}", users[n % USERS], limited if n % 2 else unlimited, 1 + n % 2)
-                for n in range(REDEMPTIONS)]
+        issued: list[str] = []
         redemption_ids: dict[str, str] = {}
-        queue: asyncio.Queue[tuple[str, str, catalog_pb2.Item, int]] = asyncio.Queue()
-        for entry in plan:
-            queue.put_nowait(entry)
+        answers = Tally()
+        chaos_over = asyncio.Event()
+        numbers = count()
 
         async def client() -> None:
-            while not queue.empty():
-                request_id, user, item, quantity = queue.get_nowait()
+            """Redeem, one call at a time, until the chaos is over and the minimum is issued."""
+            while not (chaos_over.is_set() and len(issued) >= MIN_REDEMPTIONS):
+                n = next(numbers)
+                request_id, user = f"chaos-{n}", users[n % USERS]
+                item, quantity = (limited, 2) if n % 2 else (unlimited, 1)
+                issued.append(request_id)
                 reply = await _retrying(lambda: redemption.Redeem(rpb.RedeemRequest(
                     request_id=request_id, user_id=user, item_id=item.item_id, quantity=quantity, region="US"),
                     metadata=acting_for(md("app"), user), timeout=3))
                 redemption_ids[request_id] = reply.redemption.redemption_id
+                answers.add()
 
         async def chaos() -> None:
-            for victim in ("wallet", "catalog", "redemption") * 2:
-                await asyncio.sleep(1.5)
+            """Each victim killed after enough answers since the last restart, then restarted to SERVING."""
+            kill_at = FIRST_KILL_AFTER
+            for victim in VICTIMS:
+                await answers.reached(kill_at)
                 services.kill(victim)
-                await asyncio.sleep(0.5)
                 await services.start(victim)
+                kill_at = answers.count + KILL_EVERY
+            chaos_over.set()
 
-        load = asyncio.gather(*(client() for _ in range(24)))
-        await asyncio.gather(load, chaos())
-        assert len(redemption_ids) == REDEMPTIONS
-        load_done = time.monotonic()
+        async with asyncio.TaskGroup() as load:
+            for _ in range(CLIENTS):
+                load.create_task(client())
+            load.create_task(chaos())
+        assert len(redemption_ids) == len(issued) >= MIN_REDEMPTIONS
 
-        # Every saga terminal within the hold TTL plus a margin.
+        # Every saga terminal within the hold TTL plus a margin (the deadline is the property checked).
         final: dict[str, rpb.Redemption] = {}
-        while time.monotonic() < load_done + HOLD_TTL + TERMINAL_MARGIN:
+
+        async def all_terminal() -> bool:
             for request_id, rid in redemption_ids.items():
                 if request_id in final:
                     continue
@@ -195,10 +202,10 @@ async def test_chaos_every_saga_ends_whole(new_database: NewDatabase, tmp_path: 
                     rpb.GetRedemptionRequest(redemption_id=rid), metadata=md("admin"), timeout=3))
                 if reply.redemption.state != rpb.REDEMPTION_STATE_PENDING:
                     final[request_id] = reply.redemption
-            if len(final) == REDEMPTIONS:
-                break
-            await asyncio.sleep(0.5)
-        assert len(final) == REDEMPTIONS, f"{REDEMPTIONS - len(final)} sagas still pending"
+            return len(final) == len(redemption_ids)
+
+        await eventually(all_terminal, HOLD_TTL + TERMINAL_MARGIN, "every saga terminal within the hold TTL + margin")
+        assert len(final) == len(redemption_ids), f"{len(redemption_ids) - len(final)} sagas still pending"
 
         # The kills hit sagas mid-flight: some steps failed transiently and were retried to the end.
         retried = [r for r in final.values() if any(s.detail.startswith("TRANSIENT") for s in r.steps)]
@@ -206,7 +213,8 @@ async def test_chaos_every_saga_ends_whole(new_database: NewDatabase, tmp_path: 
         states = Counter(r.state for r in final.values())
         assert set(states) <= {rpb.REDEMPTION_STATE_COMPLETED, rpb.REDEMPTION_STATE_CANCELLED}
         completed = [r for r in final.values() if r.state == rpb.REDEMPTION_STATE_COMPLETED]
-        assert len(completed) > REDEMPTIONS // 2, (states, Counter(r.cancel_reason for r in final.values()))
+        # Most sagas complete despite the chaos (the count varies with how long the restarts took).
+        assert len(completed) > len(final) // 2, (states, Counter(r.cancel_reason for r in final.values()))
 
         # Points = earned - spent on COMPLETED; no hold left open; one debit per completed redemption.
         spent: dict[str, int] = defaultdict(int)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import grpc
 import pytest
 
@@ -10,6 +12,7 @@ from points.common.v1 import common_pb2
 from points.redemption.v1 import redemption_pb2 as rpb
 from points_platform.client import error_reason
 from tests.redemption.conftest import COINS, DIAMONDS, POINTS, Suite, cosmetic_spec, md, uid
+from tests.support.wait import HANG_SECONDS, eventually
 
 COMPLETED = rpb.REDEMPTION_STATE_COMPLETED
 CANCELLED = rpb.REDEMPTION_STATE_CANCELLED
@@ -252,8 +255,6 @@ async def test_unlimited_stock_item_skips_the_quote_calls_and_the_hold_decides(s
 async def _crash_after_funds_commit(suite: Suite, user: str, item_id: str) -> rpb.Redemption:
     """Redeem, but the process dies right after CommitHold took effect (the transition unwritten);
     then the outage outlives the reservation, which the catalog's sweeper expires."""
-    import asyncio
-
     from redemption.domain import Step, step_request_id
 
     service = suite.redemption.service
@@ -271,28 +272,24 @@ async def _crash_after_funds_commit(suite: Suite, user: str, item_id: str) -> rp
         runner._commit_funds = original  # type: ignore[method-assign]
     assert pending.state == rpb.REDEMPTION_STATE_PENDING
     suite.clock.advance(service.settings.reservation_ttl_seconds + service.settings.lease_seconds + 1)
-    for _ in range(50):  # the catalog's sweeper (1 s interval) marks the reservation EXPIRED
+    # One sweep at the moved clock; the background sweeper may hold the row (skipped), so wait for the row.
+    await suite.expire_reservations()
+
+    async def expired() -> bool:
         reservation = (await suite.catalog_stub.GetReservation(
             catalog_pb2.GetReservationRequest(reservation_id=pending.reservation_id), metadata=md("admin"))).reservation
-        if reservation.state == catalog_pb2.RESERVATION_STATE_EXPIRED:
-            break
-        await asyncio.sleep(0.1)
-    assert reservation.state == catalog_pb2.RESERVATION_STATE_EXPIRED
+        return reservation.state == catalog_pb2.RESERVATION_STATE_EXPIRED
+
+    await eventually(expired, what="the catalog's sweeper marks the reservation EXPIRED")
     return pending
 
 
 async def _recover(suite: Suite, redemption_id: str) -> rpb.Redemption:
-    """The recovery loop picks the saga up and drives it to its end."""
-    import asyncio
-
-    assert await suite.redemption.service.recover_once() == 1
-    done = await _get(suite, redemption_id)
-    for _ in range(50):
-        if done.state != rpb.REDEMPTION_STATE_PENDING:
-            break
-        await asyncio.sleep(0.1)
-        done = await _get(suite, redemption_id)
-    return done
+    """The recovery loop picks the saga up and drives it to its end (one pass: it awaits the driver)."""
+    service = suite.redemption.service
+    assert await service.recover_once() == 1
+    await asyncio.wait_for(service.drivers_stopped(), HANG_SECONDS)
+    return await _get(suite, redemption_id)
 
 
 async def test_funds_committed_before_a_crash_are_not_cancelled_by_the_reservation_recheck(suite: Suite) -> None:
@@ -421,3 +418,17 @@ async def test_redeem_answers_from_what_its_driver_wrote_exactly_as_stored(
         stored = await suite.stub.GetRedemption(rpb.GetRedemptionRequest(redemption_id=answer.redemption_id),
                                                 metadata=md("admin"))
         assert stored.redemption == answer
+
+
+async def test_item_facts_are_read_again_once_the_service_clock_passes_their_ttl(suite: Suite) -> None:
+    from redemption.use_cases.saga_runner import ITEM_FACTS_TTL
+
+    item = await suite.item(**cosmetic_spec(price=100))
+    runner = suite.redemption.service.runner
+    first = await runner.item_facts(item.item_id)
+    spec = catalog_pb2.ItemSpec(title="renamed", **cosmetic_spec(price=100))  # type: ignore[arg-type]
+    await suite.catalog_stub.UpdateItem(catalog_pb2.UpdateItemRequest(
+        request_id=uid("update"), item_id=item.item_id, spec=spec), metadata=md("admin"))
+    assert (await runner.item_facts(item.item_id)).version == first.version  # cached: the clock has not moved
+    suite.clock.advance(ITEM_FACTS_TTL.total_seconds())
+    assert (await runner.item_facts(item.item_id)).version > first.version

@@ -43,3 +43,30 @@ async def wait_serving(port: int, seconds: float = HANG_SECONDS, alive: Callable
         return await is_serving(port)
 
     await eventually(serving, seconds, f"port {port} serving")
+
+
+class Tally:
+    """A count a test can wait on (answers received, say): `reached(n)` returns once `add()` has been
+    called n times in all, woken by an event the n-th call sets, not by polling."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._waiting: list[tuple[int, asyncio.Event]] = []
+
+    def add(self) -> None:
+        self.count += 1
+        for target, event in self._waiting:
+            if self.count >= target:
+                event.set()
+
+    async def reached(self, n: int, seconds: float = HANG_SECONDS) -> None:
+        if self.count >= n:
+            return
+        waiter = (n, asyncio.Event())
+        self._waiting.append(waiter)
+        try:
+            await asyncio.wait_for(waiter[1].wait(), seconds)
+        except TimeoutError:
+            raise AssertionError(f"the count stopped at {self.count}, short of {n}, for {seconds} s") from None
+        finally:
+            self._waiting.remove(waiter)

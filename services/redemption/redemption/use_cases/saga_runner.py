@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-import time
 import uuid
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -37,9 +36,9 @@ from redemption.store.sagas import InTransaction
 from redemption.use_cases.ports import Catalog, Wallet
 
 log = structlog.get_logger("redemption.saga")
-# Item facts (kind, attribute ids, limited stock) are reused this long; a reservation naming another
-# item version refreshes them at once.
-ITEM_FACTS_TTL_SECONDS = 5.0
+# Item facts (kind, attribute ids, limited stock) are reused this long by the service clock; a
+# reservation naming another item version refreshes them at once.
+ITEM_FACTS_TTL = timedelta(seconds=5)
 Log = tuple[Step, Outcome, str]
 
 
@@ -55,7 +54,7 @@ class SagaRunner:
         # Backpressure: at most this many steps in flight per process, so a burst of Redeem calls
         # queues here instead of flooding the peers into deadline failures.
         self._slots = asyncio.Semaphore(settings.max_concurrent_steps)
-        self._items: dict[str, tuple[float, ItemInfo]] = {}
+        self._items: dict[str, tuple[datetime, ItemInfo]] = {}
         # Sagas whose caller waits for them (Redeem): their writes are recorded so the answer needs no read.
         self.journals: dict[str, Journal] = {}
 
@@ -64,8 +63,10 @@ class SagaRunner:
     async def item_facts(self, item_id: str, *, version: int = 0) -> ItemInfo:
         """The item from a short cache; `version` (from a reservation) forces a re-read when it differs."""
         cached = self._items.get(item_id)
-        now = time.monotonic()
-        if cached is not None and now - cached[0] < ITEM_FACTS_TTL_SECONDS and version in (0, cached[1].version):
+        now = self.clock.now()
+        # A clock set back (tests move it both ways) makes an entry stale, not fresh for longer.
+        fresh = cached is not None and timedelta(0) <= now - cached[0] < ITEM_FACTS_TTL
+        if cached is not None and fresh and version in (0, cached[1].version):
             return cached[1]
         info = await self.catalog.item(item_id)
         self._items[item_id] = (now, info)
@@ -140,7 +141,7 @@ class SagaRunner:
                                             retry_at=now + timedelta(seconds=delay), release=handover)
                 if handover:
                     return
-                await asyncio.sleep(delay)
+                await asyncio.sleep(delay)  # production backoff between inline retries; tests step handed-over sagas
 
     # -- persistence of one transition -------------------------------------------------------
 

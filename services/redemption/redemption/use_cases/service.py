@@ -26,6 +26,7 @@ from redemption.use_cases.saga_runner import SagaRunner
 
 log = structlog.get_logger("redemption")
 # While the recovery loop is busy claiming (no sleep between passes) the gauge is recounted at most this often.
+# Loop time, not the service clock: it paces the background loop; tests call recover_once()/refresh_metrics().
 METRICS_INTERVAL_SECONDS = 5.0
 
 
@@ -230,6 +231,12 @@ class RedemptionService:
             await asyncio.gather(*(self._start_driver(rid) for rid in ids), return_exceptions=True)
         return len(ids)
 
+    async def drivers_stopped(self) -> None:
+        """Until no saga driver runs in this process (each saga terminal, handed to recovery or its lease
+        lost): a test steps recovery after this instead of guessing how long a driver takes."""
+        while running := [task for task in self._drivers.values() if not task.done()]:
+            await asyncio.gather(*running, return_exceptions=True)
+
     async def refresh_metrics(self) -> dict[str, int]:
         """Set the pending-sagas gauge from a COUNT in the database (the truth across replicas/restarts)."""
         counts = await self.sagas.count_pending()
@@ -249,7 +256,7 @@ class RedemptionService:
                 log.exception("saga_recovery_failed")
                 claimed = 0
             if not claimed:
-                await asyncio.sleep(self.settings.recovery_interval_seconds)
+                await asyncio.sleep(self.settings.recovery_interval_seconds)  # production pacing when idle
 
     async def stop(self) -> None:
         tasks = list(self._drivers.values())
