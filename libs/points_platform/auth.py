@@ -1,4 +1,4 @@
-"""Caller identity and per-method authorization (DESIGN §7).
+"""Caller identity and per-method authorization (docs/architecture.md, Security and Policy).
 
 A caller is named by its bearer token (`authorization: Bearer <token>`, tokens from
 configuration) or, with mutual TLS, by the common name of its client certificate.
@@ -16,7 +16,7 @@ from points_platform.errors import PermissionDenied, Unauthenticated
 current_caller: contextvars.ContextVar[str] = contextvars.ContextVar("current_caller", default="")
 
 # The end user a call of the user-facing backend (`app`) acts for, from this header. Its calls
-# that read or spend one user's data are scoped to that user (DESIGN §7): a bug or a forged
+# that read or spend one user's data are scoped to that user (docs/architecture.md, Policy): a bug or a forged
 # parameter in the backend cannot read another user's balance or spend another user's funds.
 USER_HEADER = "x-points-user"
 USER_SCOPED_CALLERS = frozenset({"app"})

@@ -39,7 +39,7 @@ def open_channel(
     """
     options: list[tuple[str, int | str]] = [
         ("grpc.max_receive_message_length", 16 * 1024 * 1024),
-        # With a dns:/// target naming several replicas, spread calls over all of them (DESIGN §9).
+        # With a dns:/// target naming several replicas, spread calls over all of them (docs/architecture.md, Scaling).
         ("grpc.lb_policy_name", "round_robin"),
     ]
     if max_reconnect_backoff_ms is not None:

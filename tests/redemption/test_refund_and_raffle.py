@@ -205,7 +205,7 @@ async def test_one_key_racing_for_two_raffles_answers_one_and_refuses_the_other(
 
 
 async def test_the_app_sees_and_redeems_only_for_the_user_it_acts_for(suite: Suite) -> None:
-    """DESIGN §7: GetRedemption names no user, so another user's redemption is NOT_FOUND for an app
+    """docs/architecture.md, Policy: GetRedemption names no user, so another user's redemption is NOT_FOUND for an app
     call acting for someone else (its existence is not revealed); lists name the user."""
     owner, other = uid("u"), uid("u")
     await suite.fund(owner, 100)

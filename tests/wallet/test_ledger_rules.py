@@ -236,7 +236,7 @@ async def test_balance_lists_every_currency(wallet: Client) -> None:
 
 
 async def test_the_app_reads_only_the_user_it_acts_for(wallet: Client) -> None:
-    """DESIGN §7: user-facing reads are scoped to the user. The app backend names the user a call
+    """docs/architecture.md, Policy: user-facing reads are scoped to the user. The app backend names the user a call
     acts for; reading anyone else is PERMISSION_DENIED. Internal callers are not scoped."""
     await wallet.fund("ivy", 7)
     balance = pb.GetBalanceRequest(user_id="ivy", currency=POINTS)
@@ -268,7 +268,7 @@ async def test_the_app_spends_only_for_the_user_it_acts_for(wallet: Client) -> N
 
 
 async def test_holds_are_redemptions_alone(wallet: Client) -> None:
-    """DESIGN §7: only redemption reserves, commits, releases (and refunds) holds; a hold is read
+    """docs/architecture.md, Policy: only redemption reserves, commits, releases (and refunds) holds; a hold is read
     by redemption and admin."""
     await wallet.fund("lee", 50)
     hold = (await wallet.call("Reserve", "redemption")(

@@ -27,7 +27,7 @@ MAX_BATCH = 1000
 MAX_REQUEUE = 1000
 STREAM_CHUNK = 500
 
-# Who may call what (DESIGN §7); finer rules (e.g. per currency) live in the use cases.
+# Who may call what (docs/architecture.md, Policy); finer rules (e.g. per currency) live in the use cases.
 POLICY: Policy = {
     "RecordActivity": allow("app", "admin"),
     "RecordActivities": allow("app", "admin"),
@@ -43,7 +43,7 @@ POLICY: Policy = {
     "ListFailedCredits": allow("admin"),
     "RequeueFailedCredits": allow("admin"),
 }
-# One user's data: an `app` call names that user (platform auth.USER_HEADER, DESIGN §7): the
+# One user's data: an `app` call names that user (platform auth.USER_HEADER, docs/architecture.md, Policy): the
 # request field that must be that user. Activity events are not scoped: the app forwards every
 # user's events, in batches and streams that mix users.
 USER_SCOPED = {"GetDailySummary": "user_id", "JoinChallenge": "user_id"}

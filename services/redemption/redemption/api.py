@@ -32,7 +32,7 @@ MAX_QUANTITY = 1000
 # Redeem answers this long before the caller's deadline, with PENDING if the saga is not done.
 DEADLINE_MARGIN_SECONDS = 0.1
 
-# Who may call what (DESIGN §7); finer rules (e.g. per currency) live in the use cases.
+# Who may call what (docs/architecture.md, Policy); finer rules (e.g. per currency) live in the use cases.
 POLICY: Policy = {
     "Redeem": allow("app", "admin"),
     "GetRedemption": ALL_CALLERS,
@@ -43,7 +43,7 @@ POLICY: Policy = {
     "DrawRaffle": allow("admin"),
     "GetRaffleDraw": ALL_CALLERS,
 }
-# One user's data: an `app` call names that user (platform auth.USER_HEADER, DESIGN §7): the
+# One user's data: an `app` call names that user (platform auth.USER_HEADER, docs/architecture.md, Policy): the
 # request field that must be that user; GetRedemption names no user ("": its servicer compares
 # the redemption's owner).
 USER_SCOPED = {"Redeem": "user_id", "GetRedemption": "", "ListRedemptions": "user_id", "ListEntitlements": "user_id"}

@@ -1,4 +1,4 @@
-"""Domain metrics of the saga (DESIGN §8), exported by the platform's Prometheus endpoint.
+"""Domain metrics of the saga (docs/architecture.md, Operations), exported by the platform's Prometheus endpoint.
 
 Label values are bounded: steps, outcomes and states are enums, and cancel reasons outside
 KNOWN_CANCEL_REASONS are reported as OTHER (a peer could invent new reasons).

@@ -17,7 +17,7 @@ from wallet.results import BalanceView, HoldResult, HoldView, LedgerResult, Payo
 
 FULL_NAME = "points.wallet.v1.WalletService"
 
-# Who may call what (DESIGN §7); the per-currency rules live in the domain.
+# Who may call what (docs/architecture.md, Policy); the per-currency rules live in the domain.
 POLICY: Policy = {
     "GetBalance": ALL_CALLERS,
     "ListTransactions": ALL_CALLERS,
@@ -25,7 +25,7 @@ POLICY: Policy = {
     "Credit": allow("earning", "payments", "redemption", "admin"),
     "CreditBatch": allow("earning", "admin"),
     "Debit": allow("redemption", "admin"),
-    # DESIGN §7: only redemption reserves, commits, releases (and refunds) holds.
+    # Only redemption reserves, commits, releases (and refunds) holds (docs/architecture.md, Policy).
     "Reserve": allow("redemption"),
     "CommitHold": allow("redemption"),
     "ReleaseHold": allow("redemption"),
@@ -35,7 +35,7 @@ POLICY: Policy = {
     "CompletePayout": allow("payments", "admin"),
 }
 
-# One user's data: an `app` call names that user (platform auth.USER_HEADER, DESIGN §7); the
+# One user's data: an `app` call names that user (platform auth.USER_HEADER, docs/architecture.md, Policy); the
 # request field that must be that user. A gift is sent by the user the app acts for.
 USER_SCOPED = {
     "GetBalance": "user_id", "ListTransactions": "user_id", "SendGift": "sender_id", "RequestPayout": "creator_id",

@@ -69,7 +69,7 @@ def currency_not_allowed(message: str, currency: Currency) -> FailedPrecondition
     return FailedPrecondition("CURRENCY_NOT_ALLOWED", message, metadata={"currency": currency.name})
 
 
-# --- who may move which currency (DESIGN §3, §7) ------------------------------------------
+# --- who may move which currency (docs/architecture.md, Currencies and Policy) -------------
 
 # Credit: POINTS by earning (activity), redemption (refunds) and admin (adjustments);
 # COINS only by payments (with a payment reference); DIAMONDS never (only gifts make them).

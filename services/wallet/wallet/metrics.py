@@ -1,4 +1,4 @@
-"""Wallet domain metrics (DESIGN §8: points issued, redeemed, held), counted after COMMIT.
+"""Wallet domain metrics (points issued, redeemed, held; docs/architecture.md, Operations), counted after COMMIT.
 
 Callers increment only for effects their own DB transaction committed: replays of a stored
 response and failed operations count nothing, so the counters add up to the ledger.

@@ -21,7 +21,7 @@ from points_platform.validation import fingerprint, require_id, require_region, 
 
 FULL_NAME = "points.catalog.v1.CatalogService"
 
-# Who may call what (DESIGN §7); finer rules (e.g. per currency) live in the use cases.
+# Who may call what (docs/architecture.md, Policy); finer rules (e.g. per currency) live in the use cases.
 POLICY: Policy = {
     "CreateItem": allow("admin"),
     "UpdateItem": allow("admin"),
@@ -37,7 +37,7 @@ POLICY: Policy = {
     "ReturnStock": allow("redemption"),
     "GetReservation": allow("redemption", "admin"),
 }
-# A quote reports one user's remaining allowance: an `app` call names that user (DESIGN §7).
+# A quote reports one user's remaining allowance: an `app` call names that user (docs/architecture.md, Policy).
 USER_SCOPED = {"Quote": "user_id"}
 
 Context: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"
