@@ -29,14 +29,13 @@ RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})
 
 def create_engine(url: str, *, pool_size: int = 10, custom_plans: bool = False) -> AsyncEngine:
     """The one engine of a service process: a fixed pool, no overflow. A burst waits for a pooled
-    connection: an overflow connection is closed when returned, so under load every burst paid a
-    backend start plus asyncpg's type introspection (measured: ~22 ms of PostgreSQL planning per
-    new connection, 0.05 ms per batched earning event).
+    connection: an overflow connection is closed when returned, so under load every burst would pay
+    a backend start plus asyncpg's type introspection (docs/benchmarks.md).
 
     `custom_plans`: plan every execution of a prepared statement with its actual parameters. For
     the set-based statements (arrays joined with `unnest`) PostgreSQL otherwise settles on a generic
     plan chosen while the tables were small — hash joins over sequential scans — and keeps it until
-    the next ANALYZE: on a fresh database the cost per batch grew with every row inserted."""
+    the next ANALYZE: on a fresh database the cost per batch would grow with every row inserted."""
     engine = create_async_engine(
         url,
         pool_size=pool_size,

@@ -106,11 +106,10 @@ class EmbeddedPostgres:
         with socket.socket() as probe:
             if probe.connect_ex(("127.0.0.1", self.port)) == 0:
                 raise EmbeddedPostgresError(f"port {self.port} for PostgreSQL is already in use")
-        # Checkpoints by time, not by WAL volume: under write load the default 1 GB forced one every
-        # ~minute, and after each every page's first change is logged as a full 8 kB image (80% of
-        # the WAL bytes in the earning benchmark). Autovacuum looks every 10 s instead of every
-        # minute: the first ANALYZE of a fast-growing table comes before its plans go bad (a fresh
-        # suite's first earning run: PostgreSQL CPU per batch 25-27 -> 15-17 ms).
+        # Checkpoints by time, not by WAL volume: under write load the default 1 GB forces one about
+        # every minute, and after each every page's first change is logged as a full 8 kB image.
+        # Autovacuum looks every 10 s instead of every minute: the first ANALYZE of a fast-growing
+        # table comes before its plans go bad (docs/benchmarks.md has the measurements).
         options = (
             f"-h 127.0.0.1 -p {self.port} -k {self.data_dir} -c max_connections=300 -c shared_buffers=256MB"
             " -c max_wal_size=4GB -c checkpoint_timeout=15min -c autovacuum_naptime=10s"

@@ -37,13 +37,13 @@ GC_YOUNG_THRESHOLD = 20_000  # allocations between young-generation collections 
 
 
 def run_process(main: Coroutine[Any, Any, None]) -> None:
-    """Run a service process's main coroutine on uvloop (asyncpg and gRPC's event loop work
-    measurably less per call on it; see docs/benchmarks.md).
+    """Run a service process's main coroutine on uvloop (a faster event loop for asyncpg and
+    grpc.aio than asyncio's default).
 
     The garbage collector skips the objects that exist at start (modules, protobuf descriptors:
     frozen, never scanned again) and runs its young generation less often: a batch allocates
-    thousands of short-lived objects, and the default threshold (700) ran a collection every few
-    events (see docs/benchmarks.md)."""
+    thousands of short-lived objects, and the default threshold (700) runs a collection every few
+    events (docs/benchmarks.md)."""
     gc.collect()
     gc.freeze()
     gc.set_threshold(GC_YOUNG_THRESHOLD, 20, 20)

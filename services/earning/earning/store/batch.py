@@ -88,8 +88,8 @@ _ChallengeRow = namedtuple(
 # write nothing). The budget charge is conditional; `charged` must equal the challenges charged.
 # Paid targets, milestones, device accounts and credits are plain INSERTs: each row is new by
 # construction (its absence was read under the users' and devices' locks, which are their only
-# writers; a credit's id derives from a new event id). ON CONFLICT's speculative insertion cost an
-# index probe and a WAL record more per row (batches of 100: 1,912 -> 1,612 WAL records).
+# writers; a credit's id derives from a new event id). ON CONFLICT's speculative insertion would
+# cost an index probe and a WAL record more per row.
 _WRITE_ALL = text(
     "WITH ev AS (INSERT INTO events (event_id, fingerprint, user_id, type, occurred_at, received_at, day, status,"
     " points, breakdown, rejection_reason, held_earning_id, credit_request_id)"

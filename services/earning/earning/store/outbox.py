@@ -106,7 +106,7 @@ _MARK_CREDITED = text(_CREDITED)
 # one leaves the dead letter. A suspect (failed alone by the wallet itself) counts a wallet error
 # and is dead-lettered at the limit (SET sees the old `wallet_errors`). `pending IS TRUE` (not
 # plain `pending`) keeps the planner off the partial pending index: it looks the ids up by primary
-# key instead of walking every pending credit (thousands under load, 5-9 ms per send).
+# key instead of walking every pending credit (thousands under load).
 _MARK_SENT = text(
     f"WITH ok AS ({_CREDITED}),"
     " failed AS (UPDATE credits c SET attempts = c.attempts + 1, last_error = :error"

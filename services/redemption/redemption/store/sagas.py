@@ -151,7 +151,7 @@ class SagaStore:
         self._engine = engine
         # The hot-path writes of concurrent sagas share statements (see saga_batches); `batches` is observable.
         # One statement in flight per kind: the writes that arrive meanwhile make the next batch larger,
-        # which measured fewer commits and less CPU per saga than two statements in flight (same rate).
+        # so fewer commits and less CPU per saga (docs/redemption.md, The saga).
         writer = saga_batches.SagaWriter(engine)
         self.moves: GroupCommitter[saga_batches.Move, bool] = GroupCommitter(writer.move, concurrency=1)
         self.creations: GroupCommitter[saga_batches.Creation, bool] = GroupCommitter(writer.create, concurrency=1)
