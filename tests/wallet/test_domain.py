@@ -94,6 +94,11 @@ def test_plan_refuses_a_payment_credited_before_or_earlier_in_the_batch() -> Non
 def test_credit_rights() -> None:
     domain.check_credit("earning", Currency.POINTS, "")
     domain.check_credit("payments", Currency.COINS, "pay-1")
+    domain.check_credit("redemption", Currency.POINTS, "redemption-1")
+    for caller, reason in (("redemption", "REFERENCE_REQUIRED"), ("admin", "ADJUSTMENT_REFERENCE_REQUIRED")):
+        with pytest.raises(DomainError) as missing:
+            domain.check_credit(caller, Currency.POINTS, "")
+        assert missing.value.reason == reason
     for caller, currency in (("earning", Currency.COINS), ("admin", Currency.DIAMONDS), ("payments", Currency.POINTS)):
         with pytest.raises(DomainError) as caught:
             domain.check_credit(caller, currency, "r")

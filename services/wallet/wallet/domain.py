@@ -97,6 +97,14 @@ def check_credit(caller: str, currency: Currency, reference: str) -> None:
             "reference: an admin adjustment names its support ticket",
             field_violations=[("reference", "required for admin adjustments")],
         )
+    if currency is Currency.POINTS and caller != "earning" and not reference:
+        # Activity (earning) is the one source of points whose reason is the rule itself; every other
+        # point made (a refund names its redemption) is traceable to what justified it.
+        raise InvalidArgument(
+            "REFERENCE_REQUIRED",
+            "reference: a POINTS credit outside earning names what it is for (e.g. the redemption refunded)",
+            field_violations=[("reference", "required for POINTS credits other than earning's")],
+        )
 
 
 # A COINS credit is a payment: one per (user, currency, payment reference), whatever its request id.
