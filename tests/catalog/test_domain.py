@@ -17,9 +17,11 @@ from catalog.domain import (
     ItemSpec,
     LimitWindow,
     Price,
+    RaffleAttributes,
     Stock,
     Unavailable,
 )
+from catalog.store.rows import attributes_from_json
 
 NOW = datetime(2026, 3, 4, 15, 30, tzinfo=UTC)  # a Wednesday
 
@@ -108,3 +110,13 @@ def test_restock_keeps_counters_balanced() -> None:
     stock = Stock(10, 4, 3, 3)
     assert domain.restocked(stock, 6) == Stock(6, 0, 3, 3)
     assert domain.restocked(stock, 5) is None
+
+
+def test_a_raffle_stored_before_sales_close_times_closes_at_its_draw() -> None:
+    draw = NOW + timedelta(days=1)
+    old = attributes_from_json({"raffle": {"raffle_id": "r", "draw_time": draw.isoformat(), "winners": 1}})
+    assert isinstance(old, RaffleAttributes) and old.sales_close_time is None and old.sales_close == draw
+    ticket = item(kind=ItemKind.RAFFLE_TICKET, attributes=old)
+    assert domain.unavailable_reason(ticket, "US", draw - timedelta(microseconds=1)) is None
+    assert domain.unavailable_reason(ticket, "US", draw) is Unavailable.RAFFLE_CLOSED
+    assert RaffleAttributes("r", None, 1).sales_close is None  # no draw time: never closes

@@ -215,3 +215,41 @@ async def test_an_ended_campaign_stops_pricing_at_once(h: Harness) -> None:
     await expect_error(
         h.call("EndCampaign", pb.EndCampaignRequest(request_id=rid(), campaign_id=future.campaign_id), "app"),
         grpc.StatusCode.PERMISSION_DENIED, "CALLER_NOT_ALLOWED")
+
+
+async def test_raffle_tickets_stop_selling_at_the_sales_close(h: Harness) -> None:
+    """Quote reports and ReserveStock refuses RAFFLE_CLOSED from the close instant on (half-open); a
+    raffle without sales_close_time closes at its draw time; a reservation made before the close
+    still commits after it (the saga's point of no return decides, not the catalog)."""
+    close, draw = START + timedelta(hours=1), START + timedelta(hours=2)
+    explicit = await h.create_item(kind=pb.ITEM_KIND_RAFFLE_TICKET, limited_stock=True, stock_total=5, raffle=pb.RaffleAttributes(
+        raffle_id="close-explicit", winners=1, draw_time=ts(draw), sales_close_time=ts(close)))
+    default = await h.create_item(kind=pb.ITEM_KIND_RAFFLE_TICKET, raffle=pb.RaffleAttributes(
+        raffle_id="close-default", winners=1, draw_time=ts(draw)))
+    assert explicit.raffle.sales_close_time == ts(close) and not default.raffle.HasField("sales_close_time")
+    early = await h.reserve(explicit.item_id, ttl=7200)
+    h.clock.set(close - timedelta(microseconds=1))
+    assert (await h.quote(explicit.item_id)).redeemable
+    h.clock.set(close)
+    quote = await h.quote(explicit.item_id)
+    assert (quote.redeemable, quote.unavailable_reason) == (False, "RAFFLE_CLOSED")
+    await expect_error(h.reserve(explicit.item_id), grpc.StatusCode.FAILED_PRECONDITION, "RAFFLE_CLOSED")
+    assert (await h.commit(early)).state == pb.RESERVATION_STATE_COMMITTED
+    assert await h.stock_row(explicit.item_id) == (5, 4, 0, 1)  # the refusal took nothing
+    assert (await h.quote(default.item_id)).redeemable
+    h.clock.set(draw)
+    await expect_error(h.reserve(default.item_id), grpc.StatusCode.FAILED_PRECONDITION, "RAFFLE_CLOSED")
+
+
+async def test_a_sales_close_needs_a_draw_time_at_or_after_it(h: Harness) -> None:
+    draw = START + timedelta(hours=2)
+    for attributes in (
+        pb.RaffleAttributes(raffle_id="r", winners=1, draw_time=ts(draw), sales_close_time=ts(draw + timedelta(seconds=1))),
+        pb.RaffleAttributes(raffle_id="r", winners=1, sales_close_time=ts(draw)),
+    ):
+        error = await expect_error(h.create_item(kind=pb.ITEM_KIND_RAFFLE_TICKET, raffle=attributes),
+                                   grpc.StatusCode.INVALID_ARGUMENT, "INVALID_FIELD")
+        assert "spec.raffle.sales_close_time" in (error.details() or "")
+    at_draw = await h.create_item(kind=pb.ITEM_KIND_RAFFLE_TICKET, raffle=pb.RaffleAttributes(
+        raffle_id="r", winners=1, draw_time=ts(draw), sales_close_time=ts(draw)))
+    assert at_draw.raffle.sales_close_time == at_draw.raffle.draw_time

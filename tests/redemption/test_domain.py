@@ -21,7 +21,9 @@ from redemption.domain import (
     after_failure,
     after_stock_lost,
     after_success,
+    commitment_too_late,
     draw_winners,
+    raffle_closed,
     refund_refusal,
     seed_hash,
     start_refund,
@@ -152,6 +154,23 @@ def test_refund_rules() -> None:
     assert refund_refusal(gift, now, now, 86400, consumed=False) == "COIN_GIFT_NOT_REFUNDABLE"
     assert refund_refusal(replace(done, currency="COINS"), now, now, 86400, consumed=False) == ""
     assert refund_refusal(new_saga(), None, now, 86400, consumed=False) == "NOT_COMPLETED"
+
+
+def test_a_raffle_closes_at_its_close_instant_and_commits_no_later() -> None:
+    close = datetime(2026, 1, 2, tzinfo=UTC)
+    ticket = ItemSnapshot(kind=ItemKind.RAFFLE_TICKET, currency="POINTS", raffle_id="r", sales_close_time=close)
+    assert not raffle_closed(ticket, close - timedelta(microseconds=1))
+    assert raffle_closed(ticket, close)  # half-open: sales are over at the instant itself
+    assert not raffle_closed(replace(ticket, sales_close_time=None), close)  # no close time: never closes
+    assert not raffle_closed(ITEM, close) and not raffle_closed(None, close)
+    assert not commitment_too_late(close, close)  # the commitment may be published at the close
+    assert commitment_too_late(close, close + timedelta(microseconds=1))
+    # Refunds: before the close anything goes; after it, a committed raffle's entries are frozen.
+    done = replace(new_saga(), state=State.COMPLETED, item=ticket)
+    before, after = close - timedelta(seconds=1), close + timedelta(seconds=1)
+    assert refund_refusal(done, before, before, 86400, consumed=False, raffle_committed=True) == ""
+    assert refund_refusal(done, before, after, 86400, consumed=False, raffle_committed=True) == "RAFFLE_CLOSED"
+    assert refund_refusal(done, before, after, 86400, consumed=False, raffle_committed=False) == ""
 
 
 def test_raffle_draw_is_reproducible_and_order_independent() -> None:

@@ -36,6 +36,11 @@ async def test_refund_credits_points_revokes_entitlement_and_replays(suite: Suit
     assert refunded.state == rpb.REDEMPTION_STATE_REFUNDED and refunded.refund_reason == "support"
     assert (await suite.balance(user)).available == 300
     assert [e.state for e in await suite.entitlements(user)] == [rpb.ENTITLEMENT_STATE_REVOKED]
+    # The refund credit names its redemption (the wallet refuses a POINTS credit outside earning without one).
+    history = await suite.wallet_stub.ListTransactions(
+        wallet_pb2.ListTransactionsRequest(user_id=user, currency=POINTS), metadata=md("admin"))
+    assert [(e.kind, e.amount, e.reason, e.reference) for e in history.entries[:1]] == [
+        (wallet_pb2.TRANSACTION_KIND_CREDIT, 120, "refund", done.redemption_id)]
     replay = await refund(suite, done.redemption_id, "refund-" + user)
     assert replay.state == rpb.REDEMPTION_STATE_REFUNDED
     assert (await suite.balance(user)).available == 300  # credited once

@@ -52,10 +52,11 @@ class Client:
 
     async def fund(self, user: str, amount: int, currency: int = POINTS, request_id: str | None = None) -> None:
         caller = "payments" if currency == COINS else "earning"
+        request_id = request_id or f"fund-{uuid.uuid4().hex}"
         await self.call("Credit", caller)(
-            pb.CreditRequest(
-                request_id=request_id or f"fund-{uuid.uuid4().hex}",
-                user_id=user, currency=currency, amount=amount, reason="test", reference="pay-1",  # type: ignore[arg-type]
+            pb.CreditRequest(  # each funding is its own payment (one credit per payment reference)
+                request_id=request_id, user_id=user, currency=currency, amount=amount, reason="test",  # type: ignore[arg-type]
+                reference=f"pay-{request_id}",
             )
         )
 

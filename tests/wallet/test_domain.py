@@ -69,9 +69,36 @@ def test_commit_decisions(state: HoldState, expire: datetime | None, amount: int
     assert got == outcome
 
 
+def payment(rid: str, user: str, reference: str, amount: int = 5) -> LedgerOp:
+    return LedgerOp("credit", rid, rid, Kind.CREDIT, user, (
+        Leg("", domain.COIN_SALES, Currency.COINS, -amount), Leg(user, f"user:{user}", Currency.COINS, amount)
+    ), reference=reference, payment_key=domain.payment_key(Currency.COINS, user, reference))
+
+
+def test_plan_refuses_a_payment_credited_before_or_earlier_in_the_batch() -> None:
+    ops = [payment("1", "u", "p-old"), payment("2", "u", "p-new"), payment("3", "u", "p-new"),
+           payment("4", "v", "p-new")]
+    paid = {("u", Currency.COINS, "p-old"): domain.PaidCredit("t-old", "r-old")}
+    planned, deltas = domain.plan_ledger_ops(ops, {}, paid=paid, transaction_ids=["t1", "t2", "t3", "t4"])
+    assert [p.error.reason if p.error else "ok" for p in planned] == [
+        "PAYMENT_ALREADY_CREDITED", "ok", "PAYMENT_ALREADY_CREDITED", "ok"]
+    assert [p.error.metadata["transaction_id"] for p in planned if p.error] == ["t-old", "t2"]
+    assert deltas == {("u", Currency.COINS): 5, ("v", Currency.COINS): 5}
+    # A payment that fails for another reason does not take its reference: the next one may apply.
+    capped = domain.plan_ledger_ops([payment("5", "w", "p", domain.MAX_BALANCE), payment("6", "w", "p")],
+                                    {("w", Currency.COINS): (1, 0)}, transaction_ids=["t5", "t6"])[0]
+    assert [p.error.reason if p.error else "ok" for p in capped] == ["BALANCE_LIMIT_EXCEEDED", "ok"]
+    assert domain.payment_key(Currency.POINTS, "u", "ev") is None
+
+
 def test_credit_rights() -> None:
     domain.check_credit("earning", Currency.POINTS, "")
     domain.check_credit("payments", Currency.COINS, "pay-1")
+    domain.check_credit("redemption", Currency.POINTS, "redemption-1")
+    for caller, reason in (("redemption", "REFERENCE_REQUIRED"), ("admin", "ADJUSTMENT_REFERENCE_REQUIRED")):
+        with pytest.raises(DomainError) as missing:
+            domain.check_credit(caller, Currency.POINTS, "")
+        assert missing.value.reason == reason
     for caller, currency in (("earning", Currency.COINS), ("admin", Currency.DIAMONDS), ("payments", Currency.POINTS)):
         with pytest.raises(DomainError) as caught:
             domain.check_credit(caller, currency, "r")

@@ -46,6 +46,7 @@ async def test_same_request_replays_and_different_params_fail(wallet: Client) ->
         ("payments", DIAMONDS, "p", FP, "CURRENCY_NOT_ALLOWED"),
         ("payments", COINS, "", OK.INVALID_ARGUMENT, "PAYMENT_REFERENCE_REQUIRED"),
         ("admin", POINTS, "", OK.INVALID_ARGUMENT, "ADJUSTMENT_REFERENCE_REQUIRED"),
+        ("redemption", POINTS, "", OK.INVALID_ARGUMENT, "REFERENCE_REQUIRED"),
         ("app", POINTS, "p", OK.PERMISSION_DENIED, "CALLER_NOT_ALLOWED"),
         ("earning", 7, "p", OK.INVALID_ARGUMENT, "INVALID_FIELD"),
     ],
@@ -55,6 +56,19 @@ async def test_credit_currency_policy(
 ) -> None:
     request = pb.CreditRequest(request_id=f"cp-{caller}-{currency}-{reference}", user_id="carol", currency=currency, amount=1, reference=reference)  # type: ignore[arg-type]
     await wallet.expect_error(wallet.call("Credit", caller)(request), code, reason)
+
+
+async def test_a_points_credit_outside_earning_names_its_reference(wallet: Client) -> None:
+    request = pb.CreditRequest(request_id="ref-less", user_id="refunded", currency=POINTS, amount=4, reason="refund")
+    await wallet.expect_error(wallet.call("Credit", "redemption")(request), OK.INVALID_ARGUMENT, "REFERENCE_REQUIRED")
+    await wallet.expect_error(wallet.call("Credit", "admin")(request), OK.INVALID_ARGUMENT,
+                              "ADJUSTMENT_REFERENCE_REQUIRED")
+    await wallet.call("Credit", "earning")(request)  # activity: the rule is its reason
+    named = pb.CreditRequest(request_id="ref-named", user_id="refunded", currency=POINTS, amount=4, reason="refund",
+                             reference="redemption-1")
+    reply = await wallet.call("Credit", "redemption")(named)
+    assert reply.transaction.reference == "redemption-1"
+    assert await wallet.balance("refunded") == (8, 0)
 
 
 async def test_allowed_credits(wallet: Client) -> None:

@@ -142,7 +142,7 @@ def build(kind: str, op: tuple[Any, ...], rid: str, prefix: str, model: Model) -
             return "ok"
 
         caller = "payments" if currency == COINS else "earning"
-        request = pb.CreditRequest(request_id=rid, user_id=prefix + user, currency=currency, amount=amount, reference="pay")
+        request = pb.CreditRequest(request_id=rid, user_id=prefix + user, currency=currency, amount=amount, reference=f"pay-{rid}")
         return "Credit", caller, request, credit
     if kind in ("debit", "reserve"):
         _, user, currency, amount = op

@@ -69,10 +69,12 @@ async def build_credit_hot(ctx: BenchContext) -> Call:
     md = ctx.metadata("payments")
 
     async def call(i: int) -> None:
+        # Each call is its own payment: a payment reference is credited once per user and currency.
+        request_id = _request_id(ctx, "ch", i)
         await stub.Credit(
             wallet_pb2.CreditRequest(
-                request_id=_request_id(ctx, "ch", i), user_id="bench-hot-creator", currency=CURRENCY_COINS,
-                amount=1, reason="bench", reference=f"pay-{i}",
+                request_id=request_id, user_id="bench-hot-creator", currency=CURRENCY_COINS,
+                amount=1, reason="bench", reference=f"pay-{request_id}",
             ),
             metadata=md,
         )

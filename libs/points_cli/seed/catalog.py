@@ -46,12 +46,16 @@ ITEMS: dict[str, pb.ItemSpec] = {
         kind=pb.ITEM_KIND_RAFFLE_TICKET, title="Spring Raffle Ticket", description="Win a creator camera kit.",
         price=_points(100), regions=["US", "DE"], per_user_limit=10,
         per_user_limit_window=pb.PER_USER_LIMIT_WINDOW_DAY,
-        raffle=pb.RaffleAttributes(raffle_id="spring-raffle", draw_time=_ts(2027, 3, 1), winners=3),
+        # Sales close a day before the draw: time for the last redemptions to settle and for the
+        # commitment (PrepareRaffleDraw), which must be published by the close.
+        raffle=pb.RaffleAttributes(raffle_id="spring-raffle", draw_time=_ts(2029, 3, 1),
+                                   sales_close_time=_ts(2029, 2, 28), winners=3),
     ),
     "berlin-raffle": pb.ItemSpec(
         kind=pb.ITEM_KIND_RAFFLE_TICKET, title="Berlin Meetup Raffle Ticket", description="Win a backstage visit.",
         price=_points(50), regions=["DE"], limited_stock=True, stock_total=500,
-        raffle=pb.RaffleAttributes(raffle_id="berlin-raffle", draw_time=_ts(2027, 6, 1), winners=1),
+        raffle=pb.RaffleAttributes(raffle_id="berlin-raffle", draw_time=_ts(2029, 6, 1),
+                                   sales_close_time=_ts(2029, 5, 31), winners=1),
     ),
     "rose-gift": pb.ItemSpec(
         kind=pb.ITEM_KIND_VIRTUAL_GIFT, title="Rose", description="A rose for a creator (coins).",

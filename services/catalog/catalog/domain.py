@@ -48,6 +48,7 @@ class Unavailable(enum.StrEnum):
     NO_LONGER_AVAILABLE = "NO_LONGER_AVAILABLE"
     OUT_OF_STOCK = "OUT_OF_STOCK"
     PER_USER_LIMIT_REACHED = "PER_USER_LIMIT_REACHED"
+    RAFFLE_CLOSED = "RAFFLE_CLOSED"
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,18 @@ class RaffleAttributes:
     raffle_id: str
     draw_time: datetime | None
     winners: int
+    # Ticket sales close here (at or before draw_time); None = at draw_time, so items stored before
+    # the field existed close at their draw.
+    sales_close_time: datetime | None = None
+
+    @property
+    def sales_close(self) -> datetime | None:
+        """When ticket sales close (None: never, a raffle without a draw time)."""
+        return self.sales_close_time or self.draw_time
+
+    def is_closed(self, now: datetime) -> bool:
+        """Sales are open strictly before the close instant (half-open, like every window)."""
+        return self.sales_close is not None and now >= self.sales_close
 
 
 @dataclass(frozen=True)
@@ -300,6 +313,9 @@ def unavailable_reason(item: Item, region: str, now: datetime) -> Unavailable | 
         return Unavailable.NOT_YET_AVAILABLE
     if spec.available_until is not None and now >= spec.available_until:
         return Unavailable.NO_LONGER_AVAILABLE
+    if isinstance(spec.attributes, RaffleAttributes) and spec.attributes.is_closed(now):
+        # The entries of a raffle are final at its close: the commitment and the draw rely on it.
+        return Unavailable.RAFFLE_CLOSED
     return None
 
 

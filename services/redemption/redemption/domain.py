@@ -126,7 +126,7 @@ class ItemSnapshot:
     gift_id: str = ""
     cosmetic_id: str = ""
     event_id: str = ""
-
+    sales_close_time: datetime | None = None  # a raffle's ticket sales close (the catalog's, or its draw time)
 
 
 @dataclass(frozen=True)
@@ -287,10 +287,25 @@ def seed_hash(seed: bytes) -> str:
     return hashlib.sha256(seed).hexdigest()
 
 
+def raffle_closed(item: ItemSnapshot | None, now: datetime) -> bool:
+    """A raffle ticket's sales are over from the raffle's close instant on (half-open, as in the catalog):
+    no Redeem starts, and no saga commits its funds, so the entries are final at the close."""
+    return (item is not None and item.kind is ItemKind.RAFFLE_TICKET and item.sales_close_time is not None
+            and now >= item.sales_close_time)
+
+
+def commitment_too_late(sales_close: datetime | None, now: datetime) -> bool:
+    """A raffle's seed commitment is published at or before its close: after it, whoever picks the seed
+    would know every entry."""
+    return sales_close is not None and now > sales_close
+
+
 def refund_refusal(
-    saga: Saga, completed_at: datetime | None, now: datetime, window_seconds: float, consumed: bool
+    saga: Saga, completed_at: datetime | None, now: datetime, window_seconds: float, consumed: bool,
+    raffle_committed: bool = False,
 ) -> str:
-    """Why a completed redemption cannot be refunded now; "" when it can."""
+    """Why a completed redemption cannot be refunded now; "" when it can. `raffle_committed`: the ticket's
+    raffle has published its seed commitment (PrepareRaffleDraw)."""
     if saga.state is State.REFUNDED:
         return "ALREADY_REFUNDED"
     if saga.state is not State.COMPLETED or completed_at is None:
@@ -299,6 +314,11 @@ def refund_refusal(
         return "REFUND_WINDOW_CLOSED"
     if consumed:
         return "ENTITLEMENT_CONSUMED"
+    if raffle_committed and raffle_closed(saga.item, now):
+        # Between the close and the draw the entries are frozen: a refund then would let someone who
+        # knows the seed remove tickets to pick the winners. (An uncommitted raffle can never be
+        # drawn, so its tickets stay refundable.)
+        return "RAFFLE_CLOSED"
     if saga.pays_gift_in_coins:
         # The creator already holds diamonds that may be cashed out: coins cannot come back.
         return "COIN_GIFT_NOT_REFUNDABLE"

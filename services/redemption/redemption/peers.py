@@ -100,6 +100,7 @@ class HoldInfo:
 
 def _item_info(item: catalog_pb2.Item) -> ItemInfo:
     kind = ItemKind(catalog_pb2.ItemKind.Name(item.kind).removeprefix("ITEM_KIND_"))
+    draw_time = _time(item.raffle.draw_time) if item.HasField("raffle") else None
     snapshot = ItemSnapshot(
         kind=kind,
         currency=_currency_name(item.price.currency),
@@ -107,9 +108,10 @@ def _item_info(item: catalog_pb2.Item) -> ItemInfo:
         gift_id=item.gift.gift_id,
         cosmetic_id=item.cosmetic.cosmetic_id,
         event_id=item.event_access.event_id,
+        # Unset in the catalog: sales close at the draw (the catalog's default too).
+        sales_close_time=(_time(item.raffle.sales_close_time) or draw_time) if item.HasField("raffle") else None,
     )
-    return ItemInfo(snapshot, _time(item.raffle.draw_time) if item.HasField("raffle") else None, item.raffle.winners,
-                    item.version, item.limited_stock)
+    return ItemInfo(snapshot, draw_time, item.raffle.winners, item.version, item.limited_stock)
 
 
 def _reservation(r: catalog_pb2.Reservation) -> ReservationInfo:

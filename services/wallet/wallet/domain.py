@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from points_platform.errors import DomainError, FailedPrecondition, InvalidArgument
+from points_platform.errors import AlreadyExists, DomainError, FailedPrecondition, InvalidArgument
 
 # No single balance may exceed this (well inside int64), so sums never overflow the column.
 MAX_BALANCE = 2**62
@@ -97,6 +97,41 @@ def check_credit(caller: str, currency: Currency, reference: str) -> None:
             "reference: an admin adjustment names its support ticket",
             field_violations=[("reference", "required for admin adjustments")],
         )
+    if currency is Currency.POINTS and caller != "earning" and not reference:
+        # Activity (earning) is the one source of points whose reason is the rule itself; every other
+        # point made (a refund names its redemption) is traceable to what justified it.
+        raise InvalidArgument(
+            "REFERENCE_REQUIRED",
+            "reference: a POINTS credit outside earning names what it is for (e.g. the redemption refunded)",
+            field_violations=[("reference", "required for POINTS credits other than earning's")],
+        )
+
+
+# A COINS credit is a payment: one per (user, currency, payment reference), whatever its request id.
+PaymentKey = tuple[str, Currency, str]
+
+
+@dataclass(frozen=True)
+class PaidCredit:
+    """The credit that already used a payment reference."""
+
+    transaction_id: str
+    request_id: str
+
+
+def payment_key(currency: Currency, user_id: str, reference: str) -> PaymentKey | None:
+    """The key under which a credit claims its payment reference (COINS credits only)."""
+    return (user_id, currency, reference) if currency is Currency.COINS else None
+
+
+def payment_already_credited(key: PaymentKey, first: PaidCredit) -> AlreadyExists:
+    """A second credit of one payment (another request id): refused, naming the first credit. Replaying
+    the first request id returns that credit's full answer."""
+    return AlreadyExists(
+        "PAYMENT_ALREADY_CREDITED",
+        "this payment reference was already credited to the user in this currency",
+        metadata={"reference": key[2], "transaction_id": first.transaction_id, "request_id": first.request_id},
+    )
 
 
 def check_spend(currency: Currency) -> None:
@@ -179,6 +214,7 @@ class LedgerOp:
     reference: str = ""
     gift_rate_bps: int = 0
     reason_class: str = "other"  # bounded metrics label (see reason_class())
+    payment_key: PaymentKey | None = None  # a payment (COINS credit): unique per user, currency, reference
 
     def __post_init__(self) -> None:
         totals: dict[Currency, int] = {}
@@ -202,6 +238,7 @@ class PlannedOp:
     op: LedgerOp
     error: DomainError | None = None
     balances_after: list[tuple[str, Currency, int, int]] = field(default_factory=list)  # user, cur, avail, held
+    transaction_id: str = ""  # the transaction the op makes if it applies
 
 
 def insufficient_funds(user_id: str, currency: Currency) -> FailedPrecondition:
@@ -213,16 +250,30 @@ def insufficient_funds(user_id: str, currency: Currency) -> FailedPrecondition:
 
 
 def plan_ledger_ops(
-    ops: Sequence[LedgerOp], balances: Mapping[AccountKey, tuple[int, int]]
+    ops: Sequence[LedgerOp],
+    balances: Mapping[AccountKey, tuple[int, int]],
+    *,
+    paid: Mapping[PaymentKey, PaidCredit] | None = None,
+    transaction_ids: Sequence[str] | None = None,
 ) -> tuple[list[PlannedOp], dict[AccountKey, int]]:
     """Apply ops in order to locked (available, held) balances; an op that would overdraw
     fails alone (INSUFFICIENT_FUNDS) and the rest still apply. Returns each op's outcome and
-    the net change of available per user account."""
+    the net change of available per user account.
+
+    `paid`: payment references already credited (from the database); a payment whose reference is
+    there, or was taken by an earlier op of this batch that applies, fails alone
+    (PAYMENT_ALREADY_CREDITED). `transaction_ids`: the id each op's transaction gets if it applies."""
     current = {k: v for k, v in balances.items()}
+    claimed: dict[PaymentKey, PaidCredit] = dict(paid or {})
+    ids = transaction_ids if transaction_ids is not None else [""] * len(ops)
     deltas: dict[AccountKey, int] = {}
     planned: list[PlannedOp] = []
-    for op in ops:
-        outcome = PlannedOp(op)
+    for op, transaction_id in zip(ops, ids, strict=True):
+        outcome = PlannedOp(op, transaction_id=transaction_id)
+        if op.payment_key is not None and op.payment_key in claimed:
+            outcome.error = payment_already_credited(op.payment_key, claimed[op.payment_key])
+            planned.append(outcome)
+            continue
         trial: dict[AccountKey, int] = {}
         for leg in op.legs:
             if not leg.is_user:
@@ -245,6 +296,8 @@ def plan_ledger_ops(
                 if leg.is_user:
                     available, held = current[(leg.user_id, leg.currency)]
                     outcome.balances_after.append((leg.user_id, leg.currency, available, held))
+            if op.payment_key is not None:
+                claimed[op.payment_key] = PaidCredit(transaction_id, op.request_id)
         planned.append(outcome)
     return planned, deltas
 

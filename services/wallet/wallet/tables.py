@@ -112,6 +112,20 @@ payouts = Table(
     Column("transaction_id", Text, nullable=False, server_default=""),
 )
 
+# One row per payment (COINS credit): its reference is unique per user and currency, so a payment is
+# credited once whatever the request id; written in the same transaction as the credit (0005).
+payment_references = Table(
+    "payment_references",
+    metadata,
+    Column("user_id", Text, nullable=False),
+    Column("currency", SmallInteger, nullable=False),
+    Column("reference", Text, nullable=False),
+    Column("transaction_id", Text, nullable=False),
+    Column("request_id", Text, nullable=False),
+    Column("create_time", DateTime(timezone=True), nullable=False),
+    PrimaryKeyConstraint("user_id", "currency", "reference", name="payment_references_pkey"),
+)
+
 # POINTS credited while expiry is on (points_expiry_days > 0): one lot per credit, consumed oldest
 # first by debits and hold commits; the expiry job posts what remains of an expired lot.
 points_lots = Table(

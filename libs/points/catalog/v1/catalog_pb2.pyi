@@ -156,6 +156,7 @@ class RaffleAttributes(_message.Message):
     RAFFLE_ID_FIELD_NUMBER: _builtins.int
     DRAW_TIME_FIELD_NUMBER: _builtins.int
     WINNERS_FIELD_NUMBER: _builtins.int
+    SALES_CLOSE_TIME_FIELD_NUMBER: _builtins.int
     raffle_id: _builtins.str
     """Raffle the ticket enters."""
     winners: _builtins.int
@@ -164,16 +165,25 @@ class RaffleAttributes(_message.Message):
     def draw_time(self) -> _timestamp_pb2.Timestamp:
         """When the raffle is drawn."""
 
+    @_builtins.property
+    def sales_close_time(self) -> _timestamp_pb2.Timestamp:
+        """When ticket sales close: from this instant on Quote reports and ReserveStock fails
+        FAILED_PRECONDITION RAFFLE_CLOSED (and redemption refuses Redeem). Must be at or before
+        draw_time, and needs draw_time (INVALID_ARGUMENT otherwise). Unset: sales close at draw_time
+        (a raffle without draw_time never closes).
+        """
+
     def __init__(
         self,
         *,
         raffle_id: _builtins.str = ...,
         draw_time: _timestamp_pb2.Timestamp | None = ...,
         winners: _builtins.int = ...,
+        sales_close_time: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["draw_time", b"draw_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["draw_time", b"draw_time", "sales_close_time", b"sales_close_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["draw_time", b"draw_time", "raffle_id", b"raffle_id", "winners", b"winners"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["draw_time", b"draw_time", "raffle_id", b"raffle_id", "sales_close_time", b"sales_close_time", "winners", b"winners"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -82,7 +82,10 @@ class RedemptionServiceServicer:
     """
 
     def Redeem(self, request, context):
-        """Starts (or, for a repeated request_id, returns) a redemption and drives its saga.
+        """Starts (or, for a repeated request_id, returns) a redemption and drives its saga. A ticket of a
+        raffle whose sales closed (the item's sales_close_time, else its draw_time) or that was drawn is
+        refused FAILED_PRECONDITION RAFFLE_CLOSED before anything is reserved or held; a redemption
+        reserved before the close whose funds would commit after it ends CANCELLED RAFFLE_CLOSED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -104,6 +107,9 @@ class RedemptionServiceServicer:
 
     def RefundRedemption(self, request, context):
         """Refunds a completed redemption within the refund window: funds back, stock back, entitlement revoked.
+        A raffle ticket is not refunded once its raffle's sales closed after its seed commitment
+        (FAILED_PRECONDITION RAFFLE_CLOSED: the entries are final until the draw) nor after the draw
+        (ENTITLEMENT_CONSUMED).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -117,14 +123,18 @@ class RedemptionServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def PrepareRaffleDraw(self, request, context):
-        """Commits to a secret seed for a raffle and publishes its SHA-256 hash before the draw.
+        """Commits to a secret seed for a raffle and publishes its SHA-256 hash, at or before the raffle's
+        sales close (after it: FAILED_PRECONDITION RAFFLE_CLOSED, since whoever picks the seed then
+        knows every entry). Preparing again returns the same commitment.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def DrawRaffle(self, request, context):
-        """Draws a prepared raffle's winners from the committed seed and reveals the seed.
+        """Draws a prepared raffle's winners from the committed seed and reveals the seed; only after the
+        draw time (DRAW_TIME_NOT_REACHED) and the sales close (RAFFLE_NOT_CLOSED), and once no ticket
+        redemption is still in flight (RAFFLE_ENTRIES_PENDING; retry shortly). All FAILED_PRECONDITION.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

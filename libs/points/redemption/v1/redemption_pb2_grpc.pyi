@@ -34,19 +34,33 @@ class RedemptionServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> RedemptionServiceAsyncStub: ...
     Redeem: _grpc.UnaryUnaryMultiCallable[_redemption_pb2.RedeemRequest, _redemption_pb2.RedeemResponse]
-    """Starts (or, for a repeated request_id, returns) a redemption and drives its saga."""
+    """Starts (or, for a repeated request_id, returns) a redemption and drives its saga. A ticket of a
+    raffle whose sales closed (the item's sales_close_time, else its draw_time) or that was drawn is
+    refused FAILED_PRECONDITION RAFFLE_CLOSED before anything is reserved or held; a redemption
+    reserved before the close whose funds would commit after it ends CANCELLED RAFFLE_CLOSED.
+    """
     GetRedemption: _grpc.UnaryUnaryMultiCallable[_redemption_pb2.GetRedemptionRequest, _redemption_pb2.GetRedemptionResponse]
     """Returns one redemption with its saga steps."""
     ListRedemptions: _grpc.UnaryUnaryMultiCallable[_redemption_pb2.ListRedemptionsRequest, _redemption_pb2.ListRedemptionsResponse]
     """Lists a user's redemptions, newest first."""
     RefundRedemption: _grpc.UnaryUnaryMultiCallable[_redemption_pb2.RefundRedemptionRequest, _redemption_pb2.RefundRedemptionResponse]
-    """Refunds a completed redemption within the refund window: funds back, stock back, entitlement revoked."""
+    """Refunds a completed redemption within the refund window: funds back, stock back, entitlement revoked.
+    A raffle ticket is not refunded once its raffle's sales closed after its seed commitment
+    (FAILED_PRECONDITION RAFFLE_CLOSED: the entries are final until the draw) nor after the draw
+    (ENTITLEMENT_CONSUMED).
+    """
     ListEntitlements: _grpc.UnaryUnaryMultiCallable[_redemption_pb2.ListEntitlementsRequest, _redemption_pb2.ListEntitlementsResponse]
     """Lists a user's entitlements, newest first."""
     PrepareRaffleDraw: _grpc.UnaryUnaryMultiCallable[_redemption_pb2.PrepareRaffleDrawRequest, _redemption_pb2.PrepareRaffleDrawResponse]
-    """Commits to a secret seed for a raffle and publishes its SHA-256 hash before the draw."""
+    """Commits to a secret seed for a raffle and publishes its SHA-256 hash, at or before the raffle's
+    sales close (after it: FAILED_PRECONDITION RAFFLE_CLOSED, since whoever picks the seed then
+    knows every entry). Preparing again returns the same commitment.
+    """
     DrawRaffle: _grpc.UnaryUnaryMultiCallable[_redemption_pb2.DrawRaffleRequest, _redemption_pb2.DrawRaffleResponse]
-    """Draws a prepared raffle's winners from the committed seed and reveals the seed."""
+    """Draws a prepared raffle's winners from the committed seed and reveals the seed; only after the
+    draw time (DRAW_TIME_NOT_REACHED) and the sales close (RAFFLE_NOT_CLOSED), and once no ticket
+    redemption is still in flight (RAFFLE_ENTRIES_PENDING; retry shortly). All FAILED_PRECONDITION.
+    """
     GetRaffleDraw: _grpc.UnaryUnaryMultiCallable[_redemption_pb2.GetRaffleDrawRequest, _redemption_pb2.GetRaffleDrawResponse]
     """Returns a raffle's draw record (seed hash, and seed and winners once drawn)."""
 
@@ -56,19 +70,33 @@ class RedemptionServiceAsyncStub(RedemptionServiceStub):
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     Redeem: _aio.UnaryUnaryMultiCallable[_redemption_pb2.RedeemRequest, _redemption_pb2.RedeemResponse]  # type: ignore[assignment]
-    """Starts (or, for a repeated request_id, returns) a redemption and drives its saga."""
+    """Starts (or, for a repeated request_id, returns) a redemption and drives its saga. A ticket of a
+    raffle whose sales closed (the item's sales_close_time, else its draw_time) or that was drawn is
+    refused FAILED_PRECONDITION RAFFLE_CLOSED before anything is reserved or held; a redemption
+    reserved before the close whose funds would commit after it ends CANCELLED RAFFLE_CLOSED.
+    """
     GetRedemption: _aio.UnaryUnaryMultiCallable[_redemption_pb2.GetRedemptionRequest, _redemption_pb2.GetRedemptionResponse]  # type: ignore[assignment]
     """Returns one redemption with its saga steps."""
     ListRedemptions: _aio.UnaryUnaryMultiCallable[_redemption_pb2.ListRedemptionsRequest, _redemption_pb2.ListRedemptionsResponse]  # type: ignore[assignment]
     """Lists a user's redemptions, newest first."""
     RefundRedemption: _aio.UnaryUnaryMultiCallable[_redemption_pb2.RefundRedemptionRequest, _redemption_pb2.RefundRedemptionResponse]  # type: ignore[assignment]
-    """Refunds a completed redemption within the refund window: funds back, stock back, entitlement revoked."""
+    """Refunds a completed redemption within the refund window: funds back, stock back, entitlement revoked.
+    A raffle ticket is not refunded once its raffle's sales closed after its seed commitment
+    (FAILED_PRECONDITION RAFFLE_CLOSED: the entries are final until the draw) nor after the draw
+    (ENTITLEMENT_CONSUMED).
+    """
     ListEntitlements: _aio.UnaryUnaryMultiCallable[_redemption_pb2.ListEntitlementsRequest, _redemption_pb2.ListEntitlementsResponse]  # type: ignore[assignment]
     """Lists a user's entitlements, newest first."""
     PrepareRaffleDraw: _aio.UnaryUnaryMultiCallable[_redemption_pb2.PrepareRaffleDrawRequest, _redemption_pb2.PrepareRaffleDrawResponse]  # type: ignore[assignment]
-    """Commits to a secret seed for a raffle and publishes its SHA-256 hash before the draw."""
+    """Commits to a secret seed for a raffle and publishes its SHA-256 hash, at or before the raffle's
+    sales close (after it: FAILED_PRECONDITION RAFFLE_CLOSED, since whoever picks the seed then
+    knows every entry). Preparing again returns the same commitment.
+    """
     DrawRaffle: _aio.UnaryUnaryMultiCallable[_redemption_pb2.DrawRaffleRequest, _redemption_pb2.DrawRaffleResponse]  # type: ignore[assignment]
-    """Draws a prepared raffle's winners from the committed seed and reveals the seed."""
+    """Draws a prepared raffle's winners from the committed seed and reveals the seed; only after the
+    draw time (DRAW_TIME_NOT_REACHED) and the sales close (RAFFLE_NOT_CLOSED), and once no ticket
+    redemption is still in flight (RAFFLE_ENTRIES_PENDING; retry shortly). All FAILED_PRECONDITION.
+    """
     GetRaffleDraw: _aio.UnaryUnaryMultiCallable[_redemption_pb2.GetRaffleDrawRequest, _redemption_pb2.GetRaffleDrawResponse]  # type: ignore[assignment]
     """Returns a raffle's draw record (seed hash, and seed and winners once drawn)."""
 
@@ -81,7 +109,11 @@ class RedemptionServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _redemption_pb2.RedeemRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_redemption_pb2.RedeemResponse, _abc.Awaitable[_redemption_pb2.RedeemResponse]]:
-        """Starts (or, for a repeated request_id, returns) a redemption and drives its saga."""
+        """Starts (or, for a repeated request_id, returns) a redemption and drives its saga. A ticket of a
+        raffle whose sales closed (the item's sales_close_time, else its draw_time) or that was drawn is
+        refused FAILED_PRECONDITION RAFFLE_CLOSED before anything is reserved or held; a redemption
+        reserved before the close whose funds would commit after it ends CANCELLED RAFFLE_CLOSED.
+        """
 
     @_abc_1.abstractmethod
     def GetRedemption(
@@ -105,7 +137,11 @@ class RedemptionServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _redemption_pb2.RefundRedemptionRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_redemption_pb2.RefundRedemptionResponse, _abc.Awaitable[_redemption_pb2.RefundRedemptionResponse]]:
-        """Refunds a completed redemption within the refund window: funds back, stock back, entitlement revoked."""
+        """Refunds a completed redemption within the refund window: funds back, stock back, entitlement revoked.
+        A raffle ticket is not refunded once its raffle's sales closed after its seed commitment
+        (FAILED_PRECONDITION RAFFLE_CLOSED: the entries are final until the draw) nor after the draw
+        (ENTITLEMENT_CONSUMED).
+        """
 
     @_abc_1.abstractmethod
     def ListEntitlements(
@@ -121,7 +157,10 @@ class RedemptionServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _redemption_pb2.PrepareRaffleDrawRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_redemption_pb2.PrepareRaffleDrawResponse, _abc.Awaitable[_redemption_pb2.PrepareRaffleDrawResponse]]:
-        """Commits to a secret seed for a raffle and publishes its SHA-256 hash before the draw."""
+        """Commits to a secret seed for a raffle and publishes its SHA-256 hash, at or before the raffle's
+        sales close (after it: FAILED_PRECONDITION RAFFLE_CLOSED, since whoever picks the seed then
+        knows every entry). Preparing again returns the same commitment.
+        """
 
     @_abc_1.abstractmethod
     def DrawRaffle(
@@ -129,7 +168,10 @@ class RedemptionServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _redemption_pb2.DrawRaffleRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_redemption_pb2.DrawRaffleResponse, _abc.Awaitable[_redemption_pb2.DrawRaffleResponse]]:
-        """Draws a prepared raffle's winners from the committed seed and reveals the seed."""
+        """Draws a prepared raffle's winners from the committed seed and reveals the seed; only after the
+        draw time (DRAW_TIME_NOT_REACHED) and the sales close (RAFFLE_NOT_CLOSED), and once no ticket
+        redemption is still in flight (RAFFLE_ENTRIES_PENDING; retry shortly). All FAILED_PRECONDITION.
+        """
 
     @_abc_1.abstractmethod
     def GetRaffleDraw(

@@ -506,7 +506,10 @@ class CreditRequest(_message.Message):
     reason: _builtins.str
     """Why (e.g. "watch_time", "refund", "coin_purchase")."""
     reference: _builtins.str
-    """Event id, redemption id, or for COINS the payment reference."""
+    """Event id, redemption id, or for COINS the payment reference. Required for COINS (unique per
+    user and currency: PAYMENT_REFERENCE_REQUIRED, PAYMENT_ALREADY_CREDITED) and for POINTS credited
+    by anyone but earning (REFERENCE_REQUIRED; admin: ADJUSTMENT_REFERENCE_REQUIRED).
+    """
     def __init__(
         self,
         *,

@@ -115,6 +115,10 @@ class WalletServiceServicer:
 
     def Credit(self, request, context):
         """Credits a user from a system account (POINTS by earning, COINS by the payments caller).
+        A COINS credit is a payment: its reference is credited once per user and currency. Another
+        request_id with a reference already credited fails ALREADY_EXISTS PAYMENT_ALREADY_CREDITED, with
+        the first credit's transaction_id and request_id in ErrorInfo metadata (replaying that
+        request_id returns the first credit's answer).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -36,7 +36,12 @@ class WalletServiceStub:
     GetBalance: _grpc.UnaryUnaryMultiCallable[_wallet_pb2.GetBalanceRequest, _wallet_pb2.GetBalanceResponse]
     """Returns a user's balances, for one currency or all of them."""
     Credit: _grpc.UnaryUnaryMultiCallable[_wallet_pb2.CreditRequest, _wallet_pb2.CreditResponse]
-    """Credits a user from a system account (POINTS by earning, COINS by the payments caller)."""
+    """Credits a user from a system account (POINTS by earning, COINS by the payments caller).
+    A COINS credit is a payment: its reference is credited once per user and currency. Another
+    request_id with a reference already credited fails ALREADY_EXISTS PAYMENT_ALREADY_CREDITED, with
+    the first credit's transaction_id and request_id in ErrorInfo metadata (replaying that
+    request_id returns the first credit's answer).
+    """
     CreditBatch: _grpc.UnaryUnaryMultiCallable[_wallet_pb2.CreditBatchRequest, _wallet_pb2.CreditBatchResponse]
     """Credits many users at once; each entry is independent and idempotent on its own request_id."""
     Debit: _grpc.UnaryUnaryMultiCallable[_wallet_pb2.DebitRequest, _wallet_pb2.DebitResponse]
@@ -70,7 +75,12 @@ class WalletServiceAsyncStub(WalletServiceStub):
     GetBalance: _aio.UnaryUnaryMultiCallable[_wallet_pb2.GetBalanceRequest, _wallet_pb2.GetBalanceResponse]  # type: ignore[assignment]
     """Returns a user's balances, for one currency or all of them."""
     Credit: _aio.UnaryUnaryMultiCallable[_wallet_pb2.CreditRequest, _wallet_pb2.CreditResponse]  # type: ignore[assignment]
-    """Credits a user from a system account (POINTS by earning, COINS by the payments caller)."""
+    """Credits a user from a system account (POINTS by earning, COINS by the payments caller).
+    A COINS credit is a payment: its reference is credited once per user and currency. Another
+    request_id with a reference already credited fails ALREADY_EXISTS PAYMENT_ALREADY_CREDITED, with
+    the first credit's transaction_id and request_id in ErrorInfo metadata (replaying that
+    request_id returns the first credit's answer).
+    """
     CreditBatch: _aio.UnaryUnaryMultiCallable[_wallet_pb2.CreditBatchRequest, _wallet_pb2.CreditBatchResponse]  # type: ignore[assignment]
     """Credits many users at once; each entry is independent and idempotent on its own request_id."""
     Debit: _aio.UnaryUnaryMultiCallable[_wallet_pb2.DebitRequest, _wallet_pb2.DebitResponse]  # type: ignore[assignment]
@@ -113,7 +123,12 @@ class WalletServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _wallet_pb2.CreditRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_wallet_pb2.CreditResponse, _abc.Awaitable[_wallet_pb2.CreditResponse]]:
-        """Credits a user from a system account (POINTS by earning, COINS by the payments caller)."""
+        """Credits a user from a system account (POINTS by earning, COINS by the payments caller).
+        A COINS credit is a payment: its reference is credited once per user and currency. Another
+        request_id with a reference already credited fails ALREADY_EXISTS PAYMENT_ALREADY_CREDITED, with
+        the first credit's transaction_id and request_id in ErrorInfo metadata (replaying that
+        request_id returns the first credit's answer).
+        """
 
     @_abc_1.abstractmethod
     def CreditBatch(

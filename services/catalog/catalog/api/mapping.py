@@ -93,11 +93,11 @@ def _attributes(spec: pb.ItemSpec) -> Attributes:
     if case == "raffle":
         r = spec.raffle
         require_positive("spec.raffle.winners", r.winners, 10_000)
-        return RaffleAttributes(
-            require_id("spec.raffle.raffle_id", r.raffle_id),
-            optional_timestamp(r, "draw_time", "spec.raffle.draw_time"),
-            r.winners,
-        )
+        draw_time = optional_timestamp(r, "draw_time", "spec.raffle.draw_time")
+        sales_close = optional_timestamp(r, "sales_close_time", "spec.raffle.sales_close_time")
+        if sales_close is not None and (draw_time is None or sales_close > draw_time):
+            raise invalid_field("spec.raffle.sales_close_time", "needs draw_time and must be at or before it")
+        return RaffleAttributes(require_id("spec.raffle.raffle_id", r.raffle_id), draw_time, r.winners, sales_close)
     if case == "event_access":
         return EventAccessAttributes(require_id("spec.event_access.event_id", spec.event_access.event_id))
     if case == "gift":
@@ -156,6 +156,7 @@ def _set_attributes(msg: Any, attributes: Attributes | None) -> None:
     elif isinstance(attributes, RaffleAttributes):
         msg.raffle.CopyFrom(pb.RaffleAttributes(raffle_id=attributes.raffle_id, winners=attributes.winners))
         _set_ts(msg.raffle.draw_time, attributes.draw_time)
+        _set_ts(msg.raffle.sales_close_time, attributes.sales_close_time)
     elif isinstance(attributes, EventAccessAttributes):
         msg.event_access.CopyFrom(pb.EventAccessAttributes(event_id=attributes.event_id))
     elif isinstance(attributes, GiftAttributes):

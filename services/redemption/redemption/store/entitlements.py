@@ -89,6 +89,14 @@ async def lock_and_count_consumed(conn: AsyncConnection, redemption_id: str) -> 
     return sum(1 for (state,) in rows if state == EntitlementState.CONSUMED.value)
 
 
+class EntriesPending(Exception):
+    """A raffle cannot be drawn yet: tickets of sagas still in flight could still become paid entries."""
+
+    def __init__(self, count: int) -> None:
+        super().__init__(f"{count} tickets of pending redemptions")
+        self.count = count
+
+
 class EntitlementStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
@@ -113,6 +121,17 @@ class EntitlementStore:
             row = (await conn.execute(select(raffle_draws).where(raffle_draws.c.raffle_id == raffle_id))).one_or_none()
             return _draw(row) if row else None
 
+    async def is_drawn(self, raffle_id: str, *, wait_for_draw: bool = False) -> bool:
+        """Whether the raffle was drawn. `wait_for_draw`: FOR SHARE, which waits for a draw in progress (it
+        holds the record FOR UPDATE), so a saga about to commit a ticket's funds either sees the draw or
+        was seen by it (its active ticket of a pending saga makes the draw refuse, EntriesPending)."""
+        query = select(raffle_draws.c.state).where(raffle_draws.c.raffle_id == raffle_id)
+        async with self._engine.connect() as conn:
+            state = (await conn.execute(query.with_for_update(read=True) if wait_for_draw else query)
+                     ).scalar_one_or_none()
+            await conn.commit()
+        return state == "DRAWN"
+
     async def prepare_draw(self, draw: RaffleDrawRow) -> RaffleDrawRow:
         """Store a new draw record; a raffle already prepared keeps its first seed."""
         async with self._engine.begin() as conn:
@@ -124,7 +143,9 @@ class EntitlementStore:
 
     async def draw(self, raffle_id: str, now: datetime, pick: Any) -> RaffleDrawRow | None:
         """Draw once: lock the record, take the active tickets of completed redemptions, store winners,
-        consume every ticket. A second call returns the stored result unchanged."""
+        consume every ticket. A second call returns the stored result unchanged. Raises EntriesPending
+        while an active ticket belongs to a pending saga (it may still be paid for, or released): drawn
+        without it, a ticket paid for afterwards could never win."""
         async with self._engine.begin() as conn:
             row = (await conn.execute(
                 select(raffle_draws).where(raffle_draws.c.raffle_id == raffle_id).with_for_update())).one_or_none()
@@ -132,6 +153,16 @@ class EntitlementStore:
                 return None
             if row.state == "DRAWN":
                 return _draw(row)
+            pending = (await conn.execute(
+                select(func.count())
+                .select_from(entitlements.join(sagas, sagas.c.redemption_id == entitlements.c.redemption_id))
+                .where(entitlements.c.raffle_id == raffle_id,
+                       entitlements.c.kind == EntitlementKind.RAFFLE_TICKET.value,
+                       entitlements.c.state == EntitlementState.ACTIVE.value,
+                       sagas.c.state == State.PENDING.value)
+            )).scalar_one()
+            if pending:
+                raise EntriesPending(pending)
             tickets = (await conn.execute(
                 select(entitlements.c.entitlement_id, entitlements.c.user_id)
                 .join(sagas, sagas.c.redemption_id == entitlements.c.redemption_id)

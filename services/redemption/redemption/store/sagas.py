@@ -76,7 +76,7 @@ def _saga_values(saga: Saga) -> dict[str, Any]:
         "mode": saga.mode.value,
         "step": saga.step.value if saga.step else None,
         "cancel_reason": saga.cancel_reason,
-        "item": asdict(saga.item) if saga.item else None,
+        "item": _item_values(saga.item) if saga.item else None,
         "currency": saga.currency,
         "amount": saga.amount,
         "reservation_id": saga.reservation_id,
@@ -89,11 +89,19 @@ def _saga_values(saga: Saga) -> dict[str, Any]:
     }
 
 
+def _item_values(item: ItemSnapshot) -> dict[str, Any]:
+    """The item snapshot as JSON values (the close time as ISO 8601)."""
+    close = item.sales_close_time
+    return {**asdict(item), "sales_close_time": close.isoformat() if close else None}
+
+
 def _saga_of(row: Any) -> Saga:
     item = None
     if row.item:
         data = dict(row.item)
-        item = ItemSnapshot(**{**data, "kind": ItemKind(data["kind"])})
+        close = data.get("sales_close_time")  # absent in sagas stored before raffles had a close time
+        item = ItemSnapshot(**{**data, "kind": ItemKind(data["kind"]),
+                               "sales_close_time": datetime.fromisoformat(close) if close else None})
     return Saga(
         redemption_id=row.redemption_id,
         user_id=row.user_id,
@@ -312,6 +320,12 @@ class SagaStore:
                     .values(lease_owner=owner, lease_until=now + timedelta(seconds=lease_seconds))
                 )
             return ids
+
+    async def by_request_id(self, request_id: str) -> SagaRecord | None:
+        """The saga a Redeem with this request_id created, if any (a replay of it)."""
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(select(sagas).where(sagas.c.request_id == request_id))).one_or_none()
+        return _record_of(row) if row is not None else None
 
     async def count_pending(self) -> dict[str, int]:
         """Pending sagas per mode (FORWARD / COMPENSATING / REFUNDING), from the partial index on PENDING."""

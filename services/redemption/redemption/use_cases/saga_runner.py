@@ -27,10 +27,11 @@ from redemption.domain import (
     after_stock_lost,
     after_success,
     entitlement_units,
+    raffle_closed,
     step_request_id,
 )
 from redemption.peers import ItemInfo, PeerRefused, PeerUnavailable
-from redemption.store import EntitlementRow, Journal, SagaStore
+from redemption.store import EntitlementRow, EntitlementStore, Journal, SagaStore
 from redemption.store import entitlements as entitlement_rows
 from redemption.store.sagas import InTransaction
 from redemption.use_cases.ports import Catalog, Wallet
@@ -43,9 +44,10 @@ Log = tuple[Step, Outcome, str]
 
 
 class SagaRunner:
-    def __init__(self, sagas: SagaStore, wallet: Wallet, catalog: Catalog, clock: Clock,
-                 settings: RedemptionSettings, owner: str) -> None:
+    def __init__(self, sagas: SagaStore, entitlements: EntitlementStore, wallet: Wallet, catalog: Catalog,
+                 clock: Clock, settings: RedemptionSettings, owner: str) -> None:
         self.sagas = sagas
+        self.entitlements = entitlements
         self.wallet = wallet
         self.catalog = catalog
         self.clock = clock
@@ -260,9 +262,23 @@ class SagaRunner:
         ]
         return rows, f"{len(rows)} {kind.value}"
 
+    async def _sales_over(self, saga: Saga) -> bool:
+        """A raffle ticket whose raffle closed or was drawn is not sold: its entries are final."""
+        item = saga.item
+        if item is None or item.kind is not ItemKind.RAFFLE_TICKET:
+            return False
+        return raffle_closed(item, self.clock.now()) or await self.entitlements.is_drawn(item.raffle_id,
+                                                                                         wait_for_draw=True)
+
     async def _commit_funds(self, saga: Saga) -> Saga | None:
         rid = saga.redemption_id
         try:
+            if await self._sales_over(saga) and (
+                    not saga.hold_id or (await self.wallet.hold(saga.hold_id)).state != "COMMITTED"):
+                # Reserved before the close, paid after it: not sold. Unless the hold is committed already
+                # (the commit landed, the process died before recording it): that is replayed forward, as
+                # below, and the draw waits for this saga (its ticket is active and its saga pending).
+                raise PeerRefused("RAFFLE_CLOSED")
             if saga.reserved_at is not None and (self.clock.now() - saga.reserved_at).total_seconds() > \
                     self.settings.reservation_recheck_seconds:
                 # The stock must outlive the point of no return: re-read an old reservation first.

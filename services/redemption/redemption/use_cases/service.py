@@ -17,9 +17,26 @@ from points_platform.clock import Clock
 from points_platform.errors import FailedPrecondition, NotFound, Unavailable, idempotency_key_reused
 from redemption import metrics
 from redemption.config import RedemptionSettings
-from redemption.domain import Saga, draw_winners, refund_refusal, seed_hash, start_refund
-from redemption.peers import PeerUnavailable
-from redemption.store import EntitlementRow, EntitlementStore, Journal, RaffleDrawRow, SagaRecord, SagaStore
+from redemption.domain import (
+    ItemKind,
+    Saga,
+    commitment_too_late,
+    draw_winners,
+    raffle_closed,
+    refund_refusal,
+    seed_hash,
+    start_refund,
+)
+from redemption.peers import ItemInfo, PeerRefused, PeerUnavailable
+from redemption.store import (
+    EntitlementRow,
+    EntitlementStore,
+    EntriesPending,
+    Journal,
+    RaffleDrawRow,
+    SagaRecord,
+    SagaStore,
+)
 from redemption.store import entitlements as entitlement_rows
 from redemption.use_cases.ports import Catalog, Wallet
 from redemption.use_cases.saga_runner import SagaRunner
@@ -41,6 +58,11 @@ class RedeemCommand:
     recipient_id: str
 
 
+def _raffle_closed(raffle_id: str, close: datetime | None) -> FailedPrecondition:
+    return FailedPrecondition("RAFFLE_CLOSED", "the raffle's ticket sales are closed",
+                              metadata={"raffle_id": raffle_id, "sales_close_time": close.isoformat() if close else ""})
+
+
 class RedemptionService:
     def __init__(self, sagas: SagaStore, entitlements: EntitlementStore, wallet: Wallet, catalog: Catalog,
                  clock: Clock, settings: RedemptionSettings) -> None:
@@ -50,36 +72,66 @@ class RedemptionService:
         self.clock = clock
         self.settings = settings
         self.owner = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        self.runner = SagaRunner(sagas, wallet, catalog, clock, settings, self.owner)
+        self.runner = SagaRunner(sagas, entitlements, wallet, catalog, clock, settings, self.owner)
         self._drivers: dict[str, asyncio.Task[None]] = {}
 
     # -- Redeem ------------------------------------------------------------------------------
 
     async def redeem(self, cmd: RedeemCommand, wait_seconds: float | None) -> SagaRecord:
         now = self.clock.now()
+        refusal = await self._sale_refusal(cmd.item_id, now)
+        if refusal is not None:
+            # Nothing is reserved or held for a sale that cannot happen; a retry of an earlier Redeem
+            # still gets its redemption.
+            earlier = await self.sagas.by_request_id(cmd.request_id)
+            if earlier is None:
+                raise refusal
+            return await self._replay(earlier, cmd, now, wait_seconds)
         saga = Saga(uuid.uuid4().hex, cmd.user_id, cmd.item_id, cmd.quantity, cmd.region, cmd.recipient_id)
         saga, logs = await self.runner.opening(saga)
         lease_until = now + timedelta(seconds=self.settings.lease_seconds)
         record, created = await self.sagas.create(saga, cmd.request_id, cmd.fingerprint, now, self.owner, lease_until,
                                                   logs)
-        if not created and record.fingerprint != cmd.fingerprint:
+        if not created:
+            return await self._replay(record, cmd, now, wait_seconds)
+        rid = record.saga.redemption_id
+        self.runner.opened(logs)
+        journal = self.runner.journals[rid] = Journal(record)
+        try:
+            task = self._start_driver(rid, record.saga)
+            await self._wait(task, wait_seconds)
+        finally:
+            del self.runner.journals[rid]
+        if task.done() and not task.cancelled() and task.exception() is None and journal.intact \
+                and journal.record.saga.is_terminal:
+            return journal.record  # exactly what this driver committed: no read back
+        return await self.get(rid)
+
+    async def _replay(self, record: SagaRecord, cmd: RedeemCommand, now: datetime,
+                      wait_seconds: float | None) -> SagaRecord:
+        """A Redeem whose request_id made a saga already: that saga (driven on if nobody drives it)."""
+        if record.fingerprint != cmd.fingerprint:
             raise idempotency_key_reused(cmd.request_id)
         rid = record.saga.redemption_id
-        if created:
-            self.runner.opened(logs)
-            journal = self.runner.journals[rid] = Journal(record)
-            try:
-                task = self._start_driver(rid, record.saga)
-                await self._wait(task, wait_seconds)
-            finally:
-                del self.runner.journals[rid]
-            if task.done() and not task.cancelled() and task.exception() is None and journal.intact \
-                    and journal.record.saga.is_terminal:
-                return journal.record  # exactly what this driver committed: no read back
-        elif not record.saga.is_terminal and await self.sagas.acquire(rid, self.owner, now,
-                                                                      self.settings.lease_seconds):
+        if not record.saga.is_terminal and await self.sagas.acquire(rid, self.owner, now,
+                                                                    self.settings.lease_seconds):
             await self._wait(self._start_driver(rid), wait_seconds)
         return await self.get(rid)
+
+    async def _sale_refusal(self, item_id: str, now: datetime) -> FailedPrecondition | None:
+        """RAFFLE_CLOSED for a ticket of a raffle whose sales closed (by this service's clock) or that was
+        drawn. Unknown or unreachable items pass: the saga's QUOTE then decides (the catalog refuses a
+        closed raffle's tickets too)."""
+        try:
+            info = await self.runner.item_facts(item_id)
+        except (PeerRefused, PeerUnavailable):
+            return None
+        item = info.snapshot
+        if item.kind is not ItemKind.RAFFLE_TICKET:
+            return None
+        if raffle_closed(item, now) or await self.entitlements.is_drawn(item.raffle_id):
+            return _raffle_closed(item.raffle_id, item.sales_close_time)
+        return None
 
     def _start_driver(self, redemption_id: str, saga: Saga | None = None) -> asyncio.Task[None]:
         task = self._drivers.get(redemption_id)
@@ -131,8 +183,13 @@ class RedemptionService:
             if record.refund_fingerprint != fingerprint:
                 raise idempotency_key_reused(request_id)
             return await self._resume(record, wait_seconds)
+        item = record.saga.item
+        # Committed but not drawn yet (after the draw the tickets are consumed: ENTITLEMENT_CONSUMED below).
+        draw = await self.entitlements.get_draw(item.raffle_id) if item and item.kind is ItemKind.RAFFLE_TICKET \
+            else None
+        committed = draw is not None and draw.state != "DRAWN"
         refusal = refund_refusal(record.saga, record.completed_at, self.clock.now(),
-                                 self.settings.refund_window_seconds, consumed=False)
+                                 self.settings.refund_window_seconds, consumed=False, raffle_committed=committed)
         if refusal:
             raise FailedPrecondition(refusal, metadata={"redemption_id": redemption_id})
 
@@ -186,16 +243,27 @@ class RedemptionService:
             raise reused
         return stored[2]
 
-    async def prepare_draw(self, raffle_id: str) -> RaffleDrawRow:
-        existing = await self.entitlements.get_draw(raffle_id)
-        if existing is not None:
-            return existing
+    async def _raffle(self, raffle_id: str) -> ItemInfo:
+        """The raffle's item as the catalog has it now (its draw and close times)."""
         try:
             item = await self.catalog.raffle_item(raffle_id)
         except PeerUnavailable as exc:
             raise Unavailable("CATALOG_UNAVAILABLE", str(exc)) from None
         if item is None or item.draw_time is None:
             raise NotFound("RAFFLE_NOT_FOUND", metadata={"raffle_id": raffle_id})
+        return item
+
+    async def prepare_draw(self, raffle_id: str) -> RaffleDrawRow:
+        existing = await self.entitlements.get_draw(raffle_id)
+        if existing is not None:
+            return existing
+        item = await self._raffle(raffle_id)
+        close = item.snapshot.sales_close_time
+        if commitment_too_late(close, self.clock.now()):
+            raise FailedPrecondition(
+                "RAFFLE_CLOSED", "the seed commitment must be published at or before the raffle's sales close",
+                metadata={"raffle_id": raffle_id, "sales_close_time": close.isoformat() if close else ""})
+        assert item.draw_time is not None  # _raffle refuses a raffle without one
         seed = secrets.token_bytes(32)
         return await self.entitlements.prepare_draw(RaffleDrawRow(
             raffle_id=raffle_id, seed=seed, seed_hash=seed_hash(seed), state="PREPARED", draw_after=item.draw_time,
@@ -206,10 +274,22 @@ class RedemptionService:
         draw = await self.entitlements.get_draw(raffle_id)
         if draw is None:
             raise FailedPrecondition("RAFFLE_NOT_PREPARED", metadata={"raffle_id": raffle_id})
+        if draw.state == "DRAWN":
+            return draw
         now = self.clock.now()
-        if draw.state != "DRAWN" and now < draw.draw_after:
+        if now < draw.draw_after:
             raise FailedPrecondition("DRAW_TIME_NOT_REACHED", metadata={"draw_time": draw.draw_after.isoformat()})
-        drawn = await self.entitlements.draw(raffle_id, now, draw_winners)
+        # The item's close may have moved since the commitment: the draw waits for the close it has now.
+        close = (await self._raffle(raffle_id)).snapshot.sales_close_time
+        if close is not None and now < close:
+            raise FailedPrecondition("RAFFLE_NOT_CLOSED", "ticket sales are still open",
+                                     metadata={"raffle_id": raffle_id, "sales_close_time": close.isoformat()})
+        try:
+            drawn = await self.entitlements.draw(raffle_id, now, draw_winners)
+        except EntriesPending as pending:
+            raise FailedPrecondition(
+                "RAFFLE_ENTRIES_PENDING", "redemptions of tickets are still in flight; retry shortly",
+                metadata={"raffle_id": raffle_id, "pending_tickets": str(pending.count)}) from None
         assert drawn is not None
         log.info("raffle_drawn", raffle_id=raffle_id, tickets=drawn.ticket_count, winners=len(drawn.winner_user_ids))
         return drawn

@@ -25,6 +25,11 @@ class RacedOnRequestId(Exception):
     """A concurrent call with the same request_id committed first: redo, and replay its answer."""
 
 
+class RacedOnPaymentReference(RacedOnRequestId):
+    """A concurrent batch credited the same payment reference first: redo (the refused payment then
+    fails alone with PAYMENT_ALREADY_CREDITED, its neighbours apply)."""
+
+
 def new_id() -> str:
     """32 hex digits: the time in milliseconds (12), then 80 random bits (20).
 

@@ -1,9 +1,9 @@
 """Applying a batch of ledger operations (credits, debits, gifts) in one DB transaction.
 
 Round trips per batch, whatever its size: BEGIN, lock the touched accounts (in sorted order,
-creating missing ones) and look up the request ids in one statement, then one statement that
-updates every account once and inserts every transaction, posting and idempotency record, then
-COMMIT. The statements run on the raw asyncpg connection (prepared once per connection).
+creating missing ones) and look up the request ids and payment references in one statement, then
+one statement that updates every account once and inserts every transaction, posting, idempotency
+record and payment reference, then COMMIT. The statements run on the raw asyncpg connection (prepared once per connection).
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from points_platform.errors import Aborted, DomainError, idempotency_key_reused
 from wallet import metrics
-from wallet.domain import Currency, LedgerOp, plan_ledger_ops, touched_accounts
+from wallet.domain import Currency, LedgerOp, PaidCredit, PaymentKey, plan_ledger_ops, touched_accounts
 from wallet.results import BalanceView, LedgerResult, PostingView, TransactionView, decode, encode_ledger
 from wallet.store import lots
-from wallet.store.common import RacedOnRequestId, driver, new_id, run_transaction
+from wallet.store.common import RacedOnPaymentReference, RacedOnRequestId, driver, new_id, run_transaction
 
 Outcome = LedgerResult | DomainError
 
@@ -42,6 +42,9 @@ _LOCK_AND_LOOKUP = """
     UNION ALL
     SELECT 2, op, request_id, NULL, NULL, NULL, fingerprint, response FROM idempotency
     WHERE (op, request_id) IN (SELECT * FROM unnest($3::text[], $4::text[]))
+    UNION ALL
+    SELECT 3, user_id, reference, currency::int, NULL, NULL, transaction_id, request_id FROM payment_references
+    WHERE (user_id, currency, reference) IN (SELECT * FROM unnest($5::text[], $6::smallint[], $7::text[]))
 """
 
 _LOOKUP_AGAIN = """
@@ -68,8 +71,15 @@ _WRITE = """
         FROM unnest($17::text[], $18::text[], $19::text[], $20::text[]) AS i
         ON CONFLICT DO NOTHING
         RETURNING 1
+    ), paid AS (
+        INSERT INTO payment_references (user_id, currency, reference, transaction_id, request_id, create_time)
+        SELECT r.*, $4::timestamptz
+        FROM unnest($21::text[], $22::smallint[], $23::text[], $24::text[], $25::text[]) AS r
+        ON CONFLICT DO NOTHING
+        RETURNING 1
     )
-    SELECT (SELECT count(*) FROM moved) AS moved, (SELECT count(*) FROM keys) AS keys
+    SELECT (SELECT count(*) FROM moved) AS moved, (SELECT count(*) FROM keys) AS keys,
+           (SELECT count(*) FROM paid) AS paid
 """
 
 
@@ -90,21 +100,29 @@ async def _apply(
         conn = await driver(sa_conn)
         async with conn.transaction():
             keys = sorted({op.key for op in ops})
-            # Every touched account is locked, replays' included: one round trip for both.
+            payments = sorted({op.payment_key for op in ops if op.payment_key is not None})
+            # Every touched account is locked, replays' included: one round trip for the locks, the
+            # stored answers and the payment references already credited.
             accounts = touched_accounts(ops)
             balances: dict[tuple[str, Currency], tuple[int, int]] = {}
             stored: dict[tuple[str, str], tuple[str, str]] = {}
+            paid: dict[PaymentKey, PaidCredit] = {}
             for row in await conn.fetch(
                 _LOCK_AND_LOOKUP,
                 [a[0] for a in accounts],
                 [int(a[1]) for a in accounts],
                 [k[0] for k in keys],
                 [k[1] for k in keys],
+                [p[0] for p in payments],
+                [int(p[1]) for p in payments],
+                [p[2] for p in payments],
             ):
                 if row[0] == 1:
                     balances[(row[1], Currency(row[3]))] = (row[4], row[5])
-                else:
+                elif row[0] == 2:
                     stored[(row[1], row[2])] = (row[6], row[7])
+                else:
+                    paid[(row[1], Currency(row[3]), row[2])] = PaidCredit(row[6], row[7])
             first_index: dict[tuple[str, str], int] = {}
             duplicates: list[int] = []
             fresh: list[int] = []
@@ -122,7 +140,12 @@ async def _apply(
                     first_index[op.key] = i
                     fresh.append(i)
 
-            planned, deltas = plan_ledger_ops([ops[i] for i in fresh], balances)
+            # A payment reference credited by a concurrent batch that committed while this one waited
+            # for the account lock is not in that lookup's snapshot: the write's insert into
+            # payment_references then conflicts, and the batch is redone (RacedOnPaymentReference).
+            planned, deltas = plan_ledger_ops(
+                [ops[i] for i in fresh], balances, paid=paid, transaction_ids=[new_id() for _ in fresh]
+            )
             # The lookup above read the snapshot taken before the account locks were granted: a
             # concurrent batch holding the same key may have committed meanwhile (and spent the
             # balance). A refused op is looked up again (a fresh snapshot, after the locks).
@@ -142,7 +165,7 @@ async def _apply(
                     if outcomes[index] is None:
                         outcomes[index] = plan.error
                     continue
-                outcomes[index] = w.add(plan.op, plan.balances_after, now, created)
+                outcomes[index] = w.add(plan.op, plan.transaction_id, plan.balances_after, now, created)
                 committed.append(plan.op)
 
             if committed:
@@ -158,6 +181,8 @@ async def _apply(
                 assert counts is not None
                 if counts["keys"] != len(committed):
                     raise RacedOnRequestId("a request id in the batch was committed concurrently")
+                if counts["paid"] != len(w.r_users):
+                    raise RacedOnPaymentReference("a payment reference in the batch was credited concurrently")
                 if counts["moved"] != len(moves):
                     raise RuntimeError("a planned balance change did not apply; the batch is rolled back")
                 if points_ttl is not None:
@@ -202,11 +227,20 @@ class _Rows:
         self.i_rids: list[str] = []
         self.i_fps: list[str] = []
         self.i_responses: list[str] = []
+        self.r_users: list[str] = []
+        self.r_currencies: list[int] = []
+        self.r_refs: list[str] = []
+        self.r_tids: list[str] = []
+        self.r_rids: list[str] = []
 
     def add(
-        self, op: LedgerOp, balances_after: Sequence[tuple[str, Currency, int, int]], now: datetime, created: str
+        self,
+        op: LedgerOp,
+        tid: str,
+        balances_after: Sequence[tuple[str, Currency, int, int]],
+        now: datetime,
+        created: str,
     ) -> LedgerResult:
-        tid = new_id()
         after = iter(balances_after)
         views: list[BalanceView] = []
         for leg in op.legs:
@@ -241,14 +275,22 @@ class _Rows:
         self.i_rids.append(op.request_id)
         self.i_fps.append(op.fingerprint)
         self.i_responses.append(encode_ledger(result, created))
+        if op.payment_key is not None:
+            user_id, currency, reference = op.payment_key
+            self.r_users.append(user_id)
+            self.r_currencies.append(int(currency))
+            self.r_refs.append(reference)
+            self.r_tids.append(tid)
+            self.r_rids.append(op.request_id)
         return result
 
     def columns(self) -> tuple[list[object], ...]:
-        """In the order of the write statement's $5 .. $20."""
+        """In the order of the write statement's $5 .. $25."""
         return (
             self.t_ids, self.t_users, self.t_rids, self.t_kinds, self.t_reasons, self.t_refs,  # type: ignore[return-value]
             self.p_tids, self.p_users, self.p_accounts, self.p_currencies, self.p_amounts, self.p_after,
             self.i_ops, self.i_rids, self.i_fps, self.i_responses,
+            self.r_users, self.r_currencies, self.r_refs, self.r_tids, self.r_rids,
         )
 
 

@@ -126,6 +126,7 @@ class Wallet:
             reason=cmd.reason,
             reference=cmd.reference,
             reason_class=domain.reason_class(Kind.CREDIT, caller),
+            payment_key=domain.payment_key(currency, cmd.user_id, cmd.reference),
         )
 
     async def credit(self, cmd: Credit, caller: str) -> LedgerResult:
