@@ -140,6 +140,20 @@ async def test_twenty_racers_on_a_three_use_pass_consume_it_three_times(suite: S
     assert await _uses_stored(suite, pass_.entitlement_id) == 3
 
 
+async def test_racers_with_one_request_id_make_one_use_and_share_its_answer(suite: Suite) -> None:
+    _, pass_ = await granted(suite, event_spec(max_uses=5))
+    barrier = asyncio.Barrier(10)
+    request_id = uid("same")
+
+    async def racer() -> rpb.ConsumeEntitlementResponse:
+        await barrier.wait()
+        return await consume(suite, request_id=request_id, entitlement_id=pass_.entitlement_id)
+
+    answers = await asyncio.gather(*(racer() for _ in range(10)))
+    assert all(a == answers[0] for a in answers) and answers[0].use.use_number == 1
+    assert await _uses_stored(suite, pass_.entitlement_id) == 1
+
+
 async def test_a_code_expires_after_its_duration_from_grant(suite: Suite) -> None:
     redemption, code = await granted(suite, discount_spec(max_uses=2, valid_for_seconds=3600))
     assert code.expire_time == ts(code.create_time.ToDatetime() + timedelta(hours=1))
