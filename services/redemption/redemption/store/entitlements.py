@@ -62,6 +62,7 @@ class Consumption:
     entitlement: EntitlementRow
     use: UseRow
     fingerprint: str
+    replayed: bool = False  # read back from an earlier call with the same request id
 
 
 @dataclass(frozen=True)
@@ -156,7 +157,7 @@ async def _stored_use(conn: AsyncConnection, request_id: str) -> Consumption | N
            ).one_or_none()
     if row is None:
         return None
-    return Consumption(_SNAPSHOT.validate_python(row.entitlement), _use(row), row.fingerprint)
+    return Consumption(_SNAPSHOT.validate_python(row.entitlement), _use(row), row.fingerprint, replayed=True)
 
 
 class EntriesPending(Exception):

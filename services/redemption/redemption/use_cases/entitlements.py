@@ -14,6 +14,7 @@ import structlog
 
 from points_platform.clock import Clock
 from points_platform.errors import FailedPrecondition, NotFound, idempotency_key_reused
+from redemption import metrics
 from redemption.store import Consumption, EntitlementRow, EntitlementStore, UseRequest, UseRow
 
 log = structlog.get_logger("redemption")
@@ -59,6 +60,7 @@ class EntitlementUses:
         def use_once(row: EntitlementRow, redemption_completed: bool) -> EntitlementRow:
             refusal = row.usage.consume_refusal(now, redemption_completed)
             if refusal:
+                metrics.entitlement_use(row.kind, refusal)
                 raise FailedPrecondition(refusal, metadata=_facts(row))
             after = row.usage.after_use()
             return replace(row, use_count=after.use_count, state=after.state)
@@ -70,8 +72,10 @@ class EntitlementUses:
             raise _not_found(cmd.entitlement_id)
         if result.fingerprint != cmd.fingerprint:
             raise idempotency_key_reused(cmd.request_id)
-        log.info("entitlement_consumed", entitlement_id=result.entitlement.entitlement_id,
-                 use_number=result.use.use_number, caller=result.use.caller)
+        if not result.replayed:
+            metrics.entitlement_use(result.entitlement.kind, metrics.USED)
+            log.info("entitlement_consumed", entitlement_id=result.entitlement.entitlement_id,
+                     use_number=result.use.use_number, caller=result.use.caller)
         return result
 
     async def get(self, entitlement_id: str, discount_code: str) -> tuple[EntitlementRow, list[UseRow]]:
