@@ -27,7 +27,7 @@ from points_platform.validation import (
 )
 from redemption.store import EntitlementRow, RaffleDrawRow, SagaRecord, UseRow
 from redemption.use_cases import RedeemCommand, RedemptionService
-from redemption.use_cases.entitlements import ConsumeCommand
+from redemption.use_cases.entitlements import ConsumeCommand, entitlement_not_found
 
 FULL_NAME = "points.redemption.v1.RedemptionService"
 MAX_QUANTITY = 1000
@@ -253,8 +253,7 @@ class RedemptionApi(redemption_pb2_grpc.RedemptionServiceServicer):
         row, uses = await self._service.uses.get(entitlement_id, code)
         scoped_to = current_user.get()
         if scoped_to and row.user_id != scoped_to:  # another user's: as if it did not exist
-            raise NotFound("ENTITLEMENT_NOT_FOUND", metadata={"entitlement_id": entitlement_id} if entitlement_id
-                           else {})
+            raise entitlement_not_found(entitlement_id)
         return pb.GetEntitlementResponse(entitlement=_entitlement(row), uses=[_use(u) for u in uses])
 
     async def GetRaffleDraw(self, request: pb.GetRaffleDrawRequest,

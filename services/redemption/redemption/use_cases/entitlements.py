@@ -43,7 +43,7 @@ def _facts(row: EntitlementRow) -> dict[str, str]:
             "expire_time": row.expire_time.isoformat() if row.expire_time else ""}
 
 
-def _not_found(entitlement_id: str) -> NotFound:
+def entitlement_not_found(entitlement_id: str) -> NotFound:
     # A code that matched nothing is not echoed back: it may be someone's guess at another user's code.
     return NotFound("ENTITLEMENT_NOT_FOUND", metadata={"entitlement_id": entitlement_id} if entitlement_id else {})
 
@@ -69,7 +69,7 @@ class EntitlementUses:
             cmd.request_id, cmd.fingerprint, cmd.entitlement_id, cmd.discount_code, cmd.caller, cmd.reference, now),
             use_once)
         if result is None:
-            raise _not_found(cmd.entitlement_id)
+            raise entitlement_not_found(cmd.entitlement_id)
         if result.fingerprint != cmd.fingerprint:
             raise idempotency_key_reused(cmd.request_id)
         if not result.replayed:
@@ -81,5 +81,5 @@ class EntitlementUses:
     async def get(self, entitlement_id: str, discount_code: str) -> tuple[EntitlementRow, list[UseRow]]:
         row = await self._store.get(entitlement_id, discount_code)
         if row is None:
-            raise _not_found(entitlement_id)
+            raise entitlement_not_found(entitlement_id)
         return shown(row, self._clock.now()), await self._store.uses(row.entitlement_id, USES_SHOWN)
