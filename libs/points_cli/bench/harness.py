@@ -25,7 +25,7 @@ import grpc
 import uvloop
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from points_cli.bench import floor
+from points_cli.bench import floor, h2load
 from points_cli.bench.cpu import SuiteCpu, per_call_ms
 from points_cli.targets import CallerContext, SuiteTargets
 from points_platform.server import GC_YOUNG_THRESHOLD
@@ -251,6 +251,8 @@ def run_group(
                 warmup=warmup, duration=duration, connections=connections, cpu=cpu,
             )
             results.append(baselines[target])
+            if h2load.available():
+                results.append(h2load_baseline(targets, target, baselines[target], duration, concurrency))
         floors: dict[str, Result] = {}
         if floor_url:
             for workload in dict.fromkeys(s.workload for s in scenarios):
@@ -269,6 +271,19 @@ def run_group(
         for result in results[first:]:
             result.round = number
     return results
+
+
+H2LOAD = "h2load:" + HEALTH
+
+
+def h2load_baseline(targets: SuiteTargets, target: str, ours: Result, duration: float, concurrency: int) -> Result:
+    """h2load's Health/Check on the same server; its "x health" is our generator's rate over it."""
+    rate = h2load.health_check_rate(targets.address(target), duration=duration, concurrency=concurrency)
+    return Result(
+        scenario=H2LOAD + target, target=target, calls=round(rate * duration), errors={}, seconds=duration,
+        calls_per_second=rate, events_per_second=rate, p50_ms=float("nan"), p99_ms=float("nan"),
+        concurrency=concurrency, processes=1, ratio_to_health=ours.calls_per_second / rate if rate else None,
+    )
 
 
 def run_floor(url: str, workload: str, *, duration: float, cpu: SuiteCpu | None = None) -> Result:
@@ -296,6 +311,8 @@ def format_table(results: list[Result]) -> str:
         f"{'x floor':>9}  errors"
     )
     lines = [header, "-" * len(header)]
+    if any(r.scenario.startswith(H2LOAD) for r in results):
+        lines.insert(0, f"(an {H2LOAD}<service> row's x health: our generator's Health/Check rate over h2load's)")
     for r in results:
         lines.append(
             f"{r.scenario:<{w}}{r.target:<12}{r.calls_per_second:>10.0f}{r.events_per_second:>11.0f}"
