@@ -69,8 +69,8 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
 
     def _wrap(self, handler: Handler, full_method: str) -> Handler:
         service, _, method = full_method.rpartition("/")
-        call = _Call(self, service.lstrip("/"), method)
         public = full_method.startswith(PUBLIC_PREFIXES)
+        call = _Call(self, service.lstrip("/"), method, public)
         parse, serialize = tolerant(handler.request_deserializer), handler.response_serializer
         if handler.unary_unary:
             wrap = call.public_unary if public else call.unary_response
@@ -93,12 +93,13 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
 class _Call:
     """The wrapping of one method, with its metric children resolved once."""
 
-    def __init__(self, owner: CallInterceptor, service: str, method: str) -> None:
+    def __init__(self, owner: CallInterceptor, service: str, method: str, public: bool) -> None:
         self.owner = owner
         self.service = service
         self.method = method
-        self._seconds = RPC_SECONDS.labels(service, method)
-        self._ok = RPC_TOTAL.labels(service, method, "OK")
+        if not public:  # public calls have no OK or timing series: they are counted only when refused
+            self._seconds = RPC_SECONDS.labels(service, method)
+            self._ok = RPC_TOTAL.labels(service, method, "OK")
 
     def unary_response(self, behavior: Callable[..., Any], client_stream: bool) -> Callable[..., Awaitable[Any]]:
         async def wrapped(request: Any, context: Context) -> Any:
