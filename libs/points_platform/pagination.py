@@ -44,6 +44,8 @@ def page_size(requested: int) -> int:
 
 def encode_after(moment: datetime, key: str) -> str:
     """The token of a page that resumes after the row (moment, key) of a (time, id) keyset."""
+    if moment.utcoffset() is None:  # a bug, not bad input: `decode_after` would refuse the token
+        raise ValueError("a page token's time must carry its zone")
     return _encode({"t": moment.isoformat(), "id": key})
 
 
