@@ -2,8 +2,10 @@
 
 gRPC's asyncio interceptors see only the method name and metadata, not the servicer
 context (which carries the TLS peer and lets us abort with a status), so each concern is
-applied by wrapping the handler's behaviour. Health and reflection pass through untouched:
-they are public and the benchmarks' baseline.
+applied by wrapping the handler's behaviour. Every handler's request deserializer is made
+tolerant (`malformed.py`): bytes that do not parse are refused as MALFORMED_REQUEST after
+authentication. Health and reflection are public and the benchmarks' baseline: they are
+wrapped only to refuse (and count) a malformed request, and otherwise run untouched.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from prometheus_client import Counter, Histogram
 from points_platform.auth import Authenticator, current_caller, current_user
 from points_platform.db import is_database_unavailable
 from points_platform.errors import DomainError, Unavailable, to_rpc_status
+from points_platform.malformed import MalformedRequest, parsed_stream, require_parsed, tolerant
 
 log = structlog.get_logger("points.rpc")
 
@@ -60,50 +63,49 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
         handler = await continuation(handler_call_details)
         if handler is None:
             return handler
-        wrapped = handler if full_method.startswith(PUBLIC_PREFIXES) else self._wrap(handler, full_method)
+        wrapped = self._wrap(handler, full_method)
         self._wrapped[full_method] = wrapped
         return wrapped
 
     def _wrap(self, handler: Handler, full_method: str) -> Handler:
         service, _, method = full_method.rpartition("/")
-        call = _Call(self, service.lstrip("/"), method)
+        public = full_method.startswith(PUBLIC_PREFIXES)
+        call = _Call(self, service.lstrip("/"), method, public)
+        parse, serialize = tolerant(handler.request_deserializer), handler.response_serializer
         if handler.unary_unary:
-            return grpc.unary_unary_rpc_method_handler(
-                call.unary_response(handler.unary_unary), handler.request_deserializer, handler.response_serializer
-            )
+            wrap = call.public_unary if public else call.unary_response
+            return grpc.unary_unary_rpc_method_handler(wrap(handler.unary_unary, False), parse, serialize)
         if handler.stream_unary:
-            return grpc.stream_unary_rpc_method_handler(
-                call.unary_response(handler.stream_unary), handler.request_deserializer, handler.response_serializer
-            )
+            wrap = call.public_unary if public else call.unary_response
+            return grpc.stream_unary_rpc_method_handler(wrap(handler.stream_unary, True), parse, serialize)
         # Streaming responses: only in public services today (health Watch, reflection); the aio
         # server hands these behaviours async iterators, whatever the sync-typed stubs say.
+        wrap_stream = call.public_stream if public else call.stream_response
         if handler.unary_stream:
             return grpc.unary_stream_rpc_method_handler(
-                call.stream_response(handler.unary_stream),  # type: ignore[arg-type]
-                handler.request_deserializer, handler.response_serializer,
+                wrap_stream(handler.unary_stream, False), parse, serialize  # type: ignore[arg-type]
             )
         return grpc.stream_stream_rpc_method_handler(
-            call.stream_response(handler.stream_stream),  # type: ignore[arg-type]
-            handler.request_deserializer, handler.response_serializer,
+            wrap_stream(handler.stream_stream, True), parse, serialize  # type: ignore[arg-type]
         )
 
 
 class _Call:
     """The wrapping of one method, with its metric children resolved once."""
 
-    def __init__(self, owner: CallInterceptor, service: str, method: str) -> None:
+    def __init__(self, owner: CallInterceptor, service: str, method: str, public: bool) -> None:
         self.owner = owner
         self.service = service
         self.method = method
-        self._seconds = RPC_SECONDS.labels(service, method)
-        self._ok = RPC_TOTAL.labels(service, method, "OK")
+        if not public:  # public calls have no OK or timing series: they are counted only when refused
+            self._seconds = RPC_SECONDS.labels(service, method)
+            self._ok = RPC_TOTAL.labels(service, method, "OK")
 
-    def unary_response(self, behavior: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
+    def unary_response(self, behavior: Callable[..., Any], client_stream: bool) -> Callable[..., Awaitable[Any]]:
         async def wrapped(request: Any, context: Context) -> Any:
             started = time.perf_counter()
             try:
-                self._authenticate(request, context)
-                return await behavior(request, context)
+                return await behavior(self._admit(request, client_stream, context), context)
             except Exception as exc:  # noqa: BLE001 - every failure is mapped, none leaks
                 await self._fail(exc, context)
             finally:
@@ -111,12 +113,13 @@ class _Call:
 
         return wrapped
 
-    def stream_response(self, behavior: Callable[..., AsyncIterator[Any]]) -> Callable[..., AsyncIterator[Any]]:
+    def stream_response(
+        self, behavior: Callable[..., AsyncIterator[Any]], client_stream: bool
+    ) -> Callable[..., AsyncIterator[Any]]:
         async def wrapped(request: Any, context: Context) -> AsyncIterator[Any]:
             started = time.perf_counter()
             try:
-                self._authenticate(request, context)
-                async for response in behavior(request, context):
+                async for response in behavior(self._admit(request, client_stream, context), context):
                     yield response
             except Exception as exc:  # noqa: BLE001
                 await self._fail(exc, context)
@@ -125,8 +128,46 @@ class _Call:
 
         return wrapped
 
-    def _authenticate(self, request: Any, context: Context) -> None:
-        """Bind the call's log context, then name the caller and check the policy."""
+    def public_unary(self, behavior: Callable[..., Any], client_stream: bool) -> Callable[..., Awaitable[Any]]:
+        """A public method: untouched unless its request did not parse."""
+
+        async def wrapped(request: Any, context: Context) -> Any:
+            try:
+                return await behavior(self._parsed(request, client_stream), context)
+            except MalformedRequest as exc:
+                await self._refuse_public(exc, context)
+
+        return wrapped
+
+    def public_stream(
+        self, behavior: Callable[..., AsyncIterator[Any]], client_stream: bool
+    ) -> Callable[..., AsyncIterator[Any]]:
+        async def wrapped(request: Any, context: Context) -> AsyncIterator[Any]:
+            try:
+                async for response in behavior(self._parsed(request, client_stream), context):
+                    yield response
+            except MalformedRequest as exc:
+                await self._refuse_public(exc, context)
+
+        return wrapped
+
+    async def _refuse_public(self, exc: MalformedRequest, context: Context) -> NoReturn:
+        """Public calls are not timed or counted when they succeed; a malformed one is counted."""
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(rpc_method=self.method)
+        RPC_TOTAL.labels(self.service, self.method, exc.code.name).inc()
+        await self._fail(exc, context)
+
+    def _parsed(self, request: Any, client_stream: bool) -> Any:
+        """The request, refused if it did not parse; a client stream, checked message by message."""
+        if client_stream:
+            return parsed_stream(request, self.method)
+        require_parsed(request, self.method)
+        return request
+
+    def _admit(self, request: Any, client_stream: bool, context: Context) -> Any:
+        """Bind the call's log context, name the caller and check the policy, then (only for a caller
+        who may call at all) refuse a request that did not parse, then check the user scope."""
         metadata: Sequence[tuple[str, str | bytes]] = tuple(context.invocation_metadata() or ())
         request_id = next((str(v) for k, v in metadata if k == "x-request-id"), "")
         if not request_id:
@@ -139,7 +180,9 @@ class _Call:
         structlog.contextvars.bind_contextvars(caller=caller)
         current_caller.set(caller)
         auth.authorize(caller, self.method)
+        request = self._parsed(request, client_stream)
         current_user.set(auth.scope(caller, self.method, metadata, request))
+        return request
 
     async def _fail(self, exc: Exception, context: Context) -> NoReturn:
         if isinstance(exc, grpc.aio.AbortError):

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta, timezone
+
 import grpc
 import pytest
 from google.rpc import code_pb2, error_details_pb2
 
 from points_platform.errors import InvalidArgument, NotFound, idempotency_key_reused, invalid_field, to_rpc_status
-from points_platform.pagination import decode_token, encode_token, page_size
+from points_platform.pagination import decode_after, decode_before, encode_after, encode_before, page_size
 from points_platform.validation import require_region, require_text
+from tests.support.page_tokens import FORGED_TOKENS
 
 
 def test_domain_error_becomes_status_with_error_info() -> None:
@@ -33,14 +36,30 @@ def test_idempotency_reuse_is_already_exists() -> None:
     assert err.code == grpc.StatusCode.ALREADY_EXISTS and err.reason == "IDEMPOTENCY_KEY_REUSED"
 
 
-def test_page_tokens_round_trip_and_reject_garbage() -> None:
-    assert decode_token("") is None
-    assert decode_token(encode_token({"after": 42})) == {"after": 42}
-    with pytest.raises(InvalidArgument) as caught:
-        decode_token("%%not-a-token")
-    assert caught.value.reason == "INVALID_PAGE_TOKEN"
+def test_page_tokens_round_trip_in_utc() -> None:
+    assert decode_after("") is None and decode_before("") is None
+    paris = datetime(2026, 3, 2, 13, 0, 0, 123456, tzinfo=timezone(timedelta(hours=1)))
+    moment, key = decode_after(encode_after(paris, "item-1")) or (None, None)
+    assert (moment, key) == (paris, "item-1") and moment is not None and moment.utcoffset() == timedelta(0)
+    assert decode_before(encode_before(42)) == 42
+    assert decode_before(encode_before(2**63 - 1)) == 2**63 - 1
+    with pytest.raises(ValueError):
+        encode_after(datetime(2026, 3, 2), "x")  # a token the decoder would refuse is never issued
+
+
+@pytest.mark.parametrize("token", FORGED_TOKENS)
+def test_forged_page_tokens_are_invalid_page_token(token: str) -> None:
+    for decode in (decode_after, decode_before):
+        with pytest.raises(InvalidArgument) as caught:
+            decode(token)
+        assert caught.value.reason == "INVALID_PAGE_TOKEN"
+
+
+def test_a_token_of_one_shape_is_refused_by_the_other() -> None:
     with pytest.raises(InvalidArgument):
-        decode_token(encode_token({"x": 1})[:-1] + "[]")
+        decode_before(encode_after(datetime(2026, 3, 2, tzinfo=UTC), "x"))
+    with pytest.raises(InvalidArgument):
+        decode_after(encode_before(42))
 
 
 def test_page_size_defaults_and_clamps() -> None:

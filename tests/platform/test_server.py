@@ -19,12 +19,14 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client import REGISTRY
 
 from points_platform.auth import allow, current_caller
-from points_platform.client import bearer, error_info
+from points_platform.client import bearer, error_info, error_reason
 from points_platform.config import PlatformSettings
 from points_platform.db import create_engine
 from points_platform.errors import NotFound
 from points_platform.server import RunningServer, ServiceSpec, create_server
 from tests.conftest import NewDatabase
+from tests.support.malformed import malformed_bodies
+from tests.support.rpc import expect_error
 from tests.support.wait import HANG_SECONDS, eventually
 
 SERVICE = "test.v1.EchoService"
@@ -54,6 +56,10 @@ async def slow(request: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) 
     return b"done"
 
 
+async def parse(request: health_pb2.HealthCheckRequest, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
+    return request.service.encode()
+
+
 async def collect(requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
     total = 0
     async for chunk in requests:
@@ -69,11 +75,14 @@ def register(server: grpc.aio.Server) -> None:
         "Slow": grpc.unary_unary_rpc_method_handler(slow),
         "Admin": grpc.unary_unary_rpc_method_handler(echo),
         "Collect": grpc.stream_unary_rpc_method_handler(collect),
+        "Parse": grpc.unary_unary_rpc_method_handler(
+            parse, request_deserializer=health_pb2.HealthCheckRequest.FromString  # type: ignore[arg-type]
+        ),
     }
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
 
 
-POLICY = {name: allow("admin", "app") for name in ("Echo", "Fail", "Crash", "Slow", "Collect")} | {
+POLICY = {name: allow("admin", "app") for name in ("Echo", "Fail", "Crash", "Slow", "Collect", "Parse")} | {
     "Admin": allow("admin")
 }
 SPEC = ServiceSpec(SERVICE, "points.test", POLICY, register)
@@ -122,6 +131,59 @@ async def test_unexpected_exception_is_internal_without_detail(server: RunningSe
     assert caught.value.code() == grpc.StatusCode.INTERNAL
     assert caught.value.details() == "internal error"
     assert "secret" not in str(caught.value.trailing_metadata())
+
+
+MALFORMED = malformed_bodies(health_pb2.HealthCheckRequest)
+
+
+def _count(service: str, method: str, code: str) -> float:
+    return REGISTRY.get_sample_value(
+        "points_rpc_requests_total", {"service": service, "method": method, "code": code}
+    ) or 0.0
+
+
+@pytest.mark.parametrize("body", MALFORMED.values(), ids=MALFORMED.keys())
+async def test_bytes_that_do_not_parse_are_malformed_request_and_counted(server: RunningServer, body: bytes) -> None:
+    """Without the tolerant deserializer grpc answers UNKNOWN "Unexpected DecodeError", uncounted."""
+    assert await call(server.port, "Parse", health_pb2.HealthCheckRequest(service="s").SerializeToString()) == b"s"
+    before = _count(SERVICE, "Parse", "INVALID_ARGUMENT")
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await call(server.port, "Parse", body)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    info = error_info(caught.value)
+    assert info is not None and (info.reason, info.domain) == ("MALFORMED_REQUEST", "points.test")
+    assert _count(SERVICE, "Parse", "INVALID_ARGUMENT") == before + 1
+
+
+async def test_an_unknown_caller_is_unauthenticated_before_its_bytes_are_judged(server: RunningServer) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await call(server.port, "Parse", MALFORMED["bad varint"], token=None)
+    assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+async def test_health_and_reflection_refuse_malformed_bytes(server: RunningServer) -> None:
+    health = "grpc.health.v1.Health"
+    before = _count(health, "Check", "INVALID_ARGUMENT")
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        check: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(f"/{health}/Check")
+        caught = await expect_error(check(MALFORMED["truncated length"], timeout=5), grpc.StatusCode.INVALID_ARGUMENT)
+        assert error_reason(caught) == "MALFORMED_REQUEST"
+        watch: grpc.aio.UnaryStreamMultiCallable[bytes, bytes] = channel.unary_stream(f"/{health}/Watch")
+        with pytest.raises(grpc.aio.AioRpcError) as watched:
+            async for _ in watch(MALFORMED["invalid UTF-8"], timeout=5):
+                pass
+        assert watched.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        reflect: grpc.aio.StreamStreamMultiCallable[bytes, bytes] = channel.stream_stream(
+            "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo"
+        )
+        with pytest.raises(grpc.aio.AioRpcError) as reflected:
+            async for _ in reflect(iter([MALFORMED["deep group nesting"]]), timeout=5):
+                pass
+        assert reflected.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert error_reason(reflected.value) == "MALFORMED_REQUEST"
+        # Well-formed calls still pass untouched.
+        assert await check(health_pb2.HealthCheckRequest().SerializeToString(), timeout=5)
+    assert _count(health, "Check", "INVALID_ARGUMENT") == before + 1
 
 
 async def test_client_streaming_goes_through_the_chain(server: RunningServer) -> None:

@@ -15,7 +15,7 @@ from points.earning.v1 import earning_pb2 as pb
 from points.earning.v1 import earning_pb2_grpc
 from points_platform.auth import ALL_CALLERS, Policy, allow, current_caller
 from points_platform.errors import DomainError, invalid_field
-from points_platform.pagination import page_size
+from points_platform.pagination import decode_after, encode_after, page_size
 from points_platform.server import ServiceSpec
 from points_platform.validation import fingerprint, require_id, require_region, require_request_id, require_text
 
@@ -127,9 +127,9 @@ class EarningApi(earning_pb2_grpc.EarningServiceServicer):
         region = require_region("region", request.region) if request.region else ""
         active_at = convert.to_datetime("active_at", request.active_at) if request.HasField("active_at") else None
         limit = page_size(request.page_size)
-        found = await self._admin.list_challenges(region, active_at, convert.cursor_from(request.page_token), limit + 1)
+        found = await self._admin.list_challenges(region, active_at, decode_after(request.page_token), limit + 1)
         page = found[:limit]
-        token = convert.next_token(page[-1].create_time, page[-1].challenge_id) if len(found) > limit else ""
+        token = encode_after(page[-1].create_time, page[-1].challenge_id) if len(found) > limit else ""
         return pb.ListChallengesResponse(challenges=[convert.challenge_to_proto(c) for c in page], next_page_token=token)
 
     async def GetDailySummary(self, request: pb.GetDailySummaryRequest, context: Context) -> pb.GetDailySummaryResponse:  # noqa: N802
@@ -141,9 +141,9 @@ class EarningApi(earning_pb2_grpc.EarningServiceServicer):
         if request.state not in (0, 1, 2, 3):
             raise invalid_field("state", "must be a known held earning state")
         limit = page_size(request.page_size)
-        found = await self._admin.list_held(user_id, request.state, convert.cursor_from(request.page_token), limit + 1)
+        found = await self._admin.list_held(user_id, request.state, decode_after(request.page_token), limit + 1)
         page = found[:limit]
-        token = convert.next_token(page[-1][0].create_time, page[-1][0].held_earning_id) if len(found) > limit else ""
+        token = encode_after(page[-1][0].create_time, page[-1][0].held_earning_id) if len(found) > limit else ""
         return pb.ListHeldEarningsResponse(
             held_earnings=[convert.held_to_proto(h, tx) for h, tx in page], next_page_token=token
         )
@@ -163,9 +163,9 @@ class EarningApi(earning_pb2_grpc.EarningServiceServicer):
     async def ListFailedCredits(self, request: pb.ListFailedCreditsRequest, context: Context) -> pb.ListFailedCreditsResponse:  # noqa: N802
         user_id = require_id("user_id", request.user_id) if request.user_id else ""
         limit = page_size(request.page_size)
-        found = await self._admin.list_failed_credits(user_id, convert.cursor_from(request.page_token), limit + 1)
+        found = await self._admin.list_failed_credits(user_id, decode_after(request.page_token), limit + 1)
         page = found[:limit]
-        token = convert.next_token(page[-1].failed_time, page[-1].credit.request_id) if len(found) > limit else ""
+        token = encode_after(page[-1].failed_time, page[-1].credit.request_id) if len(found) > limit else ""
         return pb.ListFailedCreditsResponse(
             credits=[convert.failed_credit_to_proto(f) for f in page], next_page_token=token
         )

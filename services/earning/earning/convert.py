@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 from datetime import UTC, date, datetime
-from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -26,7 +25,6 @@ from earning.use_cases.admin import DailySummary, JoinResult
 from earning.use_cases.recording import EventOutcome, IncomingEvent
 from points.earning.v1 import earning_pb2 as pb
 from points_platform.errors import InvalidArgument, invalid_field
-from points_platform.pagination import decode_token, encode_token
 from points_platform.validation import require_id, require_region, require_text
 
 _MIN_SECONDS, _MAX_SECONDS = -62_135_596_800, 253_402_300_799
@@ -224,21 +222,3 @@ def parse_day(value: str) -> date | None:
         return date.fromisoformat(value)
     except ValueError:
         raise invalid_field("date", "must be YYYY-MM-DD") from None
-
-
-def cursor_from(token: str) -> tuple[datetime, str] | None:
-    cursor = decode_token(token)
-    if cursor is None:
-        return None
-    try:
-        moment = datetime.fromisoformat(str(cursor["t"]))
-        if moment.tzinfo is None:
-            raise ValueError("naive")
-        return moment, str(cursor["id"])
-    except (KeyError, ValueError, TypeError):
-        raise invalid_field("page_token", "not a token this service issued", "INVALID_PAGE_TOKEN") from None
-
-
-def next_token(moment: datetime, ident: str) -> str:
-    cursor: dict[str, Any] = {"t": moment.isoformat(), "id": ident}
-    return encode_token(cursor)

@@ -15,7 +15,7 @@ from points.redemption.v1 import redemption_pb2 as pb
 from points.redemption.v1 import redemption_pb2_grpc
 from points_platform.auth import ALL_CALLERS, Policy, allow, current_caller, current_user
 from points_platform.errors import NotFound, invalid_field
-from points_platform.pagination import decode_token, encode_token, page_size
+from points_platform.pagination import decode_after, encode_after, page_size
 from points_platform.server import ServiceSpec
 from points_platform.validation import (
     fingerprint,
@@ -138,16 +138,6 @@ def _draw(row: RaffleDrawRow) -> pb.RaffleDraw:
     )
 
 
-def _cursor(token: str) -> tuple[datetime, str] | None:
-    cursor = decode_token(token)
-    if cursor is None:
-        return None
-    try:
-        return datetime.fromisoformat(str(cursor["t"])), str(cursor["id"])
-    except (KeyError, ValueError, TypeError):
-        raise invalid_field("page_token", "not a token this service issued", "INVALID_PAGE_TOKEN") from None
-
-
 def _wait_seconds(context: grpc.aio.ServicerContext[Any, Any]) -> float | None:
     remaining = context.time_remaining()
     return None if remaining is None else max(0.0, remaining - DEADLINE_MARGIN_SECONDS)
@@ -188,23 +178,23 @@ class RedemptionApi(redemption_pb2_grpc.RedemptionServiceServicer):
                               context: grpc.aio.ServicerContext[Any, Any]) -> pb.ListRedemptionsResponse:
         user_id = require_id("user_id", request.user_id)
         size = page_size(request.page_size)
-        records = await self._service.list_redemptions(user_id, size + 1, _cursor(request.page_token))
+        records = await self._service.list_redemptions(user_id, size + 1, decode_after(request.page_token))
         token = ""
         if len(records) > size:
             records = records[:size]
             last = records[-1]
-            token = encode_token({"t": last.create_time.isoformat(), "id": last.saga.redemption_id})
+            token = encode_after(last.create_time, last.saga.redemption_id)
         return pb.ListRedemptionsResponse(redemptions=[_redemption(r, []) for r in records], next_page_token=token)
 
     async def ListEntitlements(self, request: pb.ListEntitlementsRequest,
                                context: grpc.aio.ServicerContext[Any, Any]) -> pb.ListEntitlementsResponse:
         user_id = require_id("user_id", request.user_id)
         size = page_size(request.page_size)
-        rows = await self._service.list_entitlements(user_id, size + 1, _cursor(request.page_token))
+        rows = await self._service.list_entitlements(user_id, size + 1, decode_after(request.page_token))
         token = ""
         if len(rows) > size:
             rows = rows[:size]
-            token = encode_token({"t": rows[-1].create_time.isoformat(), "id": rows[-1].entitlement_id})
+            token = encode_after(rows[-1].create_time, rows[-1].entitlement_id)
         return pb.ListEntitlementsResponse(entitlements=[_entitlement(r) for r in rows], next_page_token=token)
 
     async def RefundRedemption(self, request: pb.RefundRedemptionRequest,

@@ -15,7 +15,7 @@ from points.catalog.v1 import catalog_pb2 as pb
 from points.catalog.v1 import catalog_pb2_grpc
 from points_platform.auth import ALL_CALLERS, Policy, allow
 from points_platform.errors import invalid_field
-from points_platform.pagination import page_size
+from points_platform.pagination import decode_after, encode_after, page_size
 from points_platform.server import ServiceSpec
 from points_platform.validation import fingerprint, require_id, require_region, require_request_id
 
@@ -82,9 +82,9 @@ class CatalogApi(catalog_pb2_grpc.CatalogServiceServicer):
             include_archived=request.include_archived,
         )
         size = page_size(request.page_size)
-        page = await self._catalog.list_items(where, m.cursor(request.page_token), size)
+        page = await self._catalog.list_items(where, decode_after(request.page_token), size)
         return pb.ListItemsResponse(
-            items=[m.item_pb(i) for i in page.entries], next_page_token=m.cursor_token(page.next_after)
+            items=[m.item_pb(i) for i in page.entries], next_page_token=encode_after(*page.next_after) if page.next_after else ""
         )
 
     async def Quote(self, request: pb.QuoteRequest, context: Context) -> pb.QuoteResponse:
@@ -183,11 +183,11 @@ class CatalogApi(catalog_pb2_grpc.CatalogServiceServicer):
         page = await self._catalog.list_campaigns(
             require_region("region", request.region) if request.region else "",
             m.optional_timestamp(request, "active_at", "active_at"),
-            m.cursor(request.page_token),
+            decode_after(request.page_token),
             size,
         )
         return pb.ListCampaignsResponse(
-            campaigns=[m.campaign_pb(c) for c in page.entries], next_page_token=m.cursor_token(page.next_after)
+            campaigns=[m.campaign_pb(c) for c in page.entries], next_page_token=encode_after(*page.next_after) if page.next_after else ""
         )
 
 

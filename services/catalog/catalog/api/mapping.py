@@ -31,7 +31,6 @@ from catalog.domain import (
 from points.catalog.v1 import catalog_pb2 as pb
 from points.common.v1 import common_pb2
 from points_platform.errors import invalid_field
-from points_platform.pagination import decode_token, encode_token
 from points_platform.validation import require_id, require_positive, require_region, require_text
 
 MAX_PRICE = 10**12  # so that price * MAX_QUANTITY stays far inside int64
@@ -296,26 +295,3 @@ def reservation_pb(r: Reservation) -> pb.Reservation:
     _set_ts(msg.create_time, r.create_time)
     _set_ts(msg.resolve_time, r.resolve_time)
     return msg
-
-
-# --- paging ----------------------------------------------------------------------------------
-
-
-def cursor_token(after: tuple[datetime, str] | None) -> str:
-    return encode_token({"t": after[0].isoformat(), "i": after[1]}) if after else ""
-
-
-def cursor(token: str) -> tuple[datetime, str] | None:
-    data = decode_token(token)
-    if data is None:
-        return None
-    when, last = data.get("t"), data.get("i")
-    if not isinstance(when, str) or not isinstance(last, str):
-        raise invalid_field("page_token", "not a token this service issued", "INVALID_PAGE_TOKEN")
-    try:
-        parsed = datetime.fromisoformat(when)
-    except ValueError:
-        raise invalid_field("page_token", "not a token this service issued", "INVALID_PAGE_TOKEN") from None
-    if parsed.tzinfo is None:
-        raise invalid_field("page_token", "not a token this service issued", "INVALID_PAGE_TOKEN")
-    return parsed, last

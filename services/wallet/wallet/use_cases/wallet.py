@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from points_platform.clock import Clock
 from points_platform.errors import DomainError, InvalidArgument, invalid_field
 from points_platform.group_commit import GroupCommitter
-from points_platform.pagination import decode_token, encode_token, page_size
+from points_platform.pagination import decode_before, encode_before, page_size
 from points_platform.validation import require_id, require_positive, require_request_id
 from wallet import domain, metrics
 from wallet.config import WalletSettings
@@ -371,14 +371,9 @@ class Wallet:
         require_id("user_id", user_id)
         wanted = None if currency == 0 else _currency(currency)
         limit = page_size(size)
-        cursor = decode_token(token)
-        before = None
-        if cursor is not None:
-            before = cursor.get("before")
-            if not isinstance(before, int) or isinstance(before, bool) or not 0 < before < 2**63:
-                raise invalid_field("page_token", "not a token this service issued", "INVALID_PAGE_TOKEN")
+        before = decode_before(token)
         entries, more = await reads.ledger_entries(self._engine, user_id, wanted, before, limit)
-        return entries, encode_token({"before": more}) if more is not None else ""
+        return entries, encode_before(more) if more is not None else ""
 
 
 def _validated_movement(cmd: Credit) -> Currency:
