@@ -26,11 +26,11 @@ from redemption.config import RedemptionSettings
 from redemption.main import StartedRedemption
 from redemption.main import start as start_redemption
 from tests.conftest import NewDatabase
+from tests.support.credentials import TOKENS
 from tests.support.wait import HANG_SECONDS
 from wallet.config import WalletSettings
 from wallet.main import start as start_wallet
 
-TOKENS = {c: f"{c}-token" for c in ("admin", "app", "earning", "redemption", "payments")}
 POINTS = common_pb2.CURRENCY_POINTS
 COINS = common_pb2.CURRENCY_COINS
 DIAMONDS = common_pb2.CURRENCY_DIAMONDS
