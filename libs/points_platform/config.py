@@ -18,7 +18,8 @@ CALLERS = ("admin", "app", "earning", "redemption", "payments")
 class PlatformSettings(BaseSettings):
     """What every service process needs; a service subclasses it with its own prefix."""
 
-    model_config = SettingsConfigDict(env_prefix="POINTS_", frozen=True, extra="ignore")
+    # hide_input_in_errors: a validation error must not print the tokens it refused.
+    model_config = SettingsConfigDict(env_prefix="POINTS_", frozen=True, extra="ignore", hide_input_in_errors=True)
 
     database_url: str = Field(
         default="postgresql+asyncpg://postgres@127.0.0.1:5432/points",
