@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import signal
+import subprocess
+import sys
+from pathlib import Path
 
+from points_cli.suite import Suite, SuiteConfig
 from points_cli.supervision import CrashHistory, GiveUp, Restart, RestartPolicy, describe_exit
 
 POLICY = RestartPolicy(first_delay_seconds=0.5, max_delay_seconds=4.0, max_crashes=5, window_seconds=60.0)
@@ -50,3 +54,14 @@ def test_exits_are_described_by_code_or_signal() -> None:
     assert describe_exit(-signal.SIGKILL) == "killed by SIGKILL"
     assert describe_exit(3) == "exit code 3"
     assert describe_exit(-200) == "killed by signal 200"
+
+
+def test_the_suite_stops_on_a_crash_loop_and_says_why(tmp_path: Path) -> None:
+    services = ("wallet", "catalog", "earning", "redemption")
+    cfg = SuiteConfig(tmp_path, "", "127.0.0.1", dict.fromkeys(services, 1), dict.fromkeys(services, 2),
+                      restart_policy=RestartPolicy(max_crashes=0))
+    suite = Suite(cfg)
+    crashed = subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"])
+    crashed.wait()
+    suite.procs["wallet#2"] = crashed
+    assert suite.supervise(now=10.0) == "wallet#2 exited 1 times within 60s (last: exit code 3); stopping the suite"
