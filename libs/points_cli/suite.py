@@ -106,11 +106,12 @@ def service_env(cfg: SuiteConfig, service: str, server_url: str, worker: int = 0
     return env
 
 
-def wait_serving(host: str, port: int, deadline: float) -> bool:
+def wait_serving(host: str, port: int, deadline: float, proc: subprocess.Popen[bytes]) -> bool:
+    """Until health says SERVING; False at the deadline or as soon as `proc` has exited."""
     with grpc.insecure_channel(f"{host}:{port}") as channel:
         # types-grpcio-health-checking declares no methods on HealthStub.
         stub: Any = health_pb2_grpc.HealthStub(channel)
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and proc.poll() is None:
             try:
                 reply = stub.Check(health_pb2.HealthCheckRequest(), timeout=1.0)
                 if reply.status == health_pb2.HealthCheckResponse.SERVING:
@@ -176,11 +177,13 @@ class Suite:
             self._spawn(service, 0, server_url, logs)
         deadline = time.monotonic() + cfg.ready_timeout
         for service in SERVICES:
-            if not wait_serving(cfg.host, cfg.ports[service], deadline) or self.procs[service].poll() is not None:
-                raise SuiteError(
-                    f"{service} did not become SERVING within {cfg.ready_timeout:.0f}s "
-                    f"(see {logs / (service + '.log')})"
-                )
+            proc = self.procs[service]
+            if not wait_serving(cfg.host, cfg.ports[service], deadline, proc) or proc.poll() is not None:
+                # A crash while starting is a configuration or environment problem (a port, a
+                # token, the database): restarting would repeat it, so it stops the start.
+                what = f"exited ({describe_exit(proc.returncode)})" if proc.poll() is not None else (
+                    f"did not become SERVING within {cfg.ready_timeout:.0f}s")
+                raise SuiteError(f"{service} {what} (see {logs / (service + '.log')})")
         # Further workers start once the first has migrated the database. They share the gRPC port
         # (a health check may reach any of them), so each is ready when its own metrics say SERVING.
         extra = [(s, w) for s in SERVICES for w in range(1, cfg.workers.get(s, 1))]

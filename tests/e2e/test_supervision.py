@@ -20,6 +20,7 @@ from points_platform.client import bearer
 from points_platform.db import database_url
 from points_platform.embedded_pg import EmbeddedPostgres
 from tests.e2e.suite_process import SERVICES, SuiteProcess, alive
+from tests.support.credentials import TOKENS
 from tests.support.wait import eventually, is_serving
 
 pytestmark = pytest.mark.slow
@@ -113,3 +114,21 @@ async def test_each_killed_service_is_restarted_while_the_others_serve(
     logs = [output] + [path.read_text() for path in (suite.state_dir / "logs").glob("*.log")]
     leaked = [caller for caller, token in tokens.items() if any(token in text for text in logs)]
     assert not leaked, f"tokens of {leaked} in the banner or logs"
+
+
+def test_a_service_that_cannot_start_stops_points_up_at_once_with_its_exit(
+    traversable_tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not a crash to restart: the wallet's settings refuse a placeholder token (inline tokens
+    override the suite's credentials file), and `points up` says so without waiting for a timeout."""
+    monkeypatch.setenv("POINTS_WALLET_TOKENS_JSON", json.dumps({**TOKENS, "app": "REPLACE-ME-app-token"}))
+    suite = SuiteProcess(traversable_tmp_path / "state")
+    try:
+        with pytest.raises(AssertionError) as caught:
+            suite.start()
+    finally:
+        suite.kill_all()
+    told = str(caught.value)
+    assert "points up: wallet exited (exit code 2)" in told
+    assert "app: token looks like a placeholder" in told  # from the wallet's log
+    assert "REPLACE-ME-app-token" not in told
