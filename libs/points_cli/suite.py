@@ -63,14 +63,15 @@ class SuiteConfig:
 
 
 def load_credentials(state_dir: Path) -> dict[str, str]:
-    """Caller -> bearer token, generated once and kept across restarts (made anew if a token is
-    missing or one the services would refuse)."""
+    """Caller -> bearer token, generated once and kept across restarts; a caller added since (e.g.
+    fulfilment), or one whose token the services would refuse, gets a new token without changing
+    the others'."""
     path = state_dir / "credentials.json"
-    if path.exists():
-        tokens: dict[str, str] = json.loads(path.read_text())
-        if all(token_weakness(tokens.get(caller, "")) is None for caller in CALLERS):
-            return tokens
-    tokens = {caller: secrets.token_urlsafe(32) for caller in CALLERS}
+    tokens: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
+    unusable = [caller for caller in CALLERS if token_weakness(tokens.get(caller, "")) is not None]
+    if not unusable:
+        return tokens
+    tokens |= {caller: secrets.token_urlsafe(32) for caller in unusable}
     state_dir.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(tokens, indent=2) + "\n")
     path.chmod(0o600)

@@ -12,7 +12,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from points_platform.tokens import check_tokens
 
-CALLERS = ("admin", "app", "earning", "redemption", "payments")
+# `fulfilment`: the services that honour entitlements (apply a discount code, check a pass in).
+CALLERS = ("admin", "app", "earning", "redemption", "payments", "fulfilment")
 
 
 class PlatformSettings(BaseSettings):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -12,8 +11,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from points_cli.suite import load_credentials
-from points_platform.config import CALLERS, PlatformSettings
+from points_platform.config import PlatformSettings
 from points_platform.tokens import token_weakness
 from tests.support.credentials import TOKENS
 
@@ -69,13 +67,3 @@ def test_a_service_with_a_placeholder_token_file_exits_with_a_settings_error(ser
     assert "invalid settings" in lines[0] and "earning: token looks like a placeholder" in lines[0]
     assert "REPLACE-ME-earning-token" not in result.stderr
 
-
-def test_points_up_replaces_a_credentials_file_the_services_would_refuse(tmp_path: Path) -> None:
-    path = tmp_path / "credentials.json"
-    path.write_text(json.dumps(dict.fromkeys(CALLERS, "app-token")))
-    tokens = load_credentials(tmp_path)
-    assert set(tokens) == set(CALLERS)
-    assert all(token_weakness(token) is None for token in tokens.values())
-    assert json.loads(path.read_text()) == tokens
-    assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    assert load_credentials(tmp_path) == tokens  # good ones are kept
