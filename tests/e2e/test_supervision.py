@@ -105,7 +105,11 @@ async def test_each_killed_service_is_restarted_while_the_others_serve(
             assert after == before, "only the killed process was restarted"
 
         assert json.loads((suite.state_dir / "restarts.json").read_text()) == {
-            "wallet": 1, "wallet#2": 1, "catalog": 1, "earning": 1, "redemption": 1
+            "wallet": 1,
+            "wallet#2": 1,
+            "catalog": 1,
+            "earning": 1,
+            "redemption": 1,
         }
         tokens = suite.tokens
         assert suite.stop(signal.SIGTERM) == 0

@@ -32,8 +32,13 @@ def test_query_options_survive() -> None:
 
 
 def test_points_up_gives_each_service_its_own_database_on_the_given_server(tmp_path: Path) -> None:
-    cfg = SuiteConfig(tmp_path, "", "127.0.0.1", {s: 1 for s in ("wallet", "catalog", "earning", "redemption")},
-                      {s: 2 for s in ("wallet", "catalog", "earning", "redemption")})
+    cfg = SuiteConfig(
+        tmp_path,
+        "",
+        "127.0.0.1",
+        {s: 1 for s in ("wallet", "catalog", "earning", "redemption")},
+        {s: 2 for s in ("wallet", "catalog", "earning", "redemption")},
+    )
     server = database_url("postgresql://postgres:pw@127.0.0.1:5432/postgres")
     env = service_env(cfg, "catalog", server)
     assert env["POINTS_CATALOG_DATABASE_URL"] == SERVER + "/points_catalog"

@@ -26,7 +26,9 @@ async def _select_one(dsn: str) -> int:
         await conn.close()
 
 
-async def test_refuses_a_connection_without_the_password_and_keeps_it_across_restarts(traversable_tmp_path: Path) -> None:
+async def test_refuses_a_connection_without_the_password_and_keeps_it_across_restarts(
+    traversable_tmp_path: Path,
+) -> None:
     pg = EmbeddedPostgres(traversable_tmp_path / "pg" / "data", durable=False)
     pg.start()
     try:
@@ -35,8 +37,10 @@ async def test_refuses_a_connection_without_the_password_and_keeps_it_across_res
         password = password_file.read_text().strip()
         assert len(password) >= 32
         assert await _select_one(_dsn(pg.url)) == 1
-        for anonymous in (f"postgresql://postgres@127.0.0.1:{pg.port}/postgres",
-                          f"postgresql://postgres:wrong@127.0.0.1:{pg.port}/postgres"):
+        for anonymous in (
+            f"postgresql://postgres@127.0.0.1:{pg.port}/postgres",
+            f"postgresql://postgres:wrong@127.0.0.1:{pg.port}/postgres",
+        ):
             with pytest.raises(asyncpg.InvalidPasswordError):
                 await _select_one(anonymous)
     finally:

@@ -58,8 +58,14 @@ def test_exits_are_described_by_code_or_signal() -> None:
 
 def test_the_suite_stops_on_a_crash_loop_and_says_why(tmp_path: Path) -> None:
     services = ("wallet", "catalog", "earning", "redemption")
-    cfg = SuiteConfig(tmp_path, "", "127.0.0.1", dict.fromkeys(services, 1), dict.fromkeys(services, 2),
-                      restart_policy=RestartPolicy(max_crashes=0))
+    cfg = SuiteConfig(
+        tmp_path,
+        "",
+        "127.0.0.1",
+        dict.fromkeys(services, 1),
+        dict.fromkeys(services, 2),
+        restart_policy=RestartPolicy(max_crashes=0),
+    )
     suite = Suite(cfg)
     crashed = subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"])
     crashed.wait()

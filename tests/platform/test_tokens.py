@@ -59,11 +59,11 @@ def test_a_service_with_a_placeholder_token_file_exits_with_a_settings_error(ser
     env[f"POINTS_{service.upper()}_TOKENS_FILE"] = str(tokens_file)
     # No database is reachable there: the settings must stop the process before anything connects.
     env[f"POINTS_{service.upper()}_DATABASE_URL"] = "postgresql+asyncpg://postgres@127.0.0.1:1/none"
-    result = subprocess.run([sys.executable, "-m", service], env=env, capture_output=True, text=True,
-                            timeout=60, check=False)
+    result = subprocess.run(
+        [sys.executable, "-m", service], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
     assert "invalid settings" in lines[0] and "earning: token looks like a placeholder" in lines[0]
     assert "REPLACE-ME-earning-token" not in result.stderr
-
