@@ -7,6 +7,8 @@ without it an embedded PostgreSQL is started in a temporary directory.
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
@@ -14,7 +16,7 @@ from pathlib import Path
 import pytest
 from hypothesis import settings as hypothesis_settings
 
-from points_platform.db import drop_database, ensure_database
+from points_platform.db import database_url, drop_database, ensure_database
 from points_platform.embedded_pg import EmbeddedPostgres
 
 REPO = Path(__file__).resolve().parent.parent
@@ -26,25 +28,36 @@ if os.environ.get("CI"):
     hypothesis_settings.load_profile("ci")
 
 
-def _server_url(url: str) -> str:
-    from sqlalchemy.engine import make_url
+def _traversable_dir() -> Path:
+    """A fresh directory outside pytest's own: pytest resets /tmp/pytest-of-<user> to 0700 whenever
+    any run starts (several run at once here), which, as root, cuts the embedded cluster's own
+    user off from its data directory mid-test."""
+    return Path(tempfile.mkdtemp(prefix="points-test-"))
 
-    return make_url(url).set(drivername="postgresql+asyncpg", database=None).render_as_string(hide_password=False)
+
+@pytest.fixture
+def traversable_tmp_path() -> Iterator[Path]:
+    """Like `tmp_path`, for tests that run an embedded PostgreSQL (`points up` included)."""
+    path = _traversable_dir()
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
-def pg_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def pg_server_url() -> Iterator[str]:
     """URL of a PostgreSQL server (no database part)."""
     configured = os.environ.get("POINTS_TEST_DATABASE_URL")
     if configured:
-        yield _server_url(configured)
+        yield database_url(configured)
         return
-    pg = EmbeddedPostgres(tmp_path_factory.mktemp("pg") / "data", durable=False)
+    root = _traversable_dir()
+    pg = EmbeddedPostgres(root / "pg" / "data", durable=False)
     pg.start()
     try:
         yield pg.url
     finally:
         pg.stop()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 NewDatabase = Callable[[str], Awaitable[str]]
@@ -57,7 +70,7 @@ async def new_database(pg_server_url: str) -> AsyncIterator[NewDatabase]:
     created: list[str] = []
 
     async def make(label: str) -> str:
-        url = f"{pg_server_url}/t_{label}_{uuid.uuid4().hex[:10]}"
+        url = database_url(pg_server_url, f"t_{label}_{uuid.uuid4().hex[:10]}")
         await ensure_database(url)
         created.append(url)
         return url

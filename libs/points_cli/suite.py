@@ -16,11 +16,18 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import structlog
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from points_cli.bench.cpu import write_pids
+from points_cli.supervision import CrashHistory, GiveUp, Restart, RestartPolicy, describe_exit
 from points_platform.config import CALLERS
+from points_platform.db import database_url
 from points_platform.embedded_pg import EmbeddedPostgres, EmbeddedPostgresError
+from points_platform.logs import configure_logging
+from points_platform.tokens import token_weakness
+
+log = structlog.get_logger("points.up")
 
 SERVICES = ("wallet", "catalog", "earning", "redemption")
 DEFAULT_PORTS = {"wallet": 50051, "catalog": 50052, "earning": 50053, "redemption": 50054}
@@ -40,7 +47,7 @@ class SuiteError(RuntimeError):
 @dataclass(frozen=True)
 class SuiteConfig:
     state_dir: Path
-    database_url: str  # server URL without a database; empty = embedded
+    database_url: str  # a server URL (any database part is ignored); empty = embedded
     host: str
     ports: dict[str, int]
     metrics_ports: dict[str, int]
@@ -49,6 +56,7 @@ class SuiteConfig:
     # most (the GIL). Worker k > 0 serves metrics on metrics port + 10k. One each by default: on
     # two cores a second wallet raised plain credits but cost the hot account (docs/benchmarks.md).
     workers: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_WORKERS))
+    restart_policy: RestartPolicy = field(default_factory=RestartPolicy)
 
     def worker_metrics_port(self, service: str, worker: int) -> int:
         return self.metrics_ports[service] + 10 * worker
@@ -56,12 +64,14 @@ class SuiteConfig:
 
 def load_credentials(state_dir: Path) -> dict[str, str]:
     """Caller -> bearer token, generated once and kept across restarts; a caller added since (e.g.
-    fulfilment) gets a token without changing the others'."""
+    fulfilment), or one whose token the services would refuse, gets a new token without changing
+    the others'."""
     path = state_dir / "credentials.json"
     tokens: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
-    if set(tokens) >= set(CALLERS):
+    unusable = [caller for caller in CALLERS if token_weakness(tokens.get(caller, "")) is not None]
+    if not unusable:
         return tokens
-    tokens |= {caller: secrets.token_urlsafe(32) for caller in CALLERS if caller not in tokens}
+    tokens |= {caller: secrets.token_urlsafe(32) for caller in unusable}
     state_dir.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(tokens, indent=2) + "\n")
     path.chmod(0o600)
@@ -78,20 +88,12 @@ def port_is_free(host: str, port: int) -> bool:
     return True
 
 
-def server_url_without_db(url: str) -> str:
-    """Accept postgresql://... or postgresql+asyncpg://..., with or without a database."""
-    from sqlalchemy.engine import make_url
-
-    parsed = make_url(url).set(drivername="postgresql+asyncpg", database=None)
-    return parsed.render_as_string(hide_password=False)
-
-
 def service_env(cfg: SuiteConfig, service: str, server_url: str, worker: int = 0) -> dict[str, str]:
     prefix = f"POINTS_{service.upper()}_"
     env = dict(os.environ)
     env.update(
         {
-            prefix + "DATABASE_URL": f"{server_url}/points_{service}",
+            prefix + "DATABASE_URL": database_url(server_url, f"points_{service}"),
             prefix + "HOST": cfg.host,
             prefix + "PORT": str(cfg.ports[service]),
             prefix + "METRICS_PORT": str(cfg.worker_metrics_port(service, worker)),
@@ -105,11 +107,12 @@ def service_env(cfg: SuiteConfig, service: str, server_url: str, worker: int = 0
     return env
 
 
-def wait_serving(host: str, port: int, deadline: float) -> bool:
+def wait_serving(host: str, port: int, deadline: float, proc: subprocess.Popen[bytes]) -> bool:
+    """Until health says SERVING; False at the deadline or as soon as `proc` has exited."""
     with grpc.insecure_channel(f"{host}:{port}") as channel:
         # types-grpcio-health-checking declares no methods on HealthStub.
         stub: Any = health_pb2_grpc.HealthStub(channel)
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and proc.poll() is None:
             try:
                 reply = stub.Check(health_pb2.HealthCheckRequest(), timeout=1.0)
                 if reply.status == health_pb2.HealthCheckResponse.SERVING:
@@ -134,13 +137,20 @@ def worker_name(service: str, worker: int) -> str:
     return service if worker == 0 else f"{service}#{worker + 1}"
 
 
+RESTARTS_FILE = "restarts.json"
+
+
 class Suite:
-    """Owns PostgreSQL (if embedded) and the services' processes."""
+    """Owns PostgreSQL (if embedded) and the services' processes, and restarts those that die."""
 
     def __init__(self, cfg: SuiteConfig) -> None:
         self.cfg = cfg
         self.pg: EmbeddedPostgres | None = None
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.server_url = ""
+        self.crashes: dict[str, CrashHistory] = {}
+        self.pending: dict[str, Restart] = {}  # worker name -> when it starts again
+        self.restarts: dict[str, int] = {}  # worker name -> restarts since `points up` began
 
     def start(self) -> dict[str, str]:
         cfg = self.cfg
@@ -152,7 +162,7 @@ class Suite:
                 if not port_is_free(cfg.host, port):
                     raise SuiteError(f"port {port} ({service} {kind}) on {cfg.host} is already in use")
         if cfg.database_url:
-            server_url = server_url_without_db(cfg.database_url)
+            server_url = database_url(cfg.database_url)
         else:
             self.pg = EmbeddedPostgres(cfg.state_dir / "pg")
             try:
@@ -160,17 +170,21 @@ class Suite:
             except EmbeddedPostgresError as exc:
                 raise SuiteError(str(exc)) from None
             server_url = self.pg.url
+        self.server_url = server_url
+        self._write_restarts()
         logs = cfg.state_dir / "logs"
         logs.mkdir(exist_ok=True)
         for service in SERVICES:
             self._spawn(service, 0, server_url, logs)
         deadline = time.monotonic() + cfg.ready_timeout
         for service in SERVICES:
-            if not wait_serving(cfg.host, cfg.ports[service], deadline) or self.procs[service].poll() is not None:
-                raise SuiteError(
-                    f"{service} did not become SERVING within {cfg.ready_timeout:.0f}s "
-                    f"(see {logs / (service + '.log')})"
-                )
+            proc = self.procs[service]
+            if not wait_serving(cfg.host, cfg.ports[service], deadline, proc) or proc.poll() is not None:
+                # A crash while starting is a configuration or environment problem (a port, a
+                # token, the database): restarting would repeat it, so it stops the start.
+                what = f"exited ({describe_exit(proc.returncode)})" if proc.poll() is not None else (
+                    f"did not become SERVING within {cfg.ready_timeout:.0f}s")
+                raise SuiteError(f"{service} {what} (see {logs / (service + '.log')})")
         # Further workers start once the first has migrated the database. They share the gRPC port
         # (a health check may reach any of them), so each is ready when its own metrics say SERVING.
         extra = [(s, w) for s in SERVICES for w in range(1, cfg.workers.get(s, 1))]
@@ -188,11 +202,19 @@ class Suite:
                 raise SuiteError(
                     f"{name} did not become SERVING within {cfg.ready_timeout:.0f}s (see {logs / (service + '.log')})"
                 )
+        self._write_pids()
+        return tokens
+
+    def _write_pids(self) -> None:
         pids: dict[str, list[int]] = {}
         for name, proc in self.procs.items():
             pids.setdefault(name.split("#")[0], []).append(proc.pid)
-        write_pids(cfg.state_dir, pids)
-        return tokens
+        write_pids(self.cfg.state_dir, pids)
+
+    def _write_restarts(self) -> None:
+        partial = self.cfg.state_dir / (RESTARTS_FILE + ".tmp")
+        partial.write_text(json.dumps(self.restarts) + "\n")
+        partial.replace(self.cfg.state_dir / RESTARTS_FILE)
 
     def _spawn(self, service: str, worker: int, server_url: str, logs: Path) -> None:
         with (logs / f"{service}.log").open("ab") as log_file:
@@ -205,8 +227,33 @@ class Suite:
                 start_new_session=True,
             )
 
-    def first_exited(self) -> str | None:
-        return next((name for name, proc in self.procs.items() if proc.poll() is not None), None)
+    def supervise(self, now: float) -> str | None:
+        """One look at the workers: schedule a restart for each that died, start those that are
+        due. Returns why the suite must stop (a crash loop), else None."""
+        for name, proc in self.procs.items():
+            if name in self.pending or proc.poll() is None:
+                continue
+            decision = self.crashes.setdefault(name, CrashHistory(self.cfg.restart_policy)).crashed(now)
+            how = describe_exit(proc.returncode)
+            if isinstance(decision, GiveUp):
+                log.error("service_crash_loop", worker=name, exit=how, crashes=decision.crashes,
+                          window_seconds=decision.window_seconds)
+                return (f"{name} exited {decision.crashes} times within {decision.window_seconds:.0f}s "
+                        f"(last: {how}); stopping the suite")
+            self.pending[name] = decision
+            log.warning("service_exited", worker=name, pid=proc.pid, exit=how, exit_code=proc.returncode,
+                        attempt=decision.attempt, restart_in_seconds=round(decision.at - now, 3))
+        for name, restart in list(self.pending.items()):
+            if restart.at <= now:
+                del self.pending[name]
+                service, _, number = name.partition("#")  # worker_name(): "wallet", "wallet#2"
+                self._spawn(service, int(number or 1) - 1, self.server_url, self.cfg.state_dir / "logs")
+                self.restarts[name] = self.restarts.get(name, 0) + 1
+                self._write_restarts()
+                self._write_pids()
+                log.info("service_restarted", worker=name, pid=self.procs[name].pid, attempt=restart.attempt,
+                         restarts=self.restarts[name])
+        return None
 
     def stop(self) -> None:
         """Within ~10 s: services drain (3 s grace), stragglers are killed at 4 s, then PostgreSQL."""
@@ -224,7 +271,8 @@ class Suite:
             self.pg.stop(timeout=4)
 
 
-def banner(cfg: SuiteConfig, tokens: dict[str, str]) -> str:
+def banner(cfg: SuiteConfig) -> str:
+    """What runs where; names the credentials file, never a token (the banner ends up in logs)."""
     lines = ["Points is up.", ""]
     for service in SERVICES:
         workers = cfg.workers.get(service, 1)
@@ -242,7 +290,8 @@ def banner(cfg: SuiteConfig, tokens: dict[str, str]) -> str:
         f"  logs: {(cfg.state_dir / 'logs').resolve()}",
         "",
         "Try:",
-        f"  grpcurl -plaintext -H 'authorization: Bearer {tokens['app']}' -H 'x-points-user: alice' \\",
+        f"  TOKEN=$(python3 -c 'import json;print(json.load(open(\"{creds}\"))[\"app\"])')",
+        "  grpcurl -plaintext -H \"authorization: Bearer $TOKEN\" -H 'x-points-user: alice' \\",
         f"    -d '{{\"user_id\": \"alice\"}}' {cfg.host}:{cfg.ports['wallet']} points.wallet.v1.WalletService/GetBalance",
         "",
         "Ctrl-C stops everything.",
@@ -252,6 +301,7 @@ def banner(cfg: SuiteConfig, tokens: dict[str, str]) -> str:
 
 def run_up(cfg: SuiteConfig, *, seed_demo: bool = False) -> int:
     """Start, print, wait for a signal or a crash, stop. Returns the exit code."""
+    configure_logging("info")
     suite = Suite(cfg)
     stopping = False
 
@@ -280,14 +330,14 @@ def run_up(cfg: SuiteConfig, *, seed_demo: bool = False) -> int:
             suite.stop()
             return 1
         print("demo data seeded: " + (", ".join(seeded) or "nothing yet"), flush=True)
-    print(banner(cfg, tokens), flush=True)
-    crashed = None
+    print(banner(cfg), flush=True)
+    crash_loop = None
     while not stopping:
-        crashed = suite.first_exited()
-        if crashed:
-            print(f"points up: {crashed} exited unexpectedly; stopping the suite", file=sys.stderr)
+        crash_loop = suite.supervise(time.monotonic())
+        if crash_loop:
+            print(f"points up: {crash_loop}", file=sys.stderr)
             break
-        time.sleep(0.2)
+        time.sleep(0.2)  # pacing of the watch over the children
     suite.stop()
     print("points up: stopped", flush=True)
-    return 1 if crashed else 0
+    return 1 if crash_loop else 0

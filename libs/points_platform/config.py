@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
+from typing import Self, TypeVar
 
-from pydantic import Field
+from pydantic import Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from points_platform.tokens import check_tokens
 
 # `fulfilment`: the services that honour entitlements (apply a discount code, check a pass in).
 CALLERS = ("admin", "app", "earning", "redemption", "payments", "fulfilment")
@@ -15,7 +19,8 @@ CALLERS = ("admin", "app", "earning", "redemption", "payments", "fulfilment")
 class PlatformSettings(BaseSettings):
     """What every service process needs; a service subclasses it with its own prefix."""
 
-    model_config = SettingsConfigDict(env_prefix="POINTS_", frozen=True, extra="ignore")
+    # hide_input_in_errors: a validation error must not print the tokens it refused.
+    model_config = SettingsConfigDict(env_prefix="POINTS_", frozen=True, extra="ignore", hide_input_in_errors=True)
 
     database_url: str = Field(
         default="postgresql+asyncpg://postgres@127.0.0.1:5432/points",
@@ -50,6 +55,27 @@ class PlatformSettings(BaseSettings):
             raise ValueError("tokens must be a JSON object of caller name -> token")
         return dict(data)
 
+    @model_validator(mode="after")
+    def _refuse_unusable_tokens(self) -> Self:
+        check_tokens(self.load_tokens())
+        return self
+
     @property
     def tls_enabled(self) -> bool:
         return bool(self.tls_cert_file and self.tls_key_file)
+
+
+SettingsT = TypeVar("SettingsT", bound=PlatformSettings)
+
+
+def settings_or_exit(settings_class: type[SettingsT]) -> SettingsT:
+    """A process's settings from the environment; on a bad one, say which on stderr and exit 2
+    (a service must not start half-configured, e.g. with a placeholder token)."""
+    try:
+        return settings_class()
+    except ValidationError as exc:
+        problems = [f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in exc.errors()]
+    except OSError as exc:  # an unreadable tokens file
+        problems = [str(exc)]
+    print(f"{settings_class.__name__}: invalid settings: " + "; ".join(problems), file=sys.stderr)
+    raise SystemExit(2)

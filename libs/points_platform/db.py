@@ -13,7 +13,7 @@ import sqlalchemy.event
 import sqlalchemy.exc
 import structlog
 from sqlalchemy import text
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
@@ -54,6 +54,17 @@ def _drop_if_closed(dbapi_connection: Any, record: Any, proxy: Any) -> None:
     failures SQLAlchemy never sees; asking asyncpg costs no round trip (unlike a pre-ping)."""
     if dbapi_connection.driver_connection.is_closed():
         raise sqlalchemy.exc.DisconnectionError("closed by the server")
+
+
+def database_url(url: str, database: str | None = None) -> str:
+    """`url` (postgresql:// or postgresql+asyncpg://) as an asyncpg URL naming `database`, or only
+    the server when None. Built anew: `URL.set(database=None)` ignores the None and keeps the
+    name, so `postgresql://host/postgres` would have become `.../postgres/points_wallet`."""
+    parsed = make_url(url)
+    server = URL.create(
+        "postgresql+asyncpg", parsed.username, parsed.password, parsed.host, parsed.port, database, parsed.query
+    )
+    return server.render_as_string(hide_password=False)
 
 
 def asyncpg_dsn(url: str, database: str | None = None) -> str:

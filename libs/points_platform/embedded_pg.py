@@ -4,6 +4,10 @@ We use the wheel's binaries directly (initdb, pg_ctl) rather than its server wra
 listens only on a Unix socket and stops the server from an atexit hook; the suite needs TCP
 and an explicit lifecycle. PostgreSQL refuses to run as root, so as root the cluster runs
 as a dedicated system user.
+
+Every connection, TCP or socket, authenticates by SCRAM with a password generated for the
+cluster and kept beside it (`postgres-password`, mode 0600): with trust authentication any
+local user could connect as the superuser.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import contextlib
 import importlib.util
 import os
 import pwd
+import secrets
 import shutil
 import signal
 import socket
@@ -69,8 +74,31 @@ def _make_traversable(path: Path) -> None:
                 entry.chmod(entry.stat().st_mode | _READ_TRAVERSE)
 
 
+PASSWORD_FILE = "postgres-password"
+# Written at every start, so a cluster made with trust authentication (before the password)
+# loses it the first time it is started again.
+_HBA = """# Written by points_platform.embedded_pg at every start; edits are lost.
+local all all scram-sha-256
+host all all 127.0.0.1/32 scram-sha-256
+host all all ::1/128 scram-sha-256
+"""
+
+
+def _read_or_create_password(path: Path) -> str:
+    """The cluster's superuser password, made once (0600: only its owner may read it)."""
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        pass
+    password = secrets.token_urlsafe(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(password + "\n")
+    return password
+
+
 class EmbeddedPostgres:
-    """One cluster in `data_dir`, listening on 127.0.0.1:`port`, trust authentication."""
+    """One cluster in `data_dir`, listening on 127.0.0.1:`port`, password (SCRAM) authentication."""
 
     def __init__(self, data_dir: Path, port: int = 0, *, durable: bool = True) -> None:
         self.data_dir = data_dir.resolve()
@@ -78,29 +106,33 @@ class EmbeddedPostgres:
         # Throwaway clusters (tests) skip fsync: a crash there loses nothing anyone keeps.
         self.durable = durable
         self.log_file = self.data_dir.parent / "postgres.log"
+        self.password_file = self.data_dir.parent / PASSWORD_FILE
+        self._password = ""
 
     @property
     def url(self) -> str:
-        """Server URL without a database (callers add their own)."""
-        return f"postgresql+asyncpg://postgres@127.0.0.1:{self.port}"
+        """Server URL without a database (callers add their own); known once started."""
+        assert self._password, "start() first: it reads or makes the password"
+        return f"postgresql+asyncpg://postgres:{self._password}@127.0.0.1:{self.port}"
 
     def start(self) -> None:
         self.data_dir.parent.mkdir(parents=True, exist_ok=True)
         run_as = _run_as()
         if run_as:
             _make_traversable(self.data_dir.parent)
+        made_before_passwords = (self.data_dir / "PG_VERSION").exists() and not self.password_file.exists()
+        self._password = _read_or_create_password(self.password_file)
         if not (self.data_dir / "PG_VERSION").exists():
-            if self.data_dir.exists():
-                shutil.rmtree(self.data_dir)  # a half-made cluster from an interrupted initdb
-            self.data_dir.mkdir(mode=0o700)
-            if run_as:
-                os.chown(self.data_dir, run_as["user"], run_as["group"])
+            self._initdb(run_as)
+        elif made_before_passwords:
+            # Single-user mode needs no authentication and no running server.
             self._run(
-                [str(_bin("initdb")), "-D", str(self.data_dir), "-U", "postgres", "--auth=trust",
-                 "--encoding=UTF8", "--no-sync"],
+                [str(_bin("postgres")), "--single", "-D", str(self.data_dir), "postgres"],
                 run_as,
-                "initdb failed",
+                "setting the PostgreSQL password failed",
+                stdin=f"ALTER ROLE postgres PASSWORD '{self._password}';\n",
             )
+        (self.data_dir / "pg_hba.conf").write_text(_HBA)
         if run_as:
             self.log_file.touch()
             os.chown(self.log_file, run_as["user"], run_as["group"])
@@ -125,6 +157,27 @@ class EmbeddedPostgres:
             run_as,
             f"PostgreSQL did not start (see {self.log_file})",
         )
+
+    def _initdb(self, run_as: dict[str, int]) -> None:
+        if self.data_dir.exists():
+            shutil.rmtree(self.data_dir)  # a half-made cluster from an interrupted initdb
+        self.data_dir.mkdir(mode=0o700)
+        # initdb reads the password from a file it can open: as root it runs as the cluster's user.
+        password_copy = self.data_dir.parent / ".initdb-password"
+        password_copy.write_text(self._password + "\n")
+        password_copy.chmod(0o600)
+        if run_as:
+            os.chown(self.data_dir, run_as["user"], run_as["group"])
+            os.chown(password_copy, run_as["user"], run_as["group"])
+        try:
+            self._run(
+                [str(_bin("initdb")), "-D", str(self.data_dir), "-U", "postgres", "--auth=scram-sha-256",
+                 f"--pwfile={password_copy}", "--encoding=UTF8", "--no-sync"],
+                run_as,
+                "initdb failed",
+            )
+        finally:
+            password_copy.unlink()
 
     def is_running(self) -> bool:
         result = subprocess.run(
@@ -154,11 +207,13 @@ class EmbeddedPostgres:
         _exited(postmaster, 30)
 
     @staticmethod
-    def _run(argv: list[str], run_as: dict[str, int], what: str) -> None:
+    def _run(argv: list[str], run_as: dict[str, int], what: str, stdin: str | None = None) -> None:
         env = dict(os.environ, LC_ALL="C.UTF-8", LANG="C.UTF-8")
         if run_as:
             env["HOME"] = pwd.getpwuid(run_as["user"]).pw_dir if _has_home(run_as["user"]) else "/tmp"
-        result = subprocess.run(argv, capture_output=True, text=True, env=env, check=False, **run_as)  # type: ignore[call-overload]
+        result = subprocess.run(  # type: ignore[call-overload]
+            argv, input=stdin, capture_output=True, text=True, env=env, check=False, **run_as
+        )
         if result.returncode != 0:
             detail = (result.stderr or result.stdout).strip().splitlines()
             raise EmbeddedPostgresError(f"{what}: {detail[-1] if detail else 'exit ' + str(result.returncode)}")

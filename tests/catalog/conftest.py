@@ -21,8 +21,8 @@ from points.common.v1 import common_pb2
 from points_platform.client import acting_for, bearer
 from points_platform.clock import ManualClock
 from tests.conftest import NewDatabase
+from tests.support.credentials import TOKENS
 
-TOKENS = {caller: f"{caller}-token" for caller in ("admin", "app", "earning", "redemption", "payments")}
 START = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)  # a Monday
 POINTS = common_pb2.CURRENCY_POINTS
 COINS = common_pb2.CURRENCY_COINS

@@ -8,8 +8,9 @@ from points.catalog.v1 import catalog_pb2 as pb
 from points_cli.seed import catalog as demo
 from points_cli.seed.context import SeedContext
 from points_cli.targets import SuiteTargets
-from tests.catalog.conftest import TOKENS, Harness, settings
+from tests.catalog.conftest import Harness, settings
 from tests.conftest import NewDatabase
+from tests.support.credentials import TOKENS
 
 
 async def test_seed_twice_gives_one_stable_demo_catalog(h: Harness, new_database: NewDatabase) -> None:

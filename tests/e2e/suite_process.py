@@ -22,7 +22,7 @@ SERVICES = ("wallet", "catalog", "earning", "redemption")
 class SuiteProcess:
     state_dir: Path
     ports: dict[str, int] = field(default_factory=lambda: {s: free_port() for s in SERVICES})
-    metrics_base: int = field(default_factory=lambda: free_port() + 0)
+    metrics_base: int = 0  # chosen by start(): service i's first worker on base + i + 1
     extra_args: list[str] = field(default_factory=list)
     proc: subprocess.Popen[str] | None = None
     output: list[str] = field(default_factory=list)
@@ -31,7 +31,8 @@ class SuiteProcess:
         args = [sys.executable, "-m", "points_cli.main", "up", "--state-dir", str(self.state_dir)]
         for service, port in self.ports.items():
             args += [f"--{service}-port", str(port)]
-        args += ["--metrics-base-port", str(self._metrics_base()), *self.extra_args]
+        self.metrics_base = self._metrics_base()
+        args += ["--metrics-base-port", str(self.metrics_base), *self.extra_args]
         env = {k: v for k, v in os.environ.items() if k != "POINTS_DATABASE_URL"}
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
         deadline = time.monotonic() + timeout
@@ -44,6 +45,10 @@ class SuiteProcess:
             if line.startswith("Ctrl-C stops everything"):
                 return
         raise AssertionError("points up was not ready in time:\n" + "".join(self.output) + self._logs())
+
+    def metrics_port(self, service: str, worker: int = 0) -> int:
+        """Where this worker of `service` serves /metrics (`points up`'s numbering)."""
+        return self.metrics_base + SERVICES.index(service) + 1 + 10 * worker
 
     def _metrics_base(self) -> int:
         # Four consecutive free ports above the base (and +11, a second wallet worker's) are likely;

@@ -15,8 +15,8 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-def demo_suite(tmp_path: Path) -> Iterator[SuiteProcess]:
-    running = SuiteProcess(tmp_path / "state", extra_args=["--demo"])
+def demo_suite(traversable_tmp_path: Path) -> Iterator[SuiteProcess]:
+    running = SuiteProcess(traversable_tmp_path / "state", extra_args=["--demo"])
     running.start()
     yield running
     running.stop()

@@ -43,8 +43,8 @@ EXPECTED_RPCS = {
 
 
 @pytest.fixture
-def suite(tmp_path: Path) -> Iterator[SuiteProcess]:
-    running = SuiteProcess(tmp_path / "state", extra_args=["--wallet-workers", "2"])
+def suite(traversable_tmp_path: Path) -> Iterator[SuiteProcess]:
+    running = SuiteProcess(traversable_tmp_path / "state", extra_args=["--wallet-workers", "2"])
     running.start()
     yield running
     running.kill_all()
@@ -64,6 +64,9 @@ def test_up_serves_checks_auth_and_stops_cleanly(suite: SuiteProcess) -> None:
             assert rpcs <= methods, rpcs - methods
 
     tokens = suite.tokens
+    banner = "".join(suite.output)
+    assert str((suite.state_dir / "credentials.json").resolve()) in banner
+    assert not [caller for caller, token in tokens.items() if token in banner], "a token in the banner"
     with grpc.insecure_channel(f"127.0.0.1:{suite.ports['wallet']}") as channel:
         wallet = wallet_pb2_grpc.WalletServiceStub(channel)
         with pytest.raises(grpc.RpcError) as no_token:

@@ -24,13 +24,13 @@ from points.wallet.v1 import wallet_pb2, wallet_pb2_grpc
 from points_platform.client import acting_for, bearer
 from points_platform.clock import ManualClock
 from tests.conftest import NewDatabase
+from tests.support.credentials import TOKENS
 from tests.support.rpc import ts
 from tests.support.wait import eventually
 from wallet.config import WalletSettings
 from wallet.main import StartedWallet
 from wallet.main import start as start_wallet
 
-TOKENS = {c: f"{c}-token" for c in ("admin", "app", "earning", "redemption", "payments")}
 APP = bearer(TOKENS["app"])
 ADMIN = bearer(TOKENS["admin"])
 START = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)

@@ -19,7 +19,8 @@ from points.common.v1 import common_pb2
 from points.earning.v1 import earning_pb2 as pb
 from points.wallet.v1 import wallet_pb2
 from points_platform.client import acting_for, bearer, error_reason
-from tests.earning.conftest import APP, TOKENS, StartSuite
+from tests.earning.conftest import APP, StartSuite
+from tests.support.credentials import TOKENS
 from tests.support.wait import eventually
 
 LIKE = 2

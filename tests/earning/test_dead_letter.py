@@ -17,7 +17,8 @@ from points.common.v1 import common_pb2
 from points.earning.v1 import earning_pb2 as pb
 from points.wallet.v1 import wallet_pb2
 from points_platform.client import bearer
-from tests.earning.conftest import APP, TOKENS, StartSuite, Suite
+from tests.earning.conftest import APP, StartSuite, Suite
+from tests.support.credentials import TOKENS
 
 LIKE = 2
 AWARDED, DUPLICATE = 1, 3

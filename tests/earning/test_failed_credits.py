@@ -13,7 +13,8 @@ from sqlalchemy import text
 from earning.use_cases.recording import event_credit_id
 from points.earning.v1 import earning_pb2 as pb
 from points_platform.client import acting_for, error_reason
-from tests.earning.conftest import ADMIN, APP, TOKENS, StartSuite, Suite
+from tests.earning.conftest import ADMIN, APP, StartSuite, Suite
+from tests.support.credentials import TOKENS
 
 LIKE = 2
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from points.earning.v1 import earning_pb2 as pb
 from points_cli.seed.earning import seed
 from points_cli.targets import CallerContext, SuiteTargets
-from tests.earning.conftest import APP, TOKENS, StartSuite
+from tests.earning.conftest import APP, StartSuite
+from tests.support.credentials import TOKENS
 
 
 async def test_seed_is_idempotent(start_suite: StartSuite) -> None:

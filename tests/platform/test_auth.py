@@ -6,8 +6,9 @@ import pytest
 
 from points_platform.auth import Authenticator, allow
 from points_platform.errors import PermissionDenied, Unauthenticated
+from tests.support.credentials import TOKENS as TEST_TOKENS
 
-TOKENS = {"admin": "admin-secret", "app": "app-secret"}
+TOKENS = {caller: TEST_TOKENS[caller] for caller in ("admin", "app")}
 POLICY = {"CreateItem": allow("admin"), "GetItem": allow("admin", "app")}
 
 
@@ -21,7 +22,7 @@ def auth(trust_cert: bool = False) -> Authenticator:
         ((), "MISSING_CREDENTIALS"),
         ((("authorization", "Basic abc"),), "MALFORMED_CREDENTIALS"),
         ((("authorization", "Bearer nope"),), "UNKNOWN_CREDENTIALS"),
-        ((("authorization", "Bearer admin-secret-longer"),), "UNKNOWN_CREDENTIALS"),
+        ((("authorization", f"Bearer {TOKENS['admin']}-longer"),), "UNKNOWN_CREDENTIALS"),
     ],
 )
 def test_unknown_or_missing_token_is_unauthenticated(metadata: tuple[tuple[str, str], ...], reason: str) -> None:
@@ -31,7 +32,7 @@ def test_unknown_or_missing_token_is_unauthenticated(metadata: tuple[tuple[str, 
 
 
 def test_known_token_names_the_caller() -> None:
-    assert auth().identify((("authorization", "Bearer app-secret"),), {}) == "app"
+    assert auth().identify((("authorization", f"Bearer {TOKENS['app']}"),), {}) == "app"
 
 
 def test_policy_denies_known_caller_outside_it() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -25,12 +26,14 @@ from points_platform.db import create_engine
 from points_platform.errors import NotFound
 from points_platform.server import RunningServer, ServiceSpec, create_server
 from tests.conftest import NewDatabase
+from tests.support.credentials import TOKENS as ALL_TOKENS
 from tests.support.malformed import malformed_bodies
 from tests.support.rpc import expect_error
 from tests.support.wait import HANG_SECONDS, eventually
 
 SERVICE = "test.v1.EchoService"
-TOKENS = '{"admin": "admin-token", "app": "app-token"}'
+TOKENS = json.dumps({caller: ALL_TOKENS[caller] for caller in ("admin", "app")})
+APP_TOKEN = ALL_TOKENS["app"]
 
 
 async def echo(request: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
@@ -95,7 +98,7 @@ async def server() -> AsyncIterator[RunningServer]:
     await running.stop(0)
 
 
-async def call(port: int, method: str, payload: bytes = b"hi", token: str | None = "app-token") -> bytes:
+async def call(port: int, method: str, payload: bytes = b"hi", token: str | None = APP_TOKEN) -> bytes:
     async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
         rpc: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(f"/{SERVICE}/{method}")
         result: bytes = await rpc(payload, metadata=bearer(token) if token else None, timeout=5)
@@ -111,8 +114,8 @@ async def test_authenticated_call_sees_its_caller(server: RunningServer) -> None
     [
         (None, "Echo", grpc.StatusCode.UNAUTHENTICATED, "MISSING_CREDENTIALS"),
         ("wrong", "Echo", grpc.StatusCode.UNAUTHENTICATED, "UNKNOWN_CREDENTIALS"),
-        ("app-token", "Admin", grpc.StatusCode.PERMISSION_DENIED, "CALLER_NOT_ALLOWED"),
-        ("app-token", "Fail", grpc.StatusCode.NOT_FOUND, "THING_NOT_FOUND"),
+        (APP_TOKEN, "Admin", grpc.StatusCode.PERMISSION_DENIED, "CALLER_NOT_ALLOWED"),
+        (APP_TOKEN, "Fail", grpc.StatusCode.NOT_FOUND, "THING_NOT_FOUND"),
     ],
 )
 async def test_failures_carry_code_and_error_info(
@@ -189,7 +192,7 @@ async def test_health_and_reflection_refuse_malformed_bytes(server: RunningServe
 async def test_client_streaming_goes_through_the_chain(server: RunningServer) -> None:
     async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
         rpc: grpc.aio.StreamUnaryMultiCallable[bytes, bytes] = channel.stream_unary(f"/{SERVICE}/Collect")
-        assert await rpc(iter([b"ab", b"cde"]), metadata=bearer("app-token")) == b"5"
+        assert await rpc(iter([b"ab", b"cde"]), metadata=bearer(APP_TOKEN)) == b"5"
         with pytest.raises(grpc.aio.AioRpcError) as caught:
             await rpc(iter([b"ab"]))
         assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED

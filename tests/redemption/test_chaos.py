@@ -28,7 +28,8 @@ from points.wallet.v1 import wallet_pb2, wallet_pb2_grpc
 from points_platform.client import acting_for
 from points_platform.embedded_pg import free_port
 from tests.conftest import NewDatabase
-from tests.redemption.conftest import TOKENS, md
+from tests.redemption.conftest import md
+from tests.support.credentials import TOKENS
 from tests.support.wait import HANG_SECONDS, Tally, eventually, wait_serving
 
 pytestmark = pytest.mark.slow

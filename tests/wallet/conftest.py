@@ -17,13 +17,12 @@ from points.wallet.v1 import wallet_pb2 as pb
 from points.wallet.v1 import wallet_pb2_grpc
 from points_platform.client import acting_for, bearer, error_reason, fits_header
 from points_platform.clock import ManualClock
-from points_platform.config import CALLERS
 from tests.conftest import NewDatabase
+from tests.support.credentials import TOKENS
 from wallet.api import USER_SCOPED
 from wallet.config import WalletSettings
 from wallet.main import StartedWallet, start
 
-TOKENS = {caller: f"{caller}-token" for caller in CALLERS}
 POINTS, COINS, DIAMONDS = CURRENCY_POINTS, CURRENCY_COINS, CURRENCY_DIAMONDS
 
 

@@ -20,8 +20,9 @@ from points_platform.client import bearer
 from points_platform.db import create_engine
 from points_platform.embedded_pg import free_port
 from tests.conftest import NewDatabase
+from tests.support.credentials import TOKENS
 from tests.support.wait import HANG_SECONDS, wait_serving
-from tests.wallet.conftest import COINS, POINTS, TOKENS, check_invariants
+from tests.wallet.conftest import COINS, POINTS, check_invariants
 
 pytestmark = pytest.mark.slow
 

@@ -19,7 +19,8 @@ from points.wallet.v1 import wallet_pb2 as pb
 from points_platform.client import error_reason
 from points_platform.clock import ManualClock
 from tests.conftest import NewDatabase
-from tests.wallet.conftest import COINS, POINTS, TOKENS, Client, check_invariants
+from tests.support.credentials import TOKENS
+from tests.wallet.conftest import COINS, POINTS, Client, check_invariants
 from wallet.config import WalletSettings
 from wallet.main import start
 

@@ -18,8 +18,9 @@ from points_platform.clock import ManualClock
 from points_platform.db import create_engine, ensure_database
 from points_platform.errors import DomainError
 from tests.conftest import NewDatabase
+from tests.support.credentials import TOKENS
 from tests.support.rpc import expect_error
-from tests.wallet.conftest import COINS, POINTS, TOKENS, Client, check_invariants
+from tests.wallet.conftest import COINS, POINTS, Client, check_invariants
 from wallet.config import WalletSettings
 from wallet.main import MIGRATIONS, start
 from wallet.results import LedgerResult

@@ -17,8 +17,11 @@ _TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
 def write_pids(state_dir: Path, pids: dict[str, list[int]]) -> None:
-    """Service name -> the pids of its worker processes."""
-    (state_dir / PIDS_FILE).write_text(json.dumps(pids))
+    """Service name -> the pids of its worker processes; replaced whole (a restart rewrites it
+    while readers may look)."""
+    partial = state_dir / (PIDS_FILE + ".tmp")
+    partial.write_text(json.dumps(pids))
+    partial.replace(state_dir / PIDS_FILE)
 
 
 def _stat(pid: int) -> tuple[int, float, float] | None:

@@ -13,6 +13,7 @@ from catalog.api import CatalogApi, service_spec
 from catalog.config import CatalogSettings
 from catalog.use_cases import Catalog
 from points_platform.clock import Clock, SystemClock
+from points_platform.config import settings_or_exit
 from points_platform.db import create_engine, migrate
 from points_platform.logs import configure_logging
 from points_platform.server import RunningServer, create_server, run_process, run_service
@@ -64,7 +65,7 @@ async def serve(settings: CatalogSettings) -> None:
 
 
 def main() -> None:
-    settings = CatalogSettings()
+    settings = settings_or_exit(CatalogSettings)
     configure_logging(settings.log_level)
     if "--migrate-only" in sys.argv:
         asyncio.run(migrate(settings.database_url, MIGRATIONS))

@@ -23,6 +23,7 @@ from earning.use_cases.rulebook import RuleBook
 from earning.wallet_client import WalletCredits
 from points_platform.client import open_channel
 from points_platform.clock import Clock, SystemClock
+from points_platform.config import settings_or_exit
 from points_platform.db import create_engine, migrate
 from points_platform.logs import configure_logging
 from points_platform.server import RunningServer, ServiceSpec, create_server, run_process, run_service
@@ -106,7 +107,7 @@ async def serve(settings: EarningSettings) -> None:
 
 
 def main() -> None:
-    settings = EarningSettings()
+    settings = settings_or_exit(EarningSettings)
     configure_logging(settings.log_level)
     if "--migrate-only" in sys.argv:
         asyncio.run(migrate(settings.database_url, MIGRATIONS))

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from points_platform.client import bearer, open_channel
 from points_platform.clock import Clock, SystemClock
+from points_platform.config import settings_or_exit
 from points_platform.db import create_engine, migrate
 from points_platform.logs import configure_logging
 from points_platform.server import RunningServer, ServiceSpec, create_server, run_process, run_service
@@ -99,7 +100,7 @@ async def serve(settings: RedemptionSettings) -> None:
 
 
 def main() -> None:
-    settings = RedemptionSettings()
+    settings = settings_or_exit(RedemptionSettings)
     configure_logging(settings.log_level)
     if "--migrate-only" in sys.argv:
         asyncio.run(migrate(settings.database_url, MIGRATIONS))

@@ -15,6 +15,7 @@ from pathlib import Path
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from points_platform.clock import Clock, SystemClock
+from points_platform.config import settings_or_exit
 from points_platform.db import create_engine, migrate
 from points_platform.logs import configure_logging
 from points_platform.server import RunningServer, ServiceSpec, create_server, run_process, run_service
@@ -76,7 +77,7 @@ async def serve(settings: WalletSettings) -> None:
 
 
 def main() -> None:
-    settings = WalletSettings()
+    settings = settings_or_exit(WalletSettings)
     configure_logging(settings.log_level)
     if "--migrate-only" in sys.argv:
         asyncio.run(migrate(settings.database_url, MIGRATIONS))
