@@ -32,6 +32,7 @@ from points.catalog.v1 import catalog_pb2, catalog_pb2_grpc
 from points.common.v1 import common_pb2
 from points_cli.suite import DEFAULT_PORTS
 from points_platform.client import bearer
+from points_platform.config import CALLERS
 from redemption.config import RedemptionSettings
 from redemption.main import start as start_redemption
 from tests.conftest import NewDatabase
@@ -40,7 +41,6 @@ from wallet.config import WalletSettings
 from wallet.main import start as start_wallet
 
 GHZ = Path(__file__).resolve().parents[2] / "deploy" / "ghz"
-CALLERS = ("admin", "app", "earning", "redemption", "payments")
 # Credit funds ghz-user-<n> before Redeem spends as the same user (deploy/ghz/README.md).
 FIRST = ("wallet-credit.json",)
 REQUESTS_PER_CONFIG = 2  # distinct request numbers: idempotency keys must differ per request
