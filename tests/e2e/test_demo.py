@@ -35,3 +35,7 @@ def test_demo_story_runs_end_to_end(demo_suite: SuiteProcess) -> None:
     assert "redeem spring-raffle: COMPLETED" in out and "redeem golden-frame: COMPLETED" in out, out
     assert "RAFFLE_TICKET" in out and "COSMETIC" in out, out
     assert "DIAMONDS" in out, out
+    # The discount code is redeemed, applied once by fulfilment, and refused the second time.
+    assert "redeem ad-free-discount: COMPLETED" in out and "DISCOUNT_CODE" in out, out
+    assert "first use of code" in out and "by fulfilment, now CONSUMED (use 1 of 1" in out, out
+    assert "refused FAILED_PRECONDITION ENTITLEMENT_CONSUMED" in out, out
