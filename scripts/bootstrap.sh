@@ -12,7 +12,7 @@ WANT="$(sha256sum "$ROOT/pyproject.toml" | cut -d' ' -f1)"
 if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$WANT" ]; then
   echo "Installing Points and its pinned dependencies into $VENV (log: $VENV/install.log) ..." >&2
   if ! { "$VENV/bin/python" -m pip install --disable-pip-version-check --upgrade pip &&
-         "$VENV/bin/python" -m pip install --disable-pip-version-check -e "$ROOT[dev]"; } > "$VENV/install.log" 2>&1; then
+         "$VENV/bin/python" -m pip install --disable-pip-version-check -e "$ROOT[dev,embedded,codegen]"; } > "$VENV/install.log" 2>&1; then
     tail -n 30 "$VENV/install.log" >&2
     echo "Installation failed; the full log is $VENV/install.log" >&2
     exit 1

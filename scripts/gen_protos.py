@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.resources
+import importlib.util
 import shutil
 import subprocess
 import sys
@@ -40,6 +41,8 @@ def generate(out_dir: Path) -> None:
     protos = sorted(p.relative_to(PROTO_ROOT).as_posix() for p in PROTO_ROOT.rglob("*.proto"))
     if not protos:
         raise SystemExit(f"no .proto files under {PROTO_ROOT}")
+    if importlib.util.find_spec("grpc_tools") is None:
+        raise SystemExit("grpcio-tools is not installed; install the codegen extra: pip install -e '.[codegen]'")
     bundled_include = importlib.resources.files("grpc_tools") / "_proto"
 
     command = [

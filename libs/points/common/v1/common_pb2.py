@@ -24,13 +24,14 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dpoints/common/v1/common.proto\x12\x10points.common.v1\"E\n\x05Price\x12,\n\x08\x63urrency\x18\x01 \x01(\x0e\x32\x1a.points.common.v1.Currency\x12\x0e\n\x06\x61mount\x18\x02 \x01(\x03*d\n\x08\x43urrency\x12\x18\n\x14\x43URRENCY_UNSPECIFIED\x10\x00\x12\x13\n\x0f\x43URRENCY_POINTS\x10\x01\x12\x12\n\x0e\x43URRENCY_COINS\x10\x02\x12\x15\n\x11\x43URRENCY_DIAMONDS\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dpoints/common/v1/common.proto\x12\x10points.common.v1\"E\n\x05Price\x12,\n\x08\x63urrency\x18\x01 \x01(\x0e\x32\x1a.points.common.v1.Currency\x12\x0e\n\x06\x61mount\x18\x02 \x01(\x03*d\n\x08\x43urrency\x12\x18\n\x14\x43URRENCY_UNSPECIFIED\x10\x00\x12\x13\n\x0f\x43URRENCY_POINTS\x10\x01\x12\x12\n\x0e\x43URRENCY_COINS\x10\x02\x12\x15\n\x11\x43URRENCY_DIAMONDS\x10\x03\x42\x89\x01\n\x10points.common.v1B\x0b\x43ommonProtoP\x01Z+points/clients/go/points/common/v1;commonv1\xaa\x02\x10Points.Common.V1\xca\x02\x10Points\\Common\\V1\xea\x02\x12Points::Common::V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'points.common.v1.common_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
-  DESCRIPTOR._loaded_options = None
+  _globals['DESCRIPTOR']._loaded_options = None
+  _globals['DESCRIPTOR']._serialized_options = b'\n\020points.common.v1B\013CommonProtoP\001Z+points/clients/go/points/common/v1;commonv1\252\002\020Points.Common.V1\312\002\020Points\\Common\\V1\352\002\022Points::Common::V1'
   _globals['_CURRENCY']._serialized_start=122
   _globals['_CURRENCY']._serialized_end=222
   _globals['_PRICE']._serialized_start=51
