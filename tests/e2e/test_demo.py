@@ -35,3 +35,7 @@ def test_demo_story_runs_end_to_end(demo_suite: SuiteProcess) -> None:
     assert "redeem spring-raffle: COMPLETED" in out and "redeem golden-frame: COMPLETED" in out, out
     assert "RAFFLE_TICKET" in out and "COSMETIC" in out, out
     assert "DIAMONDS" in out, out
+    # Suspended: the redemption is refused; reinstated: it completes.
+    assert "redeem spring-raffle: refused FAILED_PRECONDITION USER_SUSPENDED" in out, out
+    assert "ACTIVE, 2 changes on record" in out, out
+    assert out.count("redeem spring-raffle: COMPLETED") == 2, out
