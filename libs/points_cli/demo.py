@@ -2,7 +2,8 @@
 
 A user earns points from watching and a sponsored challenge, redeems a raffle ticket, a
 cosmetic and a discount code, uses the code at checkout (as the fulfilment backend) and is
-refused when trying it again, buys coins and sends a creator a coin gift; balances, history and
+refused when trying it again, buys coins and sends a creator a coin gift; support then suspends
+the user (a redemption is refused) and reinstates them (it succeeds); balances, history and
 entitlements are printed after each act. Each run uses fresh user ids, so it can be repeated.
 """
 
@@ -117,9 +118,9 @@ class Demo:
                 reason="welcome_bonus", reference=f"demo-{self.run}"), metadata=self.ctx.metadata("admin"), timeout=10)
             print(f"   (admin welcome bonus of {short} points: daily caps limit one session's earnings)")
 
-    async def redeem(self, slug: str, recipient: str = "") -> redemption_pb2.Redemption:
+    async def redeem(self, slug: str, recipient: str = "", attempt: str = "") -> redemption_pb2.Redemption:
         reply = await self.redemption.Redeem(redemption_pb2.RedeemRequest(
-            request_id=f"demo-redeem-{slug}-{self.run}", user_id=self.user, item_id=seeded_item_id(slug),
+            request_id=f"demo-redeem-{slug}-{self.run}{attempt}", user_id=self.user, item_id=seeded_item_id(slug),
             quantity=1, region="US", recipient_id=recipient), metadata=self.app_for(self.user), timeout=15)
         r = reply.redemption
         while r.state == redemption_pb2.REDEMPTION_STATE_PENDING:
@@ -147,6 +148,29 @@ class Demo:
         print(f"   {attempt} use of code {code}: applied to {reply.use.reference} by {reply.use.caller}, "
               f"now {state} (use {e.use_count} of {e.max_uses}, expires {e.expire_time.ToDatetime():%Y-%m-%d})")
 
+    async def suspension(self) -> None:
+        """Support suspends the user, a redemption is refused, support reinstates them, it succeeds."""
+        admin = self.ctx.metadata("admin")
+        ticket = f"SUP-{self.run}"
+        await self.wallet.SuspendUser(wallet_pb2.SuspendUserRequest(
+            request_id=f"demo-suspend-{self.run}", user_id=self.user, reason="fake engagement (demo)", ticket=ticket,
+            operator_id="demo-support"), metadata=admin, timeout=10)
+        print(f"   support suspends {self.user} (ticket {ticket})")
+        try:
+            await self.redeem("spring-raffle", attempt="-suspended")
+        except grpc.aio.AioRpcError as exc:
+            print(f"   redeem spring-raffle: refused {exc.code().name} {error_reason(exc)}")
+        await self.balances(self.user)
+        await self.wallet.ReinstateUser(wallet_pb2.ReinstateUserRequest(
+            request_id=f"demo-reinstate-{self.run}", user_id=self.user, reason="appeal accepted (demo)", ticket=ticket,
+            operator_id="demo-support"), metadata=admin, timeout=10)
+        status = await self.wallet.GetUserStatus(wallet_pb2.GetUserStatusRequest(user_id=self.user), metadata=admin,
+                                                 timeout=10)
+        print(f"   support reinstates {self.user}: "
+              f"{wallet_pb2.UserState.Name(status.status.state).removeprefix('USER_STATE_')}, "
+              f"{len(status.history)} changes on record")
+        await self.redeem("spring-raffle", attempt="-reinstated")
+
 
 async def run_demo(state_dir: Path, ports: dict[str, int]) -> None:
     """The story, printed; needs `points up --demo` (seeded catalog and challenge) running."""
@@ -156,7 +180,8 @@ async def run_demo(state_dir: Path, ports: dict[str, int]) -> None:
         print(f"Points demo: {demo.user} and creator {demo.creator}\n")
         await demo.earn()
         print("\n2. redeem a raffle ticket and a cosmetic with points")
-        await demo.top_up_if_short(COSMETIC_PRICE + RAFFLE_PRICE + DISCOUNT_PRICE)
+        # A second ticket in the suspension act.
+        await demo.top_up_if_short(COSMETIC_PRICE + 2 * RAFFLE_PRICE + DISCOUNT_PRICE)
         await demo.redeem("spring-raffle")
         await demo.redeem("golden-frame")
         await demo.balances(demo.user)
@@ -175,7 +200,9 @@ async def run_demo(state_dir: Path, ports: dict[str, int]) -> None:
         await demo.redeem("rose-gift", recipient=demo.creator)
         await demo.balances(demo.user)
         await demo.balances(demo.creator)
-        print("\n4. where it all went")
+        print("\n4. suspended for fake engagement: redeeming is refused until support reinstates the user")
+        await demo.suspension()
+        print("\n5. where it all went")
         await demo.history(demo.user)
         await demo.history(demo.creator)
         await demo.entitlements()

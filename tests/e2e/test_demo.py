@@ -39,3 +39,7 @@ def test_demo_story_runs_end_to_end(demo_suite: SuiteProcess) -> None:
     assert "redeem ad-free-discount: COMPLETED" in out and "DISCOUNT_CODE" in out, out
     assert "first use of code" in out and "by fulfilment, now CONSUMED (use 1 of 1" in out, out
     assert "refused FAILED_PRECONDITION ENTITLEMENT_CONSUMED" in out, out
+    # Suspended: the redemption is refused; reinstated: it completes.
+    assert "redeem spring-raffle: refused FAILED_PRECONDITION USER_SUSPENDED" in out, out
+    assert "ACTIVE, 2 changes on record" in out, out
+    assert out.count("redeem spring-raffle: COMPLETED") == 2, out

@@ -148,3 +148,35 @@ def test_hold_answer_template_is_the_stored_answer(with_transaction: bool) -> No
     result = HoldResult(hold, BalanceView(hold.user_id, hold.currency, 96, 0), txn)
     assert head + "96" + mid + "0" + tail == encode(result)
     assert decode(HoldResult, head + "96" + mid + "0" + tail) == result
+
+
+def _forfeit_all(user: str) -> LedgerOp:
+    return LedgerOp(
+        "forfeit", f"all-{user}", "fp", Kind.FORFEIT, user,
+        (Leg(user, domain.user_account(user), Currency.POINTS, 0), Leg("", domain.FORFEITED, Currency.POINTS, 0)),
+        takes_all=True,
+    )
+
+
+def _earned(user: str, amount: int) -> LedgerOp:
+    return LedgerOp(
+        "credit", f"earn-{user}-{amount}", "fp", Kind.CREDIT, user,
+        (Leg("", domain.POINTS_ISSUANCE, Currency.POINTS, -amount), Leg(user, domain.user_account(user), Currency.POINTS, amount)),
+        refused_if_suspended=user,
+    )
+
+
+def test_forfeit_all_takes_the_available_balance_as_planned_in_the_batch() -> None:
+    """A credit earlier in the batch is included; a second "all" finds nothing left; held points stay."""
+    balances = {("u", Currency.POINTS): (10, 4)}
+    planned, deltas = domain.plan_ledger_ops([_earned("u", 5), _forfeit_all("u"), _forfeit_all("u")], balances)
+    assert [p.op.legs[0].amount for p in planned[1:2]] == [-15]
+    assert planned[1].balances_after == [("u", Currency.POINTS, 0, 4)]
+    assert isinstance(planned[2].error, DomainError) and planned[2].error.reason == "NOTHING_TO_FORFEIT"
+    assert deltas == {("u", Currency.POINTS): -10}
+
+
+def test_a_suspended_users_ops_fail_alone() -> None:
+    planned, deltas = domain.plan_ledger_ops([_earned("bad", 5), _earned("good", 5)], {}, suspended={"bad"})
+    assert planned[0].error is not None and planned[0].error.reason == "USER_SUSPENDED"
+    assert planned[1].error is None and deltas == {("good", Currency.POINTS): 5}

@@ -122,7 +122,7 @@ async def test_oldest_lot_spent_first_and_expiry_posts_the_remainder(ewallet: Cl
     assert await w.balance("e1") == (0, 0)
     async with w.engine.connect() as conn:
         expired = (
-            await conn.execute(text("SELECT sum(amount) FROM postings WHERE account = 'system:points_expiry'"))
+            await conn.execute(text("SELECT sum(amount) FROM postings WHERE account = 'system:forfeited'"))
         ).scalar()
         kinds = (await conn.execute(text("SELECT count(*) FROM transactions WHERE user_id = 'e1' AND kind = 6"))).scalar()
     assert (expired, kinds) >= (80, 2) and kinds == 2
@@ -282,6 +282,23 @@ async def test_domain_metrics_count_committed_effects_once(ewallet: Client) -> N
 async def expired_in_ledger(w: Client) -> int:
     async with w.engine.connect() as conn:
         total = (
-            await conn.execute(text("SELECT coalesce(sum(amount), 0) FROM postings WHERE account = 'system:points_expiry'"))
+            await conn.execute(text("SELECT coalesce(sum(amount), 0) FROM postings WHERE account = 'system:forfeited'"))
         ).scalar_one()
     return int(total)
+
+
+async def test_a_forfeit_consumes_the_oldest_lots_and_posts_to_forfeited(ewallet: Client) -> None:
+    """Forfeited points leave the lots like a spend (oldest first): expiry then takes only the rest."""
+    w = ewallet
+    await w.fund("f1", 40, request_id="f1-a")
+    w.clock.advance(DAY)
+    await w.fund("f1", 60, request_id="f1-b")
+    await w.call("ForfeitPoints")(
+        pb.ForfeitPointsRequest(request_id="f1-f", user_id="f1", amount=50, reason="rule change ignored", ticket="T-1")
+    )
+    assert await lots_of(w, "f1") == [(40, 0, 0), (60, 50, 0)]
+    await w.call("ForfeitPoints")(
+        pb.ForfeitPointsRequest(request_id="f1-all", user_id="f1", all=True, reason="fraud", ticket="T-2")
+    )
+    assert await lots_of(w, "f1") == [(40, 0, 0), (60, 0, 0)]
+    await check_lots(w.engine)

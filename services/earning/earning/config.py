@@ -27,4 +27,9 @@ class EarningSettings(PlatformSettings):
         description="A credit the wallet fails on its side (INTERNAL/UNKNOWN) this many times when sent alone goes to"
         " the dead letter (ListFailedCredits / RequeueFailedCredits).",
     )
+    suspended_retry_seconds: float = Field(
+        default=300.0, gt=0,
+        description="A credit the wallet refused because its user is suspended is held and resent after this long"
+        " (the longest a reinstated user waits for held points).",
+    )
     clock_offset_seconds: float = Field(default=0.0, description="Shift of the service clock (tests).")

@@ -61,7 +61,7 @@ async def build(settings: EarningSettings, clock: Clock) -> Earning:
     crediting = Crediting(
         engine, wallet, clock,
         min_age_seconds=settings.reconcile_min_age_seconds, interval_seconds=settings.reconcile_interval_seconds,
-        wallet_error_limit=settings.wallet_error_limit,
+        wallet_error_limit=settings.wallet_error_limit, suspended_retry_seconds=settings.suspended_retry_seconds,
     )
     recorder = Recorder(engine, clock, rules, crediting)
     administration = Administration(engine, clock, rules, crediting)

@@ -187,6 +187,8 @@ credits = Table(
     Column("last_error", String(200), nullable=False, server_default=""),
     Column("create_time", TS, nullable=False, server_default=func.now()),
     Column("failed_time", TS, nullable=True),  # set when dead-lettered
+    # set while the wallet refuses the credit because its user is suspended (still pending; 0008)
+    Column("held_time", TS, nullable=True),
     CheckConstraint("amount > 0", name="credits_amount_positive"),
     CheckConstraint("failed_time IS NULL OR NOT pending", name="credits_dead_letter_not_pending"),
 )

@@ -35,6 +35,8 @@ RETRYABLE_CODES = frozenset({
 # (a concurrent call with the same request id, a serialization conflict). Any other reason of an
 # entry is a refusal (IDEMPOTENCY_KEY_REUSED, INVALID_FIELD, a caller not allowed...).
 RETRYABLE_ENTRY_REASONS = frozenset({"CONCURRENT_REQUEST", "TRANSACTION_CONFLICT"})
+# The user is suspended: the credit is held (resent later), neither retried now nor dead-lettered.
+SUSPENDED_REASON = "USER_SUSPENDED"
 
 
 # The wallet failed on its side. In a batch one bad entry fails the whole call, so the batch is
@@ -74,7 +76,9 @@ class WalletCredits:
             except grpc.RpcError as exc:
                 code = exc.code() if isinstance(exc, grpc.aio.AioRpcError) else None
                 error = f"{getattr(code, 'name', 'ERROR')} {error_reason(exc)}".strip()
-                if code in WALLET_FAILURE_CODES and len(chunk) > 1 and splits_left >= 2:
+                if error_reason(exc) == SUSPENDED_REASON:  # a single Credit: the batch answers per entry
+                    report.held.update((e.request_id, SUSPENDED_REASON) for e in chunk)
+                elif code in WALLET_FAILURE_CODES and len(chunk) > 1 and splits_left >= 2:
                     log.warning("wallet_credit_batch_split", error=error, entries=len(chunk))
                     splits_left -= 2
                     await send(chunk[: len(chunk) // 2])
@@ -122,6 +126,8 @@ class WalletCredits:
         for result in batch.results:
             if not result.error_reason:
                 report.credited[result.request_id] = result.transaction.transaction_id
+            elif result.error_reason == SUSPENDED_REASON:
+                report.held[result.request_id] = SUSPENDED_REASON
             elif result.error_reason in RETRYABLE_ENTRY_REASONS:
                 report.error = result.error_reason
                 log.warning("wallet_credit_failed", request_id=result.request_id, error=result.error_reason)

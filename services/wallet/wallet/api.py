@@ -13,7 +13,17 @@ from points_platform.auth import ALL_CALLERS, Policy, allow, current_caller, cur
 from points_platform.errors import DomainError
 from points_platform.server import ServiceSpec
 from wallet import use_cases as uc
-from wallet.results import BalanceView, HoldResult, HoldView, LedgerResult, PayoutView, TransactionView
+from wallet.domain import UserStatusAction
+from wallet.results import (
+    BalanceView,
+    HoldResult,
+    HoldView,
+    LedgerResult,
+    PayoutView,
+    TransactionView,
+    UserStatusChangeView,
+    UserStatusView,
+)
 
 FULL_NAME = "points.wallet.v1.WalletService"
 
@@ -33,6 +43,11 @@ POLICY: Policy = {
     "SendGift": allow("app", "redemption", "admin"),
     "RequestPayout": allow("app", "admin"),
     "CompletePayout": allow("payments", "admin"),
+    # A user's standing is support's (issue 18): operators suspend, reinstate and forfeit.
+    "SuspendUser": allow("admin"),
+    "ReinstateUser": allow("admin"),
+    "GetUserStatus": allow("admin"),
+    "ForfeitPoints": allow("admin"),
 }
 
 # One user's data: an `app` call names that user (platform auth.USER_HEADER, docs/architecture.md, Policy); the
@@ -102,6 +117,29 @@ def _payout(p: PayoutView) -> wallet_pb2.Payout:
         failure_reason=p.failure_reason,
         transaction_id=p.transaction_id,
     )
+
+
+def _status_change(c: UserStatusChangeView) -> wallet_pb2.UserStatusChange:
+    return wallet_pb2.UserStatusChange(
+        action=int(c.action),  # type: ignore[arg-type]
+        operator_id=c.operator_id,
+        reason=c.reason,
+        ticket=c.ticket,
+        create_time=_ts(c.create_time),
+        request_id=c.request_id,
+    )
+
+
+def _user_status(v: UserStatusView) -> wallet_pb2.UserStatus:
+    state = wallet_pb2.USER_STATE_SUSPENDED if v.suspended else wallet_pb2.USER_STATE_ACTIVE
+    status = wallet_pb2.UserStatus(user_id=v.user_id, state=state)
+    if v.last_change is not None:
+        status.last_change.CopyFrom(_status_change(v.last_change))
+    return status
+
+
+def _status_command(r: wallet_pb2.SuspendUserRequest | wallet_pb2.ReinstateUserRequest) -> uc.ChangeUserStatus:
+    return uc.ChangeUserStatus(r.request_id, r.user_id, r.reason, r.ticket, r.operator_id)
 
 
 def _credit(r: wallet_pb2.CreditRequest | wallet_pb2.CreditBatchEntry) -> uc.Credit:
@@ -236,6 +274,33 @@ class WalletApi(wallet_pb2_grpc.WalletServiceServicer):
         return wallet_pb2.CompletePayoutResponse(
             payout=_payout(await self._wallet.complete_payout(command, current_caller.get()))
         )
+
+    async def SuspendUser(
+        self, request: wallet_pb2.SuspendUserRequest, context: Ctx[Any, Any]
+    ) -> wallet_pb2.SuspendUserResponse:
+        view = await self._wallet.standing.change(_status_command(request), UserStatusAction.SUSPENDED)
+        return wallet_pb2.SuspendUserResponse(status=_user_status(view))
+
+    async def ReinstateUser(
+        self, request: wallet_pb2.ReinstateUserRequest, context: Ctx[Any, Any]
+    ) -> wallet_pb2.ReinstateUserResponse:
+        view = await self._wallet.standing.change(_status_command(request), UserStatusAction.REINSTATED)
+        return wallet_pb2.ReinstateUserResponse(status=_user_status(view))
+
+    async def GetUserStatus(
+        self, request: wallet_pb2.GetUserStatusRequest, context: Ctx[Any, Any]
+    ) -> wallet_pb2.GetUserStatusResponse:
+        view, history = await self._wallet.standing.status(request.user_id)
+        return wallet_pb2.GetUserStatusResponse(status=_user_status(view), history=[_status_change(c) for c in history])
+
+    async def ForfeitPoints(
+        self, request: wallet_pb2.ForfeitPointsRequest, context: Ctx[Any, Any]
+    ) -> wallet_pb2.ForfeitPointsResponse:
+        command = uc.ForfeitPoints(
+            request.request_id, request.user_id, request.amount, request.all, request.reason, request.ticket
+        )
+        txn, balance = _ledger_pair(await self._wallet.standing.forfeit(command))
+        return wallet_pb2.ForfeitPointsResponse(transaction=txn, balance=balance, amount=-txn.postings[0].amount)
 
 
 def service_spec(api: WalletApi) -> ServiceSpec:

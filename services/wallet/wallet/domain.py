@@ -9,8 +9,8 @@ from __future__ import annotations
 import enum
 import hashlib
 import json
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from points_platform.errors import AlreadyExists, DomainError, FailedPrecondition, InvalidArgument
@@ -34,6 +34,7 @@ class Kind(enum.IntEnum):
     PAYOUT = 5
     EXPIRY = 6
     REFUND = 7
+    FORFEIT = 8
 
 
 class HoldState(enum.IntEnum):
@@ -41,6 +42,11 @@ class HoldState(enum.IntEnum):
     COMMITTED = 2
     RELEASED = 3
     EXPIRED = 4
+
+
+class UserStatusAction(enum.IntEnum):
+    SUSPENDED = 1
+    REINSTATED = 2
 
 
 class PayoutState(enum.IntEnum):
@@ -53,7 +59,9 @@ class PayoutState(enum.IntEnum):
 # stored balance row, because a row every credit updates would serialize the whole service.
 POINTS_ISSUANCE = "system:points_issuance"
 POINTS_REDEMPTION = "system:points_redemption"
-POINTS_EXPIRY = "system:points_expiry"
+POINTS_EXPIRY = "system:points_expiry"  # expiry before issue 18; its postings stay there
+# Points taken back from a user: admin forfeits (ForfeitPoints) and expired lots.
+FORFEITED = "system:forfeited"
 COIN_SALES = "system:coin_sales"
 COIN_REDEMPTION = "system:coin_redemption"
 GIFT_CONVERSION = "system:gift_conversion"
@@ -164,6 +172,7 @@ def reason_class(kind: Kind, caller: str) -> str:
     fixed = {
         Kind.HOLD_COMMIT: "hold_commit", Kind.GIFT: "gift", Kind.PAYOUT: "payout", Kind.EXPIRY: "expiry",
         Kind.REFUND: "refund",
+        Kind.FORFEIT: "forfeit",
     }
     return fixed.get(kind) or _REASON_CLASSES.get((kind, caller), "other")
 
@@ -215,6 +224,12 @@ class LedgerOp:
     gift_rate_bps: int = 0
     reason_class: str = "other"  # bounded metrics label (see reason_class())
     payment_key: PaymentKey | None = None  # a payment (COINS credit): unique per user, currency, reference
+    # The user whose suspension refuses this op (USER_SUSPENDED): the earner of an activity credit,
+    # the sender of a gift; "" = applies whatever the user's status (refunds, payments, adjustments).
+    refused_if_suspended: str = ""
+    # Forfeit "all": the first leg takes the user's whole available balance at planning time, the
+    # second gets its opposite (both legs are 0 until then).
+    takes_all: bool = False
 
     def __post_init__(self) -> None:
         totals: dict[Currency, int] = {}
@@ -241,6 +256,25 @@ class PlannedOp:
     transaction_id: str = ""  # the transaction the op makes if it applies
 
 
+def user_suspended(user_id: str) -> FailedPrecondition:
+    return FailedPrecondition(
+        "USER_SUSPENDED",
+        "the user is suspended: this operation is refused until reinstatement",
+        metadata={"user_id": user_id},
+    )
+
+
+def _resolve_all(op: LedgerOp, current: Mapping[AccountKey, tuple[int, int]]) -> LedgerOp | DomainError:
+    """A forfeit of "all": its legs carry the available balance of its user leg, now that it is locked."""
+    user_leg, sink_leg = op.legs
+    taken = current.get((user_leg.user_id, user_leg.currency), (0, 0))[0]
+    if taken == 0:
+        return FailedPrecondition(
+            "NOTHING_TO_FORFEIT", "the user has no available points", metadata={"user_id": user_leg.user_id}
+        )
+    return replace(op, legs=(replace(user_leg, amount=-taken), replace(sink_leg, amount=taken)), takes_all=False)
+
+
 def insufficient_funds(user_id: str, currency: Currency) -> FailedPrecondition:
     return FailedPrecondition(
         "INSUFFICIENT_FUNDS",
@@ -255,6 +289,7 @@ def plan_ledger_ops(
     *,
     paid: Mapping[PaymentKey, PaidCredit] | None = None,
     transaction_ids: Sequence[str] | None = None,
+    suspended: Collection[str] = (),
 ) -> tuple[list[PlannedOp], dict[AccountKey, int]]:
     """Apply ops in order to locked (available, held) balances; an op that would overdraw
     fails alone (INSUFFICIENT_FUNDS) and the rest still apply. Returns each op's outcome and
@@ -262,7 +297,8 @@ def plan_ledger_ops(
 
     `paid`: payment references already credited (from the database); a payment whose reference is
     there, or was taken by an earlier op of this batch that applies, fails alone
-    (PAYMENT_ALREADY_CREDITED). `transaction_ids`: the id each op's transaction gets if it applies."""
+    (PAYMENT_ALREADY_CREDITED). `transaction_ids`: the id each op's transaction gets if it applies.
+    `suspended`: users suspended now (locked batch); their suspendable ops fail alone (USER_SUSPENDED)."""
     current = {k: v for k, v in balances.items()}
     claimed: dict[PaymentKey, PaidCredit] = dict(paid or {})
     ids = transaction_ids if transaction_ids is not None else [""] * len(ops)
@@ -270,6 +306,17 @@ def plan_ledger_ops(
     planned: list[PlannedOp] = []
     for op, transaction_id in zip(ops, ids, strict=True):
         outcome = PlannedOp(op, transaction_id=transaction_id)
+        if op.refused_if_suspended and op.refused_if_suspended in suspended:
+            outcome.error = user_suspended(op.refused_if_suspended)
+            planned.append(outcome)
+            continue
+        if op.takes_all:
+            resolved = _resolve_all(op, current)
+            if isinstance(resolved, DomainError):
+                outcome.error = resolved
+                planned.append(outcome)
+                continue
+            op = outcome.op = resolved
         if op.payment_key is not None and op.payment_key in claimed:
             outcome.error = payment_already_credited(op.payment_key, claimed[op.payment_key])
             planned.append(outcome)

@@ -15,7 +15,7 @@ from datetime import datetime
 from enum import IntEnum
 from typing import Any, TypeVar
 
-from wallet.domain import Currency, HoldState, Kind, PayoutState
+from wallet.domain import Currency, HoldState, Kind, PayoutState, UserStatusAction
 
 
 @dataclass(frozen=True)
@@ -104,6 +104,25 @@ class LedgerEntryView:
     create_time: datetime
     balance_after: int
     kind: Kind
+
+
+@dataclass(frozen=True)
+class UserStatusChangeView:
+    action: UserStatusAction
+    operator_id: str
+    reason: str
+    ticket: str
+    create_time: datetime
+    request_id: str
+
+
+@dataclass(frozen=True)
+class UserStatusView:
+    """A user's status: suspended or not, and the change that made it so (None: never suspended)."""
+
+    user_id: str
+    suspended: bool
+    last_change: UserStatusChangeView | None
 
 
 # --- stored form ----------------------------------------------------------------------------

@@ -143,3 +143,27 @@ points_lots = Table(
     Index("points_lots_open_by_user", "user_id", "expire_time", "lot_id", postgresql_where=text("remaining > 0")),
     Index("points_lots_open_by_expiry", "expire_time", postgresql_where=text("remaining > 0")),
 )
+
+# Suspended users (issue 18): a row while the user is suspended, deleted on reinstatement. Money
+# paths check it in the statement that moves the money (docs/architecture.md, User suspension).
+suspended_users = Table(
+    "suspended_users",
+    metadata,
+    Column("user_id", Text, primary_key=True),
+    Column("change_id", BigInteger, nullable=False),  # the user_status_changes row that suspended
+)
+
+# Every suspension and reinstatement, kept for audit: who (operator), when, why, which ticket.
+user_status_changes = Table(
+    "user_status_changes",
+    metadata,
+    Column("change_id", BigInteger, Identity(), primary_key=True),
+    Column("user_id", Text, nullable=False),
+    Column("action", SmallInteger, nullable=False),  # UserStatusAction
+    Column("operator_id", Text, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("ticket", Text, nullable=False),
+    Column("request_id", Text, nullable=False),
+    Column("create_time", DateTime(timezone=True), nullable=False),
+    Index("user_status_changes_by_user", "user_id", "change_id"),
+)

@@ -40,9 +40,11 @@ class _TransactionKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Trans
     TRANSACTION_KIND_PAYOUT: _TransactionKind.ValueType  # 5
     """Diamonds paid out to the payouts account."""
     TRANSACTION_KIND_EXPIRY: _TransactionKind.ValueType  # 6
-    """Expired points lots posted to the expiry account."""
+    """Expired points lots posted to system:forfeited (before issue 18: system:points_expiry)."""
     TRANSACTION_KIND_REFUND: _TransactionKind.ValueType  # 7
     """A committed hold's debit given back: spend account to user (RefundHold)."""
+    TRANSACTION_KIND_FORFEIT: _TransactionKind.ValueType  # 8
+    """Points forfeited by an admin (ForfeitPoints): user to system:forfeited."""
 
 class TransactionKind(_TransactionKind, metaclass=_TransactionKindEnumTypeWrapper):
     """Kind of a ledger transaction."""
@@ -60,10 +62,60 @@ TRANSACTION_KIND_GIFT: TransactionKind.ValueType  # 4
 TRANSACTION_KIND_PAYOUT: TransactionKind.ValueType  # 5
 """Diamonds paid out to the payouts account."""
 TRANSACTION_KIND_EXPIRY: TransactionKind.ValueType  # 6
-"""Expired points lots posted to the expiry account."""
+"""Expired points lots posted to system:forfeited (before issue 18: system:points_expiry)."""
 TRANSACTION_KIND_REFUND: TransactionKind.ValueType  # 7
 """A committed hold's debit given back: spend account to user (RefundHold)."""
+TRANSACTION_KIND_FORFEIT: TransactionKind.ValueType  # 8
+"""Points forfeited by an admin (ForfeitPoints): user to system:forfeited."""
 Global___TransactionKind: _TypeAlias = TransactionKind  # noqa: Y015
+
+class _UserState:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _UserStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_UserState.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    USER_STATE_UNSPECIFIED: _UserState.ValueType  # 0
+    """Not set; never returned."""
+    USER_STATE_ACTIVE: _UserState.ValueType  # 1
+    """Not suspended (also every user never suspended)."""
+    USER_STATE_SUSPENDED: _UserState.ValueType  # 2
+    """Suspended: credits from activity, holds, gifts sent and payouts are refused USER_SUSPENDED."""
+
+class UserState(_UserState, metaclass=_UserStateEnumTypeWrapper):
+    """Whether a user may move money."""
+
+USER_STATE_UNSPECIFIED: UserState.ValueType  # 0
+"""Not set; never returned."""
+USER_STATE_ACTIVE: UserState.ValueType  # 1
+"""Not suspended (also every user never suspended)."""
+USER_STATE_SUSPENDED: UserState.ValueType  # 2
+"""Suspended: credits from activity, holds, gifts sent and payouts are refused USER_SUSPENDED."""
+Global___UserState: _TypeAlias = UserState  # noqa: Y015
+
+class _UserStatusAction:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _UserStatusActionEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_UserStatusAction.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    USER_STATUS_ACTION_UNSPECIFIED: _UserStatusAction.ValueType  # 0
+    """Not set; never returned."""
+    USER_STATUS_ACTION_SUSPENDED: _UserStatusAction.ValueType  # 1
+    """The user was suspended (SuspendUser)."""
+    USER_STATUS_ACTION_REINSTATED: _UserStatusAction.ValueType  # 2
+    """The user was reinstated (ReinstateUser)."""
+
+class UserStatusAction(_UserStatusAction, metaclass=_UserStatusActionEnumTypeWrapper):
+    """What a user status change did."""
+
+USER_STATUS_ACTION_UNSPECIFIED: UserStatusAction.ValueType  # 0
+"""Not set; never returned."""
+USER_STATUS_ACTION_SUSPENDED: UserStatusAction.ValueType  # 1
+"""The user was suspended (SuspendUser)."""
+USER_STATUS_ACTION_REINSTATED: UserStatusAction.ValueType  # 2
+"""The user was reinstated (ReinstateUser)."""
+Global___UserStatusAction: _TypeAlias = UserStatusAction  # noqa: Y015
 
 class _HoldState:
     ValueType = _typing.NewType("ValueType", _builtins.int)
@@ -1327,3 +1379,331 @@ class CompletePayoutResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CompletePayoutResponse: _TypeAlias = CompletePayoutResponse  # noqa: Y015
+
+@_typing.final
+class UserStatusChange(_message.Message):
+    """One suspension or reinstatement, as kept in a user's history."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACTION_FIELD_NUMBER: _builtins.int
+    OPERATOR_ID_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    TICKET_FIELD_NUMBER: _builtins.int
+    CREATE_TIME_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    action: Global___UserStatusAction.ValueType
+    """What happened."""
+    operator_id: _builtins.str
+    """Operator who did it (the request's operator_id)."""
+    reason: _builtins.str
+    """Why, in the operator's words."""
+    ticket: _builtins.str
+    """Support ticket that justifies it."""
+    request_id: _builtins.str
+    """Idempotency key of the request that made it."""
+    @_builtins.property
+    def create_time(self) -> _timestamp_pb2.Timestamp:
+        """When it was recorded."""
+
+    def __init__(
+        self,
+        *,
+        action: Global___UserStatusAction.ValueType = ...,
+        operator_id: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        ticket: _builtins.str = ...,
+        create_time: _timestamp_pb2.Timestamp | None = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "create_time", b"create_time", "operator_id", b"operator_id", "reason", b"reason", "request_id", b"request_id", "ticket", b"ticket"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UserStatusChange: _TypeAlias = UserStatusChange  # noqa: Y015
+
+@_typing.final
+class UserStatus(_message.Message):
+    """A user's status: suspended or not, and why."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_ID_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    LAST_CHANGE_FIELD_NUMBER: _builtins.int
+    user_id: _builtins.str
+    """The user."""
+    state: Global___UserState.ValueType
+    """Current state."""
+    @_builtins.property
+    def last_change(self) -> Global___UserStatusChange:
+        """The change that put the user in this state; unset for a user never suspended."""
+
+    def __init__(
+        self,
+        *,
+        user_id: _builtins.str = ...,
+        state: Global___UserState.ValueType = ...,
+        last_change: Global___UserStatusChange | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["last_change", b"last_change"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["last_change", b"last_change", "state", b"state", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UserStatus: _TypeAlias = UserStatus  # noqa: Y015
+
+@_typing.final
+class SuspendUserRequest(_message.Message):
+    """Request for SuspendUser."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    USER_ID_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    TICKET_FIELD_NUMBER: _builtins.int
+    OPERATOR_ID_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    """Idempotency key, 1-128 chars."""
+    user_id: _builtins.str
+    """User to suspend."""
+    reason: _builtins.str
+    """Why (e.g. "fake engagement"), 1-256 printable chars; required."""
+    ticket: _builtins.str
+    """Support ticket reference, an id; required."""
+    operator_id: _builtins.str
+    """Operator suspending the user, an id; required."""
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        user_id: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        ticket: _builtins.str = ...,
+        operator_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["operator_id", b"operator_id", "reason", b"reason", "request_id", b"request_id", "ticket", b"ticket", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SuspendUserRequest: _TypeAlias = SuspendUserRequest  # noqa: Y015
+
+@_typing.final
+class SuspendUserResponse(_message.Message):
+    """Response for SuspendUser."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STATUS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def status(self) -> Global___UserStatus:
+        """The user's status after the suspension."""
+
+    def __init__(
+        self,
+        *,
+        status: Global___UserStatus | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["status", b"status"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SuspendUserResponse: _TypeAlias = SuspendUserResponse  # noqa: Y015
+
+@_typing.final
+class ReinstateUserRequest(_message.Message):
+    """Request for ReinstateUser."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    USER_ID_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    TICKET_FIELD_NUMBER: _builtins.int
+    OPERATOR_ID_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    """Idempotency key, 1-128 chars."""
+    user_id: _builtins.str
+    """User to reinstate."""
+    reason: _builtins.str
+    """Why, 1-256 printable chars; required."""
+    ticket: _builtins.str
+    """Support ticket reference, an id; required."""
+    operator_id: _builtins.str
+    """Operator reinstating the user, an id; required."""
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        user_id: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        ticket: _builtins.str = ...,
+        operator_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["operator_id", b"operator_id", "reason", b"reason", "request_id", b"request_id", "ticket", b"ticket", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReinstateUserRequest: _TypeAlias = ReinstateUserRequest  # noqa: Y015
+
+@_typing.final
+class ReinstateUserResponse(_message.Message):
+    """Response for ReinstateUser."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STATUS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def status(self) -> Global___UserStatus:
+        """The user's status after the reinstatement."""
+
+    def __init__(
+        self,
+        *,
+        status: Global___UserStatus | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["status", b"status"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReinstateUserResponse: _TypeAlias = ReinstateUserResponse  # noqa: Y015
+
+@_typing.final
+class GetUserStatusRequest(_message.Message):
+    """Request for GetUserStatus."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_ID_FIELD_NUMBER: _builtins.int
+    user_id: _builtins.str
+    """User to read."""
+    def __init__(
+        self,
+        *,
+        user_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetUserStatusRequest: _TypeAlias = GetUserStatusRequest  # noqa: Y015
+
+@_typing.final
+class GetUserStatusResponse(_message.Message):
+    """Response for GetUserStatus."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STATUS_FIELD_NUMBER: _builtins.int
+    HISTORY_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def status(self) -> Global___UserStatus:
+        """The user's current status."""
+
+    @_builtins.property
+    def history(self) -> _containers.RepeatedCompositeFieldContainer[Global___UserStatusChange]:
+        """The user's suspensions and reinstatements, newest first (at most the last 100)."""
+
+    def __init__(
+        self,
+        *,
+        status: Global___UserStatus | None = ...,
+        history: _abc.Iterable[Global___UserStatusChange] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["status", b"status"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["history", b"history", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetUserStatusResponse: _TypeAlias = GetUserStatusResponse  # noqa: Y015
+
+@_typing.final
+class ForfeitPointsRequest(_message.Message):
+    """Request for ForfeitPoints."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    USER_ID_FIELD_NUMBER: _builtins.int
+    AMOUNT_FIELD_NUMBER: _builtins.int
+    ALL_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    TICKET_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    """Idempotency key, 1-128 chars."""
+    user_id: _builtins.str
+    """User whose points are forfeited."""
+    amount: _builtins.int
+    """Whole POINTS to forfeit, > 0; must be 0 when all is set."""
+    all: _builtins.bool
+    """Forfeit the whole available POINTS balance at the time the forfeit applies (held points stay)."""
+    reason: _builtins.str
+    """Why (e.g. "ignored rule change"), 1-64 printable chars; shown in the user's history."""
+    ticket: _builtins.str
+    """Support ticket reference, an id; required; the transaction's reference."""
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        user_id: _builtins.str = ...,
+        amount: _builtins.int = ...,
+        all: _builtins.bool = ...,
+        reason: _builtins.str = ...,
+        ticket: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["all", b"all", "amount", b"amount", "reason", b"reason", "request_id", b"request_id", "ticket", b"ticket", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ForfeitPointsRequest: _TypeAlias = ForfeitPointsRequest  # noqa: Y015
+
+@_typing.final
+class ForfeitPointsResponse(_message.Message):
+    """Response for ForfeitPoints."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TRANSACTION_FIELD_NUMBER: _builtins.int
+    BALANCE_FIELD_NUMBER: _builtins.int
+    AMOUNT_FIELD_NUMBER: _builtins.int
+    amount: _builtins.int
+    """Whole POINTS forfeited (for "all": what was available)."""
+    @_builtins.property
+    def transaction(self) -> Global___Transaction:
+        """The forfeit transaction (user to system:forfeited)."""
+
+    @_builtins.property
+    def balance(self) -> Global___Balance:
+        """The user's POINTS balance after it."""
+
+    def __init__(
+        self,
+        *,
+        transaction: Global___Transaction | None = ...,
+        balance: Global___Balance | None = ...,
+        amount: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["balance", b"balance", "transaction", b"transaction"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "balance", b"balance", "transaction", b"transaction"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ForfeitPointsResponse: _TypeAlias = ForfeitPointsResponse  # noqa: Y015

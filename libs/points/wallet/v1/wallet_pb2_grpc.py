@@ -100,6 +100,26 @@ class WalletServiceStub:
                 request_serializer=points_dot_wallet_dot_v1_dot_wallet__pb2.CompletePayoutRequest.SerializeToString,
                 response_deserializer=points_dot_wallet_dot_v1_dot_wallet__pb2.CompletePayoutResponse.FromString,
                 _registered_method=True)
+        self.SuspendUser = channel.unary_unary(
+                '/points.wallet.v1.WalletService/SuspendUser',
+                request_serializer=points_dot_wallet_dot_v1_dot_wallet__pb2.SuspendUserRequest.SerializeToString,
+                response_deserializer=points_dot_wallet_dot_v1_dot_wallet__pb2.SuspendUserResponse.FromString,
+                _registered_method=True)
+        self.ReinstateUser = channel.unary_unary(
+                '/points.wallet.v1.WalletService/ReinstateUser',
+                request_serializer=points_dot_wallet_dot_v1_dot_wallet__pb2.ReinstateUserRequest.SerializeToString,
+                response_deserializer=points_dot_wallet_dot_v1_dot_wallet__pb2.ReinstateUserResponse.FromString,
+                _registered_method=True)
+        self.GetUserStatus = channel.unary_unary(
+                '/points.wallet.v1.WalletService/GetUserStatus',
+                request_serializer=points_dot_wallet_dot_v1_dot_wallet__pb2.GetUserStatusRequest.SerializeToString,
+                response_deserializer=points_dot_wallet_dot_v1_dot_wallet__pb2.GetUserStatusResponse.FromString,
+                _registered_method=True)
+        self.ForfeitPoints = channel.unary_unary(
+                '/points.wallet.v1.WalletService/ForfeitPoints',
+                request_serializer=points_dot_wallet_dot_v1_dot_wallet__pb2.ForfeitPointsRequest.SerializeToString,
+                response_deserializer=points_dot_wallet_dot_v1_dot_wallet__pb2.ForfeitPointsResponse.FromString,
+                _registered_method=True)
 
 
 class WalletServiceServicer:
@@ -202,6 +222,37 @@ class WalletServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SuspendUser(self, request, context):
+        """Suspends a user (admin): their activity credits, redemption holds, gifts sent and payouts are
+        refused USER_SUSPENDED until ReinstateUser; reads still work. FAILED_PRECONDITION
+        USER_ALREADY_SUSPENDED if suspended already (with another request_id).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReinstateUser(self, request, context):
+        """Lifts a user's suspension (admin). FAILED_PRECONDITION USER_NOT_SUSPENDED if not suspended.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetUserStatus(self, request, context):
+        """Returns whether a user is suspended, and the history of suspensions and reinstatements (admin).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ForfeitPoints(self, request, context):
+        """Forfeits some or all of a user's available POINTS to system:forfeited (admin); never more
+        than available (INSUFFICIENT_FUNDS), "all" of nothing is NOTHING_TO_FORFEIT.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_WalletServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -269,6 +320,26 @@ def add_WalletServiceServicer_to_server(servicer, server):
                     servicer.CompletePayout,
                     request_deserializer=points_dot_wallet_dot_v1_dot_wallet__pb2.CompletePayoutRequest.FromString,
                     response_serializer=points_dot_wallet_dot_v1_dot_wallet__pb2.CompletePayoutResponse.SerializeToString,
+            ),
+            'SuspendUser': grpc.unary_unary_rpc_method_handler(
+                    servicer.SuspendUser,
+                    request_deserializer=points_dot_wallet_dot_v1_dot_wallet__pb2.SuspendUserRequest.FromString,
+                    response_serializer=points_dot_wallet_dot_v1_dot_wallet__pb2.SuspendUserResponse.SerializeToString,
+            ),
+            'ReinstateUser': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReinstateUser,
+                    request_deserializer=points_dot_wallet_dot_v1_dot_wallet__pb2.ReinstateUserRequest.FromString,
+                    response_serializer=points_dot_wallet_dot_v1_dot_wallet__pb2.ReinstateUserResponse.SerializeToString,
+            ),
+            'GetUserStatus': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetUserStatus,
+                    request_deserializer=points_dot_wallet_dot_v1_dot_wallet__pb2.GetUserStatusRequest.FromString,
+                    response_serializer=points_dot_wallet_dot_v1_dot_wallet__pb2.GetUserStatusResponse.SerializeToString,
+            ),
+            'ForfeitPoints': grpc.unary_unary_rpc_method_handler(
+                    servicer.ForfeitPoints,
+                    request_deserializer=points_dot_wallet_dot_v1_dot_wallet__pb2.ForfeitPointsRequest.FromString,
+                    response_serializer=points_dot_wallet_dot_v1_dot_wallet__pb2.ForfeitPointsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -623,6 +694,114 @@ class WalletService:
             '/points.wallet.v1.WalletService/CompletePayout',
             points_dot_wallet_dot_v1_dot_wallet__pb2.CompletePayoutRequest.SerializeToString,
             points_dot_wallet_dot_v1_dot_wallet__pb2.CompletePayoutResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SuspendUser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/points.wallet.v1.WalletService/SuspendUser',
+            points_dot_wallet_dot_v1_dot_wallet__pb2.SuspendUserRequest.SerializeToString,
+            points_dot_wallet_dot_v1_dot_wallet__pb2.SuspendUserResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReinstateUser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/points.wallet.v1.WalletService/ReinstateUser',
+            points_dot_wallet_dot_v1_dot_wallet__pb2.ReinstateUserRequest.SerializeToString,
+            points_dot_wallet_dot_v1_dot_wallet__pb2.ReinstateUserResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetUserStatus(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/points.wallet.v1.WalletService/GetUserStatus',
+            points_dot_wallet_dot_v1_dot_wallet__pb2.GetUserStatusRequest.SerializeToString,
+            points_dot_wallet_dot_v1_dot_wallet__pb2.GetUserStatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ForfeitPoints(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/points.wallet.v1.WalletService/ForfeitPoints',
+            points_dot_wallet_dot_v1_dot_wallet__pb2.ForfeitPointsRequest.SerializeToString,
+            points_dot_wallet_dot_v1_dot_wallet__pb2.ForfeitPointsResponse.FromString,
             options,
             channel_credentials,
             insecure,

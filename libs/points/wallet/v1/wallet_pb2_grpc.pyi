@@ -66,6 +66,19 @@ class WalletServiceStub:
     """Starts a diamond cash-out: holds the diamonds and fixes the cash value at the current rate."""
     CompletePayout: _grpc.UnaryUnaryMultiCallable[_wallet_pb2.CompletePayoutRequest, _wallet_pb2.CompletePayoutResponse]
     """Records the payment system's result: commits the payout hold on success, releases it on failure."""
+    SuspendUser: _grpc.UnaryUnaryMultiCallable[_wallet_pb2.SuspendUserRequest, _wallet_pb2.SuspendUserResponse]
+    """Suspends a user (admin): their activity credits, redemption holds, gifts sent and payouts are
+    refused USER_SUSPENDED until ReinstateUser; reads still work. FAILED_PRECONDITION
+    USER_ALREADY_SUSPENDED if suspended already (with another request_id).
+    """
+    ReinstateUser: _grpc.UnaryUnaryMultiCallable[_wallet_pb2.ReinstateUserRequest, _wallet_pb2.ReinstateUserResponse]
+    """Lifts a user's suspension (admin). FAILED_PRECONDITION USER_NOT_SUSPENDED if not suspended."""
+    GetUserStatus: _grpc.UnaryUnaryMultiCallable[_wallet_pb2.GetUserStatusRequest, _wallet_pb2.GetUserStatusResponse]
+    """Returns whether a user is suspended, and the history of suspensions and reinstatements (admin)."""
+    ForfeitPoints: _grpc.UnaryUnaryMultiCallable[_wallet_pb2.ForfeitPointsRequest, _wallet_pb2.ForfeitPointsResponse]
+    """Forfeits some or all of a user's available POINTS to system:forfeited (admin); never more
+    than available (INSUFFICIENT_FUNDS), "all" of nothing is NOTHING_TO_FORFEIT.
+    """
 
 @_typing.type_check_only
 class WalletServiceAsyncStub(WalletServiceStub):
@@ -105,6 +118,19 @@ class WalletServiceAsyncStub(WalletServiceStub):
     """Starts a diamond cash-out: holds the diamonds and fixes the cash value at the current rate."""
     CompletePayout: _aio.UnaryUnaryMultiCallable[_wallet_pb2.CompletePayoutRequest, _wallet_pb2.CompletePayoutResponse]  # type: ignore[assignment]
     """Records the payment system's result: commits the payout hold on success, releases it on failure."""
+    SuspendUser: _aio.UnaryUnaryMultiCallable[_wallet_pb2.SuspendUserRequest, _wallet_pb2.SuspendUserResponse]  # type: ignore[assignment]
+    """Suspends a user (admin): their activity credits, redemption holds, gifts sent and payouts are
+    refused USER_SUSPENDED until ReinstateUser; reads still work. FAILED_PRECONDITION
+    USER_ALREADY_SUSPENDED if suspended already (with another request_id).
+    """
+    ReinstateUser: _aio.UnaryUnaryMultiCallable[_wallet_pb2.ReinstateUserRequest, _wallet_pb2.ReinstateUserResponse]  # type: ignore[assignment]
+    """Lifts a user's suspension (admin). FAILED_PRECONDITION USER_NOT_SUSPENDED if not suspended."""
+    GetUserStatus: _aio.UnaryUnaryMultiCallable[_wallet_pb2.GetUserStatusRequest, _wallet_pb2.GetUserStatusResponse]  # type: ignore[assignment]
+    """Returns whether a user is suspended, and the history of suspensions and reinstatements (admin)."""
+    ForfeitPoints: _aio.UnaryUnaryMultiCallable[_wallet_pb2.ForfeitPointsRequest, _wallet_pb2.ForfeitPointsResponse]  # type: ignore[assignment]
+    """Forfeits some or all of a user's available POINTS to system:forfeited (admin); never more
+    than available (INSUFFICIENT_FUNDS), "all" of nothing is NOTHING_TO_FORFEIT.
+    """
 
 class WalletServiceServicer(metaclass=_abc_1.ABCMeta):
     """Holds every user's balances and the double-entry ledger behind them."""
@@ -219,5 +245,42 @@ class WalletServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_wallet_pb2.CompletePayoutResponse, _abc.Awaitable[_wallet_pb2.CompletePayoutResponse]]:
         """Records the payment system's result: commits the payout hold on success, releases it on failure."""
+
+    @_abc_1.abstractmethod
+    def SuspendUser(
+        self,
+        request: _wallet_pb2.SuspendUserRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_wallet_pb2.SuspendUserResponse, _abc.Awaitable[_wallet_pb2.SuspendUserResponse]]:
+        """Suspends a user (admin): their activity credits, redemption holds, gifts sent and payouts are
+        refused USER_SUSPENDED until ReinstateUser; reads still work. FAILED_PRECONDITION
+        USER_ALREADY_SUSPENDED if suspended already (with another request_id).
+        """
+
+    @_abc_1.abstractmethod
+    def ReinstateUser(
+        self,
+        request: _wallet_pb2.ReinstateUserRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_wallet_pb2.ReinstateUserResponse, _abc.Awaitable[_wallet_pb2.ReinstateUserResponse]]:
+        """Lifts a user's suspension (admin). FAILED_PRECONDITION USER_NOT_SUSPENDED if not suspended."""
+
+    @_abc_1.abstractmethod
+    def GetUserStatus(
+        self,
+        request: _wallet_pb2.GetUserStatusRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_wallet_pb2.GetUserStatusResponse, _abc.Awaitable[_wallet_pb2.GetUserStatusResponse]]:
+        """Returns whether a user is suspended, and the history of suspensions and reinstatements (admin)."""
+
+    @_abc_1.abstractmethod
+    def ForfeitPoints(
+        self,
+        request: _wallet_pb2.ForfeitPointsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_wallet_pb2.ForfeitPointsResponse, _abc.Awaitable[_wallet_pb2.ForfeitPointsResponse]]:
+        """Forfeits some or all of a user's available POINTS to system:forfeited (admin); never more
+        than available (INSUFFICIENT_FUNDS), "all" of nothing is NOTHING_TO_FORFEIT.
+        """
 
 def add_WalletServiceServicer_to_server(servicer: WalletServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

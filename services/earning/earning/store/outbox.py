@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import and_, select, text
+from sqlalchemy import and_, or_, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -73,12 +73,21 @@ async def uncredited_points_on(conn: AsyncConnection, user_id: str, day: date) -
     return int(row.pending), int(row.failed)
 
 
-async def due_credits(conn: AsyncConnection, created_by: datetime, limit: int) -> list[PendingCredit]:
+async def due_credits(
+    conn: AsyncConnection, created_by: datetime, limit: int, *, held_before: datetime
+) -> list[PendingCredit]:
     """Pending credits created by `created_by` (younger ones are still being sent by their
-    request), least-tried first: credits the wallet keeps refusing never starve the others."""
+    request), least-tried first: credits the wallet keeps refusing never starve the others. A credit
+    held for a suspended user is due again once it was held before `held_before`."""
     stmt = (
         select(credits)
-        .where(and_(credits.c.pending, credits.c.create_time <= created_by))
+        .where(
+            and_(
+                credits.c.pending,
+                credits.c.create_time <= created_by,
+                or_(credits.c.held_time.is_(None), credits.c.held_time <= held_before),
+            )
+        )
         .order_by(credits.c.attempts, credits.c.create_time)
         .limit(limit)
     )
@@ -95,7 +104,7 @@ class DeadLetter:
 
 # The common outcome, every credit credited: their wallet transaction ids, by primary key.
 _CREDITED = (
-    "UPDATE credits c SET pending = false, failed_time = NULL, wallet_transaction_id = q.tx,"
+    "UPDATE credits c SET pending = false, failed_time = NULL, held_time = NULL, wallet_transaction_id = q.tx,"
     " attempts = c.attempts + 1, last_error = ''"
     " FROM unnest(CAST(:ids AS text[]), CAST(:txs AS text[])) AS q(rid, tx) WHERE c.request_id = q.rid"
 )
@@ -104,7 +113,8 @@ _MARK_CREDITED = text(_CREDITED)
 # All outcomes of a send in one statement (disjoint rows), when some failed or were refused.
 # Only a still-pending credit is dead-lettered (a concurrent send may have credited it); a credited
 # one leaves the dead letter. A suspect (failed alone by the wallet itself) counts a wallet error
-# and is dead-lettered at the limit (SET sees the old `wallet_errors`). `pending IS TRUE` (not
+# and is dead-lettered at the limit (SET sees the old `wallet_errors`). A held one (its user is
+# suspended) stays pending with its held_time, due again after the retry interval. `pending IS TRUE` (not
 # plain `pending`) keeps the planner off the partial pending index: it looks the ids up by primary
 # key instead of walking every pending credit (thousands under load).
 _MARK_SENT = text(
@@ -120,7 +130,10 @@ _MARK_SENT = text(
     " failed_time = CASE WHEN c.wallet_errors + 1 >= :limit THEN CAST(:now AS timestamptz) END"
     " FROM unnest(CAST(:suspect AS text[]), CAST(:suspect_why AS text[])) AS q(rid, why)"
     " WHERE c.request_id = q.rid AND c.pending IS TRUE"
-    " RETURNING c.request_id, c.user_id, c.amount, c.reason, c.reference, c.last_error, c.attempts, c.pending)"
+    " RETURNING c.request_id, c.user_id, c.amount, c.reason, c.reference, c.last_error, c.attempts, c.pending),"
+    " held AS (UPDATE credits c SET attempts = c.attempts + 1, last_error = q.why, held_time = CAST(:now AS timestamptz)"
+    " FROM unnest(CAST(:held AS text[]), CAST(:held_why AS text[])) AS q(rid, why)"
+    " WHERE c.request_id = q.rid AND c.pending IS TRUE)"
     " SELECT * FROM dead UNION ALL"
     " SELECT request_id, user_id, amount, reason, reference, last_error, attempts FROM suspect WHERE NOT pending"
 )
@@ -129,14 +142,17 @@ _MARK_SENT = text(
 async def mark_sent(
     conn: AsyncConnection, transactions: Mapping[str, str], refused: Mapping[str, str], failed: Sequence[str],
     error: str, suspect: Mapping[str, str], wallet_error_limit: int, now: datetime,
+    held: Mapping[str, str] | None = None,
 ) -> list[DeadLetter]:
     """Credited ones get their wallet transaction id; failed ones an attempt and the error; refused
     ones go to the dead letter with their reason, suspect ones once they reach the wallet error
-    limit. Returns the credits dead-lettered now."""
-    if not transactions and not refused and not failed and not suspect:
+    limit, held ones (user suspended) stay pending with their held time. Returns the credits
+    dead-lettered now."""
+    held = held or {}
+    if not transactions and not refused and not failed and not suspect and not held:
         return []
-    ids, dead, suspects = sorted(transactions), sorted(refused), sorted(suspect)
-    if not refused and not failed and not suspect:
+    ids, dead, suspects, kept = sorted(transactions), sorted(refused), sorted(suspect), sorted(held)
+    if not refused and not failed and not suspect and not held:
         await conn.execute(_MARK_CREDITED, {"ids": ids, "txs": [transactions[i] for i in ids]})
         return []
     rows = await conn.execute(
@@ -145,6 +161,7 @@ async def mark_sent(
             "ids": ids, "txs": [transactions[i] for i in ids], "failed": sorted(failed), "error": error[:200],
             "refused": dead, "why": [refused[i][:200] for i in dead],
             "suspect": suspects, "suspect_why": [suspect[i][:200] for i in suspects], "limit": wallet_error_limit, "now": now,
+            "held": kept, "held_why": [held[i][:200] for i in kept],
         },
     )
     return [

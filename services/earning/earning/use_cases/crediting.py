@@ -5,6 +5,8 @@ dead letter on that first refusal: no longer pending, never resent, counted, log
 level and visible in the `points_earning_credits_failed` gauge until an operator requeues it.
 A credit the wallet fails on its side (INTERNAL/UNKNOWN) even when sent alone follows it there
 after `wallet_error_limit` such sends: a poison entry is retried a few times, not forever.
+A credit refused because its user is suspended (USER_SUSPENDED) is held: it stays pending and is
+resent only every `suspended_retry_seconds`, so the points reach the user after reinstatement.
 """
 
 from __future__ import annotations
@@ -45,6 +47,8 @@ class CreditReport:
     error: str = ""  # why the others failed this time: retried
     # failed alone with the wallet's own error (INTERNAL/UNKNOWN): retried up to a limit
     suspect: dict[str, str] = field(default_factory=dict)
+    # refused because the user is suspended: held, resent after suspended_retry_seconds
+    held: dict[str, str] = field(default_factory=dict)
 
 
 # A suspect counts against its credit only while the wallet works for others (it credited something
@@ -60,7 +64,7 @@ class CreditPort(Protocol):
 class Crediting:
     def __init__(
         self, engine: AsyncEngine, wallet: CreditPort, clock: Clock, *, min_age_seconds: float,
-        interval_seconds: float, wallet_error_limit: int = 5,
+        interval_seconds: float, wallet_error_limit: int = 5, suspended_retry_seconds: float = 300.0,
     ):
         self._engine = engine
         self._wallet = wallet
@@ -68,6 +72,7 @@ class Crediting:
         self._min_age = timedelta(seconds=min_age_seconds)
         self._interval = interval_seconds
         self._wallet_error_limit = wallet_error_limit
+        self._suspended_retry = timedelta(seconds=suspended_retry_seconds)
         self._last_credited: datetime | None = None  # when the wallet last credited something
 
     async def send(self, credits: Sequence[PendingCredit]) -> dict[str, str]:
@@ -84,14 +89,17 @@ class Crediting:
             now - self._last_credited <= timedelta(seconds=WALLET_WORKS_WINDOW_SECONDS)
         )
         suspect = report.suspect if wallet_works else {}
-        answered = done.keys() | report.refused.keys() | suspect.keys()
+        answered = done.keys() | report.refused.keys() | suspect.keys() | report.held.keys()
         failed = [c.request_id for c in credits if c.request_id not in answered]
         async with self._engine.connect() as conn:  # one statement: atomic without BEGIN/COMMIT
             conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
             dead = await outbox.mark_sent(
-                conn, done, report.refused, failed, report.error, suspect, self._wallet_error_limit, now
+                conn, done, report.refused, failed, report.error, suspect, self._wallet_error_limit, now,
+                held=report.held,
             )
         POINTS_CREDITED.inc(sum(c.amount for c in credits if c.request_id in done))
+        if report.held:
+            log.info("wallet_credits_held_user_suspended", credits=len(report.held))
         for letter in dead:
             CREDITS_DEAD_LETTERED.labels(letter.reason).inc()
             log.error(
@@ -105,7 +113,8 @@ class Crediting:
         """Resend the pending credits older than the minimum age (by the service clock: a test steps
         this pass and moves its clock); the number credited."""
         async with self._engine.connect() as conn:
-            due = await outbox.due_credits(conn, self._clock.now() - self._min_age, limit)
+            now = self._clock.now()
+            due = await outbox.due_credits(conn, now - self._min_age, limit, held_before=now - self._suspended_retry)
             pending, failed = await outbox.outbox_counts(conn)
         CREDITS_PENDING.set(pending)
         CREDITS_FAILED.set(failed)

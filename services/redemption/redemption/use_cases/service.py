@@ -20,6 +20,7 @@ from redemption.config import RedemptionSettings
 from redemption.domain import (
     ItemKind,
     Saga,
+    State,
     commitment_too_late,
     draw_winners,
     raffle_closed,
@@ -65,6 +66,11 @@ def _raffle_closed(raffle_id: str, close: datetime | None) -> FailedPrecondition
                               metadata={"raffle_id": raffle_id, "sales_close_time": close.isoformat() if close else ""})
 
 
+# The wallet owns user suspension (docs/architecture.md, User suspension): its Reserve refuses a
+# suspended user, the saga cancels with that reason, and Redeem answers it as its own refusal.
+USER_SUSPENDED = "USER_SUSPENDED"
+
+
 class RedemptionService:
     def __init__(self, sagas: SagaStore, entitlements: EntitlementStore, wallet: Wallet, catalog: Catalog,
                  clock: Clock, settings: RedemptionSettings) -> None:
@@ -81,6 +87,17 @@ class RedemptionService:
     # -- Redeem ------------------------------------------------------------------------------
 
     async def redeem(self, cmd: RedeemCommand, wait_seconds: float | None) -> SagaRecord:
+        """The redemption, or USER_SUSPENDED when the wallet refused to hold a suspended user's funds: the
+        saga has then compensated (nothing stays reserved or held) and the caller gets the refusal."""
+        record = await self._redeem(cmd, wait_seconds)
+        saga = record.saga
+        if saga.state is State.CANCELLED and saga.cancel_reason == USER_SUSPENDED:
+            raise FailedPrecondition(
+                USER_SUSPENDED, "the user is suspended", metadata={"redemption_id": saga.redemption_id}
+            )
+        return record
+
+    async def _redeem(self, cmd: RedeemCommand, wait_seconds: float | None) -> SagaRecord:
         now = self.clock.now()
         refusal = await self._sale_refusal(cmd.item_id, now)
         if refusal is not None:

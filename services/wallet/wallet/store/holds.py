@@ -46,6 +46,7 @@ from wallet.domain import (
     insufficient_funds,
     spend_sink,
     user_account,
+    user_suspended,
 )
 from wallet.results import (
     HoldResult,
@@ -87,10 +88,12 @@ _ACTIVE = int(HoldState.ACTIVE)
 _RESERVE = f"""
     WITH prior AS (
         SELECT fingerprint, response FROM idempotency WHERE $13::boolean AND op = 'reserve' AND request_id = $1
+    ), suspended AS (
+        SELECT 1 FROM suspended_users WHERE user_id = $2
     ), acc AS (
         UPDATE accounts SET available = available - $4::bigint, held = held + $4::bigint
         WHERE user_id = $2 AND currency = $3::smallint AND available >= $4::bigint
-          AND NOT EXISTS (SELECT 1 FROM prior)
+          AND NOT EXISTS (SELECT 1 FROM prior) AND NOT EXISTS (SELECT 1 FROM suspended)
         RETURNING available, held
     ), hold AS (
         INSERT INTO holds (hold_id, user_id, currency, amount, committed_amount, state, reference, purpose,
@@ -102,7 +105,8 @@ _RESERVE = f"""
         FROM acc WHERE $13::boolean
     )
     SELECT (SELECT fingerprint FROM prior) AS fingerprint, (SELECT response FROM prior) AS response,
-           (SELECT available FROM acc) AS available, (SELECT held FROM acc) AS held
+           (SELECT available FROM acc) AS available, (SELECT held FROM acc) AS held,
+           EXISTS (SELECT 1 FROM suspended) AS suspended
 """
 
 _PRIOR = "SELECT fingerprint, response FROM idempotency WHERE op = 'reserve' AND request_id = $1"
@@ -181,8 +185,9 @@ def new_hold(spec: ReserveSpec, now: datetime) -> HoldView:
 async def place(
     conn: asyncpg.Connection, spec: ReserveSpec, hold: HoldView, *, remember: bool
 ) -> asyncpg.Record:
-    """The reserve statement: available -> held if the balance allows (available is NULL if not),
-    the hold row, and (remember) the stored answer, or the stored answer of an earlier call."""
+    """The reserve statement: available -> held if the balance allows and the user is not suspended
+    (available is NULL if not; `suspended` says which), the hold row, and (remember) the stored answer,
+    or the stored answer of an earlier call."""
     answer = encode_hold_template(hold, spec.user_id, spec.currency, None) if remember else ("", "", "")
     row = await conn.fetchrow(
         _RESERVE, spec.request_id, spec.user_id, int(spec.currency), spec.amount, hold.hold_id,
@@ -210,10 +215,15 @@ async def reserve(engine: AsyncEngine, spec: ReserveSpec, now: datetime) -> Hold
                 again = await (await driver(sa_conn)).fetchrow(_PRIOR, spec.request_id)
             if again is not None:
                 return _replay(again, spec.request_id, spec.fingerprint), False
-            raise insufficient_funds(spec.user_id, spec.currency)
+            raise refusal(spec, row)
         return HoldResult(hold, balance(spec.user_id, spec.currency, row["available"], row["held"])), True
 
     return _counted(await run_transaction(attempt))
+
+
+def refusal(spec: ReserveSpec, row: asyncpg.Record) -> FailedPrecondition:
+    """Why the reserve statement placed no hold: the user is suspended, or short of funds."""
+    return user_suspended(spec.user_id) if row["suspended"] else insufficient_funds(spec.user_id, spec.currency)
 
 
 def _replay(row: asyncpg.Record, request_id: str, fingerprint: str) -> HoldResult:

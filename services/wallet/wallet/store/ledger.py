@@ -28,7 +28,8 @@ Outcome = LedgerResult | DomainError
 #
 # Lock and look up in one round trip: the upsert (DO UPDATE, a no-op write, takes the row lock;
 # rows are processed in the given sorted order, missing accounts are created) and the stored
-# answers of the batch's request ids. Kind 1 rows are accounts, kind 2 rows stored answers.
+# answers of the batch's request ids. Kind 1 rows are accounts, kind 2 rows stored answers, kind 3
+# payment references already credited, kind 4 the suspended users among those the batch's ops name.
 _LOCK_AND_LOOKUP = """
     WITH locked AS (
         INSERT INTO accounts (user_id, currency)
@@ -45,6 +46,8 @@ _LOCK_AND_LOOKUP = """
     UNION ALL
     SELECT 3, user_id, reference, currency::int, NULL, NULL, transaction_id, request_id FROM payment_references
     WHERE (user_id, currency, reference) IN (SELECT * FROM unnest($5::text[], $6::smallint[], $7::text[]))
+    UNION ALL
+    SELECT 4, user_id, NULL, NULL, NULL, NULL, NULL, NULL FROM suspended_users WHERE user_id = ANY($8::text[])
 """
 
 _LOOKUP_AGAIN = """
@@ -107,6 +110,8 @@ async def _apply(
             balances: dict[tuple[str, Currency], tuple[int, int]] = {}
             stored: dict[tuple[str, str], tuple[str, str]] = {}
             paid: dict[PaymentKey, PaidCredit] = {}
+            suspended: set[str] = set()
+            suspendable = sorted({op.refused_if_suspended for op in ops if op.refused_if_suspended})
             for row in await conn.fetch(
                 _LOCK_AND_LOOKUP,
                 [a[0] for a in accounts],
@@ -116,13 +121,16 @@ async def _apply(
                 [p[0] for p in payments],
                 [int(p[1]) for p in payments],
                 [p[2] for p in payments],
+                suspendable,
             ):
                 if row[0] == 1:
                     balances[(row[1], Currency(row[3]))] = (row[4], row[5])
                 elif row[0] == 2:
                     stored[(row[1], row[2])] = (row[6], row[7])
-                else:
+                elif row[0] == 3:
                     paid[(row[1], Currency(row[3]), row[2])] = PaidCredit(row[6], row[7])
+                else:
+                    suspended.add(row[1])
             first_index: dict[tuple[str, str], int] = {}
             duplicates: list[int] = []
             fresh: list[int] = []
@@ -144,7 +152,11 @@ async def _apply(
             # for the account lock is not in that lookup's snapshot: the write's insert into
             # payment_references then conflicts, and the batch is redone (RacedOnPaymentReference).
             planned, deltas = plan_ledger_ops(
-                [ops[i] for i in fresh], balances, paid=paid, transaction_ids=[new_id() for _ in fresh]
+                [ops[i] for i in fresh],
+                balances,
+                paid=paid,
+                transaction_ids=[new_id() for _ in fresh],
+                suspended=suspended,
             )
             # The lookup above read the snapshot taken before the account locks were granted: a
             # concurrent batch holding the same key may have committed meanwhile (and spent the

@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from wallet.domain import (
     EXPIRY_REASON,
-    POINTS_EXPIRY,
+    FORFEITED,
     Currency,
     ExpiringLot,
     Kind,
@@ -117,7 +117,7 @@ _POST = text(
 
 
 async def expire_lots(engine: AsyncEngine, now: datetime, max_accounts: int) -> list[LotExpiry]:
-    """Post the expired remainder of lots as EXPIRY transactions (user -> points expiry) for up
+    """Post the expired remainder of lots as EXPIRY transactions (user -> system:forfeited) for up
     to `max_accounts` accounts in one DB transaction; concurrent runs skip each other's accounts
     and a lot's posted remainder is gone from it, so a re-run posts nothing twice."""
 
@@ -144,7 +144,7 @@ async def expire_lots(engine: AsyncEngine, now: datetime, max_accounts: int) -> 
             for tid, e in zip(tids, planned, strict=True):
                 for user, account, amount, after in (
                     (e.lot.user_id, user_account(e.lot.user_id), -e.amount, e.available_after),
-                    ("", POINTS_EXPIRY, e.amount, None),
+                    ("", FORFEITED, e.amount, None),
                 ):
                     p["tids"].append(tid)
                     p["users"].append(user)

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from points_platform.errors import FailedPrecondition, NotFound
 from wallet import metrics
-from wallet.domain import HoldFacts, HoldState, Kind, PayoutState, check_commit, check_release, insufficient_funds
+from wallet.domain import HoldFacts, HoldState, Kind, PayoutState, check_commit, check_release
 from wallet.results import HoldResult, PayoutView, decode, encode
 from wallet.store.common import balance, driver, payout_view, remember, run_transaction, stored_response
 from wallet.store.holds import (
@@ -23,6 +23,7 @@ from wallet.store.holds import (
     lock_hold,
     new_hold,
     place,
+    refusal,
 )
 
 
@@ -38,7 +39,7 @@ async def request_payout(
             hold = new_hold(spec, now)
             placed = await place(await driver(conn), spec, hold, remember=False)
             if placed["available"] is None:
-                raise insufficient_funds(spec.user_id, spec.currency)
+                raise refusal(spec, placed)
             held = HoldResult(hold, balance(spec.user_id, spec.currency, placed["available"], placed["held"]))
             row = (
                 await conn.execute(

@@ -1,10 +1,12 @@
 """Wallet use cases: validate a command, apply the caller's rights, run it in the store."""
 
 from wallet.use_cases.commands import (
+    ChangeUserStatus,
     CommitHold,
     CompletePayout,
     Credit,
     Debit,
+    ForfeitPoints,
     GiftResult,
     RefundHold,
     ReleaseHold,
@@ -15,6 +17,8 @@ from wallet.use_cases.commands import (
 from wallet.use_cases.wallet import Wallet
 
 __all__ = [
+    "ChangeUserStatus",
+    "ForfeitPoints",
     "CommitHold",
     "CompletePayout",
     "Credit",

@@ -89,3 +89,26 @@ class GiftResult:
     sender_balance: BalanceView
     creator_balance: BalanceView
     gift_rate_bps: int
+
+
+@dataclass(frozen=True)
+class ChangeUserStatus:
+    """SuspendUser and ReinstateUser: who is changed, why, under which ticket, by which operator."""
+
+    request_id: str
+    user_id: str
+    reason: str
+    ticket: str
+    operator_id: str
+
+
+@dataclass(frozen=True)
+class ForfeitPoints:
+    """amount > 0, or all (the whole available balance when the forfeit applies)."""
+
+    request_id: str
+    user_id: str
+    amount: int
+    all: bool
+    reason: str
+    ticket: str

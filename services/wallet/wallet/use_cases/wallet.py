@@ -40,6 +40,7 @@ from wallet.use_cases.commands import (
     Reserve,
     SendGift,
 )
+from wallet.use_cases.standing import Standing
 
 log = structlog.get_logger("wallet")
 
@@ -98,6 +99,7 @@ class Wallet:
             max_batch=settings.group_commit_max_batch,
             concurrency=settings.group_commit_concurrency,
         )
+        self.standing = Standing(engine, clock, self._submit, _fingerprint)
 
     async def _apply_ledger(self, ops: Sequence[LedgerOp]) -> list[ledger.Outcome]:
         return await ledger.apply_ledger_batch(self._engine, ops, self._clock.now(), self._points_ttl)
@@ -127,6 +129,9 @@ class Wallet:
             reference=cmd.reference,
             reason_class=domain.reason_class(Kind.CREDIT, caller),
             payment_key=domain.payment_key(currency, cmd.user_id, cmd.reference),
+            # Activity earnings wait for reinstatement (earning keeps them); refunds, payments and
+            # adjustments are owed to the user whatever their standing.
+            refused_if_suspended=cmd.user_id if caller == "earning" else "",
         )
 
     async def credit(self, cmd: Credit, caller: str) -> LedgerResult:
@@ -208,6 +213,8 @@ class Wallet:
                 reference=cmd.gift_id,
                 gift_rate_bps=rate,
                 reason_class=domain.reason_class(Kind.GIFT, caller),
+                # A redemption's coin gift was held (and checked) when its saga reserved the coins: it completes.
+                refused_if_suspended=cmd.sender_id if caller != "redemption" else "",
             )
         )
         sender, creator = result.balances
