@@ -25,8 +25,8 @@ from points_platform.validation import require_id, require_positive, require_req
 from wallet import domain, metrics
 from wallet.config import WalletSettings
 from wallet.domain import Currency, Kind, LedgerOp, Leg
-from wallet.results import BalanceView, HoldResult, HoldView, LedgerEntryView, LedgerResult, PayoutView
-from wallet.store import holds, ledger, lots, payouts, reads, refunds
+from wallet.results import BalanceView, GiftView, HoldResult, HoldView, LedgerEntryView, LedgerResult, PayoutView
+from wallet.store import gift_history, holds, ledger, lots, payouts, reads, refunds
 from wallet.use_cases.commands import (
     CommitHold,
     CompletePayout,
@@ -371,14 +371,38 @@ class Wallet:
         require_id("user_id", user_id)
         wanted = None if currency == 0 else _currency(currency)
         limit = page_size(size)
-        cursor = decode_token(token)
-        before = None
-        if cursor is not None:
-            before = cursor.get("before")
-            if not isinstance(before, int) or isinstance(before, bool) or not 0 < before < 2**63:
-                raise invalid_field("page_token", "not a token this service issued", "INVALID_PAGE_TOKEN")
-        entries, more = await reads.ledger_entries(self._engine, user_id, wanted, before, limit)
-        return entries, encode_token({"before": more}) if more is not None else ""
+        entries, more = await reads.ledger_entries(self._engine, user_id, wanted, _posting_cursor(token), limit)
+        return entries, _next_token(more)
+
+    async def list_gifts(self, user_id: str, role: int, size: int, token: str) -> tuple[list[GiftView], str]:
+        """The gifts `user_id` sent (role 1, SENDER) or received (role 2, CREATOR), newest first."""
+        require_id("user_id", user_id)
+        if role not in (GIFT_ROLE_SENDER, GIFT_ROLE_CREATOR):
+            reason = "GIFT_ROLE_REQUIRED" if role == 0 else "INVALID_FIELD"
+            raise invalid_field("role", "must be SENDER or CREATOR", reason)
+        limit = page_size(size)
+        found, more = await gift_history.gifts(
+            self._engine, user_id, role == GIFT_ROLE_CREATOR, _posting_cursor(token), limit
+        )
+        return found, _next_token(more)
+
+
+GIFT_ROLE_SENDER, GIFT_ROLE_CREATOR = 1, 2  # points.wallet.v1.GiftRole
+
+
+def _posting_cursor(token: str) -> int | None:
+    """The posting id a history page continues before (None: the first page)."""
+    cursor = decode_token(token)
+    if cursor is None:
+        return None
+    before = cursor.get("before")
+    if not isinstance(before, int) or isinstance(before, bool) or not 0 < before < 2**63:
+        raise invalid_field("page_token", "not a token this service issued", "INVALID_PAGE_TOKEN")
+    return before
+
+
+def _next_token(before: int | None) -> str:
+    return encode_token({"before": before}) if before is not None else ""
 
 
 def _validated_movement(cmd: Credit) -> Currency:
