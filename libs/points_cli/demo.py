@@ -1,8 +1,9 @@
 """`points demo`: a newcomer's story against a running `points up --demo` (seeded suite).
 
-A user earns points from watching and a sponsored challenge, redeems a raffle ticket and a
-cosmetic, buys coins and sends a creator a coin gift; balances, history, both sides' gift
-histories and entitlements are printed after each act. Each run uses fresh user ids, so it can be repeated.
+A user earns points from watching and a sponsored challenge, redeems a raffle ticket, a
+cosmetic and a discount code, uses the code at checkout (as the fulfilment backend) and is
+refused when trying it again, buys coins and sends a creator a coin gift; balances, history, both
+sides' gift histories and entitlements are printed after each act. Each run uses fresh user ids, so it can be repeated.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import hashlib
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from points.common.v1.common_pb2 import CURRENCY_COINS, CURRENCY_POINTS, Currency
@@ -19,11 +21,12 @@ from points.earning.v1 import earning_pb2, earning_pb2_grpc
 from points.redemption.v1 import redemption_pb2, redemption_pb2_grpc
 from points.wallet.v1 import wallet_pb2, wallet_pb2_grpc
 from points_cli.targets import CallerContext, SuiteTargets
-from points_platform.client import acting_for
+from points_platform.client import acting_for, error_reason
 
 COSMETIC_PRICE = 500  # seeded "golden-frame"
 RAFFLE_PRICE = 100  # seeded "spring-raffle"
 GIFT_COINS = 10  # seeded "rose-gift" (coins)
+DISCOUNT_PRICE = 2000  # seeded "ad-free-discount" (single use, valid 30 days)
 
 
 def seeded_item_id(slug: str) -> str:
@@ -128,7 +131,7 @@ class Demo:
                 reason="welcome_bonus", reference=f"demo-{self.run}"), metadata=self.ctx.metadata("admin"), timeout=10)
             print(f"   (admin welcome bonus of {short} points: daily caps limit one session's earnings)")
 
-    async def redeem(self, slug: str, recipient: str = "") -> None:
+    async def redeem(self, slug: str, recipient: str = "") -> redemption_pb2.Redemption:
         reply = await self.redemption.Redeem(redemption_pb2.RedeemRequest(
             request_id=f"demo-redeem-{slug}-{self.run}", user_id=self.user, item_id=seeded_item_id(slug),
             quantity=1, region="US", recipient_id=recipient), metadata=self.app_for(self.user), timeout=15)
@@ -142,6 +145,21 @@ class Demo:
                             for s in r.steps if s.outcome == redemption_pb2.STEP_OUTCOME_SUCCEEDED)
         print(f"   redeem {slug}: {state} {r.cancel_reason} for {r.price.amount} {_name(r.price.currency)}")
         print(f"     saga: {steps}")
+        return r
+
+    async def use_code(self, code: str, attempt: str) -> None:
+        """The premium-features backend (caller `fulfilment`) applies the code to an order."""
+        try:
+            reply = await self.redemption.ConsumeEntitlement(redemption_pb2.ConsumeEntitlementRequest(
+                request_id=f"demo-use-{attempt}-{self.run}", discount_code=code, reference=f"demo-order-{attempt}"),
+                metadata=self.ctx.metadata("fulfilment"), timeout=10)
+        except grpc.aio.AioRpcError as exc:
+            print(f"   {attempt} use of code {code}: refused {exc.code().name} {error_reason(exc)}")
+            return
+        e = reply.entitlement
+        state = redemption_pb2.EntitlementState.Name(e.state).removeprefix("ENTITLEMENT_STATE_")
+        print(f"   {attempt} use of code {code}: applied to {reply.use.reference} by {reply.use.caller}, "
+              f"now {state} (use {e.use_count} of {e.max_uses}, expires {e.expire_time.ToDatetime():%Y-%m-%d})")
 
 
 async def run_demo(state_dir: Path, ports: dict[str, int]) -> None:
@@ -152,10 +170,17 @@ async def run_demo(state_dir: Path, ports: dict[str, int]) -> None:
         print(f"Points demo: {demo.user} and creator {demo.creator}\n")
         await demo.earn()
         print("\n2. redeem a raffle ticket and a cosmetic with points")
-        await demo.top_up_if_short(COSMETIC_PRICE + RAFFLE_PRICE)
+        await demo.top_up_if_short(COSMETIC_PRICE + RAFFLE_PRICE + DISCOUNT_PRICE)
         await demo.redeem("spring-raffle")
         await demo.redeem("golden-frame")
         await demo.balances(demo.user)
+        print("\n2b. redeem a discount code, use it at checkout, and try it again")
+        discount = await demo.redeem("ad-free-discount")
+        code = (await demo.redemption.GetEntitlement(redemption_pb2.GetEntitlementRequest(
+            entitlement_id=discount.entitlement_ids[0]), metadata=demo.app_for(demo.user), timeout=10)
+        ).entitlement.discount_code
+        await demo.use_code(code, "first")
+        await demo.use_code(code, "second")
         print("\n3. buy coins (payments) and send the creator a coin gift: coins -> diamonds at the gift rate")
         await demo.wallet.Credit(wallet_pb2.CreditRequest(
             request_id=f"demo-coins-{demo.run}", user_id=demo.user, currency=CURRENCY_COINS, amount=100,

@@ -34,10 +34,37 @@ def _targets(args: argparse.Namespace) -> SuiteTargets:
     return SuiteTargets.from_state_dir(Path(args.state_dir), args.host, ports)
 
 
+def _floor_url(args: argparse.Namespace, *, required: bool) -> str | None:
+    from points_cli.bench import floor
+
+    if args.database_url:
+        return asyncio.run(floor.prepare(args.database_url))
+    try:
+        return asyncio.run(floor.prepare(floor.suite_database_url(Path(args.state_dir))))
+    except SystemExit:
+        if required:
+            raise
+        print("no embedded PostgreSQL found in the state dir: no floor and no WAL figures (pass --database-url)")
+        return None
+
+
+def _bench_floor(args: argparse.Namespace) -> int:
+    from points_cli.bench import floor
+
+    url = _floor_url(args, required=True)
+    assert url is not None
+    for number in range(1, args.rounds + 1):
+        measured = [asyncio.run(floor.measure(url, w, duration=args.duration)) for w in floor.WORKLOADS]
+        print(("" if number == 1 else "\n") + f"round {number}\n" + floor.format_floor(measured))
+    return 0
+
+
 def _bench(args: argparse.Namespace) -> int:
     from points_cli.bench.cpu import SuiteCpu
     from points_cli.bench.harness import format_summary, format_table, run_group, to_json
 
+    if args.group == "floor":
+        return _bench_floor(args)
     results = run_group(
         _targets(args),
         args.group,
@@ -49,6 +76,7 @@ def _bench(args: argparse.Namespace) -> int:
         duration=args.duration,
         cpu=SuiteCpu(Path(args.state_dir)),
         rounds=args.rounds,
+        floor_url=_floor_url(args, required=False) if args.group == "earning" else None,
     )
     for number in range(1, args.rounds + 1):
         if args.rounds > 1:
@@ -126,7 +154,10 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument(f"--{service}-port", type=int, default=DEFAULT_PORTS[service])
 
     bench = sub.add_parser("bench", help="load-test a running suite (see docs/benchmarks.md)")
-    bench.add_argument("group", choices=["wallet", "catalog", "earning", "redemption"])
+    bench.add_argument(
+        "group", choices=["wallet", "catalog", "earning", "redemption", "floor"],
+        help="a service's scenarios, or `floor`: PostgreSQL alone storing earned events (earning's yardstick)",
+    )
     bench.add_argument("--scenario", action="append", help="run only this scenario (repeatable)")
     bench.add_argument("--concurrency", type=int, default=64, help="requests in flight")
     bench.add_argument("--processes", type=int, default=2, help="load-generator processes")
@@ -141,6 +172,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="repeat Health/Check + the scenarios this many times; prints medians and ranges",
     )
     bench.add_argument("--json", help="also write the results to this file")
+    bench.add_argument(
+        "--database-url", default=os.environ.get("POINTS_DATABASE_URL", ""),
+        help="the suite's PostgreSQL server for the floor and WAL figures (default: the embedded one in the state dir)",
+    )
     suite_args(bench)
     bench.set_defaults(func=_bench)
 

@@ -55,13 +55,13 @@ class SuiteConfig:
 
 
 def load_credentials(state_dir: Path) -> dict[str, str]:
-    """Caller -> bearer token, generated once and kept across restarts."""
+    """Caller -> bearer token, generated once and kept across restarts; a caller added since (e.g.
+    fulfilment) gets a token without changing the others'."""
     path = state_dir / "credentials.json"
-    if path.exists():
-        tokens: dict[str, str] = json.loads(path.read_text())
-        if set(tokens) >= set(CALLERS):
-            return tokens
-    tokens = {caller: secrets.token_urlsafe(32) for caller in CALLERS}
+    tokens: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
+    if set(tokens) >= set(CALLERS):
+        return tokens
+    tokens |= {caller: secrets.token_urlsafe(32) for caller in CALLERS if caller not in tokens}
     state_dir.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(tokens, indent=2) + "\n")
     path.chmod(0o600)

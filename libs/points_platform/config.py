@@ -8,7 +8,8 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-CALLERS = ("admin", "app", "earning", "redemption", "payments")
+# `fulfilment`: the services that honour entitlements (apply a discount code, check a pass in).
+CALLERS = ("admin", "app", "earning", "redemption", "payments", "fulfilment")
 
 
 class PlatformSettings(BaseSettings):

@@ -56,7 +56,7 @@ def _drop_if_closed(dbapi_connection: Any, record: Any, proxy: Any) -> None:
         raise sqlalchemy.exc.DisconnectionError("closed by the server")
 
 
-def _asyncpg_dsn(url: str, database: str | None = None) -> str:
+def asyncpg_dsn(url: str, database: str | None = None) -> str:
     parsed = make_url(url).set(drivername="postgresql")
     if database is not None:
         parsed = parsed.set(database=database)
@@ -68,7 +68,7 @@ async def ensure_database(url: str) -> None:
     name = make_url(url).database
     if not name:
         raise ValueError("database URL names no database")
-    conn = await asyncpg.connect(_asyncpg_dsn(url, "postgres"), timeout=10)
+    conn = await asyncpg.connect(asyncpg_dsn(url, "postgres"), timeout=10)
     try:
         exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
         if not exists:
@@ -84,7 +84,7 @@ async def ensure_database(url: str) -> None:
 async def drop_database(url: str) -> None:
     """Drop the URL's database (tests)."""
     name = make_url(url).database
-    conn = await asyncpg.connect(_asyncpg_dsn(url, "postgres"), timeout=10)
+    conn = await asyncpg.connect(asyncpg_dsn(url, "postgres"), timeout=10)
     try:
         await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:

@@ -8,13 +8,16 @@ as a dedicated system user.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import pwd
 import shutil
+import signal
 import socket
 import stat
 import subprocess
+import time
 from pathlib import Path
 
 SYSTEM_USER = "embedded_postgres"
@@ -132,16 +135,23 @@ class EmbeddedPostgres:
 
     def stop(self, timeout: int = 5) -> None:
         """Fast shutdown (clean checkpoint); if that takes longer than `timeout`, immediate
-        shutdown (crash-safe: WAL replay at the next start)."""
-        if not (self.data_dir / "postmaster.pid").exists():
+        shutdown (crash-safe: WAL replay at the next start). Returns once the postmaster has
+        exited: pg_ctl reports success when the pid file is gone, a moment before that."""
+        try:
+            postmaster = int((self.data_dir / "postmaster.pid").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
             return
         for mode, wait in (("fast", timeout), ("immediate", 30)):
             result = subprocess.run(
                 [str(_bin("pg_ctl")), "-D", str(self.data_dir), "-w", "-t", str(wait), "-m", mode, "stop"],
                 capture_output=True, check=False, **_run_as(),  # type: ignore[call-overload]
             )
-            if result.returncode == 0 or not self.is_running():
+            if (result.returncode == 0 or not self.is_running()) and _exited(postmaster, wait):
                 return
+        # Neither shutdown finished: never leave a server behind on the data directory.
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(postmaster, signal.SIGKILL)
+        _exited(postmaster, 30)
 
     @staticmethod
     def _run(argv: list[str], run_as: dict[str, int], what: str) -> None:
@@ -152,6 +162,21 @@ class EmbeddedPostgres:
         if result.returncode != 0:
             detail = (result.stderr or result.stdout).strip().splitlines()
             raise EmbeddedPostgresError(f"{what}: {detail[-1] if detail else 'exit ' + str(result.returncode)}")
+
+
+def _exited(pid: int, within: float) -> bool:
+    """Whether process `pid` (not our child: pg_ctl daemonizes the postmaster) is gone within `within` s."""
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            pass  # alive, under another user
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)  # pacing while waiting for the process to exit
 
 
 def _has_home(uid: int) -> bool:

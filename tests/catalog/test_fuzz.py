@@ -50,7 +50,7 @@ VALID_ATTRIBUTES = {
 
 
 FIELDS = ("kind", "title", "description", "price", "regions", "stock_total", "per_user_limit",
-          "per_user_limit_window", "available_from", "available_until", "attributes")
+          "per_user_limit_window", "available_from", "available_until", "attributes", "entitlement_terms")
 
 
 @st.composite
@@ -71,6 +71,10 @@ def item_specs(draw: st.DrawFn) -> pb.ItemSpec:
         per_user_limit=pick("per_user_limit", 0, INT32 | st.integers(-1, 5)),
         per_user_limit_window=pick("per_user_limit_window", 0, SMALL),
     )
+    if "entitlement_terms" in wild:
+        spec.entitlement_terms.CopyFrom(pb.EntitlementTerms(
+            max_uses=draw(INT32 | SMALL), unlimited_uses=draw(st.booleans()), valid_until=draw(TIMESTAMP),
+            valid_for_seconds=draw(INT64 | st.integers(-1, 400_000_000))))
     for name in ("available_from", "available_until"):
         if name in wild:
             getattr(spec, name).CopyFrom(draw(TIMESTAMP))

@@ -42,3 +42,7 @@ def test_demo_story_runs_end_to_end(demo_suite: SuiteProcess) -> None:
     # The coin gift appears in both gift histories: 10 coins from the user, 5 diamonds to the creator.
     assert "gifts sent by demo-user-" in out and "gifts received by demo-creator-" in out, out
     assert out.count("10 coins -> 5 diamonds") == 2, out
+    # The discount code is redeemed, applied once by fulfilment, and refused the second time.
+    assert "redeem ad-free-discount: COMPLETED" in out and "DISCOUNT_CODE" in out, out
+    assert "first use of code" in out and "by fulfilment, now CONSUMED (use 1 of 1" in out, out
+    assert "refused FAILED_PRECONDITION ENTITLEMENT_CONSUMED" in out, out

@@ -22,6 +22,7 @@ from points.redemption.v1 import redemption_pb2_grpc
 from points.wallet.v1 import wallet_pb2, wallet_pb2_grpc
 from points_platform.client import acting_for, bearer
 from points_platform.clock import ManualClock
+from points_platform.config import CALLERS
 from redemption.config import RedemptionSettings
 from redemption.main import StartedRedemption
 from redemption.main import start as start_redemption
@@ -30,7 +31,7 @@ from tests.support.wait import HANG_SECONDS
 from wallet.config import WalletSettings
 from wallet.main import start as start_wallet
 
-TOKENS = {c: f"{c}-token" for c in ("admin", "app", "earning", "redemption", "payments")}
+TOKENS = {c: f"{c}-token" for c in CALLERS}
 POINTS = common_pb2.CURRENCY_POINTS
 COINS = common_pb2.CURRENCY_COINS
 DIAMONDS = common_pb2.CURRENCY_DIAMONDS

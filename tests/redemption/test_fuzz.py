@@ -43,7 +43,12 @@ async def test_random_requests_never_crash_the_server(suite: Suite) -> None:
         "Redeem": suite.stub.Redeem, "GetRedemption": suite.stub.GetRedemption,
         "ListRedemptions": suite.stub.ListRedemptions, "ListEntitlements": suite.stub.ListEntitlements,
         "RefundRedemption": suite.stub.RefundRedemption, "PrepareRaffleDraw": suite.stub.PrepareRaffleDraw,
-        "DrawRaffle": suite.stub.DrawRaffle, "GetRaffleDraw": suite.stub.GetRaffleDraw}
+        "DrawRaffle": suite.stub.DrawRaffle, "GetRaffleDraw": suite.stub.GetRaffleDraw,
+        "ConsumeEntitlement": suite.stub.ConsumeEntitlement, "GetEntitlement": suite.stub.GetEntitlement}
+    granted = done.entitlement_ids[0]
+    targets: st.SearchStrategy[dict[str, str]] = st.one_of(
+        st.just({}), st.sampled_from([granted, "missing"]).map(lambda e: {"entitlement_id": e}),
+        TEXT.map(lambda e: {"entitlement_id": e}), TEXT.map(lambda c: {"discount_code": c}))
 
     def call(method: str, request: Any, caller: str = "admin") -> None:
         # An `app` call acts for the user its request names when that id fits in a header; else for
@@ -86,6 +91,13 @@ async def test_random_requests_never_crash_the_server(suite: Suite) -> None:
         call("DrawRaffle", pb.DrawRaffleRequest(request_id=request_id + "d", raffle_id=raffle_id))
         call("GetRaffleDraw", pb.GetRaffleDrawRequest(raffle_id=raffle_id))
 
-    for test in (redeem, reads, refund, raffles):
+    @fuzz
+    @given(request_id=request_ids, target=targets, reference=TEXT | st.text(min_size=201))
+    def entitlements(request_id: str, target: dict[str, str], reference: str) -> None:
+        call("ConsumeEntitlement", pb.ConsumeEntitlementRequest(request_id=request_id, reference=reference, **target),
+             "fulfilment")
+        call("GetEntitlement", pb.GetEntitlementRequest(**target))
+
+    for test in (redeem, reads, refund, raffles, entitlements):
         await asyncio.to_thread(test)
     assert grpc.StatusCode.OK in seen and grpc.StatusCode.INVALID_ARGUMENT in seen

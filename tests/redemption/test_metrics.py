@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import grpc
+import pytest
 from prometheus_client import REGISTRY
 from sqlalchemy import text
 
@@ -58,3 +60,23 @@ async def test_pending_gauge_is_set_from_the_database_count(suite: Suite) -> Non
     values = {mode: REGISTRY.get_sample_value("points_redemption_sagas_pending", {"mode": mode}) for mode in modes}
     assert None not in values.values()
     assert sum(counts.values()) == pending == sum(v or 0 for v in values.values())
+
+
+async def test_entitlement_uses_and_refusals_are_counted_once_each(suite: Suite) -> None:
+    used = ("points_redemption_entitlement_uses_total", {"kind": "COSMETIC", "outcome": "USED"})
+    refused = ("points_redemption_entitlement_uses_total", {"kind": "COSMETIC", "outcome": "ENTITLEMENT_REVOKED"})
+    before = (sample(used[0], **used[1]), sample(refused[0], **refused[1]))
+    user = uid("u")
+    await suite.fund(user, 101)
+    done = await suite.redeem(user, (await suite.item(**cosmetic_spec(price=100))).item_id)
+    use = rpb.ConsumeEntitlementRequest(request_id=uid("use"), entitlement_id=done.entitlement_ids[0])
+    await suite.stub.ConsumeEntitlement(use, metadata=md("fulfilment"))
+    await suite.stub.ConsumeEntitlement(use, metadata=md("fulfilment"))  # a replay is not another use
+    revoked = await suite.redeem(user, (await suite.item(**cosmetic_spec(price=1))).item_id)
+    await suite.stub.RefundRedemption(rpb.RefundRedemptionRequest(
+        request_id=uid("refund"), redemption_id=revoked.redemption_id), metadata=md("admin"), timeout=20)
+    with pytest.raises(grpc.aio.AioRpcError):
+        await suite.stub.ConsumeEntitlement(rpb.ConsumeEntitlementRequest(
+            request_id=uid("use"), entitlement_id=revoked.entitlement_ids[0]), metadata=md("fulfilment"))
+    after = (sample(used[0], **used[1]), sample(refused[0], **refused[1]))
+    assert (after[0] - before[0], after[1] - before[1]) == (1, 1)

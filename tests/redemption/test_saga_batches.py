@@ -121,7 +121,8 @@ async def test_grants_are_written_only_for_sagas_that_moved(engine: AsyncEngine)
 
     def rows(saga: Saga) -> list[EntitlementRow]:
         return [EntitlementRow(uuid.uuid4().hex, saga.user_id, saga.redemption_id, unit, EntitlementKind.RAFFLE_TICKET,
-                               saga.item_id, EntitlementState.ACTIVE, None, "raffle-1", "", "", "", "", NOW)
+                               saga.item_id, EntitlementState.ACTIVE, None, "raffle-1", "", "", "", "", NOW,
+                               0, False, 0, None)
                 for unit in range(saga.quantity)]
 
     grants = {s.redemption_id: rows(s) for s in sagas}

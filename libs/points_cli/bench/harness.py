@@ -25,6 +25,7 @@ import grpc
 import uvloop
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from points_cli.bench import floor, h2load
 from points_cli.bench.cpu import SuiteCpu, per_call_ms
 from points_cli.targets import CallerContext, SuiteTargets
 from points_platform.server import GC_YOUNG_THRESHOLD
@@ -48,6 +49,7 @@ class Scenario:
     build: Callable[[BenchContext], Awaitable[Call]]
     setup: Callable[[BenchContext], Awaitable[None]] | None = None
     events_per_call: int = 1
+    workload: str = "fresh"  # which floor its events compare with (bench/floor.py)
 
 
 HEALTH = "health_check@"
@@ -85,6 +87,7 @@ class Result:
     ratio_to_health: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     round: int = 1
+    ratio_to_floor: float | None = None
 
 
 def load_scenarios(group: str) -> list[Scenario]:
@@ -163,7 +166,7 @@ def _percentile(sorted_values: list[float], q: float) -> float:
 
 def run_scenario(
     targets: SuiteTargets, group: str, scenario: Scenario, *, concurrency: int, processes: int, warmup: float,
-    duration: float, connections: int = 4, cpu: SuiteCpu | None = None,
+    duration: float, connections: int = 4, cpu: SuiteCpu | None = None, wal_url: str | None = None,
 ) -> Result:
     run_id = f"{scenario.name}-{uuid.uuid4().hex[:8]}"
     if scenario.setup is not None:
@@ -184,6 +187,7 @@ def run_scenario(
         if loops
     ]
     before = cpu.snapshot() if cpu else {}
+    wal_start = floor.wal_position(wal_url) if wal_url else None
     with multiprocessing.get_context("spawn").Pool(len(jobs)) as pool:
         outcomes = pool.map(_worker, jobs)
     after = cpu.snapshot() if cpu else {}
@@ -192,6 +196,8 @@ def run_scenario(
     for _, errs, _, _ in outcomes:
         errors.update(errs)
     calls = len(latencies)
+    all_events = sum(done for *_, done in outcomes) * scenario.events_per_call
+    wal = floor.wal_per_event(wal_url, wal_start, all_events) if wal_url and wal_start else None
     return Result(
         scenario=scenario.name,
         target=scenario.target,
@@ -208,6 +214,9 @@ def run_scenario(
             "mean_ms": statistics.fmean(latencies) if latencies else None,
             # CPU of each suite process per call (events_per_call events), warm-up included.
             "cpu_ms_per_call": per_call_ms(before, after, sum(done for *_, done in outcomes)),
+            # Over the whole server (every database): all the WAL one event costs, warm-up included.
+            "wal_records_per_event": wal[0] if wal else None,
+            "wal_bytes_per_event": wal[1] if wal else None,
         },
     )
 
@@ -224,14 +233,17 @@ def run_group(
     duration: float = 10.0,
     cpu: SuiteCpu | None = None,
     rounds: int = 1,
+    floor_url: str | None = None,
 ) -> list[Result]:
-    """Each round measures Health/Check on every target, then each scenario against its own
-    round's baseline: the machine's speed drifts within minutes, so rounds interleave the two."""
+    """Each round measures Health/Check on every target (and, given `floor_url`, the PostgreSQL
+    floor of each workload), then each scenario against its own round's baselines: the machine's
+    speed drifts within minutes, so rounds interleave them."""
     scenarios = load_scenarios(group)
     if only:
         scenarios = [s for s in scenarios if s.name in only]
     results: list[Result] = []
     for number in range(1, rounds + 1):
+        first = len(results)
         baselines: dict[str, Result] = {}
         for target in dict.fromkeys(s.target for s in scenarios):
             baselines[target] = run_scenario(
@@ -239,28 +251,73 @@ def run_group(
                 warmup=warmup, duration=duration, connections=connections, cpu=cpu,
             )
             results.append(baselines[target])
+            if h2load.available():
+                results.append(h2load_baseline(targets, target, baselines[target], duration, concurrency))
+        floors: dict[str, Result] = {}
+        if floor_url:
+            for workload in dict.fromkeys(s.workload for s in scenarios):
+                floors[workload] = run_floor(floor_url, workload, duration=duration, cpu=cpu)
+                results.append(floors[workload])
         for scenario in scenarios:
             result = run_scenario(
                 targets, group, scenario, concurrency=concurrency, processes=processes, warmup=warmup,
-                duration=duration, connections=connections, cpu=cpu,
+                duration=duration, connections=connections, cpu=cpu, wal_url=floor_url,
             )
             base = baselines[scenario.target].calls_per_second
             result.ratio_to_health = result.calls_per_second / base if base else None
+            if scenario.workload in floors and floors[scenario.workload].events_per_second:
+                result.ratio_to_floor = result.events_per_second / floors[scenario.workload].events_per_second
             results.append(result)
-        for result in results[-len(baselines) - len(scenarios):]:
+        for result in results[first:]:
             result.round = number
     return results
 
 
+H2LOAD = "h2load:" + HEALTH
+
+
+def h2load_baseline(targets: SuiteTargets, target: str, ours: Result, duration: float, concurrency: int) -> Result:
+    """h2load's Health/Check on the same server; its "x health" is our generator's rate over it."""
+    rate = h2load.health_check_rate(targets.address(target), duration=duration, concurrency=concurrency)
+    return Result(
+        scenario=H2LOAD + target, target=target, calls=round(rate * duration), errors={}, seconds=duration,
+        calls_per_second=rate, events_per_second=rate, p50_ms=float("nan"), p99_ms=float("nan"),
+        concurrency=concurrency, processes=1, ratio_to_health=ours.calls_per_second / rate if rate else None,
+    )
+
+
+def run_floor(url: str, workload: str, *, duration: float, cpu: SuiteCpu | None = None) -> Result:
+    """The floor as a Result: a "call" is one batch of floor.BATCH events."""
+    before = cpu.snapshot() if cpu else {}
+    measured = asyncio.run(floor.measure(url, workload, duration=duration))
+    after = cpu.snapshot() if cpu else {}
+    batches = measured.events // floor.BATCH
+    return Result(
+        scenario=f"floor_{workload}", target="postgres", calls=batches, errors={}, seconds=measured.seconds,
+        calls_per_second=batches / measured.seconds, events_per_second=measured.events_per_second,
+        p50_ms=float("nan"), p99_ms=float("nan"), concurrency=floor.CONNECTIONS, processes=1,
+        extra={
+            "cpu_ms_per_call": per_call_ms(before, after, batches),
+            "wal_records_per_event": measured.wal_records_per_event,
+            "wal_bytes_per_event": measured.wal_bytes_per_event,
+        },
+    )
+
+
 def format_table(results: list[Result]) -> str:
     w = max([24] + [len(r.scenario) + 1 for r in results])
-    header = f"{'scenario':<{w}}{'target':<12}{'calls/s':>10}{'events/s':>11}{'p50 ms':>9}{'p99 ms':>9}{'x health':>10}  errors"
+    header = (
+        f"{'scenario':<{w}}{'target':<12}{'calls/s':>10}{'events/s':>11}{'p50 ms':>9}{'p99 ms':>9}{'x health':>10}"
+        f"{'x floor':>9}  errors"
+    )
     lines = [header, "-" * len(header)]
+    if any(r.scenario.startswith(H2LOAD) for r in results):
+        lines.insert(0, f"(an {H2LOAD}<service> row's x health: our generator's Health/Check rate over h2load's)")
     for r in results:
-        ratio = f"{r.ratio_to_health:.2f}" if r.ratio_to_health is not None else "-"
         lines.append(
             f"{r.scenario:<{w}}{r.target:<12}{r.calls_per_second:>10.0f}{r.events_per_second:>11.0f}"
-            f"{r.p50_ms:>9.1f}{r.p99_ms:>9.1f}{ratio:>10}  {r.errors or ''}"
+            f"{r.p50_ms:>9.1f}{r.p99_ms:>9.1f}{_ratio(r.ratio_to_health):>10}{_ratio(r.ratio_to_floor):>9}"
+            f"  {r.errors or ''}"
         )
     costs = [(r.scenario, r.extra.get("cpu_ms_per_call") or {}) for r in results]
     if any(c for _, c in costs):
@@ -268,7 +325,19 @@ def format_table(results: list[Result]) -> str:
         for name, cost in costs:
             parts = "  ".join(f"{proc} {ms:.3f}" for proc, ms in sorted(cost.items()))
             lines.append(f"  {name:<{w}}{parts}  (sum {sum(cost.values()):.3f})")
+    wal = [r for r in results if r.extra.get("wal_records_per_event") is not None]
+    if wal:
+        lines += ["", "WAL per event (the whole PostgreSQL server, warm-up included):"]
+        for r in wal:
+            lines.append(
+                f"  {r.scenario:<{w}}records {r.extra['wal_records_per_event']:.2f}"
+                f"  bytes {r.extra['wal_bytes_per_event']:.0f}"
+            )
     return "\n".join(lines)
+
+
+def _ratio(value: float | None) -> str:
+    return f"{value:.2f}" if value is not None else "-"
 
 
 def format_summary(results: list[Result]) -> str:
@@ -287,6 +356,9 @@ def format_summary(results: list[Result]) -> str:
         ratios = [r.ratio_to_health for r in rs if r.ratio_to_health is not None]
         if ratios:
             line += f"  x health {spread(ratios, '.2f')}"
+        to_floor = [r.ratio_to_floor for r in rs if r.ratio_to_floor is not None]
+        if to_floor:
+            line += f"  x floor {spread(to_floor, '.2f')}"
         lines.append(line)
     return "\n".join(lines)
 

@@ -69,6 +69,8 @@ ITEMS: dict[str, pb.ItemSpec] = {
         kind=pb.ITEM_KIND_PREMIUM_DISCOUNT, title="50% off an Ad-free Month", description="Discount code.",
         price=_points(2000), regions=["US"], per_user_limit=1, per_user_limit_window=pb.PER_USER_LIMIT_WINDOW_MONTH,
         discount=pb.DiscountAttributes(percent_off_bps=5000, target_feature="ad_free_month"),
+        # Single use, valid for 30 days from the redemption.
+        entitlement_terms=pb.EntitlementTerms(max_uses=1, valid_for_seconds=30 * 86400),
     ),
     "hd-upload-discount": pb.ItemSpec(
         kind=pb.ITEM_KIND_PREMIUM_DISCOUNT, title="20% off HD Uploads", description="Discount code.",
@@ -79,6 +81,8 @@ ITEMS: dict[str, pb.ItemSpec] = {
         kind=pb.ITEM_KIND_EVENT_ACCESS, title="Creator Live Concert Pass", description="One entry.",
         price=_points(3000), regions=["US"], limited_stock=True, stock_total=50,
         event_access=pb.EventAccessAttributes(event_id="creator-live-concert"),
+        # One check-in; the pass expires when the concert is over.
+        entitlement_terms=pb.EntitlementTerms(max_uses=1, valid_until=_ts(2029, 7, 2)),
     ),
     "berlin-meetup-pass": pb.ItemSpec(
         kind=pb.ITEM_KIND_EVENT_ACCESS, title="Berlin Creator Meetup Pass", description="One entry.",

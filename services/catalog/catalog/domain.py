@@ -111,6 +111,45 @@ ATTRIBUTES_KIND: dict[type, ItemKind] = {
 
 
 @dataclass(frozen=True)
+class EntitlementTerms:
+    """How an item's entitlement is used and how long it lives; redemption copies them onto each
+    entitlement at grant, so an item update never changes what was already granted."""
+
+    max_uses: int = 0  # 0: unlimited_uses, or not consumable (raffle tickets, gift records)
+    unlimited_uses: bool = False
+    valid_until: datetime | None = None  # absolute end (exclusive)
+    valid_for_seconds: int = 0  # from grant; 0 = no limit
+
+
+# Kinds whose entitlements ConsumeEntitlement uses: a code is applied once, a pass checked in once, a
+# cosmetic shown as often as the user likes. Raffle tickets (consumed by the draw) and gift records take no terms.
+DEFAULT_TERMS: dict[ItemKind, EntitlementTerms] = {
+    ItemKind.PREMIUM_DISCOUNT: EntitlementTerms(max_uses=1),
+    ItemKind.EVENT_ACCESS: EntitlementTerms(max_uses=1),
+    ItemKind.COSMETIC: EntitlementTerms(unlimited_uses=True),
+}
+MAX_USES = 1_000_000
+MAX_VALID_FOR_SECONDS = 10 * 365 * 24 * 3600
+
+
+def default_terms(kind: ItemKind) -> EntitlementTerms:
+    return DEFAULT_TERMS.get(kind, EntitlementTerms())
+
+
+def terms_violation(kind: ItemKind, terms: EntitlementTerms) -> tuple[str, str] | None:
+    """(field, description) of the first rule the terms break for an item of `kind`; None when valid."""
+    if kind not in DEFAULT_TERMS:
+        return "", f"{kind.name} items take no entitlement terms"
+    if terms.unlimited_uses and terms.max_uses:
+        return "max_uses", "must be 0 with unlimited_uses"
+    if not terms.unlimited_uses and not 1 <= terms.max_uses <= MAX_USES:
+        return "max_uses", f"must be between 1 and {MAX_USES} unless unlimited_uses is set"
+    if not 0 <= terms.valid_for_seconds <= MAX_VALID_FOR_SECONDS:
+        return "valid_for_seconds", f"must be between 0 and {MAX_VALID_FOR_SECONDS}"
+    return None
+
+
+@dataclass(frozen=True)
 class ItemSpec:
     """The writable fields of an item (create, and full replace on update)."""
 
@@ -126,6 +165,7 @@ class ItemSpec:
     per_user_limit: int
     per_user_limit_window: LimitWindow
     attributes: Attributes | None
+    entitlement_terms: EntitlementTerms = EntitlementTerms()
 
 
 @dataclass(frozen=True)
@@ -312,6 +352,10 @@ def unavailable_reason(item: Item, region: str, now: datetime) -> Unavailable | 
     if spec.available_from is not None and now < spec.available_from:
         return Unavailable.NOT_YET_AVAILABLE
     if spec.available_until is not None and now >= spec.available_until:
+        return Unavailable.NO_LONGER_AVAILABLE
+    valid_until = spec.entitlement_terms.valid_until
+    if valid_until is not None and now >= valid_until:
+        # What it grants would be expired on arrival (the event is over).
         return Unavailable.NO_LONGER_AVAILABLE
     if isinstance(spec.attributes, RaffleAttributes) and spec.attributes.is_closed(now):
         # The entries of a raffle are final at its close: the commitment and the draw rely on it.

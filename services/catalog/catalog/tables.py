@@ -44,6 +44,8 @@ items = Table(
     Column("per_user_limit", Integer, nullable=False),
     Column("per_user_limit_window", SmallInteger, nullable=False),
     Column("attributes", JSONB, nullable=False),
+    # EntitlementTerms; {} = the kind's default (items stored before terms existed).
+    Column("entitlement_terms", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
     Column("archived", Boolean, nullable=False),
     Column("create_time", DateTime(timezone=True), nullable=False),
     Column("update_time", DateTime(timezone=True), nullable=False),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -12,7 +13,7 @@ from google.protobuf import timestamp_pb2
 from points.common.v1 import common_pb2
 from points.redemption.v1 import redemption_pb2 as pb
 from points.redemption.v1 import redemption_pb2_grpc
-from points_platform.auth import ALL_CALLERS, Policy, allow, current_user
+from points_platform.auth import ALL_CALLERS, Policy, allow, current_caller, current_user
 from points_platform.errors import NotFound, invalid_field
 from points_platform.pagination import decode_token, encode_token, page_size
 from points_platform.server import ServiceSpec
@@ -24,13 +25,16 @@ from points_platform.validation import (
     require_request_id,
     require_text,
 )
-from redemption.store import EntitlementRow, RaffleDrawRow, SagaRecord
+from redemption.store import EntitlementRow, RaffleDrawRow, SagaRecord, UseRow
 from redemption.use_cases import RedeemCommand, RedemptionService
+from redemption.use_cases.entitlements import ConsumeCommand, entitlement_not_found
 
 FULL_NAME = "points.redemption.v1.RedemptionService"
 MAX_QUANTITY = 1000
 # Redeem answers this long before the caller's deadline, with PENDING if the saga is not done.
 DEADLINE_MARGIN_SECONDS = 0.1
+# Discount codes as granted (secrets.token_urlsafe); anything else cannot match one.
+_DISCOUNT_CODE = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
 
 # Who may call what (docs/architecture.md, Policy); finer rules (e.g. per currency) live in the use cases.
 POLICY: Policy = {
@@ -42,11 +46,15 @@ POLICY: Policy = {
     "PrepareRaffleDraw": allow("admin"),
     "DrawRaffle": allow("admin"),
     "GetRaffleDraw": ALL_CALLERS,
+    # The services that honour entitlements (fulfilment) use them; the app only reads its user's.
+    "ConsumeEntitlement": allow("fulfilment", "admin"),
+    "GetEntitlement": ALL_CALLERS,
 }
 # One user's data: an `app` call names that user (platform auth.USER_HEADER, docs/architecture.md, Policy): the
-# request field that must be that user; GetRedemption names no user ("": its servicer compares
-# the redemption's owner).
-USER_SCOPED = {"Redeem": "user_id", "GetRedemption": "", "ListRedemptions": "user_id", "ListEntitlements": "user_id"}
+# request field that must be that user; GetRedemption and GetEntitlement name no user ("": their servicers
+# compare the owner of what they load).
+USER_SCOPED = {"Redeem": "user_id", "GetRedemption": "", "ListRedemptions": "user_id", "ListEntitlements": "user_id",
+               "GetEntitlement": ""}
 
 
 def _ts(when: datetime | None) -> timestamp_pb2.Timestamp | None:
@@ -98,8 +106,26 @@ def _entitlement(row: EntitlementRow) -> pb.Entitlement:
         state=pb.EntitlementState.Value(f"ENTITLEMENT_STATE_{row.state.value}"),
         discount_code=row.discount_code or "", raffle_id=row.raffle_id, event_id=row.event_id,
         recipient_id=row.recipient_id, create_time=_ts(row.create_time), cosmetic_id=row.cosmetic_id,
-        gift_id=row.gift_id,
+        gift_id=row.gift_id, max_uses=row.max_uses, unlimited_uses=row.unlimited_uses, use_count=row.use_count,
+        expire_time=_ts(row.expire_time),
     )
+
+
+def _use(use: UseRow) -> pb.EntitlementUse:
+    return pb.EntitlementUse(request_id=use.request_id, entitlement_id=use.entitlement_id, caller=use.caller,
+                             reference=use.reference, use_number=use.use_number, use_time=_ts(use.use_time))
+
+
+def _target(request: pb.ConsumeEntitlementRequest | pb.GetEntitlementRequest) -> tuple[str, str]:
+    """(entitlement_id, discount_code) of a request naming exactly one of them."""
+    case = request.WhichOneof("target")
+    if case == "entitlement_id":
+        return require_id("entitlement_id", request.entitlement_id), ""
+    if case == "discount_code":
+        if not _DISCOUNT_CODE.match(request.discount_code):
+            raise invalid_field("discount_code", "must be 1-64 characters of [A-Za-z0-9_-]")
+        return "", request.discount_code
+    raise invalid_field("entitlement_id", "entitlement_id or discount_code is required", "ENTITLEMENT_REQUIRED")
 
 
 def _draw(row: RaffleDrawRow) -> pb.RaffleDraw:
@@ -211,6 +237,24 @@ class RedemptionApi(redemption_pb2_grpc.RedemptionServiceServicer):
 
         raw = await self._service.remember(request_id, "DrawRaffle", fingerprint(request), produce)
         return pb.DrawRaffleResponse.FromString(raw)
+
+    async def ConsumeEntitlement(self, request: pb.ConsumeEntitlementRequest,
+                                 context: grpc.aio.ServicerContext[Any, Any]) -> pb.ConsumeEntitlementResponse:
+        request_id = require_request_id(request.request_id)
+        entitlement_id, code = _target(request)
+        result = await self._service.uses.consume(ConsumeCommand(
+            request_id, fingerprint(request), entitlement_id, code, current_caller.get(),
+            require_text("reference", request.reference, 200)))
+        return pb.ConsumeEntitlementResponse(entitlement=_entitlement(result.entitlement), use=_use(result.use))
+
+    async def GetEntitlement(self, request: pb.GetEntitlementRequest,
+                             context: grpc.aio.ServicerContext[Any, Any]) -> pb.GetEntitlementResponse:
+        entitlement_id, code = _target(request)
+        row, uses = await self._service.uses.get(entitlement_id, code)
+        scoped_to = current_user.get()
+        if scoped_to and row.user_id != scoped_to:  # another user's: as if it did not exist
+            raise entitlement_not_found(entitlement_id)
+        return pb.GetEntitlementResponse(entitlement=_entitlement(row), uses=[_use(u) for u in uses])
 
     async def GetRaffleDraw(self, request: pb.GetRaffleDrawRequest,
                             context: grpc.aio.ServicerContext[Any, Any]) -> pb.GetRaffleDrawResponse:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 
 
@@ -70,6 +70,7 @@ class EntitlementState(StrEnum):
     ACTIVE = "ACTIVE"
     REVOKED = "REVOKED"
     CONSUMED = "CONSUMED"
+    EXPIRED = "EXPIRED"  # shown, never stored: an ACTIVE entitlement read at or after its expire_time
 
 
 ENTITLEMENT_OF_ITEM = {
@@ -127,6 +128,12 @@ class ItemSnapshot:
     cosmetic_id: str = ""
     event_id: str = ""
     sales_close_time: datetime | None = None  # a raffle's ticket sales close (the catalog's, or its draw time)
+    # The item's entitlement terms (catalog EntitlementTerms). None: a saga stored before terms existed,
+    # whose entitlements get the kind's default (DEFAULT_USES).
+    max_uses: int | None = None
+    unlimited_uses: bool = False
+    valid_until: datetime | None = None
+    valid_for_seconds: int = 0
 
 
 @dataclass(frozen=True)
@@ -322,4 +329,89 @@ def refund_refusal(
     if saga.pays_gift_in_coins:
         # The creator already holds diamonds that may be cashed out: coins cannot come back.
         return "COIN_GIFT_NOT_REFUNDABLE"
+    return ""
+
+
+# --- entitlement use and expiry ---------------------------------------------------------------
+
+# Uses of entitlements granted from a saga stored before items carried terms: (max_uses, unlimited).
+DEFAULT_USES = {
+    EntitlementKind.DISCOUNT_CODE: (1, False),
+    EntitlementKind.EVENT_PASS: (1, False),
+    EntitlementKind.COSMETIC: (0, True),
+}
+
+
+def granted_uses(item: ItemSnapshot, kind: EntitlementKind) -> tuple[int, bool]:
+    """(max_uses, unlimited_uses) an entitlement of `item` is granted with."""
+    if item.max_uses is None:
+        return DEFAULT_USES.get(kind, (0, False))
+    return item.max_uses, item.unlimited_uses
+
+
+def expiry(item: ItemSnapshot, granted_at: datetime) -> datetime | None:
+    """When an entitlement granted at `granted_at` expires: the earlier of the item's absolute end and
+    its duration from grant; None = never."""
+    ends = [item.valid_until] if item.valid_until is not None else []
+    if item.valid_for_seconds:
+        ends.append(granted_at + timedelta(seconds=item.valid_for_seconds))
+    return min(ends, default=None)
+
+
+@dataclass(frozen=True)
+class Usage:
+    """What decides whether an entitlement can be used now: its kind, stored state, uses and expiry."""
+
+    kind: EntitlementKind
+    state: EntitlementState
+    max_uses: int
+    unlimited_uses: bool
+    use_count: int
+    expire_time: datetime | None
+
+    @property
+    def is_consumable(self) -> bool:
+        """Raffle tickets (the draw consumes them) and gift records (a record) are not used by callers."""
+        return self.unlimited_uses or self.max_uses > 0
+
+    def is_expired(self, now: datetime) -> bool:
+        """Half-open like every window here: valid strictly before expire_time."""
+        return self.expire_time is not None and now >= self.expire_time
+
+    def state_at(self, now: datetime) -> EntitlementState:
+        """The state a reader sees: an ACTIVE entitlement past its expiry is EXPIRED (computed from the
+        clock at read time, so no sweeper has to have run)."""
+        if self.state is EntitlementState.ACTIVE and self.is_expired(now):
+            return EntitlementState.EXPIRED
+        return self.state
+
+    def consume_refusal(self, now: datetime, redemption_completed: bool) -> str:
+        """Why one more use is refused now; "" when it is allowed."""
+        if self.state is EntitlementState.REVOKED:
+            return "ENTITLEMENT_REVOKED"
+        if not self.is_consumable:
+            return "ENTITLEMENT_NOT_CONSUMABLE"
+        if self.state is EntitlementState.CONSUMED:
+            return "ENTITLEMENT_CONSUMED"
+        if self.is_expired(now):
+            return "ENTITLEMENT_EXPIRED"
+        if not redemption_completed:
+            # Granted before the funds are committed: the saga may still be compensated and revoke it.
+            return "REDEMPTION_NOT_COMPLETED"
+        return ""
+
+    def after_use(self) -> Usage:
+        """One more use; the last allowed one consumes it."""
+        count = self.use_count + 1
+        used_up = not self.unlimited_uses and count >= self.max_uses
+        return replace(self, use_count=count, state=EntitlementState.CONSUMED if used_up else self.state)
+
+
+def refund_blocker(usages: list[Usage], now: datetime) -> str:
+    """Why a redemption's entitlements make its refund impossible: one used even once (the value was taken)
+    or one expired (what was bought has run out); "" when none does."""
+    if any(u.use_count > 0 or u.state is EntitlementState.CONSUMED for u in usages):
+        return "ENTITLEMENT_CONSUMED"
+    if any(u.state is EntitlementState.ACTIVE and u.is_expired(now) for u in usages):
+        return "ENTITLEMENT_EXPIRED"
     return ""

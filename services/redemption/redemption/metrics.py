@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge
 
-from redemption.domain import Mode, Outcome, State, Step
+from redemption.domain import EntitlementKind, Mode, Outcome, State, Step
 
 SAGAS_FINISHED = Counter(
     "points_redemption_sagas_finished_total",
@@ -25,6 +25,13 @@ SAGAS_PENDING = Gauge(
     "Non-terminal sagas by direction, counted in the database by the recovery loop",
     ["mode"],
 )
+
+ENTITLEMENT_USES = Counter(
+    "points_redemption_entitlement_uses_total",
+    "ConsumeEntitlement decisions (outcome: USED, or the refusal reason; replays are not counted)",
+    ["kind", "outcome"],
+)
+USED = "USED"
 
 KNOWN_CANCEL_REASONS = frozenset({
     "INSUFFICIENT_FUNDS", "OUT_OF_STOCK", "PER_USER_LIMIT_REACHED", "NOT_AVAILABLE_IN_REGION",
@@ -48,6 +55,11 @@ def saga_finished(state: State, cancel_reason: str) -> None:
 
 def step_outcome(step: Step, outcome: Outcome | str) -> None:
     SAGA_STEPS.labels(step=step.value, outcome=str(outcome)).inc()
+
+
+def entitlement_use(kind: EntitlementKind, outcome: str) -> None:
+    """outcome: USED or one of domain.Usage.consume_refusal's reasons (a fixed set)."""
+    ENTITLEMENT_USES.labels(kind=kind.value, outcome=outcome).inc()
 
 
 def set_pending(counts: dict[str, int]) -> None:

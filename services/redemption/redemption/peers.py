@@ -110,6 +110,10 @@ def _item_info(item: catalog_pb2.Item) -> ItemInfo:
         event_id=item.event_access.event_id,
         # Unset in the catalog: sales close at the draw (the catalog's default too).
         sales_close_time=(_time(item.raffle.sales_close_time) or draw_time) if item.HasField("raffle") else None,
+        max_uses=item.entitlement_terms.max_uses,
+        unlimited_uses=item.entitlement_terms.unlimited_uses,
+        valid_until=_time(item.entitlement_terms.valid_until),
+        valid_for_seconds=item.entitlement_terms.valid_for_seconds,
     )
     return ItemInfo(snapshot, draw_time, item.raffle.winners, item.version, item.limited_stock)
 

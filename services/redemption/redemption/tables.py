@@ -94,12 +94,36 @@ entitlements = Table(
     Column("cosmetic_id", String(128), nullable=False, server_default=""),
     Column("gift_id", String(128), nullable=False, server_default=""),
     Column("create_time", DateTime(timezone=True), nullable=False),
+    # The item's terms at grant (catalog EntitlementTerms): consumption needs no catalog call.
+    Column("max_uses", Integer, nullable=False, server_default="0"),
+    Column("unlimited_uses", Boolean, nullable=False, server_default="false"),
+    Column("use_count", Integer, nullable=False, server_default="0"),
+    Column("expire_time", DateTime(timezone=True)),
     # A retried grant step can never grant a unit twice.
     UniqueConstraint("redemption_id", "unit", name="entitlements_one_per_unit"),
+    CheckConstraint("use_count >= 0 AND (unlimited_uses OR use_count <= max_uses)", name="entitlements_uses_bounded"),
 )
 Index("entitlements_user_newest", entitlements.c.user_id, entitlements.c.create_time.desc(),
       entitlements.c.entitlement_id.desc())
 Index("entitlements_raffle", entitlements.c.raffle_id, postgresql_where=entitlements.c.raffle_id != "")
+
+# One row per ConsumeEntitlement that took effect; its request_id is the idempotency key, stored with the
+# answer in the transaction that counted the use.
+entitlement_uses = Table(
+    "entitlement_uses",
+    metadata,
+    Column("request_id", String(128), primary_key=True),
+    Column("fingerprint", String(64), nullable=False),
+    Column("entitlement_id", String(64), ForeignKey("entitlements.entitlement_id"), nullable=False),
+    Column("use_number", Integer, nullable=False),
+    Column("caller", String(64), nullable=False),
+    Column("reference", String(200), nullable=False, server_default=""),
+    Column("use_time", DateTime(timezone=True), nullable=False),
+    # The entitlement right after this use: what a replay answers.
+    Column("entitlement", JSONB, nullable=False),
+    # However the uses race, the n-th use of an entitlement exists once.
+    UniqueConstraint("entitlement_id", "use_number", name="entitlement_uses_once"),
+)
 
 raffle_draws = Table(
     "raffle_draws",

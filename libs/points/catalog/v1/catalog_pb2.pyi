@@ -260,6 +260,50 @@ class CosmeticAttributes(_message.Message):
 Global___CosmeticAttributes: _TypeAlias = CosmeticAttributes  # noqa: Y015
 
 @_typing.final
+class EntitlementTerms(_message.Message):
+    """How the entitlement an item grants is used and how long it lives. Versioned with the item; redemption
+    copies it onto each entitlement at grant, so later item updates never change what was granted.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MAX_USES_FIELD_NUMBER: _builtins.int
+    UNLIMITED_USES_FIELD_NUMBER: _builtins.int
+    VALID_UNTIL_FIELD_NUMBER: _builtins.int
+    VALID_FOR_SECONDS_FIELD_NUMBER: _builtins.int
+    max_uses: _builtins.int
+    """Times one entitlement can be consumed (ConsumeEntitlement), 1-1000000; 0 = not by count: with
+    unlimited_uses never used up, else not consumable. Unset spec: 1 for PREMIUM_DISCOUNT and
+    EVENT_ACCESS, unlimited for COSMETIC; RAFFLE_TICKET and VIRTUAL_GIFT take no terms (their
+    entitlements are consumed by the draw, or are records).
+    """
+    unlimited_uses: _builtins.bool
+    """True: consumption never uses it up (e.g. a cosmetic); max_uses must then be 0."""
+    valid_for_seconds: _builtins.int
+    """Validity from grant, in seconds, 0-315360000 (10 years); 0 = none. With valid_until the earlier end wins."""
+    @_builtins.property
+    def valid_until(self) -> _timestamp_pb2.Timestamp:
+        """Absolute end of validity (exclusive), e.g. the event's end; unset = none. From this instant the
+        item is no longer sold (NO_LONGER_AVAILABLE) and its entitlements are EXPIRED.
+        """
+
+    def __init__(
+        self,
+        *,
+        max_uses: _builtins.int = ...,
+        unlimited_uses: _builtins.bool = ...,
+        valid_until: _timestamp_pb2.Timestamp | None = ...,
+        valid_for_seconds: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["valid_until", b"valid_until"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["max_uses", b"max_uses", "unlimited_uses", b"unlimited_uses", "valid_for_seconds", b"valid_for_seconds", "valid_until", b"valid_until"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EntitlementTerms: _TypeAlias = EntitlementTerms  # noqa: Y015
+
+@_typing.final
 class ItemSpec(_message.Message):
     """Writable fields of an item, shared by CreateItem and UpdateItem."""
 
@@ -276,6 +320,7 @@ class ItemSpec(_message.Message):
     STOCK_TOTAL_FIELD_NUMBER: _builtins.int
     PER_USER_LIMIT_FIELD_NUMBER: _builtins.int
     PER_USER_LIMIT_WINDOW_FIELD_NUMBER: _builtins.int
+    ENTITLEMENT_TERMS_FIELD_NUMBER: _builtins.int
     DISCOUNT_FIELD_NUMBER: _builtins.int
     RAFFLE_FIELD_NUMBER: _builtins.int
     EVENT_ACCESS_FIELD_NUMBER: _builtins.int
@@ -312,6 +357,12 @@ class ItemSpec(_message.Message):
         """End of availability (exclusive); unset = open end."""
 
     @_builtins.property
+    def entitlement_terms(self) -> Global___EntitlementTerms:
+        """How its entitlement is used and how long it lives; unset = the kind's default (see EntitlementTerms).
+        Invalid terms: INVALID_ARGUMENT with reason INVALID_ENTITLEMENT_TERMS.
+        """
+
+    @_builtins.property
     def discount(self) -> Global___DiscountAttributes:
         """For PREMIUM_DISCOUNT."""
 
@@ -345,15 +396,16 @@ class ItemSpec(_message.Message):
         stock_total: _builtins.int = ...,
         per_user_limit: _builtins.int = ...,
         per_user_limit_window: Global___PerUserLimitWindow.ValueType = ...,
+        entitlement_terms: Global___EntitlementTerms | None = ...,
         discount: Global___DiscountAttributes | None = ...,
         raffle: Global___RaffleAttributes | None = ...,
         event_access: Global___EventAccessAttributes | None = ...,
         gift: Global___GiftAttributes | None = ...,
         cosmetic: Global___CosmeticAttributes | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["attributes", b"attributes", "available_from", b"available_from", "available_until", b"available_until", "cosmetic", b"cosmetic", "discount", b"discount", "event_access", b"event_access", "gift", b"gift", "price", b"price", "raffle", b"raffle"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["attributes", b"attributes", "available_from", b"available_from", "available_until", b"available_until", "cosmetic", b"cosmetic", "discount", b"discount", "entitlement_terms", b"entitlement_terms", "event_access", b"event_access", "gift", b"gift", "price", b"price", "raffle", b"raffle"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attributes", b"attributes", "available_from", b"available_from", "available_until", b"available_until", "cosmetic", b"cosmetic", "description", b"description", "discount", b"discount", "event_access", b"event_access", "gift", b"gift", "kind", b"kind", "limited_stock", b"limited_stock", "per_user_limit", b"per_user_limit", "per_user_limit_window", b"per_user_limit_window", "price", b"price", "raffle", b"raffle", "regions", b"regions", "stock_total", b"stock_total", "title", b"title"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attributes", b"attributes", "available_from", b"available_from", "available_until", b"available_until", "cosmetic", b"cosmetic", "description", b"description", "discount", b"discount", "entitlement_terms", b"entitlement_terms", "event_access", b"event_access", "gift", b"gift", "kind", b"kind", "limited_stock", b"limited_stock", "per_user_limit", b"per_user_limit", "per_user_limit_window", b"per_user_limit_window", "price", b"price", "raffle", b"raffle", "regions", b"regions", "stock_total", b"stock_total", "title", b"title"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType_attributes: _TypeAlias = _typing.Literal["discount", "raffle", "event_access", "gift", "cosmetic"]  # noqa: Y015
     _WhichOneofArgType_attributes: _TypeAlias = _typing.Literal["attributes", b"attributes"]  # noqa: Y015
@@ -386,6 +438,7 @@ class Item(_message.Message):
     ARCHIVED_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
+    ENTITLEMENT_TERMS_FIELD_NUMBER: _builtins.int
     DISCOUNT_FIELD_NUMBER: _builtins.int
     RAFFLE_FIELD_NUMBER: _builtins.int
     EVENT_ACCESS_FIELD_NUMBER: _builtins.int
@@ -442,6 +495,10 @@ class Item(_message.Message):
         """When the item was last updated."""
 
     @_builtins.property
+    def entitlement_terms(self) -> Global___EntitlementTerms:
+        """How its entitlement is used and how long it lives (the kind's default filled in when the spec left it unset)."""
+
+    @_builtins.property
     def discount(self) -> Global___DiscountAttributes:
         """For PREMIUM_DISCOUNT."""
 
@@ -483,15 +540,16 @@ class Item(_message.Message):
         archived: _builtins.bool = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
         update_time: _timestamp_pb2.Timestamp | None = ...,
+        entitlement_terms: Global___EntitlementTerms | None = ...,
         discount: Global___DiscountAttributes | None = ...,
         raffle: Global___RaffleAttributes | None = ...,
         event_access: Global___EventAccessAttributes | None = ...,
         gift: Global___GiftAttributes | None = ...,
         cosmetic: Global___CosmeticAttributes | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["attributes", b"attributes", "available_from", b"available_from", "available_until", b"available_until", "cosmetic", b"cosmetic", "create_time", b"create_time", "discount", b"discount", "event_access", b"event_access", "gift", b"gift", "price", b"price", "raffle", b"raffle", "update_time", b"update_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["attributes", b"attributes", "available_from", b"available_from", "available_until", b"available_until", "cosmetic", b"cosmetic", "create_time", b"create_time", "discount", b"discount", "entitlement_terms", b"entitlement_terms", "event_access", b"event_access", "gift", b"gift", "price", b"price", "raffle", b"raffle", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["archived", b"archived", "attributes", b"attributes", "available_from", b"available_from", "available_until", b"available_until", "cosmetic", b"cosmetic", "create_time", b"create_time", "description", b"description", "discount", b"discount", "event_access", b"event_access", "gift", b"gift", "item_id", b"item_id", "kind", b"kind", "limited_stock", b"limited_stock", "per_user_limit", b"per_user_limit", "per_user_limit_window", b"per_user_limit_window", "price", b"price", "raffle", b"raffle", "regions", b"regions", "stock_available", b"stock_available", "stock_reserved", b"stock_reserved", "stock_sold", b"stock_sold", "stock_total", b"stock_total", "title", b"title", "update_time", b"update_time", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["archived", b"archived", "attributes", b"attributes", "available_from", b"available_from", "available_until", b"available_until", "cosmetic", b"cosmetic", "create_time", b"create_time", "description", b"description", "discount", b"discount", "entitlement_terms", b"entitlement_terms", "event_access", b"event_access", "gift", b"gift", "item_id", b"item_id", "kind", b"kind", "limited_stock", b"limited_stock", "per_user_limit", b"per_user_limit", "per_user_limit_window", b"per_user_limit_window", "price", b"price", "raffle", b"raffle", "regions", b"regions", "stock_available", b"stock_available", "stock_reserved", b"stock_reserved", "stock_sold", b"stock_sold", "stock_total", b"stock_total", "title", b"title", "update_time", b"update_time", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType_attributes: _TypeAlias = _typing.Literal["discount", "raffle", "event_access", "gift", "cosmetic"]  # noqa: Y015
     _WhichOneofArgType_attributes: _TypeAlias = _typing.Literal["attributes", b"attributes"]  # noqa: Y015

@@ -199,6 +199,8 @@ class _EntitlementStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Enti
     """Revoked by compensation or refund."""
     ENTITLEMENT_STATE_CONSUMED: _EntitlementState.ValueType  # 3
     """Used up (discount code applied, event attended, raffle drawn)."""
+    ENTITLEMENT_STATE_EXPIRED: _EntitlementState.ValueType  # 4
+    """Past its expire_time with uses left; shown as of the read (the stored state stays ACTIVE)."""
 
 class EntitlementState(_EntitlementState, metaclass=_EntitlementStateEnumTypeWrapper):
     """State of an entitlement."""
@@ -211,6 +213,8 @@ ENTITLEMENT_STATE_REVOKED: EntitlementState.ValueType  # 2
 """Revoked by compensation or refund."""
 ENTITLEMENT_STATE_CONSUMED: EntitlementState.ValueType  # 3
 """Used up (discount code applied, event attended, raffle drawn)."""
+ENTITLEMENT_STATE_EXPIRED: EntitlementState.ValueType  # 4
+"""Past its expire_time with uses left; shown as of the read (the stored state stays ACTIVE)."""
 Global___EntitlementState: _TypeAlias = EntitlementState  # noqa: Y015
 
 class _RaffleDrawState:
@@ -388,6 +392,10 @@ class Entitlement(_message.Message):
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     COSMETIC_ID_FIELD_NUMBER: _builtins.int
     GIFT_ID_FIELD_NUMBER: _builtins.int
+    MAX_USES_FIELD_NUMBER: _builtins.int
+    UNLIMITED_USES_FIELD_NUMBER: _builtins.int
+    USE_COUNT_FIELD_NUMBER: _builtins.int
+    EXPIRE_TIME_FIELD_NUMBER: _builtins.int
     entitlement_id: _builtins.str
     """Server-assigned entitlement id."""
     user_id: _builtins.str
@@ -412,9 +420,19 @@ class Entitlement(_message.Message):
     """Cosmetic owned; COSMETIC only."""
     gift_id: _builtins.str
     """Gift given; GIFT_RECORD only."""
+    max_uses: _builtins.int
+    """Times it can be consumed (the item's terms at grant); 0 with unlimited_uses, or when not consumable."""
+    unlimited_uses: _builtins.bool
+    """True: consumption never uses it up (e.g. a cosmetic)."""
+    use_count: _builtins.int
+    """Times it was consumed."""
     @_builtins.property
     def create_time(self) -> _timestamp_pb2.Timestamp:
         """When it was granted."""
+
+    @_builtins.property
+    def expire_time(self) -> _timestamp_pb2.Timestamp:
+        """When it expires (exclusive); unset = never."""
 
     def __init__(
         self,
@@ -432,14 +450,62 @@ class Entitlement(_message.Message):
         create_time: _timestamp_pb2.Timestamp | None = ...,
         cosmetic_id: _builtins.str = ...,
         gift_id: _builtins.str = ...,
+        max_uses: _builtins.int = ...,
+        unlimited_uses: _builtins.bool = ...,
+        use_count: _builtins.int = ...,
+        expire_time: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "expire_time", b"expire_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cosmetic_id", b"cosmetic_id", "create_time", b"create_time", "discount_code", b"discount_code", "entitlement_id", b"entitlement_id", "event_id", b"event_id", "gift_id", b"gift_id", "item_id", b"item_id", "kind", b"kind", "raffle_id", b"raffle_id", "recipient_id", b"recipient_id", "redemption_id", b"redemption_id", "state", b"state", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cosmetic_id", b"cosmetic_id", "create_time", b"create_time", "discount_code", b"discount_code", "entitlement_id", b"entitlement_id", "event_id", b"event_id", "expire_time", b"expire_time", "gift_id", b"gift_id", "item_id", b"item_id", "kind", b"kind", "max_uses", b"max_uses", "raffle_id", b"raffle_id", "recipient_id", b"recipient_id", "redemption_id", b"redemption_id", "state", b"state", "unlimited_uses", b"unlimited_uses", "use_count", b"use_count", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Entitlement: _TypeAlias = Entitlement  # noqa: Y015
+
+@_typing.final
+class EntitlementUse(_message.Message):
+    """One recorded use of an entitlement."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    ENTITLEMENT_ID_FIELD_NUMBER: _builtins.int
+    CALLER_FIELD_NUMBER: _builtins.int
+    REFERENCE_FIELD_NUMBER: _builtins.int
+    USE_NUMBER_FIELD_NUMBER: _builtins.int
+    USE_TIME_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    """Idempotency key of the ConsumeEntitlement call."""
+    entitlement_id: _builtins.str
+    """Entitlement used."""
+    caller: _builtins.str
+    """Caller identity that used it (e.g. fulfilment, admin)."""
+    reference: _builtins.str
+    """The caller's reference, e.g. the order the discount was applied to."""
+    use_number: _builtins.int
+    """Which use this was, from 1."""
+    @_builtins.property
+    def use_time(self) -> _timestamp_pb2.Timestamp:
+        """When it was used."""
+
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        entitlement_id: _builtins.str = ...,
+        caller: _builtins.str = ...,
+        reference: _builtins.str = ...,
+        use_number: _builtins.int = ...,
+        use_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["use_time", b"use_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["caller", b"caller", "entitlement_id", b"entitlement_id", "reference", b"reference", "request_id", b"request_id", "use_number", b"use_number", "use_time", b"use_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EntitlementUse: _TypeAlias = EntitlementUse  # noqa: Y015
 
 @_typing.final
 class RaffleDraw(_message.Message):
@@ -930,3 +996,127 @@ class GetRaffleDrawResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetRaffleDrawResponse: _TypeAlias = GetRaffleDrawResponse  # noqa: Y015
+
+@_typing.final
+class ConsumeEntitlementRequest(_message.Message):
+    """Request for ConsumeEntitlement."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    ENTITLEMENT_ID_FIELD_NUMBER: _builtins.int
+    DISCOUNT_CODE_FIELD_NUMBER: _builtins.int
+    REFERENCE_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    """Idempotency key, 1-128 chars."""
+    entitlement_id: _builtins.str
+    """By entitlement id."""
+    discount_code: _builtins.str
+    """By discount code (DISCOUNT_CODE entitlements)."""
+    reference: _builtins.str
+    """The caller's reference, e.g. an order id; 0-200 chars."""
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        entitlement_id: _builtins.str = ...,
+        discount_code: _builtins.str = ...,
+        reference: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["discount_code", b"discount_code", "entitlement_id", b"entitlement_id", "target", b"target"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["discount_code", b"discount_code", "entitlement_id", b"entitlement_id", "reference", b"reference", "request_id", b"request_id", "target", b"target"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_target: _TypeAlias = _typing.Literal["entitlement_id", "discount_code"]  # noqa: Y015
+    _WhichOneofArgType_target: _TypeAlias = _typing.Literal["target", b"target"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_target) -> _WhichOneofReturnType_target | None: ...
+
+Global___ConsumeEntitlementRequest: _TypeAlias = ConsumeEntitlementRequest  # noqa: Y015
+
+@_typing.final
+class ConsumeEntitlementResponse(_message.Message):
+    """Response for ConsumeEntitlement."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENTITLEMENT_FIELD_NUMBER: _builtins.int
+    USE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def entitlement(self) -> Global___Entitlement:
+        """The entitlement right after this use (CONSUMED when it was the last)."""
+
+    @_builtins.property
+    def use(self) -> Global___EntitlementUse:
+        """The use recorded."""
+
+    def __init__(
+        self,
+        *,
+        entitlement: Global___Entitlement | None = ...,
+        use: Global___EntitlementUse | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["entitlement", b"entitlement", "use", b"use"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["entitlement", b"entitlement", "use", b"use"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ConsumeEntitlementResponse: _TypeAlias = ConsumeEntitlementResponse  # noqa: Y015
+
+@_typing.final
+class GetEntitlementRequest(_message.Message):
+    """Request for GetEntitlement."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENTITLEMENT_ID_FIELD_NUMBER: _builtins.int
+    DISCOUNT_CODE_FIELD_NUMBER: _builtins.int
+    entitlement_id: _builtins.str
+    """By entitlement id."""
+    discount_code: _builtins.str
+    """By discount code (DISCOUNT_CODE entitlements)."""
+    def __init__(
+        self,
+        *,
+        entitlement_id: _builtins.str = ...,
+        discount_code: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["discount_code", b"discount_code", "entitlement_id", b"entitlement_id", "target", b"target"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["discount_code", b"discount_code", "entitlement_id", b"entitlement_id", "target", b"target"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_target: _TypeAlias = _typing.Literal["entitlement_id", "discount_code"]  # noqa: Y015
+    _WhichOneofArgType_target: _TypeAlias = _typing.Literal["target", b"target"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_target) -> _WhichOneofReturnType_target | None: ...
+
+Global___GetEntitlementRequest: _TypeAlias = GetEntitlementRequest  # noqa: Y015
+
+@_typing.final
+class GetEntitlementResponse(_message.Message):
+    """Response for GetEntitlement."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENTITLEMENT_FIELD_NUMBER: _builtins.int
+    USES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def entitlement(self) -> Global___Entitlement:
+        """The entitlement as of now."""
+
+    @_builtins.property
+    def uses(self) -> _containers.RepeatedCompositeFieldContainer[Global___EntitlementUse]:
+        """Its latest uses, newest first, at most 100."""
+
+    def __init__(
+        self,
+        *,
+        entitlement: Global___Entitlement | None = ...,
+        uses: _abc.Iterable[Global___EntitlementUse] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["entitlement", b"entitlement"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["entitlement", b"entitlement", "uses", b"uses"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetEntitlementResponse: _TypeAlias = GetEntitlementResponse  # noqa: Y015

@@ -75,6 +75,16 @@ class RedemptionServiceStub:
                 request_serializer=points_dot_redemption_dot_v1_dot_redemption__pb2.GetRaffleDrawRequest.SerializeToString,
                 response_deserializer=points_dot_redemption_dot_v1_dot_redemption__pb2.GetRaffleDrawResponse.FromString,
                 _registered_method=True)
+        self.ConsumeEntitlement = channel.unary_unary(
+                '/points.redemption.v1.RedemptionService/ConsumeEntitlement',
+                request_serializer=points_dot_redemption_dot_v1_dot_redemption__pb2.ConsumeEntitlementRequest.SerializeToString,
+                response_deserializer=points_dot_redemption_dot_v1_dot_redemption__pb2.ConsumeEntitlementResponse.FromString,
+                _registered_method=True)
+        self.GetEntitlement = channel.unary_unary(
+                '/points.redemption.v1.RedemptionService/GetEntitlement',
+                request_serializer=points_dot_redemption_dot_v1_dot_redemption__pb2.GetEntitlementRequest.SerializeToString,
+                response_deserializer=points_dot_redemption_dot_v1_dot_redemption__pb2.GetEntitlementResponse.FromString,
+                _registered_method=True)
 
 
 class RedemptionServiceServicer:
@@ -107,6 +117,8 @@ class RedemptionServiceServicer:
 
     def RefundRedemption(self, request, context):
         """Refunds a completed redemption within the refund window: funds back, stock back, entitlement revoked.
+        Not once an entitlement of it was used (FAILED_PRECONDITION ENTITLEMENT_CONSUMED, even one use of a
+        multi-use one) or has expired (ENTITLEMENT_EXPIRED).
         A raffle ticket is not refunded once its raffle's sales closed after its seed commitment
         (FAILED_PRECONDITION RAFFLE_CLOSED: the entries are final until the draw) nor after the draw
         (ENTITLEMENT_CONSUMED).
@@ -142,6 +154,26 @@ class RedemptionServiceServicer:
 
     def GetRaffleDraw(self, request, context):
         """Returns a raffle's draw record (seed hash, and seed and winners once drawn).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ConsumeEntitlement(self, request, context):
+        """Uses an entitlement once (a discount code applied, an event pass checked in), named by id or by
+        discount code, and records the use (caller, time, request id, reference). Idempotent by
+        request_id: a replay returns the first answer. Concurrent uses never exceed max_uses. Refused
+        FAILED_PRECONDITION with reason ENTITLEMENT_CONSUMED (no use left), ENTITLEMENT_EXPIRED (at or
+        after expire_time), ENTITLEMENT_REVOKED, ENTITLEMENT_NOT_CONSUMABLE (raffle tickets, gift records)
+        or REDEMPTION_NOT_COMPLETED (its redemption is still in flight); unknown: NOT_FOUND ENTITLEMENT_NOT_FOUND.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetEntitlement(self, request, context):
+        """Returns one entitlement, by id or by discount code, as of now (EXPIRED once past its expire_time),
+        with its latest uses. Unknown, or another user's for an app call: NOT_FOUND ENTITLEMENT_NOT_FOUND.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -189,6 +221,16 @@ def add_RedemptionServiceServicer_to_server(servicer, server):
                     servicer.GetRaffleDraw,
                     request_deserializer=points_dot_redemption_dot_v1_dot_redemption__pb2.GetRaffleDrawRequest.FromString,
                     response_serializer=points_dot_redemption_dot_v1_dot_redemption__pb2.GetRaffleDrawResponse.SerializeToString,
+            ),
+            'ConsumeEntitlement': grpc.unary_unary_rpc_method_handler(
+                    servicer.ConsumeEntitlement,
+                    request_deserializer=points_dot_redemption_dot_v1_dot_redemption__pb2.ConsumeEntitlementRequest.FromString,
+                    response_serializer=points_dot_redemption_dot_v1_dot_redemption__pb2.ConsumeEntitlementResponse.SerializeToString,
+            ),
+            'GetEntitlement': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetEntitlement,
+                    request_deserializer=points_dot_redemption_dot_v1_dot_redemption__pb2.GetEntitlementRequest.FromString,
+                    response_serializer=points_dot_redemption_dot_v1_dot_redemption__pb2.GetEntitlementResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -408,6 +450,60 @@ class RedemptionService:
             '/points.redemption.v1.RedemptionService/GetRaffleDraw',
             points_dot_redemption_dot_v1_dot_redemption__pb2.GetRaffleDrawRequest.SerializeToString,
             points_dot_redemption_dot_v1_dot_redemption__pb2.GetRaffleDrawResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ConsumeEntitlement(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/points.redemption.v1.RedemptionService/ConsumeEntitlement',
+            points_dot_redemption_dot_v1_dot_redemption__pb2.ConsumeEntitlementRequest.SerializeToString,
+            points_dot_redemption_dot_v1_dot_redemption__pb2.ConsumeEntitlementResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetEntitlement(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/points.redemption.v1.RedemptionService/GetEntitlement',
+            points_dot_redemption_dot_v1_dot_redemption__pb2.GetEntitlementRequest.SerializeToString,
+            points_dot_redemption_dot_v1_dot_redemption__pb2.GetEntitlementResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -45,6 +45,8 @@ class RedemptionServiceStub:
     """Lists a user's redemptions, newest first."""
     RefundRedemption: _grpc.UnaryUnaryMultiCallable[_redemption_pb2.RefundRedemptionRequest, _redemption_pb2.RefundRedemptionResponse]
     """Refunds a completed redemption within the refund window: funds back, stock back, entitlement revoked.
+    Not once an entitlement of it was used (FAILED_PRECONDITION ENTITLEMENT_CONSUMED, even one use of a
+    multi-use one) or has expired (ENTITLEMENT_EXPIRED).
     A raffle ticket is not refunded once its raffle's sales closed after its seed commitment
     (FAILED_PRECONDITION RAFFLE_CLOSED: the entries are final until the draw) nor after the draw
     (ENTITLEMENT_CONSUMED).
@@ -63,6 +65,18 @@ class RedemptionServiceStub:
     """
     GetRaffleDraw: _grpc.UnaryUnaryMultiCallable[_redemption_pb2.GetRaffleDrawRequest, _redemption_pb2.GetRaffleDrawResponse]
     """Returns a raffle's draw record (seed hash, and seed and winners once drawn)."""
+    ConsumeEntitlement: _grpc.UnaryUnaryMultiCallable[_redemption_pb2.ConsumeEntitlementRequest, _redemption_pb2.ConsumeEntitlementResponse]
+    """Uses an entitlement once (a discount code applied, an event pass checked in), named by id or by
+    discount code, and records the use (caller, time, request id, reference). Idempotent by
+    request_id: a replay returns the first answer. Concurrent uses never exceed max_uses. Refused
+    FAILED_PRECONDITION with reason ENTITLEMENT_CONSUMED (no use left), ENTITLEMENT_EXPIRED (at or
+    after expire_time), ENTITLEMENT_REVOKED, ENTITLEMENT_NOT_CONSUMABLE (raffle tickets, gift records)
+    or REDEMPTION_NOT_COMPLETED (its redemption is still in flight); unknown: NOT_FOUND ENTITLEMENT_NOT_FOUND.
+    """
+    GetEntitlement: _grpc.UnaryUnaryMultiCallable[_redemption_pb2.GetEntitlementRequest, _redemption_pb2.GetEntitlementResponse]
+    """Returns one entitlement, by id or by discount code, as of now (EXPIRED once past its expire_time),
+    with its latest uses. Unknown, or another user's for an app call: NOT_FOUND ENTITLEMENT_NOT_FOUND.
+    """
 
 @_typing.type_check_only
 class RedemptionServiceAsyncStub(RedemptionServiceStub):
@@ -81,6 +95,8 @@ class RedemptionServiceAsyncStub(RedemptionServiceStub):
     """Lists a user's redemptions, newest first."""
     RefundRedemption: _aio.UnaryUnaryMultiCallable[_redemption_pb2.RefundRedemptionRequest, _redemption_pb2.RefundRedemptionResponse]  # type: ignore[assignment]
     """Refunds a completed redemption within the refund window: funds back, stock back, entitlement revoked.
+    Not once an entitlement of it was used (FAILED_PRECONDITION ENTITLEMENT_CONSUMED, even one use of a
+    multi-use one) or has expired (ENTITLEMENT_EXPIRED).
     A raffle ticket is not refunded once its raffle's sales closed after its seed commitment
     (FAILED_PRECONDITION RAFFLE_CLOSED: the entries are final until the draw) nor after the draw
     (ENTITLEMENT_CONSUMED).
@@ -99,6 +115,18 @@ class RedemptionServiceAsyncStub(RedemptionServiceStub):
     """
     GetRaffleDraw: _aio.UnaryUnaryMultiCallable[_redemption_pb2.GetRaffleDrawRequest, _redemption_pb2.GetRaffleDrawResponse]  # type: ignore[assignment]
     """Returns a raffle's draw record (seed hash, and seed and winners once drawn)."""
+    ConsumeEntitlement: _aio.UnaryUnaryMultiCallable[_redemption_pb2.ConsumeEntitlementRequest, _redemption_pb2.ConsumeEntitlementResponse]  # type: ignore[assignment]
+    """Uses an entitlement once (a discount code applied, an event pass checked in), named by id or by
+    discount code, and records the use (caller, time, request id, reference). Idempotent by
+    request_id: a replay returns the first answer. Concurrent uses never exceed max_uses. Refused
+    FAILED_PRECONDITION with reason ENTITLEMENT_CONSUMED (no use left), ENTITLEMENT_EXPIRED (at or
+    after expire_time), ENTITLEMENT_REVOKED, ENTITLEMENT_NOT_CONSUMABLE (raffle tickets, gift records)
+    or REDEMPTION_NOT_COMPLETED (its redemption is still in flight); unknown: NOT_FOUND ENTITLEMENT_NOT_FOUND.
+    """
+    GetEntitlement: _aio.UnaryUnaryMultiCallable[_redemption_pb2.GetEntitlementRequest, _redemption_pb2.GetEntitlementResponse]  # type: ignore[assignment]
+    """Returns one entitlement, by id or by discount code, as of now (EXPIRED once past its expire_time),
+    with its latest uses. Unknown, or another user's for an app call: NOT_FOUND ENTITLEMENT_NOT_FOUND.
+    """
 
 class RedemptionServiceServicer(metaclass=_abc_1.ABCMeta):
     """Runs redemption sagas across catalog and wallet, owns entitlements and draws raffles."""
@@ -138,6 +166,8 @@ class RedemptionServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_redemption_pb2.RefundRedemptionResponse, _abc.Awaitable[_redemption_pb2.RefundRedemptionResponse]]:
         """Refunds a completed redemption within the refund window: funds back, stock back, entitlement revoked.
+        Not once an entitlement of it was used (FAILED_PRECONDITION ENTITLEMENT_CONSUMED, even one use of a
+        multi-use one) or has expired (ENTITLEMENT_EXPIRED).
         A raffle ticket is not refunded once its raffle's sales closed after its seed commitment
         (FAILED_PRECONDITION RAFFLE_CLOSED: the entries are final until the draw) nor after the draw
         (ENTITLEMENT_CONSUMED).
@@ -180,5 +210,29 @@ class RedemptionServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_redemption_pb2.GetRaffleDrawResponse, _abc.Awaitable[_redemption_pb2.GetRaffleDrawResponse]]:
         """Returns a raffle's draw record (seed hash, and seed and winners once drawn)."""
+
+    @_abc_1.abstractmethod
+    def ConsumeEntitlement(
+        self,
+        request: _redemption_pb2.ConsumeEntitlementRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_redemption_pb2.ConsumeEntitlementResponse, _abc.Awaitable[_redemption_pb2.ConsumeEntitlementResponse]]:
+        """Uses an entitlement once (a discount code applied, an event pass checked in), named by id or by
+        discount code, and records the use (caller, time, request id, reference). Idempotent by
+        request_id: a replay returns the first answer. Concurrent uses never exceed max_uses. Refused
+        FAILED_PRECONDITION with reason ENTITLEMENT_CONSUMED (no use left), ENTITLEMENT_EXPIRED (at or
+        after expire_time), ENTITLEMENT_REVOKED, ENTITLEMENT_NOT_CONSUMABLE (raffle tickets, gift records)
+        or REDEMPTION_NOT_COMPLETED (its redemption is still in flight); unknown: NOT_FOUND ENTITLEMENT_NOT_FOUND.
+        """
+
+    @_abc_1.abstractmethod
+    def GetEntitlement(
+        self,
+        request: _redemption_pb2.GetEntitlementRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_redemption_pb2.GetEntitlementResponse, _abc.Awaitable[_redemption_pb2.GetEntitlementResponse]]:
+        """Returns one entitlement, by id or by discount code, as of now (EXPIRED once past its expire_time),
+        with its latest uses. Unknown, or another user's for an app call: NOT_FOUND ENTITLEMENT_NOT_FOUND.
+        """
 
 def add_RedemptionServiceServicer_to_server(servicer: RedemptionServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -15,6 +15,7 @@ from catalog.domain import (
     CosmeticAttributes,
     Currency,
     DiscountAttributes,
+    EntitlementTerms,
     EventAccessAttributes,
     GiftAttributes,
     Item,
@@ -24,6 +25,8 @@ from catalog.domain import (
     Price,
     RaffleAttributes,
     Reservation,
+    default_terms,
+    terms_violation,
 )
 from points.catalog.v1 import catalog_pb2 as pb
 from points.common.v1 import common_pb2
@@ -106,6 +109,23 @@ def _attributes(spec: pb.ItemSpec) -> Attributes:
     return CosmeticAttributes(require_id("spec.cosmetic.cosmetic_id", c.cosmetic_id), c.limited_edition)
 
 
+def entitlement_terms(spec: pb.ItemSpec, kind: ItemKind) -> EntitlementTerms:
+    """The spec's terms, or the kind's default when it left them unset."""
+    if not spec.HasField("entitlement_terms"):
+        return default_terms(kind)
+    t = spec.entitlement_terms
+    terms = EntitlementTerms(
+        max_uses=t.max_uses, unlimited_uses=t.unlimited_uses,
+        valid_until=optional_timestamp(t, "valid_until", "spec.entitlement_terms.valid_until"),
+        valid_for_seconds=t.valid_for_seconds,
+    )
+    violation = terms_violation(kind, terms)
+    if violation is not None:
+        field = ".".join(filter(None, ("spec.entitlement_terms", violation[0])))
+        raise invalid_field(field, violation[1], "INVALID_ENTITLEMENT_TERMS")
+    return terms
+
+
 def item_spec(spec: pb.ItemSpec) -> ItemSpec:
     if spec.kind not in ItemKind._value2member_map_:
         raise invalid_field("spec.kind", "must be one of the item kinds")
@@ -138,6 +158,7 @@ def item_spec(spec: pb.ItemSpec) -> ItemSpec:
         per_user_limit=spec.per_user_limit,
         per_user_limit_window=LimitWindow(spec.per_user_limit_window or LimitWindow.LIFETIME),
         attributes=attributes,
+        entitlement_terms=entitlement_terms(spec, kind),
     )
 
 
@@ -189,6 +210,10 @@ def item_pb(item: Item) -> pb.Item:
     _set_ts(msg.create_time, item.create_time)
     _set_ts(msg.update_time, item.update_time)
     _set_attributes(msg, spec.attributes)
+    terms = spec.entitlement_terms
+    msg.entitlement_terms.CopyFrom(pb.EntitlementTerms(
+        max_uses=terms.max_uses, unlimited_uses=terms.unlimited_uses, valid_for_seconds=terms.valid_for_seconds))
+    _set_ts(msg.entitlement_terms.valid_until, terms.valid_until)
     return msg
 
 

@@ -40,8 +40,8 @@ _CACHE_LIMIT = 10_000
 _ITEM_COLUMNS = (
     "i.item_id, i.version, i.kind, i.title, i.description, i.currency, i.price_amount, i.regions, "
     "i.available_from, i.available_until, i.limited_stock, i.stock_total, i.stock_available, "
-    "i.stock_reserved, i.stock_sold, i.per_user_limit, i.per_user_limit_window, i.attributes, i.archived, "
-    "i.create_time, i.update_time"
+    "i.stock_reserved, i.stock_sold, i.per_user_limit, i.per_user_limit_window, i.attributes, i.entitlement_terms, "
+    "i.archived, i.create_time, i.update_time"
 )
 # Changes only by growing (links are never removed, a campaign ends once): the campaigns cache key.
 _LINKS = (
@@ -184,8 +184,9 @@ class HotPath:
         stock = Stock(row["stock_total"], row["stock_available"], row["stock_reserved"], row["stock_sold"])
         if cached is None:
             values: dict[str, Any] = dict(row)
-            if isinstance(values["attributes"], str):
-                values["attributes"] = json.loads(values["attributes"])
+            for column in ("attributes", "entitlement_terms"):  # asyncpg hands JSONB over as text
+                if isinstance(values[column], str):
+                    values[column] = json.loads(values[column])
             cached = item_from_row(values)
             if len(self._items) >= _CACHE_LIMIT:
                 self._items.clear()

@@ -15,6 +15,7 @@ from catalog.domain import (
     CosmeticAttributes,
     Currency,
     DiscountAttributes,
+    EntitlementTerms,
     EventAccessAttributes,
     GiftAttributes,
     Item,
@@ -27,6 +28,7 @@ from catalog.domain import (
     ReservationState,
     Stock,
     StockReturn,
+    default_terms,
 )
 
 _ATTRIBUTE_TYPES: dict[str, type] = {
@@ -38,6 +40,7 @@ _ATTRIBUTE_TYPES: dict[str, type] = {
 }
 _ATTRIBUTE_NAMES = {cls: name for name, cls in _ATTRIBUTE_TYPES.items()}
 _ADAPTERS: dict[type, TypeAdapter[Any]] = {cls: TypeAdapter(cls) for cls in _ATTRIBUTE_TYPES.values()}
+_TERMS: TypeAdapter[EntitlementTerms] = TypeAdapter(EntitlementTerms)
 
 
 class Row(Protocol):
@@ -61,6 +64,11 @@ def attributes_from_json(data: Mapping[str, Any]) -> Attributes | None:
     return None
 
 
+def terms_from_json(kind: ItemKind, data: Mapping[str, Any]) -> EntitlementTerms:
+    """Stored terms; an item stored before terms existed ({}) has its kind's default."""
+    return _TERMS.validate_python(data) if data else default_terms(kind)
+
+
 def item_values(item: Item) -> dict[str, Any]:
     spec = item.spec
     return {
@@ -82,6 +90,7 @@ def item_values(item: Item) -> dict[str, Any]:
         "per_user_limit": spec.per_user_limit,
         "per_user_limit_window": int(spec.per_user_limit_window),
         "attributes": attributes_to_json(spec.attributes),
+        "entitlement_terms": _TERMS.dump_python(spec.entitlement_terms, mode="json"),
         "archived": item.archived,
         "create_time": item.create_time,
         "update_time": item.update_time,
@@ -102,6 +111,7 @@ def item_from_row(row: Row) -> Item:
         per_user_limit=row["per_user_limit"],
         per_user_limit_window=LimitWindow(row["per_user_limit_window"]),
         attributes=attributes_from_json(row["attributes"]),
+        entitlement_terms=terms_from_json(ItemKind(row["kind"]), row["entitlement_terms"]),
     )
     stock = Stock(row["stock_total"], row["stock_available"], row["stock_reserved"], row["stock_sold"])
     return Item(

@@ -1,18 +1,20 @@
-"""Entitlements (granted and revoked inside saga transitions), raffle draws, stored admin responses."""
+"""Entitlements (granted and revoked inside saga transitions, used by ConsumeEntitlement), raffle draws,
+stored admin responses."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from pydantic import TypeAdapter
 from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from redemption.domain import EntitlementKind, EntitlementState, State
-from redemption.tables import entitlements, idempotency, raffle_draws, sagas
+from redemption.domain import EntitlementKind, EntitlementState, State, Usage
+from redemption.tables import entitlement_uses, entitlements, idempotency, raffle_draws, sagas
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,57 @@ class EntitlementRow:
     cosmetic_id: str
     gift_id: str
     create_time: datetime
+    max_uses: int
+    unlimited_uses: bool
+    use_count: int
+    expire_time: datetime | None
+
+    @property
+    def usage(self) -> Usage:
+        return Usage(self.kind, self.state, self.max_uses, self.unlimited_uses, self.use_count, self.expire_time)
+
+
+@dataclass(frozen=True)
+class UseRow:
+    """One recorded use of an entitlement."""
+
+    request_id: str
+    entitlement_id: str
+    use_number: int
+    caller: str
+    reference: str
+    use_time: datetime
+
+
+@dataclass(frozen=True)
+class Consumption:
+    """A use and the entitlement right after it: the answer of ConsumeEntitlement, replayed as stored."""
+
+    entitlement: EntitlementRow
+    use: UseRow
+    fingerprint: str
+    replayed: bool = False  # read back from an earlier call with the same request id
+
+
+@dataclass(frozen=True)
+class UseRequest:
+    request_id: str
+    fingerprint: str
+    entitlement_id: str  # exactly one of entitlement_id / discount_code
+    discount_code: str
+    caller: str
+    reference: str
+    now: datetime
+
+
+# Decides one more use of the locked entitlement (is its redemption completed?): the entitlement after the
+# use, or raises the refusal.
+UseRule = Callable[[EntitlementRow, bool], EntitlementRow]
+_SNAPSHOT: TypeAdapter[EntitlementRow] = TypeAdapter(EntitlementRow)
+
+
+class _KeyTaken(Exception):
+    """A concurrent call with the same request id recorded its use (on another entitlement) first."""
 
 
 @dataclass(frozen=True)
@@ -52,8 +105,18 @@ def _entitlement(row: Any) -> EntitlementRow:
     return EntitlementRow(
         row.entitlement_id, row.user_id, row.redemption_id, row.unit, EntitlementKind(row.kind), row.item_id,
         EntitlementState(row.state), row.discount_code, row.raffle_id, row.event_id, row.recipient_id,
-        row.cosmetic_id, row.gift_id, row.create_time,
+        row.cosmetic_id, row.gift_id, row.create_time, row.max_uses, row.unlimited_uses, row.use_count,
+        row.expire_time,
     )
+
+
+def _use(row: Any) -> UseRow:
+    return UseRow(row.request_id, row.entitlement_id, row.use_number, row.caller, row.reference, row.use_time)
+
+
+def _target(entitlement_id: str, discount_code: str) -> Any:
+    return entitlements.c.entitlement_id == entitlement_id if entitlement_id else \
+        entitlements.c.discount_code == discount_code
 
 
 def _draw(row: Any) -> RaffleDrawRow:
@@ -82,11 +145,19 @@ async def revoke(conn: AsyncConnection, redemption_id: str) -> None:
     )
 
 
-async def lock_and_count_consumed(conn: AsyncConnection, redemption_id: str) -> int:
-    rows = await conn.execute(
-        select(entitlements.c.state).where(entitlements.c.redemption_id == redemption_id).with_for_update()
-    )
-    return sum(1 for (state,) in rows if state == EntitlementState.CONSUMED.value)
+async def lock_usages(conn: AsyncConnection, redemption_id: str) -> list[Usage]:
+    """The redemption's entitlements, locked against a concurrent use until the transaction ends."""
+    rows = await conn.execute(select(entitlements).where(entitlements.c.redemption_id == redemption_id)
+                              .with_for_update())
+    return [_entitlement(r).usage for r in rows]
+
+
+async def _stored_use(conn: AsyncConnection, request_id: str) -> Consumption | None:
+    row = (await conn.execute(select(entitlement_uses).where(entitlement_uses.c.request_id == request_id))
+           ).one_or_none()
+    if row is None:
+        return None
+    return Consumption(_SNAPSHOT.validate_python(row.entitlement), _use(row), row.fingerprint, replayed=True)
 
 
 class EntriesPending(Exception):
@@ -107,6 +178,57 @@ class EntitlementStore:
                 select(entitlements).where(entitlements.c.redemption_id == redemption_id).order_by(entitlements.c.unit)
             )
             return [_entitlement(r) for r in rows]
+
+    async def get(self, entitlement_id: str, discount_code: str) -> EntitlementRow | None:
+        """By id or, when `entitlement_id` is empty, by discount code."""
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(select(entitlements).where(_target(entitlement_id, discount_code)))
+                   ).one_or_none()
+            return _entitlement(row) if row else None
+
+    async def uses(self, entitlement_id: str, limit: int) -> list[UseRow]:
+        """The latest uses, newest first."""
+        async with self._engine.connect() as conn:
+            rows = await conn.execute(select(entitlement_uses).where(entitlement_uses.c.entitlement_id == entitlement_id)
+                                      .order_by(entitlement_uses.c.use_number.desc()).limit(limit))
+            return [_use(r) for r in rows]
+
+    async def consume(self, request: UseRequest, rule: UseRule) -> Consumption | None:
+        """Record one use under `request.request_id` (None: no such entitlement), or the use already stored
+        under that key. The entitlement row is locked FOR UPDATE while `rule` decides, so concurrent uses
+        of one entitlement queue there and each sees the count the previous one left."""
+        try:
+            return await self._consume(request, rule)
+        except _KeyTaken:
+            async with self._engine.connect() as conn:
+                return await _stored_use(conn, request.request_id)
+
+    async def _consume(self, request: UseRequest, rule: UseRule) -> Consumption | None:
+        async with self._engine.begin() as conn:
+            if (stored := await _stored_use(conn, request.request_id)) is not None:
+                return stored
+            row = (await conn.execute(
+                select(entitlements, sagas.c.state.label("saga_state"))
+                .join(sagas, sagas.c.redemption_id == entitlements.c.redemption_id)
+                .where(_target(request.entitlement_id, request.discount_code))
+                .with_for_update(of=entitlements))).one_or_none()
+            if row is None:
+                return None
+            # A call with the same key may have held the lock first.
+            if (stored := await _stored_use(conn, request.request_id)) is not None:
+                return stored
+            after = rule(_entitlement(row), row.saga_state == State.COMPLETED.value)
+            await conn.execute(update(entitlements).where(entitlements.c.entitlement_id == after.entitlement_id)
+                               .values(use_count=after.use_count, state=after.state.value))
+            use = UseRow(request.request_id, after.entitlement_id, after.use_count, request.caller, request.reference,
+                         request.now)
+            inserted = (await conn.execute(pg_insert(entitlement_uses).values(
+                **use.__dict__, fingerprint=request.fingerprint,
+                entitlement=_SNAPSHOT.dump_python(after, mode="json"),
+            ).on_conflict_do_nothing(index_elements=["request_id"]).returning(entitlement_uses.c.request_id))).first()
+            if inserted is None:
+                raise _KeyTaken  # rolls this use back
+            return Consumption(after, use, request.fingerprint)
 
     async def list_for_user(self, user_id: str, limit: int, after: tuple[datetime, str] | None) -> list[EntitlementRow]:
         query = select(entitlements).where(entitlements.c.user_id == user_id)

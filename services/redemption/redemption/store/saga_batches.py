@@ -107,7 +107,8 @@ def move_args(moves: Sequence[Move]) -> list[Any]:
         [rid for rid, _ in grants], [g.entitlement_id for _, g in grants], [g.unit for _, g in grants],
         [g.discount_code for _, g in grants], [g.kind.value for _, g in grants], [g.state.value for _, g in grants],
         [g.raffle_id for _, g in grants], [g.event_id for _, g in grants], [g.cosmetic_id for _, g in grants],
-        [g.gift_id for _, g in grants],
+        [g.gift_id for _, g in grants], [g.max_uses for _, g in grants], [g.unlimited_uses for _, g in grants],
+        [g.expire_time for _, g in grants],
     ]
 
 

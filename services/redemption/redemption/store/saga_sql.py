@@ -18,7 +18,7 @@ from typing import Any
 # $1..$4: who/where (id, lease owner, expected mode, expected step); $5..$21 the new saga columns;
 # $22..$25 the step-log rows of all of them (redemption id, name, outcome, detail: written in array
 # order); $26..$35 granted entitlement rows (redemption id, entitlement id, unit, discount code,
-# kind, state, raffle/event/cosmetic/gift ids). Returns the ids that moved; the step log and the
+# kind, state, raffle/event/cosmetic/gift ids, max uses, unlimited uses, expire time). Returns the ids that moved; the step log and the
 # entitlements are written only for those. A retried grant hits (redemption_id, unit) and adds nothing.
 MOVE = """
 WITH i AS (
@@ -48,12 +48,14 @@ logged AS (
     ORDER BY l.n),
 granted AS (
     INSERT INTO entitlements (entitlement_id, user_id, redemption_id, unit, kind, item_id, state, discount_code,
-                              raffle_id, event_id, recipient_id, cosmetic_id, gift_id, create_time)
+                              raffle_id, event_id, recipient_id, cosmetic_id, gift_id, create_time, max_uses,
+                              unlimited_uses, expire_time)
     SELECT g.id, m.user_id, m.redemption_id, g.unit, g.kind, m.item_id, g.state, g.code, g.raffle_id, g.event_id,
-           m.recipient_id, g.cosmetic_id, g.gift_id, m.now
+           m.recipient_id, g.cosmetic_id, g.gift_id, m.now, g.max_uses, g.unlimited_uses, g.expire_time
     FROM unnest($26::text[], $27::text[], $28::int[], $29::text[], $30::text[], $31::text[], $32::text[],
-                $33::text[], $34::text[], $35::text[])
-        AS g(rid, id, unit, code, kind, state, raffle_id, event_id, cosmetic_id, gift_id)
+                $33::text[], $34::text[], $35::text[], $36::int[], $37::bool[], $38::timestamptz[])
+        AS g(rid, id, unit, code, kind, state, raffle_id, event_id, cosmetic_id, gift_id, max_uses, unlimited_uses,
+             expire_time)
     JOIN moved m ON m.redemption_id = g.rid
     ON CONFLICT (redemption_id, unit) DO NOTHING)
 SELECT redemption_id FROM moved

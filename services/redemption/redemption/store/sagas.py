@@ -89,19 +89,22 @@ def _saga_values(saga: Saga) -> dict[str, Any]:
     }
 
 
+_ITEM_TIMES = ("sales_close_time", "valid_until")
+
+
 def _item_values(item: ItemSnapshot) -> dict[str, Any]:
-    """The item snapshot as JSON values (the close time as ISO 8601)."""
-    close = item.sales_close_time
-    return {**asdict(item), "sales_close_time": close.isoformat() if close else None}
+    """The item snapshot as JSON values (times as ISO 8601)."""
+    values = asdict(item)
+    return {**values, **{k: values[k].isoformat() if values[k] else None for k in _ITEM_TIMES}}
 
 
 def _saga_of(row: Any) -> Saga:
     item = None
     if row.item:
         data = dict(row.item)
-        close = data.get("sales_close_time")  # absent in sagas stored before raffles had a close time
-        item = ItemSnapshot(**{**data, "kind": ItemKind(data["kind"]),
-                               "sales_close_time": datetime.fromisoformat(close) if close else None})
+        # A time absent in sagas stored before it existed reads as None.
+        times = {k: datetime.fromisoformat(data[k]) if data.get(k) else None for k in _ITEM_TIMES}
+        item = ItemSnapshot(**{**data, "kind": ItemKind(data["kind"]), **times})
     return Saga(
         redemption_id=row.redemption_id,
         user_id=row.user_id,

@@ -27,6 +27,8 @@ from redemption.domain import (
     after_stock_lost,
     after_success,
     entitlement_units,
+    expiry,
+    granted_uses,
     raffle_closed,
     step_request_id,
 )
@@ -250,6 +252,7 @@ class SagaRunner:
         assert saga.item is not None
         kind = ENTITLEMENT_OF_ITEM[saga.item.kind]
         now = self.clock.now()
+        max_uses, unlimited_uses = granted_uses(saga.item, kind)
         rows = [
             EntitlementRow(
                 entitlement_id=uuid.uuid4().hex, user_id=saga.user_id, redemption_id=saga.redemption_id, unit=unit,
@@ -257,6 +260,7 @@ class SagaRunner:
                 discount_code=secrets.token_urlsafe(16) if kind is EntitlementKind.DISCOUNT_CODE else None,
                 raffle_id=saga.item.raffle_id, event_id=saga.item.event_id, recipient_id=saga.recipient_id,
                 cosmetic_id=saga.item.cosmetic_id, gift_id=saga.item.gift_id, create_time=now,
+                max_uses=max_uses, unlimited_uses=unlimited_uses, use_count=0, expire_time=expiry(saga.item, now),
             )
             for unit in range(entitlement_units(kind, saga.quantity))
         ]

@@ -23,6 +23,7 @@ from redemption.domain import (
     commitment_too_late,
     draw_winners,
     raffle_closed,
+    refund_blocker,
     refund_refusal,
     seed_hash,
     start_refund,
@@ -38,6 +39,7 @@ from redemption.store import (
     SagaStore,
 )
 from redemption.store import entitlements as entitlement_rows
+from redemption.use_cases.entitlements import EntitlementUses, shown
 from redemption.use_cases.ports import Catalog, Wallet
 from redemption.use_cases.saga_runner import SagaRunner
 
@@ -73,6 +75,7 @@ class RedemptionService:
         self.settings = settings
         self.owner = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.runner = SagaRunner(sagas, entitlements, wallet, catalog, clock, settings, self.owner)
+        self.uses = EntitlementUses(entitlements, clock)
         self._drivers: dict[str, asyncio.Task[None]] = {}
 
     # -- Redeem ------------------------------------------------------------------------------
@@ -170,7 +173,8 @@ class RedemptionService:
 
     async def list_entitlements(self, user_id: str, limit: int,
                                 after: tuple[datetime, str] | None) -> list[EntitlementRow]:
-        return await self.entitlements.list_for_user(user_id, limit, after)
+        now = self.clock.now()
+        return [shown(row, now) for row in await self.entitlements.list_for_user(user_id, limit, after)]
 
     # -- Refund ------------------------------------------------------------------------------
 
@@ -194,8 +198,10 @@ class RedemptionService:
             raise FailedPrecondition(refusal, metadata={"redemption_id": redemption_id})
 
         async def check_and_revoke(conn: object) -> None:
-            if await entitlement_rows.lock_and_count_consumed(conn, redemption_id):  # type: ignore[arg-type]
-                raise FailedPrecondition("ENTITLEMENT_CONSUMED", metadata={"redemption_id": redemption_id})
+            # Locked, so a use cannot slip in between this check and the revocation.
+            usages = await entitlement_rows.lock_usages(conn, redemption_id)  # type: ignore[arg-type]
+            if blocker := refund_blocker(usages, self.clock.now()):
+                raise FailedPrecondition(blocker, metadata={"redemption_id": redemption_id})
             await entitlement_rows.revoke(conn, redemption_id)  # type: ignore[arg-type]
 
         started = await self.sagas.start_refund(
