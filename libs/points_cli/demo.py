@@ -3,8 +3,9 @@
 A user earns points from watching and a sponsored challenge, redeems a raffle ticket, a
 cosmetic and a discount code, uses the code at checkout (as the fulfilment backend) and is
 refused when trying it again, buys coins and sends a creator a coin gift; support then suspends
-the user (a redemption is refused) and reinstates them (it succeeds); balances, history and
-entitlements are printed after each act. Each run uses fresh user ids, so it can be repeated.
+the user (a redemption is refused) and reinstates them (it succeeds); balances, history, both
+sides' gift histories and entitlements are printed after each act. Each run uses fresh user ids,
+so it can be repeated.
 """
 
 from __future__ import annotations
@@ -73,6 +74,15 @@ class Demo:
             print(f"    {e.amount:+6d} {_name(e.currency):<8} {e.reason:<14} ref={e.reference[:36]:<36} "
                   f"after={e.balance_after}")
 
+    async def gifts(self, user: str, role: wallet_pb2.GiftRole.ValueType) -> None:
+        reply = await self.wallet.ListGifts(wallet_pb2.ListGiftsRequest(user_id=user, role=role, page_size=20),
+                                            metadata=self.app_for(user), timeout=10)
+        sent = role == wallet_pb2.GIFT_ROLE_SENDER
+        print(f"  gifts {'sent' if sent else 'received'} by {user} (newest first):")
+        for g in reply.gifts:
+            other = f"to {g.creator_id}" if sent else f"from {g.sender_id}"
+            print(f"    {g.gift_id or '(no gift id)':<24} {g.coins} coins -> {g.diamonds} diamonds {other}")
+
     async def entitlements(self) -> None:
         reply = await self.redemption.ListEntitlements(redemption_pb2.ListEntitlementsRequest(user_id=self.user),
                                                        metadata=self.app_for(self.user), timeout=10)
@@ -85,20 +95,25 @@ class Demo:
 
     async def earn(self) -> None:
         app = self.ctx.metadata("app")
-        now = datetime.now(UTC)
+        watched_from = datetime.now(UTC)
         challenges = await self.earning.ListChallenges(earning_pb2.ListChallengesRequest(page_size=100),
                                                        metadata=app, timeout=10)
         challenge = next((c for c in challenges.challenges if c.name == "Summer Sprint"), None)
         if challenge is not None:
-            await self.earning.JoinChallenge(earning_pb2.JoinChallengeRequest(
+            joined = await self.earning.JoinChallenge(earning_pb2.JoinChallengeRequest(
                 request_id=f"demo-join-{self.run}", challenge_id=challenge.challenge_id, user_id=self.user),
                 metadata=self.app_for(self.user), timeout=10)
+            # A challenge pays only for activity after the join: the videos are watched from the
+            # server's join time on (this machine's clock may run behind it).
+            watched_from = joined.participation.join_time.ToDatetime(tzinfo=UTC)
             print(f"1. {self.user} joins the sponsored challenge '{challenge.name}' ({challenge.sponsor}): "
-                  "early-join bonus, then watches videos")
+                  f"early-join bonus of {joined.early_join_bonus_awarded} points, then watches videos at "
+                  f"x{challenge.multiplier_bps / 10_000:g} on watch points")
         for n, minutes in enumerate((10, 25, 40)):
             event = earning_pb2.ActivityEvent(
                 event_id=f"demo-watch-{self.run}-{n}", user_id=self.user, type=earning_pb2.ACTIVITY_TYPE_WATCH_TIME,
-                occurred_at=_ts(now - timedelta(seconds=30 * (3 - n))), region="US", device_id=f"demo-device-{self.run}",
+                occurred_at=_ts(watched_from + timedelta(seconds=n + 1)), region="US",
+                device_id=f"demo-device-{self.run}",
                 watch_seconds=minutes * 60, target_id=f"video-{n}")
             reply = await self.earning.RecordActivity(earning_pb2.RecordActivityRequest(event=event),
                                                       metadata=app, timeout=10)
@@ -205,6 +220,8 @@ async def run_demo(state_dir: Path, ports: dict[str, int]) -> None:
         print("\n5. where it all went")
         await demo.history(demo.user)
         await demo.history(demo.creator)
+        await demo.gifts(demo.user, wallet_pb2.GIFT_ROLE_SENDER)
+        await demo.gifts(demo.creator, wallet_pb2.GIFT_ROLE_CREATOR)
         await demo.entitlements()
     finally:
         await ctx.close()

@@ -35,6 +35,13 @@ def test_demo_story_runs_end_to_end(demo_suite: SuiteProcess) -> None:
     assert "redeem spring-raffle: COMPLETED" in out and "redeem golden-frame: COMPLETED" in out, out
     assert "RAFFLE_TICKET" in out and "COSMETIC" in out, out
     assert "DIAMONDS" in out, out
+    # The watching happens after the join, so the challenge's announced multiplier pays on each video.
+    assert "x1.5 on watch points" in out, out
+    watched = [line for line in out.splitlines() if line.lstrip().startswith("watched ")]
+    assert len(watched) == 3 and all("CHALLENGE_MULTIPLIER +" in line for line in watched), out
+    # The coin gift appears in both gift histories: 10 coins from the user, 5 diamonds to the creator.
+    assert "gifts sent by demo-user-" in out and "gifts received by demo-creator-" in out, out
+    assert out.count("10 coins -> 5 diamonds") == 2, out
     # The discount code is redeemed, applied once by fulfilment, and refused the second time.
     assert "redeem ad-free-discount: COMPLETED" in out and "DISCOUNT_CODE" in out, out
     assert "first use of code" in out and "by fulfilment, now CONSUMED (use 1 of 1" in out, out

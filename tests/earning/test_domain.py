@@ -154,6 +154,9 @@ def test_velocity_and_shared_device_hold_the_award() -> None:
     assert sum(step.points for step in fast.breakdown) == 0
     shared = evaluate(event(), RULES, EventFacts(device_accounts_today=6))
     assert shared.hold_reason == HoldReason.SHARED_DEVICE and kinds(shared)[-1] == RuleKind.DEVICE_HOLD
+    roaming = evaluate(event(), RULES, EventFacts(account_devices_today=5))
+    assert roaming.hold_reason == HoldReason.ACCOUNT_SHARING and kinds(roaming)[-1] == RuleKind.ACCOUNT_SHARING_HOLD
+    assert evaluate(event(), RULES, EventFacts(account_devices_today=4)).status == EventStatus.AWARDED
     nothing = evaluate(event(), RULES, EventFacts(events_last_minute=61, target_already_paid=True))
     assert nothing.status == EventStatus.CAPPED  # nothing to hold
 
@@ -171,7 +174,7 @@ def test_a_backdated_burst_is_counted_by_receive_time() -> None:
     """Events spread over the last 20 hours by their occurred_at, all received now: the fourth is
     over a limit of 3 per minute, though no minute of occurred_at holds more than one."""
     rules = replace(RULES, abuse=replace(RULES.abuse, velocity_max_events_per_minute=3))
-    known = KnownFacts({}, {"u1": ReceiveRate(1.5, NOW - timedelta(seconds=10))}, {}, set(), set(), [], {}, {})
+    known = KnownFacts({}, {"u1": ReceiveRate(1.5, NOW - timedelta(seconds=10))}, {}, set(), set(), [], {}, {}, {})
     facts = BatchFacts(known, NOW, 3)  # the stored bucket drained to 1.0 by now
     seen = []
     for i in range(4):

@@ -221,6 +221,7 @@ REQUESTS = {
     "GetHold": st.builds(pb.GetHoldRequest, hold_id=text_st),
     "ListTransactions": st.builds(pb.ListTransactionsRequest, user_id=text_st, currency=enum_st, page_size=st.integers(-(2**31), 2**31 - 1), page_token=text_st),
     "SendGift": st.builds(pb.SendGiftRequest, request_id=text_st, sender_id=text_st, creator_id=text_st, coins=int_st, gift_id=text_st),
+    "ListGifts": st.builds(pb.ListGiftsRequest, user_id=text_st, role=enum_st, page_size=st.integers(-(2**31), 2**31 - 1), page_token=text_st),
     "RequestPayout": st.builds(pb.RequestPayoutRequest, request_id=text_st, creator_id=text_st, diamonds=int_st),
     "CompletePayout": st.builds(pb.CompletePayoutRequest, request_id=text_st, payout_id=text_st, success=st.booleans(), failure_reason=text_st),
 }

@@ -141,7 +141,7 @@ def rules_from_proto(message: pb.Rules) -> Rules:
         streak=StreakRule(s.min_days, s.bonus_bps_per_day, s.max_bonus_bps),
         abuse=AbuseRule(
             a.max_future_skew_seconds, a.max_lateness_seconds, a.velocity_max_events_per_minute,
-            a.max_accounts_per_device_per_day,
+            a.max_accounts_per_device_per_day, a.max_devices_per_account_per_day,
         ),
     )
 

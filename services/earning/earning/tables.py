@@ -107,6 +107,8 @@ devices = Table(
     Column("device_id", String(128), primary_key=True),
 )
 
+# Who used which device on which day: by device (the primary key) for the shared-device rule, by user
+# (with the device, so the read needs no heap) for the account-sharing rule.
 device_accounts = Table(
     "device_accounts",
     metadata,
@@ -114,6 +116,7 @@ device_accounts = Table(
     Column("day", Date, primary_key=True),
     Column("user_id", String(128), primary_key=True),
 )
+Index("device_accounts_by_user", device_accounts.c.user_id, device_accounts.c.day, device_accounts.c.device_id)
 
 challenges = Table(
     "challenges",

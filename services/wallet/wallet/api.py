@@ -41,6 +41,7 @@ POLICY: Policy = {
     "ReleaseHold": allow("redemption"),
     "RefundHold": allow("redemption"),
     "SendGift": allow("app", "redemption", "admin"),
+    "ListGifts": allow("app", "admin"),  # a user's (or, for admin, anyone's) gift history
     "RequestPayout": allow("app", "admin"),
     "CompletePayout": allow("payments", "admin"),
     # A user's standing is support's (issue 18): operators suspend, reinstate and forfeit.
@@ -54,6 +55,7 @@ POLICY: Policy = {
 # request field that must be that user. A gift is sent by the user the app acts for.
 USER_SCOPED = {
     "GetBalance": "user_id", "ListTransactions": "user_id", "SendGift": "sender_id", "RequestPayout": "creator_id",
+    "ListGifts": "user_id",
 }
 
 Ctx = grpc.aio.ServicerContext
@@ -258,6 +260,21 @@ class WalletApi(wallet_pb2_grpc.WalletServiceServicer):
         if not current_user.get():  # an app call acts for the sender: the creator's balance is not theirs
             reply.creator_balance.CopyFrom(_balance(result.creator_balance))
         return reply
+
+    async def ListGifts(self, request: wallet_pb2.ListGiftsRequest, context: Ctx[Any, Any]) -> wallet_pb2.ListGiftsResponse:
+        found, token = await self._wallet.list_gifts(
+            request.user_id, int(request.role), request.page_size, request.page_token
+        )
+        return wallet_pb2.ListGiftsResponse(
+            gifts=[
+                wallet_pb2.Gift(
+                    transaction_id=g.transaction_id, gift_id=g.gift_id, sender_id=g.sender_id, creator_id=g.creator_id,
+                    coins=g.coins, diamonds=g.diamonds, create_time=_ts(g.create_time),
+                )
+                for g in found
+            ],
+            next_page_token=token,
+        )
 
     async def RequestPayout(
         self, request: wallet_pb2.RequestPayoutRequest, context: Ctx[Any, Any]

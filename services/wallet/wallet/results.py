@@ -125,6 +125,19 @@ class UserStatusView:
     last_change: UserStatusChangeView | None
 
 
+@dataclass(frozen=True)
+class GiftView:
+    """One SendGift as its ledger transaction records it."""
+
+    transaction_id: str
+    gift_id: str
+    sender_id: str
+    creator_id: str
+    coins: int
+    diamonds: int
+    create_time: datetime
+
+
 # --- stored form ----------------------------------------------------------------------------
 
 T = TypeVar("T")

@@ -132,6 +132,8 @@ class _RuleKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_RuleKind.Val
     """Velocity limit exceeded; award held for review."""
     RULE_KIND_DEVICE_HOLD: _RuleKind.ValueType  # 12
     """Device shared by too many accounts; award held for review."""
+    RULE_KIND_ACCOUNT_SHARING_HOLD: _RuleKind.ValueType  # 13
+    """Account used on too many devices in a day (account sharing); award held for review."""
 
 class RuleKind(_RuleKind, metaclass=_RuleKindEnumTypeWrapper):
     """Rule that contributed to an event's result."""
@@ -162,6 +164,8 @@ RULE_KIND_VELOCITY_HOLD: RuleKind.ValueType  # 11
 """Velocity limit exceeded; award held for review."""
 RULE_KIND_DEVICE_HOLD: RuleKind.ValueType  # 12
 """Device shared by too many accounts; award held for review."""
+RULE_KIND_ACCOUNT_SHARING_HOLD: RuleKind.ValueType  # 13
+"""Account used on too many devices in a day (account sharing); award held for review."""
 Global___RuleKind: _TypeAlias = RuleKind  # noqa: Y015
 
 class _HeldEarningState:
@@ -428,6 +432,7 @@ class AbuseRule(_message.Message):
     MAX_LATENESS_SECONDS_FIELD_NUMBER: _builtins.int
     VELOCITY_MAX_EVENTS_PER_MINUTE_FIELD_NUMBER: _builtins.int
     MAX_ACCOUNTS_PER_DEVICE_PER_DAY_FIELD_NUMBER: _builtins.int
+    MAX_DEVICES_PER_ACCOUNT_PER_DAY_FIELD_NUMBER: _builtins.int
     max_future_skew_seconds: _builtins.int
     """Events with occurred_at further than this in the future are rejected."""
     max_lateness_seconds: _builtins.int
@@ -436,6 +441,10 @@ class AbuseRule(_message.Message):
     """Events per user per minute above which earnings are held for review; 0 = no limit."""
     max_accounts_per_device_per_day: _builtins.int
     """Distinct accounts per device per day above which earnings are held; 0 = no limit."""
+    max_devices_per_account_per_day: _builtins.int
+    """Distinct devices per account per day above which the account's earnings from devices are held
+    (account sharing); 0 = no limit.
+    """
     def __init__(
         self,
         *,
@@ -443,10 +452,11 @@ class AbuseRule(_message.Message):
         max_lateness_seconds: _builtins.int = ...,
         velocity_max_events_per_minute: _builtins.int = ...,
         max_accounts_per_device_per_day: _builtins.int = ...,
+        max_devices_per_account_per_day: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["max_accounts_per_device_per_day", b"max_accounts_per_device_per_day", "max_future_skew_seconds", b"max_future_skew_seconds", "max_lateness_seconds", b"max_lateness_seconds", "velocity_max_events_per_minute", b"velocity_max_events_per_minute"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["max_accounts_per_device_per_day", b"max_accounts_per_device_per_day", "max_devices_per_account_per_day", b"max_devices_per_account_per_day", "max_future_skew_seconds", b"max_future_skew_seconds", "max_lateness_seconds", b"max_lateness_seconds", "velocity_max_events_per_minute", b"velocity_max_events_per_minute"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -744,7 +754,7 @@ class HeldEarning(_message.Message):
     points: _builtins.int
     """Points that will be credited on approval."""
     reason: _builtins.str
-    """UPPER_SNAKE hold reason (VELOCITY_LIMIT, SHARED_DEVICE)."""
+    """UPPER_SNAKE hold reason (VELOCITY_LIMIT, SHARED_DEVICE, ACCOUNT_SHARING)."""
     state: Global___HeldEarningState.ValueType
     """Review state."""
     resolved_by: _builtins.str

@@ -177,6 +177,30 @@ PAYOUT_STATE_FAILED: PayoutState.ValueType  # 3
 """Payment failed; the hold was released."""
 Global___PayoutState: _TypeAlias = PayoutState  # noqa: Y015
 
+class _GiftRole:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _GiftRoleEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_GiftRole.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    GIFT_ROLE_UNSPECIFIED: _GiftRole.ValueType  # 0
+    """Not set; rejected (INVALID_ARGUMENT GIFT_ROLE_REQUIRED)."""
+    GIFT_ROLE_SENDER: _GiftRole.ValueType  # 1
+    """The gifts the user sent: coins spent."""
+    GIFT_ROLE_CREATOR: _GiftRole.ValueType  # 2
+    """The gifts the user received as a creator: diamonds credited."""
+
+class GiftRole(_GiftRole, metaclass=_GiftRoleEnumTypeWrapper):
+    """Which side of its gifts a user's gift history lists."""
+
+GIFT_ROLE_UNSPECIFIED: GiftRole.ValueType  # 0
+"""Not set; rejected (INVALID_ARGUMENT GIFT_ROLE_REQUIRED)."""
+GIFT_ROLE_SENDER: GiftRole.ValueType  # 1
+"""The gifts the user sent: coins spent."""
+GIFT_ROLE_CREATOR: GiftRole.ValueType  # 2
+"""The gifts the user received as a creator: diamonds credited."""
+Global___GiftRole: _TypeAlias = GiftRole  # noqa: Y015
+
 @_typing.final
 class Balance(_message.Message):
     """One user's balance in one currency; total = available + held, neither is ever negative."""
@@ -1267,6 +1291,116 @@ class SendGiftResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___SendGiftResponse: _TypeAlias = SendGiftResponse  # noqa: Y015
+
+@_typing.final
+class Gift(_message.Message):
+    """One coin gift, as recorded in the ledger by SendGift."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TRANSACTION_ID_FIELD_NUMBER: _builtins.int
+    GIFT_ID_FIELD_NUMBER: _builtins.int
+    SENDER_ID_FIELD_NUMBER: _builtins.int
+    CREATOR_ID_FIELD_NUMBER: _builtins.int
+    COINS_FIELD_NUMBER: _builtins.int
+    DIAMONDS_FIELD_NUMBER: _builtins.int
+    CREATE_TIME_FIELD_NUMBER: _builtins.int
+    transaction_id: _builtins.str
+    """The gift's ledger transaction."""
+    gift_id: _builtins.str
+    """Catalog gift id (the transaction's reference; empty if the sender named none)."""
+    sender_id: _builtins.str
+    """User who spent the coins."""
+    creator_id: _builtins.str
+    """Creator who received the diamonds."""
+    coins: _builtins.int
+    """Whole coins the sender spent."""
+    diamonds: _builtins.int
+    """Whole diamonds credited to the creator (at the gift rate in force when sent)."""
+    @_builtins.property
+    def create_time(self) -> _timestamp_pb2.Timestamp:
+        """When the gift was sent."""
+
+    def __init__(
+        self,
+        *,
+        transaction_id: _builtins.str = ...,
+        gift_id: _builtins.str = ...,
+        sender_id: _builtins.str = ...,
+        creator_id: _builtins.str = ...,
+        coins: _builtins.int = ...,
+        diamonds: _builtins.int = ...,
+        create_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["coins", b"coins", "create_time", b"create_time", "creator_id", b"creator_id", "diamonds", b"diamonds", "gift_id", b"gift_id", "sender_id", b"sender_id", "transaction_id", b"transaction_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Gift: _TypeAlias = Gift  # noqa: Y015
+
+@_typing.final
+class ListGiftsRequest(_message.Message):
+    """Request for ListGifts."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_ID_FIELD_NUMBER: _builtins.int
+    ROLE_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    user_id: _builtins.str
+    """User whose gifts to list (the sender or the creator, by role)."""
+    role: Global___GiftRole.ValueType
+    """Whether to list the gifts the user sent or received; required."""
+    page_size: _builtins.int
+    """Maximum entries to return; 0 = server default, capped by the server."""
+    page_token: _builtins.str
+    """Opaque token from a previous response; empty = first page."""
+    def __init__(
+        self,
+        *,
+        user_id: _builtins.str = ...,
+        role: Global___GiftRole.ValueType = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "role", b"role", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListGiftsRequest: _TypeAlias = ListGiftsRequest  # noqa: Y015
+
+@_typing.final
+class ListGiftsResponse(_message.Message):
+    """Response for ListGifts."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    GIFTS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Token for the next page; empty = last page."""
+    @_builtins.property
+    def gifts(self) -> _containers.RepeatedCompositeFieldContainer[Global___Gift]:
+        """The gifts, newest first; the other party is creator_id for a sender, sender_id for a creator."""
+
+    def __init__(
+        self,
+        *,
+        gifts: _abc.Iterable[Global___Gift] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["gifts", b"gifts", "next_page_token", b"next_page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListGiftsResponse: _TypeAlias = ListGiftsResponse  # noqa: Y015
 
 @_typing.final
 class RequestPayoutRequest(_message.Message):

@@ -90,6 +90,11 @@ class WalletServiceStub:
                 request_serializer=points_dot_wallet_dot_v1_dot_wallet__pb2.SendGiftRequest.SerializeToString,
                 response_deserializer=points_dot_wallet_dot_v1_dot_wallet__pb2.SendGiftResponse.FromString,
                 _registered_method=True)
+        self.ListGifts = channel.unary_unary(
+                '/points.wallet.v1.WalletService/ListGifts',
+                request_serializer=points_dot_wallet_dot_v1_dot_wallet__pb2.ListGiftsRequest.SerializeToString,
+                response_deserializer=points_dot_wallet_dot_v1_dot_wallet__pb2.ListGiftsResponse.FromString,
+                _registered_method=True)
         self.RequestPayout = channel.unary_unary(
                 '/points.wallet.v1.WalletService/RequestPayout',
                 request_serializer=points_dot_wallet_dot_v1_dot_wallet__pb2.RequestPayoutRequest.SerializeToString,
@@ -208,6 +213,13 @@ class WalletServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListGifts(self, request, context):
+        """Lists the gifts a user sent (role SENDER) or received (role CREATOR), newest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def RequestPayout(self, request, context):
         """Starts a diamond cash-out: holds the diamonds and fixes the cash value at the current rate.
         """
@@ -310,6 +322,11 @@ def add_WalletServiceServicer_to_server(servicer, server):
                     servicer.SendGift,
                     request_deserializer=points_dot_wallet_dot_v1_dot_wallet__pb2.SendGiftRequest.FromString,
                     response_serializer=points_dot_wallet_dot_v1_dot_wallet__pb2.SendGiftResponse.SerializeToString,
+            ),
+            'ListGifts': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListGifts,
+                    request_deserializer=points_dot_wallet_dot_v1_dot_wallet__pb2.ListGiftsRequest.FromString,
+                    response_serializer=points_dot_wallet_dot_v1_dot_wallet__pb2.ListGiftsResponse.SerializeToString,
             ),
             'RequestPayout': grpc.unary_unary_rpc_method_handler(
                     servicer.RequestPayout,
@@ -640,6 +657,33 @@ class WalletService:
             '/points.wallet.v1.WalletService/SendGift',
             points_dot_wallet_dot_v1_dot_wallet__pb2.SendGiftRequest.SerializeToString,
             points_dot_wallet_dot_v1_dot_wallet__pb2.SendGiftResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListGifts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/points.wallet.v1.WalletService/ListGifts',
+            points_dot_wallet_dot_v1_dot_wallet__pb2.ListGiftsRequest.SerializeToString,
+            points_dot_wallet_dot_v1_dot_wallet__pb2.ListGiftsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -62,6 +62,8 @@ class WalletServiceStub:
     """Lists a user's ledger entries, newest first."""
     SendGift: _grpc.UnaryUnaryMultiCallable[_wallet_pb2.SendGiftRequest, _wallet_pb2.SendGiftResponse]
     """Debits the sender's coins and credits the creator's diamonds in one transaction."""
+    ListGifts: _grpc.UnaryUnaryMultiCallable[_wallet_pb2.ListGiftsRequest, _wallet_pb2.ListGiftsResponse]
+    """Lists the gifts a user sent (role SENDER) or received (role CREATOR), newest first."""
     RequestPayout: _grpc.UnaryUnaryMultiCallable[_wallet_pb2.RequestPayoutRequest, _wallet_pb2.RequestPayoutResponse]
     """Starts a diamond cash-out: holds the diamonds and fixes the cash value at the current rate."""
     CompletePayout: _grpc.UnaryUnaryMultiCallable[_wallet_pb2.CompletePayoutRequest, _wallet_pb2.CompletePayoutResponse]
@@ -114,6 +116,8 @@ class WalletServiceAsyncStub(WalletServiceStub):
     """Lists a user's ledger entries, newest first."""
     SendGift: _aio.UnaryUnaryMultiCallable[_wallet_pb2.SendGiftRequest, _wallet_pb2.SendGiftResponse]  # type: ignore[assignment]
     """Debits the sender's coins and credits the creator's diamonds in one transaction."""
+    ListGifts: _aio.UnaryUnaryMultiCallable[_wallet_pb2.ListGiftsRequest, _wallet_pb2.ListGiftsResponse]  # type: ignore[assignment]
+    """Lists the gifts a user sent (role SENDER) or received (role CREATOR), newest first."""
     RequestPayout: _aio.UnaryUnaryMultiCallable[_wallet_pb2.RequestPayoutRequest, _wallet_pb2.RequestPayoutResponse]  # type: ignore[assignment]
     """Starts a diamond cash-out: holds the diamonds and fixes the cash value at the current rate."""
     CompletePayout: _aio.UnaryUnaryMultiCallable[_wallet_pb2.CompletePayoutRequest, _wallet_pb2.CompletePayoutResponse]  # type: ignore[assignment]
@@ -229,6 +233,14 @@ class WalletServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_wallet_pb2.SendGiftResponse, _abc.Awaitable[_wallet_pb2.SendGiftResponse]]:
         """Debits the sender's coins and credits the creator's diamonds in one transaction."""
+
+    @_abc_1.abstractmethod
+    def ListGifts(
+        self,
+        request: _wallet_pb2.ListGiftsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_wallet_pb2.ListGiftsResponse, _abc.Awaitable[_wallet_pb2.ListGiftsResponse]]:
+        """Lists the gifts a user sent (role SENDER) or received (role CREATOR), newest first."""
 
     @_abc_1.abstractmethod
     def RequestPayout(

@@ -2,9 +2,9 @@
 
 The store loads everything a batch can need in a few set-based queries (`KnownFacts`); the
 events are then evaluated one after the other and each decision is applied back to these facts
-(counters, paid targets and milestones, recent events, device accounts, streaks, receive-time
-buckets, sponsor budgets), so the second event of a user sees the first exactly as if it had been stored. What
-changed is collected for a few array writes at the end. Pure Python: no grpc, no sqlalchemy.
+(counters, paid targets and milestones, recent events, device accounts and account devices, streaks,
+receive-time buckets, sponsor budgets), so the second event of a user sees the first exactly as if
+it had been stored. What changed is collected for a few array writes at the end. Pure Python: no grpc, no sqlalchemy.
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ class KnownFacts:
     paid_milestones: set[tuple[str, str, str]]  # (user, game, milestone)
     recent: list[tuple[str, int, datetime]]  # accepted events (user, type, occurred_at) near the batch
     device_accounts: dict[tuple[str, date], set[str]]  # (device, day) -> accounts seen
+    account_devices: dict[tuple[str, date], set[str]]  # (user, day) -> devices the user was seen on
     joined: dict[str, list[tuple[Challenge, datetime]]]  # user -> (challenge, join time), locked rows
 
 
@@ -81,6 +82,7 @@ class BatchFacts:
             self._by_user[user].append(at)
             self._by_user_type[(user, activity)].append(at)
         self._devices = {key: set(users) for key, users in known.device_accounts.items()}
+        self._account_devices = {key: set(devices) for key, devices in known.account_devices.items()}
         self._joined = known.joined
         self._spent = {c.challenge_id: c.budget_spent_points for joined in known.joined.values() for c, _ in joined}
         self.writes = BatchWrites()
@@ -89,9 +91,9 @@ class BatchFacts:
         return self._streaks.get(user_id, Streak())
 
     def facts_for(self, event: ActivityEvent, rules: Rules, day: date, streak_days: int) -> EventFacts:
-        """The facts `evaluate` needs. The device count includes this user, but the user is recorded on
-        the device only by `apply`: a rejected event (e.g. NOT_A_PARTICIPANT) earned nothing and must
-        not use up one of the device's accounts."""
+        """The facts `evaluate` needs. The device's account count includes this user and the user's device
+        count this device, but the pair is recorded only by `apply`: a rejected event (e.g.
+        NOT_A_PARTICIPANT) earned nothing and must not use up a place on the device or the account."""
         user, activity = event.user_id, event.type.value
         rule = rules.rule_for(event.type)
         today = self._capped.get((user, day), {})
@@ -99,10 +101,12 @@ class BatchFacts:
         if rule is not None and rule.decay_after:
             since = event.occurred_at - timedelta(seconds=rule.decay_window_seconds)
             repetitions = _count(self._by_user_type.get((user, activity), []), since, event.occurred_at)
-        device_count = 0
+        device_count = account_count = 0
         if event.device_id:
             accounts = self._devices.get((event.device_id, day), set())
             device_count = len(accounts) + (user not in accounts)
+            devices = self._account_devices.get((user, day), set())
+            account_count = len(devices) + (event.device_id not in devices)
         covered = matching(self._joined.get(user, []), event)
         by_occurrence = 1 + _count(self._by_user.get(user, []), event.occurred_at - VELOCITY_WINDOW, event.occurred_at)
         by_receipt = math.ceil(self._rate(user)) + 1
@@ -119,6 +123,7 @@ class BatchFacts:
             streak_days=streak_days,
             events_last_minute=max(by_occurrence, by_receipt),
             device_accounts_today=device_count,
+            account_devices_today=account_count,
             challenges=[ChallengeTerms(c.challenge_id, c.spec.multiplier_bps, self._remaining(c)) for c in covered],
             is_challenge_participant=any(c.challenge_id == event.challenge_id for c in covered),
         )
@@ -166,6 +171,7 @@ class BatchFacts:
             accounts = self._devices.setdefault((event.device_id, day), set())
             if user not in accounts:
                 accounts.add(user)
+                self._account_devices.setdefault((user, day), set()).add(event.device_id)
                 self.writes.device_accounts.add((event.device_id, day, user))
         for challenge_id, points in decision.sponsored:
             self._spent[challenge_id] += points

@@ -1,7 +1,8 @@
 """How one event turns into points: the order of the rules and their arithmetic (all floors).
 
 Order: BASE -> DUPLICATE_TARGET / MILESTONE_ONCE -> DECAY -> STREAK_BONUS -> DAILY_TYPE_CAP ->
-DAILY_TOTAL_CAP -> CHALLENGE_MULTIPLIER (-> SPONSOR_BUDGET) -> VELOCITY_HOLD / DEVICE_HOLD.
+DAILY_TOTAL_CAP -> CHALLENGE_MULTIPLIER (-> SPONSOR_BUDGET) -> VELOCITY_HOLD / DEVICE_HOLD /
+ACCOUNT_SHARING_HOLD.
 The daily caps bound what the platform pays; a challenge's extra is funded by the challenge
 (its sponsor budget bounds it) and is therefore not counted against the daily caps.
 """
@@ -110,6 +111,7 @@ class EventFacts:
     streak_days: int = 0
     events_last_minute: int = 1  # including this event: by occurred_at, or by receive time if more
     device_accounts_today: int = 0  # distinct accounts on the device today, this user included
+    account_devices_today: int = 0  # distinct devices of the user today, this event's device included
     challenges: Sequence[ChallengeTerms] = ()
     is_challenge_participant: bool = True  # CHALLENGE_PROGRESS only
 
@@ -211,8 +213,7 @@ def evaluate(event: ActivityEvent, rules: Rules, facts: EventFacts) -> Decision:
 
     hold = _hold_reason(rules.abuse, facts)
     if hold is not None and points > 0:
-        kind = RuleKind.VELOCITY_HOLD if hold == HoldReason.VELOCITY_LIMIT else RuleKind.DEVICE_HOLD
-        steps.append(RuleApplication(kind, -points, f"held for review: {hold.value}"))
+        steps.append(RuleApplication(_HOLD_KINDS[hold], -points, f"held for review: {hold.value}"))
         return Decision(EventStatus.HELD_FOR_REVIEW, points, capped_points, tuple(steps), tuple(sponsored), hold)
     status = EventStatus.AWARDED if points > 0 else EventStatus.CAPPED
     return Decision(status, points, capped_points, tuple(steps), tuple(sponsored))
@@ -223,7 +224,16 @@ def _hold_reason(abuse: AbuseRule, facts: EventFacts) -> HoldReason | None:
         return HoldReason.VELOCITY_LIMIT
     if abuse.max_accounts_per_device_per_day and facts.device_accounts_today > abuse.max_accounts_per_device_per_day:
         return HoldReason.SHARED_DEVICE
+    if abuse.max_devices_per_account_per_day and facts.account_devices_today > abuse.max_devices_per_account_per_day:
+        return HoldReason.ACCOUNT_SHARING
     return None
+
+
+_HOLD_KINDS = {
+    HoldReason.VELOCITY_LIMIT: RuleKind.VELOCITY_HOLD,
+    HoldReason.SHARED_DEVICE: RuleKind.DEVICE_HOLD,
+    HoldReason.ACCOUNT_SHARING: RuleKind.ACCOUNT_SHARING_HOLD,
+}
 
 
 def early_join_bonus(

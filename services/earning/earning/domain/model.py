@@ -59,11 +59,13 @@ class RuleKind(enum.IntEnum):
     MILESTONE_ONCE = 10
     VELOCITY_HOLD = 11
     DEVICE_HOLD = 12
+    ACCOUNT_SHARING_HOLD = 13
 
 
 class HoldReason(enum.StrEnum):
     VELOCITY_LIMIT = "VELOCITY_LIMIT"
     SHARED_DEVICE = "SHARED_DEVICE"
+    ACCOUNT_SHARING = "ACCOUNT_SHARING"
 
 
 @dataclass(frozen=True)
@@ -114,6 +116,7 @@ class AbuseRule:
     max_lateness_seconds: int = 86_400
     velocity_max_events_per_minute: int = 0
     max_accounts_per_device_per_day: int = 0
+    max_devices_per_account_per_day: int = 0
 
 
 @dataclass(frozen=True)
@@ -176,6 +179,7 @@ def validate_rules(rules: Rules) -> Rules:
     _bounded("rules.abuse.max_lateness_seconds", rules.abuse.max_lateness_seconds, MAX_SECONDS_SETTING, 1)
     _bounded("rules.abuse.velocity_max_events_per_minute", rules.abuse.velocity_max_events_per_minute, 1_000_000)
     _bounded("rules.abuse.max_accounts_per_device_per_day", rules.abuse.max_accounts_per_device_per_day, 1_000_000)
+    _bounded("rules.abuse.max_devices_per_account_per_day", rules.abuse.max_devices_per_account_per_day, 1_000_000)
     return rules
 
 

@@ -42,7 +42,7 @@ _LOCK_BATCH = text(
 
 # Everything a batch reads, in one statement (one snapshot, taken after the users are locked):
 # stored events (replays) with their credit, today's counters, paid targets and milestones,
-# recent accepted events (velocity, decay), device accounts, and the joined challenges active
+# recent accepted events (velocity, decay), device accounts, account devices, and the joined challenges active
 # during the batch, whose rows are locked in id order (their budgets are charged by the batch).
 _READ_ALL = text(
     "WITH joined AS (SELECT c.challenge_id, c.name, c.start_time, c.end_time,"
@@ -74,6 +74,10 @@ _READ_ALL = text(
     " ARRAY(SELECT ROW(d.device_id, d.day, d.user_id) FROM device_accounts d"
     " JOIN unnest(CAST(:da_devices AS text[]), CAST(:da_days AS date[])) AS q(v, d)"
     " ON d.device_id = q.v AND d.day = q.d) AS devices,"
+    # the users' devices today (account sharing): read under the users' locks, as the devices' accounts
+    # are under the devices' locks, so concurrent batches of one user count its devices in turn
+    " ARRAY(SELECT ROW(d.user_id, d.day, d.device_id) FROM device_accounts d"
+    " WHERE d.user_id = ANY(CAST(:ad_users AS text[])) AND d.day = ANY(CAST(:days AS date[]))) AS account_devices,"
     " ARRAY(SELECT ROW(j.*) FROM joined j) AS joined"
 )
 
@@ -200,6 +204,7 @@ async def read_batch(
         "re_until": [high for _, high in spans.values()],
         "da_devices": [d[0] for d in device_days],
         "da_days": [d[1] for d in device_days],
+        "ad_users": sorted({e.user_id for e, _ in events if e.device_id}),
     }
     row = (await conn.execute(_READ_ALL, params)).one()
     replays = {}
@@ -214,6 +219,9 @@ async def read_batch(
     devices: dict[tuple[str, date], set[str]] = {}
     for device, day, user in row.devices:
         devices.setdefault((device, day), set()).add(user)
+    account_devices: dict[tuple[str, date], set[str]] = {}
+    for user, day, device in row.account_devices:
+        account_devices.setdefault((user, day), set()).add(device)
     joined = group_joined(
         (r.participant, challenge_from_row(r), r.join_time) for r in (_challenge_row(j) for j in row.joined)
     )
@@ -225,6 +233,7 @@ async def read_batch(
         paid_milestones={(u, g, m) for u, g, m in row.milestones},
         recent=list(row.recent),
         device_accounts=devices,
+        account_devices=account_devices,
         joined=joined,
     )
     return replays, known

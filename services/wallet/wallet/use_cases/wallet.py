@@ -25,8 +25,8 @@ from points_platform.validation import require_id, require_positive, require_req
 from wallet import domain, metrics
 from wallet.config import WalletSettings
 from wallet.domain import Currency, Kind, LedgerOp, Leg
-from wallet.results import BalanceView, HoldResult, HoldView, LedgerEntryView, LedgerResult, PayoutView
-from wallet.store import holds, ledger, lots, payouts, reads, refunds
+from wallet.results import BalanceView, GiftView, HoldResult, HoldView, LedgerEntryView, LedgerResult, PayoutView
+from wallet.store import gift_history, holds, ledger, lots, payouts, reads, refunds
 from wallet.use_cases.commands import (
     CommitHold,
     CompletePayout,
@@ -381,6 +381,19 @@ class Wallet:
         before = decode_before(token)
         entries, more = await reads.ledger_entries(self._engine, user_id, wanted, before, limit)
         return entries, encode_before(more) if more is not None else ""
+
+    async def list_gifts(self, user_id: str, role: int, size: int, token: str) -> tuple[list[GiftView], str]:
+        """The gifts `user_id` sent (role 1, SENDER) or received (role 2, CREATOR), newest first."""
+        require_id("user_id", user_id)
+        if role not in (GIFT_ROLE_SENDER, GIFT_ROLE_CREATOR):
+            reason = "GIFT_ROLE_REQUIRED" if role == 0 else "INVALID_FIELD"
+            raise invalid_field("role", "must be SENDER or CREATOR", reason)
+        limit = page_size(size)
+        found, more = await gift_history.gifts(self._engine, user_id, role == GIFT_ROLE_CREATOR, decode_before(token), limit)
+        return found, encode_before(more) if more is not None else ""
+
+
+GIFT_ROLE_SENDER, GIFT_ROLE_CREATOR = 1, 2  # points.wallet.v1.GiftRole
 
 
 def _validated_movement(cmd: Credit) -> Currency:
