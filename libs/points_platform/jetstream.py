@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import nats
+import structlog
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
@@ -20,15 +21,31 @@ from nats.js.errors import NotFoundError
 
 from points_platform.events import service_subjects
 
+log = structlog.get_logger("points.nats")
+
 DAY_SECONDS = 86_400.0
 
 
 async def connect(url: str, *, name: str, reconnect_wait_seconds: float = 2.0) -> NATS:
     """A client that keeps reconnecting for as long as the process lives: an outage of NATS only
     delays the relay (it keeps the rows), it must never end the connection for good."""
+
+    async def on_error(error: Exception) -> None:
+        # One line per failed attempt while NATS is away, instead of the client's default traceback.
+        log.warning("nats_error", error=f"{type(error).__name__}: {error}")
+
+    async def on_disconnected() -> None:
+        log.warning("nats_disconnected")
+
+    async def on_reconnected() -> None:
+        log.info("nats_reconnected")
+
     return await nats.connect(
         url,
         name=name,
+        error_cb=on_error,
+        disconnected_cb=on_disconnected,
+        reconnected_cb=on_reconnected,
         allow_reconnect=True,
         max_reconnect_attempts=-1,
         reconnect_time_wait=reconnect_wait_seconds,

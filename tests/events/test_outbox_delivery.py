@@ -145,3 +145,17 @@ async def test_the_run_loop_backs_off_through_an_outage_and_then_delivers(
 
 def publish_errors() -> float:
     return REGISTRY.get_sample_value("points_outbox_publish_errors_total", {"service": SERVICE}) or 0.0
+
+
+async def test_pruning_deletes_only_rows_published_long_enough_ago(feed: Feed) -> None:
+    relay = feed.relay()
+    await feed.change("alice")
+    await relay.relay_once()
+    feed.clock.advance(3600)
+    await feed.change("bob")
+    await relay.relay_once()  # published now: kept
+    await feed.change("carol")  # unpublished: never pruned
+
+    assert await relay.prune_once(keep_seconds=600) == 1
+    assert await relay.prune_once(keep_seconds=600) == 0
+    assert await feed.unpublished() == 1
