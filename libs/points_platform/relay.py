@@ -77,6 +77,8 @@ def _lock_namespace(table: sa.Table) -> int:
 
 
 class Relay:
+    """Publishes one service's outbox; run one in every replica (they share the partitions)."""
+
     def __init__(
         self,
         engine: AsyncEngine,
