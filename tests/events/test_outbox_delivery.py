@@ -8,8 +8,9 @@ import asyncio
 import pytest
 from prometheus_client import REGISTRY
 
+from points.events.v1 import catalog_pb2
 from points_platform.embedded_nats import EmbeddedNats
-from points_platform.events import partition_of, subject_for
+from points_platform.events import new_event, partition_of, subject_for
 from points_platform.relay import JetStreamPublisher, PublishFailed
 from tests.events.conftest import PARTITIONS, SERVICE, Feed, credit_event, versions_by_user
 from tests.support.nats import reconnected
@@ -159,3 +160,21 @@ async def test_pruning_deletes_only_rows_published_long_enough_ago(feed: Feed) -
     assert await relay.prune_once(keep_seconds=600) == 1
     assert await relay.prune_once(keep_seconds=600) == 0
     assert await feed.unpublished() == 1
+
+
+async def test_an_event_about_no_user_is_partitioned_by_its_aggregate(feed: Feed) -> None:
+    sold_out = new_event(
+        SERVICE,
+        catalog_pb2.StockSoldOut(item_id="item-9", total_stock=5),
+        user_id="",
+        aggregate_id="item-9",
+        aggregate_version=3,
+        occurred_time=feed.clock.now(),
+    )
+    async with feed.engine.begin() as conn:
+        await feed.outbox.append(conn, [sold_out])
+    await feed.relay().relay_once()
+
+    [stored] = await feed.stored()
+    assert stored.subject == subject_for(SERVICE, "stock_sold_out", partition_of("item-9", PARTITIONS))
+    assert stored.event == sold_out
