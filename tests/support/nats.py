@@ -1,0 +1,66 @@
+"""A real nats-server with JetStream for a test, and reading back what a stream holds.
+
+The `nats_server` fixture (registered in tests/conftest.py) starts one per test in its temporary
+directory; `stop()` then `start()` brings it back on the same port and store (an outage).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from nats.aio.client import Client as NATS
+
+from points.events.v1 import envelope_pb2
+from points_platform.embedded_nats import EmbeddedNats
+from points_platform.jetstream import connect
+from points_platform.relay import MSG_ID_HEADER
+from tests.support.wait import eventually
+
+
+@pytest.fixture
+async def nats_server(tmp_path: Path) -> AsyncIterator[EmbeddedNats]:
+    server = EmbeddedNats(tmp_path / "nats")
+    await server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+async def connect_client(server: EmbeddedNats) -> NATS:
+    """A client that reconnects quickly after the server comes back (the pace of its attempts)."""
+    return await connect(server.url, name="test", reconnect_wait_seconds=0.05)
+
+
+async def reconnected(nc: NATS) -> None:
+    async def connected() -> bool:
+        return bool(nc.is_connected)
+
+    await eventually(connected, what="the NATS client reconnected")
+
+
+@dataclass(frozen=True)
+class Stored:
+    """One message as the stream stored it."""
+
+    stream_sequence: int
+    subject: str
+    msg_id: str
+    event: envelope_pb2.Event
+
+
+async def stream_contents(nc: NATS, stream: str) -> list[Stored]:
+    """Every message of `stream`, in stream order (what any consumer would be delivered)."""
+    js = nc.jetstream()
+    state = (await js.stream_info(stream)).state
+    stored = []
+    for sequence in range(state.first_seq, state.last_seq + 1) if state.messages else ():
+        msg = await js.get_msg(stream, sequence)
+        assert msg.subject is not None and msg.data is not None and msg.headers is not None
+        stored.append(
+            Stored(sequence, msg.subject, msg.headers[MSG_ID_HEADER], envelope_pb2.Event.FromString(msg.data))
+        )
+    return stored
