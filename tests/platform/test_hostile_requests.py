@@ -40,13 +40,13 @@ from redemption.config import RedemptionSettings
 from redemption.main import start as start_redemption
 from tests.conftest import NewDatabase
 from tests.support.malformed import malformed_bodies
+from tests.support.credentials import TOKENS
 from tests.support.page_tokens import FORGED_TOKENS, forged_tokens
 from tests.support.rpc import FORBIDDEN, on_loop
 from wallet.api import POLICY as WALLET_POLICY
 from wallet.config import WalletSettings
 from wallet.main import start as start_wallet
 
-TOKENS = {c: f"{c}-token" for c in ("admin", "app", "earning", "redemption", "payments")}
 USER = "hostile-user"
 SERVICES = {
     "wallet": (wallet_pb2.DESCRIPTOR.services_by_name["WalletService"], WALLET_POLICY),
@@ -155,6 +155,7 @@ def test_every_rpc_and_every_list_is_discovered() -> None:
     assert len(RPCS) > 40
     assert {str(rpc) for rpc in LISTS} == {
         "wallet.ListTransactions",
+        "wallet.ListGifts",
         "catalog.ListItems",
         "catalog.ListCampaigns",
         "earning.ListChallenges",
@@ -177,7 +178,10 @@ async def test_malformed_bytes_are_malformed_request_after_authentication(ports:
 def list_request(rpc: Rpc, token: str) -> bytes:
     """A request that passes the list's other checks, so the token is what is judged."""
     fields = rpc.method.input_type.fields_by_name
-    request = rpc.request_class()(page_token=token, **({"user_id": USER} if "user_id" in fields else {}))
+    others: dict[str, Any] = {"user_id": USER} if "user_id" in fields else {}
+    if "role" in fields:  # ListGifts: a role is required before the token is read
+        others["role"] = 1
+    request = rpc.request_class()(page_token=token, **others)
     return bytes(request.SerializeToString())
 
 
