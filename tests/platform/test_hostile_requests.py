@@ -39,8 +39,8 @@ from redemption.api import POLICY as REDEMPTION_POLICY
 from redemption.config import RedemptionSettings
 from redemption.main import start as start_redemption
 from tests.conftest import NewDatabase
-from tests.support.malformed import malformed_bodies
 from tests.support.credentials import TOKENS
+from tests.support.malformed import malformed_bodies
 from tests.support.page_tokens import FORGED_TOKENS, forged_tokens
 from tests.support.rpc import FORBIDDEN, on_loop
 from wallet.api import POLICY as WALLET_POLICY
