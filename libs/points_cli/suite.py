@@ -292,7 +292,8 @@ def banner(cfg: SuiteConfig) -> str:
         "Try:",
         f"  TOKEN=$(python3 -c 'import json;print(json.load(open(\"{creds}\"))[\"app\"])')",
         "  grpcurl -plaintext -H \"authorization: Bearer $TOKEN\" -H 'x-points-user: alice' \\",
-        f"    -d '{{\"user_id\": \"alice\"}}' {cfg.host}:{cfg.ports['wallet']} points.wallet.v1.WalletService/GetBalance",
+        f"    -d '{{\"user_id\": \"alice\"}}' {cfg.host}:{cfg.ports['wallet']}"
+        " points.wallet.v1.WalletService/GetBalance",
         "",
         "Ctrl-C stops everything.",
     ]

@@ -21,7 +21,9 @@ class SuiteTargets:
     tokens: dict[str, str] = field(default_factory=dict)
 
     @classmethod
-    def from_state_dir(cls, state_dir: Path, host: str = "127.0.0.1", ports: dict[str, int] | None = None) -> SuiteTargets:
+    def from_state_dir(
+        cls, state_dir: Path, host: str = "127.0.0.1", ports: dict[str, int] | None = None
+    ) -> SuiteTargets:
         credentials = state_dir / "credentials.json"
         if not credentials.exists():
             raise SystemExit(f"no {credentials}: is `points up --state-dir {state_dir}` running?")

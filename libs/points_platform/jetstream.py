@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import nats
 import structlog
-from nats.aio.client import Client as NATS
+from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
 from nats.js.errors import NotFoundError
@@ -26,7 +26,7 @@ log = structlog.get_logger("points.nats")
 DAY_SECONDS = 86_400.0
 
 
-async def connect(url: str, *, name: str, reconnect_wait_seconds: float = 2.0) -> NATS:
+async def connect(url: str, *, name: str, reconnect_wait_seconds: float = 2.0) -> NatsClient:
     """A client that keeps reconnecting for as long as the process lives: an outage of NATS only
     delays the relay (it keeps the rows), it must never end the connection for good."""
 

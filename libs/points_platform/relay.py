@@ -25,7 +25,7 @@ from typing import Protocol
 
 import sqlalchemy as sa
 import structlog
-from nats.aio.client import Client as NATS
+from nats.aio.client import Client as NatsClient
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from points_platform.outbox import PUBLISH_ERRORS, PUBLISHED, Outbox
@@ -35,13 +35,13 @@ log = structlog.get_logger("points.relay")
 MSG_ID_HEADER = "Nats-Msg-Id"
 
 
-class PublishFailed(Exception):
+class PublishError(Exception):
     """NATS did not acknowledge a publish (down, no stream, timeout): the row stays unpublished."""
 
 
 class Publisher(Protocol):
     async def publish(self, subject: str, payload: bytes, msg_id: str) -> None:
-        """Store one message in JetStream, or raise PublishFailed."""
+        """Store one message in JetStream, or raise PublishError."""
         ...
 
 
@@ -49,18 +49,18 @@ class JetStreamPublisher:
     """Publishes with an acknowledgement per message: the next one leaves only once the previous
     one is stored, so a failure never leaves a later event in the stream before an earlier one."""
 
-    def __init__(self, nc: NATS, timeout_seconds: float = 5.0) -> None:
+    def __init__(self, nc: NatsClient, timeout_seconds: float = 5.0) -> None:
         self._nc = nc
         self._js = nc.jetstream(timeout=timeout_seconds)
 
     async def publish(self, subject: str, payload: bytes, msg_id: str) -> None:
         # While reconnecting the client would buffer the request and wait its whole timeout.
         if not self._nc.is_connected:
-            raise PublishFailed("not connected to NATS")
+            raise PublishError("not connected to NATS")
         try:
             await self._js.publish(subject, payload, headers={MSG_ID_HEADER: msg_id})
-        except Exception as exc:  # noqa: BLE001 - any failure leaves the row for the next pass
-            raise PublishFailed(f"{type(exc).__name__}: {exc}") from exc
+        except Exception as exc:  # any failure leaves the row for the next pass
+            raise PublishError(f"{type(exc).__name__}: {exc}") from exc
 
 
 def backoff_seconds(failures: int, *, base: float = 0.1, cap: float = 30.0) -> float:
@@ -101,15 +101,15 @@ class Relay:
     async def relay_once(self) -> int:
         """One pass: publish up to a batch of every partition with a backlog that no other relay
         holds, mark it published, refresh the backlog gauges; the number published. Raises
-        PublishFailed after marking what was published before the failure."""
+        PublishError after marking what was published before the failure."""
         async with self._engine.connect() as conn:
             backlog = await self._outbox.backlog(conn)
-        failure: PublishFailed | None = None
+        failure: PublishError | None = None
         published = 0
         for partition in sorted(backlog.by_partition):
             try:
                 published += await self._relay_partition(partition)
-            except PublishFailed as exc:
+            except PublishError as exc:
                 failure = exc
                 break
         async with self._engine.connect() as conn:
@@ -121,7 +121,7 @@ class Relay:
     async def _relay_partition(self, partition: int) -> int:
         t = self._outbox.table
         published: list[int] = []
-        failure: PublishFailed | None = None
+        failure: PublishError | None = None
         async with self._engine.begin() as conn:
             if not await conn.scalar(sa.select(sa.func.pg_try_advisory_xact_lock(self._namespace, partition))):
                 return 0  # another relay is publishing this partition
@@ -134,7 +134,7 @@ class Relay:
             for sequence, event_id, subject, payload in rows:
                 try:
                     await self._publisher.publish(subject, payload, str(event_id))
-                except PublishFailed as exc:
+                except PublishError as exc:
                     failure = exc
                     break
                 published.append(sequence)
@@ -165,11 +165,11 @@ class Relay:
             try:
                 published = await self.relay_once()
                 failures = 0
-            except PublishFailed as exc:
+            except PublishError as exc:
                 failures += 1
                 log.warning("outbox_publish_failed", service=self._outbox.service, failures=failures, error=str(exc))
                 published = 0
-            except Exception:  # noqa: BLE001 - the database may be away; the loop must survive
+            except Exception:  # the database may be away; the loop must survive
                 failures += 1
                 log.exception("outbox_relay_failed", service=self._outbox.service, failures=failures)
                 published = 0

@@ -115,7 +115,7 @@ async def _supervised(job: Background) -> None:
             return
         except asyncio.CancelledError:
             raise
-        except Exception:  # noqa: BLE001 - keep the job alive, but say why it died
+        except Exception:  # keep the job alive, but say why it died
             log.exception("background_job_failed", job=getattr(job, "__name__", "job"))
             await asyncio.sleep(1.0)
 

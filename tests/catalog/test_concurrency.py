@@ -134,9 +134,8 @@ async def test_mixed_load_ends_where_the_callers_were_told(h: Harness) -> None:
                             returned += reply.quantity_returned
                         except grpc.aio.AioRpcError as exc:
                             assert exc.code() == grpc.StatusCode.FAILED_PRECONDITION, exc.details()
-        elif action == 1:
-            if await outcome(h.release(r)) == "OK":
-                told[r.reservation_id] = (RELEASED, r.quantity)
+        elif action == 1 and await outcome(h.release(r)) == "OK":
+            told[r.reservation_id] = (RELEASED, r.quantity)
 
     await asyncio.gather(*(customer(n) for n in range(120)))
     h.clock.advance(5)

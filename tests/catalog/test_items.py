@@ -70,7 +70,8 @@ async def test_stock_total_cannot_drop_below_reserved_and_sold(h: Harness) -> No
 
 
 async def test_missing_item_is_not_found(h: Harness) -> None:
-    await expect_error(h.call("GetItem", pb.GetItemRequest(item_id="item-nope"), caller="app"), NOT_FOUND, "ITEM_NOT_FOUND")
+    missing = h.call("GetItem", pb.GetItemRequest(item_id="item-nope"), caller="app")
+    await expect_error(missing, NOT_FOUND, "ITEM_NOT_FOUND")
     update = pb.UpdateItemRequest(request_id=rid(), item_id="item-nope", spec=item_spec())
     await expect_error(h.call("UpdateItem", update), NOT_FOUND, "ITEM_NOT_FOUND")
 
@@ -133,7 +134,8 @@ async def test_list_filters_and_pages_in_stable_order(catalog: Harness, new_data
             out: list[str] = []
             token = ""
             while True:
-                reply = await own.call("ListItems", pb.ListItemsRequest(page_size=2, page_token=token, **filters), "app")
+                request = pb.ListItemsRequest(page_size=2, page_token=token, **filters)
+                reply = await own.call("ListItems", request, "app")
                 out += [i.title for i in reply.items]
                 token = reply.next_page_token
                 if not token:

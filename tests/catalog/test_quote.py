@@ -222,8 +222,9 @@ async def test_raffle_tickets_stop_selling_at_the_sales_close(h: Harness) -> Non
     raffle without sales_close_time closes at its draw time; a reservation made before the close
     still commits after it (the saga's point of no return decides, not the catalog)."""
     close, draw = START + timedelta(hours=1), START + timedelta(hours=2)
-    explicit = await h.create_item(kind=pb.ITEM_KIND_RAFFLE_TICKET, limited_stock=True, stock_total=5, raffle=pb.RaffleAttributes(
-        raffle_id="close-explicit", winners=1, draw_time=ts(draw), sales_close_time=ts(close)))
+    explicit = await h.create_item(
+        kind=pb.ITEM_KIND_RAFFLE_TICKET, limited_stock=True, stock_total=5, raffle=pb.RaffleAttributes(
+            raffle_id="close-explicit", winners=1, draw_time=ts(draw), sales_close_time=ts(close)))
     default = await h.create_item(kind=pb.ITEM_KIND_RAFFLE_TICKET, raffle=pb.RaffleAttributes(
         raffle_id="close-default", winners=1, draw_time=ts(draw)))
     assert explicit.raffle.sales_close_time == ts(close) and not default.raffle.HasField("sales_close_time")
@@ -244,7 +245,9 @@ async def test_raffle_tickets_stop_selling_at_the_sales_close(h: Harness) -> Non
 async def test_a_sales_close_needs_a_draw_time_at_or_after_it(h: Harness) -> None:
     draw = START + timedelta(hours=2)
     for attributes in (
-        pb.RaffleAttributes(raffle_id="r", winners=1, draw_time=ts(draw), sales_close_time=ts(draw + timedelta(seconds=1))),
+        pb.RaffleAttributes(
+            raffle_id="r", winners=1, draw_time=ts(draw), sales_close_time=ts(draw + timedelta(seconds=1))
+        ),
         pb.RaffleAttributes(raffle_id="r", winners=1, sales_close_time=ts(draw)),
     ):
         error = await expect_error(h.create_item(kind=pb.ITEM_KIND_RAFFLE_TICKET, raffle=attributes),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -94,10 +95,8 @@ class SuiteProcess:
         if self.proc is None:
             return
         for pid in self.pids() if self.proc.poll() is None else []:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
         self.proc.wait()
         if self.proc.stdout and not self.proc.stdout.closed:
             self.proc.stdout.close()

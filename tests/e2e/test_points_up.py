@@ -75,10 +75,14 @@ def test_up_serves_checks_auth_and_stops_cleanly(suite: SuiteProcess) -> None:
     with grpc.insecure_channel(f"127.0.0.1:{suite.ports['catalog']}") as channel:
         catalog = catalog_pb2_grpc.CatalogServiceStub(channel)
         with pytest.raises(grpc.RpcError) as denied:
-            catalog.CreateItem(catalog_pb2.CreateItemRequest(request_id="r1"), metadata=bearer(tokens["app"]), timeout=5)
+            catalog.CreateItem(
+                catalog_pb2.CreateItemRequest(request_id="r1"), metadata=bearer(tokens["app"]), timeout=5
+            )
         assert denied.value.code() == grpc.StatusCode.PERMISSION_DENIED
         try:
-            catalog.CreateItem(catalog_pb2.CreateItemRequest(request_id="r1"), metadata=bearer(tokens["admin"]), timeout=5)
+            catalog.CreateItem(
+                catalog_pb2.CreateItemRequest(request_id="r1"), metadata=bearer(tokens["admin"]), timeout=5
+            )
         except grpc.RpcError as passed:
             assert passed.code() not in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED)
             assert passed.code() != grpc.StatusCode.INTERNAL
@@ -113,7 +117,8 @@ def test_up_refuses_a_taken_port_in_one_line(tmp_path: Path) -> None:
         squatter.listen()
         taken = squatter.getsockname()[1]
         result = subprocess.run(
-            [sys.executable, "-m", "points_cli.main", "up", "--state-dir", str(tmp_path / "s"), "--wallet-port", str(taken)],
+            [sys.executable, "-m", "points_cli.main", "up",
+             "--state-dir", str(tmp_path / "s"), "--wallet-port", str(taken)],
             capture_output=True, text=True, timeout=60, check=False,
         )
     assert result.returncode != 0

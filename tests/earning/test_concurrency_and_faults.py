@@ -24,7 +24,8 @@ async def test_hundred_users_race_a_sponsor_budget(start_suite: StartSuite) -> N
         name="Race", start_time=ts(s.clock.now()), end_time=ts(s.clock.now() + timedelta(days=1)),
         multiplier_bps=40000, sponsor="Brand", sponsor_budget_points=10_000,
     )
-    challenge = (await s.stub.CreateChallenge(pb.CreateChallengeRequest(request_id="race", spec=spec), metadata=ADMIN)).challenge
+    created = await s.stub.CreateChallenge(pb.CreateChallengeRequest(request_id="race", spec=spec), metadata=ADMIN)
+    challenge = created.challenge
     users = [f"racer{i}" for i in range(100)]
     await asyncio.gather(
         *(

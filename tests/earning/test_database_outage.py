@@ -62,9 +62,13 @@ async def test_earning_without_its_database_answers_unavailable_and_records_once
     try:
         for _ in range(2):  # a dead pooled connection first, then a refused new one
             await unavailable(s.stub.RecordActivity(pb.RecordActivityRequest(event=single), metadata=APP, timeout=10))
-            await unavailable(s.stub.RecordActivities(pb.RecordActivitiesRequest(events=batch), metadata=APP, timeout=10))
             await unavailable(
-                s.stub.GetDailySummary(pb.GetDailySummaryRequest(user_id="outage1"), metadata=acting_for(APP, "outage1"), timeout=10)
+                s.stub.RecordActivities(pb.RecordActivitiesRequest(events=batch), metadata=APP, timeout=10)
+            )
+            await unavailable(
+                s.stub.GetDailySummary(
+                    pb.GetDailySummaryRequest(user_id="outage1"), metadata=acting_for(APP, "outage1"), timeout=10
+                )
             )
     finally:
         await set_database_open(url, True)

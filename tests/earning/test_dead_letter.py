@@ -23,7 +23,9 @@ from tests.support.credentials import TOKENS
 LIKE = 2
 AWARDED, DUPLICATE = 1, 3
 # The documented runbook step once the cause is fixed (docs/earning.md).
-REQUEUE = "UPDATE credits SET pending = true, failed_time = NULL WHERE failed_time IS NOT NULL AND last_error LIKE :cause"
+REQUEUE = (
+    "UPDATE credits SET pending = true, failed_time = NULL WHERE failed_time IS NOT NULL AND last_error LIKE :cause"
+)
 
 
 async def credit_rows(s: Suite, *event_ids: str) -> list[dict[str, Any]]:

@@ -110,7 +110,8 @@ def test_decay_halves_each_repetition_past_the_threshold() -> None:
 def test_streak_bonus_grows_per_day_and_is_capped() -> None:
     rule = RULES.streak  # from day 2: +5% per day, at most +50%
     assert [streak_bonus_bps(d, rule) for d in (0, 1, 2, 3, 11, 30)] == [0, 0, 500, 1000, 5000, 5000]
-    decision = evaluate(event(ActivityType.GAME_MILESTONE, game_id="g", milestone_id="m"), RULES, EventFacts(streak_days=3))
+    milestone = event(ActivityType.GAME_MILESTONE, game_id="g", milestone_id="m")
+    decision = evaluate(milestone, RULES, EventFacts(streak_days=3))
     assert decision.points_awarded == 55
     assert decision.breakdown[-1].rule == RuleKind.STREAK_BONUS
 
@@ -221,7 +222,8 @@ def test_early_join_bonus_inside_window_limited_by_budget() -> None:
     assert early_join_bonus(start, 3600, 100, None, start + timedelta(minutes=59))[:2] == (True, 100)
     assert early_join_bonus(start, 3600, 100, None, start + timedelta(hours=1))[:2] == (False, 0)
     early, granted, steps = early_join_bonus(start, 3600, 100, 40, start)
-    assert (early, granted) == (True, 40) and [s.rule for s in steps] == [RuleKind.EARLY_JOIN_BONUS, RuleKind.SPONSOR_BUDGET]
+    assert (early, granted) == (True, 40)
+    assert [s.rule for s in steps] == [RuleKind.EARLY_JOIN_BONUS, RuleKind.SPONSOR_BUDGET]
 
 
 def test_challenge_coverage() -> None:

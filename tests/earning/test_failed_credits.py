@@ -33,6 +33,12 @@ async def failed(s: Suite, user_id: str = "") -> list[pb.FailedCredit]:
             return credits
 
 
+async def daily_summary(s: Suite, user_id: str) -> pb.GetDailySummaryResponse:
+    return await s.stub.GetDailySummary(
+        pb.GetDailySummaryRequest(user_id=user_id), metadata=acting_for(APP, user_id), timeout=10
+    )
+
+
 async def requeue(s: Suite, request_id: str, ids: list[str]) -> pb.RequeueFailedCreditsResponse:
     return await s.stub.RequeueFailedCredits(
         pb.RequeueFailedCreditsRequest(request_id=request_id, credit_ids=ids), metadata=ADMIN, timeout=10
@@ -52,7 +58,7 @@ async def test_failed_credits_are_listed_and_requeued_once_the_cause_is_fixed(st
     assert all(f.failure.startswith("PERMISSION_DENIED") and f.attempts == 1 and f.amount == 2 for f in listed)
     assert [f.reference for f in await failed(s, user_id="denied1")] == [events[1].event_id]
     ids = [f.credit_id for f in listed]
-    summary = await s.stub.GetDailySummary(pb.GetDailySummaryRequest(user_id="denied0"), metadata=acting_for(APP, "denied0"), timeout=10)
+    summary = await daily_summary(s, "denied0")
     assert (summary.total_earned, summary.pending_credit_points, summary.failed_credit_points) == (2, 0, 2)
 
     # an unknown id refuses the whole request: nothing is requeued
@@ -68,7 +74,7 @@ async def test_failed_credits_are_listed_and_requeued_once_the_cause_is_fixed(st
     assert sorted(done.requeued_credit_ids) == sorted(ids) and not done.unchanged_credit_ids
     assert [await s.balance(f"denied{i}") for i in range(3)] == [2, 2, 2]  # sent at once
     assert await failed(s) == []
-    summary = await s.stub.GetDailySummary(pb.GetDailySummaryRequest(user_id="denied0"), metadata=acting_for(APP, "denied0"), timeout=10)
+    summary = await daily_summary(s, "denied0")
     assert (summary.total_earned, summary.pending_credit_points, summary.failed_credit_points) == (2, 0, 0)
 
     # the same request replays its answer; a new one finds nothing left to requeue; no double pay
@@ -110,7 +116,8 @@ async def set_wallet_rejects(s: Suite, user_id: str, rejects: bool) -> None:
                 " RETURN NEW; END $$"
             ))
             await conn.execute(text(
-                f"CREATE TRIGGER reject_user BEFORE INSERT ON transactions FOR EACH ROW EXECUTE FUNCTION reject_user('{user_id}')"
+                "CREATE TRIGGER reject_user BEFORE INSERT ON transactions FOR EACH ROW"
+                f" EXECUTE FUNCTION reject_user('{user_id}')"
             ))
         else:
             await conn.execute(text("DROP TRIGGER reject_user ON transactions"))
@@ -190,9 +197,11 @@ async def test_the_summary_counts_an_approved_held_earning_the_wallet_refused(st
     await s.stub.UpdateRules(pb.UpdateRulesRequest(request_id="r-velocity", rules=rules), metadata=ADMIN)
     first, second = [await s.record(s.event("heldfail", LIKE, target_id=f"v{i}")) for i in range(2)]
     assert (first.status, second.status) == (pb.EVENT_STATUS_AWARDED, pb.EVENT_STATUS_HELD_FOR_REVIEW)
-    approve = pb.ResolveHeldEarningRequest(request_id="rv-heldfail", held_earning_id=second.held_earning_id, approve=True)
+    approve = pb.ResolveHeldEarningRequest(
+        request_id="rv-heldfail", held_earning_id=second.held_earning_id, approve=True
+    )
     await s.stub.ResolveHeldEarning(approve, metadata=ADMIN)
-    summary = await s.stub.GetDailySummary(pb.GetDailySummaryRequest(user_id="heldfail"), metadata=acting_for(APP, "heldfail"), timeout=10)
+    summary = await daily_summary(s, "heldfail")
     assert (summary.total_earned, summary.held_points) == (4, 0)
     assert (summary.pending_credit_points, summary.failed_credit_points) == (0, 4)
     assert await s.balance("heldfail") == 0

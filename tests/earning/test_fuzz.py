@@ -72,15 +72,33 @@ async def test_random_requests_never_crash(shared_suite: Suite) -> None:
                 pb.GetDailySummaryRequest(user_id=event.user_id, date=date),
                 metadata=acting_for(APP, event.user_id) if fits_header(event.user_id) else APP,
             ),
-            lambda: s.stub.ListChallenges(pb.ListChallengesRequest(region=event.region, page_size=size, page_token=token), metadata=APP),
-            lambda: s.stub.ListHeldEarnings(pb.ListHeldEarningsRequest(user_id=event.user_id, state=pb.HeldEarningState.ValueType(size % 6), page_token=token), metadata=ADMIN),
-            lambda: s.stub.UpdateRules(pb.UpdateRulesRequest(request_id=token or "r", rules=rules, expected_version=size), metadata=ADMIN),
-            lambda: s.stub.CreateChallenge(pb.CreateChallengeRequest(request_id=token or "c", spec=spec), metadata=ADMIN),
+            lambda: s.stub.ListChallenges(
+                pb.ListChallengesRequest(region=event.region, page_size=size, page_token=token), metadata=APP
+            ),
+            lambda: s.stub.ListHeldEarnings(
+                pb.ListHeldEarningsRequest(
+                    user_id=event.user_id, state=pb.HeldEarningState.ValueType(size % 6), page_token=token
+                ),
+                metadata=ADMIN,
+            ),
+            lambda: s.stub.UpdateRules(
+                pb.UpdateRulesRequest(request_id=token or "r", rules=rules, expected_version=size), metadata=ADMIN
+            ),
+            lambda: s.stub.CreateChallenge(
+                pb.CreateChallengeRequest(request_id=token or "c", spec=spec), metadata=ADMIN
+            ),
             lambda: s.stub.JoinChallenge(
-                pb.JoinChallengeRequest(request_id=token or "j", challenge_id=event.challenge_id, user_id=event.user_id),
+                pb.JoinChallengeRequest(
+                    request_id=token or "j", challenge_id=event.challenge_id, user_id=event.user_id
+                ),
                 metadata=acting_for(APP, event.user_id) if fits_header(event.user_id) else APP,
             ),
-            lambda: s.stub.ResolveHeldEarning(pb.ResolveHeldEarningRequest(request_id=token or "h", held_earning_id=event.target_id, approve=True, note=date), metadata=ADMIN),
+            lambda: s.stub.ResolveHeldEarning(
+                pb.ResolveHeldEarningRequest(
+                    request_id=token or "h", held_earning_id=event.target_id, approve=True, note=date
+                ),
+                metadata=ADMIN,
+            ),
         ]
 
         async def run() -> list[grpc.StatusCode]:

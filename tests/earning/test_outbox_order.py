@@ -27,7 +27,7 @@ async def test_credits_the_wallet_keeps_refusing_go_behind_fresh_ones(new_databa
             await add_credit(conn, PendingCredit("fresh", "u", 5, "watch_time", "ev-fresh"), NOW)
         async with engine.connect() as conn:
             due = await due_credits(conn, created_by=NOW, limit=2, held_before=NOW)
-        assert [c.request_id for c in due][0] == "fresh"
+        assert due[0].request_id == "fresh"
         assert len(due) == 2
     finally:
         await engine.dispose()

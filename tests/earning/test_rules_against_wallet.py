@@ -22,7 +22,8 @@ async def test_watch_time_credits_the_wallet_with_event_reference(shared_suite: 
     assert [b.rule for b in result.breakdown] == [pb.RULE_KIND_BASE]
     assert await s.balance("w1") == 3
     [entry] = await s.history("w1")
-    assert entry.amount == 3 and entry.reference == event.event_id and entry.transaction_id == result.wallet_transaction_id
+    assert (entry.amount, entry.reference) == (3, event.event_id)
+    assert entry.transaction_id == result.wallet_transaction_id
 
 
 async def test_replay_is_duplicate_and_pays_once(shared_suite: Suite) -> None:
@@ -39,7 +40,8 @@ async def test_replay_is_duplicate_and_pays_once(shared_suite: Suite) -> None:
     changed.target_id = "v2"
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await s.record(changed)
-    assert caught.value.code() == grpc.StatusCode.ALREADY_EXISTS and error_reason(caught.value) == "IDEMPOTENCY_KEY_REUSED"
+    assert caught.value.code() == grpc.StatusCode.ALREADY_EXISTS
+    assert error_reason(caught.value) == "IDEMPOTENCY_KEY_REUSED"
 
 
 async def test_same_target_pays_once(shared_suite: Suite) -> None:

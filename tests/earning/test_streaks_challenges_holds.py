@@ -101,7 +101,8 @@ async def test_challenge_multiplier_early_bonus_and_budget(start_suite: StartSui
     assert (await s.record(s.event("cu2", SHARE, target_id="v1"))).points_awarded == 15
     trimmed = await s.record(s.event("cu2", SHARE, target_id="v2"))
     assert trimmed.points_awarded == 10 and trimmed.breakdown[-1].rule == pb.RULE_KIND_SPONSOR_BUDGET
-    listed = await s.stub.ListChallenges(pb.ListChallengesRequest(region="US", active_at=ts(s.clock.now())), metadata=APP)
+    listing = pb.ListChallengesRequest(region="US", active_at=ts(s.clock.now()))
+    listed = await s.stub.ListChallenges(listing, metadata=APP)
     assert [c.budget_spent_points for c in listed.challenges] == [30]
     none = await s.stub.ListChallenges(pb.ListChallengesRequest(region="FR"), metadata=APP)
     assert list(none.challenges) == []
@@ -193,7 +194,9 @@ async def test_batch_credits_in_order_and_replays(start_suite: StartSuite) -> No
     assert summary.points_awarded == await s.balance("streamer") > 0
 
 
-async def test_a_burst_backdated_across_the_day_is_held_by_receive_time(start_suite: StartSuite, tmp_path: Path) -> None:
+async def test_a_burst_backdated_across_the_day_is_held_by_receive_time(
+    start_suite: StartSuite, tmp_path: Path
+) -> None:
     """A bot spreads its events' occurred_at over the 24 h lateness window: no minute of occurred_at
     holds two of them, but they all arrive at once. The receive-time bucket (3 per minute here)
     holds the fourth on, in later batches too, until it has drained."""

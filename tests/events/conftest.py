@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import pytest
 import sqlalchemy as sa
-from nats.aio.client import Client as NATS
+from nats.aio.client import Client as NatsClient
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -33,7 +33,7 @@ class Feed:
     engine: AsyncEngine
     outbox: Outbox
     versions: sa.Table
-    nc: NATS
+    nc: NatsClient
     clock: ManualClock
     appended: list[str] = field(default_factory=list)  # event ids of committed changes, in commit order
 

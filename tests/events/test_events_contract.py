@@ -18,7 +18,7 @@ WHEN = datetime(2026, 3, 1, 9, 30, tzinfo=UTC)
 
 def test_every_payload_of_the_envelope_is_an_event_type() -> None:
     payloads = envelope_pb2.Event.DESCRIPTOR.oneofs_by_name["payload"].fields
-    assert EVENT_TYPES == {field.name for field in payloads}
+    assert {field.name for field in payloads} == EVENT_TYPES
     assert {"points_earned", "transaction_posted", "redemption_refunded", "stock_sold_out"} <= EVENT_TYPES
 
 

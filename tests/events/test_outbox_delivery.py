@@ -11,7 +11,7 @@ from prometheus_client import REGISTRY
 from points.events.v1 import catalog_pb2
 from points_platform.embedded_nats import EmbeddedNats
 from points_platform.events import new_event, partition_of, subject_for
-from points_platform.relay import JetStreamPublisher, PublishFailed
+from points_platform.relay import JetStreamPublisher, PublishError
 from tests.events.conftest import PARTITIONS, SERVICE, Feed, credit_event, versions_by_user
 from tests.support.nats import reconnected
 from tests.support.wait import eventually
@@ -61,7 +61,7 @@ class LosesAck:
         self.calls += 1
         await self.inner.publish(subject, payload, msg_id)
         if self.calls == self.n:
-            raise PublishFailed("acknowledgement lost")
+            raise PublishError("acknowledgement lost")
 
 
 async def test_a_publish_whose_ack_was_lost_is_stored_once(feed: Feed) -> None:
@@ -72,7 +72,7 @@ async def test_a_publish_whose_ack_was_lost_is_stored_once(feed: Feed) -> None:
     losing = LosesAck(JetStreamPublisher(feed.nc), n=2)
     relay = feed.relay(losing)
 
-    with pytest.raises(PublishFailed):
+    with pytest.raises(PublishError):
         await relay.relay_once()
     assert await feed.unpublished() == 2  # the first was marked; the second is kept with the third
     assert await relay.relay_once() == 2
@@ -91,7 +91,7 @@ async def test_a_nats_outage_loses_nothing_and_duplicates_nothing(feed: Feed, na
     nats_server.stop()
     for user in USERS:  # the load goes on while NATS is down
         await feed.change(user)
-    with pytest.raises(PublishFailed):
+    with pytest.raises(PublishError):
         await relay.relay_once()
     assert await feed.unpublished() == len(USERS)
 
@@ -103,7 +103,7 @@ async def test_a_nats_outage_loses_nothing_and_duplicates_nothing(feed: Feed, na
     async def drained() -> bool:
         try:
             await relay.relay_once()
-        except PublishFailed:
+        except PublishError:
             return False  # JetStream may still be recovering its store
         return await feed.unpublished() == 0
 

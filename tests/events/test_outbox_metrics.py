@@ -5,13 +5,13 @@ from __future__ import annotations
 import pytest
 from prometheus_client import REGISTRY
 
-from points_platform.relay import PublishFailed
+from points_platform.relay import PublishError
 from tests.events.conftest import SERVICE, Feed
 
 
 class Refusing:
     async def publish(self, subject: str, payload: bytes, msg_id: str) -> None:
-        raise PublishFailed("NATS is down")
+        raise PublishError("NATS is down")
 
 
 def sample(name: str) -> float | None:
@@ -26,7 +26,7 @@ async def test_backlog_and_its_age_reflect_unpublished_rows(feed: Feed) -> None:
         await feed.change(user)
     errors_before = sample("points_outbox_publish_errors_total") or 0.0
 
-    with pytest.raises(PublishFailed):
+    with pytest.raises(PublishError):
         await feed.relay(Refusing()).relay_once()
     assert sample("points_outbox_backlog") == 5
     assert sample("points_outbox_oldest_age_seconds") == 30

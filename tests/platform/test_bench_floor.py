@@ -52,7 +52,8 @@ def test_the_activity_mix_devices_and_challenge_share_follow_the_workload() -> N
 def test_earning_figures_are_shown_as_a_ratio_to_the_floor() -> None:
     def result(name: str, events: float, to_floor: float | None, number: int) -> Result:
         return Result(
-            name, "earning", 1, {}, 1.0, events / 100, events, 1.0, 2.0, 64, 2, 0.5, round=number, ratio_to_floor=to_floor
+            name, "earning", 1, {}, 1.0, events / 100, events, 1.0, 2.0, 64, 2, 0.5,
+            round=number, ratio_to_floor=to_floor,
         )
 
     rounds = [result("record_activities_100", 6000, 0.10, 1), result("record_activities_100", 9000, 0.15, 2)]

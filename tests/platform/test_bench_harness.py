@@ -55,4 +55,6 @@ def test_rounds_are_summarized_by_their_median_and_range() -> None:
     summary = format_summary(rounds).splitlines()
     assert summary[0] == "Over 3 rounds, median (min-max):"
     assert summary[1].split() == ["health_check@earning", "events/s", "3000", "(2900-3300)"]
-    assert summary[2].split() == ["record_activity", "events/s", "700", "(600-900)", "x", "health", "0.24", "(0.20-0.27)"]
+    assert summary[2].split() == [
+        "record_activity", "events/s", "700", "(600-900)", "x", "health", "0.24", "(0.20-0.27)"
+    ]

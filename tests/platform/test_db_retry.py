@@ -59,7 +59,10 @@ async def test_other_database_errors_are_not_retried() -> None:
         (asyncpg.exceptions.ConnectionDoesNotExistError("connection was closed in the middle of operation"), True),
         (asyncpg.exceptions.InterfaceError("connection is closed"), True),
         # a dead connection noticed while its last operation was still unfinished
-        (asyncpg.exceptions.InternalClientError("cannot switch to state 15; another operation (2) is in progress"), True),
+        (
+            asyncpg.exceptions.InternalClientError("cannot switch to state 15; another operation (2) is in progress"),
+            True,
+        ),
         (asyncpg.exceptions.InternalClientError("unexpected"), False),
         (_PgError("55000"), False),  # object not in prerequisite state: a bug, unless...
         (DBAPIError("SELECT 1", None, _PgError("23505")), False),  # unique violation

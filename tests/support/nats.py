@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from nats.aio.client import Client as NATS
+from nats.aio.client import Client as NatsClient
 
 from points.events.v1 import envelope_pb2
 from points_platform.embedded_nats import EmbeddedNats
@@ -30,12 +30,12 @@ async def nats_server(tmp_path: Path) -> AsyncIterator[EmbeddedNats]:
         server.stop()
 
 
-async def connect_client(server: EmbeddedNats) -> NATS:
+async def connect_client(server: EmbeddedNats) -> NatsClient:
     """A client that reconnects quickly after the server comes back (the pace of its attempts)."""
     return await connect(server.url, name="test", reconnect_wait_seconds=0.05)
 
 
-async def reconnected(nc: NATS) -> None:
+async def reconnected(nc: NatsClient) -> None:
     async def connected() -> bool:
         return bool(nc.is_connected)
 
@@ -52,7 +52,7 @@ class Stored:
     event: envelope_pb2.Event
 
 
-async def stream_contents(nc: NATS, stream: str) -> list[Stored]:
+async def stream_contents(nc: NatsClient, stream: str) -> list[Stored]:
     """Every message of `stream`, in stream order (what any consumer would be delivered)."""
     js = nc.jetstream()
     state = (await js.stream_info(stream)).state

@@ -25,7 +25,9 @@ def ts(moment: datetime) -> Timestamp:
     return out
 
 
-async def expect_error(awaitable: Awaitable[Any], code: grpc.StatusCode, reason: str | None = None) -> grpc.aio.AioRpcError:
+async def expect_error(
+    awaitable: Awaitable[Any], code: grpc.StatusCode, reason: str | None = None
+) -> grpc.aio.AioRpcError:
     """The call fails with `code` (and ErrorInfo `reason` when given); the error, for more checks."""
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await awaitable

@@ -94,7 +94,8 @@ async def check_invariants(engine: AsyncEngine) -> None:
         held = (
             await conn.execute(
                 text(
-                    "SELECT a.user_id, a.currency FROM accounts a LEFT JOIN (SELECT user_id, currency, sum(amount) AS h "
+                    "SELECT a.user_id, a.currency FROM accounts a"
+                    " LEFT JOIN (SELECT user_id, currency, sum(amount) AS h "
                     "FROM holds WHERE state = 1 GROUP BY 1, 2) h USING (user_id, currency) "
                     "WHERE a.held <> coalesce(h.h, 0) LIMIT 5"
                 )

@@ -51,7 +51,15 @@ async def test_1000_gifts_to_one_creator_sum_exactly(wallet: Client) -> None:
     credit = wallet.call("Credit", "payments")
     await asyncio.gather(
         *(
-            credit(pb.CreditRequest(request_id=f"buy-{i}", user_id=f"viewer-{i}", currency=COINS, amount=10 + i % 7, reference=f"pay-{i}"))
+            credit(
+                pb.CreditRequest(
+                    request_id=f"buy-{i}",
+                    user_id=f"viewer-{i}",
+                    currency=COINS,
+                    amount=10 + i % 7,
+                    reference=f"pay-{i}",
+                )
+            )
             for i in range(1000)
         )
     )
@@ -60,7 +68,17 @@ async def test_1000_gifts_to_one_creator_sum_exactly(wallet: Client) -> None:
     # Every 10th viewer sends more coins than they have: those fail alone, the rest still land.
     replies = await asyncio.gather(
         *(
-            outcome(gift(pb.SendGiftRequest(request_id=f"gift-{i}", sender_id=f"viewer-{i}", creator_id="hot-creator", coins=(10 + i % 7) * (100 if i % 10 == 0 else 1), gift_id="rose")))
+            outcome(
+                gift(
+                    pb.SendGiftRequest(
+                        request_id=f"gift-{i}",
+                        sender_id=f"viewer-{i}",
+                        creator_id="hot-creator",
+                        coins=(10 + i % 7) * (100 if i % 10 == 0 else 1),
+                        gift_id="rose",
+                    )
+                )
+            )
             for i in range(1000)
         )
     )

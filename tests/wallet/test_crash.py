@@ -34,19 +34,27 @@ def launch(url: str, port: int) -> subprocess.Popen[bytes]:
         "POINTS_WALLET_TOKENS_JSON": json.dumps(TOKENS),
         "POINTS_WALLET_LOG_LEVEL": "warning",
     }
-    return subprocess.Popen([sys.executable, "-m", "wallet"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return subprocess.Popen(
+        [sys.executable, "-m", "wallet"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
 
 
 def requests() -> list[tuple[str, Any, str]]:
     ops: list[tuple[str, Any, str]] = []
     for i in range(400):
         user = f"u{i % 40}"
-        ops.append(("Credit", pb.CreditRequest(request_id=f"k-c-{i}", user_id=user, currency=POINTS, amount=1 + i % 9), "earning"))
+        earned = pb.CreditRequest(request_id=f"k-c-{i}", user_id=user, currency=POINTS, amount=1 + i % 9)
+        ops.append(("Credit", earned, "earning"))
         if i % 4 == 0:
-            ops.append(("Debit", pb.DebitRequest(request_id=f"k-d-{i}", user_id=user, currency=POINTS, amount=1), "redemption"))
+            spent = pb.DebitRequest(request_id=f"k-d-{i}", user_id=user, currency=POINTS, amount=1)
+            ops.append(("Debit", spent, "redemption"))
         if i % 5 == 0:
-            ops.append(("Credit", pb.CreditRequest(request_id=f"k-p-{i}", user_id=user, currency=COINS, amount=20, reference=f"pay-{i}"), "payments"))
-            ops.append(("SendGift", pb.SendGiftRequest(request_id=f"k-g-{i}", sender_id=user, creator_id="creator", coins=4), "app"))
+            bought = pb.CreditRequest(
+                request_id=f"k-p-{i}", user_id=user, currency=COINS, amount=20, reference=f"pay-{i}"
+            )
+            ops.append(("Credit", bought, "payments"))
+            gift = pb.SendGiftRequest(request_id=f"k-g-{i}", sender_id=user, creator_id="creator", coins=4)
+            ops.append(("SendGift", gift, "app"))
     return ops
 
 
@@ -63,7 +71,9 @@ async def fire(
         async def one(method: str, request: Any, caller: str) -> None:
             async with limit:
                 try:
-                    answered[request.request_id] = await getattr(stub, method)(request, metadata=bearer(TOKENS[caller]), timeout=10)
+                    answered[request.request_id] = await getattr(stub, method)(
+                        request, metadata=bearer(TOKENS[caller]), timeout=10
+                    )
                     if kill_at and len(answered) >= kill_at[0]:
                         kill_at[1].set()
                 except grpc.aio.AioRpcError:
@@ -102,7 +112,12 @@ async def test_sigkill_mid_load_loses_nothing_and_applies_nothing_twice(new_data
         async with engine.connect() as conn:
             applied = (await conn.execute(text("SELECT request_id FROM transactions"))).scalars().all()
             credited = (
-                await conn.execute(text("SELECT coalesce(sum(amount), 0) FROM postings WHERE user_id <> '' AND currency = 1 AND amount > 0"))
+                await conn.execute(
+                    text(
+                        "SELECT coalesce(sum(amount), 0) FROM postings"
+                        " WHERE user_id <> '' AND currency = 1 AND amount > 0"
+                    )
+                )
             ).scalar()
         assert len(applied) == len(set(applied)), "a request was applied twice"
         assert set(applied) == set(after), "every successful request has exactly its one transaction"

@@ -161,7 +161,10 @@ def _forfeit_all(user: str) -> LedgerOp:
 def _earned(user: str, amount: int) -> LedgerOp:
     return LedgerOp(
         "credit", f"earn-{user}-{amount}", "fp", Kind.CREDIT, user,
-        (Leg("", domain.POINTS_ISSUANCE, Currency.POINTS, -amount), Leg(user, domain.user_account(user), Currency.POINTS, amount)),
+        (
+            Leg("", domain.POINTS_ISSUANCE, Currency.POINTS, -amount),
+            Leg(user, domain.user_account(user), Currency.POINTS, amount),
+        ),
         refused_if_suspended=user,
     )
 

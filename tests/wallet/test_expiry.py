@@ -124,7 +124,9 @@ async def test_oldest_lot_spent_first_and_expiry_posts_the_remainder(ewallet: Cl
         expired = (
             await conn.execute(text("SELECT sum(amount) FROM postings WHERE account = 'system:forfeited'"))
         ).scalar()
-        kinds = (await conn.execute(text("SELECT count(*) FROM transactions WHERE user_id = 'e1' AND kind = 6"))).scalar()
+        kinds = (
+            await conn.execute(text("SELECT count(*) FROM transactions WHERE user_id = 'e1' AND kind = 6"))
+        ).scalar()
     assert (expired, kinds) >= (80, 2) and kinds == 2
     await check_invariants(w.engine)
     await check_lots(w.engine)

@@ -111,7 +111,8 @@ async def account_lock_waiters(wallet: Client) -> int:
             (
                 await conn.execute(
                     text(
-                        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                        "SELECT count(*) FROM pg_stat_activity"
+                        " WHERE datname = current_database() AND wait_event_type = 'Lock'"
                     )
                 )
             ).scalar_one()

@@ -17,7 +17,14 @@ FP = OK.FAILED_PRECONDITION
 
 async def reserve(wallet: Client, rid: str, user: str, amount: int, ttl: int = 0, currency: int = POINTS) -> pb.Hold:
     reply: pb.ReserveResponse = await wallet.call("Reserve", "redemption")(
-        pb.ReserveRequest(request_id=rid, user_id=user, currency=currency, amount=amount, ttl_seconds=ttl, reference="red-1")  # type: ignore[arg-type]
+        pb.ReserveRequest(
+            request_id=rid,
+            user_id=user,
+            currency=currency,  # type: ignore[arg-type]
+            amount=amount,
+            ttl_seconds=ttl,
+            reference="red-1",
+        )
     )
     return reply.hold
 
@@ -40,12 +47,15 @@ async def test_commit_full_partial_and_too_much(wallet: Client) -> None:
     full = await reserve(wallet, "r-h2-a", "h2", 30, currency=COINS)
     reply = await commit(pb.CommitHoldRequest(request_id="c-h2-a", hold_id=full.hold_id, reason="redemption"))
     assert (reply.hold.state, reply.hold.committed_amount) == (pb.HOLD_STATE_COMMITTED, 30)
-    assert {(p.account, p.amount) for p in reply.transaction.postings} == {("user:h2", -30), ("system:coin_redemption", 30)}
+    postings = {(p.account, p.amount) for p in reply.transaction.postings}
+    assert postings == {("user:h2", -30), ("system:coin_redemption", 30)}
     assert reply.transaction.kind == pb.TRANSACTION_KIND_HOLD_COMMIT
     assert await wallet.balance("h2", COINS) == (70, 0)
     part = await reserve(wallet, "r-h2-b", "h2", 50, currency=COINS)
     await wallet.expect_error(
-        commit(pb.CommitHoldRequest(request_id="c-h2-x", hold_id=part.hold_id, amount=51)), OK.INVALID_ARGUMENT, "AMOUNT_EXCEEDS_HOLD"
+        commit(pb.CommitHoldRequest(request_id="c-h2-x", hold_id=part.hold_id, amount=51)),
+        OK.INVALID_ARGUMENT,
+        "AMOUNT_EXCEEDS_HOLD",
     )
     reply = await commit(pb.CommitHoldRequest(request_id="c-h2-b", hold_id=part.hold_id, amount=20))
     assert reply.hold.committed_amount == 20 and reply.balance.available == 50 and reply.balance.held == 0
@@ -59,18 +69,25 @@ async def test_each_hold_resolves_exactly_once(wallet: Client) -> None:
     a = await reserve(wallet, "r-h3-a", "h3", 10)
     first = await commit(pb.CommitHoldRequest(request_id="c-h3-a", hold_id=a.hold_id))
     assert await commit(pb.CommitHoldRequest(request_id="c-h3-a", hold_id=a.hold_id)) == first
-    await wallet.expect_error(commit(pb.CommitHoldRequest(request_id="c-h3-a2", hold_id=a.hold_id)), FP, "HOLD_ALREADY_COMMITTED")
-    await wallet.expect_error(release(pb.ReleaseHoldRequest(request_id="l-h3-a", hold_id=a.hold_id)), FP, "HOLD_ALREADY_COMMITTED")
+    again = commit(pb.CommitHoldRequest(request_id="c-h3-a2", hold_id=a.hold_id))
+    await wallet.expect_error(again, FP, "HOLD_ALREADY_COMMITTED")
+    late_release = release(pb.ReleaseHoldRequest(request_id="l-h3-a", hold_id=a.hold_id))
+    await wallet.expect_error(late_release, FP, "HOLD_ALREADY_COMMITTED")
     await wallet.expect_error(
-        commit(pb.CommitHoldRequest(request_id="c-h3-a", hold_id=a.hold_id, amount=3)), OK.ALREADY_EXISTS, "IDEMPOTENCY_KEY_REUSED"
+        commit(pb.CommitHoldRequest(request_id="c-h3-a", hold_id=a.hold_id, amount=3)),
+        OK.ALREADY_EXISTS,
+        "IDEMPOTENCY_KEY_REUSED",
     )
     b = await reserve(wallet, "r-h3-b", "h3", 10)
     released = await release(pb.ReleaseHoldRequest(request_id="l-h3-b", hold_id=b.hold_id))
     assert released.hold.state == pb.HOLD_STATE_RELEASED and released.hold.HasField("resolve_time")
     assert await release(pb.ReleaseHoldRequest(request_id="l-h3-b", hold_id=b.hold_id)) == released
-    await wallet.expect_error(release(pb.ReleaseHoldRequest(request_id="l-h3-b2", hold_id=b.hold_id)), FP, "HOLD_ALREADY_RELEASED")
-    await wallet.expect_error(commit(pb.CommitHoldRequest(request_id="c-h3-b", hold_id=b.hold_id)), FP, "HOLD_ALREADY_RELEASED")
-    await wallet.expect_error(commit(pb.CommitHoldRequest(request_id="c-h3-z", hold_id="hold_missing")), OK.NOT_FOUND, "HOLD_NOT_FOUND")
+    again = release(pb.ReleaseHoldRequest(request_id="l-h3-b2", hold_id=b.hold_id))
+    await wallet.expect_error(again, FP, "HOLD_ALREADY_RELEASED")
+    late_commit = commit(pb.CommitHoldRequest(request_id="c-h3-b", hold_id=b.hold_id))
+    await wallet.expect_error(late_commit, FP, "HOLD_ALREADY_RELEASED")
+    missing = commit(pb.CommitHoldRequest(request_id="c-h3-z", hold_id="hold_missing"))
+    await wallet.expect_error(missing, OK.NOT_FOUND, "HOLD_NOT_FOUND")
     assert await wallet.balance("h3") == (90, 0)
 
 
@@ -121,8 +138,14 @@ async def test_commit_release_and_expiry_race_to_one_outcome(wallet: Client) -> 
                 return error_reason(exc)
 
         outcomes = await asyncio.gather(
-            *(attempt(commit(pb.CommitHoldRequest(request_id=f"c-h5-{round_}-{i}", hold_id=hold.hold_id))) for i in range(3)),
-            *(attempt(release(pb.ReleaseHoldRequest(request_id=f"l-h5-{round_}-{i}", hold_id=hold.hold_id))) for i in range(3)),
+            *(
+                attempt(commit(pb.CommitHoldRequest(request_id=f"c-h5-{round_}-{i}", hold_id=hold.hold_id)))
+                for i in range(3)
+            ),
+            *(
+                attempt(release(pb.ReleaseHoldRequest(request_id=f"l-h5-{round_}-{i}", hold_id=hold.hold_id)))
+                for i in range(3)
+            ),
             wallet.started.wallet.sweep_expired_holds(),
         )
         calls, swept = outcomes[:6], outcomes[6]

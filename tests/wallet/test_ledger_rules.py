@@ -16,7 +16,9 @@ FP = OK.FAILED_PRECONDITION
 
 async def test_credit_creates_account_and_balanced_transaction(wallet: Client) -> None:
     reply = await wallet.call("Credit", "earning")(
-        pb.CreditRequest(request_id="c-1", user_id="alice", currency=POINTS, amount=70, reason="watch_time", reference="ev-1")
+        pb.CreditRequest(
+            request_id="c-1", user_id="alice", currency=POINTS, amount=70, reason="watch_time", reference="ev-1"
+        )
     )
     assert (reply.balance.available, reply.balance.held) == (70, 0)
     legs = {(p.account, p.amount) for p in reply.transaction.postings}
@@ -54,7 +56,13 @@ async def test_same_request_replays_and_different_params_fail(wallet: Client) ->
 async def test_credit_currency_policy(
     wallet: Client, caller: str, currency: int, reference: str, code: grpc.StatusCode, reason: str
 ) -> None:
-    request = pb.CreditRequest(request_id=f"cp-{caller}-{currency}-{reference}", user_id="carol", currency=currency, amount=1, reference=reference)  # type: ignore[arg-type]
+    request = pb.CreditRequest(
+        request_id=f"cp-{caller}-{currency}-{reference}",
+        user_id="carol",
+        currency=currency,  # type: ignore[arg-type]
+        amount=1,
+        reference=reference,
+    )
     await wallet.expect_error(wallet.call("Credit", caller)(request), code, reason)
 
 
@@ -82,7 +90,10 @@ async def test_allowed_credits(wallet: Client) -> None:
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("amount", 0), ("amount", -5), ("amount", 10**16), ("user_id", ""), ("user_id", "a b"), ("request_id", ""), ("reason", "x" * 65), ("reference", "\x00")],
+    [
+        ("amount", 0), ("amount", -5), ("amount", 10**16), ("user_id", ""), ("user_id", "a b"), ("request_id", ""),
+        ("reason", "x" * 65), ("reference", "\x00"),
+    ],
 )
 async def test_credit_rejects_bad_input(wallet: Client, field: str, value: object) -> None:
     fields = {"request_id": "bad-1", "user_id": "erin", "currency": POINTS, "amount": 1, "reason": "", "reference": ""}
@@ -95,9 +106,12 @@ async def test_credit_rejects_bad_input(wallet: Client, field: str, value: objec
 async def test_debit_rules(wallet: Client) -> None:
     await wallet.fund("frank", 10)
     debit = wallet.call("Debit", "redemption")
-    reply = await debit(pb.DebitRequest(request_id="d-1", user_id="frank", currency=POINTS, amount=4, reason="redemption"))
+    reply = await debit(
+        pb.DebitRequest(request_id="d-1", user_id="frank", currency=POINTS, amount=4, reason="redemption")
+    )
     assert reply.balance.available == 6
-    assert {(p.account, p.amount) for p in reply.transaction.postings} == {("user:frank", -4), ("system:points_redemption", 4)}
+    postings = {(p.account, p.amount) for p in reply.transaction.postings}
+    assert postings == {("user:frank", -4), ("system:points_redemption", 4)}
     await wallet.expect_error(
         debit(pb.DebitRequest(request_id="d-2", user_id="frank", currency=POINTS, amount=7)), FP, "INSUFFICIENT_FUNDS"
     )
@@ -105,7 +119,9 @@ async def test_debit_rules(wallet: Client) -> None:
         debit(pb.DebitRequest(request_id="d-3", user_id="nobody", currency=COINS, amount=1)), FP, "INSUFFICIENT_FUNDS"
     )
     await wallet.expect_error(
-        debit(pb.DebitRequest(request_id="d-4", user_id="frank", currency=DIAMONDS, amount=1)), FP, "CURRENCY_NOT_ALLOWED"
+        debit(pb.DebitRequest(request_id="d-4", user_id="frank", currency=DIAMONDS, amount=1)),
+        FP,
+        "CURRENCY_NOT_ALLOWED",
     )
     await wallet.expect_error(
         wallet.call("Debit", "earning")(pb.DebitRequest(request_id="d-5", user_id="frank", currency=POINTS, amount=1)),
@@ -135,16 +151,24 @@ async def test_gift_converts_coins_to_diamonds_in_one_transaction(wallet: Client
     assert reply.transaction.reference == "rose"
     gift = wallet.call("SendGift", "app")
     await wallet.expect_error(
-        gift(pb.SendGiftRequest(request_id="g-2", sender_id="viewer", creator_id="star", coins=10)), FP, "INSUFFICIENT_FUNDS"
+        gift(pb.SendGiftRequest(request_id="g-2", sender_id="viewer", creator_id="star", coins=10)),
+        FP,
+        "INSUFFICIENT_FUNDS",
     )
     await wallet.expect_error(
-        gift(pb.SendGiftRequest(request_id="g-3", sender_id="star", creator_id="star", coins=10)), OK.INVALID_ARGUMENT, "SELF_GIFT"
+        gift(pb.SendGiftRequest(request_id="g-3", sender_id="star", creator_id="star", coins=10)),
+        OK.INVALID_ARGUMENT,
+        "SELF_GIFT",
     )
     await wallet.expect_error(
-        gift(pb.SendGiftRequest(request_id="g-4", sender_id="viewer", creator_id="star", coins=1)), OK.INVALID_ARGUMENT, "GIFT_TOO_SMALL"
+        gift(pb.SendGiftRequest(request_id="g-4", sender_id="viewer", creator_id="star", coins=1)),
+        OK.INVALID_ARGUMENT,
+        "GIFT_TOO_SMALL",
     )
     await wallet.expect_error(
-        wallet.call("SendGift", "earning")(pb.SendGiftRequest(request_id="g-5", sender_id="viewer", creator_id="star", coins=2)),
+        wallet.call("SendGift", "earning")(
+            pb.SendGiftRequest(request_id="g-5", sender_id="viewer", creator_id="star", coins=2)
+        ),
         OK.PERMISSION_DENIED,
         "CALLER_NOT_ALLOWED",
     )
@@ -153,23 +177,33 @@ async def test_gift_converts_coins_to_diamonds_in_one_transaction(wallet: Client
 async def test_points_never_become_diamonds_or_cash(wallet: Client) -> None:
     await wallet.fund("pointsonly", 1000)
     await wallet.expect_error(
-        wallet.call("SendGift", "app")(pb.SendGiftRequest(request_id="pg-1", sender_id="pointsonly", creator_id="star2", coins=100)),
+        wallet.call("SendGift", "app")(
+            pb.SendGiftRequest(request_id="pg-1", sender_id="pointsonly", creator_id="star2", coins=100)
+        ),
         FP,
         "INSUFFICIENT_FUNDS",
     )
     await wallet.expect_error(
-        wallet.call("RequestPayout", "app")(pb.RequestPayoutRequest(request_id="pp-1", creator_id="pointsonly", diamonds=10)),
+        wallet.call("RequestPayout", "app")(
+            pb.RequestPayoutRequest(request_id="pp-1", creator_id="pointsonly", diamonds=10)
+        ),
         FP,
         "INSUFFICIENT_FUNDS",
     )
     for caller in ("earning", "redemption", "admin"):
         await wallet.expect_error(
-            wallet.call("Credit", caller)(pb.CreditRequest(request_id=f"pc-{caller}", user_id="pointsonly", currency=DIAMONDS, amount=1, reference="x")),
+            wallet.call("Credit", caller)(
+                pb.CreditRequest(
+                    request_id=f"pc-{caller}", user_id="pointsonly", currency=DIAMONDS, amount=1, reference="x"
+                )
+            ),
             FP,
             "CURRENCY_NOT_ALLOWED",
         )
     await wallet.expect_error(
-        wallet.call("Reserve", "redemption")(pb.ReserveRequest(request_id="pr-1", user_id="star", currency=DIAMONDS, amount=1)),
+        wallet.call("Reserve", "redemption")(
+            pb.ReserveRequest(request_id="pr-1", user_id="star", currency=DIAMONDS, amount=1)
+        ),
         FP,
         "CURRENCY_NOT_ALLOWED",
     )
@@ -177,7 +211,9 @@ async def test_points_never_become_diamonds_or_cash(wallet: Client) -> None:
 
 async def test_payout_success_and_failure(wallet: Client) -> None:
     await wallet.fund("fan", 4000, COINS)
-    await wallet.call("SendGift", "app")(pb.SendGiftRequest(request_id="pg-f", sender_id="fan", creator_id="maker", coins=4000))
+    await wallet.call("SendGift", "app")(
+        pb.SendGiftRequest(request_id="pg-f", sender_id="fan", creator_id="maker", coins=4000)
+    )
     assert await wallet.balance("maker", DIAMONDS) == (2000, 0)
     request = wallet.call("RequestPayout", "app")
     paid = (await request(pb.RequestPayoutRequest(request_id="po-1", creator_id="maker", diamonds=1500))).payout
@@ -195,7 +231,9 @@ async def test_payout_success_and_failure(wallet: Client) -> None:
     again = await complete(pb.CompletePayoutRequest(request_id="pc-1", payout_id=paid.payout_id, success=True))
     assert again.payout == done
     await wallet.expect_error(
-        complete(pb.CompletePayoutRequest(request_id="pc-2", payout_id=paid.payout_id, success=False)), FP, "PAYOUT_ALREADY_COMPLETED"
+        complete(pb.CompletePayoutRequest(request_id="pc-2", payout_id=paid.payout_id, success=False)),
+        FP,
+        "PAYOUT_ALREADY_COMPLETED",
     )
     # The payout hold cannot be resolved through the redemption RPCs.
     await wallet.expect_error(
@@ -204,11 +242,19 @@ async def test_payout_success_and_failure(wallet: Client) -> None:
         "HOLD_MANAGED_BY_PAYOUT",
     )
     failing = (await request(pb.RequestPayoutRequest(request_id="po-3", creator_id="maker", diamonds=500))).payout
-    failed = (await complete(pb.CompletePayoutRequest(request_id="pc-3", payout_id=failing.payout_id, success=False, failure_reason="bank"))).payout
+    failed = (
+        await complete(
+            pb.CompletePayoutRequest(
+                request_id="pc-3", payout_id=failing.payout_id, success=False, failure_reason="bank"
+            )
+        )
+    ).payout
     assert (failed.state, failed.failure_reason) == (pb.PAYOUT_STATE_FAILED, "bank")
     assert await wallet.balance("maker", DIAMONDS) == (500, 0)
     await wallet.expect_error(
-        complete(pb.CompletePayoutRequest(request_id="pc-4", payout_id="payout_nope", success=True)), OK.NOT_FOUND, "PAYOUT_NOT_FOUND"
+        complete(pb.CompletePayoutRequest(request_id="pc-4", payout_id="payout_nope", success=True)),
+        OK.NOT_FOUND,
+        "PAYOUT_NOT_FOUND",
     )
     await wallet.expect_error(
         wallet.call("CompletePayout", "app")(pb.CompletePayoutRequest(request_id="pc-5", payout_id=failing.payout_id)),
@@ -216,7 +262,9 @@ async def test_payout_success_and_failure(wallet: Client) -> None:
         "CALLER_NOT_ALLOWED",
     )
     async with wallet.engine.connect() as conn:
-        paid_out = (await conn.execute(text("SELECT sum(amount) FROM postings WHERE account = 'system:payouts'"))).scalar()
+        paid_out = (
+            await conn.execute(text("SELECT sum(amount) FROM postings WHERE account = 'system:payouts'"))
+        ).scalar()
     assert paid_out == 1500
 
 
@@ -224,7 +272,11 @@ async def test_history_newest_first_with_pages_and_balance_after(wallet: Client)
     for i in range(1, 6):
         await wallet.fund("gina", i)
     await wallet.fund("gina", 9, COINS)
-    await wallet.call("Debit", "redemption")(pb.DebitRequest(request_id="h-d", user_id="gina", currency=POINTS, amount=3, reason="redemption", reference="r-9"))
+    await wallet.call("Debit", "redemption")(
+        pb.DebitRequest(
+            request_id="h-d", user_id="gina", currency=POINTS, amount=3, reason="redemption", reference="r-9"
+        )
+    )
     listing = wallet.call("ListTransactions", "app", user="gina")
     seen: list[pb.LedgerEntry] = []
     token = ""
@@ -240,13 +292,16 @@ async def test_history_newest_first_with_pages_and_balance_after(wallet: Client)
     every = await listing(pb.ListTransactionsRequest(user_id="gina"))
     assert len(every.entries) == 7 and not every.next_page_token
     await wallet.expect_error(
-        listing(pb.ListTransactionsRequest(user_id="gina", page_token="garbage!")), OK.INVALID_ARGUMENT, "INVALID_PAGE_TOKEN"
+        listing(pb.ListTransactionsRequest(user_id="gina", page_token="garbage!")),
+        OK.INVALID_ARGUMENT,
+        "INVALID_PAGE_TOKEN",
     )
 
 
 async def test_balance_lists_every_currency(wallet: Client) -> None:
     reply = await wallet.call("GetBalance", "app", user="newcomer")(pb.GetBalanceRequest(user_id="newcomer"))
-    assert [(b.currency, b.available, b.held) for b in reply.balances] == [(POINTS, 0, 0), (COINS, 0, 0), (DIAMONDS, 0, 0)]
+    balances = [(b.currency, b.available, b.held) for b in reply.balances]
+    assert balances == [(POINTS, 0, 0), (COINS, 0, 0), (DIAMONDS, 0, 0)]
 
 
 async def test_the_app_reads_only_the_user_it_acts_for(wallet: Client) -> None:
@@ -258,7 +313,9 @@ async def test_the_app_reads_only_the_user_it_acts_for(wallet: Client) -> None:
     assert (await wallet.call("GetBalance", "app", user="ivy")(balance)).balances[0].available == 7
     assert len((await wallet.call("ListTransactions", "app", user="ivy")(history)).entries) == 1
     for request, method in ((balance, "GetBalance"), (history, "ListTransactions")):
-        await wallet.expect_error(wallet.call(method, "app", user="mallory")(request), OK.PERMISSION_DENIED, "USER_SCOPE_MISMATCH")
+        await wallet.expect_error(
+            wallet.call(method, "app", user="mallory")(request), OK.PERMISSION_DENIED, "USER_SCOPE_MISMATCH"
+        )
         await wallet.expect_error(wallet.call(method, "app", user="")(request), OK.PERMISSION_DENIED, "USER_REQUIRED")
     for caller in ("admin", "redemption", "earning", "payments"):
         assert (await wallet.call("GetBalance", caller)(balance)).balances[0].available == 7
@@ -269,7 +326,9 @@ async def test_the_app_spends_only_for_the_user_it_acts_for(wallet: Client) -> N
     show that user the creator's balance (internal callers still get it)."""
     await wallet.fund("jo", 100, COINS)
     gift = pb.SendGiftRequest(request_id="scope-g1", sender_id="jo", creator_id="kim", coins=10)
-    await wallet.expect_error(wallet.call("SendGift", "app", user="mallory")(gift), OK.PERMISSION_DENIED, "USER_SCOPE_MISMATCH")
+    await wallet.expect_error(
+        wallet.call("SendGift", "app", user="mallory")(gift), OK.PERMISSION_DENIED, "USER_SCOPE_MISMATCH"
+    )
     reply = await wallet.call("SendGift", "app", user="jo")(gift)
     assert reply.sender_balance.available == 90 and not reply.HasField("creator_balance")
     inside = await wallet.call("SendGift", "redemption")(
@@ -277,7 +336,9 @@ async def test_the_app_spends_only_for_the_user_it_acts_for(wallet: Client) -> N
     )
     assert inside.creator_balance.available == 10
     payout = pb.RequestPayoutRequest(request_id="scope-p1", creator_id="kim", diamonds=5)
-    await wallet.expect_error(wallet.call("RequestPayout", "app", user="jo")(payout), OK.PERMISSION_DENIED, "USER_SCOPE_MISMATCH")
+    await wallet.expect_error(
+        wallet.call("RequestPayout", "app", user="jo")(payout), OK.PERMISSION_DENIED, "USER_SCOPE_MISMATCH"
+    )
     assert await wallet.balance("kim", DIAMONDS) == (10, 0)
 
 
@@ -299,7 +360,9 @@ async def test_holds_are_redemptions_alone(wallet: Client) -> None:
             await wallet.expect_error(wallet.call(method, caller)(request), OK.PERMISSION_DENIED, "CALLER_NOT_ALLOWED")
     for caller in ("app", "earning", "payments"):
         await wallet.expect_error(
-            wallet.call("GetHold", caller)(pb.GetHoldRequest(hold_id=hold.hold_id)), OK.PERMISSION_DENIED, "CALLER_NOT_ALLOWED"
+            wallet.call("GetHold", caller)(pb.GetHoldRequest(hold_id=hold.hold_id)),
+            OK.PERMISSION_DENIED,
+            "CALLER_NOT_ALLOWED",
         )
     assert (await wallet.call("GetHold", "admin")(pb.GetHoldRequest(hold_id=hold.hold_id))).hold.amount == 5
     assert await wallet.balance("lee") == (45, 5)
@@ -307,7 +370,9 @@ async def test_holds_are_redemptions_alone(wallet: Client) -> None:
 
 async def test_credit_batch_per_entry_results_in_order(wallet: Client) -> None:
     batch = wallet.call("CreditBatch", "earning")
-    await wallet.call("Credit", "earning")(pb.CreditRequest(request_id="cb-dup", user_id="hank", currency=POINTS, amount=1))
+    await wallet.call("Credit", "earning")(
+        pb.CreditRequest(request_id="cb-dup", user_id="hank", currency=POINTS, amount=1)
+    )
     entries = [
         pb.CreditBatchEntry(request_id="cb-1", user_id="hank", currency=POINTS, amount=10),
         pb.CreditBatchEntry(request_id="cb-2", user_id="ivy", currency=POINTS, amount=0),
@@ -324,7 +389,8 @@ async def test_credit_batch_per_entry_results_in_order(wallet: Client) -> None:
     assert [r.balance.available for r in reply.results if not r.error_reason] == [11, 1, 16, 11]
     assert reply.results[6].transaction == reply.results[0].transaction
     again = await batch(pb.CreditBatchRequest(entries=entries))
-    assert [r.transaction.transaction_id for r in again.results] == [r.transaction.transaction_id for r in reply.results]
+    replayed = [r.transaction.transaction_id for r in again.results]
+    assert replayed == [r.transaction.transaction_id for r in reply.results]
     assert await wallet.balance("hank") == (16, 0)
 
 

@@ -46,7 +46,9 @@ async def test_refund_in_parts_up_to_the_committed_amount(wallet: Client) -> Non
         ("user:rf1", 10), ("system:coin_redemption", -10),
     }
     await wallet.expect_error(
-        refund(pb.RefundHoldRequest(request_id="rf1-b", hold_id=hold.hold_id, amount=21)), FP, "REFUND_EXCEEDS_COMMITTED"
+        refund(pb.RefundHoldRequest(request_id="rf1-b", hold_id=hold.hold_id, amount=21)),
+        FP,
+        "REFUND_EXCEEDS_COMMITTED",
     )
     rest = await refund(pb.RefundHoldRequest(request_id="rf1-c", hold_id=hold.hold_id))  # 0 = all that is left
     assert rest.hold.refunded_amount == 30 and rest.balance.available == 100
@@ -86,9 +88,11 @@ async def test_only_committed_holds_and_allowed_callers(wallet: Client) -> None:
     await wallet.fund("rf3", 100)
     refund = wallet.call("RefundHold", "redemption")
     active = await reserve(wallet, "r-rf3-a", "rf3", 10)
-    await wallet.expect_error(refund(pb.RefundHoldRequest(request_id="rf3-a", hold_id=active.hold_id)), FP, "HOLD_NOT_COMMITTED")
+    early = refund(pb.RefundHoldRequest(request_id="rf3-a", hold_id=active.hold_id))
+    await wallet.expect_error(early, FP, "HOLD_NOT_COMMITTED")
     await wallet.call("ReleaseHold", "redemption")(pb.ReleaseHoldRequest(request_id="rl-rf3-a", hold_id=active.hold_id))
-    await wallet.expect_error(refund(pb.RefundHoldRequest(request_id="rf3-b", hold_id=active.hold_id)), FP, "HOLD_NOT_COMMITTED")
+    after_release = refund(pb.RefundHoldRequest(request_id="rf3-b", hold_id=active.hold_id))
+    await wallet.expect_error(after_release, FP, "HOLD_NOT_COMMITTED")
     await wallet.expect_error(
         refund(pb.RefundHoldRequest(request_id="rf3-c", hold_id="hold_missing")), OK.NOT_FOUND, "HOLD_NOT_FOUND"
     )
@@ -111,7 +115,9 @@ async def test_payout_holds_are_not_refunded_here(wallet: Client) -> None:
         pb.CompletePayoutRequest(request_id="rf4-done", payout_id=payout.payout.payout_id, success=True)
     )
     await wallet.expect_error(
-        wallet.call("RefundHold", "redemption")(pb.RefundHoldRequest(request_id="rf4-r", hold_id=payout.payout.hold_id)),
+        wallet.call("RefundHold", "redemption")(
+            pb.RefundHoldRequest(request_id="rf4-r", hold_id=payout.payout.hold_id)
+        ),
         FP,
         "HOLD_MANAGED_BY_PAYOUT",
     )

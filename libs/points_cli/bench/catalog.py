@@ -36,9 +36,11 @@ async def setup(ctx: BenchContext) -> None:
     stub = _stub(ctx)
     md = ctx.metadata("admin")
     specs = {
-        UNLIMITED: pb.ItemSpec(kind=pb.ITEM_KIND_COSMETIC, title="Bench frame", price=Price(currency=CURRENCY_POINTS, amount=10),
+        UNLIMITED: pb.ItemSpec(kind=pb.ITEM_KIND_COSMETIC, title="Bench frame",
+                               price=Price(currency=CURRENCY_POINTS, amount=10),
                                cosmetic=pb.CosmeticAttributes(cosmetic_id="bench-frame")),
-        LIMITED: pb.ItemSpec(kind=pb.ITEM_KIND_RAFFLE_TICKET, title="Bench raffle", price=Price(currency=CURRENCY_POINTS, amount=5),
+        LIMITED: pb.ItemSpec(kind=pb.ITEM_KIND_RAFFLE_TICKET, title="Bench raffle",
+                             price=Price(currency=CURRENCY_POINTS, amount=5),
                              limited_stock=True, stock_total=10**11,
                              raffle=pb.RaffleAttributes(raffle_id="bench-raffle", winners=1)),
     }
@@ -75,7 +77,9 @@ async def build_reserve_release_unlimited(ctx: BenchContext) -> Call:
             metadata=md,
         )
         await stub.ReleaseReservation(
-            pb.ReleaseReservationRequest(request_id=_rid(ctx, "rl", i), reservation_id=reply.reservation.reservation_id),
+            pb.ReleaseReservationRequest(
+                request_id=_rid(ctx, "rl", i), reservation_id=reply.reservation.reservation_id
+            ),
             metadata=md,
         )
 

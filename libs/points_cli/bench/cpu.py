@@ -8,6 +8,7 @@ files are missing the accounting is simply absent.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from pathlib import Path
@@ -43,10 +44,8 @@ class SuiteCpu:
             self._roots = {name: [int(pid) for pid in pids] for name, pids in listed.items()}
         except (OSError, ValueError, TypeError):
             pass
-        try:
+        with contextlib.suppress(OSError, ValueError, IndexError):
             self._roots["postgres"] = [int((state_dir / "pg" / "postmaster.pid").read_text().split()[0])]
-        except (OSError, ValueError, IndexError):
-            pass
 
     @property
     def available(self) -> bool:

@@ -220,7 +220,8 @@ async def stored_totals(url: str) -> tuple[int, int, int, int]:
     try:
         row = await conn.fetchrow(
             "SELECT (SELECT count(*) FROM floor_events), (SELECT count(*) FROM floor_postings),"
-            " (SELECT coalesce(sum(amount), 0) FROM floor_postings), (SELECT coalesce(sum(points), 0) FROM floor_balances)"
+            " (SELECT coalesce(sum(amount), 0) FROM floor_postings),"
+            " (SELECT coalesce(sum(points), 0) FROM floor_balances)"
         )
     finally:
         await conn.close()

@@ -33,7 +33,9 @@ async def _bench_item(ctx: BenchContext) -> str:
         catalog_pb2.CreateItemRequest(
             request_id=ITEM_REQUEST_ID,
             spec=catalog_pb2.ItemSpec(
-                kind=catalog_pb2.ITEM_KIND_COSMETIC, title="Bench badge", price=Price(currency=CURRENCY_POINTS, amount=1),
+                kind=catalog_pb2.ITEM_KIND_COSMETIC,
+                title="Bench badge",
+                price=Price(currency=CURRENCY_POINTS, amount=1),
                 cosmetic=catalog_pb2.CosmeticAttributes(cosmetic_id="bench-badge"),
             ),
         ),

@@ -54,20 +54,28 @@ class EarningApi(earning_pb2_grpc.EarningServiceServicer):
         self._recorder = recorder
         self._admin = administration
 
-    async def RecordActivity(self, request: pb.RecordActivityRequest, context: Context) -> pb.RecordActivityResponse:  # noqa: N802
+    async def RecordActivity(self, request: pb.RecordActivityRequest, context: Context) -> pb.RecordActivityResponse:
         if not request.HasField("event"):
             raise invalid_field("event", "is required")
         outcome = await self._recorder.record_one(convert.event_from_proto(request.event))
         return pb.RecordActivityResponse(result=convert.event_result(outcome))
 
-    async def RecordActivities(self, request: pb.RecordActivitiesRequest, context: Context) -> pb.RecordActivitiesResponse:  # noqa: N802
+    async def RecordActivities(
+
+        self, request: pb.RecordActivitiesRequest, context: Context
+
+    ) -> pb.RecordActivitiesResponse:
         if len(request.events) > MAX_BATCH:
             raise invalid_field("events", f"at most {MAX_BATCH} events per call")
         batch = [convert.event_from_proto(e, f"events[{i}]") for i, e in enumerate(request.events)]
         outcomes = await self._recorder.record(batch) if batch else []
         return pb.RecordActivitiesResponse(results=[convert.event_result(o) for o in outcomes])
 
-    async def StreamActivities(self, request_iterator: AsyncIterator[pb.StreamActivitiesRequest], context: Context) -> pb.StreamActivitiesResponse:  # noqa: N802
+    async def StreamActivities(
+
+        self, request_iterator: AsyncIterator[pb.StreamActivitiesRequest], context: Context
+
+    ) -> pb.StreamActivitiesResponse:
         """Malformed events on a stream count as rejected; the rest are recorded in chunks."""
         summary = pb.StreamActivitiesResponse()
         chunk = []
@@ -84,10 +92,10 @@ class EarningApi(earning_pb2_grpc.EarningServiceServicer):
             _tally(summary, await self._recorder.record(chunk))
         return summary
 
-    async def GetRules(self, request: pb.GetRulesRequest, context: Context) -> pb.GetRulesResponse:  # noqa: N802
+    async def GetRules(self, request: pb.GetRulesRequest, context: Context) -> pb.GetRulesResponse:
         return pb.GetRulesResponse(rules=convert.rules_to_proto(await self._admin.current_rules()))
 
-    async def UpdateRules(self, request: pb.UpdateRulesRequest, context: Context) -> pb.UpdateRulesResponse:  # noqa: N802
+    async def UpdateRules(self, request: pb.UpdateRulesRequest, context: Context) -> pb.UpdateRulesResponse:
         require_request_id(request.request_id)
         if not request.HasField("rules"):
             raise invalid_field("rules", "is required")
@@ -95,13 +103,16 @@ class EarningApi(earning_pb2_grpc.EarningServiceServicer):
             raise invalid_field("expected_version", "must not be negative")
         try:
             rules = await self._admin.update_rules(
-                request.request_id, fingerprint(request), convert.rules_from_proto(request.rules), request.expected_version
+                request.request_id,
+                fingerprint(request),
+                convert.rules_from_proto(request.rules),
+                request.expected_version,
             )
         except RuleError as exc:
             raise convert.rule_error(exc) from None
         return pb.UpdateRulesResponse(rules=convert.rules_to_proto(rules))
 
-    async def CreateChallenge(self, request: pb.CreateChallengeRequest, context: Context) -> pb.CreateChallengeResponse:  # noqa: N802
+    async def CreateChallenge(self, request: pb.CreateChallengeRequest, context: Context) -> pb.CreateChallengeResponse:
         require_request_id(request.request_id)
         if not request.HasField("spec"):
             raise invalid_field("spec", "is required")
@@ -113,7 +124,7 @@ class EarningApi(earning_pb2_grpc.EarningServiceServicer):
             raise convert.rule_error(exc) from None
         return pb.CreateChallengeResponse(challenge=convert.challenge_to_proto(challenge))
 
-    async def JoinChallenge(self, request: pb.JoinChallengeRequest, context: Context) -> pb.JoinChallengeResponse:  # noqa: N802
+    async def JoinChallenge(self, request: pb.JoinChallengeRequest, context: Context) -> pb.JoinChallengeResponse:
         require_request_id(request.request_id)
         result = await self._admin.join_challenge(
             request.request_id,
@@ -123,20 +134,27 @@ class EarningApi(earning_pb2_grpc.EarningServiceServicer):
         )
         return convert.join_response(result)
 
-    async def ListChallenges(self, request: pb.ListChallengesRequest, context: Context) -> pb.ListChallengesResponse:  # noqa: N802
+    async def ListChallenges(self, request: pb.ListChallengesRequest, context: Context) -> pb.ListChallengesResponse:
         region = require_region("region", request.region) if request.region else ""
         active_at = convert.to_datetime("active_at", request.active_at) if request.HasField("active_at") else None
         limit = page_size(request.page_size)
         found = await self._admin.list_challenges(region, active_at, decode_after(request.page_token), limit + 1)
         page = found[:limit]
         token = encode_after(page[-1].create_time, page[-1].challenge_id) if len(found) > limit else ""
-        return pb.ListChallengesResponse(challenges=[convert.challenge_to_proto(c) for c in page], next_page_token=token)
+        return pb.ListChallengesResponse(
+            challenges=[convert.challenge_to_proto(c) for c in page], next_page_token=token
+        )
 
-    async def GetDailySummary(self, request: pb.GetDailySummaryRequest, context: Context) -> pb.GetDailySummaryResponse:  # noqa: N802
-        summary = await self._admin.daily_summary(require_id("user_id", request.user_id), convert.parse_day(request.date))
+    async def GetDailySummary(self, request: pb.GetDailySummaryRequest, context: Context) -> pb.GetDailySummaryResponse:
+        user_id = require_id("user_id", request.user_id)
+        summary = await self._admin.daily_summary(user_id, convert.parse_day(request.date))
         return convert.summary_to_proto(summary)
 
-    async def ListHeldEarnings(self, request: pb.ListHeldEarningsRequest, context: Context) -> pb.ListHeldEarningsResponse:  # noqa: N802
+    async def ListHeldEarnings(
+
+        self, request: pb.ListHeldEarningsRequest, context: Context
+
+    ) -> pb.ListHeldEarningsResponse:
         user_id = require_id("user_id", request.user_id) if request.user_id else ""
         if request.state not in (0, 1, 2, 3):
             raise invalid_field("state", "must be a known held earning state")
@@ -148,7 +166,11 @@ class EarningApi(earning_pb2_grpc.EarningServiceServicer):
             held_earnings=[convert.held_to_proto(h, tx) for h, tx in page], next_page_token=token
         )
 
-    async def ResolveHeldEarning(self, request: pb.ResolveHeldEarningRequest, context: Context) -> pb.ResolveHeldEarningResponse:  # noqa: N802
+    async def ResolveHeldEarning(
+
+        self, request: pb.ResolveHeldEarningRequest, context: Context
+
+    ) -> pb.ResolveHeldEarningResponse:
         require_request_id(request.request_id)
         held, tx = await self._admin.resolve_held(
             request.request_id,
@@ -160,7 +182,11 @@ class EarningApi(earning_pb2_grpc.EarningServiceServicer):
         )
         return pb.ResolveHeldEarningResponse(held_earning=convert.held_to_proto(held, tx))
 
-    async def ListFailedCredits(self, request: pb.ListFailedCreditsRequest, context: Context) -> pb.ListFailedCreditsResponse:  # noqa: N802
+    async def ListFailedCredits(
+
+        self, request: pb.ListFailedCreditsRequest, context: Context
+
+    ) -> pb.ListFailedCreditsResponse:
         user_id = require_id("user_id", request.user_id) if request.user_id else ""
         limit = page_size(request.page_size)
         found = await self._admin.list_failed_credits(user_id, decode_after(request.page_token), limit + 1)
@@ -170,7 +196,11 @@ class EarningApi(earning_pb2_grpc.EarningServiceServicer):
             credits=[convert.failed_credit_to_proto(f) for f in page], next_page_token=token
         )
 
-    async def RequeueFailedCredits(self, request: pb.RequeueFailedCreditsRequest, context: Context) -> pb.RequeueFailedCreditsResponse:  # noqa: N802
+    async def RequeueFailedCredits(
+
+        self, request: pb.RequeueFailedCreditsRequest, context: Context
+
+    ) -> pb.RequeueFailedCreditsResponse:
         require_request_id(request.request_id)
         if not request.credit_ids:
             raise invalid_field("credit_ids", "at least one credit id is required")

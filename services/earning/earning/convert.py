@@ -88,7 +88,12 @@ def _optional_id(field: str, value: str, required: bool) -> str:
 
 
 def rule_application(step: RuleApplication) -> pb.RuleApplication:
-    return pb.RuleApplication(rule=step.rule.value, points=step.points, detail=step.detail, challenge_id=step.challenge_id)  # type: ignore[arg-type]
+    return pb.RuleApplication(
+        rule=step.rule.value,  # type: ignore[arg-type]
+        points=step.points,
+        detail=step.detail,
+        challenge_id=step.challenge_id,
+    )
 
 
 def event_result(outcome: EventOutcome) -> pb.EventResult:

@@ -163,7 +163,11 @@ class WalletApi(wallet_pb2_grpc.WalletServiceServicer):
     def __init__(self, wallet: uc.Wallet) -> None:
         self._wallet = wallet
 
-    async def GetBalance(self, request: wallet_pb2.GetBalanceRequest, context: Ctx[Any, Any]) -> wallet_pb2.GetBalanceResponse:
+    async def GetBalance(
+
+        self, request: wallet_pb2.GetBalanceRequest, context: Ctx[Any, Any]
+
+    ) -> wallet_pb2.GetBalanceResponse:
         balances = await self._wallet.get_balance(request.user_id, int(request.currency))
         return wallet_pb2.GetBalanceResponse(balances=[_balance(b) for b in balances])
 
@@ -188,7 +192,12 @@ class WalletApi(wallet_pb2_grpc.WalletServiceServicer):
 
     async def Debit(self, request: wallet_pb2.DebitRequest, context: Ctx[Any, Any]) -> wallet_pb2.DebitResponse:
         command = uc.Debit(
-            request.request_id, request.user_id, int(request.currency), request.amount, request.reason, request.reference
+            request.request_id,
+            request.user_id,
+            int(request.currency),
+            request.amount,
+            request.reason,
+            request.reference,
         )
         txn, balance = _ledger_pair(await self._wallet.debit(command, current_caller.get()))
         return wallet_pb2.DebitResponse(transaction=txn, balance=balance)
@@ -201,7 +210,11 @@ class WalletApi(wallet_pb2_grpc.WalletServiceServicer):
         result = await self._wallet.reserve(command, current_caller.get())
         return wallet_pb2.ReserveResponse(hold=_hold(result.hold), balance=_balance(result.balance))
 
-    async def CommitHold(self, request: wallet_pb2.CommitHoldRequest, context: Ctx[Any, Any]) -> wallet_pb2.CommitHoldResponse:
+    async def CommitHold(
+
+        self, request: wallet_pb2.CommitHoldRequest, context: Ctx[Any, Any]
+
+    ) -> wallet_pb2.CommitHoldResponse:
         command = uc.CommitHold(request.request_id, request.hold_id, request.amount, request.reason)
         return wallet_pb2.CommitHoldResponse(
             **_hold_reply(await self._wallet.commit_hold(command, current_caller.get()))  # type: ignore[arg-type]
@@ -248,7 +261,11 @@ class WalletApi(wallet_pb2_grpc.WalletServiceServicer):
             next_page_token=token,
         )
 
-    async def SendGift(self, request: wallet_pb2.SendGiftRequest, context: Ctx[Any, Any]) -> wallet_pb2.SendGiftResponse:
+    async def SendGift(
+
+        self, request: wallet_pb2.SendGiftRequest, context: Ctx[Any, Any]
+
+    ) -> wallet_pb2.SendGiftResponse:
         command = uc.SendGift(request.request_id, request.sender_id, request.creator_id, request.coins, request.gift_id)
         result = await self._wallet.send_gift(command, current_caller.get())
         reply = wallet_pb2.SendGiftResponse(
@@ -261,7 +278,11 @@ class WalletApi(wallet_pb2_grpc.WalletServiceServicer):
             reply.creator_balance.CopyFrom(_balance(result.creator_balance))
         return reply
 
-    async def ListGifts(self, request: wallet_pb2.ListGiftsRequest, context: Ctx[Any, Any]) -> wallet_pb2.ListGiftsResponse:
+    async def ListGifts(
+
+        self, request: wallet_pb2.ListGiftsRequest, context: Ctx[Any, Any]
+
+    ) -> wallet_pb2.ListGiftsResponse:
         found, token = await self._wallet.list_gifts(
             request.user_id, int(request.role), request.page_size, request.page_token
         )

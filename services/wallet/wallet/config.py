@@ -16,9 +16,13 @@ class WalletSettings(PlatformSettings):
     sweep_interval_seconds: float = Field(default=1.0, description="How often expired holds are released.")
     sweep_batch_size: int = Field(default=200, description="Holds released per sweeper transaction.")
     gift_rate_bps: int = Field(default=5_000, description="Diamonds per coin in basis points (floor).")
-    cash_minor_per_thousand_diamonds: int = Field(default=500, description="Payout rate: cash minor units per 1000 diamonds.")
+    cash_minor_per_thousand_diamonds: int = Field(
+        default=500, description="Payout rate: cash minor units per 1000 diamonds."
+    )
     cash_currency: str = Field(default="USD", description="ISO 4217 code of payouts.")
-    group_commit_max_batch: int = Field(default=256, description="Most ledger operations applied in one DB transaction.")
+    group_commit_max_batch: int = Field(
+        default=256, description="Most ledger operations applied in one DB transaction."
+    )
     group_commit_concurrency: int = Field(
         default=1, description="Batches in flight at once per process (one: larger batches, less CPU per operation)."
     )

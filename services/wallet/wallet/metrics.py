@@ -23,7 +23,9 @@ GIFTED = Counter(
     "points_wallet_gifted_total", "Gifts: coins spent by senders and diamonds credited to creators", ["currency"]
 )
 HOLDS = Counter("points_wallet_holds_total", "Holds placed and resolved, by state", ["currency", "state"])
-HELD_AMOUNT = Counter("points_wallet_held_amount_total", "Amount by hold state (placed = active)", ["currency", "state"])
+HELD_AMOUNT = Counter(
+    "points_wallet_held_amount_total", "Amount by hold state (placed = active)", ["currency", "state"]
+)
 
 
 def ledger_committed(op: LedgerOp) -> None:

@@ -84,7 +84,8 @@ class CatalogApi(catalog_pb2_grpc.CatalogServiceServicer):
         size = page_size(request.page_size)
         page = await self._catalog.list_items(where, decode_after(request.page_token), size)
         return pb.ListItemsResponse(
-            items=[m.item_pb(i) for i in page.entries], next_page_token=encode_after(*page.next_after) if page.next_after else ""
+            items=[m.item_pb(i) for i in page.entries],
+            next_page_token=encode_after(*page.next_after) if page.next_after else "",
         )
 
     async def Quote(self, request: pb.QuoteRequest, context: Context) -> pb.QuoteResponse:
@@ -187,7 +188,8 @@ class CatalogApi(catalog_pb2_grpc.CatalogServiceServicer):
             size,
         )
         return pb.ListCampaignsResponse(
-            campaigns=[m.campaign_pb(c) for c in page.entries], next_page_token=encode_after(*page.next_after) if page.next_after else ""
+            campaigns=[m.campaign_pb(c) for c in page.entries],
+            next_page_token=encode_after(*page.next_after) if page.next_after else "",
         )
 
 

@@ -174,7 +174,8 @@ def evaluate(event: ActivityEvent, rules: Rules, facts: EventFacts) -> Decision:
     if points and bonus_bps:
         bonus = points * bonus_bps // BPS
         if bonus:
-            steps.append(RuleApplication(RuleKind.STREAK_BONUS, bonus, f"{facts.streak_days}-day streak +{bonus_bps}bps"))
+            detail = f"{facts.streak_days}-day streak +{bonus_bps}bps"
+            steps.append(RuleApplication(RuleKind.STREAK_BONUS, bonus, detail))
             points += bonus
     if points and rule is not None and rule.daily_cap:
         room = max(0, rule.daily_cap - facts.earned_today_type)
@@ -205,7 +206,9 @@ def evaluate(event: ActivityEvent, rules: Rules, facts: EventFacts) -> Decision:
         granted = extra if terms.budget_remaining is None else min(extra, max(0, terms.budget_remaining))
         if granted < extra:
             steps.append(
-                RuleApplication(RuleKind.SPONSOR_BUDGET, granted - extra, "sponsor budget exhausted", terms.challenge_id)
+                RuleApplication(
+                    RuleKind.SPONSOR_BUDGET, granted - extra, "sponsor budget exhausted", terms.challenge_id
+                )
             )
         if terms.budget_remaining is not None and granted:
             sponsored.append((terms.challenge_id, granted))

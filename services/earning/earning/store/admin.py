@@ -70,7 +70,9 @@ async def list_challenges(
 ) -> list[Challenge]:
     conditions: list[Any] = []
     if region:
-        conditions.append(or_(func.cardinality(challenges.c.regions) == 0, literal(region) == any_(challenges.c.regions)))
+        conditions.append(
+            or_(func.cardinality(challenges.c.regions) == 0, literal(region) == any_(challenges.c.regions))
+        )
     if active_at is not None:
         conditions.append(and_(challenges.c.start_time <= active_at, challenges.c.end_time > active_at))
     if after is not None:
@@ -80,7 +82,11 @@ async def list_challenges(
                 and_(challenges.c.create_time == after[0], challenges.c.challenge_id > after[1]),
             )
         )
-    stmt = select(challenges).where(and_(True, *conditions)).order_by(challenges.c.create_time, challenges.c.challenge_id)
+    stmt = (
+        select(challenges)
+        .where(and_(True, *conditions))
+        .order_by(challenges.c.create_time, challenges.c.challenge_id)
+    )
     return [challenge_from_row(r) for r in await conn.execute(stmt.limit(limit))]
 
 

@@ -121,7 +121,8 @@ _MARK_SENT = text(
     f"WITH ok AS ({_CREDITED}),"
     " failed AS (UPDATE credits c SET attempts = c.attempts + 1, last_error = :error"
     " FROM unnest(CAST(:failed AS text[])) AS q(rid) WHERE c.request_id = q.rid AND c.pending IS TRUE),"
-    " dead AS (UPDATE credits c SET pending = false, failed_time = CAST(:now AS timestamptz), attempts = c.attempts + 1,"
+    " dead AS (UPDATE credits c SET pending = false, failed_time = CAST(:now AS timestamptz),"
+    " attempts = c.attempts + 1,"
     " last_error = q.why FROM unnest(CAST(:refused AS text[]), CAST(:why AS text[])) AS q(rid, why)"
     " WHERE c.request_id = q.rid AND c.pending IS TRUE"
     " RETURNING c.request_id, c.user_id, c.amount, c.reason, c.reference, c.last_error, c.attempts),"
@@ -131,7 +132,8 @@ _MARK_SENT = text(
     " FROM unnest(CAST(:suspect AS text[]), CAST(:suspect_why AS text[])) AS q(rid, why)"
     " WHERE c.request_id = q.rid AND c.pending IS TRUE"
     " RETURNING c.request_id, c.user_id, c.amount, c.reason, c.reference, c.last_error, c.attempts, c.pending),"
-    " held AS (UPDATE credits c SET attempts = c.attempts + 1, last_error = q.why, held_time = CAST(:now AS timestamptz)"
+    " held AS (UPDATE credits c SET attempts = c.attempts + 1, last_error = q.why,"
+    " held_time = CAST(:now AS timestamptz)"
     " FROM unnest(CAST(:held AS text[]), CAST(:held_why AS text[])) AS q(rid, why)"
     " WHERE c.request_id = q.rid AND c.pending IS TRUE)"
     " SELECT * FROM dead UNION ALL"
@@ -160,7 +162,8 @@ async def mark_sent(
         {
             "ids": ids, "txs": [transactions[i] for i in ids], "failed": sorted(failed), "error": error[:200],
             "refused": dead, "why": [refused[i][:200] for i in dead],
-            "suspect": suspects, "suspect_why": [suspect[i][:200] for i in suspects], "limit": wallet_error_limit, "now": now,
+            "suspect": suspects, "suspect_why": [suspect[i][:200] for i in suspects],
+            "limit": wallet_error_limit, "now": now,
             "held": kept, "held_why": [held[i][:200] for i in kept],
         },
     )

@@ -144,7 +144,7 @@ class Administration:
         async with self._engine.connect() as conn:
             challenge = await admin.get_challenge(conn, challenge_id)
         if challenge is None:
-            raise NotFound("CHALLENGE_NOT_FOUND", f"no challenge {challenge_id}", metadata={"challenge_id": challenge_id})
+            raise _challenge_not_found(challenge_id)
         return challenge
 
     async def list_challenges(
@@ -161,12 +161,14 @@ class Administration:
             challenge = await admin.get_challenge(conn, challenge_id, lock=True)
             now = self._clock.now()
             if challenge is None:
-                raise NotFound("CHALLENGE_NOT_FOUND", f"no challenge {challenge_id}", metadata={"challenge_id": challenge_id})
+                raise _challenge_not_found(challenge_id)
             existing = await admin.get_participation(conn, challenge_id, user_id)
             if existing is not None:
                 return _join_json(existing, 0)
             if now >= challenge.spec.end_time:
-                raise FailedPrecondition("CHALLENGE_ENDED", "the challenge is over", metadata={"challenge_id": challenge_id})
+                raise FailedPrecondition(
+                    "CHALLENGE_ENDED", "the challenge is over", metadata={"challenge_id": challenge_id}
+                )
             spec = challenge.spec
             early, granted, _ = early_join_bonus(
                 spec.start_time, spec.early_join_window_seconds, spec.early_join_bonus_points,
@@ -177,7 +179,9 @@ class Administration:
             if granted:
                 if challenge.budget_remaining is not None:
                     await activity.charge_budget(conn, challenge_id, granted)
-                entry = PendingCredit(join_credit_id(challenge_id, user_id), user_id, granted, "early_join_bonus", challenge_id)
+                entry = PendingCredit(
+                    join_credit_id(challenge_id, user_id), user_id, granted, "early_join_bonus", challenge_id
+                )
                 await outbox.add_credit(conn, entry, now)
                 credit.append(entry)
             return _join_json(participation, granted)
@@ -187,7 +191,9 @@ class Administration:
             await self._crediting.send(credit)
         p = result["participation"]
         return JoinResult(
-            Participation(p["challenge_id"], p["user_id"], datetime.fromisoformat(p["join_time"]), p["early"], p["bonus"]),
+            Participation(
+                p["challenge_id"], p["user_id"], datetime.fromisoformat(p["join_time"]), p["early"], p["bonus"]
+            ),
             int(result["bonus_awarded"]),
         )
 
@@ -302,6 +308,10 @@ class Administration:
             day=when, types=types, total_earned=total, total_cap=rules.daily_total_cap, streak_days=streak_days,
             held_points=held, pending_credit_points=pending, failed_credit_points=failed,
         )
+
+
+def _challenge_not_found(challenge_id: str) -> NotFound:
+    return NotFound("CHALLENGE_NOT_FOUND", f"no challenge {challenge_id}", metadata={"challenge_id": challenge_id})
 
 
 def _join_json(p: Participation, bonus: int) -> dict[str, Any]:

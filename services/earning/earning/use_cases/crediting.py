@@ -129,6 +129,6 @@ class Crediting:
         while True:
             try:
                 await self.reconcile_once()
-            except Exception:  # noqa: BLE001 - a database hiccup must not end the loop
+            except Exception:  # a database hiccup must not end the loop
                 log.exception("reconciliation_failed")
             await asyncio.sleep(self._interval)

@@ -128,7 +128,7 @@ class Recorder:
         try:
             with PHASE.labels("credit").time():
                 transactions = await self._crediting.send(credits)
-        except Exception:  # noqa: BLE001 - decided and durable: the reconciliation loop sends them
+        except Exception:  # decided and durable: the reconciliation loop sends them
             log.exception("credit_after_commit_failed", credits=len(credits))
         outcomes = []
         for outcome, credit in decided:
@@ -145,7 +145,7 @@ class Recorder:
         for _ in range(3):
             try:
                 return await self._decide(batch, now, await self._rules.cached())
-            except _StaleRules:
+            except _StaleRulesError:
                 await self._rules.versions()
         return await self._decide(batch, now, await self._rules.versions(), check=False)
 
@@ -169,7 +169,7 @@ class Recorder:
                 )
                 # the list in hand, not the shared cache (a concurrent reload may have replaced it)
                 if check and versions[-1].version != users.rules_version:
-                    raise _StaleRules
+                    raise _StaleRulesError
                 await self._decide_accepted(conn, accepted, now, versions, users, results)
         return [r for r in results if r is not None]
 
@@ -222,7 +222,7 @@ class Recorder:
                     results[index] = (replace(original_outcome, status=EventStatus.DUPLICATE), credit)
 
 
-class _StaleRules(Exception):
+class _StaleRulesError(Exception):
     """A newer rules version was stored since the cache was loaded."""
 
 

@@ -21,11 +21,11 @@ from wallet.results import BalanceView, HoldView, PayoutView, PostingView, Trans
 T = TypeVar("T")
 
 
-class RacedOnRequestId(Exception):
+class RequestIdRaceError(Exception):
     """A concurrent call with the same request_id committed first: redo, and replay its answer."""
 
 
-class RacedOnPaymentReference(RacedOnRequestId):
+class PaymentReferenceRaceError(RequestIdRaceError):
     """A concurrent batch credited the same payment reference first: redo (the refused payment then
     fails alone with PAYMENT_ALREADY_CREDITED, its neighbours apply)."""
 
@@ -60,7 +60,7 @@ async def run_transaction(attempt: Callable[[], Awaitable[T]], *, races: int = 3
     for n in range(races):
         try:
             return await retry_serialization(attempt_wrapped)
-        except RacedOnRequestId as exc:
+        except RequestIdRaceError as exc:
             if n == races - 1:
                 # Still losing to same-key calls: the caller retries (and then gets the replay).
                 raise Aborted("CONCURRENT_REQUEST", "a concurrent call with this request_id is in progress") from exc
@@ -96,7 +96,7 @@ async def remember(
         )
     ).first()
     if inserted is None:
-        raise RacedOnRequestId(request_id)
+        raise RequestIdRaceError(request_id)
 
 
 def hold_view(row: Any) -> HoldView:

@@ -58,7 +58,7 @@ from wallet.results import (
 )
 from wallet.store import lots
 from wallet.store.common import (
-    RacedOnRequestId,
+    RequestIdRaceError,
     balance,
     driver,
     hold_record_view,
@@ -205,7 +205,7 @@ async def reserve(engine: AsyncEngine, spec: ReserveSpec, now: datetime) -> Hold
             try:
                 row = await place(await driver(sa_conn), spec, hold, remember=True)
             except asyncpg.UniqueViolationError as exc:
-                raise RacedOnRequestId(spec.request_id) from exc
+                raise RequestIdRaceError(spec.request_id) from exc
         if row["fingerprint"] is not None:
             return _replay(row, spec.request_id, spec.fingerprint), False
         if row["available"] is None:
@@ -267,7 +267,9 @@ async def lock_hold(conn: AsyncConnection, hold_id: str, *, internal: bool) -> H
     return hold_view(hold)
 
 
-def commit_transaction(h: HoldView, debit: int, request_id: str, reason: str, now: datetime, kind: Kind) -> TransactionView:
+def commit_transaction(
+    h: HoldView, debit: int, request_id: str, reason: str, now: datetime, kind: Kind
+) -> TransactionView:
     """The debit a commit posts: the user's account to the spend (or payouts) account."""
     sink = PAYOUTS if kind is Kind.PAYOUT else spend_sink(h.currency)
     return TransactionView(
@@ -345,15 +347,17 @@ async def commit_hold(
                 else:
                     hold, row = await apply_commit(conn, h, debit, txn, fingerprint, remember=True)
             except asyncpg.UniqueViolationError as exc:
-                raise RacedOnRequestId(request_id) from exc
+                raise RequestIdRaceError(request_id) from exc
         if row is None:  # the hold was resolved since it was read: nothing written, look again
-            raise RacedOnRequestId(request_id)
+            raise RequestIdRaceError(request_id)
         return HoldResult(hold, balance(h.user_id, h.currency, row["available"], row["held"]), txn), True
 
     return _counted(await run_transaction(attempt))
 
 
-async def release_hold(engine: AsyncEngine, request_id: str, fingerprint: str, hold_id: str, now: datetime) -> HoldResult:
+async def release_hold(
+    engine: AsyncEngine, request_id: str, fingerprint: str, hold_id: str, now: datetime
+) -> HoldResult:
     async def attempt() -> tuple[HoldResult, bool]:
         async with engine.connect() as sa_conn:
             conn = await driver(sa_conn)
@@ -367,9 +371,9 @@ async def release_hold(engine: AsyncEngine, request_id: str, fingerprint: str, h
                     conn, h, HoldState.RELEASED, now, request_id, fingerprint, remember=True
                 )
             except asyncpg.UniqueViolationError as exc:
-                raise RacedOnRequestId(request_id) from exc
+                raise RequestIdRaceError(request_id) from exc
         if row is None:  # the hold was resolved since it was read: nothing written, look again
-            raise RacedOnRequestId(request_id)
+            raise RequestIdRaceError(request_id)
         return HoldResult(hold, balance(h.user_id, h.currency, row["available"], row["held"])), True
 
     return _counted(await run_transaction(attempt))

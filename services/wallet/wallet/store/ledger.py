@@ -3,7 +3,8 @@
 Round trips per batch, whatever its size: BEGIN, lock the touched accounts (in sorted order,
 creating missing ones) and look up the request ids and payment references in one statement, then
 one statement that updates every account once and inserts every transaction, posting, idempotency
-record and payment reference, then COMMIT. The statements run on the raw asyncpg connection (prepared once per connection).
+record and payment reference, then COMMIT. The statements run on the raw asyncpg connection
+(prepared once per connection).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from wallet import metrics
 from wallet.domain import Currency, LedgerOp, PaidCredit, PaymentKey, plan_ledger_ops, touched_accounts
 from wallet.results import BalanceView, LedgerResult, PostingView, TransactionView, decode, encode_ledger
 from wallet.store import lots
-from wallet.store.common import RacedOnPaymentReference, RacedOnRequestId, driver, new_id, run_transaction
+from wallet.store.common import PaymentReferenceRaceError, RequestIdRaceError, driver, new_id, run_transaction
 
 Outcome = LedgerResult | DomainError
 
@@ -150,7 +151,7 @@ async def _apply(
 
             # A payment reference credited by a concurrent batch that committed while this one waited
             # for the account lock is not in that lookup's snapshot: the write's insert into
-            # payment_references then conflicts, and the batch is redone (RacedOnPaymentReference).
+            # payment_references then conflicts, and the batch is redone (PaymentReferenceRaceError).
             planned, deltas = plan_ledger_ops(
                 [ops[i] for i in fresh],
                 balances,
@@ -192,9 +193,9 @@ async def _apply(
                 )
                 assert counts is not None
                 if counts["keys"] != len(committed):
-                    raise RacedOnRequestId("a request id in the batch was committed concurrently")
+                    raise RequestIdRaceError("a request id in the batch was committed concurrently")
                 if counts["paid"] != len(w.r_users):
-                    raise RacedOnPaymentReference("a payment reference in the batch was credited concurrently")
+                    raise PaymentReferenceRaceError("a payment reference in the batch was credited concurrently")
                 if counts["moved"] != len(moves):
                     raise RuntimeError("a planned balance change did not apply; the batch is rolled back")
                 if points_ttl is not None:

@@ -140,7 +140,8 @@ async def expire_lots(engine: AsyncEngine, now: datetime, max_accounts: int) -> 
             for e in planned:
                 spent[e.lot.user_id] = spent.get(e.lot.user_id, 0) + e.amount
             tids = [uuid.uuid4().hex for _ in planned]
-            p: dict[str, list[object]] = {k: [] for k in "tids users accounts currencies amounts after".split()}
+            columns = ["tids", "users", "accounts", "currencies", "amounts", "after"]
+            p: dict[str, list[object]] = {k: [] for k in columns}
             for tid, e in zip(tids, planned, strict=True):
                 for user, account, amount, after in (
                     (e.lot.user_id, user_account(e.lot.user_id), -e.amount, e.available_after),

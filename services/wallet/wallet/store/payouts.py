@@ -98,7 +98,8 @@ async def complete_payout(
             if replay is not None:
                 return decode(PayoutView, replay), None
             if payout.state != PayoutState.PENDING:
-                reason = "PAYOUT_ALREADY_COMPLETED" if payout.state == PayoutState.COMPLETED else "PAYOUT_ALREADY_FAILED"
+                completed = payout.state == PayoutState.COMPLETED
+                reason = "PAYOUT_ALREADY_COMPLETED" if completed else "PAYOUT_ALREADY_FAILED"
                 raise FailedPrecondition(reason, "the payout already has its result")
             h = await lock_hold(conn, payout.hold_id, internal=True)
             facts = HoldFacts(h.state, h.amount, h.expire_time)

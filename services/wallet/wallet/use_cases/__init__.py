@@ -18,11 +18,11 @@ from wallet.use_cases.wallet import Wallet
 
 __all__ = [
     "ChangeUserStatus",
-    "ForfeitPoints",
     "CommitHold",
     "CompletePayout",
     "Credit",
     "Debit",
+    "ForfeitPoints",
     "GiftResult",
     "RefundHold",
     "ReleaseHold",

@@ -187,7 +187,9 @@ class Wallet:
         _text("gift_id", cmd.gift_id, 128)
         if cmd.sender_id == cmd.creator_id:
             raise InvalidArgument(
-                "SELF_GIFT", "creator_id: a gift goes to someone else", field_violations=[("creator_id", "is the sender")]
+                "SELF_GIFT",
+                "creator_id: a gift goes to someone else",
+                field_violations=[("creator_id", "is the sender")],
             )
         rate = self._settings.gift_rate_bps
         diamonds = domain.gift_diamonds(cmd.coins, rate)
@@ -389,7 +391,8 @@ class Wallet:
             reason = "GIFT_ROLE_REQUIRED" if role == 0 else "INVALID_FIELD"
             raise invalid_field("role", "must be SENDER or CREATOR", reason)
         limit = page_size(size)
-        found, more = await gift_history.gifts(self._engine, user_id, role == GIFT_ROLE_CREATOR, decode_before(token), limit)
+        as_creator = role == GIFT_ROLE_CREATOR
+        found, more = await gift_history.gifts(self._engine, user_id, as_creator, decode_before(token), limit)
         return found, encode_before(more) if more is not None else ""
 
 
