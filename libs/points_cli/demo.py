@@ -27,7 +27,6 @@ from points_platform.client import acting_for, error_reason
 
 COSMETIC_PRICE = 500  # seeded "golden-frame"
 RAFFLE_PRICE = 100  # seeded "spring-raffle"
-GIFT_COINS = 10  # seeded "rose-gift" (coins)
 DISCOUNT_PRICE = 2000  # seeded "ad-free-discount" (single use, valid 30 days)
 
 

@@ -58,20 +58,12 @@ class Unauthenticated(DomainError):
     code = grpc.StatusCode.UNAUTHENTICATED
 
 
-class ResourceExhausted(DomainError):
-    code = grpc.StatusCode.RESOURCE_EXHAUSTED
-
-
 class Aborted(DomainError):
     code = grpc.StatusCode.ABORTED
 
 
 class Unavailable(DomainError):
     code = grpc.StatusCode.UNAVAILABLE
-
-
-class DeadlineExceeded(DomainError):
-    code = grpc.StatusCode.DEADLINE_EXCEEDED
 
 
 def idempotency_key_reused(request_id: str) -> AlreadyExists:

@@ -3,9 +3,6 @@ services' token rules (points_platform.tokens)."""
 
 from __future__ import annotations
 
-import json
-
 from points_platform.config import CALLERS
 
 TOKENS = {caller: f"{caller}-token-for-tests-0123456789abcdefghij" for caller in CALLERS}
-TOKENS_JSON = json.dumps(TOKENS)

@@ -59,7 +59,6 @@ class PayoutState(enum.IntEnum):
 # stored balance row, because a row every credit updates would serialize the whole service.
 POINTS_ISSUANCE = "system:points_issuance"
 POINTS_REDEMPTION = "system:points_redemption"
-POINTS_EXPIRY = "system:points_expiry"  # expiry before issue 18; its postings stay there
 # Points taken back from a user: admin forfeits (ForfeitPoints) and expired lots.
 FORFEITED = "system:forfeited"
 COIN_SALES = "system:coin_sales"

@@ -38,10 +38,6 @@ class Claim:
     fingerprint: str
     stored_response: bytes | None
 
-    @property
-    def is_replay(self) -> bool:
-        return self.stored_response is not None
-
 
 @dataclass(frozen=True)
 class ItemFilter:
@@ -118,10 +114,6 @@ class CatalogStore:
             query = query.with_for_update()
         row = (await self.conn.execute(query)).mappings().first()
         return item_from_row(row) if row is not None else None
-
-    async def existing_item_ids(self, item_ids: Sequence[str]) -> set[str]:
-        rows = await self.conn.execute(select(items.c.item_id).where(items.c.item_id.in_(list(item_ids))))
-        return {r.item_id for r in rows}
 
     async def replace_item(self, item: Item, expected_version: int) -> bool:
         """Write the new state only if nobody updated the item since `expected_version`."""

@@ -125,7 +125,6 @@ class Decision:
     sponsored: tuple[tuple[str, int], ...] = ()  # challenge_id -> points charged to its budget
     hold_reason: HoldReason | None = None
     rejection_reason: str = ""
-    counts_as_activity: bool = True
 
     @property
     def points_awarded(self) -> int:
@@ -145,9 +144,7 @@ def base_points(event: ActivityEvent, rules: Rules) -> tuple[int, str]:
 def evaluate(event: ActivityEvent, rules: Rules, facts: EventFacts) -> Decision:
     """Decide what an accepted (well-formed, timely, first-seen) event earns."""
     if event.type == ActivityType.CHALLENGE_PROGRESS and not facts.is_challenge_participant:
-        return Decision(
-            EventStatus.REJECTED, 0, 0, (), rejection_reason="NOT_A_PARTICIPANT", counts_as_activity=False
-        )
+        return Decision(EventStatus.REJECTED, 0, 0, (), rejection_reason="NOT_A_PARTICIPANT")
     rule = rules.rule_for(event.type)
     steps: list[RuleApplication] = []
     points, detail = base_points(event, rules)

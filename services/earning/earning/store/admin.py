@@ -152,16 +152,6 @@ def _held(row: Any) -> HeldEarning:
     )
 
 
-async def insert_held(conn: AsyncConnection, held: HeldEarning) -> None:
-    await conn.execute(
-        held_earnings.insert().values(
-            held_earning_id=held.held_earning_id, event_id=held.event_id, user_id=held.user_id, type=held.type.value,
-            day=held.day, points=held.points, sponsored=json.loads(json.dumps([list(s) for s in held.sponsored])),
-            reason=held.reason, state=held.state, create_time=held.create_time,
-        )
-    )
-
-
 async def get_held(conn: AsyncConnection, held_earning_id: str, *, lock: bool = False) -> HeldEarning | None:
     stmt = select(held_earnings).where(held_earnings.c.held_earning_id == held_earning_id)
     if lock:

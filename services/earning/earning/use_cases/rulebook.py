@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -54,7 +53,3 @@ def applicable(versions: list[Rules], occurred_at: datetime) -> Rules:
         if rules.effective_from is not None and rules.effective_from <= occurred_at:
             chosen = rules
     return chosen
-
-
-def next_version(current: Rules, new: Rules) -> Rules:
-    return replace(new, version=current.version + 1)

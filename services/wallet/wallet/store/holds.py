@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import Any
 
 import asyncpg
 from sqlalchemy import text
@@ -49,6 +50,7 @@ from wallet.domain import (
     user_suspended,
 )
 from wallet.results import (
+    BalanceView,
     HoldResult,
     HoldView,
     PostingView,
@@ -57,15 +59,8 @@ from wallet.results import (
     encode_hold_template,
 )
 from wallet.store import lots
-from wallet.store.common import (
-    RequestIdRaceError,
-    balance,
-    driver,
-    hold_record_view,
-    hold_view,
-    new_id,
-    run_transaction,
-)
+from wallet.store.idempotency import RequestIdRaceError, run_transaction
+from wallet.store.postgres import driver, new_id
 
 PAYOUT_PURPOSE = "payout"
 
@@ -216,7 +211,7 @@ async def reserve(engine: AsyncEngine, spec: ReserveSpec, now: datetime) -> Hold
             if again is not None:
                 return _replay(again, spec.request_id, spec.fingerprint), False
             raise refusal(spec, row)
-        return HoldResult(hold, balance(spec.user_id, spec.currency, row["available"], row["held"])), True
+        return HoldResult(hold, BalanceView(spec.user_id, spec.currency, row["available"], row["held"])), True
 
     return _counted(await run_transaction(attempt))
 
@@ -350,7 +345,7 @@ async def commit_hold(
                 raise RequestIdRaceError(request_id) from exc
         if row is None:  # the hold was resolved since it was read: nothing written, look again
             raise RequestIdRaceError(request_id)
-        return HoldResult(hold, balance(h.user_id, h.currency, row["available"], row["held"]), txn), True
+        return HoldResult(hold, BalanceView(h.user_id, h.currency, row["available"], row["held"]), txn), True
 
     return _counted(await run_transaction(attempt))
 
@@ -374,7 +369,7 @@ async def release_hold(
                 raise RequestIdRaceError(request_id) from exc
         if row is None:  # the hold was resolved since it was read: nothing written, look again
             raise RequestIdRaceError(request_id)
-        return HoldResult(hold, balance(h.user_id, h.currency, row["available"], row["held"])), True
+        return HoldResult(hold, BalanceView(h.user_id, h.currency, row["available"], row["held"])), True
 
     return _counted(await run_transaction(attempt))
 
@@ -399,10 +394,43 @@ async def sweep_expired_holds(engine: AsyncEngine, now: datetime, limit: int) ->
                 hold, row = await apply_release(raw, h, HoldState.EXPIRED, now, "", "", remember=False)
                 if row is None:  # locked and ACTIVE: the CAS cannot miss
                     raise RuntimeError(f"expired hold {h.hold_id} changed under its lock")
-                expired.append(HoldResult(hold, balance(h.user_id, h.currency, row["available"], row["held"])))
+                expired.append(HoldResult(hold, BalanceView(h.user_id, h.currency, row["available"], row["held"])))
             return expired
 
     expired = await run_transaction(attempt)
     for result in expired:
         metrics.hold_committed(result)
     return len(expired)
+
+
+def hold_view(row: Any) -> HoldView:
+    return HoldView(
+        hold_id=row.hold_id,
+        user_id=row.user_id,
+        currency=Currency(row.currency),
+        amount=row.amount,
+        committed_amount=row.committed_amount,
+        state=HoldState(row.state),
+        reference=row.reference,
+        expire_time=row.expire_time,
+        create_time=row.create_time,
+        resolve_time=row.resolve_time,
+        refunded_amount=row.refunded_amount,
+    )
+
+
+def hold_record_view(r: asyncpg.Record) -> HoldView:
+    """hold_view of a raw asyncpg record (columns by name)."""
+    return HoldView(
+        hold_id=r["hold_id"],
+        user_id=r["user_id"],
+        currency=Currency(r["currency"]),
+        amount=r["amount"],
+        committed_amount=r["committed_amount"],
+        state=HoldState(r["state"]),
+        reference=r["reference"],
+        expire_time=r["expire_time"],
+        create_time=r["create_time"],
+        resolve_time=r["resolve_time"],
+        refunded_amount=r["refunded_amount"],
+    )

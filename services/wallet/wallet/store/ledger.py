@@ -20,7 +20,8 @@ from wallet import metrics
 from wallet.domain import Currency, LedgerOp, PaidCredit, PaymentKey, plan_ledger_ops, touched_accounts
 from wallet.results import BalanceView, LedgerResult, PostingView, TransactionView, decode, encode_ledger
 from wallet.store import lots
-from wallet.store.common import PaymentReferenceRaceError, RequestIdRaceError, driver, new_id, run_transaction
+from wallet.store.idempotency import PaymentReferenceRaceError, RequestIdRaceError, run_transaction
+from wallet.store.postgres import driver, new_id
 
 Outcome = LedgerResult | DomainError
 

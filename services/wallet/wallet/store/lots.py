@@ -28,7 +28,7 @@ from wallet.domain import (
     plan_expiry,
     user_account,
 )
-from wallet.store.common import run_transaction
+from wallet.store.idempotency import run_transaction
 
 # Raw asyncpg statements (the ledger batch and hold commits run them on their transaction's
 # driver connection).

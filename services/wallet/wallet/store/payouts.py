@@ -6,6 +6,7 @@ Lock order: payout row, then hold row, then account row (as in holds.py).
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -13,8 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from points_platform.errors import FailedPrecondition, NotFound
 from wallet import metrics
 from wallet.domain import HoldFacts, HoldState, Kind, PayoutState, check_commit, check_release
-from wallet.results import HoldResult, PayoutView, decode, encode
-from wallet.store.common import balance, driver, payout_view, remember, run_transaction, stored_response
+from wallet.results import BalanceView, HoldResult, PayoutView, decode, encode
 from wallet.store.holds import (
     ReserveSpec,
     apply_commit,
@@ -25,6 +25,8 @@ from wallet.store.holds import (
     place,
     refusal,
 )
+from wallet.store.idempotency import remember, run_transaction, stored_response
+from wallet.store.postgres import driver
 
 
 async def request_payout(
@@ -40,7 +42,7 @@ async def request_payout(
             placed = await place(await driver(conn), spec, hold, remember=False)
             if placed["available"] is None:
                 raise refusal(spec, placed)
-            held = HoldResult(hold, balance(spec.user_id, spec.currency, placed["available"], placed["held"]))
+            held = HoldResult(hold, BalanceView(spec.user_id, spec.currency, placed["available"], placed["held"]))
             row = (
                 await conn.execute(
                     text(
@@ -116,7 +118,7 @@ async def complete_payout(
                 hold, moved = await apply_release(raw, h, HoldState.RELEASED, now, request_id, "", remember=False)
             if moved is None:  # the hold is locked and was ACTIVE: the CAS cannot miss
                 raise RuntimeError(f"payout hold {h.hold_id} changed under its lock")
-            done = HoldResult(hold, balance(h.user_id, h.currency, moved["available"], moved["held"]), txn)
+            done = HoldResult(hold, BalanceView(h.user_id, h.currency, moved["available"], moved["held"]), txn)
             row = (
                 await conn.execute(
                     text(
@@ -137,3 +139,20 @@ async def complete_payout(
             return result, done
 
     return _counted(await run_transaction(attempt))
+
+
+def payout_view(row: Any) -> PayoutView:
+    return PayoutView(
+        payout_id=row.payout_id,
+        creator_id=row.creator_id,
+        diamonds=row.diamonds,
+        cash_value_minor=row.cash_value_minor,
+        cash_currency=row.cash_currency,
+        cash_minor_per_thousand_diamonds=row.cash_minor_per_thousand_diamonds,
+        state=PayoutState(row.state),
+        hold_id=row.hold_id,
+        create_time=row.create_time,
+        complete_time=row.complete_time,
+        failure_reason=row.failure_reason,
+        transaction_id=row.transaction_id,
+    )

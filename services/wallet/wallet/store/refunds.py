@@ -10,24 +10,16 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from points_platform.errors import DomainError, FailedPrecondition
 from wallet import metrics
 from wallet.domain import MAX_BALANCE, Currency, Kind, check_refund, spend_sink, user_account
-from wallet.results import HoldResult, PostingView, TransactionView, decode, encode
+from wallet.results import BalanceView, HoldResult, PostingView, TransactionView, decode, encode
 from wallet.store import lots
-from wallet.store.common import (
-    balance,
-    driver,
-    hold_view,
-    insert_transaction,
-    new_id,
-    remember,
-    run_transaction,
-    stored_response,
-)
-from wallet.store.holds import lock_hold
+from wallet.store.holds import hold_view, lock_hold
+from wallet.store.idempotency import remember, run_transaction, stored_response
+from wallet.store.postgres import driver, new_id
 
 
 async def refund_hold(
@@ -94,7 +86,7 @@ async def refund_hold(
                     {"a": given, "id": h.hold_id},
                 )
             ).one()
-            result = HoldResult(hold_view(updated), balance(h.user_id, h.currency, acc.available, acc.held), txn)
+            result = HoldResult(hold_view(updated), BalanceView(h.user_id, h.currency, acc.available, acc.held), txn)
             await remember(conn, "refund", request_id, fingerprint, encode(result), now)
             return result, given
 
@@ -102,3 +94,35 @@ async def refund_hold(
     if given:
         metrics.hold_refunded(result, given)
     return result, given
+
+
+async def insert_transaction(
+    conn: AsyncConnection,
+    txn: TransactionView,
+    user_id: str,
+    balances_after: dict[tuple[str, str, Currency], int],
+) -> None:
+    """One transaction and its postings (balance_after for user legs) in one round trip."""
+    await conn.execute(
+        text(
+            "WITH t AS (INSERT INTO transactions (transaction_id, user_id, request_id, kind, reason, reference,"
+            " create_time) VALUES (:tid, :uid, :rid, :kind, :reason, :ref, :now)) "
+            "INSERT INTO postings (transaction_id, user_id, account, currency, amount, balance_after) "
+            "SELECT :tid, * FROM unnest(CAST(:users AS text[]), CAST(:accounts AS text[]),"
+            " CAST(:currencies AS smallint[]), CAST(:amounts AS bigint[]), CAST(:after AS bigint[]))"
+        ),
+        {
+            "tid": txn.transaction_id,
+            "uid": user_id,
+            "rid": txn.request_id,
+            "kind": int(txn.kind),
+            "reason": txn.reason,
+            "ref": txn.reference,
+            "now": txn.create_time,
+            "users": [p.user_id for p in txn.postings],
+            "accounts": [p.account for p in txn.postings],
+            "currencies": [int(p.currency) for p in txn.postings],
+            "amounts": [p.amount for p in txn.postings],
+            "after": [balances_after.get((p.user_id, p.account, p.currency)) for p in txn.postings],
+        },
+    )

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from points_platform.errors import FailedPrecondition
 from wallet.domain import UserStatusAction
 from wallet.results import UserStatusChangeView, UserStatusView, decode, encode
-from wallet.store.common import remember, run_transaction, stored_response
+from wallet.store.idempotency import remember, run_transaction, stored_response
 
 HISTORY_LIMIT = 100
 
