@@ -1,4 +1,4 @@
-"""A suspended user's earnings are held, not lost (issue 18): the wallet refuses their credits
+"""A suspended user's earnings are held, not lost: the wallet refuses their credits
 USER_SUSPENDED, earning keeps them pending (neither dead-lettered nor resent on every pass) and
 resends them every `suspended_retry_seconds`, so reinstatement releases them. Other users' credits in
 the same batch are not held up."""

@@ -1,4 +1,4 @@
-"""ForfeitPoints (issue 18): an admin takes some or all of a user's available points to
+"""ForfeitPoints: an admin takes some or all of a user's available points to
 system:forfeited, with a reason and a ticket, idempotently, never overdrawing, also under races."""
 
 from __future__ import annotations

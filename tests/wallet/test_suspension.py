@@ -1,4 +1,4 @@
-"""User suspension (issue 18): SuspendUser / ReinstateUser / GetUserStatus, and what a suspended
+"""User suspension: SuspendUser / ReinstateUser / GetUserStatus, and what a suspended
 user may not do in the wallet (receive activity credits, hold funds, send gifts, request payouts)
 while reads, refunds, payments and admin adjustments still work."""
 

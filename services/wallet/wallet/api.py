@@ -44,7 +44,7 @@ POLICY: Policy = {
     "ListGifts": allow("app", "admin"),  # a user's (or, for admin, anyone's) gift history
     "RequestPayout": allow("app", "admin"),
     "CompletePayout": allow("payments", "admin"),
-    # A user's standing is support's (issue 18): operators suspend, reinstate and forfeit.
+    # A user's standing is support's: operators suspend, reinstate and forfeit.
     "SuspendUser": allow("admin"),
     "ReinstateUser": allow("admin"),
     "GetUserStatus": allow("admin"),

@@ -144,7 +144,7 @@ points_lots = Table(
     Index("points_lots_open_by_expiry", "expire_time", postgresql_where=text("remaining > 0")),
 )
 
-# Suspended users (issue 18): a row while the user is suspended, deleted on reinstatement. Money
+# Suspended users: a row while the user is suspended, deleted on reinstatement. Money
 # paths check it in the statement that moves the money (docs/architecture.md, User suspension).
 suspended_users = Table(
     "suspended_users",

@@ -1,4 +1,4 @@
-"""A user's standing (issue 18): suspension and reinstatement, and forfeiture of points.
+"""A user's standing: suspension and reinstatement, and forfeiture of points.
 
 Suspension state lives in the wallet because every money path of a user passes through it; the
 statements that move money refuse a suspended user themselves (docs/architecture.md, User

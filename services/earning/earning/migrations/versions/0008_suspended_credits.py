@@ -1,4 +1,4 @@
-"""Credits held for a suspended user (issue 18): the wallet refused them USER_SUSPENDED; they stay
+"""Credits held for a suspended user: the wallet refused them USER_SUSPENDED; they stay
 pending and are resent after `suspended_retry_seconds`, so reinstatement releases them.
 
 Revision ID: 0008

@@ -1,4 +1,4 @@
-"""User suspension (issue 18): the suspended users and the history of suspensions and reinstatements.
+"""User suspension: the suspended users and the history of suspensions and reinstatements.
 
 Revision ID: 0006
 Revises: 0005
