@@ -1,4 +1,5 @@
-"""ruff (pyflakes, bugbear, pyupgrade, import order) is clean over everything but generated code."""
+"""ruff (pyproject [tool.ruff.lint]: pyflakes, pycodestyle, import order, bugbear, pyupgrade, naming,
+simplify, ruff's own rules, blind except) is clean over everything but generated code."""
 
 from __future__ import annotations
 
