@@ -306,7 +306,7 @@ def run_up(cfg: SuiteConfig, *, seed_demo: bool = False) -> int:
     suite = Suite(cfg)
     stopping = False
 
-    def on_signal(signum: int, frame: object) -> None:
+    def on_signal(_signum: int, _frame: object) -> None:
         nonlocal stopping
         stopping = True
 

@@ -48,7 +48,7 @@ def create_engine(url: str, *, pool_size: int = 10, custom_plans: bool = False) 
     return engine
 
 
-def _drop_if_closed(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+def _drop_if_closed(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
     """A pooled connection the server closed (restart, failover, terminated session) is replaced at
     checkout instead of failing the next call. Hot paths use the raw asyncpg connection, whose
     failures SQLAlchemy never sees; asking asyncpg costs no round trip (unlike a pre-ping)."""
