@@ -10,9 +10,8 @@ import grpc
 from points.catalog.v1 import catalog_pb2, catalog_pb2_grpc
 from points.earning.v1 import earning_pb2, earning_pb2_grpc
 from points.wallet.v1 import wallet_pb2, wallet_pb2_grpc
+from points_platform.auth import OPERATOR_HEADER
 from points_platform.client import bearer, error_info, open_channel
-
-OPERATOR_HEADER = "x-points-operator"
 
 
 class ServiceRefused(Exception):
