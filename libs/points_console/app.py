@@ -23,6 +23,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from points.common.v1 import common_pb2
+from points_console.forms import FormErrors, read_item_form, read_version
 from points_console.gateway import Gateway, ServiceRefused
 from points_console.operators import is_valid_login
 
@@ -43,6 +44,10 @@ def render(request: Request, template: str, status_code: int = 200, **context: A
 def services(request: Request) -> Gateway:
     gateway: Gateway = request.app.state.gateway
     return gateway
+
+
+async def form_values(request: Request) -> dict[str, str]:
+    return {key: str(value) for key, value in (await request.form()).items()}
 
 
 def signed_in(handler: Handler) -> Handler:
@@ -125,16 +130,68 @@ def create_app(connect: Callable[[], Gateway], operators_file: Path, session_sec
 
     @signed_in
     async def catalog(request: Request) -> Response:
-        if request.method == "POST":
-            form = await request.form()
-            campaign_id = str(form.get("campaign_id", "")).strip()
-            if not campaign_id:
-                return render(request, "error.html", 400, message="Which campaign? The form named none.")
-            await services(request).end_campaign(operator(request), campaign_id)
-            return RedirectResponse("/catalog", status_code=303)
+        return await catalog_page(request, {}, [])
+
+    async def catalog_page(request: Request, values: dict[str, str], errors: list[str]) -> Response:
         items = await services(request).items(operator(request))
         campaigns = await services(request).campaigns(operator(request))
-        return render(request, "catalog.html", items=items, campaigns=campaigns)
+        return render(
+            request, "catalog.html", 400 if errors else 200, items=items, campaigns=campaigns, values=values,
+            errors=errors,
+        )
+
+    @signed_in
+    async def create_item(request: Request) -> Response:
+        values = await form_values(request)
+        try:
+            item = await services(request).create_item(operator(request), read_item_form(values))
+        except FormErrors as bad:
+            return await catalog_page(request, values, bad.errors)
+        except ServiceRefused as refused:
+            return await catalog_page(request, values, [refused.message])
+        return RedirectResponse(f"/catalog/items/{item.item_id}", status_code=303)
+
+    async def item_page(request: Request, item_id: str, values: dict[str, str] | None, errors: list[str]) -> Response:
+        item = await services(request).item(operator(request), item_id)
+        quote = await services(request).quote(operator(request), item)
+        if values is None:
+            values = {
+                "title": item.title, "description": item.description, "price_points": str(item.price.amount),
+                "regions": ", ".join(item.regions), "stock_total": str(item.stock_total) if item.limited_stock else "",
+                "cosmetic_id": item.cosmetic.cosmetic_id, "expected_version": str(item.version),
+            }
+        return render(
+            request, "item.html", 400 if errors else 200, item=item, quote=quote, values=values, errors=errors,
+            currency=common_pb2.Currency.Name,
+        )
+
+    @signed_in
+    async def item(request: Request) -> Response:
+        item_id = request.path_params["item_id"]
+        if request.method == "GET":
+            return await item_page(request, item_id, None, [])
+        values = await form_values(request)
+        try:
+            await services(request).update_item(
+                operator(request), item_id, read_version(values), read_item_form(values)
+            )
+        except FormErrors as bad:
+            return await item_page(request, item_id, values, bad.errors)
+        except ServiceRefused as refused:
+            # A stale edit (someone saved a newer version first) is refused by the catalog; say so.
+            return await item_page(request, item_id, values, [refused.message])
+        return RedirectResponse(f"/catalog/items/{item_id}", status_code=303)
+
+    @signed_in
+    async def end_campaign(request: Request) -> Response:
+        campaign_id = (await form_values(request)).get("campaign_id", "").strip()
+        if not campaign_id:
+            return await catalog_page(request, {}, ["Which campaign? The form named none."])
+        try:
+            await services(request).end_campaign(operator(request), campaign_id)
+        except ServiceRefused as refused:
+            return await catalog_page(request, {}, [refused.message])
+        return RedirectResponse("/catalog", status_code=303)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -149,7 +206,10 @@ def create_app(connect: Callable[[], Gateway], operators_file: Path, session_sec
         Route("/", overview),
         Route("/review", review, methods=["GET", "POST"]),
         Route("/users", user),
-        Route("/catalog", catalog, methods=["GET", "POST"]),
+        Route("/catalog", catalog),
+        Route("/catalog/items", create_item, methods=["POST"]),
+        Route("/catalog/items/{item_id}", item, methods=["GET", "POST"]),
+        Route("/catalog/campaigns/end", end_campaign, methods=["POST"]),
     ]
     middleware = [
         Middleware(

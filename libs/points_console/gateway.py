@@ -8,8 +8,10 @@ from dataclasses import dataclass
 import grpc
 
 from points.catalog.v1 import catalog_pb2, catalog_pb2_grpc
+from points.common.v1 import common_pb2
 from points.earning.v1 import earning_pb2, earning_pb2_grpc
 from points.wallet.v1 import wallet_pb2, wallet_pb2_grpc
+from points_console.forms import CosmeticItemForm
 from points_platform.auth import OPERATOR_HEADER
 from points_platform.client import bearer, error_info, open_channel
 
@@ -103,3 +105,45 @@ class Gateway:
     async def end_campaign(self, operator: str, campaign_id: str) -> None:
         request = catalog_pb2.EndCampaignRequest(request_id=f"console-{uuid.uuid4()}", campaign_id=campaign_id)
         await self.call(self.catalog.EndCampaign, request, operator)
+
+    async def create_item(self, operator: str, item: CosmeticItemForm) -> catalog_pb2.Item:
+        request = catalog_pb2.CreateItemRequest(request_id=f"console-{uuid.uuid4()}", spec=_spec(item))
+        response = await self.call(self.catalog.CreateItem, request, operator)
+        created: catalog_pb2.Item = response.item
+        return created
+
+    async def update_item(
+        self, operator: str, item_id: str, expected_version: int, item: CosmeticItemForm
+    ) -> catalog_pb2.Item:
+        request = catalog_pb2.UpdateItemRequest(
+            request_id=f"console-{uuid.uuid4()}", item_id=item_id, expected_version=expected_version, spec=_spec(item)
+        )
+        response = await self.call(self.catalog.UpdateItem, request, operator)
+        updated: catalog_pb2.Item = response.item
+        return updated
+
+    async def item(self, operator: str, item_id: str) -> catalog_pb2.Item:
+        response = await self.call(self.catalog.GetItem, catalog_pb2.GetItemRequest(item_id=item_id), operator)
+        found: catalog_pb2.Item = response.item
+        return found
+
+    async def quote(self, operator: str, item: catalog_pb2.Item) -> catalog_pb2.QuoteResponse:
+        """What one unit costs a user who has bought none, in the item's first region."""
+        request = catalog_pb2.QuoteRequest(
+            item_id=item.item_id, user_id="console-preview", region=(list(item.regions) or ["US"])[0], quantity=1
+        )
+        response: catalog_pb2.QuoteResponse = await self.call(self.catalog.Quote, request, operator)
+        return response
+
+
+def _spec(item: CosmeticItemForm) -> catalog_pb2.ItemSpec:
+    return catalog_pb2.ItemSpec(
+        kind=catalog_pb2.ITEM_KIND_COSMETIC,
+        title=item.title,
+        description=item.description,
+        price=common_pb2.Price(currency=common_pb2.CURRENCY_POINTS, amount=item.price_points),
+        regions=item.regions,
+        limited_stock=item.stock_total > 0,
+        stock_total=item.stock_total,
+        cosmetic=catalog_pb2.CosmeticAttributes(cosmetic_id=item.cosmetic_id),
+    )

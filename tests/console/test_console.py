@@ -17,6 +17,7 @@ import grpc
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from points.catalog.v1 import catalog_pb2, catalog_pb2_grpc
 from points.earning.v1 import earning_pb2, earning_pb2_grpc
 from points_platform.client import bearer
 from tests.console.webdriver import Browser, ensure_chromium
@@ -137,7 +138,7 @@ def test_bad_input_shows_a_readable_error_not_a_trace(suite: SuiteProcess) -> No
         "/review", {"csrf": csrf, "held_earning_id": "no-such", "decision": "approve", "note": "checked"}
     )
     assert status == 400 and 'class="error"' in page and "Traceback" not in page
-    status, _, page = client.request("/catalog", {"csrf": csrf, "campaign_id": "no-such-campaign"})
+    status, _, page = client.request("/catalog/campaigns/end", {"csrf": csrf, "campaign_id": "no-such-campaign"})
     assert status == 400 and 'class="error"' in page and "Traceback" not in page
     assert "admin-token" not in page and suite.tokens["admin"] not in page
 
@@ -161,7 +162,7 @@ def test_an_operator_approves_a_held_earning_and_sees_the_balance_change(
     browser.type("#name", OPERATOR)
     browser.type("#password", PASSWORD)
     browser.click("#signin")
-    assert "Held earnings by reason" in browser.page_text()
+    browser.wait_for(lambda: "Held earnings by reason" in browser.page_text(), "the overview")
     browser.screenshot(SCREENSHOTS / "overview.png")
 
     browser.get(base + "/users?user_id=roamer")
@@ -172,12 +173,77 @@ def test_an_operator_approves_a_held_earning_and_sees_the_balance_change(
     browser.click("input[data-user='roamer']")
     browser.type("#note", "same person, new phone")
     browser.click("#approve")
-    assert browser.url.endswith("/review")
+    browser.wait_for(lambda: "roamer" not in browser.page_text(), "the queue without roamer's earning")
 
     browser.get(base + "/users?user_id=roamer")
     after = int(browser.text("#available-CURRENCY_POINTS"))
     assert after > before
     browser.screenshot(SCREENSHOTS / "user.png")
+
+
+def test_an_operator_creates_an_item_sees_it_quoted_and_ends_a_campaign(suite: SuiteProcess, browser: Browser) -> None:
+    base = f"http://127.0.0.1:{suite.console_port}"
     browser.get(base + "/catalog")
-    assert "Catalog" in browser.page_text()
+    if browser.url.endswith("/signin"):
+        browser.type("#name", OPERATOR)
+        browser.type("#password", PASSWORD)
+        browser.click("#signin")
+        browser.wait_for(lambda: browser.url.endswith("/"), "the overview")
+        browser.get(base + "/catalog")
+    for field, value in {"title": "Ruby Frame", "price_points": "321", "regions": "US, DE", "stock_total": "40",
+                         "cosmetic_id": "frame-ruby"}.items():
+        browser.type(f"#new-item #{field}", value)
+    browser.click("#create")
+    browser.wait_for(lambda: "/catalog/items/" in browser.url, "the new item's page")
+    assert "1 unit costs 321 CURRENCY_POINTS" in browser.text("#quote")
+    assert "40 in stock" in browser.text("#quote")
+    browser.screenshot(SCREENSHOTS / "item.png")
+
+    item_id = browser.url.rsplit("/", 1)[1]
+    campaign_id = start_a_campaign(suite, item_id)
+    browser.get(base + "/catalog")
     browser.screenshot(SCREENSHOTS / "catalog.png")
+    browser.click(f"#campaign-{campaign_id} .end-now")
+    browser.wait_for(lambda: "ended" in browser.text(f"#campaign-{campaign_id}"), "the campaign ended")
+
+
+def start_a_campaign(suite: SuiteProcess, item_id: str) -> str:
+    start, end = Timestamp(), Timestamp()
+    start.GetCurrentTime()
+    end.FromSeconds(start.seconds + 7 * 86400)
+    spec = catalog_pb2.CampaignSpec(name="Ruby week", sponsor="Ruby Co", start_time=start, end_time=end,
+                                    item_ids=[item_id],
+                                    percent_off_bps=1000)
+    with grpc.insecure_channel(f"127.0.0.1:{suite.ports['catalog']}") as channel:
+        reply = catalog_pb2_grpc.CatalogServiceStub(channel).CreateCampaign(
+            catalog_pb2.CreateCampaignRequest(request_id=f"campaign-{item_id}", spec=spec),
+            metadata=bearer(suite.tokens["admin"]), timeout=10,
+        )
+    return str(reply.campaign.campaign_id)
+
+
+def test_a_stale_item_edit_is_refused_and_shown(suite: SuiteProcess) -> None:
+    client = Client(suite.console_port)
+    csrf = client.sign_in()
+    fields = {"title": "Onyx Frame", "price_points": "100", "regions": "", "stock_total": "", "cosmetic_id": "onyx"}
+    status, url, page = client.request("/catalog/items", {"csrf": csrf, **fields})
+    assert status == 200 and "/catalog/items/" in url, (url, page)
+    path = urllib.parse.urlparse(url).path
+    first = {"csrf": csrf, **fields, "expected_version": "1", "title": "Onyx Frame II"}
+    assert client.request(path, first)[0] == 200
+    status, _, page = client.request(path, {**first, "title": "Onyx Frame (stale)"})
+    assert status == 400 and 'class="error"' in page and "Onyx Frame II" in client.request(path)[2]
+
+
+def test_a_bad_item_form_says_what_is_wrong(suite: SuiteProcess) -> None:
+    client = Client(suite.console_port)
+    csrf = client.sign_in()
+    status, _, page = client.request(
+        "/catalog/items",
+        {"csrf": csrf, "title": "", "price_points": "-5", "regions": "USA", "stock_total": "x", "cosmetic_id": "A B"},
+    )
+    assert status == 400
+    for sentence in ("Title is required", "Price must be a whole number", "Regions are two-letter codes",
+                     "Stock must be a whole number", "Cosmetic id is"):
+        assert sentence in page
+    assert "Traceback" not in page

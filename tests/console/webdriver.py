@@ -10,6 +10,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -85,6 +86,20 @@ class Browser:
 
     def text(self, css: str) -> str:
         return str(self._session("GET", f"/element/{self.find(css)}/text"))
+
+    def wait_for(self, check: Callable[[], bool], what: str, seconds: float = 60.0) -> None:
+        """A click that submits a form may return before the next page has loaded: wait for what it leads to."""
+        deadline = time.monotonic() + seconds
+        while not self._holds(check):
+            assert time.monotonic() < deadline, f"the page never showed: {what}"
+            time.sleep(0.05)  # pacing between polls of the page
+
+    @staticmethod
+    def _holds(check: Callable[[], bool]) -> bool:
+        try:
+            return check()
+        except urllib.error.HTTPError:  # e.g. "no such element" while the old page is being replaced
+            return False
 
     def page_text(self) -> str:
         return self.text("body")
