@@ -23,6 +23,8 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from points.common.v1 import common_pb2
+from points.earning.v1 import earning_pb2
+from points.redemption.v1 import redemption_pb2
 from points_console.forms import FormErrors, read_item_form, read_version
 from points_console.gateway import Gateway, ServiceRefused
 from points_console.operators import is_valid_login
@@ -124,8 +126,13 @@ def create_app(connect: Callable[[], Gateway], operators_file: Path, session_sec
             return render(request, "user.html", user_id="", balances=[], ledger=None)
         balances = await services(request).balances(operator(request), user_id)
         ledger = await services(request).ledger(operator(request), user_id, request.query_params.get("page_token", ""))
+        today = await services(request).earnings_today(operator(request), user_id)
+        redemptions = await services(request).redemptions(operator(request), user_id)
         return render(
-            request, "user.html", user_id=user_id, balances=balances, ledger=ledger, currency=common_pb2.Currency.Name
+            request, "user.html", user_id=user_id, balances=balances, ledger=ledger, today=today,
+            redemptions=redemptions, currency=common_pb2.Currency.Name, state=redemption_pb2.RedemptionState.Name,
+            step=redemption_pb2.SagaStepName.Name, outcome=redemption_pb2.StepOutcome.Name,
+            activity=earning_pb2.ActivityType.Name,
         )
 
     @signed_in

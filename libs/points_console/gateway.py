@@ -10,6 +10,7 @@ import grpc
 from points.catalog.v1 import catalog_pb2, catalog_pb2_grpc
 from points.common.v1 import common_pb2
 from points.earning.v1 import earning_pb2, earning_pb2_grpc
+from points.redemption.v1 import redemption_pb2, redemption_pb2_grpc
 from points.wallet.v1 import wallet_pb2, wallet_pb2_grpc
 from points_console.forms import CosmeticItemForm
 from points_platform.auth import OPERATOR_HEADER
@@ -45,10 +46,13 @@ class Gateway:
 
     def __init__(self, targets: Targets, admin_token: str) -> None:
         self._token = admin_token
-        self._channels = [open_channel(t) for t in (targets.wallet, targets.earning, targets.catalog)]
+        self._channels = [
+            open_channel(t) for t in (targets.wallet, targets.earning, targets.catalog, targets.redemption)
+        ]
         self.wallet = wallet_pb2_grpc.WalletServiceStub(self._channels[0])
         self.earning = earning_pb2_grpc.EarningServiceStub(self._channels[1])
         self.catalog = catalog_pb2_grpc.CatalogServiceStub(self._channels[2])
+        self.redemption = redemption_pb2_grpc.RedemptionServiceStub(self._channels[3])
 
     async def close(self) -> None:
         for channel in self._channels:
@@ -91,6 +95,16 @@ class Gateway:
             self.wallet.ListTransactions, request, operator
         )
         return response
+
+    async def earnings_today(self, operator: str, user_id: str) -> earning_pb2.GetDailySummaryResponse:
+        request = earning_pb2.GetDailySummaryRequest(user_id=user_id)
+        response: earning_pb2.GetDailySummaryResponse = await self.call(self.earning.GetDailySummary, request, operator)
+        return response
+
+    async def redemptions(self, operator: str, user_id: str) -> list[redemption_pb2.Redemption]:
+        request = redemption_pb2.ListRedemptionsRequest(user_id=user_id, page_size=25)
+        response = await self.call(self.redemption.ListRedemptions, request, operator)
+        return list(response.redemptions)
 
     async def items(self, operator: str) -> list[catalog_pb2.Item]:
         response = await self.call(self.catalog.ListItems, catalog_pb2.ListItemsRequest(page_size=100), operator)
