@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from google.protobuf import json_format
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -200,6 +201,29 @@ def create_app(connect: Callable[[], Gateway], operators_file: Path, session_sec
             return await catalog_page(request, {}, [refused.message])
         return RedirectResponse("/catalog", status_code=303)
 
+    def rules_refused(request: Request, current: Any, values: dict[str, str], errors: list[str]) -> Response:
+        return render(request, "rules.html", 400, rules=current, text=values.get("rules", ""), errors=errors,
+                      version=values.get("expected_version", ""))
+
+    @signed_in
+    async def rules(request: Request) -> Response:
+        current = await services(request).rules(operator(request))
+        if request.method == "GET":
+            return render(request, "rules.html", rules=current, text=json_format.MessageToJson(current), errors=[])
+        values = await form_values(request)
+        try:
+            edited = json_format.Parse(values.get("rules", ""), earning_pb2.Rules())
+            saved = await services(request).save_rules(operator(request), edited, read_version(values))
+        except json_format.ParseError as bad:
+            return rules_refused(request, current, values, [f"The rules are not valid JSON for Rules: {bad}"])
+        except FormErrors as bad:
+            return rules_refused(request, current, values, bad.errors)
+        except ServiceRefused as refused:
+            # A stale version (someone saved first) or rules the earning service rejects.
+            return rules_refused(request, current, values, [refused.message])
+        return render(request, "rules.html", rules=saved, text=json_format.MessageToJson(saved), errors=[],
+                      saved=True)
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         # gRPC aio channels belong to the event loop that opens them: the server's, so they open here.
@@ -213,6 +237,7 @@ def create_app(connect: Callable[[], Gateway], operators_file: Path, session_sec
         Route("/", overview),
         Route("/review", review, methods=["GET", "POST"]),
         Route("/users", user),
+        Route("/rules", rules, methods=["GET", "POST"]),
         Route("/catalog", catalog),
         Route("/catalog/items", create_item, methods=["POST"]),
         Route("/catalog/items/{item_id}", item, methods=["GET", "POST"]),

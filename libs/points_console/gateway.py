@@ -96,6 +96,19 @@ class Gateway:
         )
         return response
 
+    async def rules(self, operator: str) -> earning_pb2.Rules:
+        response = await self.call(self.earning.GetRules, earning_pb2.GetRulesRequest(), operator)
+        rules: earning_pb2.Rules = response.rules
+        return rules
+
+    async def save_rules(self, operator: str, rules: earning_pb2.Rules, expected_version: int) -> earning_pb2.Rules:
+        request = earning_pb2.UpdateRulesRequest(
+            request_id=f"console-{uuid.uuid4()}", rules=rules, expected_version=expected_version
+        )
+        response = await self.call(self.earning.UpdateRules, request, operator)
+        saved: earning_pb2.Rules = response.rules
+        return saved
+
     async def earnings_today(self, operator: str, user_id: str) -> earning_pb2.GetDailySummaryResponse:
         request = earning_pb2.GetDailySummaryRequest(user_id=user_id)
         response: earning_pb2.GetDailySummaryResponse = await self.call(self.earning.GetDailySummary, request, operator)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import http.cookiejar
 import re
 import subprocess
@@ -247,3 +248,19 @@ def test_a_bad_item_form_says_what_is_wrong(suite: SuiteProcess) -> None:
                      "Stock must be a whole number", "Cosmetic id is"):
         assert sentence in page
     assert "Traceback" not in page
+
+
+def test_rules_are_shown_saved_as_a_new_version_and_bad_json_is_explained(suite: SuiteProcess) -> None:
+    client = Client(suite.console_port)
+    client.sign_in()
+    status, _, page = client.request("/rules")
+    assert status == 200 and "daily cap" in page
+    csrf, version = csrf_of(page), re.search(r'name="expected_version" value="(\d+)"', page)
+    assert version
+    text = html.unescape(re.search(r'<textarea[^>]*>(.*?)</textarea>', page, re.S).group(1))  # type: ignore[union-attr]
+    status, _, page = client.request("/rules", {"csrf": csrf, "expected_version": version.group(1), "rules": "{nope"})
+    assert status == 400 and "not valid JSON" in page and "Traceback" not in page
+    status, _, page = client.request("/rules", {"csrf": csrf, "expected_version": version.group(1), "rules": text})
+    assert status == 200 and f"Saved as version {int(version.group(1)) + 1}" in page, page
+    status, _, page = client.request("/rules", {"csrf": csrf, "expected_version": version.group(1), "rules": text})
+    assert status == 400 and 'class="error"' in page  # a stale version is refused
