@@ -34,6 +34,7 @@ def _up(args: argparse.Namespace) -> int:
         metrics_ports=metrics,
         ready_timeout=args.ready_timeout,
         workers={service: max(1, getattr(args, f"{service}_workers")) for service in SERVICES},
+        console_port=args.console_port,
     )
     return run_up(cfg, seed_demo=args.demo)
 
@@ -148,6 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
             help=f"{service} processes sharing its port (default {DEFAULT_WORKERS[service]})",
         )
     up.add_argument("--metrics-base-port", type=int, default=9100, help="metrics on base+1 .. base+4")
+    up.add_argument("--console-port", type=int, default=8080, help="the operator console's HTTP port (0 = none)")
     up.add_argument("--ready-timeout", type=float, default=60.0)
     up.add_argument("--demo", action="store_true", help="seed the demo catalog, rules and challenge once ready")
     up.set_defaults(func=_up)

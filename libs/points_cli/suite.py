@@ -57,6 +57,7 @@ class SuiteConfig:
     # two cores a second wallet raised plain credits but cost the hot account (docs/benchmarks.md).
     workers: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_WORKERS))
     restart_policy: RestartPolicy = field(default_factory=RestartPolicy)
+    console_port: int = 0  # the operator console's port (points_console); 0 = do not start it
 
     def worker_metrics_port(self, service: str, worker: int) -> int:
         return self.metrics_ports[service] + 10 * worker
@@ -151,6 +152,7 @@ class Suite:
         self.crashes: dict[str, CrashHistory] = {}
         self.pending: dict[str, Restart] = {}  # worker name -> when it starts again
         self.restarts: dict[str, int] = {}  # worker name -> restarts since `points up` began
+        self.console: subprocess.Popen[bytes] | None = None
 
     def start(self) -> dict[str, str]:
         cfg = self.cfg
@@ -161,6 +163,8 @@ class Suite:
             for kind, port in [("gRPC", cfg.ports[service])] + [("metrics", p) for p in metrics]:
                 if not port_is_free(cfg.host, port):
                     raise SuiteError(f"port {port} ({service} {kind}) on {cfg.host} is already in use")
+        if cfg.console_port and not port_is_free(cfg.host, cfg.console_port):
+            raise SuiteError(f"port {cfg.console_port} (console) on {cfg.host} is already in use")
         if cfg.database_url:
             server_url = database_url(cfg.database_url)
         else:
@@ -203,7 +207,25 @@ class Suite:
                     f"{name} did not become SERVING within {cfg.ready_timeout:.0f}s (see {logs / (service + '.log')})"
                 )
         self._write_pids()
+        if cfg.console_port:
+            self._spawn_console(logs)
         return tokens
+
+    def _spawn_console(self, logs: Path) -> None:
+        """The console talks to the services over gRPC only; it gets their addresses, not the database."""
+        cfg = self.cfg
+        env = {k: v for k, v in os.environ.items() if not k.startswith("POINTS_")}
+        env.update(
+            POINTS_CONSOLE_STATE_DIR=str(cfg.state_dir),
+            POINTS_CONSOLE_HOST=cfg.host,
+            POINTS_CONSOLE_PORT=str(cfg.console_port),
+            **{f"POINTS_CONSOLE_{s.upper()}_TARGET": f"{cfg.host}:{cfg.ports[s]}" for s in SERVICES},
+        )
+        with (logs / "console.log").open("ab") as log_file:
+            self.console = subprocess.Popen(
+                [sys.executable, "-m", "points_console", "serve"],
+                env=env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
+            )
 
     def _write_pids(self) -> None:
         pids: dict[str, list[int]] = {}
@@ -257,11 +279,12 @@ class Suite:
 
     def stop(self) -> None:
         """Within ~10 s: services drain (3 s grace), stragglers are killed at 4 s, then PostgreSQL."""
-        for proc in self.procs.values():
+        everything = [*self.procs.values(), *([self.console] if self.console is not None else [])]
+        for proc in everything:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + 4
-        for proc in self.procs.values():
+        for proc in everything:
             try:
                 proc.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
@@ -288,6 +311,9 @@ def banner(cfg: SuiteConfig) -> str:
         "",
         f"  credentials (caller -> bearer token): {creds}",
         f"  logs: {(cfg.state_dir / 'logs').resolve()}",
+        *([f"  operator console: http://{cfg.host}:{cfg.console_port}/ "
+           f"(add an operator: python -m points_console add-operator --state-dir {cfg.state_dir} NAME)"]
+          if cfg.console_port else []),
         "",
         "Try:",
         f"  TOKEN=$(python3 -c 'import json;print(json.load(open(\"{creds}\"))[\"app\"])')",

@@ -19,6 +19,8 @@ current_caller: contextvars.ContextVar[str] = contextvars.ContextVar("current_ca
 # that read or spend one user's data are scoped to that user (docs/architecture.md, Policy): a bug or a forged
 # parameter in the backend cannot read another user's balance or spend another user's funds.
 USER_HEADER = "x-points-user"
+# The person behind an `admin` call (the operator console sends it): logged with the call, never trusted for access.
+OPERATOR_HEADER = "x-points-operator"
 USER_SCOPED_CALLERS = frozenset({"app"})
 # The user a scoped call acts for ("" when the call is not scoped): servicers of methods whose
 # request names no user (a redemption by id) check what they load against it.

@@ -19,7 +19,7 @@ import grpc
 import structlog
 from prometheus_client import Counter, Histogram
 
-from points_platform.auth import Authenticator, current_caller, current_user
+from points_platform.auth import OPERATOR_HEADER, Authenticator, current_caller, current_user
 from points_platform.db import is_database_unavailable
 from points_platform.errors import DomainError, Unavailable, to_rpc_status
 from points_platform.malformed import MalformedRequest, parsed_stream, require_parsed, tolerant
@@ -178,6 +178,10 @@ class _Call:
         peer: Mapping[str, Iterable[bytes]] = (context.auth_context() or {}) if auth.trusts_client_cert else {}
         caller = auth.identify(metadata, peer)
         structlog.contextvars.bind_contextvars(caller=caller)
+        operator = next((str(v) for k, v in metadata if k == OPERATOR_HEADER), "")
+        if caller == "admin" and operator and operator.isascii() and operator.isprintable() and len(operator) <= 64:
+            # Only the admin caller speaks for an operator; anyone else naming one is ignored.
+            structlog.contextvars.bind_contextvars(operator=operator)
         current_caller.set(caller)
         auth.authorize(caller, self.method)
         request = self._parsed(request, client_stream)

@@ -24,6 +24,7 @@ class SuiteProcess:
     state_dir: Path
     ports: dict[str, int] = field(default_factory=lambda: {s: free_port() for s in SERVICES})
     metrics_base: int = 0  # chosen by start(): service i's first worker on base + i + 1
+    console_port: int = field(default_factory=free_port)
     extra_args: list[str] = field(default_factory=list)
     proc: subprocess.Popen[str] | None = None
     output: list[str] = field(default_factory=list)
@@ -33,7 +34,8 @@ class SuiteProcess:
         for service, port in self.ports.items():
             args += [f"--{service}-port", str(port)]
         self.metrics_base = self._metrics_base()
-        args += ["--metrics-base-port", str(self.metrics_base), *self.extra_args]
+        args += ["--metrics-base-port", str(self.metrics_base), "--console-port", str(self.console_port)]
+        args += self.extra_args
         env = {k: v for k, v in os.environ.items() if k != "POINTS_DATABASE_URL"}
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
         deadline = time.monotonic() + timeout

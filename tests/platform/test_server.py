@@ -12,6 +12,7 @@ from typing import Any
 
 import grpc
 import pytest
+import structlog
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -19,7 +20,7 @@ from cryptography.x509.oid import NameOID
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client import REGISTRY
 
-from points_platform.auth import allow, current_caller
+from points_platform.auth import OPERATOR_HEADER, allow, current_caller
 from points_platform.client import bearer, error_info, error_reason
 from points_platform.config import PlatformSettings
 from points_platform.db import create_engine
@@ -38,6 +39,10 @@ APP_TOKEN = ALL_TOKENS["app"]
 
 async def echo(request: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
     return request + b"|" + current_caller.get().encode()
+
+
+async def who_acts(request: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
+    return str(structlog.contextvars.get_contextvars().get("operator", "")).encode()
 
 
 async def fail(request: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
@@ -77,6 +82,7 @@ def register(server: grpc.aio.Server) -> None:
         "Crash": grpc.unary_unary_rpc_method_handler(crash),
         "Slow": grpc.unary_unary_rpc_method_handler(slow),
         "Admin": grpc.unary_unary_rpc_method_handler(echo),
+        "WhoActs": grpc.unary_unary_rpc_method_handler(who_acts),
         "Collect": grpc.stream_unary_rpc_method_handler(collect),
         "Parse": grpc.unary_unary_rpc_method_handler(
             parse, request_deserializer=health_pb2.HealthCheckRequest.FromString  # type: ignore[arg-type]
@@ -85,7 +91,7 @@ def register(server: grpc.aio.Server) -> None:
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
 
 
-POLICY = {name: allow("admin", "app") for name in ("Echo", "Fail", "Crash", "Slow", "Collect", "Parse")} | {
+POLICY = {name: allow("admin", "app") for name in ("Echo", "Fail", "Crash", "Slow", "Collect", "Parse", "WhoActs")} | {
     "Admin": allow("admin")
 }
 SPEC = ServiceSpec(SERVICE, "points.test", POLICY, register)
@@ -107,6 +113,16 @@ async def call(port: int, method: str, payload: bytes = b"hi", token: str | None
 
 async def test_authenticated_call_sees_its_caller(server: RunningServer) -> None:
     assert await call(server.port, "Echo") == b"hi|app"
+
+
+@pytest.mark.parametrize(("caller", "operator", "logged"), [("admin", "dana", b"dana"), ("app", "dana", b"")])
+async def test_the_operator_behind_an_admin_call_is_in_its_log_context(
+    server: RunningServer, caller: str, operator: str, logged: bytes
+) -> None:
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        rpc: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(f"/{SERVICE}/WhoActs")
+        metadata = (*bearer(ALL_TOKENS[caller]), (OPERATOR_HEADER, operator))
+        assert await rpc(b"", metadata=metadata, timeout=5) == logged
 
 
 @pytest.mark.parametrize(
@@ -155,7 +171,12 @@ async def test_bytes_that_do_not_parse_are_malformed_request_and_counted(server:
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     info = error_info(caught.value)
     assert info is not None and (info.reason, info.domain) == ("MALFORMED_REQUEST", "points.test")
-    assert _count(SERVICE, "Parse", "INVALID_ARGUMENT") == before + 1
+
+    async def is_counted() -> bool:
+        # The server counts the call as it ends, which may be just after the client has its answer.
+        return _count(SERVICE, "Parse", "INVALID_ARGUMENT") == before + 1
+
+    await eventually(is_counted, what="the malformed call counted")
 
 
 async def test_an_unknown_caller_is_unauthenticated_before_its_bytes_are_judged(server: RunningServer) -> None:

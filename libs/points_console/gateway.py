@@ -1,0 +1,176 @@
+"""The console's only way to the services: gRPC calls as the `admin` caller, naming the operator."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+import grpc
+
+from points.catalog.v1 import catalog_pb2, catalog_pb2_grpc
+from points.common.v1 import common_pb2
+from points.earning.v1 import earning_pb2, earning_pb2_grpc
+from points.redemption.v1 import redemption_pb2, redemption_pb2_grpc
+from points.wallet.v1 import wallet_pb2, wallet_pb2_grpc
+from points_console.forms import CosmeticItemForm
+from points_platform.auth import OPERATOR_HEADER
+from points_platform.client import bearer, error_info, open_channel
+
+
+class ServiceRefused(Exception):
+    """A service answered with an error; `message` is fit to show an operator."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+def _refusal(error: grpc.RpcError) -> ServiceRefused:
+    info = error_info(error)
+    code = error.code().name if isinstance(error, grpc.aio.AioRpcError) else "ERROR"
+    reason = info.reason if info is not None else code
+    details = error.details() if isinstance(error, grpc.aio.AioRpcError) else ""
+    return ServiceRefused(f"{reason}: {details}" if details else reason)
+
+
+@dataclass(frozen=True)
+class Targets:
+    wallet: str
+    earning: str
+    catalog: str
+    redemption: str
+
+
+class Gateway:
+    """Stubs over one channel per service; every call carries the admin token and the operator's name."""
+
+    def __init__(self, targets: Targets, admin_token: str) -> None:
+        self._token = admin_token
+        self._channels = [
+            open_channel(t) for t in (targets.wallet, targets.earning, targets.catalog, targets.redemption)
+        ]
+        self.wallet = wallet_pb2_grpc.WalletServiceStub(self._channels[0])
+        self.earning = earning_pb2_grpc.EarningServiceStub(self._channels[1])
+        self.catalog = catalog_pb2_grpc.CatalogServiceStub(self._channels[2])
+        self.redemption = redemption_pb2_grpc.RedemptionServiceStub(self._channels[3])
+
+    async def close(self) -> None:
+        for channel in self._channels:
+            await channel.close()
+
+    def _metadata(self, operator: str) -> tuple[tuple[str, str], ...]:
+        return (*bearer(self._token), (OPERATOR_HEADER, operator))
+
+    async def call(self, method, request, operator: str):  # type: ignore[no-untyped-def]
+        """Call a stub method; a service error becomes ServiceRefused."""
+        try:
+            return await method(request, metadata=self._metadata(operator), timeout=10.0)
+        except grpc.RpcError as error:
+            raise _refusal(error) from error
+
+    async def held_earnings(self, operator: str) -> list[earning_pb2.HeldEarning]:
+        request = earning_pb2.ListHeldEarningsRequest(
+            state=earning_pb2.HELD_EARNING_STATE_PENDING, page_size=100
+        )
+        response = await self.call(self.earning.ListHeldEarnings, request, operator)
+        return list(response.held_earnings)
+
+    async def resolve(self, operator: str, held_earning_id: str, approve: bool, note: str) -> None:
+        # The operator's name is stored with the decision, in the review note.
+        request = earning_pb2.ResolveHeldEarningRequest(
+            request_id=f"console-{uuid.uuid4()}",
+            held_earning_id=held_earning_id,
+            approve=approve,
+            note=f"[{operator}] {note}",
+        )
+        await self.call(self.earning.ResolveHeldEarning, request, operator)
+
+    async def balances(self, operator: str, user_id: str) -> list[wallet_pb2.Balance]:
+        response = await self.call(self.wallet.GetBalance, wallet_pb2.GetBalanceRequest(user_id=user_id), operator)
+        return list(response.balances)
+
+    async def ledger(self, operator: str, user_id: str, page_token: str) -> wallet_pb2.ListTransactionsResponse:
+        request = wallet_pb2.ListTransactionsRequest(user_id=user_id, page_size=25, page_token=page_token)
+        response: wallet_pb2.ListTransactionsResponse = await self.call(
+            self.wallet.ListTransactions, request, operator
+        )
+        return response
+
+    async def rules(self, operator: str) -> earning_pb2.Rules:
+        response = await self.call(self.earning.GetRules, earning_pb2.GetRulesRequest(), operator)
+        rules: earning_pb2.Rules = response.rules
+        return rules
+
+    async def save_rules(self, operator: str, rules: earning_pb2.Rules, expected_version: int) -> earning_pb2.Rules:
+        request = earning_pb2.UpdateRulesRequest(
+            request_id=f"console-{uuid.uuid4()}", rules=rules, expected_version=expected_version
+        )
+        response = await self.call(self.earning.UpdateRules, request, operator)
+        saved: earning_pb2.Rules = response.rules
+        return saved
+
+    async def earnings_today(self, operator: str, user_id: str) -> earning_pb2.GetDailySummaryResponse:
+        request = earning_pb2.GetDailySummaryRequest(user_id=user_id)
+        response: earning_pb2.GetDailySummaryResponse = await self.call(self.earning.GetDailySummary, request, operator)
+        return response
+
+    async def redemptions(self, operator: str, user_id: str) -> list[redemption_pb2.Redemption]:
+        request = redemption_pb2.ListRedemptionsRequest(user_id=user_id, page_size=25)
+        response = await self.call(self.redemption.ListRedemptions, request, operator)
+        return list(response.redemptions)
+
+    async def items(self, operator: str) -> list[catalog_pb2.Item]:
+        response = await self.call(self.catalog.ListItems, catalog_pb2.ListItemsRequest(page_size=100), operator)
+        return list(response.items)
+
+    async def campaigns(self, operator: str) -> list[catalog_pb2.Campaign]:
+        response = await self.call(
+            self.catalog.ListCampaigns, catalog_pb2.ListCampaignsRequest(page_size=100), operator
+        )
+        return list(response.campaigns)
+
+    async def end_campaign(self, operator: str, campaign_id: str) -> None:
+        request = catalog_pb2.EndCampaignRequest(request_id=f"console-{uuid.uuid4()}", campaign_id=campaign_id)
+        await self.call(self.catalog.EndCampaign, request, operator)
+
+    async def create_item(self, operator: str, item: CosmeticItemForm) -> catalog_pb2.Item:
+        request = catalog_pb2.CreateItemRequest(request_id=f"console-{uuid.uuid4()}", spec=_spec(item))
+        response = await self.call(self.catalog.CreateItem, request, operator)
+        created: catalog_pb2.Item = response.item
+        return created
+
+    async def update_item(
+        self, operator: str, item_id: str, expected_version: int, item: CosmeticItemForm
+    ) -> catalog_pb2.Item:
+        request = catalog_pb2.UpdateItemRequest(
+            request_id=f"console-{uuid.uuid4()}", item_id=item_id, expected_version=expected_version, spec=_spec(item)
+        )
+        response = await self.call(self.catalog.UpdateItem, request, operator)
+        updated: catalog_pb2.Item = response.item
+        return updated
+
+    async def item(self, operator: str, item_id: str) -> catalog_pb2.Item:
+        response = await self.call(self.catalog.GetItem, catalog_pb2.GetItemRequest(item_id=item_id), operator)
+        found: catalog_pb2.Item = response.item
+        return found
+
+    async def quote(self, operator: str, item: catalog_pb2.Item) -> catalog_pb2.QuoteResponse:
+        """What one unit costs a user who has bought none, in the item's first region."""
+        request = catalog_pb2.QuoteRequest(
+            item_id=item.item_id, user_id="console-preview", region=(list(item.regions) or ["US"])[0], quantity=1
+        )
+        response: catalog_pb2.QuoteResponse = await self.call(self.catalog.Quote, request, operator)
+        return response
+
+
+def _spec(item: CosmeticItemForm) -> catalog_pb2.ItemSpec:
+    return catalog_pb2.ItemSpec(
+        kind=catalog_pb2.ITEM_KIND_COSMETIC,
+        title=item.title,
+        description=item.description,
+        price=common_pb2.Price(currency=common_pb2.CURRENCY_POINTS, amount=item.price_points),
+        regions=item.regions,
+        limited_stock=item.stock_total > 0,
+        stock_total=item.stock_total,
+        cosmetic=catalog_pb2.CosmeticAttributes(cosmetic_id=item.cosmetic_id),
+    )

@@ -1,0 +1,266 @@
+"""The operator console against a running `points up`: HTTP checks of its guards, and a real headless Chromium."""
+
+from __future__ import annotations
+
+import html
+import http.cookiejar
+import re
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from points.catalog.v1 import catalog_pb2, catalog_pb2_grpc
+from points.earning.v1 import earning_pb2, earning_pb2_grpc
+from points_platform.client import bearer
+from tests.console.webdriver import Browser, ensure_chromium
+from tests.e2e.suite_process import SuiteProcess
+
+pytestmark = pytest.mark.slow
+
+OPERATOR, PASSWORD = "dana", "correct horse battery staple"
+SCREENSHOTS = Path(__file__).resolve().parents[2] / ".artifacts" / "console"
+DEVICE_LIMIT = 4  # max_devices_per_account_per_day of the default rules: the next device is held
+
+
+@pytest.fixture(scope="module")
+def suite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SuiteProcess]:
+    running = SuiteProcess(tmp_path_factory.mktemp("console") / "state")
+    running.start()
+    try:
+        subprocess.run(
+            [sys.executable, "-m", "points_console", "add-operator", "--state-dir", str(running.state_dir),
+             OPERATOR, "--password-stdin"],
+            input=PASSWORD + "\n", text=True, check=True, capture_output=True,
+        )
+        deadline = time.monotonic() + 60
+        while not _answers(running.console_port):
+            assert time.monotonic() < deadline, "the console did not answer"
+            time.sleep(0.05)  # pacing between polls of the console's sign-in page
+        yield running
+    finally:
+        running.kill_all()
+
+
+def _answers(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/signin", timeout=5) as reply:
+            return bool(reply.status == 200)
+    except (urllib.error.URLError, ConnectionError):
+        return False
+
+
+def hold_an_earning(suite: SuiteProcess, user: str) -> None:
+    """One account on more devices than the rules allow: its last like is held for review."""
+    now = Timestamp()
+    now.GetCurrentTime()
+    with grpc.insecure_channel(f"127.0.0.1:{suite.ports['earning']}") as channel:
+        stub = earning_pb2_grpc.EarningServiceStub(channel)
+        for i in range(DEVICE_LIMIT + 1):
+            event = earning_pb2.ActivityEvent(
+                event_id=f"{user}-like-{i}", user_id=user, type=earning_pb2.ACTIVITY_TYPE_LIKE, occurred_at=now,
+                region="US", device_id=f"{user}-phone-{i}", target_id=f"video-{i}",
+            )
+            reply = stub.RecordActivity(
+                earning_pb2.RecordActivityRequest(event=event), metadata=bearer(suite.tokens["app"]), timeout=10
+            )
+    assert reply.result.status == earning_pb2.EVENT_STATUS_HELD_FOR_REVIEW
+
+
+class Client:
+    """A cookie-keeping HTTP client: what a browser without JavaScript does."""
+
+    def __init__(self, port: int) -> None:
+        self.base = f"http://127.0.0.1:{port}"
+        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+
+    def request(self, path: str, form: dict[str, str] | None = None) -> tuple[int, str, str]:
+        data = urllib.parse.urlencode(form).encode() if form is not None else None
+        try:
+            with self.opener.open(self.base + path, data=data, timeout=30) as reply:
+                return reply.status, reply.geturl(), reply.read().decode()
+        except urllib.error.HTTPError as error:
+            return error.code, error.geturl(), error.read().decode()
+
+    def sign_in(self) -> str:
+        status, url, page = self.request("/signin", {"name": OPERATOR, "password": PASSWORD})
+        assert status == 200 and url.endswith("/"), page
+        return csrf_of(page)
+
+
+def csrf_of(page: str) -> str:
+    found = re.search(r'name="csrf" value="([^"]+)"', page)
+    assert found, page
+    return found.group(1)
+
+
+def test_a_request_without_a_session_is_sent_to_sign_in(suite: SuiteProcess) -> None:
+    for path in ("/", "/review", "/users?user_id=x", "/catalog"):
+        status, url, page = Client(suite.console_port).request(path)
+        assert url.endswith("/signin") and 'name="password"' in page, path
+
+
+def test_a_wrong_password_is_refused_with_a_readable_error(suite: SuiteProcess) -> None:
+    status, _, page = Client(suite.console_port).request("/signin", {"name": OPERATOR, "password": "guess"})
+    assert status == 401 and "wrong password" in page
+
+
+def test_a_forged_csrf_token_is_refused(suite: SuiteProcess) -> None:
+    hold_an_earning(suite, "forged")
+    client = Client(suite.console_port)
+    real = client.sign_in()
+    _, _, queue = client.request("/review")
+    held_id = re.search(r'name="held_earning_id" value="([^"]+)"', queue)
+    assert held_id
+    form = {"held_earning_id": held_id.group(1), "decision": "approve", "note": "ok"}
+    status, _, page = client.request("/review", {**form, "csrf": real[::-1]})
+    assert status == 403 and "CSRF" in page
+    assert held_id.group(1) in client.request("/review")[2]  # still waiting: nothing was done
+    status, _, page = client.request("/review", form)
+    assert status == 403
+
+
+def test_bad_input_shows_a_readable_error_not_a_trace(suite: SuiteProcess) -> None:
+    client = Client(suite.console_port)
+    csrf = client.sign_in()
+    status, _, page = client.request("/review", {"csrf": csrf, "decision": "approve", "note": "x"})
+    assert status == 400 and "Select at least one held earning." in page
+    status, _, page = client.request("/review", {"csrf": csrf, "held_earning_id": "no-such", "decision": "approve"})
+    assert status == 400 and "A note of 1-500 characters is required." in page
+    status, _, page = client.request(
+        "/review", {"csrf": csrf, "held_earning_id": "no-such", "decision": "approve", "note": "checked"}
+    )
+    assert status == 400 and 'class="error"' in page and "Traceback" not in page
+    status, _, page = client.request("/catalog/campaigns/end", {"csrf": csrf, "campaign_id": "no-such-campaign"})
+    assert status == 400 and 'class="error"' in page and "Traceback" not in page
+    assert "admin-token" not in page and suite.tokens["admin"] not in page
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    ensure_chromium()
+    running = Browser()
+    yield running
+    running.quit()
+
+
+def test_an_operator_approves_a_held_earning_and_sees_the_balance_change(
+    suite: SuiteProcess, browser: Browser
+) -> None:
+    hold_an_earning(suite, "roamer")
+    base = f"http://127.0.0.1:{suite.console_port}"
+    browser.get(base + "/review")
+    assert browser.url.endswith("/signin")
+    browser.screenshot(SCREENSHOTS / "signin.png")
+    browser.type("#name", OPERATOR)
+    browser.type("#password", PASSWORD)
+    browser.click("#signin")
+    browser.wait_for(lambda: "Held earnings by reason" in browser.page_text(), "the overview")
+    browser.screenshot(SCREENSHOTS / "overview.png")
+
+    browser.get(base + "/users?user_id=roamer")
+    before = int(browser.text("#available-CURRENCY_POINTS"))
+    browser.get(base + "/review")
+    assert "ACCOUNT_SHARING" in browser.page_text()
+    browser.screenshot(SCREENSHOTS / "review.png")
+    browser.click("input[data-user='roamer']")
+    browser.type("#note", "same person, new phone")
+    browser.click("#approve")
+    browser.wait_for(lambda: "roamer" not in browser.page_text(), "the queue without roamer's earning")
+
+    browser.get(base + "/users?user_id=roamer")
+    after = int(browser.text("#available-CURRENCY_POINTS"))
+    assert after > before
+    browser.screenshot(SCREENSHOTS / "user.png")
+
+
+def test_an_operator_creates_an_item_sees_it_quoted_and_ends_a_campaign(suite: SuiteProcess, browser: Browser) -> None:
+    base = f"http://127.0.0.1:{suite.console_port}"
+    browser.get(base + "/catalog")
+    if browser.url.endswith("/signin"):
+        browser.type("#name", OPERATOR)
+        browser.type("#password", PASSWORD)
+        browser.click("#signin")
+        browser.wait_for(lambda: browser.url.endswith("/"), "the overview")
+        browser.get(base + "/catalog")
+    for field, value in {"title": "Ruby Frame", "price_points": "321", "regions": "US, DE", "stock_total": "40",
+                         "cosmetic_id": "frame-ruby"}.items():
+        browser.type(f"#new-item #{field}", value)
+    browser.click("#create")
+    browser.wait_for(lambda: "/catalog/items/" in browser.url, "the new item's page")
+    assert "1 unit costs 321 CURRENCY_POINTS" in browser.text("#quote")
+    assert "40 in stock" in browser.text("#quote")
+    browser.screenshot(SCREENSHOTS / "item.png")
+
+    item_id = browser.url.rsplit("/", 1)[1]
+    campaign_id = start_a_campaign(suite, item_id)
+    browser.get(base + "/catalog")
+    browser.screenshot(SCREENSHOTS / "catalog.png")
+    browser.click(f"#campaign-{campaign_id} .end-now")
+    browser.wait_for(lambda: "ended" in browser.text(f"#campaign-{campaign_id}"), "the campaign ended")
+
+
+def start_a_campaign(suite: SuiteProcess, item_id: str) -> str:
+    start, end = Timestamp(), Timestamp()
+    start.GetCurrentTime()
+    end.FromSeconds(start.seconds + 7 * 86400)
+    spec = catalog_pb2.CampaignSpec(name="Ruby week", sponsor="Ruby Co", start_time=start, end_time=end,
+                                    item_ids=[item_id],
+                                    percent_off_bps=1000)
+    with grpc.insecure_channel(f"127.0.0.1:{suite.ports['catalog']}") as channel:
+        reply = catalog_pb2_grpc.CatalogServiceStub(channel).CreateCampaign(
+            catalog_pb2.CreateCampaignRequest(request_id=f"campaign-{item_id}", spec=spec),
+            metadata=bearer(suite.tokens["admin"]), timeout=10,
+        )
+    return str(reply.campaign.campaign_id)
+
+
+def test_a_stale_item_edit_is_refused_and_shown(suite: SuiteProcess) -> None:
+    client = Client(suite.console_port)
+    csrf = client.sign_in()
+    fields = {"title": "Onyx Frame", "price_points": "100", "regions": "", "stock_total": "", "cosmetic_id": "onyx"}
+    status, url, page = client.request("/catalog/items", {"csrf": csrf, **fields})
+    assert status == 200 and "/catalog/items/" in url, (url, page)
+    path = urllib.parse.urlparse(url).path
+    first = {"csrf": csrf, **fields, "expected_version": "1", "title": "Onyx Frame II"}
+    assert client.request(path, first)[0] == 200
+    status, _, page = client.request(path, {**first, "title": "Onyx Frame (stale)"})
+    assert status == 400 and 'class="error"' in page and "Onyx Frame II" in client.request(path)[2]
+
+
+def test_a_bad_item_form_says_what_is_wrong(suite: SuiteProcess) -> None:
+    client = Client(suite.console_port)
+    csrf = client.sign_in()
+    status, _, page = client.request(
+        "/catalog/items",
+        {"csrf": csrf, "title": "", "price_points": "-5", "regions": "USA", "stock_total": "x", "cosmetic_id": "A B"},
+    )
+    assert status == 400
+    for sentence in ("Title is required", "Price must be a whole number", "Regions are two-letter codes",
+                     "Stock must be a whole number", "Cosmetic id is"):
+        assert sentence in page
+    assert "Traceback" not in page
+
+
+def test_rules_are_shown_saved_as_a_new_version_and_bad_json_is_explained(suite: SuiteProcess) -> None:
+    client = Client(suite.console_port)
+    client.sign_in()
+    status, _, page = client.request("/rules")
+    assert status == 200 and "daily cap" in page
+    csrf, version = csrf_of(page), re.search(r'name="expected_version" value="(\d+)"', page)
+    assert version
+    text = html.unescape(re.search(r'<textarea[^>]*>(.*?)</textarea>', page, re.S).group(1))  # type: ignore[union-attr]
+    status, _, page = client.request("/rules", {"csrf": csrf, "expected_version": version.group(1), "rules": "{nope"})
+    assert status == 400 and "not valid JSON" in page and "Traceback" not in page
+    status, _, page = client.request("/rules", {"csrf": csrf, "expected_version": version.group(1), "rules": text})
+    assert status == 200 and f"Saved as version {int(version.group(1)) + 1}" in page, page
+    status, _, page = client.request("/rules", {"csrf": csrf, "expected_version": version.group(1), "rules": text})
+    assert status == 400 and 'class="error"' in page  # a stale version is refused
