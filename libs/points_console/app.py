@@ -26,8 +26,8 @@ from starlette.routing import Route
 from points.common.v1 import common_pb2
 from points.earning.v1 import earning_pb2
 from points.redemption.v1 import redemption_pb2
-from points_console.forms import FormErrors, read_item_form, read_version
-from points_console.gateway import Gateway, ServiceRefused
+from points_console.forms import FormError, read_item_form, read_version
+from points_console.gateway import Gateway, ServiceRefusedError
 from points_console.operators import is_valid_login
 
 TEMPLATES = Environment(
@@ -63,16 +63,19 @@ def signed_in(handler: Handler) -> Handler:
             form = await request.form()
             sent = str(form.get("csrf", ""))
             if not hmac.compare_digest(sent.encode(), str(request.session.get("csrf", "")).encode()):
-                return render(request, "error.html", 403, message="The form's CSRF token is not valid; reload the page.")
+                message = "The form's CSRF token is not valid; reload the page."
+                return render(request, "error.html", 403, message=message)
         try:
             return await handler(request)
-        except ServiceRefused as refused:
+        except ServiceRefusedError as refused:
             return render(request, "error.html", 400, message=refused.message)
 
     return guarded
 
 
-def create_app(connect: Callable[[], Gateway], operators_file: Path, session_secret: str, *, https_only: bool = False) -> Starlette:
+def create_app(
+    connect: Callable[[], Gateway], operators_file: Path, session_secret: str, *, https_only: bool = False
+) -> Starlette:
     def operator(request: Request) -> str:
         return str(request.session["operator"])
 
@@ -153,9 +156,9 @@ def create_app(connect: Callable[[], Gateway], operators_file: Path, session_sec
         values = await form_values(request)
         try:
             item = await services(request).create_item(operator(request), read_item_form(values))
-        except FormErrors as bad:
+        except FormError as bad:
             return await catalog_page(request, values, bad.errors)
-        except ServiceRefused as refused:
+        except ServiceRefusedError as refused:
             return await catalog_page(request, values, [refused.message])
         return RedirectResponse(f"/catalog/items/{item.item_id}", status_code=303)
 
@@ -183,9 +186,9 @@ def create_app(connect: Callable[[], Gateway], operators_file: Path, session_sec
             await services(request).update_item(
                 operator(request), item_id, read_version(values), read_item_form(values)
             )
-        except FormErrors as bad:
+        except FormError as bad:
             return await item_page(request, item_id, values, bad.errors)
-        except ServiceRefused as refused:
+        except ServiceRefusedError as refused:
             # A stale edit (someone saved a newer version first) is refused by the catalog; say so.
             return await item_page(request, item_id, values, [refused.message])
         return RedirectResponse(f"/catalog/items/{item_id}", status_code=303)
@@ -197,7 +200,7 @@ def create_app(connect: Callable[[], Gateway], operators_file: Path, session_sec
             return await catalog_page(request, {}, ["Which campaign? The form named none."])
         try:
             await services(request).end_campaign(operator(request), campaign_id)
-        except ServiceRefused as refused:
+        except ServiceRefusedError as refused:
             return await catalog_page(request, {}, [refused.message])
         return RedirectResponse("/catalog", status_code=303)
 
@@ -216,9 +219,9 @@ def create_app(connect: Callable[[], Gateway], operators_file: Path, session_sec
             saved = await services(request).save_rules(operator(request), edited, read_version(values))
         except json_format.ParseError as bad:
             return rules_refused(request, current, values, [f"The rules are not valid JSON for Rules: {bad}"])
-        except FormErrors as bad:
+        except FormError as bad:
             return rules_refused(request, current, values, bad.errors)
-        except ServiceRefused as refused:
+        except ServiceRefusedError as refused:
             # A stale version (someone saved first) or rules the earning service rejects.
             return rules_refused(request, current, values, [refused.message])
         return render(request, "rules.html", rules=saved, text=json_format.MessageToJson(saved), errors=[],

@@ -10,7 +10,7 @@ MAX_POINTS = 10**12
 REGION = re.compile(r"^[A-Z]{2}$")
 
 
-class FormErrors(Exception):
+class FormError(Exception):
     """What is wrong with a form, one readable sentence per field."""
 
     def __init__(self, errors: list[str]) -> None:
@@ -56,7 +56,7 @@ def read_item_form(form: Mapping[str, str]) -> CosmeticItemForm:
     if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,63}", cosmetic_id):
         errors.append("Cosmetic id is 1-64 lower-case letters, digits and dashes.")
     if errors:
-        raise FormErrors(errors)
+        raise FormError(errors)
     return CosmeticItemForm(title, description, price, regions, stock, cosmetic_id)
 
 
@@ -64,5 +64,5 @@ def read_version(form: Mapping[str, str]) -> int:
     errors: list[str] = []
     version = _whole_number(errors, "Version", form.get("expected_version", ""), minimum=1)
     if errors:
-        raise FormErrors(errors)
+        raise FormError(errors)
     return version

@@ -17,7 +17,7 @@ from points_platform.auth import OPERATOR_HEADER
 from points_platform.client import bearer, error_info, open_channel
 
 
-class ServiceRefused(Exception):
+class ServiceRefusedError(Exception):
     """A service answered with an error; `message` is fit to show an operator."""
 
     def __init__(self, message: str) -> None:
@@ -25,12 +25,12 @@ class ServiceRefused(Exception):
         self.message = message
 
 
-def _refusal(error: grpc.RpcError) -> ServiceRefused:
+def _refusal(error: grpc.RpcError) -> ServiceRefusedError:
     info = error_info(error)
     code = error.code().name if isinstance(error, grpc.aio.AioRpcError) else "ERROR"
     reason = info.reason if info is not None else code
     details = error.details() if isinstance(error, grpc.aio.AioRpcError) else ""
-    return ServiceRefused(f"{reason}: {details}" if details else reason)
+    return ServiceRefusedError(f"{reason}: {details}" if details else reason)
 
 
 @dataclass(frozen=True)
@@ -62,7 +62,7 @@ class Gateway:
         return (*bearer(self._token), (OPERATOR_HEADER, operator))
 
     async def call(self, method, request, operator: str):  # type: ignore[no-untyped-def]
-        """Call a stub method; a service error becomes ServiceRefused."""
+        """Call a stub method; a service error becomes ServiceRefusedError."""
         try:
             return await method(request, metadata=self._metadata(operator), timeout=10.0)
         except grpc.RpcError as error:

@@ -104,7 +104,7 @@ def csrf_of(page: str) -> str:
 
 def test_a_request_without_a_session_is_sent_to_sign_in(suite: SuiteProcess) -> None:
     for path in ("/", "/review", "/users?user_id=x", "/catalog"):
-        status, url, page = Client(suite.console_port).request(path)
+        _status, url, page = Client(suite.console_port).request(path)
         assert url.endswith("/signin") and 'name="password"' in page, path
 
 

@@ -1,4 +1,6 @@
-"""A real headless Chromium driven through chromedriver's W3C WebDriver HTTP API (a handful of calls, no client library)."""
+"""A real headless Chromium driven through chromedriver's W3C WebDriver HTTP API.
+
+A handful of calls, no client library."""
 
 from __future__ import annotations
 
@@ -64,7 +66,9 @@ class Browser:
             return json.loads(reply.read())["value"]
 
     def _session(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-        return self._call(method, f"/session/{self.session}{path}", body if body is not None else {} if method == "POST" else None)
+        if body is None and method == "POST":
+            body = {}
+        return self._call(method, f"/session/{self.session}{path}", body)
 
     def get(self, url: str) -> None:
         self._session("POST", "/url", {"url": url})
