@@ -5,8 +5,10 @@ from __future__ import annotations
 import html
 import http.cookiejar
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.parse
@@ -32,10 +34,13 @@ DEVICE_LIMIT = 4  # max_devices_per_account_per_day of the default rules: the ne
 
 
 @pytest.fixture(scope="module")
-def suite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SuiteProcess]:
-    running = SuiteProcess(tmp_path_factory.mktemp("console") / "state")
-    running.start()
+def suite() -> Iterator[SuiteProcess]:
+    # Outside pytest's tmp dir: another pytest run resets that to 0700, cutting the embedded
+    # cluster's own user off from its data directory (see tests/conftest.py).
+    root = Path(tempfile.mkdtemp(prefix="points-test-"))
+    running = SuiteProcess(root / "state")
     try:
+        running.start()
         subprocess.run(
             [sys.executable, "-m", "points_console", "add-operator", "--state-dir", str(running.state_dir),
              OPERATOR, "--password-stdin"],
@@ -48,6 +53,7 @@ def suite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SuiteProcess]:
         yield running
     finally:
         running.kill_all()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def _answers(port: int) -> bool:
