@@ -53,10 +53,13 @@ SELECT user_id, sum(points) FROM ev GROUP BY user_id ORDER BY user_id
 ON CONFLICT (user_id) DO UPDATE SET points = b.points + excluded.points
 """
 
-# WAL is counted between two flushed positions: bytes by their distance, records by reading the
-# WAL itself (pg_walinspect, contrib since PostgreSQL 15). pg_stat_wal would lag: backends flush
-# their statistics to it only about once a second.
-WAL_POSITION = "SELECT pg_current_wal_flush_lsn()::text"
+# WAL is counted between two positions: bytes by their distance, records by reading the WAL
+# itself (pg_walinspect, contrib since PostgreSQL 15). pg_stat_wal would lag: backends flush their
+# statistics to it only about once a second. A position is where WAL is inserted now; reading it
+# requires it flushed, which an asynchronous-commit server (the embedded test cluster) does only
+# when its WAL writer gets to it, so one synchronous commit flushes everything before it.
+WAL_POSITION = "SELECT pg_current_wal_insert_lsn()::text"
+FLUSH_WAL = "BEGIN; SET LOCAL synchronous_commit = on; SELECT pg_current_xact_id(); COMMIT"
 WAL_BETWEEN = (
     "SELECT pg_wal_lsn_diff($2::text::pg_lsn, $1::text::pg_lsn),"
     " (SELECT sum(count) FROM pg_get_wal_stats($1::text::pg_lsn, $2::text::pg_lsn))"
@@ -127,7 +130,9 @@ Connection = asyncpg.Connection | PoolConnectionProxy
 
 
 async def _position(conn: Connection) -> str:
-    return str(await conn.fetchval(WAL_POSITION))
+    position = str(await conn.fetchval(WAL_POSITION))
+    await conn.execute(FLUSH_WAL)
+    return position
 
 
 async def _between(conn: Connection, start: str, end: str) -> tuple[int, int]:
