@@ -259,7 +259,7 @@ async def lock_hold(conn: AsyncConnection, hold_id: str, *, internal: bool) -> H
         raise NotFound("HOLD_NOT_FOUND", "no such hold", metadata={"hold_id": hold_id})
     if hold.purpose == PAYOUT_PURPOSE and not internal:
         raise FailedPrecondition("HOLD_MANAGED_BY_PAYOUT", "payout holds resolve through CompletePayout")
-    return hold_view(hold)
+    return hold_record_view(hold._mapping)
 
 
 def commit_transaction(
@@ -390,7 +390,8 @@ async def sweep_expired_holds(engine: AsyncEngine, now: datetime, limit: int) ->
             ).all()
             raw = await driver(conn)
             expired: list[HoldResult] = []
-            for h in sorted((hold_view(r) for r in rows), key=lambda h: (h.user_id, h.currency, h.hold_id)):
+            views = (hold_record_view(r._mapping) for r in rows)
+            for h in sorted(views, key=lambda h: (h.user_id, h.currency, h.hold_id)):
                 hold, row = await apply_release(raw, h, HoldState.EXPIRED, now, "", "", remember=False)
                 if row is None:  # locked and ACTIVE: the CAS cannot miss
                     raise RuntimeError(f"expired hold {h.hold_id} changed under its lock")
@@ -403,24 +404,8 @@ async def sweep_expired_holds(engine: AsyncEngine, now: datetime, limit: int) ->
     return len(expired)
 
 
-def hold_view(row: Any) -> HoldView:
-    return HoldView(
-        hold_id=row.hold_id,
-        user_id=row.user_id,
-        currency=Currency(row.currency),
-        amount=row.amount,
-        committed_amount=row.committed_amount,
-        state=HoldState(row.state),
-        reference=row.reference,
-        expire_time=row.expire_time,
-        create_time=row.create_time,
-        resolve_time=row.resolve_time,
-        refunded_amount=row.refunded_amount,
-    )
-
-
-def hold_record_view(r: asyncpg.Record) -> HoldView:
-    """hold_view of a raw asyncpg record (columns by name)."""
+def hold_record_view(r: Any) -> HoldView:
+    """A hold row by column name: an asyncpg record, or a SQLAlchemy row's `._mapping`."""
     return HoldView(
         hold_id=r["hold_id"],
         user_id=r["user_id"],

@@ -17,7 +17,7 @@ from wallet import metrics
 from wallet.domain import MAX_BALANCE, Currency, Kind, check_refund, spend_sink, user_account
 from wallet.results import BalanceView, HoldResult, PostingView, TransactionView, decode, encode
 from wallet.store import lots
-from wallet.store.holds import hold_view, lock_hold
+from wallet.store.holds import hold_record_view, lock_hold
 from wallet.store.idempotency import remember, run_transaction, stored_response
 from wallet.store.postgres import driver, new_id
 
@@ -86,7 +86,8 @@ async def refund_hold(
                     {"a": given, "id": h.hold_id},
                 )
             ).one()
-            result = HoldResult(hold_view(updated), BalanceView(h.user_id, h.currency, acc.available, acc.held), txn)
+            balance = BalanceView(h.user_id, h.currency, acc.available, acc.held)
+            result = HoldResult(hold_record_view(updated._mapping), balance, txn)
             await remember(conn, "refund", request_id, fingerprint, encode(result), now)
             return result, given
 
