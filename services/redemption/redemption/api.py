@@ -25,12 +25,14 @@ from points_platform.validation import (
     require_request_id,
     require_text,
 )
+from redemption.domain import State
 from redemption.store import EntitlementRow, RaffleDrawRow, SagaRecord, UseRow
 from redemption.use_cases import RedeemCommand, RedemptionService
 from redemption.use_cases.entitlements import ConsumeCommand, entitlement_not_found
 
 FULL_NAME = "points.redemption.v1.RedemptionService"
 MAX_QUANTITY = 1000
+MAX_AGE_SECONDS = 10 * 366 * 86400
 # Redeem answers this long before the caller's deadline, with PENDING if the saga is not done.
 DEADLINE_MARGIN_SECONDS = 0.1
 # Discount codes as granted (secrets.token_urlsafe); anything else cannot match one.
@@ -41,6 +43,7 @@ POLICY: Policy = {
     "Redeem": allow("app", "admin"),
     "GetRedemption": ALL_CALLERS,
     "ListRedemptions": ALL_CALLERS,
+    "ListAllRedemptions": allow("admin"),
     "ListEntitlements": ALL_CALLERS,
     "RefundRedemption": allow("admin"),
     "PrepareRaffleDraw": allow("admin"),
@@ -185,6 +188,28 @@ class RedemptionApi(redemption_pb2_grpc.RedemptionServiceServicer):
             last = records[-1]
             token = encode_after(last.create_time, last.saga.redemption_id)
         return pb.ListRedemptionsResponse(redemptions=[_redemption(r, []) for r in records], next_page_token=token)
+
+    async def ListAllRedemptions(self, request: pb.ListAllRedemptionsRequest,
+                                 context: grpc.aio.ServicerContext[Any, Any]) -> pb.ListAllRedemptionsResponse:
+        if any(s == pb.REDEMPTION_STATE_UNSPECIFIED for s in request.states):
+            raise invalid_field("states", "must name states, not REDEMPTION_STATE_UNSPECIFIED")
+        if not 0 <= request.max_age_seconds <= MAX_AGE_SECONDS:
+            raise invalid_field("max_age_seconds", f"must be 0 (any age) to {MAX_AGE_SECONDS}")
+        # The proto's names are the domain's with a prefix; unknown numbers are refused rather than ignored.
+        states: list[State] = []
+        for number in request.states:
+            if number not in pb.RedemptionState.values():
+                raise invalid_field("states", f"unknown state {number}")
+            states.append(State(pb.RedemptionState.Name(number).removeprefix("REDEMPTION_STATE_")))
+        size = page_size(request.page_size)
+        records = await self._service.list_all_redemptions(
+            states, request.max_age_seconds, size + 1, decode_after(request.page_token))
+        token = ""
+        if len(records) > size:
+            records = records[:size]
+            token = encode_after(records[-1].create_time, records[-1].saga.redemption_id)
+        return pb.ListAllRedemptionsResponse(
+            redemptions=[_redemption(r, []) for r in records], next_page_token=token)
 
     async def ListEntitlements(self, request: pb.ListEntitlementsRequest,
                                context: grpc.aio.ServicerContext[Any, Any]) -> pb.ListEntitlementsResponse:

@@ -50,6 +50,11 @@ class RedemptionServiceStub:
                 request_serializer=points_dot_redemption_dot_v1_dot_redemption__pb2.ListRedemptionsRequest.SerializeToString,
                 response_deserializer=points_dot_redemption_dot_v1_dot_redemption__pb2.ListRedemptionsResponse.FromString,
                 _registered_method=True)
+        self.ListAllRedemptions = channel.unary_unary(
+                '/points.redemption.v1.RedemptionService/ListAllRedemptions',
+                request_serializer=points_dot_redemption_dot_v1_dot_redemption__pb2.ListAllRedemptionsRequest.SerializeToString,
+                response_deserializer=points_dot_redemption_dot_v1_dot_redemption__pb2.ListAllRedemptionsResponse.FromString,
+                _registered_method=True)
         self.RefundRedemption = channel.unary_unary(
                 '/points.redemption.v1.RedemptionService/RefundRedemption',
                 request_serializer=points_dot_redemption_dot_v1_dot_redemption__pb2.RefundRedemptionRequest.SerializeToString,
@@ -110,6 +115,14 @@ class RedemptionServiceServicer:
 
     def ListRedemptions(self, request, context):
         """Lists a user's redemptions, newest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListAllRedemptions(self, request, context):
+        """Lists redemptions across users with their saga steps, newest first, filtered by state and age:
+        the operators' saga view (admin only).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -196,6 +209,11 @@ def add_RedemptionServiceServicer_to_server(servicer, server):
                     servicer.ListRedemptions,
                     request_deserializer=points_dot_redemption_dot_v1_dot_redemption__pb2.ListRedemptionsRequest.FromString,
                     response_serializer=points_dot_redemption_dot_v1_dot_redemption__pb2.ListRedemptionsResponse.SerializeToString,
+            ),
+            'ListAllRedemptions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAllRedemptions,
+                    request_deserializer=points_dot_redemption_dot_v1_dot_redemption__pb2.ListAllRedemptionsRequest.FromString,
+                    response_serializer=points_dot_redemption_dot_v1_dot_redemption__pb2.ListAllRedemptionsResponse.SerializeToString,
             ),
             'RefundRedemption': grpc.unary_unary_rpc_method_handler(
                     servicer.RefundRedemption,
@@ -315,6 +333,33 @@ class RedemptionService:
             '/points.redemption.v1.RedemptionService/ListRedemptions',
             points_dot_redemption_dot_v1_dot_redemption__pb2.ListRedemptionsRequest.SerializeToString,
             points_dot_redemption_dot_v1_dot_redemption__pb2.ListRedemptionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAllRedemptions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/points.redemption.v1.RedemptionService/ListAllRedemptions',
+            points_dot_redemption_dot_v1_dot_redemption__pb2.ListAllRedemptionsRequest.SerializeToString,
+            points_dot_redemption_dot_v1_dot_redemption__pb2.ListAllRedemptionsResponse.FromString,
             options,
             channel_credentials,
             insecure,

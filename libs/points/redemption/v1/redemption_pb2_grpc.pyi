@@ -43,6 +43,10 @@ class RedemptionServiceStub:
     """Returns one redemption with its saga steps."""
     ListRedemptions: _grpc.UnaryUnaryMultiCallable[_redemption_pb2.ListRedemptionsRequest, _redemption_pb2.ListRedemptionsResponse]
     """Lists a user's redemptions, newest first."""
+    ListAllRedemptions: _grpc.UnaryUnaryMultiCallable[_redemption_pb2.ListAllRedemptionsRequest, _redemption_pb2.ListAllRedemptionsResponse]
+    """Lists redemptions across users with their saga steps, newest first, filtered by state and age:
+    the operators' saga view (admin only).
+    """
     RefundRedemption: _grpc.UnaryUnaryMultiCallable[_redemption_pb2.RefundRedemptionRequest, _redemption_pb2.RefundRedemptionResponse]
     """Refunds a completed redemption within the refund window: funds back, stock back, entitlement revoked.
     Not once an entitlement of it was used (FAILED_PRECONDITION ENTITLEMENT_CONSUMED, even one use of a
@@ -93,6 +97,10 @@ class RedemptionServiceAsyncStub(RedemptionServiceStub):
     """Returns one redemption with its saga steps."""
     ListRedemptions: _aio.UnaryUnaryMultiCallable[_redemption_pb2.ListRedemptionsRequest, _redemption_pb2.ListRedemptionsResponse]  # type: ignore[assignment]
     """Lists a user's redemptions, newest first."""
+    ListAllRedemptions: _aio.UnaryUnaryMultiCallable[_redemption_pb2.ListAllRedemptionsRequest, _redemption_pb2.ListAllRedemptionsResponse]  # type: ignore[assignment]
+    """Lists redemptions across users with their saga steps, newest first, filtered by state and age:
+    the operators' saga view (admin only).
+    """
     RefundRedemption: _aio.UnaryUnaryMultiCallable[_redemption_pb2.RefundRedemptionRequest, _redemption_pb2.RefundRedemptionResponse]  # type: ignore[assignment]
     """Refunds a completed redemption within the refund window: funds back, stock back, entitlement revoked.
     Not once an entitlement of it was used (FAILED_PRECONDITION ENTITLEMENT_CONSUMED, even one use of a
@@ -158,6 +166,16 @@ class RedemptionServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_redemption_pb2.ListRedemptionsResponse, _abc.Awaitable[_redemption_pb2.ListRedemptionsResponse]]:
         """Lists a user's redemptions, newest first."""
+
+    @_abc_1.abstractmethod
+    def ListAllRedemptions(
+        self,
+        request: _redemption_pb2.ListAllRedemptionsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_redemption_pb2.ListAllRedemptionsResponse, _abc.Awaitable[_redemption_pb2.ListAllRedemptionsResponse]]:
+        """Lists redemptions across users with their saga steps, newest first, filtered by state and age:
+        the operators' saga view (admin only).
+        """
 
     @_abc_1.abstractmethod
     def RefundRedemption(

@@ -344,6 +344,30 @@ class SagaStore:
         async with self._engine.connect() as conn:
             return [_record_of(row) for row in await conn.execute(query)]
 
+    async def list_across_users(
+        self, states: Sequence[State], created_after: datetime | None, limit: int, after: tuple[datetime, str] | None
+    ) -> list[SagaRecord]:
+        """Sagas of every user, newest first, each with its step log (two queries, one connection)."""
+        query = select(sagas)
+        if states:
+            query = query.where(sagas.c.state.in_([s.value for s in states]))
+        if created_after is not None:
+            query = query.where(sagas.c.create_time >= created_after)
+        if after is not None:
+            query = query.where(func.row(sagas.c.create_time, sagas.c.redemption_id) < func.row(*after))
+        query = query.order_by(sagas.c.create_time.desc(), sagas.c.redemption_id.desc()).limit(limit)
+        async with self._engine.connect() as conn:
+            rows = list(await conn.execute(query))
+            ids = [row.redemption_id for row in rows]
+            logs = await conn.execute(
+                select(saga_steps).where(saga_steps.c.redemption_id.in_(ids)).order_by(saga_steps.c.id)
+            ) if ids else []
+        steps: dict[str, list[StepRecord]] = {}
+        for log_row in logs:
+            steps.setdefault(log_row.redemption_id, []).append(
+                StepRecord(Step(log_row.name), Outcome(log_row.outcome), log_row.detail, log_row.time))
+        return [_record_of(row, steps.get(row.redemption_id, ())) for row in rows]
+
     async def start_refund(
         self, before: Saga, after: Saga, *, request_id: str, fingerprint: str, reason: str, owner: str,
         now: datetime, lease_seconds: float, extra: InTransaction,

@@ -185,6 +185,12 @@ class RedemptionService:
     async def list_redemptions(self, user_id: str, limit: int, after: tuple[datetime, str] | None) -> list[SagaRecord]:
         return await self.sagas.list_for_user(user_id, limit, after)
 
+    async def list_all_redemptions(self, states: list[State], max_age_seconds: int, limit: int,
+                                   after: tuple[datetime, str] | None) -> list[SagaRecord]:
+        """Every user's redemptions (the operators' saga view); `max_age_seconds` 0 = any age."""
+        created_after = self.clock.now() - timedelta(seconds=max_age_seconds) if max_age_seconds else None
+        return await self.sagas.list_across_users(states, created_after, limit, after)
+
     async def entitlement_ids(self, redemption_id: str) -> list[EntitlementRow]:
         return await self.entitlements.for_redemption(redemption_id)
 
