@@ -6,11 +6,15 @@ state and every secret on the server, needs no JavaScript build, and works in an
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import hashlib
 import hmac
 import secrets
+import urllib.parse
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,17 +27,40 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from points.catalog.v1 import catalog_pb2
 from points.common.v1 import common_pb2
 from points.earning.v1 import earning_pb2
 from points.redemption.v1 import redemption_pb2
-from points_console.forms import FormError, read_item_form, read_version
+from points.wallet.v1 import wallet_pb2
+from points_console import metrics as charts
+from points_console.forms import (
+    FormError,
+    read_adjustment,
+    read_forfeiture,
+    read_item_form,
+    read_raffle_id,
+    read_request_id,
+    read_standing_change,
+    read_version,
+)
 from points_console.gateway import Gateway, ServiceRefusedError
+from points_console.metrics import HourlyIncrease, MetricsSources
 from points_console.operators import is_valid_login
 
 TEMPLATES = Environment(
     loader=FileSystemLoader(Path(__file__).parent / "templates"), autoescape=select_autoescape(["html"])
 )
 MAX_NOTE_CHARS = 500
+# The sagas page's filters: the state choices (the default is what needs an operator's eye) and the ages.
+SAGA_STATES = {
+    "PENDING,CANCELLED": [redemption_pb2.REDEMPTION_STATE_PENDING, redemption_pb2.REDEMPTION_STATE_CANCELLED],
+    "PENDING": [redemption_pb2.REDEMPTION_STATE_PENDING],
+    "CANCELLED": [redemption_pb2.REDEMPTION_STATE_CANCELLED],
+    "COMPLETED": [redemption_pb2.REDEMPTION_STATE_COMPLETED],
+    "REFUNDED": [redemption_pb2.REDEMPTION_STATE_REFUNDED],
+    "ANY": [],
+}
+SAGA_AGES = {"3600": "last hour", "86400": "last 24 hours", "604800": "last 7 days", "0": "any age"}
 Handler = Callable[[Request], Awaitable[Response]]
 
 
@@ -73,11 +100,57 @@ def signed_in(handler: Handler) -> Handler:
     return guarded
 
 
+def form_request_id() -> str:
+    """A mutating form's request id, made when the page is rendered: submitting it again is the same request."""
+    return f"console-{secrets.token_urlsafe(16)}"
+
+
+def draw_picks(draw: redemption_pb2.RaffleDraw) -> list[dict[str, Any]]:
+    """The draw replayed from its revealed seed as far as the published data allows: for pick i, the digest
+    sha256(seed || i as 8 bytes big-endian) and the position it takes among the remaining sorted tickets."""
+    if not draw.seed:
+        return []
+    seed = bytes.fromhex(draw.seed)
+    picks = []
+    for i, winner in enumerate(draw.winner_entitlement_ids):
+        digest = hashlib.sha256(seed + i.to_bytes(8, "big")).digest()
+        remaining = draw.ticket_count - i
+        picks.append({"i": i, "digest": digest.hex(), "remaining": remaining,
+                      "position": int.from_bytes(digest, "big") % remaining if remaining > 0 else None,
+                      "winner": winner, "user": draw.winner_user_ids[i] if i < len(draw.winner_user_ids) else ""})
+    return picks
+
+
+def seed_matches(draw: redemption_pb2.RaffleDraw) -> bool | None:
+    """Whether the revealed seed hashes to the commitment; None before the draw (or a seed that is not hex)."""
+    if not draw.seed:
+        return None
+    try:
+        return hashlib.sha256(bytes.fromhex(draw.seed)).hexdigest() == draw.seed_hash
+    except ValueError:
+        return None
+
+
 def create_app(
-    connect: Callable[[], Gateway], operators_file: Path, session_secret: str, *, https_only: bool = False
+    connect: Callable[[], Gateway], operators_file: Path, session_secret: str, *, https_only: bool = False,
+    metrics: MetricsSources | None = None, sample_seconds: float = 60.0,
+    now: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> Starlette:
+    sources = metrics or MetricsSources([], [])
+    earned = HourlyIncrease()
+
     def operator(request: Request) -> str:
         return str(request.session["operator"])
+
+    async def sample_earned() -> bool:
+        """Read the earning counter into the hourly series; False when no endpoint answered."""
+        if not sources.earning:
+            return False
+        samples = await charts.read_samples(sources.earning)
+        if samples is None:
+            return False
+        earned.observe(now(), charts.total(samples, charts.POINTS_CREDITED))
+        return True
 
     async def signin(request: Request) -> Response:
         if request.method == "GET":
@@ -100,7 +173,10 @@ def create_app(
         held = await services(request).held_earnings(operator(request))
         items = await services(request).items(operator(request))
         low = [i for i in items if i.limited_stock and i.stock_total and i.stock_available * 10 <= i.stock_total]
-        return render(request, "overview.html", by_reason=sorted(Counter(h.reason for h in held).items()), low=low)
+        hourly = earned.hours() if await sample_earned() else None
+        by_state = await charts.redemptions_by_state(sources.redemption) if sources.redemption else None
+        return render(request, "overview.html", by_reason=sorted(Counter(h.reason for h in held).items()), low=low,
+                      hourly=hourly, by_state=by_state)
 
     @signed_in
     async def review(request: Request) -> Response:
@@ -123,21 +199,119 @@ def create_app(
         counts = sorted(Counter(h.reason for h in held).items())
         return render(request, "review.html", 400 if error else 200, held=held, counts=counts, error=error)
 
-    @signed_in
-    async def user(request: Request) -> Response:
-        user_id = request.query_params.get("user_id", "").strip()
+    async def user_page(request: Request, user_id: str, errors: list[str], status_code: int = 200) -> Response:
         if not user_id:
             return render(request, "user.html", user_id="", balances=[], ledger=None)
-        balances = await services(request).balances(operator(request), user_id)
-        ledger = await services(request).ledger(operator(request), user_id, request.query_params.get("page_token", ""))
-        today = await services(request).earnings_today(operator(request), user_id)
-        redemptions = await services(request).redemptions(operator(request), user_id)
+        me, gateway = operator(request), services(request)
+        balances = await gateway.balances(me, user_id)
+        ledger = await gateway.ledger(me, user_id, request.query_params.get("page_token", ""))
+        today = await gateway.earnings_today(me, user_id)
+        redemptions = await gateway.redemptions(me, user_id)
+        entitlements = await gateway.entitlements(me, user_id)
+        sent = await gateway.gifts(me, user_id, wallet_pb2.GIFT_ROLE_SENDER)
+        received = await gateway.gifts(me, user_id, wallet_pb2.GIFT_ROLE_CREATOR)
+        standing = await gateway.user_status(me, user_id)
         return render(
-            request, "user.html", user_id=user_id, balances=balances, ledger=ledger, today=today,
-            redemptions=redemptions, currency=common_pb2.Currency.Name, state=redemption_pb2.RedemptionState.Name,
+            request, "user.html", 400 if errors else status_code, user_id=user_id, balances=balances, ledger=ledger,
+            today=today, redemptions=redemptions, entitlements=entitlements, sent=sent, received=received,
+            standing=standing, errors=errors, done=request.query_params.get("done", ""),
+            request_ids={form: form_request_id() for form in ("adjust", "suspend", "reinstate", "forfeit")},
+            currency=common_pb2.Currency.Name, state=redemption_pb2.RedemptionState.Name,
             step=redemption_pb2.SagaStepName.Name, outcome=redemption_pb2.StepOutcome.Name,
-            activity=earning_pb2.ActivityType.Name,
+            activity=earning_pb2.ActivityType.Name, kind=redemption_pb2.EntitlementKind.Name,
+            entitlement_state=redemption_pb2.EntitlementState.Name, user_state=wallet_pb2.UserState.Name,
+            status_action=wallet_pb2.UserStatusAction.Name,
         )
+
+    @signed_in
+    async def user(request: Request) -> Response:
+        return await user_page(request, request.query_params.get("user_id", "").strip(), [])
+
+    @signed_in
+    async def user_action(request: Request) -> Response:
+        """The user page's forms: adjustment, suspension, reinstatement, forfeiture."""
+        action = request.url.path.rsplit("/", 1)[1]
+        values = await form_values(request)
+        user_id = values.get("user_id", "").strip()
+        if not user_id:
+            return render(request, "error.html", 400, message="The form named no user.")
+        me, gateway = operator(request), services(request)
+        try:
+            request_id = read_request_id(values)
+            if action == "adjust":
+                await gateway.adjust(me, request_id, read_adjustment(user_id, values))
+            elif action in ("suspend", "reinstate"):
+                await gateway.set_suspended(me, request_id, read_standing_change(user_id, values), action == "suspend")
+            else:
+                await gateway.forfeit(me, request_id, read_forfeiture(user_id, values))
+        except FormError as bad:
+            return await user_page(request, user_id, bad.errors)
+        except ServiceRefusedError as refused:
+            return await user_page(request, user_id, [refused.message])
+        query = urllib.parse.urlencode({"user_id": user_id, "done": action})
+        return RedirectResponse(f"/users?{query}", status_code=303)
+
+    @signed_in
+    async def sagas(request: Request) -> Response:
+        chosen = request.query_params.get("state", "PENDING,CANCELLED")
+        age = request.query_params.get("age", "86400")
+        if chosen not in SAGA_STATES or age not in SAGA_AGES:
+            return render(request, "sagas.html", 400, redemptions=[], next_page_token="", chosen=chosen, age=age,
+                          errors=["Choose a state and an age from the lists."], states=SAGA_STATES, ages=SAGA_AGES)
+        page = await services(request).all_redemptions(
+            operator(request), SAGA_STATES[chosen], int(age), request.query_params.get("page_token", ""))
+        return render(
+            request, "sagas.html", redemptions=page.redemptions, next_page_token=page.next_page_token, chosen=chosen,
+            age=age, errors=[], states=SAGA_STATES, ages=SAGA_AGES, state=redemption_pb2.RedemptionState.Name,
+            step=redemption_pb2.SagaStepName.Name, outcome=redemption_pb2.StepOutcome.Name,
+        )
+
+    async def raffles_page(request: Request, errors: list[str]) -> Response:
+        me, gateway = operator(request), services(request)
+        raffles = []
+        for item in await gateway.items(me):
+            if item.kind == catalog_pb2.ITEM_KIND_RAFFLE_TICKET and item.raffle.raffle_id:
+                draw = await gateway.raffle_draw(me, item.raffle.raffle_id)
+                raffles.append({"item": item, "draw": draw, "request_id": form_request_id()})
+        return render(request, "raffles.html", 400 if errors else 200, raffles=raffles, errors=errors,
+                      draw_state=redemption_pb2.RaffleDrawState.Name)
+
+    @signed_in
+    async def raffles(request: Request) -> Response:
+        if "raffle_id" in request.query_params:  # the look-up form
+            try:
+                raffle_id = read_raffle_id(dict(request.query_params))
+            except FormError as bad:
+                return await raffles_page(request, bad.errors)
+            return RedirectResponse(f"/raffles/{urllib.parse.quote(raffle_id, safe='')}", status_code=303)
+        return await raffles_page(request, [])
+
+    @signed_in
+    async def raffle_action(request: Request) -> Response:
+        values = await form_values(request)
+        try:
+            raffle_id, request_id = read_raffle_id(values), read_request_id(values)
+            if request.url.path.endswith("/prepare"):
+                await services(request).prepare_raffle(operator(request), request_id, raffle_id)
+            else:
+                await services(request).draw_raffle(operator(request), request_id, raffle_id)
+        except FormError as bad:
+            return await raffles_page(request, bad.errors)
+        except ServiceRefusedError as refused:
+            return await raffles_page(request, [refused.message])
+        return RedirectResponse(f"/raffles/{urllib.parse.quote(raffle_id, safe='')}", status_code=303)
+
+    @signed_in
+    async def raffle(request: Request) -> Response:
+        raffle_id = request.path_params["raffle_id"]
+        try:
+            raffle_id = read_raffle_id({"raffle_id": raffle_id})
+        except FormError as bad:
+            return render(request, "error.html", 400, message=bad.errors[0])
+        draw = await services(request).raffle_draw(operator(request), raffle_id)
+        return render(request, "raffle.html", raffle_id=raffle_id, draw=draw,
+                      matches=seed_matches(draw) if draw else None, picks=draw_picks(draw) if draw else [],
+                      draw_state=redemption_pb2.RaffleDrawState.Name)
 
     @signed_in
     async def catalog(request: Request) -> Response:
@@ -231,8 +405,19 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         # gRPC aio channels belong to the event loop that opens them: the server's, so they open here.
         app.state.gateway = connect()
+        sampler = asyncio.create_task(sample_every(sample_seconds)) if sources.earning else None
         yield
+        if sampler is not None:
+            sampler.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sampler
         await app.state.gateway.close()
+
+    async def sample_every(seconds: float) -> None:
+        """Keeps the hourly series current between overview loads (pacing a background read, not a test wait)."""
+        while True:
+            await sample_earned()
+            await asyncio.sleep(seconds)
 
     routes = [
         Route("/signin", signin, methods=["GET", "POST"]),
@@ -240,6 +425,13 @@ def create_app(
         Route("/", overview),
         Route("/review", review, methods=["GET", "POST"]),
         Route("/users", user),
+        *(Route(f"/users/{action}", user_action, methods=["POST"], name=action)
+          for action in ("adjust", "suspend", "reinstate", "forfeit")),
+        Route("/sagas", sagas),
+        Route("/raffles", raffles),
+        Route("/raffles/prepare", raffle_action, methods=["POST"], name="prepare"),
+        Route("/raffles/draw", raffle_action, methods=["POST"], name="draw"),
+        Route("/raffles/{raffle_id:str}", raffle),
         Route("/rules", rules, methods=["GET", "POST"]),
         Route("/catalog", catalog),
         Route("/catalog/items", create_item, methods=["POST"]),

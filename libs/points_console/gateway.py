@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from dataclasses import dataclass
 
@@ -12,7 +13,7 @@ from points.common.v1 import common_pb2
 from points.earning.v1 import earning_pb2, earning_pb2_grpc
 from points.redemption.v1 import redemption_pb2, redemption_pb2_grpc
 from points.wallet.v1 import wallet_pb2, wallet_pb2_grpc
-from points_console.forms import CosmeticItemForm
+from points_console.forms import Adjustment, CosmeticItemForm, Forfeiture, StandingChange
 from points_platform.auth import OPERATOR_HEADER
 from points_platform.client import bearer, error_info, open_channel
 
@@ -115,9 +116,17 @@ class Gateway:
         return response
 
     async def redemptions(self, operator: str, user_id: str) -> list[redemption_pb2.Redemption]:
+        """The user's latest redemptions with their saga steps (the list omits steps; each is read whole)."""
         request = redemption_pb2.ListRedemptionsRequest(user_id=user_id, page_size=25)
         response = await self.call(self.redemption.ListRedemptions, request, operator)
-        return list(response.redemptions)
+        return list(await asyncio.gather(*(self.redemption_with_steps(operator, r.redemption_id)
+                                           for r in response.redemptions)))
+
+    async def redemption_with_steps(self, operator: str, redemption_id: str) -> redemption_pb2.Redemption:
+        request = redemption_pb2.GetRedemptionRequest(redemption_id=redemption_id)
+        response = await self.call(self.redemption.GetRedemption, request, operator)
+        found: redemption_pb2.Redemption = response.redemption
+        return found
 
     async def items(self, operator: str) -> list[catalog_pb2.Item]:
         response = await self.call(self.catalog.ListItems, catalog_pb2.ListItemsRequest(page_size=100), operator)
@@ -161,6 +170,85 @@ class Gateway:
         )
         response: catalog_pb2.QuoteResponse = await self.call(self.catalog.Quote, request, operator)
         return response
+
+    # -- Sagas and raffles -----------------------------------------------------------------------
+
+    async def all_redemptions(
+        self, operator: str, states: list[redemption_pb2.RedemptionState.ValueType], max_age_seconds: int,
+        page_token: str,
+    ) -> redemption_pb2.ListAllRedemptionsResponse:
+        request = redemption_pb2.ListAllRedemptionsRequest(
+            states=states, max_age_seconds=max_age_seconds, page_size=50, page_token=page_token
+        )
+        response: redemption_pb2.ListAllRedemptionsResponse = await self.call(
+            self.redemption.ListAllRedemptions, request, operator
+        )
+        return response
+
+    async def raffle_draw(self, operator: str, raffle_id: str) -> redemption_pb2.RaffleDraw | None:
+        """The raffle's draw record; None while no seed is committed (NOT_FOUND RAFFLE_NOT_PREPARED)."""
+        request = redemption_pb2.GetRaffleDrawRequest(raffle_id=raffle_id)
+        try:
+            response = await self.redemption.GetRaffleDraw(request, metadata=self._metadata(operator), timeout=10.0)
+        except grpc.RpcError as error:
+            if isinstance(error, grpc.aio.AioRpcError) and error.code() == grpc.StatusCode.NOT_FOUND:
+                return None
+            raise _refusal(error) from error
+        draw: redemption_pb2.RaffleDraw = response.draw
+        return draw
+
+    async def prepare_raffle(self, operator: str, request_id: str, raffle_id: str) -> None:
+        request = redemption_pb2.PrepareRaffleDrawRequest(request_id=request_id, raffle_id=raffle_id)
+        await self.call(self.redemption.PrepareRaffleDraw, request, operator)
+
+    async def draw_raffle(self, operator: str, request_id: str, raffle_id: str) -> None:
+        request = redemption_pb2.DrawRaffleRequest(request_id=request_id, raffle_id=raffle_id)
+        await self.call(self.redemption.DrawRaffle, request, operator)
+
+    # -- A user's standing -------------------------------------------------------------------------
+
+    async def entitlements(self, operator: str, user_id: str) -> list[redemption_pb2.Entitlement]:
+        request = redemption_pb2.ListEntitlementsRequest(user_id=user_id, page_size=50)
+        response = await self.call(self.redemption.ListEntitlements, request, operator)
+        return list(response.entitlements)
+
+    async def gifts(self, operator: str, user_id: str, role: wallet_pb2.GiftRole.ValueType) -> list[wallet_pb2.Gift]:
+        request = wallet_pb2.ListGiftsRequest(user_id=user_id, role=role, page_size=25)
+        response = await self.call(self.wallet.ListGifts, request, operator)
+        return list(response.gifts)
+
+    async def user_status(self, operator: str, user_id: str) -> wallet_pb2.GetUserStatusResponse:
+        request = wallet_pb2.GetUserStatusRequest(user_id=user_id)
+        response: wallet_pb2.GetUserStatusResponse = await self.call(self.wallet.GetUserStatus, request, operator)
+        return response
+
+    async def adjust(self, operator: str, request_id: str, adjustment: Adjustment) -> None:
+        """A POINTS credit or debit; the ticket is its reference, the reason names the operator."""
+        fields = {
+            "request_id": request_id, "user_id": adjustment.user_id, "currency": common_pb2.CURRENCY_POINTS,
+            "amount": adjustment.amount, "reason": f"[{operator}] {adjustment.reason}", "reference": adjustment.ticket,
+        }
+        if adjustment.credit:
+            await self.call(self.wallet.Credit, wallet_pb2.CreditRequest(**fields), operator)  # type: ignore[arg-type]
+        else:
+            await self.call(self.wallet.Debit, wallet_pb2.DebitRequest(**fields), operator)  # type: ignore[arg-type]
+
+    async def set_suspended(self, operator: str, request_id: str, change: StandingChange, suspend: bool) -> None:
+        if suspend:
+            await self.call(self.wallet.SuspendUser, wallet_pb2.SuspendUserRequest(
+                request_id=request_id, user_id=change.user_id, reason=change.reason, ticket=change.ticket,
+                operator_id=operator), operator)
+        else:
+            await self.call(self.wallet.ReinstateUser, wallet_pb2.ReinstateUserRequest(
+                request_id=request_id, user_id=change.user_id, reason=change.reason, ticket=change.ticket,
+                operator_id=operator), operator)
+
+    async def forfeit(self, operator: str, request_id: str, forfeiture: Forfeiture) -> None:
+        request = wallet_pb2.ForfeitPointsRequest(
+            request_id=request_id, user_id=forfeiture.user_id, amount=forfeiture.amount, all=forfeiture.everything,
+            reason=forfeiture.reason, ticket=forfeiture.ticket,
+        )
+        await self.call(self.wallet.ForfeitPoints, request, operator)
 
 
 def _spec(item: CosmeticItemForm) -> catalog_pb2.ItemSpec:
