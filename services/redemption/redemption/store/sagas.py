@@ -359,9 +359,8 @@ class SagaStore:
         async with self._engine.connect() as conn:
             rows = list(await conn.execute(query))
             ids = [row.redemption_id for row in rows]
-            logs = await conn.execute(
-                select(saga_steps).where(saga_steps.c.redemption_id.in_(ids)).order_by(saga_steps.c.id)
-            ) if ids else []
+            query_steps = select(saga_steps).where(saga_steps.c.redemption_id.in_(ids)).order_by(saga_steps.c.id)
+            logs = list(await conn.execute(query_steps)) if ids else []
         steps: dict[str, list[StepRecord]] = {}
         for log_row in logs:
             steps.setdefault(log_row.redemption_id, []).append(
