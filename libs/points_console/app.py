@@ -105,18 +105,21 @@ def form_request_id() -> str:
     return f"console-{secrets.token_urlsafe(16)}"
 
 
-def draw_picks(draw: redemption_pb2.RaffleDraw) -> list[dict[str, Any]]:
-    """The draw replayed from its revealed seed as far as the published data allows: for pick i, the digest
-    sha256(seed || i as 8 bytes big-endian) and the position it takes among the remaining sorted tickets."""
+def draw_picks(draw: redemption_pb2.RaffleDraw, tickets: list[str] | None) -> list[dict[str, Any]]:
+    """The draw replayed from its revealed seed: for pick i, the digest sha256(seed || i as 8 bytes big-endian),
+    the position it takes among the remaining tickets sorted ascending and, with the ticket list, the ticket
+    at that position (which must be the winner the service drew)."""
     if not draw.seed:
         return []
     seed = bytes.fromhex(draw.seed)
+    remaining = sorted(tickets) if tickets is not None else None
     picks = []
     for i, winner in enumerate(draw.winner_entitlement_ids):
         digest = hashlib.sha256(seed + i.to_bytes(8, "big")).digest()
-        remaining = draw.ticket_count - i
-        picks.append({"i": i, "digest": digest.hex(), "remaining": remaining,
-                      "position": int.from_bytes(digest, "big") % remaining if remaining > 0 else None,
+        left = draw.ticket_count - i
+        position = int.from_bytes(digest, "big") % left if left > 0 else None
+        picked = remaining.pop(position) if remaining and position is not None and position < len(remaining) else ""
+        picks.append({"i": i, "digest": digest.hex(), "remaining": left, "position": position, "picked": picked,
                       "winner": winner, "user": draw.winner_user_ids[i] if i < len(draw.winner_user_ids) else ""})
     return picks
 
@@ -309,8 +312,13 @@ def create_app(
         except FormError as bad:
             return render(request, "error.html", 400, message=bad.errors[0])
         draw = await services(request).raffle_draw(operator(request), raffle_id)
-        return render(request, "raffle.html", raffle_id=raffle_id, draw=draw,
-                      matches=seed_matches(draw) if draw else None, picks=draw_picks(draw) if draw else [],
+        drawn = draw is not None and draw.state == redemption_pb2.RAFFLE_DRAW_STATE_DRAWN
+        tickets = await services(request).raffle_tickets(operator(request), raffle_id) if drawn else None
+        picks = draw_picks(draw, tickets) if draw else []
+        return render(request, "raffle.html", raffle_id=raffle_id, draw=draw, tickets=tickets,
+                      matches=seed_matches(draw) if draw else None, picks=picks,
+                      replayed=bool(picks) and tickets is not None and len(tickets) == draw.ticket_count
+                      and all(p["picked"] == p["winner"] for p in picks) if draw else False,
                       draw_state=redemption_pb2.RaffleDrawState.Name)
 
     @signed_in

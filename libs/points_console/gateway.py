@@ -17,6 +17,9 @@ from points_console.forms import Adjustment, CosmeticItemForm, Forfeiture, Stand
 from points_platform.auth import OPERATOR_HEADER
 from points_platform.client import bearer, error_info, open_channel
 
+# A drawn raffle's tickets are fetched and the draw replayed in the page up to this many.
+MAX_REPLAYED_TICKETS = 20_000
+
 
 class ServiceRefusedError(Exception):
     """A service answered with an error; `message` is fit to show an operator."""
@@ -196,6 +199,19 @@ class Gateway:
             raise _refusal(error) from error
         draw: redemption_pb2.RaffleDraw = response.draw
         return draw
+
+    async def raffle_tickets(self, operator: str, raffle_id: str) -> list[str] | None:
+        """Every ticket a drawn raffle drew from; None past MAX_REPLAYED_TICKETS (too many to replay in a page)."""
+        tickets: list[str] = []
+        token = ""
+        while len(tickets) < MAX_REPLAYED_TICKETS:
+            request = redemption_pb2.ListRaffleTicketsRequest(raffle_id=raffle_id, page_size=500, page_token=token)
+            response = await self.call(self.redemption.ListRaffleTickets, request, operator)
+            tickets += response.ticket_entitlement_ids
+            token = response.next_page_token
+            if not token:
+                return tickets
+        return None
 
     async def prepare_raffle(self, operator: str, request_id: str, raffle_id: str) -> None:
         request = redemption_pb2.PrepareRaffleDrawRequest(request_id=request_id, raffle_id=raffle_id)

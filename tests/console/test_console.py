@@ -14,7 +14,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from points.catalog.v1 import catalog_pb2, catalog_pb2_grpc
 from points_platform.client import bearer
-from tests.console.support import OPERATOR, PASSWORD, SCREENSHOTS, Client, csrf_of, hold_an_earning
+from tests.console.support import OPERATOR, PASSWORD, SCREENSHOTS, Client, csrf_of, hold_an_earning, sign_in_browser
 from tests.console.webdriver import Browser
 from tests.e2e.suite_process import SuiteProcess
 
@@ -94,13 +94,8 @@ def test_an_operator_approves_a_held_earning_and_sees_the_balance_change(
 
 def test_an_operator_creates_an_item_sees_it_quoted_and_ends_a_campaign(suite: SuiteProcess, browser: Browser) -> None:
     base = f"http://127.0.0.1:{suite.console_port}"
+    sign_in_browser(browser, base)
     browser.get(base + "/catalog")
-    if browser.url.endswith("/signin"):
-        browser.type("#name", OPERATOR)
-        browser.type("#password", PASSWORD)
-        browser.click("#signin")
-        browser.wait_for(lambda: browser.url.endswith("/"), "the overview")
-        browser.get(base + "/catalog")
     for field, value in {"title": "Ruby Frame", "price_points": "321", "regions": "US, DE", "stock_total": "40",
                          "cosmetic_id": "frame-ruby"}.items():
         browser.type(f"#new-item #{field}", value)

@@ -152,6 +152,7 @@ def test_an_operator_prepares_and_draws_a_raffle_and_sees_it_verified(suite: Sui
     assert "it matches" in browser.text("#seed-check")
     assert browser.text("#ticket-count") == "1" and "lucky" in browser.text("#winners")
     assert browser.text("#picks .position") == "0"  # one ticket: pick 0 takes position 0
+    assert "the same winners" in browser.text("#replay-check")
     browser.screenshot(SCREENSHOTS / "raffle-verification.png")
 
 

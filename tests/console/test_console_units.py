@@ -47,7 +47,8 @@ def test_the_pages_replay_picks_the_tickets_the_service_draws() -> None:
                                      ticket_count=len(tickets), winner_entitlement_ids=winners,
                                      winner_user_ids=["u"] * 3)
     remaining = sorted(tickets)
-    assert [remaining.pop(pick["position"]) for pick in draw_picks(draw)] == winners
+    assert [remaining.pop(pick["position"]) for pick in draw_picks(draw, None)] == winners
+    assert [pick["picked"] for pick in draw_picks(draw, list(reversed(tickets)))] == winners
     assert seed_matches(draw) is True
     assert seed_matches(redemption_pb2.RaffleDraw(seed=seed.hex(), seed_hash="0" * 64)) is False
     assert seed_matches(redemption_pb2.RaffleDraw(seed_hash="0" * 64)) is None

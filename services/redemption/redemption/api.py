@@ -49,6 +49,7 @@ POLICY: Policy = {
     "PrepareRaffleDraw": allow("admin"),
     "DrawRaffle": allow("admin"),
     "GetRaffleDraw": ALL_CALLERS,
+    "ListRaffleTickets": ALL_CALLERS,
     # The services that honour entitlements (fulfilment) use them; the app only reads its user's.
     "ConsumeEntitlement": allow("fulfilment", "admin"),
     "GetEntitlement": ALL_CALLERS,
@@ -276,6 +277,17 @@ class RedemptionApi(redemption_pb2_grpc.RedemptionServiceServicer):
         return pb.GetRaffleDrawResponse(draw=_draw(await self._service.get_draw(require_id("raffle_id",
                                                                                         request.raffle_id))))
 
+
+    async def ListRaffleTickets(self, request: pb.ListRaffleTicketsRequest,
+                                context: grpc.aio.ServicerContext[Any, Any]) -> pb.ListRaffleTicketsResponse:
+        raffle_id = require_id("raffle_id", request.raffle_id)
+        size = page_size(request.page_size)
+        tickets = await self._service.raffle_tickets(raffle_id, size + 1, decode_after(request.page_token))
+        token = ""
+        if len(tickets) > size:
+            tickets = tickets[:size]
+            token = encode_after(*tickets[-1])
+        return pb.ListRaffleTicketsResponse(ticket_entitlement_ids=[t for _, t in tickets], next_page_token=token)
 
 def service_spec(api: RedemptionApi) -> ServiceSpec:
     def register(server: grpc.aio.Server) -> None:

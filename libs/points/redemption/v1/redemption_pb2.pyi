@@ -1062,6 +1062,64 @@ class GetRaffleDrawResponse(_message.Message):
 Global___GetRaffleDrawResponse: _TypeAlias = GetRaffleDrawResponse  # noqa: Y015
 
 @_typing.final
+class ListRaffleTicketsRequest(_message.Message):
+    """Request for ListRaffleTickets."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RAFFLE_ID_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    raffle_id: _builtins.str
+    """Raffle whose tickets to list."""
+    page_size: _builtins.int
+    """Maximum entries to return; 0 = server default, capped by the server."""
+    page_token: _builtins.str
+    """Opaque token from a previous response; empty = first page."""
+    def __init__(
+        self,
+        *,
+        raffle_id: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "raffle_id", b"raffle_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListRaffleTicketsRequest: _TypeAlias = ListRaffleTicketsRequest  # noqa: Y015
+
+@_typing.final
+class ListRaffleTicketsResponse(_message.Message):
+    """Response for ListRaffleTickets."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TICKET_ENTITLEMENT_IDS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Token for the next page; empty = last page."""
+    @_builtins.property
+    def ticket_entitlement_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Entitlement ids of the tickets, oldest first (the draw sorts them ascending as strings)."""
+
+    def __init__(
+        self,
+        *,
+        ticket_entitlement_ids: _abc.Iterable[_builtins.str] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "ticket_entitlement_ids", b"ticket_entitlement_ids"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListRaffleTicketsResponse: _TypeAlias = ListRaffleTicketsResponse  # noqa: Y015
+
+@_typing.final
 class ConsumeEntitlementRequest(_message.Message):
     """Request for ConsumeEntitlement."""
 

@@ -80,6 +80,11 @@ class RedemptionServiceStub:
                 request_serializer=points_dot_redemption_dot_v1_dot_redemption__pb2.GetRaffleDrawRequest.SerializeToString,
                 response_deserializer=points_dot_redemption_dot_v1_dot_redemption__pb2.GetRaffleDrawResponse.FromString,
                 _registered_method=True)
+        self.ListRaffleTickets = channel.unary_unary(
+                '/points.redemption.v1.RedemptionService/ListRaffleTickets',
+                request_serializer=points_dot_redemption_dot_v1_dot_redemption__pb2.ListRaffleTicketsRequest.SerializeToString,
+                response_deserializer=points_dot_redemption_dot_v1_dot_redemption__pb2.ListRaffleTicketsResponse.FromString,
+                _registered_method=True)
         self.ConsumeEntitlement = channel.unary_unary(
                 '/points.redemption.v1.RedemptionService/ConsumeEntitlement',
                 request_serializer=points_dot_redemption_dot_v1_dot_redemption__pb2.ConsumeEntitlementRequest.SerializeToString,
@@ -172,6 +177,15 @@ class RedemptionServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListRaffleTickets(self, request, context):
+        """Lists the tickets a drawn raffle drew from (the draw consumed exactly these), oldest first, so
+        that anyone can replay the draw from the revealed seed. Before the draw: FAILED_PRECONDITION
+        RAFFLE_NOT_DRAWN; never prepared: NOT_FOUND RAFFLE_NOT_PREPARED.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ConsumeEntitlement(self, request, context):
         """Uses an entitlement once (a discount code applied, an event pass checked in), named by id or by
         discount code, and records the use (caller, time, request id, reference). Idempotent by
@@ -239,6 +253,11 @@ def add_RedemptionServiceServicer_to_server(servicer, server):
                     servicer.GetRaffleDraw,
                     request_deserializer=points_dot_redemption_dot_v1_dot_redemption__pb2.GetRaffleDrawRequest.FromString,
                     response_serializer=points_dot_redemption_dot_v1_dot_redemption__pb2.GetRaffleDrawResponse.SerializeToString,
+            ),
+            'ListRaffleTickets': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListRaffleTickets,
+                    request_deserializer=points_dot_redemption_dot_v1_dot_redemption__pb2.ListRaffleTicketsRequest.FromString,
+                    response_serializer=points_dot_redemption_dot_v1_dot_redemption__pb2.ListRaffleTicketsResponse.SerializeToString,
             ),
             'ConsumeEntitlement': grpc.unary_unary_rpc_method_handler(
                     servicer.ConsumeEntitlement,
@@ -495,6 +514,33 @@ class RedemptionService:
             '/points.redemption.v1.RedemptionService/GetRaffleDraw',
             points_dot_redemption_dot_v1_dot_redemption__pb2.GetRaffleDrawRequest.SerializeToString,
             points_dot_redemption_dot_v1_dot_redemption__pb2.GetRaffleDrawResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListRaffleTickets(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/points.redemption.v1.RedemptionService/ListRaffleTickets',
+            points_dot_redemption_dot_v1_dot_redemption__pb2.ListRaffleTicketsRequest.SerializeToString,
+            points_dot_redemption_dot_v1_dot_redemption__pb2.ListRaffleTicketsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -69,6 +69,11 @@ class RedemptionServiceStub:
     """
     GetRaffleDraw: _grpc.UnaryUnaryMultiCallable[_redemption_pb2.GetRaffleDrawRequest, _redemption_pb2.GetRaffleDrawResponse]
     """Returns a raffle's draw record (seed hash, and seed and winners once drawn)."""
+    ListRaffleTickets: _grpc.UnaryUnaryMultiCallable[_redemption_pb2.ListRaffleTicketsRequest, _redemption_pb2.ListRaffleTicketsResponse]
+    """Lists the tickets a drawn raffle drew from (the draw consumed exactly these), oldest first, so
+    that anyone can replay the draw from the revealed seed. Before the draw: FAILED_PRECONDITION
+    RAFFLE_NOT_DRAWN; never prepared: NOT_FOUND RAFFLE_NOT_PREPARED.
+    """
     ConsumeEntitlement: _grpc.UnaryUnaryMultiCallable[_redemption_pb2.ConsumeEntitlementRequest, _redemption_pb2.ConsumeEntitlementResponse]
     """Uses an entitlement once (a discount code applied, an event pass checked in), named by id or by
     discount code, and records the use (caller, time, request id, reference). Idempotent by
@@ -123,6 +128,11 @@ class RedemptionServiceAsyncStub(RedemptionServiceStub):
     """
     GetRaffleDraw: _aio.UnaryUnaryMultiCallable[_redemption_pb2.GetRaffleDrawRequest, _redemption_pb2.GetRaffleDrawResponse]  # type: ignore[assignment]
     """Returns a raffle's draw record (seed hash, and seed and winners once drawn)."""
+    ListRaffleTickets: _aio.UnaryUnaryMultiCallable[_redemption_pb2.ListRaffleTicketsRequest, _redemption_pb2.ListRaffleTicketsResponse]  # type: ignore[assignment]
+    """Lists the tickets a drawn raffle drew from (the draw consumed exactly these), oldest first, so
+    that anyone can replay the draw from the revealed seed. Before the draw: FAILED_PRECONDITION
+    RAFFLE_NOT_DRAWN; never prepared: NOT_FOUND RAFFLE_NOT_PREPARED.
+    """
     ConsumeEntitlement: _aio.UnaryUnaryMultiCallable[_redemption_pb2.ConsumeEntitlementRequest, _redemption_pb2.ConsumeEntitlementResponse]  # type: ignore[assignment]
     """Uses an entitlement once (a discount code applied, an event pass checked in), named by id or by
     discount code, and records the use (caller, time, request id, reference). Idempotent by
@@ -228,6 +238,17 @@ class RedemptionServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_redemption_pb2.GetRaffleDrawResponse, _abc.Awaitable[_redemption_pb2.GetRaffleDrawResponse]]:
         """Returns a raffle's draw record (seed hash, and seed and winners once drawn)."""
+
+    @_abc_1.abstractmethod
+    def ListRaffleTickets(
+        self,
+        request: _redemption_pb2.ListRaffleTicketsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_redemption_pb2.ListRaffleTicketsResponse, _abc.Awaitable[_redemption_pb2.ListRaffleTicketsResponse]]:
+        """Lists the tickets a drawn raffle drew from (the draw consumed exactly these), oldest first, so
+        that anyone can replay the draw from the revealed seed. Before the draw: FAILED_PRECONDITION
+        RAFFLE_NOT_DRAWN; never prepared: NOT_FOUND RAFFLE_NOT_PREPARED.
+        """
 
     @_abc_1.abstractmethod
     def ConsumeEntitlement(

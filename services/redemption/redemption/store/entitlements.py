@@ -243,6 +243,19 @@ class EntitlementStore:
             row = (await conn.execute(select(raffle_draws).where(raffle_draws.c.raffle_id == raffle_id))).one_or_none()
             return _draw(row) if row else None
 
+    async def drawn_tickets(self, raffle_id: str, limit: int,
+                            after: tuple[datetime, str] | None) -> list[tuple[datetime, str]]:
+        """(create time, id) of the tickets a drawn raffle drew from, oldest first: the draw consumed exactly
+        those (nothing else consumes a raffle ticket, and none is refunded after the draw)."""
+        query = select(entitlements.c.create_time, entitlements.c.entitlement_id).where(
+            entitlements.c.raffle_id == raffle_id, entitlements.c.kind == EntitlementKind.RAFFLE_TICKET.value,
+            entitlements.c.state == EntitlementState.CONSUMED.value)
+        if after is not None:
+            query = query.where(func.row(entitlements.c.create_time, entitlements.c.entitlement_id) > func.row(*after))
+        query = query.order_by(entitlements.c.create_time, entitlements.c.entitlement_id).limit(limit)
+        async with self._engine.connect() as conn:
+            return [(row.create_time, row.entitlement_id) for row in await conn.execute(query)]
+
     async def is_drawn(self, raffle_id: str, *, wait_for_draw: bool = False) -> bool:
         """Whether the raffle was drawn. `wait_for_draw`: FOR SHARE, which waits for a draw in progress (it
         holds the record FOR UPDATE), so a saga about to commit a ticket's funds either sees the draw or

@@ -329,6 +329,14 @@ class RedemptionService:
             raise NotFound("RAFFLE_NOT_PREPARED", metadata={"raffle_id": raffle_id})
         return draw
 
+    async def raffle_tickets(self, raffle_id: str, limit: int,
+                             after: tuple[datetime, str] | None) -> list[tuple[datetime, str]]:
+        """The tickets a drawn raffle drew from, for anyone replaying the draw."""
+        if (await self.get_draw(raffle_id)).state != "DRAWN":
+            raise FailedPrecondition("RAFFLE_NOT_DRAWN", "the tickets are listed once the raffle is drawn",
+                                     metadata={"raffle_id": raffle_id})
+        return await self.entitlements.drawn_tickets(raffle_id, limit, after)
+
     # -- Recovery ----------------------------------------------------------------------------
 
     async def recover_once(self) -> int:
