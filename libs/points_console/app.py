@@ -34,10 +34,12 @@ from points.redemption.v1 import redemption_pb2
 from points.wallet.v1 import wallet_pb2
 from points_console import metrics as charts
 from points_console.forms import (
+    ACTIVITY_TYPES,
     FormError,
     read_adjustment,
     read_forfeiture,
     read_item_form,
+    read_preview_event,
     read_raffle_id,
     read_request_id,
     read_standing_change,
@@ -386,28 +388,40 @@ def create_app(
             return await catalog_page(request, {}, [refused.message])
         return RedirectResponse("/catalog", status_code=303)
 
-    def rules_refused(request: Request, current: Any, values: dict[str, str], errors: list[str]) -> Response:
-        return render(request, "rules.html", 400, rules=current, text=values.get("rules", ""), errors=errors,
-                      version=values.get("expected_version", ""))
+    def rules_page(
+        request: Request, current: Any, text: str, values: dict[str, str], errors: list[str], *, saved: bool = False,
+        preview: earning_pb2.PreviewEarningResponse | None = None,
+    ) -> Response:
+        return render(
+            request, "rules.html", 400 if errors else 200, rules=current, text=text, errors=errors,
+            version=values.get("expected_version", ""), saved=saved, preview=preview, values=values,
+            activity_types=ACTIVITY_TYPES, status=earning_pb2.EventStatus.Name, rule=earning_pb2.RuleKind.Name,
+        )
 
     @signed_in
     async def rules(request: Request) -> Response:
+        """The rules as JSON; a POST either saves them as a new version or, `action=preview`, dry-runs one
+        event under them (PreviewEarning) and shows the page again with the edit kept."""
         current = await services(request).rules(operator(request))
         if request.method == "GET":
-            return render(request, "rules.html", rules=current, text=json_format.MessageToJson(current), errors=[])
+            return rules_page(request, current, json_format.MessageToJson(current), {}, [])
         values = await form_values(request)
+        text = values.get("rules", "")
         try:
-            edited = json_format.Parse(values.get("rules", ""), earning_pb2.Rules())
+            edited = json_format.Parse(text, earning_pb2.Rules())
+            if values.get("action") == "preview":
+                preview = await services(request).preview_earning(operator(request), edited,
+                                                                   read_preview_event(values))
+                return rules_page(request, current, text, values, [], preview=preview)
             saved = await services(request).save_rules(operator(request), edited, read_version(values))
         except json_format.ParseError as bad:
-            return rules_refused(request, current, values, [f"The rules are not valid JSON for Rules: {bad}"])
+            return rules_page(request, current, text, values, [f"The rules are not valid JSON for Rules: {bad}"])
         except FormError as bad:
-            return rules_refused(request, current, values, bad.errors)
+            return rules_page(request, current, text, values, bad.errors)
         except ServiceRefusedError as refused:
             # A stale version (someone saved first) or rules the earning service rejects.
-            return rules_refused(request, current, values, [refused.message])
-        return render(request, "rules.html", rules=saved, text=json_format.MessageToJson(saved), errors=[],
-                      saved=True)
+            return rules_page(request, current, text, values, [refused.message])
+        return rules_page(request, saved, json_format.MessageToJson(saved), {}, [], saved=True)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

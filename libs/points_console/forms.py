@@ -169,3 +169,46 @@ def read_raffle_id(form: Mapping[str, str]) -> str:
     if not TICKET.match(raffle_id):
         raise FormError(["A raffle id is 1-128 letters, digits and . _ : @ -"])
     return raffle_id
+
+
+ACTIVITY_TYPES = ("WATCH_TIME", "LIKE", "COMMENT", "SHARE", "LIVE_JOIN", "GAME_MILESTONE", "CHALLENGE_PROGRESS")
+MAX_WATCH_SECONDS = 86_400
+
+
+@dataclass(frozen=True)
+class PreviewEvent:
+    """One activity to try the rules on (the rules page's dry run); empty fields are left unset."""
+
+    user_id: str
+    activity: str
+    region: str
+    device_id: str
+    watch_seconds: int
+    target_id: str
+    game_id: str
+    milestone_id: str
+    challenge_id: str
+
+
+def read_preview_event(form: Mapping[str, str]) -> PreviewEvent:
+    errors: list[str] = []
+    user_id = form.get("event_user_id", "").strip()
+    if not TICKET.match(user_id):
+        errors.append("The dry run needs a user id: 1-128 letters, digits and . _ : @ -")
+    activity = form.get("event_type", "")
+    if activity not in ACTIVITY_TYPES:
+        errors.append("Choose the activity type of the dry run's event.")
+    region = form.get("event_region", "").strip().upper()
+    if region and not REGION.match(region):
+        errors.append("The event's region is a two-letter code.")
+    watch_raw = form.get("event_watch_seconds", "").strip()
+    watch = _whole_number(errors, "Watch seconds", watch_raw, minimum=1, maximum=MAX_WATCH_SECONDS) if watch_raw else 0
+    ids = {}
+    for field in ("device_id", "target_id", "game_id", "milestone_id", "challenge_id"):
+        value = form.get(f"event_{field}", "").strip()
+        if value and not TICKET.match(value):
+            errors.append(f"The event's {field.replace('_', ' ')} is 1-128 letters, digits and . _ : @ -")
+        ids[field] = value
+    if errors:
+        raise FormError(errors)
+    return PreviewEvent(user_id, activity, region, watch_seconds=watch, **ids)

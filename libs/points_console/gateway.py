@@ -7,13 +7,14 @@ import uuid
 from dataclasses import dataclass
 
 import grpc
+from google.protobuf import timestamp_pb2
 
 from points.catalog.v1 import catalog_pb2, catalog_pb2_grpc
 from points.common.v1 import common_pb2
 from points.earning.v1 import earning_pb2, earning_pb2_grpc
 from points.redemption.v1 import redemption_pb2, redemption_pb2_grpc
 from points.wallet.v1 import wallet_pb2, wallet_pb2_grpc
-from points_console.forms import Adjustment, CosmeticItemForm, Forfeiture, StandingChange
+from points_console.forms import Adjustment, CosmeticItemForm, Forfeiture, PreviewEvent, StandingChange
 from points_platform.auth import OPERATOR_HEADER
 from points_platform.client import bearer, error_info, open_channel
 
@@ -112,6 +113,24 @@ class Gateway:
         response = await self.call(self.earning.UpdateRules, request, operator)
         saved: earning_pb2.Rules = response.rules
         return saved
+
+    async def preview_earning(
+        self, operator: str, rules: earning_pb2.Rules, event: PreviewEvent
+    ) -> earning_pb2.PreviewEarningResponse:
+        """What the event would earn now under the current rules and under `rules`; writes nothing."""
+        occurred_at = timestamp_pb2.Timestamp()
+        occurred_at.GetCurrentTime()
+        activity = earning_pb2.ActivityEvent(
+            # A fresh id: the preview evaluates it as a new event.
+            event_id=f"console-preview-{uuid.uuid4()}", user_id=event.user_id,
+            type=earning_pb2.ActivityType.Value(f"ACTIVITY_TYPE_{event.activity}"), occurred_at=occurred_at,
+            region=event.region, device_id=event.device_id, watch_seconds=event.watch_seconds,
+            target_id=event.target_id, game_id=event.game_id, milestone_id=event.milestone_id,
+            challenge_id=event.challenge_id,
+        )
+        request = earning_pb2.PreviewEarningRequest(rules=rules, event=activity)
+        response: earning_pb2.PreviewEarningResponse = await self.call(self.earning.PreviewEarning, request, operator)
+        return response
 
     async def earnings_today(self, operator: str, user_id: str) -> earning_pb2.GetDailySummaryResponse:
         request = earning_pb2.GetDailySummaryRequest(user_id=user_id)

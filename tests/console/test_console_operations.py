@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+import json
 import re
 import time
 import urllib.parse
@@ -261,3 +263,45 @@ def test_the_overview_charts_points_earned_per_hour_and_redemptions_by_state(
     browser.get(base + "/")
     assert browser.find("#earned-per-hour") and browser.find("#redemptions-by-state")
     browser.screenshot(SCREENSHOTS / "overview-charts.png")
+
+
+def test_a_rules_dry_run_shows_what_an_event_would_earn_under_the_edit_before_saving(
+    suite: SuiteProcess, browser: Browser
+) -> None:
+    base = f"http://127.0.0.1:{suite.console_port}"
+    sign_in_browser(browser, base)
+    browser.get(base + "/rules")
+    version = re.search(r"Current version (\d+)", browser.page_text())
+    assert version
+    rules = json.loads(browser.value("#rules"))
+    [like] = [r for r in rules["activityRules"] if r["type"] == "ACTIVITY_TYPE_LIKE"]
+    like["pointsPerAction"] = str(int(like["pointsPerAction"]) + 5)
+    browser.clear("#rules")
+    browser.type("#rules", json.dumps(rules))
+    browser.type("#event_user_id", "previewer")
+    browser.click("#event_type option[value='LIKE']")
+    browser.type("#event_target_id", "video-preview")
+    browser.type("#event_device_id", "phone-preview")
+    browser.click("#dry-run-submit")
+    browser.wait_for(lambda: bool(browser.find("#dry-run")), "the dry run's answer")
+    proposed, current = int(browser.text("#proposed-points")), int(browser.text("#current-points"))
+    assert proposed == current + 5, browser.text("#dry-run")
+    assert f"BASE +{like['pointsPerAction']}" in browser.text("#dry-run-breakdown")
+    browser.screenshot(SCREENSHOTS / "rules-dry-run.png")
+    # Nothing was saved or recorded: the version is the same, and the edit is still in the editor.
+    assert f"Current version {version.group(1)}," in browser.page_text()
+    assert json.loads(browser.value("#rules")) == rules
+
+
+def test_a_dry_run_with_bad_input_is_explained(suite: SuiteProcess) -> None:
+    client = Client(suite.console_port)
+    client.sign_in()
+    _, _, page = client.request("/rules")
+    text = html.unescape(re.search(r"<textarea[^>]*>(.*?)</textarea>", page, re.S).group(1))  # type: ignore[union-attr]
+    form = {"csrf": csrf_of(page), "action": "preview", "rules": text, "event_type": "LIKE"}
+    status, _, answer = client.request("/rules", {**form, "event_user_id": ""})
+    assert status == 400 and "The dry run needs a user id" in answer and "Traceback" not in answer
+    status, _, answer = client.request("/rules", {**form, "event_user_id": "u1", "event_type": "NAP"})
+    assert status == 400 and "Choose the activity type" in answer
+    status, _, answer = client.request("/rules", {**form, "event_user_id": "u1", "rules": '{"dailyTotalCap": "-1"}'})
+    assert status == 400 and 'class="error"' in answer and "Traceback" not in answer  # earning's refusal, shown
