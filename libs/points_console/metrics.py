@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import urllib.request
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -86,3 +87,31 @@ async def redemptions_by_state(urls: list[str]) -> dict[str, int] | None:
     counts = {state: int(n) for state, n in by_label(samples, SAGAS_FINISHED, "state").items()}
     counts["PENDING"] = int(total(samples, SAGAS_PENDING))
     return dict(sorted(counts.items()))
+
+
+class Charts:
+    """The overview's chart data: the hourly series of earned points and the redemption counts."""
+
+    def __init__(self, sources: MetricsSources, now: Callable[[], datetime]) -> None:
+        self.sources = sources
+        self.earned = HourlyIncrease()
+        self._now = now
+
+    async def sample_earned(self) -> bool:
+        """Read the earning counter into the hourly series; False when no endpoint is set or answered."""
+        if not self.sources.earning:
+            return False
+        samples = await read_samples(self.sources.earning)
+        if samples is None:
+            return False
+        self.earned.observe(self._now(), total(samples, POINTS_CREDITED))
+        return True
+
+    async def sample_every(self, seconds: float) -> None:
+        """Keeps the hourly series current between overview loads (pacing a background read, not a test wait)."""
+        while True:
+            await self.sample_earned()
+            await asyncio.sleep(seconds)
+
+    async def redemptions_by_state(self) -> dict[str, int] | None:
+        return await redemptions_by_state(self.sources.redemption) if self.sources.redemption else None

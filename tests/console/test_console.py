@@ -21,8 +21,11 @@ from tests.e2e.suite_process import SuiteProcess
 pytestmark = pytest.mark.slow
 
 def test_a_request_without_a_session_is_sent_to_sign_in(suite: SuiteProcess) -> None:
-    for path in ("/", "/review", "/users?user_id=x", "/catalog"):
+    for path in ("/", "/review", "/users?user_id=x", "/catalog", "/sagas", "/raffles", "/raffles/r1", "/rules"):
         _status, url, page = Client(suite.console_port).request(path)
+        assert url.endswith("/signin") and 'name="password"' in page, path
+    for path in ("/users/adjust", "/users/suspend", "/users/forfeit", "/raffles/prepare", "/raffles/draw"):
+        _status, url, page = Client(suite.console_port).request(path, {"user_id": "x", "raffle_id": "r1"})
         assert url.endswith("/signin") and 'name="password"' in page, path
 
 
