@@ -277,7 +277,6 @@ class RedemptionApi(redemption_pb2_grpc.RedemptionServiceServicer):
         return pb.GetRaffleDrawResponse(draw=_draw(await self._service.get_draw(require_id("raffle_id",
                                                                                         request.raffle_id))))
 
-
     async def ListRaffleTickets(self, request: pb.ListRaffleTicketsRequest,
                                 context: grpc.aio.ServicerContext[Any, Any]) -> pb.ListRaffleTicketsResponse:
         raffle_id = require_id("raffle_id", request.raffle_id)
@@ -288,6 +287,7 @@ class RedemptionApi(redemption_pb2_grpc.RedemptionServiceServicer):
             tickets = tickets[:size]
             token = encode_after(*tickets[-1])
         return pb.ListRaffleTicketsResponse(ticket_entitlement_ids=[t for _, t in tickets], next_page_token=token)
+
 
 def service_spec(api: RedemptionApi) -> ServiceSpec:
     def register(server: grpc.aio.Server) -> None:
