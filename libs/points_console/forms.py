@@ -70,8 +70,9 @@ def read_version(form: Mapping[str, str]) -> int:
 
 MAX_ADJUSTMENT = 10**15
 TICKET = re.compile(r"^[A-Za-z0-9._:@-]{1,128}$")
-# A form's request id is made when the page is rendered: a resubmitted form is the same request.
-FORM_REQUEST_ID = re.compile(r"^console-[A-Za-z0-9_-]{8,64}$")
+# A form's request id is made when the page is rendered (`console-` + 128 random bits, and a suffix naming the
+# form where a page has several): a resubmitted form is the same request.
+FORM_REQUEST_ID = re.compile(r"^console-[A-Za-z0-9_-]{8,64}(:[A-Za-z0-9._@-]{1,40})?$")
 
 
 @dataclass(frozen=True)

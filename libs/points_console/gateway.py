@@ -80,10 +80,10 @@ class Gateway:
         response = await self.call(self.earning.ListHeldEarnings, request, operator)
         return list(response.held_earnings)
 
-    async def resolve(self, operator: str, held_earning_id: str, approve: bool, note: str) -> None:
+    async def resolve(self, operator: str, request_id: str, held_earning_id: str, approve: bool, note: str) -> None:
         # The operator's name is stored with the decision, in the review note.
         request = earning_pb2.ResolveHeldEarningRequest(
-            request_id=f"console-{uuid.uuid4()}",
+            request_id=request_id,
             held_earning_id=held_earning_id,
             approve=approve,
             note=f"[{operator}] {note}",
@@ -106,10 +106,10 @@ class Gateway:
         rules: earning_pb2.Rules = response.rules
         return rules
 
-    async def save_rules(self, operator: str, rules: earning_pb2.Rules, expected_version: int) -> earning_pb2.Rules:
-        request = earning_pb2.UpdateRulesRequest(
-            request_id=f"console-{uuid.uuid4()}", rules=rules, expected_version=expected_version
-        )
+    async def save_rules(
+        self, operator: str, request_id: str, rules: earning_pb2.Rules, expected_version: int
+    ) -> earning_pb2.Rules:
+        request = earning_pb2.UpdateRulesRequest(request_id=request_id, rules=rules, expected_version=expected_version)
         response = await self.call(self.earning.UpdateRules, request, operator)
         saved: earning_pb2.Rules = response.rules
         return saved
@@ -160,21 +160,21 @@ class Gateway:
         )
         return list(response.campaigns)
 
-    async def end_campaign(self, operator: str, campaign_id: str) -> None:
-        request = catalog_pb2.EndCampaignRequest(request_id=f"console-{uuid.uuid4()}", campaign_id=campaign_id)
+    async def end_campaign(self, operator: str, request_id: str, campaign_id: str) -> None:
+        request = catalog_pb2.EndCampaignRequest(request_id=request_id, campaign_id=campaign_id)
         await self.call(self.catalog.EndCampaign, request, operator)
 
-    async def create_item(self, operator: str, item: CosmeticItemForm) -> catalog_pb2.Item:
-        request = catalog_pb2.CreateItemRequest(request_id=f"console-{uuid.uuid4()}", spec=_spec(item))
+    async def create_item(self, operator: str, request_id: str, item: CosmeticItemForm) -> catalog_pb2.Item:
+        request = catalog_pb2.CreateItemRequest(request_id=request_id, spec=_spec(item))
         response = await self.call(self.catalog.CreateItem, request, operator)
         created: catalog_pb2.Item = response.item
         return created
 
     async def update_item(
-        self, operator: str, item_id: str, expected_version: int, item: CosmeticItemForm
+        self, operator: str, request_id: str, item_id: str, expected_version: int, item: CosmeticItemForm
     ) -> catalog_pb2.Item:
         request = catalog_pb2.UpdateItemRequest(
-            request_id=f"console-{uuid.uuid4()}", item_id=item_id, expected_version=expected_version, spec=_spec(item)
+            request_id=request_id, item_id=item_id, expected_version=expected_version, spec=_spec(item)
         )
         response = await self.call(self.catalog.UpdateItem, request, operator)
         updated: catalog_pb2.Item = response.item

@@ -22,7 +22,8 @@ Handler = Callable[[Request], Awaitable[Response]]
 
 def render(request: Request, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
     page = TEMPLATES.get_template(template).render(
-        operator=request.session.get("operator"), csrf=request.session.get("csrf", ""), **context
+        operator=request.session.get("operator"), csrf=request.session.get("csrf", ""),
+        request_id=form_request_id(), **context
     )
     return HTMLResponse(page, status_code=status_code)
 

@@ -57,6 +57,13 @@ def csrf_of(page: str) -> str:
     return found.group(1)
 
 
+def request_id_of(page: str, suffix: str = "") -> str:
+    """The request id a rendered form carries (the first one ending in `suffix`)."""
+    found = re.search(rf'name="request_id" value="(console-[^"]*{re.escape(suffix)})"', page)
+    assert found, page
+    return found.group(1)
+
+
 def sign_in_browser(browser: Browser, base: str) -> None:
     """Sign the browser in unless its session cookie still holds."""
     browser.get(base + "/")

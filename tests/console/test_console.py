@@ -14,7 +14,16 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from points.catalog.v1 import catalog_pb2, catalog_pb2_grpc
 from points_platform.client import bearer
-from tests.console.support import OPERATOR, PASSWORD, SCREENSHOTS, Client, csrf_of, hold_an_earning, sign_in_browser
+from tests.console.support import (
+    OPERATOR,
+    PASSWORD,
+    SCREENSHOTS,
+    Client,
+    csrf_of,
+    hold_an_earning,
+    request_id_of,
+    sign_in_browser,
+)
 from tests.console.webdriver import Browser
 from tests.e2e.suite_process import SuiteProcess
 
@@ -59,9 +68,16 @@ def test_bad_input_shows_a_readable_error_not_a_trace(suite: SuiteProcess) -> No
     status, _, page = client.request(
         "/review", {"csrf": csrf, "held_earning_id": "no-such", "decision": "approve", "note": "checked"}
     )
-    assert status == 400 and 'class="error"' in page and "Traceback" not in page
-    status, _, page = client.request("/catalog/campaigns/end", {"csrf": csrf, "campaign_id": "no-such-campaign"})
-    assert status == 400 and 'class="error"' in page and "Traceback" not in page
+    assert status == 400 and "no valid request id" in page and "Traceback" not in page
+    status, _, page = client.request(
+        "/review", {"csrf": csrf, "held_earning_id": "no-such", "decision": "approve", "note": "checked",
+                    "request_id": request_id_of(client.request("/review")[2])}
+    )
+    assert status == 400 and "HELD_EARNING_NOT_FOUND" in page and "Traceback" not in page
+    catalog_request = request_id_of(client.request("/catalog")[2], ":create").replace(":create", ":end-1")
+    status, _, page = client.request("/catalog/campaigns/end", {"csrf": csrf, "campaign_id": "no-such-campaign",
+                                                                "request_id": catalog_request})
+    assert status == 400 and "CAMPAIGN_NOT_FOUND" in page and "Traceback" not in page
     assert "admin-token" not in page and suite.tokens["admin"] not in page
 
 
@@ -135,13 +151,17 @@ def test_a_stale_item_edit_is_refused_and_shown(suite: SuiteProcess) -> None:
     client = Client(suite.console_port)
     csrf = client.sign_in()
     fields = {"title": "Onyx Frame", "price_points": "100", "regions": "", "stock_total": "", "cosmetic_id": "onyx"}
-    status, url, page = client.request("/catalog/items", {"csrf": csrf, **fields})
+    create = {"csrf": csrf, **fields, "request_id": request_id_of(client.request("/catalog")[2], ":create")}
+    status, url, page = client.request("/catalog/items", create)
     assert status == 200 and "/catalog/items/" in url, (url, page)
+    assert client.request("/catalog/items", create)[1] == url  # the same form again: the same item
     path = urllib.parse.urlparse(url).path
-    first = {"csrf": csrf, **fields, "expected_version": "1", "title": "Onyx Frame II"}
+    first = {"csrf": csrf, **fields, "expected_version": "1", "title": "Onyx Frame II",
+             "request_id": request_id_of(client.request(path)[2])}
     assert client.request(path, first)[0] == 200
-    status, _, page = client.request(path, {**first, "title": "Onyx Frame (stale)"})
-    assert status == 400 and 'class="error"' in page and "Onyx Frame II" in client.request(path)[2]
+    stale = {**first, "title": "Onyx Frame (stale)", "request_id": request_id_of(client.request(path)[2])}
+    status, _, page = client.request(path, stale)
+    assert status == 400 and "VERSION" in page and "Onyx Frame II" in client.request(path)[2], page
 
 
 def test_a_bad_item_form_says_what_is_wrong(suite: SuiteProcess) -> None:
@@ -168,7 +188,8 @@ def test_rules_are_shown_saved_as_a_new_version_and_bad_json_is_explained(suite:
     text = html.unescape(re.search(r'<textarea[^>]*>(.*?)</textarea>', page, re.S).group(1))  # type: ignore[union-attr]
     status, _, page = client.request("/rules", {"csrf": csrf, "expected_version": version.group(1), "rules": "{nope"})
     assert status == 400 and "not valid JSON" in page and "Traceback" not in page
-    status, _, page = client.request("/rules", {"csrf": csrf, "expected_version": version.group(1), "rules": text})
+    form = {"csrf": csrf, "expected_version": version.group(1), "rules": text, "request_id": request_id_of(page)}
+    status, _, page = client.request("/rules", form)
     assert status == 200 and f"Saved as version {int(version.group(1)) + 1}" in page, page
-    status, _, page = client.request("/rules", {"csrf": csrf, "expected_version": version.group(1), "rules": text})
+    status, _, page = client.request("/rules", {**form, "request_id": request_id_of(page)})
     assert status == 400 and 'class="error"' in page  # a stale version is refused

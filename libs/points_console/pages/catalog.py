@@ -6,7 +6,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from points.common.v1 import common_pb2
-from points_console.forms import FormError, read_item_form, read_version
+from points_console.forms import FormError, read_item_form, read_request_id, read_version
 from points_console.gateway import ServiceRefusedError
 from points_console.web import form_values, operator, render, services, signed_in
 
@@ -29,7 +29,8 @@ async def catalog_page(request: Request, values: dict[str, str], errors: list[st
 async def create_item(request: Request) -> Response:
     values = await form_values(request)
     try:
-        item = await services(request).create_item(operator(request), read_item_form(values))
+        spec = read_item_form(values)
+        item = await services(request).create_item(operator(request), read_request_id(values), spec)
     except FormError as bad:
         return await catalog_page(request, values, bad.errors)
     except ServiceRefusedError as refused:
@@ -59,9 +60,8 @@ async def item(request: Request) -> Response:
         return await item_page(request, item_id, None, [])
     values = await form_values(request)
     try:
-        await services(request).update_item(
-            operator(request), item_id, read_version(values), read_item_form(values)
-        )
+        version, spec = read_version(values), read_item_form(values)
+        await services(request).update_item(operator(request), read_request_id(values), item_id, version, spec)
     except FormError as bad:
         return await item_page(request, item_id, values, bad.errors)
     except ServiceRefusedError as refused:
@@ -72,11 +72,14 @@ async def item(request: Request) -> Response:
 
 @signed_in
 async def end_campaign(request: Request) -> Response:
-    campaign_id = (await form_values(request)).get("campaign_id", "").strip()
+    values = await form_values(request)
+    campaign_id = values.get("campaign_id", "").strip()
     if not campaign_id:
         return await catalog_page(request, {}, ["Which campaign? The form named none."])
     try:
-        await services(request).end_campaign(operator(request), campaign_id)
+        await services(request).end_campaign(operator(request), read_request_id(values), campaign_id)
+    except FormError as bad:
+        return await catalog_page(request, {}, bad.errors)
     except ServiceRefusedError as refused:
         return await catalog_page(request, {}, [refused.message])
     return RedirectResponse("/catalog", status_code=303)

@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from points.earning.v1 import earning_pb2
-from points_console.forms import ACTIVITY_TYPES, FormError, read_preview_event, read_version
+from points_console.forms import ACTIVITY_TYPES, FormError, read_preview_event, read_request_id, read_version
 from points_console.gateway import ServiceRefusedError
 from points_console.web import form_values, operator, render, services, signed_in
 
@@ -40,7 +40,8 @@ async def rules(request: Request) -> Response:
             preview = await services(request).preview_earning(operator(request), edited,
                                                                read_preview_event(values))
             return rules_page(request, current, text, values, [], preview=preview)
-        saved = await services(request).save_rules(operator(request), edited, read_version(values))
+        version = read_version(values)
+        saved = await services(request).save_rules(operator(request), read_request_id(values), edited, version)
     except json_format.ParseError as bad:
         return rules_page(request, current, text, values, [f"The rules are not valid JSON for Rules: {bad}"])
     except FormError as bad:
