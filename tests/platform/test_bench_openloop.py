@@ -102,22 +102,26 @@ async def test_requests_due_while_the_cap_is_full_are_dropped_and_counted() -> N
     assert outcome.late == 0
 
 
-async def test_calls_unanswered_after_the_drain_are_unfinished_and_measured_at_their_age() -> None:
+async def test_unanswered_and_failed_calls_are_counted_and_the_unanswered_measured_at_their_age() -> None:
     clock = VirtualClock()
     never = asyncio.Event()
 
     async def call(seq: int) -> None:
         if seq == 3:
             await never.wait()
+        if seq == 4:
+            raise RuntimeError("redemption ended cancelled")
 
     outcome = await openloop.drive(
         [call], rate=10.0, worker=0, workers=1, max_in_flight=8, start=0.0, record_from=0.2, stop_at=0.6,
         drain_seconds=0.0, clock=clock, sleep=clock.sleep,
     )
-    # Recorded: due at 0.2 .. 0.5; the one due at 0.3 never answers and is cancelled at the end.
+    # Recorded: due at 0.2 .. 0.5; the one due at 0.3 never answers and is cancelled at the end,
+    # the one due at 0.4 fails the scenario's own check.
     assert outcome.intended == 4 and outcome.unfinished == 1 and outcome.dropped == 0
-    assert outcome.completed == 5  # warm-up (0.0, 0.1) included
-    assert len(outcome.latencies) == 4
+    assert outcome.errors == {"RuntimeError": 1}
+    assert outcome.completed == 4  # warm-up (0.0, 0.1) included
+    assert len(outcome.latencies) == 3
     assert max(outcome.latencies) == pytest.approx(latency_ms(0.3, clock.now))
 
 

@@ -115,6 +115,12 @@ async def drive(
             if keep:
                 outcome.errors[exc.code().name] += 1
             return
+        # A scenario's own check that failed (a redemption that ended cancelled) is a failed
+        # request like an error status: counted, not lost with its task.
+        except Exception as exc:  # noqa: BLE001
+            if keep:
+                outcome.errors[type(exc).__name__] += 1
+            return
         ended = clock()
         outcome.completed += 1
         if keep:
