@@ -15,9 +15,11 @@ from points_cli.bench import openloop
 from points_cli.bench.cpu import SuiteCpu, in_health_checks, write_pids
 from points_cli.bench.harness import (
     Result,
+    Scenario,
     format_summary,
     format_table,
     health_scenario,
+    measure_scenario,
     relate_to_health,
     run_scenario,
 )
@@ -147,6 +149,27 @@ def test_relating_to_health_keeps_an_open_loops_rate_out_of_the_ratio() -> None:
     assert closed.extra["cpu_hc_per_call"] == {"wallet": 2.5, "postgres": 0.5}
     assert opened.ratio_to_health is None
     assert opened.extra["cpu_hc_per_call"] == {"wallet": 3.0}
+
+
+def test_half_the_maximum_is_half_the_closed_loops_rate_measured_just_before() -> None:
+    scenario = health_scenario("earning")
+    asked: list[tuple[float | None, str | None]] = []
+
+    def measure(s: Scenario, rate: float | None, label: str | None) -> Result:
+        asked.append((rate, label))
+        calls = 800 if rate is None else rate
+        return Result(label or s.name, s.target, int(calls), {}, 1.0, calls, calls, 1.0, 2.0, 64, 2, offered_rate=rate)
+
+    floor = Result("floor_fresh", "postgres", 40, {}, 1.0, 40, 4000, 1.0, 2.0, 8, 1)
+    closed, opened = measure_scenario(measure, scenario, rate=None, rate_fraction=0.5, floor=floor)
+    assert asked == [(None, None), (400.0, "health_check@earning open@0.5max")]
+    assert closed.ratio_to_floor == 0.2 and opened.ratio_to_floor is None
+    asked.clear()
+    fixed = measure_scenario(measure, scenario, rate=100.0, rate_fraction=None, floor=floor)
+    assert [r.offered_rate for r in fixed] == [100.0] and asked == [(100.0, None)]
+    asked.clear()
+    only_closed = measure_scenario(measure, scenario, rate=None, rate_fraction=None, floor=None)
+    assert asked == [(None, None)] and only_closed[0].ratio_to_floor is None
 
 
 def test_the_rate_is_a_number_or_half() -> None:

@@ -277,6 +277,25 @@ def run_scenario(
     )
 
 
+Measure = Callable[[Scenario, float | None, str | None], Result]  # (scenario, open-loop rate, label)
+
+
+def measure_scenario(
+    measure: Measure, scenario: Scenario, *, rate: float | None, rate_fraction: float | None, floor: Result | None
+) -> list[Result]:
+    """The closed loop (with its ratio to the floor), the open loop at `rate`, or both: the open
+    loop at `rate_fraction` of the closed loop's rate (none when the closed loop finished no call)."""
+    if rate is not None:
+        return [measure(scenario, rate, None)]
+    closed = measure(scenario, None, None)
+    if floor is not None and floor.events_per_second:
+        closed.ratio_to_floor = closed.events_per_second / floor.events_per_second
+    if rate_fraction is None or closed.calls_per_second <= 0:
+        return [closed]
+    label = f"{scenario.name} open@{rate_fraction:g}max"
+    return [closed, measure(scenario, rate_fraction * closed.calls_per_second, label)]
+
+
 def relate_to_health(result: Result, health: Result) -> None:
     """The scenario against its round's Health/Check on the same server: the rate ratio (closed
     loop only: an open loop's rate is the one it was told) and every process's CPU per call in
@@ -337,24 +356,17 @@ def run_group(
             for workload in dict.fromkeys(s.workload for s in scenarios):
                 floors[workload] = run_floor(floor_url, workload, duration=duration, cpu=cpu)
                 results.append(floors[workload])
+        def measure(scenario: Scenario, rate: float | None, label: str | None) -> Result:
+            return run_scenario(
+                targets, group, scenario, concurrency=concurrency, processes=processes, warmup=warmup,
+                duration=duration, connections=connections, cpu=cpu, wal_url=wal_url, rate=rate,
+                max_in_flight=max_in_flight, label=label,
+            )
+
         for scenario in scenarios:
-            common: dict[str, Any] = {
-                "concurrency": concurrency, "processes": processes, "warmup": warmup, "duration": duration,
-                "connections": connections, "cpu": cpu, "wal_url": wal_url, "max_in_flight": max_in_flight,
-            }
-            measured = []
-            if rate is None:
-                closed = run_scenario(targets, group, scenario, **common)
-                if scenario.workload in floors and floors[scenario.workload].events_per_second:
-                    closed.ratio_to_floor = closed.events_per_second / floors[scenario.workload].events_per_second
-                measured.append(closed)
-                if rate_fraction is not None and closed.calls_per_second > 0:
-                    measured.append(run_scenario(
-                        targets, group, scenario, rate=rate_fraction * closed.calls_per_second,
-                        label=f"{scenario.name} open@{rate_fraction:g}max", **common,
-                    ))
-            else:
-                measured.append(run_scenario(targets, group, scenario, rate=rate, **common))
+            measured = measure_scenario(
+                measure, scenario, rate=rate, rate_fraction=rate_fraction, floor=floors.get(scenario.workload)
+            )
             for result in measured:
                 relate_to_health(result, baselines[scenario.target])
             results.extend(measured)

@@ -156,7 +156,11 @@ def parse_rate(text: str) -> tuple[float | None, float | None]:
     """`--rate`: requests per second, or `half` (half the closed-loop maximum): (rate, fraction)."""
     if text == "half":
         return None, 0.5
-    rate = float(text)
+    problem = f"--rate takes a positive number of requests per second or 'half', not {text!r}"
+    try:
+        rate = float(text)
+    except ValueError:
+        raise ValueError(problem) from None
     if not rate > 0 or math.isinf(rate):
-        raise ValueError(f"rate must be a positive number of requests per second or 'half', not {text!r}")
+        raise ValueError(problem)
     return rate, None
