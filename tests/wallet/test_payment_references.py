@@ -23,9 +23,9 @@ from tests.support.rpc import expect_error
 from tests.wallet.conftest import COINS, POINTS, Client, check_invariants
 from wallet.config import WalletSettings
 from wallet.main import MIGRATIONS, start
-from wallet.results import LedgerResult
 from wallet.store import ledger
 from wallet.use_cases import Credit
+from wallet.use_cases.results import LedgerResult
 
 
 def payment(request_id: str, user: str, reference: str, amount: int = 100) -> pb.CreditRequest:
@@ -60,7 +60,7 @@ async def test_a_payment_is_credited_once_whatever_the_request_id(wallet: Client
 async def test_a_batch_with_a_repeated_payment_fails_only_that_entry(wallet: Client) -> None:
     """One ledger batch (one DB transaction) carrying a payment twice, a payment credited before and
     neighbours: the repeats fail alone, naming the first credit, and everything else applies."""
-    uc = wallet.started.wallet
+    uc = wallet.started.wallet.ledger
     await wallet.call("Credit", "payments")(payment("bb-0", "bb-u1", "psp-old"))
     commands = [
         (Credit("bb-1", "bb-u1", COINS, 10, "coin_purchase", "psp-a"), "payments"),

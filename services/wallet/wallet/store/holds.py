@@ -26,7 +26,7 @@ RefundHold, which changes only a committed hold's refunded amount, is an ordinar
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -49,33 +49,12 @@ from wallet.domain import (
     user_account,
     user_suspended,
 )
-from wallet.results import (
-    BalanceView,
-    HoldResult,
-    HoldView,
-    PostingView,
-    TransactionView,
-    decode,
-    encode_hold_template,
-)
 from wallet.store import lots
 from wallet.store.idempotency import RequestIdRaceError, run_transaction
 from wallet.store.postgres import driver, new_id
-
-PAYOUT_PURPOSE = "payout"
-
-
-@dataclass(frozen=True)
-class ReserveSpec:
-    request_id: str
-    fingerprint: str
-    user_id: str
-    currency: Currency
-    amount: int
-    reference: str
-    expire_time: datetime | None
-    purpose: str = ""
-
+from wallet.store.replies import decode, encode_hold_template
+from wallet.use_cases.ports import PAYOUT_PURPOSE, ReserveSpec
+from wallet.use_cases.results import BalanceView, HoldResult, HoldView, PostingView, TransactionView
 
 _ACTIVE = int(HoldState.ACTIVE)
 

@@ -18,12 +18,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from points_platform.errors import Aborted, DomainError, idempotency_key_reused
 from wallet import metrics
 from wallet.domain import Currency, LedgerOp, PaidCredit, PaymentKey, plan_ledger_ops, touched_accounts
-from wallet.results import BalanceView, LedgerResult, PostingView, TransactionView, decode, encode_ledger
 from wallet.store import lots
 from wallet.store.idempotency import PaymentReferenceRaceError, RequestIdRaceError, run_transaction
 from wallet.store.postgres import driver, new_id
-
-Outcome = LedgerResult | DomainError
+from wallet.store.replies import decode, encode_ledger
+from wallet.use_cases.ports import LedgerOutcome
+from wallet.use_cases.results import BalanceView, LedgerResult, PostingView, TransactionView
 
 # Raw asyncpg statements ($n parameters): asyncpg prepares each once per connection and reuses it,
 # so the hot path builds and compiles no SQL.
@@ -90,7 +90,7 @@ _WRITE = """
 
 async def apply_ledger_batch(
     engine: AsyncEngine, ops: Sequence[LedgerOp], now: datetime, points_ttl: timedelta | None = None
-) -> list[Outcome]:
+) -> list[LedgerOutcome]:
     """Each op's own outcome, in order: its result (new or replayed) or its domain error.
     `points_ttl` (expiry on): POINTS credits make lots expiring after it, POINTS debits consume lots."""
     return await run_transaction(lambda: _apply(engine, ops, now, points_ttl))
@@ -98,8 +98,8 @@ async def apply_ledger_batch(
 
 async def _apply(
     engine: AsyncEngine, ops: Sequence[LedgerOp], now: datetime, points_ttl: timedelta | None
-) -> list[Outcome]:
-    outcomes: list[Outcome | None] = [None] * len(ops)
+) -> list[LedgerOutcome]:
+    outcomes: list[LedgerOutcome | None] = [None] * len(ops)
     committed: list[LedgerOp] = []
     async with engine.connect() as sa_conn:
         conn = await driver(sa_conn)

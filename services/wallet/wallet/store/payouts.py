@@ -14,9 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from points_platform.errors import FailedPrecondition, NotFound
 from wallet import metrics
 from wallet.domain import HoldFacts, HoldState, Kind, PayoutState, check_commit, check_release
-from wallet.results import BalanceView, HoldResult, PayoutView, decode, encode
 from wallet.store.holds import (
-    ReserveSpec,
     apply_commit,
     apply_release,
     commit_transaction,
@@ -27,6 +25,9 @@ from wallet.store.holds import (
 )
 from wallet.store.idempotency import remember, run_transaction, stored_response
 from wallet.store.postgres import driver
+from wallet.store.replies import decode, encode
+from wallet.use_cases.ports import ReserveSpec
+from wallet.use_cases.results import BalanceView, HoldResult, PayoutView
 
 
 async def request_payout(

@@ -15,11 +15,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from points_platform.errors import DomainError, FailedPrecondition
 from wallet import metrics
 from wallet.domain import MAX_BALANCE, Currency, Kind, check_refund, spend_sink, user_account
-from wallet.results import BalanceView, HoldResult, PostingView, TransactionView, decode, encode
 from wallet.store import lots
 from wallet.store.holds import hold_record_view, lock_hold
 from wallet.store.idempotency import remember, run_transaction, stored_response
 from wallet.store.postgres import driver, new_id
+from wallet.store.replies import decode, encode
+from wallet.use_cases.results import BalanceView, HoldResult, PostingView, TransactionView
 
 
 async def refund_hold(

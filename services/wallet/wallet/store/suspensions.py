@@ -8,7 +8,6 @@ that starts after a suspension committed sees it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -17,21 +16,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from points_platform.errors import FailedPrecondition
 from wallet.domain import UserStatusAction
-from wallet.results import UserStatusChangeView, UserStatusView, decode, encode
 from wallet.store.idempotency import remember, run_transaction, stored_response
+from wallet.store.replies import decode, encode
+from wallet.use_cases.ports import StatusChange
+from wallet.use_cases.results import UserStatusChangeView, UserStatusView
 
 HISTORY_LIMIT = 100
-
-
-@dataclass(frozen=True)
-class StatusChange:
-    request_id: str
-    fingerprint: str
-    user_id: str
-    action: UserStatusAction
-    operator_id: str
-    reason: str
-    ticket: str
 
 
 _RECORD = text(
