@@ -5,7 +5,6 @@ The names are re-exported here so callers say `from wallet.domain import ...` wh
 """
 
 from wallet.domain.currencies import (
-    COIN_REDEMPTION,
     COIN_SALES,
     FORFEITED,
     GIFT_CONVERSION,
@@ -22,10 +21,8 @@ from wallet.domain.currencies import (
     check_credit,
     check_spend,
     credit_source,
-    currency_not_allowed,
     fingerprint,
     gift_diamonds,
-    payment_already_credited,
     payment_key,
     reason_class,
     spend_sink,
@@ -39,14 +36,10 @@ from wallet.domain.holds import (
     check_refund,
     check_release,
     check_ttl,
-    is_expired,
-    resolution_conflict,
 )
 from wallet.domain.ledger import (
-    AccountKey,
     LedgerOp,
     Leg,
-    PlannedOp,
     insufficient_funds,
     plan_ledger_ops,
     touched_accounts,
@@ -55,12 +48,12 @@ from wallet.domain.payouts import PayoutState, payout_cash_minor
 from wallet.domain.suspension import UserStatusAction, user_suspended
 
 __all__ = [
-    "COIN_REDEMPTION", "COIN_SALES", "EXPIRY_REASON", "FORFEITED", "GIFT_CONVERSION", "GIFT_REVENUE", "MAX_AMOUNT",
+    "COIN_SALES", "EXPIRY_REASON", "FORFEITED", "GIFT_CONVERSION", "GIFT_REVENUE", "MAX_AMOUNT",
     "MAX_BALANCE", "PAYOUTS", "POINTS_ISSUANCE", "POINTS_REDEMPTION",
-    "AccountKey", "Currency", "ExpiringLot", "HoldFacts", "HoldState", "Kind", "LedgerOp", "Leg", "LotExpiry",
-    "PaidCredit", "PaymentKey", "PayoutState", "PlannedOp", "UserStatusAction",
+    "Currency", "ExpiringLot", "HoldFacts", "HoldState", "Kind", "LedgerOp", "Leg", "LotExpiry",
+    "PaidCredit", "PaymentKey", "PayoutState", "UserStatusAction",
     "check_commit", "check_credit", "check_refund", "check_release", "check_spend", "check_ttl", "credit_source",
-    "currency_not_allowed", "fingerprint", "gift_diamonds", "insufficient_funds", "is_expired",
-    "payment_already_credited", "payment_key", "payout_cash_minor", "plan_expiry", "plan_ledger_ops", "reason_class",
-    "resolution_conflict", "spend_sink", "touched_accounts", "user_account", "user_suspended",
+    "fingerprint", "gift_diamonds", "insufficient_funds",
+    "payment_key", "payout_cash_minor", "plan_expiry", "plan_ledger_ops", "reason_class",
+    "spend_sink", "touched_accounts", "user_account", "user_suspended",
 ]
