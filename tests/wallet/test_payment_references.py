@@ -17,6 +17,7 @@ from points_platform.client import bearer, error_info, error_reason
 from points_platform.clock import ManualClock
 from points_platform.db import create_engine, ensure_database
 from points_platform.errors import DomainError
+from points_platform.unit_of_work import Transactions
 from tests.conftest import NewDatabase
 from tests.support.credentials import TOKENS
 from tests.support.rpc import expect_error
@@ -71,7 +72,7 @@ async def test_a_batch_with_a_repeated_payment_fails_only_that_entry(wallet: Cli
         (Credit("bb-6", "bb-u1", COINS, 50, "coin_purchase", "psp-b"), "payments"),
     ]
     ops = [uc._credit_op(cmd, caller) for cmd, caller in commands]
-    outcomes = await ledger.apply_ledger_batch(wallet.engine, ops, wallet.clock.now())
+    outcomes = await ledger.apply_ledger_batch(Transactions(wallet.engine), ops, wallet.clock.now())
     reasons = [o.reason if isinstance(o, DomainError) else "ok" for o in outcomes]
     assert reasons == ["ok", "PAYMENT_ALREADY_CREDITED", "ok", "PAYMENT_ALREADY_CREDITED", "ok", "ok"]
     first = outcomes[0]

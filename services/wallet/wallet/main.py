@@ -19,6 +19,7 @@ from points_platform.config import settings_or_exit
 from points_platform.db import create_engine, migrate
 from points_platform.logs import configure_logging
 from points_platform.server import RunningServer, ServiceSpec, create_server, run_process, run_service
+from points_platform.unit_of_work import Transactions
 from wallet.api import WalletApi, service_spec
 from wallet.config import WalletSettings
 from wallet.store.repositories import (
@@ -53,14 +54,15 @@ class Wiring:
 def build(settings: WalletSettings, engine: AsyncEngine, clock: Clock) -> Wiring:
     # Points expiry off: no lots are kept, and the ledger batch does no lot work at all.
     points_ttl = timedelta(days=settings.points_expiry_days) if settings.points_expiry_days > 0 else None
-    ledger = Ledger(PostgresLedger(engine, points_ttl), clock, settings)
+    transactions = Transactions(engine)
+    ledger = Ledger(PostgresLedger(transactions, points_ttl), clock, settings)
     wallet = Wallet(
         ledger=ledger,
-        holds=Holds(PostgresHolds(engine, points_ttl), clock, settings),
-        payouts=Payouts(PostgresPayouts(engine), clock, settings),
-        standing=Standing(PostgresStanding(engine), clock, ledger.submit),
-        expiry=Expiry(PostgresLots(engine), clock, settings),
-        history=History(PostgresHistory(engine)),
+        holds=Holds(PostgresHolds(transactions, points_ttl), clock, settings),
+        payouts=Payouts(PostgresPayouts(transactions), clock, settings),
+        standing=Standing(PostgresStanding(transactions), clock, ledger.submit),
+        expiry=Expiry(PostgresLots(transactions), clock, settings),
+        history=History(PostgresHistory(transactions)),
     )
     return Wiring(wallet, service_spec(WalletApi(wallet)))
 
