@@ -29,6 +29,7 @@ from points_platform.config import settings_or_exit
 from points_platform.db import create_engine, migrate
 from points_platform.logs import configure_logging
 from points_platform.server import RunningServer, ServiceSpec, create_server, run_process, run_service
+from points_platform.unit_of_work import Transactions
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 CALLER = "earning"
@@ -50,7 +51,7 @@ class Wiring:
 
 def build(settings: EarningSettings, engine: AsyncEngine, clock: Clock) -> Wiring:
     """Wire the use cases and the servicer (no I/O yet: `open_database` seeds the rules)."""
-    database = Database(engine)
+    database = Database(Transactions(engine))
     channel = open_channel(settings.wallet_target, settings, max_reconnect_backoff_ms=2000)
     wallet = WalletCredits(channel, settings.load_tokens().get(CALLER, ""), settings.wallet_timeout_seconds)
     rules = RuleBook(database)
@@ -69,7 +70,7 @@ async def open_database(settings: EarningSettings, clock: Clock) -> AsyncEngine:
     """Migrate, then seed the rules (version 1 from the rules file, unless rules exist)."""
     await migrate(settings.database_url, MIGRATIONS)
     engine = create_engine(settings.database_url, pool_size=settings.db_pool_size, custom_plans=True)
-    await RuleBook(Database(engine)).seed(Path(settings.rules_file), clock.now())
+    await RuleBook(Database(Transactions(engine))).seed(Path(settings.rules_file), clock.now())
     return engine
 
 

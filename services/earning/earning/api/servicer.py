@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from typing import Any, TypeAlias
 
 import grpc
+from google.protobuf.message import Message
 
 from earning.api import mapping
 from earning.domain.model import EventStatus, RuleError
@@ -17,9 +18,10 @@ from points.earning.v1 import earning_pb2 as pb
 from points.earning.v1 import earning_pb2_grpc
 from points_platform.auth import ALL_CALLERS, Policy, allow, current_caller
 from points_platform.errors import DomainError, invalid_field
+from points_platform.idempotency import RequestKey, method_name
 from points_platform.pagination import decode_after, encode_after, page_size
 from points_platform.server import ServiceSpec
-from points_platform.validation import fingerprint, require_id, require_region, require_request_id, require_text
+from points_platform.validation import require_id, require_region, require_request_id, require_text
 
 # Quoted: grpc classes are generic only in their stubs.
 Context: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"
@@ -108,8 +110,7 @@ class EarningApi(earning_pb2_grpc.EarningServiceServicer):
         try:
             rules = await self._admin.update_rules(
                 commands.UpdateRules(
-                    request.request_id, fingerprint(request), mapping.rules_from_proto(request.rules),
-                    request.expected_version,
+                    _key("UpdateRules", request), mapping.rules_from_proto(request.rules), request.expected_version
                 )
             )
         except RuleError as exc:
@@ -122,7 +123,7 @@ class EarningApi(earning_pb2_grpc.EarningServiceServicer):
             raise invalid_field("spec", "is required")
         try:
             challenge = await self._admin.create_challenge(
-                commands.CreateChallenge(request.request_id, fingerprint(request), mapping.challenge_spec(request.spec))
+                commands.CreateChallenge(_key("CreateChallenge", request), mapping.challenge_spec(request.spec))
             )
         except RuleError as exc:
             raise mapping.rule_error(exc) from None
@@ -130,13 +131,10 @@ class EarningApi(earning_pb2_grpc.EarningServiceServicer):
 
     async def JoinChallenge(self, request: pb.JoinChallengeRequest, context: Context) -> pb.JoinChallengeResponse:
         require_request_id(request.request_id)
+        challenge_id = require_id("challenge_id", request.challenge_id)
+        user_id = require_id("user_id", request.user_id)
         result = await self._admin.join_challenge(
-            commands.JoinChallenge(
-                request.request_id,
-                fingerprint(request),
-                require_id("challenge_id", request.challenge_id),
-                require_id("user_id", request.user_id),
-            )
+            commands.JoinChallenge(_key("JoinChallenge", request, user_id), challenge_id, user_id)
         )
         return mapping.join_response(result)
 
@@ -180,8 +178,7 @@ class EarningApi(earning_pb2_grpc.EarningServiceServicer):
         require_request_id(request.request_id)
         held, tx = await self._admin.resolve_held(
             commands.ResolveHeldEarning(
-                request.request_id,
-                fingerprint(request),
+                _key("ResolveHeldEarning", request),
                 require_id("held_earning_id", request.held_earning_id),
                 request.approve,
                 require_text("note", request.note, 1000),
@@ -216,7 +213,7 @@ class EarningApi(earning_pb2_grpc.EarningServiceServicer):
             raise invalid_field("credit_ids", f"at most {MAX_REQUEUE} per call")
         ids = [require_id(f"credit_ids[{i}]", c) for i, c in enumerate(request.credit_ids)]
         requeued, unchanged = await self._admin.requeue_failed_credits(
-            commands.RequeueFailedCredits(request.request_id, fingerprint(request), ids)
+            commands.RequeueFailedCredits(_key("RequeueFailedCredits", request), ids)
         )
         return pb.RequeueFailedCreditsResponse(requeued_credit_ids=requeued, unchanged_credit_ids=unchanged)
 
@@ -237,6 +234,11 @@ class EarningApi(earning_pb2_grpc.EarningServiceServicer):
             proposed=mapping.earning_preview(preview.proposed),
             current_version=preview.current_version,
         )
+
+
+def _key(method: str, request: Message, user_id: str = "") -> RequestKey:
+    """A mutation's idempotency key (its request_id, validated before) and fingerprint."""
+    return RequestKey.of(method_name(FULL_NAME, method), request, user_id=user_id)
 
 
 def _tally(summary: pb.StreamActivitiesResponse, outcomes: list[EventOutcome]) -> None:

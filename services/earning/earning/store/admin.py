@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from datetime import date, datetime
 from typing import Any
 
@@ -14,7 +13,7 @@ from earning.domain.challenge import Challenge, Participation
 from earning.domain.held import PENDING, HeldEarning
 from earning.domain.model import ActivityType, Rules, rules_from_json, rules_to_json
 from earning.store.activity import challenge_from_row
-from earning.store.tables import challenges, held_earnings, idempotency, participations, rule_versions
+from earning.store.tables import challenges, held_earnings, participations, rule_versions
 
 
 def _held(row: Any) -> HeldEarning:
@@ -159,24 +158,3 @@ class AdminRepository:
             and_(held_earnings.c.user_id == user_id, held_earnings.c.day == day, held_earnings.c.state == PENDING)
         )
         return int((await self._conn.execute(stmt)).scalar_one())
-
-    async def stored_response(self, method: str, request_id: str) -> tuple[str, dict[str, Any]] | None:
-        row = (
-            await self._conn.execute(
-                select(idempotency).where(and_(idempotency.c.method == method, idempotency.c.request_id == request_id))
-            )
-        ).first()
-        if row is None:
-            return None
-        return row.fingerprint, json.loads(row.response)
-
-    async def store_response(
-        self, method: str, request_id: str, fingerprint: str, response: dict[str, Any], now: datetime
-    ) -> None:
-        """Plain insert: a concurrent twin fails on the primary key and its transaction retries."""
-        await self._conn.execute(
-            idempotency.insert().values(
-                method=method, request_id=request_id, fingerprint=fingerprint,
-                response=json.dumps(response).encode(), create_time=now,
-            )
-        )

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import date, datetime
 from typing import Any
@@ -23,7 +22,7 @@ from earning.use_cases.ports import Database, Session
 from earning.use_cases.recording import event_credit_id
 from earning.use_cases.rulebook import RuleBook
 from points_platform.clock import Clock
-from points_platform.errors import Aborted, FailedPrecondition, NotFound, idempotency_key_reused
+from points_platform.errors import Aborted, FailedPrecondition, NotFound
 
 log = structlog.get_logger("earning.admin")
 
@@ -64,28 +63,6 @@ class Administration:
         self._rules = rules
         self._crediting = crediting
 
-    async def _idempotent(
-        self,
-        method: str,
-        request_id: str,
-        fingerprint: str,
-        effect: Callable[[Session], Awaitable[dict[str, Any]]],
-    ) -> dict[str, Any]:
-        """Run `effect` once per request_id; its small JSON result is stored in the same transaction."""
-
-        async def attempt() -> dict[str, Any]:
-            async with self._db.transaction() as tx:
-                stored = await tx.admin.stored_response(method, request_id)
-                if stored is not None:
-                    if stored[0] != fingerprint:
-                        raise idempotency_key_reused(request_id)
-                    return stored[1] | {"replayed": True}
-                result = await effect(tx)
-                await tx.admin.store_response(method, request_id, fingerprint, result, self._clock.now())
-                return result
-
-        return await self._db.retrying(attempt)  # a concurrent twin committed first: replayed
-
     # --- rules -------------------------------------------------------------------------------
 
     async def update_rules(self, cmd: commands.UpdateRules) -> Rules:
@@ -107,7 +84,7 @@ class Administration:
             await tx.admin.insert_rules(replace(new, version=latest + 1), effective, now)
             return {"version": latest + 1}
 
-        result = await self._idempotent("UpdateRules", cmd.request_id, cmd.fingerprint, effect)
+        result = await self._db.idempotent(cmd.key, effect)
         return await self.rules_version(int(result["version"]))
 
     async def rules_version(self, version: int) -> Rules:
@@ -129,7 +106,7 @@ class Administration:
             await tx.admin.insert_challenge(challenge)
             return {"challenge_id": challenge.challenge_id}
 
-        result = await self._idempotent("CreateChallenge", cmd.request_id, cmd.fingerprint, effect)
+        result = await self._db.idempotent(cmd.key, effect)
         return await self.get_challenge(result["challenge_id"])
 
     async def get_challenge(self, challenge_id: str) -> Challenge:
@@ -179,13 +156,13 @@ class Administration:
                 credit.append(entry)
             return _join_json(participation, granted)
 
-        result = await self._idempotent("JoinChallenge", cmd.request_id, cmd.fingerprint, effect)
+        result = await self._db.idempotent(cmd.key, effect)
         if credit:
             await self._crediting.send(credit)
         p = result["participation"]
         return JoinResult(
             Participation(
-                p["challenge_id"], p["user_id"], datetime.fromisoformat(p["join_time"]), p["early"], p["bonus"]
+                p["challenge_id"], p["user_id"], datetime.fromisoformat(p["join_time"]), p["early"], int(p["bonus"])
             ),
             int(result["bonus_awarded"]),
         )
@@ -238,7 +215,7 @@ class Administration:
             await tx.admin.resolve_held(held_earning_id, state, now, cmd.reviewer, cmd.note, credit_id)
             return {"held_earning_id": held_earning_id}
 
-        await self._idempotent("ResolveHeldEarning", cmd.request_id, cmd.fingerprint, effect)
+        await self._db.idempotent(cmd.key, effect)
         if credit:
             await self._crediting.send(credit)
         async with self._db.reading() as tx:
@@ -270,7 +247,7 @@ class Administration:
             requeued.extend(result.requeued)
             return {"requeued": [c.request_id for c in result.requeued], "unchanged": result.unchanged}
 
-        stored = await self._idempotent("RequeueFailedCredits", cmd.request_id, cmd.fingerprint, effect)
+        stored = await self._db.idempotent(cmd.key, effect)
         if requeued:
             log.info("failed_credits_requeued", count=len(requeued))
             await self._crediting.send(requeued)

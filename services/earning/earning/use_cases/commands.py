@@ -1,7 +1,8 @@
 """The commands the use cases take: one per mutating RPC, validated and mapped by the api layer.
 
-`request_id` is the idempotency key and `fingerprint` the hash of the whole proto request: the
-same key with another request is IDEMPOTENCY_KEY_REUSED.
+`key` is the request's idempotency key and fingerprint (`points_platform.idempotency.RequestKey`,
+built by the api layer from the proto request): the same key with another request is
+IDEMPOTENCY_KEY_REUSED.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from dataclasses import dataclass
 
 from earning.domain.challenge import ChallengeSpec
 from earning.domain.model import ActivityEvent, Rules
+from points_platform.idempotency import RequestKey
 
 
 @dataclass(frozen=True)
@@ -23,31 +25,27 @@ class IncomingEvent:
 
 @dataclass(frozen=True)
 class UpdateRules:
-    request_id: str
-    fingerprint: str
+    key: RequestKey
     rules: Rules
     expected_version: int  # 0 = no check
 
 
 @dataclass(frozen=True)
 class CreateChallenge:
-    request_id: str
-    fingerprint: str
+    key: RequestKey
     spec: ChallengeSpec
 
 
 @dataclass(frozen=True)
 class JoinChallenge:
-    request_id: str
-    fingerprint: str
+    key: RequestKey
     challenge_id: str
     user_id: str
 
 
 @dataclass(frozen=True)
 class ResolveHeldEarning:
-    request_id: str
-    fingerprint: str
+    key: RequestKey
     held_earning_id: str
     approve: bool
     note: str
@@ -56,8 +54,7 @@ class ResolveHeldEarning:
 
 @dataclass(frozen=True)
 class RequeueFailedCredits:
-    request_id: str
-    fingerprint: str
+    key: RequestKey
     credit_ids: Sequence[str]
 
 

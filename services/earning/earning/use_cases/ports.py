@@ -16,6 +16,7 @@ from earning.domain.credit import DeadLetter, FailedCredit, PendingCredit, Reque
 from earning.domain.evaluation import ReceiveRate, Streak
 from earning.domain.held import HeldEarning
 from earning.domain.model import ActivityEvent, EventStatus, RuleApplication, Rules
+from points_platform.idempotency import RequestKey
 
 T = TypeVar("T")
 
@@ -160,12 +161,6 @@ class AdminRepository(Protocol):
 
     async def held_points_on(self, user_id: str, day: date) -> int: ...
 
-    async def stored_response(self, method: str, request_id: str) -> tuple[str, dict[str, Any]] | None: ...
-
-    async def store_response(
-        self, method: str, request_id: str, fingerprint: str, response: dict[str, Any], now: datetime
-    ) -> None: ...
-
 
 class OutboxRepository(Protocol):
     """The credit outbox and its dead letter."""
@@ -224,6 +219,14 @@ class Database(Protocol):
 
     def autocommit(self) -> AbstractAsyncContextManager[Session]:
         """Each statement commits on its own."""
+        ...
+
+    async def idempotent(
+        self, key: RequestKey, work: Callable[[Session], Awaitable[dict[str, Any]]]
+    ) -> dict[str, Any]:
+        """The reply stored under `key` (IDEMPOTENCY_KEY_REUSED when the key came with another
+        request), else `work`'s, stored in the same transaction as its effect. `work` may run again
+        after a conflict rolled it back: it calls no other service."""
         ...
 
     async def retrying(self, attempt: Callable[[], Awaitable[T]]) -> T:
