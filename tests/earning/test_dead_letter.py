@@ -11,8 +11,8 @@ from prometheus_client import REGISTRY
 from sqlalchemy import text
 from structlog.testing import capture_logs
 
+from earning.peers.wallet import is_retryable
 from earning.use_cases.recording import event_credit_id
-from earning.wallet_client import is_retryable
 from points.common.v1 import common_pb2
 from points.earning.v1 import earning_pb2 as pb
 from points.wallet.v1 import wallet_pb2
