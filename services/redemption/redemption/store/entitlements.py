@@ -1,5 +1,4 @@
-"""Entitlements (granted and revoked inside saga transitions, used by ConsumeEntitlement), raffle draws,
-stored admin responses."""
+"""Entitlements (granted and revoked inside saga transitions, used by ConsumeEntitlement) and raffle draws."""
 
 from __future__ import annotations
 
@@ -13,8 +12,9 @@ from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from points_platform.unit_of_work import Transaction
 from redemption.domain import EntitlementKind, EntitlementState, State, Usage
-from redemption.tables import entitlement_uses, entitlements, idempotency, raffle_draws, sagas
+from redemption.tables import entitlement_uses, entitlements, raffle_draws, sagas
 
 
 @dataclass(frozen=True)
@@ -137,17 +137,17 @@ async def grant(conn: AsyncConnection, rows: Sequence[EntitlementRow]) -> None:
         index_elements=["redemption_id", "unit"]))
 
 
-async def revoke(conn: AsyncConnection, redemption_id: str) -> None:
-    await conn.execute(
+async def revoke(tx: Transaction, redemption_id: str) -> None:
+    await tx.connection.execute(
         update(entitlements)
         .where(entitlements.c.redemption_id == redemption_id, entitlements.c.state == EntitlementState.ACTIVE.value)
         .values(state=EntitlementState.REVOKED.value)
     )
 
 
-async def lock_usages(conn: AsyncConnection, redemption_id: str) -> list[Usage]:
+async def lock_usages(tx: Transaction, redemption_id: str) -> list[Usage]:
     """The redemption's entitlements, locked against a concurrent use until the transaction ends."""
-    rows = await conn.execute(select(entitlements).where(entitlements.c.redemption_id == redemption_id)
+    rows = await tx.connection.execute(select(entitlements).where(entitlements.c.redemption_id == redemption_id)
                               .with_for_update())
     return [_entitlement(r).usage for r in rows]
 
@@ -254,67 +254,56 @@ class EntitlementStore:
             await conn.commit()
         return state == "DRAWN"
 
-    async def prepare_draw(self, draw: RaffleDrawRow) -> RaffleDrawRow:
+    async def prepare_draw(self, tx: Transaction, draw: RaffleDrawRow) -> RaffleDrawRow:
         """Store a new draw record; a raffle already prepared keeps its first seed."""
-        async with self._engine.begin() as conn:
-            values = {k: v for k, v in draw.__dict__.items()}
-            await conn.execute(pg_insert(raffle_draws).values(**values).on_conflict_do_nothing(
-                index_elements=["raffle_id"]))
-            row = (await conn.execute(select(raffle_draws).where(raffle_draws.c.raffle_id == draw.raffle_id))).one()
-            return _draw(row)
+        values = {k: v for k, v in draw.__dict__.items()}
+        await tx.connection.execute(pg_insert(raffle_draws).values(**values).on_conflict_do_nothing(
+            index_elements=["raffle_id"]))
+        row = (await tx.connection.execute(select(raffle_draws).where(raffle_draws.c.raffle_id == draw.raffle_id))
+               ).one()
+        return _draw(row)
 
-    async def draw(self, raffle_id: str, now: datetime, pick: Any) -> RaffleDrawRow | None:
+    async def draw(self, tx: Transaction, raffle_id: str, now: datetime, pick: Any) -> RaffleDrawRow | None:
         """Draw once: lock the record, take the active tickets of completed redemptions, store winners,
         consume every ticket. A second call returns the stored result unchanged. Raises EntriesPending
         while an active ticket belongs to a pending saga (it may still be paid for, or released): drawn
         without it, a ticket paid for afterwards could never win."""
-        async with self._engine.begin() as conn:
-            row = (await conn.execute(
-                select(raffle_draws).where(raffle_draws.c.raffle_id == raffle_id).with_for_update())).one_or_none()
-            if row is None:
-                return None
-            if row.state == "DRAWN":
-                return _draw(row)
-            pending = (await conn.execute(
-                select(func.count())
-                .select_from(entitlements.join(sagas, sagas.c.redemption_id == entitlements.c.redemption_id))
-                .where(entitlements.c.raffle_id == raffle_id,
-                       entitlements.c.kind == EntitlementKind.RAFFLE_TICKET.value,
-                       entitlements.c.state == EntitlementState.ACTIVE.value,
-                       sagas.c.state == State.PENDING.value)
-            )).scalar_one()
-            if pending:
-                raise EntriesPending(pending)
-            tickets = (await conn.execute(
-                select(entitlements.c.entitlement_id, entitlements.c.user_id)
-                .join(sagas, sagas.c.redemption_id == entitlements.c.redemption_id)
-                .where(entitlements.c.raffle_id == raffle_id,
-                       entitlements.c.kind == EntitlementKind.RAFFLE_TICKET.value,
-                       entitlements.c.state == EntitlementState.ACTIVE.value,
-                       sagas.c.state == State.COMPLETED.value)
-                .with_for_update(of=entitlements)
-            )).all()
-            owners = {t.entitlement_id: t.user_id for t in tickets}
-            winners: list[str] = pick(bytes(row.seed), list(owners), row.winners_wanted)
-            await conn.execute(
-                update(entitlements).where(entitlements.c.entitlement_id.in_(list(owners)))
-                .values(state=EntitlementState.CONSUMED.value)
-            )
-            await conn.execute(
-                update(raffle_draws).where(raffle_draws.c.raffle_id == raffle_id).values(
-                    state="DRAWN", winner_entitlement_ids=winners, winner_user_ids=[owners[w] for w in winners],
-                    ticket_count=len(owners), draw_time=now)
-            )
-            row = (await conn.execute(select(raffle_draws).where(raffle_draws.c.raffle_id == raffle_id))).one()
+        conn = tx.connection
+        row = (await conn.execute(
+            select(raffle_draws).where(raffle_draws.c.raffle_id == raffle_id).with_for_update())).one_or_none()
+        if row is None:
+            return None
+        if row.state == "DRAWN":
             return _draw(row)
-
-    async def stored_response(self, request_id: str) -> tuple[str, str, bytes] | None:
-        async with self._engine.connect() as conn:
-            row = (await conn.execute(select(idempotency).where(idempotency.c.request_id == request_id))).one_or_none()
-            return (row.method, row.fingerprint, bytes(row.response)) if row else None
-
-    async def store_response(self, request_id: str, method: str, fp: str, response: bytes, now: datetime) -> None:
-        async with self._engine.begin() as conn:
-            await conn.execute(pg_insert(idempotency).values(
-                request_id=request_id, method=method, fingerprint=fp, response=response, create_time=now,
-            ).on_conflict_do_nothing(index_elements=["request_id"]))
+        pending = (await conn.execute(
+            select(func.count())
+            .select_from(entitlements.join(sagas, sagas.c.redemption_id == entitlements.c.redemption_id))
+            .where(entitlements.c.raffle_id == raffle_id,
+                   entitlements.c.kind == EntitlementKind.RAFFLE_TICKET.value,
+                   entitlements.c.state == EntitlementState.ACTIVE.value,
+                   sagas.c.state == State.PENDING.value)
+        )).scalar_one()
+        if pending:
+            raise EntriesPending(pending)
+        tickets = (await conn.execute(
+            select(entitlements.c.entitlement_id, entitlements.c.user_id)
+            .join(sagas, sagas.c.redemption_id == entitlements.c.redemption_id)
+            .where(entitlements.c.raffle_id == raffle_id,
+                   entitlements.c.kind == EntitlementKind.RAFFLE_TICKET.value,
+                   entitlements.c.state == EntitlementState.ACTIVE.value,
+                   sagas.c.state == State.COMPLETED.value)
+            .with_for_update(of=entitlements)
+        )).all()
+        owners = {t.entitlement_id: t.user_id for t in tickets}
+        winners: list[str] = pick(bytes(row.seed), list(owners), row.winners_wanted)
+        await conn.execute(
+            update(entitlements).where(entitlements.c.entitlement_id.in_(list(owners)))
+            .values(state=EntitlementState.CONSUMED.value)
+        )
+        await conn.execute(
+            update(raffle_draws).where(raffle_draws.c.raffle_id == raffle_id).values(
+                state="DRAWN", winner_entitlement_ids=winners, winner_user_ids=[owners[w] for w in winners],
+                ticket_count=len(owners), draw_time=now)
+        )
+        row = (await conn.execute(select(raffle_draws).where(raffle_draws.c.raffle_id == raffle_id))).one()
+        return _draw(row)
