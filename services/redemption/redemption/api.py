@@ -226,10 +226,12 @@ class RedemptionApi(redemption_pb2_grpc.RedemptionServiceServicer):
                                  context: grpc.aio.ServicerContext[Any, Any]) -> pb.ConsumeEntitlementResponse:
         request_id = require_request_id(request.request_id)
         entitlement_id, code = _target(request)
-        result = await self._service.uses.consume(ConsumeCommand(
-            request_id, fingerprint(request), entitlement_id, code, current_caller.get(),
-            require_text("reference", request.reference, 200)))
-        return pb.ConsumeEntitlementResponse(entitlement=_entitlement(result.entitlement), use=_use(result.use))
+        return await self._service.uses.consume(
+            ConsumeCommand(request_id, fingerprint(request), entitlement_id, code, current_caller.get(),
+                           require_text("reference", request.reference, 200)),
+            RequestKey.of(method_name(FULL_NAME, "ConsumeEntitlement"), request), pb.ConsumeEntitlementResponse,
+            lambda result: pb.ConsumeEntitlementResponse(entitlement=_entitlement(result.entitlement),
+                                                         use=_use(result.use)))
 
     async def GetEntitlement(self, request: pb.GetEntitlementRequest,
                              context: grpc.aio.ServicerContext[Any, Any]) -> pb.GetEntitlementResponse:

@@ -8,11 +8,11 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import TypeAdapter
-from sqlalchemy import func, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from points_platform.unit_of_work import Transaction
+from points_platform.unit_of_work import RaceLost, Transaction
 from redemption.domain import EntitlementKind, EntitlementState, State, Usage
 from redemption.tables import entitlement_uses, entitlements, raffle_draws, sagas
 
@@ -82,10 +82,6 @@ UseRule = Callable[[EntitlementRow, bool], EntitlementRow]
 _SNAPSHOT: TypeAdapter[EntitlementRow] = TypeAdapter(EntitlementRow)
 
 
-class _KeyTaken(Exception):
-    """A concurrent call with the same request id recorded its use (on another entitlement) first."""
-
-
 @dataclass(frozen=True)
 class RaffleDrawRow:
     raffle_id: str
@@ -152,8 +148,9 @@ async def lock_usages(tx: Transaction, redemption_id: str) -> list[Usage]:
     return [_entitlement(r).usage for r in rows]
 
 
-async def _stored_use(conn: AsyncConnection, request_id: str) -> Consumption | None:
-    row = (await conn.execute(select(entitlement_uses).where(entitlement_uses.c.request_id == request_id))
+async def stored_use(tx: Transaction, request_id: str) -> Consumption | None:
+    """The use recorded under `request_id` (what a retry of its ConsumeEntitlement answers), if any."""
+    row = (await tx.connection.execute(select(entitlement_uses).where(entitlement_uses.c.request_id == request_id))
            ).one_or_none()
     if row is None:
         return None
@@ -193,42 +190,31 @@ class EntitlementStore:
                                       .order_by(entitlement_uses.c.use_number.desc()).limit(limit))
             return [_use(r) for r in rows]
 
-    async def consume(self, request: UseRequest, rule: UseRule) -> Consumption | None:
-        """Record one use under `request.request_id` (None: no such entitlement), or the use already stored
-        under that key. The entitlement row is locked FOR UPDATE while `rule` decides, so concurrent uses
-        of one entitlement queue there and each sees the count the previous one left."""
-        try:
-            return await self._consume(request, rule)
-        except _KeyTaken:
-            async with self._engine.connect() as conn:
-                return await _stored_use(conn, request.request_id)
-
-    async def _consume(self, request: UseRequest, rule: UseRule) -> Consumption | None:
-        async with self._engine.begin() as conn:
-            if (stored := await _stored_use(conn, request.request_id)) is not None:
-                return stored
-            row = (await conn.execute(
-                select(entitlements, sagas.c.state.label("saga_state"))
-                .join(sagas, sagas.c.redemption_id == entitlements.c.redemption_id)
-                .where(_target(request.entitlement_id, request.discount_code))
-                .with_for_update(of=entitlements))).one_or_none()
-            if row is None:
-                return None
-            # A call with the same key may have held the lock first.
-            if (stored := await _stored_use(conn, request.request_id)) is not None:
-                return stored
-            after = rule(_entitlement(row), row.saga_state == State.COMPLETED.value)
-            await conn.execute(update(entitlements).where(entitlements.c.entitlement_id == after.entitlement_id)
-                               .values(use_count=after.use_count, state=after.state.value))
-            use = UseRow(request.request_id, after.entitlement_id, after.use_count, request.caller, request.reference,
-                         request.now)
-            inserted = (await conn.execute(pg_insert(entitlement_uses).values(
-                **use.__dict__, fingerprint=request.fingerprint,
-                entitlement=_SNAPSHOT.dump_python(after, mode="json"),
-            ).on_conflict_do_nothing(index_elements=["request_id"]).returning(entitlement_uses.c.request_id))).first()
-            if inserted is None:
-                raise _KeyTaken  # rolls this use back
-            return Consumption(after, use, request.fingerprint)
+    async def record_use(self, tx: Transaction, request: UseRequest, rule: UseRule) -> Consumption | None:
+        """Record one use under `request.request_id` in `tx` (None: no such entitlement). The entitlement row
+        is locked FOR UPDATE while `rule` decides, so concurrent uses of one entitlement queue there and each
+        sees the count the previous one left. The use row carries the idempotency key (folded storage,
+        `points_platform.idempotency`): its primary key refuses a second use under one request id."""
+        conn = tx.connection
+        row = (await conn.execute(
+            select(entitlements, sagas.c.state.label("saga_state"))
+            .join(sagas, sagas.c.redemption_id == entitlements.c.redemption_id)
+            .where(_target(request.entitlement_id, request.discount_code))
+            .with_for_update(of=entitlements))).one_or_none()
+        if row is None:
+            return None
+        if await stored_use(tx, request.request_id) is not None:
+            # A call with the same key held the lock first: its answer, not this rule's verdict on the
+            # count it left, is what this call gets.
+            raise RaceLost(request.request_id)
+        after = rule(_entitlement(row), row.saga_state == State.COMPLETED.value)
+        await conn.execute(update(entitlements).where(entitlements.c.entitlement_id == after.entitlement_id)
+                           .values(use_count=after.use_count, state=after.state.value))
+        use = UseRow(request.request_id, after.entitlement_id, after.use_count, request.caller, request.reference,
+                     request.now)
+        await conn.execute(insert(entitlement_uses).values(
+            **use.__dict__, fingerprint=request.fingerprint, entitlement=_SNAPSHOT.dump_python(after, mode="json")))
+        return Consumption(after, use, request.fingerprint)
 
     async def list_for_user(self, user_id: str, limit: int, after: tuple[datetime, str] | None) -> list[EntitlementRow]:
         query = select(entitlements).where(entitlements.c.user_id == user_id)

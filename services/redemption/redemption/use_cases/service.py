@@ -87,7 +87,7 @@ class RedemptionService:
         self.settings = settings
         self.owner = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.runner = SagaRunner(transactions, sagas, entitlements, wallet, catalog, clock, settings, self.owner)
-        self.uses = EntitlementUses(entitlements, clock)
+        self.uses = EntitlementUses(transactions, entitlements, clock)
         self._drivers: dict[str, asyncio.Task[None]] = {}
 
     # -- Redeem ------------------------------------------------------------------------------
