@@ -57,12 +57,12 @@ class UseRow:
 
 @dataclass(frozen=True)
 class Consumption:
-    """A use and the entitlement right after it: the answer of ConsumeEntitlement, replayed as stored."""
+    """A use and the entitlement right after it: the answer of ConsumeEntitlement, replayed as stored
+    (`fingerprint`: the request digest the use row keeps)."""
 
     entitlement: EntitlementRow
     use: UseRow
     fingerprint: str
-    replayed: bool = False  # read back from an earlier call with the same request id
 
 
 @dataclass(frozen=True)
@@ -154,7 +154,7 @@ async def stored_use(tx: Transaction, request_id: str) -> Consumption | None:
            ).one_or_none()
     if row is None:
         return None
-    return Consumption(_SNAPSHOT.validate_python(row.entitlement), _use(row), row.fingerprint, replayed=True)
+    return Consumption(_SNAPSHOT.validate_python(row.entitlement), _use(row), row.fingerprint)
 
 
 class EntriesPending(Exception):
