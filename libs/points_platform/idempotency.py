@@ -22,8 +22,12 @@ Where the reply is kept is the service's choice, behind one interface (`ReplySto
   `idempotency_columns()` and named in its metadata by `idempotency_table()` (the default);
 - `FoldedStorage`: the rows a hot write creates carry the key themselves (a unique
   `(user_id, request_id)` on them) and the service says how to find the reply for a key, which
-  saves writing a second row per request. Its work writes the key and `key.fingerprint` into
-  those rows; their unique constraint decides the race as the table's primary key would.
+  saves writing a second row per request. Its work writes the key and `key.fingerprint` (or what
+  the fingerprint derives from, such as the request digest) into those rows; their unique
+  constraint decides the race as the table's primary key would. A work that finds, under a lock it
+  took, that a request with its key committed meanwhile raises `RaceLost` to be run again as a
+  replay (redemption's ConsumeEntitlement does: the rule would otherwise judge the count the
+  winner left).
 """
 
 from __future__ import annotations
