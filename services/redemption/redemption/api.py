@@ -15,6 +15,7 @@ from points.redemption.v1 import redemption_pb2 as pb
 from points.redemption.v1 import redemption_pb2_grpc
 from points_platform.auth import ALL_CALLERS, Policy, allow, current_caller, current_user
 from points_platform.errors import NotFound, invalid_field
+from points_platform.idempotency import RequestKey, method_name
 from points_platform.pagination import decode_after, encode_after, page_size
 from points_platform.server import ServiceSpec
 from points_platform.validation import (
@@ -233,35 +234,30 @@ class RedemptionApi(redemption_pb2_grpc.RedemptionServiceServicer):
 
     async def PrepareRaffleDraw(self, request: pb.PrepareRaffleDrawRequest,
                                 context: grpc.aio.ServicerContext[Any, Any]) -> pb.PrepareRaffleDrawResponse:
-        request_id = require_request_id(request.request_id)
-        raffle_id = require_id("raffle_id", request.raffle_id)
-
-        async def produce() -> bytes:
-            draw = await self._service.prepare_draw(raffle_id)
-            return pb.PrepareRaffleDrawResponse(draw=_draw(draw)).SerializeToString()
-
-        raw = await self._service.remember(request_id, "PrepareRaffleDraw", fingerprint(request), produce)
-        return pb.PrepareRaffleDrawResponse.FromString(raw)
+        require_request_id(request.request_id)
+        return await self._service.prepare_draw(
+            RequestKey.of(method_name(FULL_NAME, "PrepareRaffleDraw"), request),
+            require_id("raffle_id", request.raffle_id), pb.PrepareRaffleDrawResponse,
+            lambda draw: pb.PrepareRaffleDrawResponse(draw=_draw(draw)))
 
     async def DrawRaffle(self, request: pb.DrawRaffleRequest,
                          context: grpc.aio.ServicerContext[Any, Any]) -> pb.DrawRaffleResponse:
-        request_id = require_request_id(request.request_id)
-        raffle_id = require_id("raffle_id", request.raffle_id)
-
-        async def produce() -> bytes:
-            return pb.DrawRaffleResponse(draw=_draw(await self._service.draw(raffle_id))).SerializeToString()
-
-        raw = await self._service.remember(request_id, "DrawRaffle", fingerprint(request), produce)
-        return pb.DrawRaffleResponse.FromString(raw)
+        require_request_id(request.request_id)
+        return await self._service.draw(
+            RequestKey.of(method_name(FULL_NAME, "DrawRaffle"), request),
+            require_id("raffle_id", request.raffle_id), pb.DrawRaffleResponse,
+            lambda draw: pb.DrawRaffleResponse(draw=_draw(draw)))
 
     async def ConsumeEntitlement(self, request: pb.ConsumeEntitlementRequest,
                                  context: grpc.aio.ServicerContext[Any, Any]) -> pb.ConsumeEntitlementResponse:
         request_id = require_request_id(request.request_id)
         entitlement_id, code = _target(request)
-        result = await self._service.uses.consume(ConsumeCommand(
-            request_id, fingerprint(request), entitlement_id, code, current_caller.get(),
-            require_text("reference", request.reference, 200)))
-        return pb.ConsumeEntitlementResponse(entitlement=_entitlement(result.entitlement), use=_use(result.use))
+        return await self._service.uses.consume(
+            ConsumeCommand(request_id, fingerprint(request), entitlement_id, code, current_caller.get(),
+                           require_text("reference", request.reference, 200)),
+            RequestKey.of(method_name(FULL_NAME, "ConsumeEntitlement"), request), pb.ConsumeEntitlementResponse,
+            lambda result: pb.ConsumeEntitlementResponse(entitlement=_entitlement(result.entitlement),
+                                                         use=_use(result.use)))
 
     async def GetEntitlement(self, request: pb.GetEntitlementRequest,
                              context: grpc.aio.ServicerContext[Any, Any]) -> pb.GetEntitlementResponse:
