@@ -162,7 +162,9 @@ def test_every_rpc_and_every_list_is_discovered() -> None:
         "earning.ListHeldEarnings",
         "earning.ListFailedCredits",
         "redemption.ListRedemptions",
+        "redemption.ListAllRedemptions",
         "redemption.ListEntitlements",
+        "redemption.ListRaffleTickets",
     }
 
 
@@ -181,6 +183,8 @@ def list_request(rpc: Rpc, token: str) -> bytes:
     others: dict[str, Any] = {"user_id": USER} if "user_id" in fields else {}
     if "role" in fields:  # ListGifts: a role is required before the token is read
         others["role"] = 1
+    if "raffle_id" in fields:  # ListRaffleTickets: the token is judged before the raffle is looked up
+        others["raffle_id"] = "raffle-never-prepared"
     request = rpc.request_class()(page_token=token, **others)
     return bytes(request.SerializeToString())
 
@@ -188,7 +192,10 @@ def list_request(rpc: Rpc, token: str) -> bytes:
 @pytest.mark.parametrize("rpc", LISTS, ids=str)
 async def test_forged_page_tokens_are_invalid_page_token(ports: dict[str, int], rpc: Rpc) -> None:
     port = ports[rpc.service]
-    assert await refusal(port, rpc, list_request(rpc, "")) == (grpc.StatusCode.OK, "")
+    # A valid (empty) token passes; a list of one named raffle then finds none prepared.
+    names_a_raffle = "raffle_id" in rpc.method.input_type.fields_by_name
+    unforged = (grpc.StatusCode.NOT_FOUND, "RAFFLE_NOT_PREPARED") if names_a_raffle else (grpc.StatusCode.OK, "")
+    assert await refusal(port, rpc, list_request(rpc, "")) == unforged
     for token in FORGED_TOKENS:
         assert await refusal(port, rpc, list_request(rpc, token)) == (
             grpc.StatusCode.INVALID_ARGUMENT,
