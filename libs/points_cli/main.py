@@ -35,6 +35,8 @@ def _up(args: argparse.Namespace) -> int:
         ready_timeout=args.ready_timeout,
         workers={service: max(1, getattr(args, f"{service}_workers")) for service in SERVICES},
         console_port=args.console_port,
+        nats_url=args.nats_url,
+        nats_port=args.nats_port,
     )
     return run_up(cfg, seed_demo=args.demo)
 
@@ -142,6 +144,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="use this PostgreSQL server instead of the embedded one (one database per service)",
     )
     up.add_argument("--host", default="127.0.0.1")
+    up.add_argument(
+        "--nats-url",
+        default=os.environ.get("POINTS_NATS_URL", ""),
+        help="use this NATS server (JetStream on) for domain events instead of the embedded one",
+    )
+    up.add_argument("--nats-port", type=int, default=4223, help="the embedded NATS server's port")
     for service in SERVICES:
         up.add_argument(f"--{service}-port", type=int, default=DEFAULT_PORTS[service])
         up.add_argument(

@@ -25,6 +25,7 @@ class SuiteProcess:
     ports: dict[str, int] = field(default_factory=lambda: {s: free_port() for s in SERVICES})
     metrics_base: int = 0  # chosen by start(): service i's first worker on base + i + 1
     console_port: int = field(default_factory=free_port)
+    nats_port: int = field(default_factory=free_port)  # the embedded NATS server's (unless --nats-url)
     extra_args: list[str] = field(default_factory=list)
     proc: subprocess.Popen[str] | None = None
     output: list[str] = field(default_factory=list)
@@ -35,8 +36,9 @@ class SuiteProcess:
             args += [f"--{service}-port", str(port)]
         self.metrics_base = self._metrics_base()
         args += ["--metrics-base-port", str(self.metrics_base), "--console-port", str(self.console_port)]
+        args += ["--nats-port", str(self.nats_port)]
         args += self.extra_args
-        env = {k: v for k, v in os.environ.items() if k != "POINTS_DATABASE_URL"}
+        env = {k: v for k, v in os.environ.items() if k not in ("POINTS_DATABASE_URL", "POINTS_NATS_URL")}
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
         deadline = time.monotonic() + timeout
         assert self.proc.stdout is not None
