@@ -11,7 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from points_cli.suite import DEFAULT_PORTS, DEFAULT_WORKERS, SERVICES, SuiteConfig, run_up
+from points_cli.suite import DEFAULT_PORTS, DEFAULT_WORKERS, NATS_URL_FILE, SERVICES, SuiteConfig, run_up
 from points_cli.targets import SuiteTargets
 
 
@@ -113,7 +113,11 @@ def _demo(args: argparse.Namespace) -> int:
     from points_cli.demo import run_demo
 
     targets = _targets(args)
-    asyncio.run(run_demo(Path(args.state_dir), targets.ports))
+    nats_url = args.nats_url
+    url_file = Path(args.state_dir) / NATS_URL_FILE
+    if not nats_url and url_file.exists():
+        nats_url = url_file.read_text().strip()
+    asyncio.run(run_demo(Path(args.state_dir), targets.ports, nats_url, args.events_idle_seconds))
     return 0
 
 
@@ -204,6 +208,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="walk a newcomer's story against a running `points up --demo`")
     suite_args(demo)
+    demo.add_argument("--nats-url", default="", help="where to read the story's events (default: the suite's)")
+    demo.add_argument(
+        "--events-idle-seconds", type=float, default=2.0,
+        help="stop reading the story's events when none came for this long",
+    )
     demo.set_defaults(func=_demo)
 
     migrate = sub.add_parser("migrate", help="migrate service databases to head")
