@@ -60,7 +60,9 @@ class SuiteProcess:
         # verify rather than hope.
         while True:
             base = free_port()
-            if base < 60000 and all(_free(base + i) for i in (1, 2, 3, 4, 11)):
+            # Free now, and none of the ports chosen for the suite's other listeners (still unbound).
+            chosen = {*self.ports.values(), self.console_port, self.nats_port}
+            if base < 60000 and all(_free(base + i) and base + i not in chosen for i in (1, 2, 3, 4, 11)):
                 return base
 
     def _logs(self) -> str:
