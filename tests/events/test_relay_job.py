@@ -1,20 +1,30 @@
 """`start_relays`, the one call a service makes: off without a NATS URL; with one it ensures the
 stream and publishes in the background, also when NATS only comes up after the service; it prunes
-old published rows on the outbox's clock; `close()` stops it."""
+old published rows on the outbox's clock; `close()` stops it, and a service process wired as
+docs/events.md says closes it on SIGTERM through `run_service(on_stop=...)`."""
 
 from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
 
 from prometheus_client import REGISTRY
 
 from points_platform.config import PlatformSettings
 from points_platform.embedded_nats import EmbeddedNats
+from points_platform.embedded_pg import free_port
 from points_platform.jetstream import stream_name
 from points_platform.relay import PRUNE_EVERY_SECONDS, RelayJob, start_relays
 from tests.events.conftest import SERVICE, Feed
 from tests.support.nats import reconnected
-from tests.support.wait import eventually
+from tests.support.wait import HANG_SECONDS, eventually, wait_serving
 
 KEEP_SECONDS = 3600.0
+REPO = Path(__file__).resolve().parents[2]
 
 
 def settings(nats_url: str) -> PlatformSettings:
@@ -99,3 +109,37 @@ async def test_published_rows_are_pruned_after_the_kept_time(feed: Feed, nats_se
         await eventually(only_the_recent_rows_remain, what="the row published an hour ago pruned")
     finally:
         await job.close()
+
+
+async def test_a_service_process_wired_as_documented_publishes_and_closes_its_relay_on_sigterm(
+    feed: Feed, nats_server: EmbeddedNats, tmp_path: Path
+) -> None:
+    port = free_port()
+    marker = tmp_path / "relay-at-stop"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("POINTS_")}
+    env |= {
+        "POINTS_DATABASE_URL": feed.engine.url.render_as_string(hide_password=False),
+        "POINTS_NATS_URL": nats_server.url,
+        "POINTS_HOST": "127.0.0.1",
+        "POINTS_PORT": str(port),
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tests.events.service_process", str(marker)], env=env, cwd=REPO,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        await wait_serving(port, alive=lambda: process.poll() is None)
+        for user in ["alice", "bob", "alice"]:
+            await feed.change(user)
+        await eventually(feed.is_drained, what="the service's relay published every event")
+        process.send_signal(signal.SIGTERM)
+        assert await asyncio.to_thread(process.wait, HANG_SECONDS) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        assert process.stdout is not None
+        output = process.stdout.read().decode()
+        process.stdout.close()
+    assert marker.read_text() == "closed", output
+    assert sorted(m.msg_id for m in await feed.stored()) == sorted(feed.appended)
