@@ -83,7 +83,11 @@ async def test_the_suites_nats_answers_is_supervised_and_stops_with_it(suite: Su
             return False
 
     await eventually(restarted_with_its_store, what="NATS restarted on its port with its stream")
-    assert json.loads((suite.state_dir / "restarts.json").read_text()) == {"nats": 1}
+
+    async def restart_counted() -> bool:  # written once the restarted server is ready
+        return bool(json.loads((suite.state_dir / "restarts.json").read_text()) == {"nats": 1})
+
+    await eventually(restart_counted, what="the restart counted in restarts.json")
     [restarted] = nats_servers(suite)
     assert suite.stop(signal.SIGTERM) == 0
     assert not alive(restarted), "nats-server outlived points up"
