@@ -62,7 +62,7 @@ async def follow(
         while count is None or printed < count:
             try:
                 messages = await subscription.fetch(batch=100, timeout=idle_seconds or 5.0)
-            except nats.errors.TimeoutError:
+            except TimeoutError:  # nats' own or asyncio's: the fetch raises either when nothing came
                 if idle_seconds is not None:
                     break  # nothing new for idle_seconds: done
                 continue
@@ -111,7 +111,7 @@ async def story_events(
             while True:
                 try:
                     messages = await subscription.fetch(batch=100, timeout=idle_seconds)
-                except nats.errors.TimeoutError:
+                except TimeoutError:  # nats' own or asyncio's: nothing new for idle_seconds
                     break
                 for message in messages:
                     event = envelope_pb2.Event.FromString(message.data)

@@ -85,7 +85,8 @@ class SuiteProcess:
             found.append(int(postmaster.read_text().splitlines()[0]))
         return found
 
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int:
+    # points up stops within ~11 s (Suite.stop), plus a loaded machine's slack.
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> int:
         assert self.proc is not None
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
