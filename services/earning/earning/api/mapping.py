@@ -8,6 +8,9 @@ from datetime import UTC, date, datetime
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from earning.domain.challenge import Challenge, ChallengeSpec
+from earning.domain.credit import FailedCredit
+from earning.domain.evaluation import Decision
+from earning.domain.held import HeldEarning
 from earning.domain.model import (
     MAX_WATCH_SECONDS,
     AbuseRule,
@@ -19,10 +22,9 @@ from earning.domain.model import (
     Rules,
     StreakRule,
 )
-from earning.store.admin import HeldEarning
-from earning.store.outbox import FailedCredit
 from earning.use_cases.admin import DailySummary, JoinResult
-from earning.use_cases.recording import EventOutcome, IncomingEvent
+from earning.use_cases.commands import IncomingEvent
+from earning.use_cases.recording import EventOutcome
 from points.earning.v1 import earning_pb2 as pb
 from points_platform.errors import InvalidArgument, invalid_field
 from points_platform.validation import require_id, require_region, require_text
@@ -105,6 +107,16 @@ def event_result(outcome: EventOutcome) -> pb.EventResult:
         rejection_reason=outcome.rejection_reason,
         wallet_transaction_id=outcome.wallet_transaction_id,
         held_earning_id=outcome.held_earning_id,
+    )
+
+
+def earning_preview(decision: Decision) -> pb.EarningPreview:
+    return pb.EarningPreview(
+        status=decision.status.value,  # type: ignore[arg-type]
+        points=decision.points,
+        breakdown=[rule_application(s) for s in decision.breakdown],
+        rejection_reason=decision.rejection_reason,
+        hold_reason=decision.hold_reason.value if decision.hold_reason else "",
     )
 
 
