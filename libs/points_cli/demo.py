@@ -4,8 +4,9 @@ A user earns points from watching and a sponsored challenge, redeems a raffle ti
 cosmetic and a discount code, uses the code at checkout (as the fulfilment backend) and is
 refused when trying it again, buys coins and sends a creator a coin gift; support then suspends
 the user (a redemption is refused) and reinstates them (it succeeds); balances, history, both
-sides' gift histories and entitlements are printed after each act. Each run uses fresh user ids,
-so it can be repeated.
+sides' gift histories and entitlements are printed after each act. Last, what other backends
+heard: the story's domain events from NATS JetStream (a durable pull consumer per service stream,
+docs/events.md), or a note when none arrived. Each run uses fresh user ids, so it can be repeated.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from points.common.v1.common_pb2 import CURRENCY_COINS, CURRENCY_POINTS, Currenc
 from points.earning.v1 import earning_pb2, earning_pb2_grpc
 from points.redemption.v1 import redemption_pb2, redemption_pb2_grpc
 from points.wallet.v1 import wallet_pb2, wallet_pb2_grpc
+from points_cli.event_feed import describe, story_events
 from points_cli.targets import CallerContext, SuiteTargets
 from points_platform.client import acting_for, error_reason
 
@@ -186,10 +188,31 @@ class Demo:
         await self.redeem("spring-raffle", attempt="-reinstated")
 
 
-async def run_demo(state_dir: Path, ports: dict[str, int]) -> None:
+async def print_heard_events(demo: Demo, nats_url: str, since: datetime, idle_seconds: float) -> None:
+    """The story's events as a consumer of the feed receives them; none is not an error (NATS
+    away, or services that do not publish yet)."""
+    print(f"\n6. what other backends heard: the story's events on NATS JetStream ({nats_url or 'no NATS URL'})")
+    events = (
+        await story_events(nats_url, {demo.user, demo.creator}, since, f"points-demo-{demo.run}",
+                           idle_seconds=idle_seconds)
+        if nats_url else None
+    )  # fmt: skip
+    if events is None:
+        print("   NATS does not answer: no events to show")
+    elif not events:
+        print(f"   no events arrived within {idle_seconds:g} s (only services whose outbox is wired publish; "
+              "docs/events.md)")
+    for event in events or ():
+        print(f"   {describe(event)}")
+
+
+async def run_demo(
+    state_dir: Path, ports: dict[str, int], nats_url: str = "", events_idle_seconds: float = 2.0
+) -> None:
     """The story, printed; needs `points up --demo` (seeded catalog and challenge) running."""
     ctx = CallerContext(SuiteTargets.from_state_dir(state_dir, ports=ports))
-    demo = Demo(ctx, datetime.now(UTC).strftime("%Y%m%d%H%M%S"))
+    started = datetime.now(UTC)
+    demo = Demo(ctx, started.strftime("%Y%m%d%H%M%S"))
     try:
         print(f"Points demo: {demo.user} and creator {demo.creator}\n")
         await demo.earn()
@@ -222,5 +245,6 @@ async def run_demo(state_dir: Path, ports: dict[str, int]) -> None:
         await demo.gifts(demo.user, wallet_pb2.GIFT_ROLE_SENDER)
         await demo.gifts(demo.creator, wallet_pb2.GIFT_ROLE_CREATOR)
         await demo.entitlements()
+        await print_heard_events(demo, nats_url, started, events_idle_seconds)
     finally:
         await ctx.close()

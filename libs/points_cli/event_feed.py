@@ -14,15 +14,24 @@ import argparse
 import asyncio
 import json
 import sys
+from datetime import datetime, timedelta
 from typing import TextIO
 
 import nats
 import nats.errors
+import nats.js.errors
 from google.protobuf import json_format
+from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from points.events.v1 import envelope_pb2
 from points_platform.events import service_subjects
 from points_platform.jetstream import stream_name
+
+SERVICES = ("wallet", "earning", "catalog", "redemption")
+# A consumer the server deletes once nobody has read it for this long (the demo's are one-offs).
+DEMO_CONSUMER_IDLE_SECONDS = 3600.0
+# Leeway for the server's clock against ours when starting a consumer at a point in time.
+CLOCK_LEEWAY = timedelta(minutes=1)
 
 
 def describe(event: envelope_pb2.Event) -> str:
@@ -53,7 +62,7 @@ async def follow(
         while count is None or printed < count:
             try:
                 messages = await subscription.fetch(batch=100, timeout=idle_seconds or 5.0)
-            except nats.errors.TimeoutError:
+            except TimeoutError:  # nats' own or asyncio's: the fetch raises either when nothing came
                 if idle_seconds is not None:
                     break  # nothing new for idle_seconds: done
                 continue
@@ -69,10 +78,55 @@ async def follow(
         await nc.close()
 
 
+async def story_events(
+    url: str, users: set[str], since: datetime, durable: str, *, idle_seconds: float
+) -> list[envelope_pb2.Event] | None:
+    """The events about `users` stored since `since` in every service's stream, in the order they
+    happened: for each stream that exists, a durable pull consumer starting at `since` is read
+    until nothing new came for `idle_seconds`. None when nobody answers at `url`; a service whose
+    stream does not exist yet (it has never published) contributes nothing."""
+
+    async def quiet(_error: Exception) -> None:
+        pass  # one attempt; the caller says NATS is away
+
+    try:
+        nc = await nats.connect(url, name=f"event-feed-{durable}", error_cb=quiet, max_reconnect_attempts=1)
+    except (nats.errors.NoServersError, OSError, TimeoutError):
+        return None
+    events: dict[str, envelope_pb2.Event] = {}  # by event id: at-least-once delivery
+    try:
+        js = nc.jetstream()
+        for service in SERVICES:
+            config = ConsumerConfig(
+                deliver_policy=DeliverPolicy.BY_START_TIME,
+                opt_start_time=since - CLOCK_LEEWAY,
+                inactive_threshold=DEMO_CONSUMER_IDLE_SECONDS,
+            )
+            try:
+                subscription = await js.pull_subscribe(
+                    service_subjects(service), durable=durable, stream=stream_name(service), config=config
+                )
+            except nats.js.errors.NotFoundError:
+                continue  # no stream: this service has published nothing yet
+            while True:
+                try:
+                    messages = await subscription.fetch(batch=100, timeout=idle_seconds)
+                except TimeoutError:  # nats' own or asyncio's: nothing new for idle_seconds
+                    break
+                for message in messages:
+                    event = envelope_pb2.Event.FromString(message.data)
+                    if event.user_id in users:
+                        events[event.event_id] = event
+                    await message.ack()
+    finally:
+        await nc.close()
+    return sorted(events.values(), key=lambda e: e.occurred_time.ToNanoseconds())
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--nats-url", default="nats://127.0.0.1:4222")
-    parser.add_argument("--service", required=True, choices=["wallet", "earning", "catalog", "redemption"])
+    parser.add_argument("--service", required=True, choices=SERVICES)
     parser.add_argument("--durable", required=True, help="consumer name: the server keeps its position")
     parser.add_argument("--user", help="print only this user's events")
     parser.add_argument("--count", type=int, help="stop after printing this many events")

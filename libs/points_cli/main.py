@@ -11,7 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from points_cli.suite import DEFAULT_PORTS, DEFAULT_WORKERS, SERVICES, SuiteConfig, run_up
+from points_cli.suite import DEFAULT_PORTS, DEFAULT_WORKERS, NATS_URL_FILE, SERVICES, SuiteConfig, run_up
 from points_cli.targets import SuiteTargets
 
 
@@ -35,6 +35,8 @@ def _up(args: argparse.Namespace) -> int:
         ready_timeout=args.ready_timeout,
         workers={service: max(1, getattr(args, f"{service}_workers")) for service in SERVICES},
         console_port=args.console_port,
+        nats_url=args.nats_url,
+        nats_port=args.nats_port,
     )
     return run_up(cfg, seed_demo=args.demo)
 
@@ -124,7 +126,11 @@ def _demo(args: argparse.Namespace) -> int:
     from points_cli.demo import run_demo
 
     targets = _targets(args)
-    asyncio.run(run_demo(Path(args.state_dir), targets.ports))
+    nats_url = args.nats_url
+    url_file = Path(args.state_dir) / NATS_URL_FILE
+    if not nats_url and url_file.exists():
+        nats_url = url_file.read_text().strip()
+    asyncio.run(run_demo(Path(args.state_dir), targets.ports, nats_url, args.events_idle_seconds))
     return 0
 
 
@@ -155,6 +161,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="use this PostgreSQL server instead of the embedded one (one database per service)",
     )
     up.add_argument("--host", default="127.0.0.1")
+    up.add_argument(
+        "--nats-url",
+        default=os.environ.get("POINTS_NATS_URL", ""),
+        help="use this NATS server (JetStream on) for domain events instead of the embedded one",
+    )
+    up.add_argument("--nats-port", type=int, default=4223, help="the embedded NATS server's port")
     for service in SERVICES:
         up.add_argument(f"--{service}-port", type=int, default=DEFAULT_PORTS[service])
         up.add_argument(
@@ -223,6 +235,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="walk a newcomer's story against a running `points up --demo`")
     suite_args(demo)
+    demo.add_argument("--nats-url", default="", help="where to read the story's events (default: the suite's)")
+    demo.add_argument(
+        "--events-idle-seconds", type=float, default=2.0,
+        help="stop reading the story's events when none came for this long",
+    )
     demo.set_defaults(func=_demo)
 
     migrate = sub.add_parser("migrate", help="migrate service databases to head")

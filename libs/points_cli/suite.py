@@ -1,7 +1,9 @@
-"""`points up`: PostgreSQL (embedded unless a URL is given) plus the four services as processes."""
+"""`points up`: PostgreSQL and NATS JetStream (each embedded unless a URL is given) plus the four
+services as processes."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import secrets
@@ -23,6 +25,7 @@ from points_cli.bench.cpu import write_pids
 from points_cli.supervision import CrashHistory, GiveUp, Restart, RestartPolicy, describe_exit
 from points_platform.config import CALLERS
 from points_platform.db import database_url
+from points_platform.embedded_nats import EmbeddedNats, EmbeddedNatsError
 from points_platform.embedded_pg import EmbeddedPostgres, EmbeddedPostgresError
 from points_platform.logs import configure_logging
 from points_platform.tokens import token_weakness
@@ -58,6 +61,9 @@ class SuiteConfig:
     workers: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_WORKERS))
     restart_policy: RestartPolicy = field(default_factory=RestartPolicy)
     console_port: int = 0  # the operator console's port (points_console); 0 = do not start it
+    nats_url: str = ""  # a NATS server with JetStream; empty = embedded, on nats_port
+    # Not 4222: a machine may already run a NATS server on the standard port.
+    nats_port: int = 4223
 
     def worker_metrics_port(self, service: str, worker: int) -> int:
         return self.metrics_ports[service] + 10 * worker
@@ -89,7 +95,7 @@ def port_is_free(host: str, port: int) -> bool:
     return True
 
 
-def service_env(cfg: SuiteConfig, service: str, server_url: str, worker: int = 0) -> dict[str, str]:
+def service_env(cfg: SuiteConfig, service: str, server_url: str, worker: int = 0, nats_url: str = "") -> dict[str, str]:
     prefix = f"POINTS_{service.upper()}_"
     env = dict(os.environ)
     env.update(
@@ -101,6 +107,7 @@ def service_env(cfg: SuiteConfig, service: str, server_url: str, worker: int = 0
             prefix + "REUSE_PORT": "true" if cfg.workers.get(service, 1) > 1 else "false",
             prefix + "TOKENS_FILE": str((cfg.state_dir / "credentials.json").resolve()),
             prefix + "SHUTDOWN_GRACE_SECONDS": "3",
+            prefix + "NATS_URL": nats_url,
         }
     )
     for peer in ("wallet", "catalog"):
@@ -139,6 +146,9 @@ def worker_name(service: str, worker: int) -> str:
 
 
 RESTARTS_FILE = "restarts.json"
+# Where `points up` writes the NATS URL the services use (read by `points demo`).
+NATS_URL_FILE = "nats-url"
+NATS = "nats"  # the embedded NATS server's name among the supervised processes
 
 
 class Suite:
@@ -153,6 +163,8 @@ class Suite:
         self.pending: dict[str, Restart] = {}  # worker name -> when it starts again
         self.restarts: dict[str, int] = {}  # worker name -> restarts since `points up` began
         self.console: subprocess.Popen[bytes] | None = None
+        self.nats: EmbeddedNats | None = None
+        self.nats_url = ""
 
     def start(self) -> dict[str, str]:
         cfg = self.cfg
@@ -165,6 +177,11 @@ class Suite:
                     raise SuiteError(f"port {port} ({service} {kind}) on {cfg.host} is already in use")
         if cfg.console_port and not port_is_free(cfg.host, cfg.console_port):
             raise SuiteError(f"port {cfg.console_port} (console) on {cfg.host} is already in use")
+        if not cfg.nats_url and not port_is_free("127.0.0.1", cfg.nats_port):
+            raise SuiteError(
+                f"port {cfg.nats_port} (NATS) on 127.0.0.1 is already in use "
+                "(--nats-port, or --nats-url to use that server)"
+            )
         if cfg.database_url:
             server_url = database_url(cfg.database_url)
         else:
@@ -178,6 +195,7 @@ class Suite:
         self._write_restarts()
         logs = cfg.state_dir / "logs"
         logs.mkdir(exist_ok=True)
+        self._start_nats(logs)
         for service in SERVICES:
             self._spawn(service, 0, server_url, logs)
         deadline = time.monotonic() + cfg.ready_timeout
@@ -210,6 +228,30 @@ class Suite:
         if cfg.console_port:
             self._spawn_console(logs)
         return tokens
+
+    def _start_nats(self, logs: Path) -> None:
+        """The embedded nats-server (JetStream storing under <state>/nats), unless a URL is given."""
+        cfg = self.cfg
+        if cfg.nats_url:
+            self.nats_url = cfg.nats_url
+        else:
+            self.nats = EmbeddedNats(cfg.state_dir / "nats", cfg.nats_port)
+            self.nats.log_file = logs / "nats.log"
+            try:
+                asyncio.run(self.nats.start(cfg.ready_timeout))
+            except EmbeddedNatsError as exc:
+                raise SuiteError(str(exc)) from None
+            self.nats_url = self.nats.url
+        (cfg.state_dir / NATS_URL_FILE).write_text(self.nats_url + "\n")
+
+    def _restart_nats(self) -> None:
+        """Same port, same store: the streams and consumers' positions survive."""
+        assert self.nats is not None
+        self.nats.stop()  # reaps the exited process
+        try:
+            asyncio.run(self.nats.start(self.cfg.ready_timeout))
+        except EmbeddedNatsError as exc:
+            log.error("nats_restart_failed", error=str(exc))  # judged as one more crash next look
 
     def _spawn_console(self, logs: Path) -> None:
         """The console talks to the services over gRPC only; it gets their addresses, not the database."""
@@ -247,7 +289,7 @@ class Suite:
             # A session of its own: Ctrl-C reaches `points up`, which then stops children in order.
             self.procs[worker_name(service, worker)] = subprocess.Popen(
                 [sys.executable, "-m", service],
-                env=service_env(self.cfg, service, server_url, worker),
+                env=service_env(self.cfg, service, server_url, worker, self.nats_url),
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
@@ -256,33 +298,44 @@ class Suite:
     def supervise(self, now: float) -> str | None:
         """One look at the workers: schedule a restart for each that died, start those that are
         due. Returns why the suite must stop (a crash loop), else None."""
-        for name, proc in self.procs.items():
-            if name in self.pending or proc.poll() is None:
-                continue
+        exited: dict[str, tuple[int | None, int | None]] = {
+            name: (proc.returncode, proc.pid) for name, proc in self.procs.items()
+            if name not in self.pending and proc.poll() is not None
+        }
+        if self.nats is not None and NATS not in self.pending and not self.nats.is_running:
+            exited[NATS] = (self.nats.returncode, self.nats.pid)
+        for name, (returncode, pid) in exited.items():
             decision = self.crashes.setdefault(name, CrashHistory(self.cfg.restart_policy)).crashed(now)
-            how = describe_exit(proc.returncode)
+            how = "did not start" if returncode is None else describe_exit(returncode)
             if isinstance(decision, GiveUp):
                 log.error("service_crash_loop", worker=name, exit=how, crashes=decision.crashes,
                           window_seconds=decision.window_seconds)
                 return (f"{name} exited {decision.crashes} times within {decision.window_seconds:.0f}s "
                         f"(last: {how}); stopping the suite")
             self.pending[name] = decision
-            log.warning("service_exited", worker=name, pid=proc.pid, exit=how, exit_code=proc.returncode,
+            log.warning("service_exited", worker=name, pid=pid, exit=how, exit_code=returncode,
                         attempt=decision.attempt, restart_in_seconds=round(decision.at - now, 3))
         for name, restart in list(self.pending.items()):
             if restart.at <= now:
                 del self.pending[name]
-                service, _, number = name.partition("#")  # worker_name(): "wallet", "wallet#2"
-                self._spawn(service, int(number or 1) - 1, self.server_url, self.cfg.state_dir / "logs")
+                restarted_pid: int | None
+                if name == NATS and self.nats is not None:
+                    self._restart_nats()
+                    restarted_pid = self.nats.pid
+                else:
+                    service, _, number = name.partition("#")  # worker_name(): "wallet", "wallet#2"
+                    self._spawn(service, int(number or 1) - 1, self.server_url, self.cfg.state_dir / "logs")
+                    self._write_pids()
+                    restarted_pid = self.procs[name].pid
                 self.restarts[name] = self.restarts.get(name, 0) + 1
                 self._write_restarts()
-                self._write_pids()
-                log.info("service_restarted", worker=name, pid=self.procs[name].pid, attempt=restart.attempt,
+                log.info("service_restarted", worker=name, pid=restarted_pid, attempt=restart.attempt,
                          restarts=self.restarts[name])
         return None
 
     def stop(self) -> None:
-        """Within ~10 s: services drain (3 s grace), stragglers are killed at 4 s, then PostgreSQL."""
+        """Within ~11 s: services drain (3 s grace; their relays mark their last pass), stragglers
+        are killed at 4 s, then NATS (3 s at most) and PostgreSQL (4 s)."""
         everything = [*self.procs.values(), *([self.console] if self.console is not None else [])]
         for proc in everything:
             if proc.poll() is None:
@@ -294,11 +347,13 @@ class Suite:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+        if self.nats is not None:
+            self.nats.stop(timeout_seconds=3)  # a SIGTERM'd nats-server flushes and exits at once
         if self.pg is not None:
             self.pg.stop(timeout=4)
 
 
-def banner(cfg: SuiteConfig) -> str:
+def banner(cfg: SuiteConfig, nats_url: str = "") -> str:
     """What runs where; names the credentials file, never a token (the banner ends up in logs)."""
     lines = ["Points is up.", ""]
     for service in SERVICES:
@@ -311,6 +366,10 @@ def banner(cfg: SuiteConfig) -> str:
             f"  {service:<11} {cfg.host}:{cfg.ports[service]}{shared}   {FULL_NAMES[service]}   metrics {metrics}"
         )
     creds = (cfg.state_dir / "credentials.json").resolve()
+    if nats_url:
+        store = (cfg.state_dir / "nats").resolve()
+        where = "given by --nats-url" if cfg.nats_url else f"embedded, JetStream store {store}"
+        lines.append(f"  {'nats':<11} {nats_url}   domain events ({where}; docs/events.md)")
     lines += [
         "",
         f"  credentials (caller -> bearer token): {creds}",
@@ -361,7 +420,7 @@ def run_up(cfg: SuiteConfig, *, seed_demo: bool = False) -> int:
             suite.stop()
             return 1
         print("demo data seeded: " + (", ".join(seeded) or "nothing yet"), flush=True)
-    print(banner(cfg), flush=True)
+    print(banner(cfg, suite.nats_url), flush=True)
     crash_loop = None
     while not stopping:
         crash_loop = suite.supervise(time.monotonic())

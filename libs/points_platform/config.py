@@ -44,6 +44,14 @@ class PlatformSettings(BaseSettings):
     health_check_interval_seconds: float = Field(default=2.0, description="Database probe period behind health.")
     db_pool_size: int = Field(default=10, description="Database connections (a fixed pool: a burst waits for one).")
     max_message_bytes: int = Field(default=4 * 1024 * 1024, description="Largest request or response accepted.")
+    nats_url: str = Field(
+        default="",
+        description="NATS server (JetStream on) the outbox relay publishes domain events to; empty: no relay runs "
+        "and events wait in the outbox (docs/events.md).",
+    )
+    outbox_keep_published_seconds: float = Field(
+        default=86_400.0, description="How long a published outbox row is kept before the relay prunes it."
+    )
 
     def load_tokens(self) -> dict[str, str]:
         """Return caller -> token; an empty mapping means no token is accepted."""

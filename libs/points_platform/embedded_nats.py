@@ -62,6 +62,9 @@ class EmbeddedNats:
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            # Its own session: a Ctrl-C in the terminal reaches `points up`, which stops the
+            # services (whose relays still publish their last pass) before NATS.
+            start_new_session=True,
         )
         deadline = asyncio.get_running_loop().time() + timeout_seconds
         while not await self._jetstream_ready():
@@ -104,3 +107,12 @@ class EmbeddedNats:
     @property
     def is_running(self) -> bool:
         return self._process is not None and self._process.poll() is None
+
+    @property
+    def pid(self) -> int | None:
+        return None if self._process is None else self._process.pid
+
+    @property
+    def returncode(self) -> int | None:
+        """How the server exited (None while it runs, or when it never started)."""
+        return None if self._process is None else self._process.poll()

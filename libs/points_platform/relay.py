@@ -13,14 +13,20 @@ rows (a crash, a lost connection) has them published again by the next pass; Jet
 repeat within the stream's duplicate window (streams.py), and consumers de-duplicate by event id
 beyond it. While NATS is down a pass fails at its first publish, keeps the rows it could not
 publish, and `run` retries with capped exponential backoff: nothing is lost.
+
+`start_relays` is the one call a service's composition root makes: it runs the relay of the
+process in the background (connecting to NATS and ensuring the stream first, for as long as that
+takes: a service starts and serves while NATS is away), prunes old published rows, and stops on
+`close()`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import zlib
-from collections.abc import Sequence
-from datetime import timedelta
+from collections.abc import Awaitable, Sequence
+from datetime import datetime, timedelta
 from typing import Protocol
 
 import sqlalchemy as sa
@@ -28,6 +34,8 @@ import structlog
 from nats.aio.client import Client as NatsClient
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from points_platform.config import PlatformSettings
+from points_platform.jetstream import Retention, connect, ensure_streams
 from points_platform.outbox import PUBLISH_ERRORS, PUBLISHED, Outbox
 
 log = structlog.get_logger("points.relay")
@@ -194,3 +202,195 @@ class Relay:
         cutoff = self._outbox.clock.now() - timedelta(seconds=keep_seconds)
         async with self._engine.begin() as conn:
             return await self._outbox.prune(conn, cutoff)
+
+
+# How often published rows are pruned, on the outbox's clock.
+PRUNE_EVERY_SECONDS = 300.0
+
+
+class RelayJob:
+    """A service process's relay running in the background (from `start_relays`)."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        outbox: Outbox,
+        *,
+        nats_url: str,
+        keep_published_seconds: float,
+        retention: Retention,
+        idle_seconds: float,
+        max_backoff_seconds: float,
+        reconnect_wait_seconds: float,
+        poll_seconds: float,
+    ) -> None:
+        self._engine = engine
+        self._outbox = outbox
+        self._url = nats_url
+        self._keep_seconds = keep_published_seconds
+        self._retention = retention
+        self._idle_seconds = idle_seconds
+        self._max_backoff = max_backoff_seconds
+        self._reconnect_wait = reconnect_wait_seconds
+        self._poll_seconds = poll_seconds
+        self._stop = asyncio.Event()
+        self._relay: Relay | None = None
+        self._nc: NatsClient | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+
+    @property
+    def is_running(self) -> bool:
+        return any(not task.done() for task in self._tasks)
+
+    def start(self) -> None:
+        service = self._outbox.service
+        self._tasks = [
+            asyncio.create_task(self._publish(), name=f"{service}-outbox-relay"),
+            asyncio.create_task(self._prune(), name=f"{service}-outbox-prune"),
+        ]
+
+    def wake(self) -> None:
+        """Start the next pass now (e.g. right after a commit that appended events)."""
+        if self._relay is not None:
+            self._relay.wake()
+
+    async def close(self, timeout_seconds: float = 10.0) -> None:
+        """Finish the pass under way (its rows are marked), stop, close the NATS connection."""
+        self._stop.set()
+        if self._tasks:
+            _, pending = await asyncio.wait(self._tasks, timeout=timeout_seconds)
+            for task in pending:
+                task.cancel()
+            for task in self._tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        if self._nc is not None:
+            await self._nc.close()
+
+    async def _publish(self) -> None:
+        nc = await self._connected()
+        if nc is None:
+            return
+        self._nc = nc
+        if not await self._streams_ensured(nc):
+            return
+        self._relay = Relay(
+            self._engine,
+            self._outbox,
+            JetStreamPublisher(nc),
+            idle_seconds=self._idle_seconds,
+            max_backoff_seconds=self._max_backoff,
+        )
+        log.info("outbox_relay_started", service=self._outbox.service)
+        await self._relay.run(self._stop)
+
+    async def _connected(self) -> NatsClient | None:
+        """The NATS client once connected, or None when stopped first. The client retries an
+        unreachable server for ever; anything else (a bad URL) is retried here with backoff.
+        Meanwhile the backlog gauges stay current, so the backlog's age alert sees events piling
+        up while NATS is away."""
+        failures = 0
+        while not self._stop.is_set():
+            connecting = asyncio.create_task(
+                connect(self._url, name=f"points-{self._outbox.service}-relay",
+                        reconnect_wait_seconds=self._reconnect_wait)
+            )  # fmt: skip
+            while not connecting.done() and not self._stop.is_set():
+                await self._report_backlog()
+                await _until(self._stop, self._poll_seconds, connecting)
+            if not connecting.done():
+                connecting.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await connecting
+                return None
+            try:
+                return connecting.result()
+            except Exception as exc:  # e.g. a URL the client refuses; retried like an outage
+                failures += 1
+                log.warning("nats_connect_failed", service=self._outbox.service, failures=failures,
+                            error=f"{type(exc).__name__}: {exc}", exc_info=True)
+                await _until(self._stop, backoff_seconds(failures, cap=self._max_backoff))
+        return None
+
+    async def _streams_ensured(self, nc: NatsClient) -> bool:
+        """Create or update the service's stream, retrying with backoff (JetStream may not be
+        ready yet); False when stopped first."""
+        failures = 0
+        while not self._stop.is_set():
+            try:
+                await ensure_streams(nc.jetstream(), [self._outbox.service], self._retention)
+                return True
+            except Exception as exc:  # any failure: NATS away, JetStream off; retried
+                failures += 1
+                log.warning("outbox_stream_not_ensured", service=self._outbox.service, failures=failures,
+                            error=f"{type(exc).__name__}: {exc}", exc_info=True)
+                await self._report_backlog()
+                await _until(self._stop, backoff_seconds(failures, cap=self._max_backoff))
+        return False
+
+    async def _report_backlog(self) -> None:
+        try:
+            async with self._engine.connect() as conn:
+                self._outbox.report(await self._outbox.backlog(conn))
+        except Exception:  # the database may be away too; the next report will tell
+            log.warning("outbox_backlog_unknown", service=self._outbox.service, exc_info=True)
+
+    async def _prune(self) -> None:
+        """Delete rows published more than `keep_published_seconds` ago, every
+        PRUNE_EVERY_SECONDS of the outbox's clock (checked every `poll_seconds`)."""
+        clock = self._outbox.clock
+        due: datetime = clock.now()
+        while not self._stop.is_set():
+            if clock.now() >= due:
+                cutoff = clock.now() - timedelta(seconds=self._keep_seconds)
+                try:
+                    async with self._engine.begin() as conn:
+                        pruned = await self._outbox.prune(conn, cutoff)
+                    if pruned:
+                        log.info("outbox_pruned", service=self._outbox.service, rows=pruned)
+                except Exception:  # the database may be away; the next round retries
+                    log.warning("outbox_prune_failed", service=self._outbox.service, exc_info=True)
+                due = clock.now() + timedelta(seconds=PRUNE_EVERY_SECONDS)
+            await _until(self._stop, self._poll_seconds)
+
+
+async def _until(stop: asyncio.Event, seconds: float, *others: Awaitable[object]) -> None:
+    """Wait until `stop` is set, one of `others` completes, or `seconds` pass."""
+    stopping = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait([stopping, *map(asyncio.ensure_future, others)], timeout=seconds,
+                           return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopping.cancel()
+
+
+def start_relays(
+    engine: AsyncEngine,
+    settings: PlatformSettings,
+    outbox: Outbox,
+    *,
+    retention: Retention | None = None,
+    idle_seconds: float = 0.2,
+    max_backoff_seconds: float = 30.0,
+    reconnect_wait_seconds: float = 2.0,
+    poll_seconds: float = 1.0,
+) -> RelayJob:
+    """Run `outbox`'s relay in the background of this process (call from a running event loop);
+    `close()` stops it. Without `settings.nats_url` nothing runs: events wait in the outbox until a
+    process with a URL publishes them. Every replica runs one; they share the partitions."""
+    job = RelayJob(
+        engine,
+        outbox,
+        nats_url=settings.nats_url,
+        keep_published_seconds=settings.outbox_keep_published_seconds,
+        retention=retention or Retention(),
+        idle_seconds=idle_seconds,
+        max_backoff_seconds=max_backoff_seconds,
+        reconnect_wait_seconds=reconnect_wait_seconds,
+        poll_seconds=poll_seconds,
+    )
+    if settings.nats_url:
+        job.start()
+    else:
+        log.info("outbox_relay_off", service=outbox.service, reason="no NATS URL configured")
+    return job

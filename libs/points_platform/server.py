@@ -166,8 +166,10 @@ async def run_service(
     spec: ServiceSpec,
     engine: AsyncEngine,
     background: Sequence[Background] = (),
+    on_stop: Sequence[Background] = (),
 ) -> None:
-    """Serve until SIGTERM/SIGINT, then drain in-flight calls and stop."""
+    """Serve until SIGTERM/SIGINT, then drain in-flight calls and stop. `on_stop` runs after the
+    drain and before the engine closes (e.g. the outbox relay's `close`, which marks its last pass)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -182,6 +184,8 @@ async def run_service(
     await stop.wait()
     log.info("service_stopping", grace_seconds=settings.shutdown_grace_seconds)
     await running.stop(settings.shutdown_grace_seconds)
+    for stop_job in on_stop:
+        await stop_job()
     await engine.dispose()
     if metrics_http is not None:
         metrics_http.shutdown()

@@ -46,7 +46,7 @@ def env_names(service: str) -> set[str]:
 
 def required_env(service: str) -> set[str]:
     prefix = f"POINTS_{service.upper()}_"
-    names = {"DATABASE_URL", "HOST", "PORT", "METRICS_PORT", "TOKENS_FILE"}
+    names = {"DATABASE_URL", "HOST", "PORT", "METRICS_PORT", "TOKENS_FILE", "NATS_URL"}
     names |= {f"{peer.upper()}_TARGET" for peer in PEERS[service]}
     return {prefix + n for n in names}
 

@@ -25,6 +25,7 @@ class SuiteProcess:
     ports: dict[str, int] = field(default_factory=lambda: {s: free_port() for s in SERVICES})
     metrics_base: int = 0  # chosen by start(): service i's first worker on base + i + 1
     console_port: int = field(default_factory=free_port)
+    nats_port: int = field(default_factory=free_port)  # the embedded NATS server's (unless --nats-url)
     extra_args: list[str] = field(default_factory=list)
     proc: subprocess.Popen[str] | None = None
     output: list[str] = field(default_factory=list)
@@ -35,8 +36,9 @@ class SuiteProcess:
             args += [f"--{service}-port", str(port)]
         self.metrics_base = self._metrics_base()
         args += ["--metrics-base-port", str(self.metrics_base), "--console-port", str(self.console_port)]
+        args += ["--nats-port", str(self.nats_port)]
         args += self.extra_args
-        env = {k: v for k, v in os.environ.items() if k != "POINTS_DATABASE_URL"}
+        env = {k: v for k, v in os.environ.items() if k not in ("POINTS_DATABASE_URL", "POINTS_NATS_URL")}
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
         deadline = time.monotonic() + timeout
         assert self.proc.stdout is not None
@@ -58,7 +60,9 @@ class SuiteProcess:
         # verify rather than hope.
         while True:
             base = free_port()
-            if base < 60000 and all(_free(base + i) for i in (1, 2, 3, 4, 11)):
+            # Free now, and none of the ports chosen for the suite's other listeners (still unbound).
+            chosen = {*self.ports.values(), self.console_port, self.nats_port}
+            if base < 60000 and all(_free(base + i) and base + i not in chosen for i in (1, 2, 3, 4, 11)):
                 return base
 
     def _logs(self) -> str:
@@ -81,7 +85,8 @@ class SuiteProcess:
             found.append(int(postmaster.read_text().splitlines()[0]))
         return found
 
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int:
+    # points up stops within ~11 s (Suite.stop), plus a loaded machine's slack.
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> int:
         assert self.proc is not None
         if self.proc.poll() is None:
             self.proc.send_signal(sig)

@@ -50,3 +50,10 @@ def test_demo_story_runs_end_to_end(demo_suite: SuiteProcess) -> None:
     assert "redeem spring-raffle: refused FAILED_PRECONDITION USER_SUSPENDED" in out, out
     assert "ACTIVE, 2 changes on record" in out, out
     assert out.count("redeem spring-raffle: COMPLETED") == 2, out
+    # Last, the story's events from the suite's NATS: each a line of the feed once services publish
+    # them, until then a note (never an error).
+    heard = out[out.index("6. what other backends heard"):].splitlines()[1:]
+    assert heard and (
+        heard == ["   no events arrived within 2 s (only services whose outbox is wired publish; docs/events.md)"]
+        or all(" user=demo-" in line for line in heard)
+    ), out

@@ -88,9 +88,10 @@ def test_up_serves_checks_auth_and_stops_cleanly(suite: SuiteProcess) -> None:
             assert passed.code() != grpc.StatusCode.INTERNAL
 
     pids = suite.pids()
-    # points up, every service's workers (two wallets here, sharing its port), the console, PostgreSQL.
+    # points up, every service's workers (two wallets here, sharing its port), the console, NATS,
+    # PostgreSQL.
     expected = {service: 2 if service == "wallet" else 1 for service in SERVICES}
-    assert len(pids) == 1 + sum(expected.values()) + 1 + 1, pids
+    assert len(pids) == 1 + sum(expected.values()) + 1 + 1 + 1, pids
     workers = json.loads((suite.state_dir / "pids.json").read_text())
     assert {s: len(p) for s, p in workers.items()} == expected
     assert all(alive(pid) for p in workers.values() for pid in p)

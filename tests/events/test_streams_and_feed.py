@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from datetime import UTC, datetime, timedelta
 
+from points_cli.event_feed import story_events
 from points_platform.embedded_nats import EmbeddedNats
 from points_platform.jetstream import DAY_SECONDS, Retention, ensure_streams, stream_name
 from tests.events.conftest import SERVICE, Feed
@@ -58,3 +60,30 @@ async def test_the_consumer_example_resumes_after_its_last_acknowledged_event(
     # A new consumer starts at the beginning; --user keeps one user's story.
     alice = await feed_lines(nats_server.url, "alice-story", 2, "--user", "alice")
     assert [line.split()[2] for line in alice] == ["user=alice", "user=alice"]
+
+
+async def test_the_demo_reads_the_story_of_its_users_from_every_stream_there_is(
+    feed: Feed, nats_server: EmbeddedNats
+) -> None:
+    since = datetime.now(UTC)
+    for user in ["alice", "bob", "alice", "carol"]:
+        await feed.change(user)
+    await feed.relay().relay_once()
+
+    # Only the wallet's stream exists: the other services' are skipped, not an error.
+    # Idle time long enough that a loaded machine does not end the read before the events came.
+    story = await story_events(nats_server.url, {"alice", "carol"}, since, "demo-run-1", idle_seconds=2.0)
+    assert story is not None
+    assert [e.event_id for e in story] == [feed.appended[0], feed.appended[2], feed.appended[3]]
+    # Durable: the same consumer read again has nothing new; a later run's consumer starts at its own time.
+    assert await story_events(nats_server.url, {"alice"}, since, "demo-run-1", idle_seconds=0.2) == []
+    assert await story_events(
+        nats_server.url, {"alice"}, since + timedelta(hours=1), "demo-run-2", idle_seconds=0.2
+    ) == []  # fmt: skip
+
+
+async def test_the_demo_tolerates_no_events_and_no_nats(nats_server: EmbeddedNats) -> None:
+    since = datetime.now(UTC)
+    assert await story_events(nats_server.url, {"alice"}, since, "demo-run-1", idle_seconds=0.2) == []
+    nats_server.stop()
+    assert await story_events(nats_server.url, {"alice"}, since, "demo-run-2", idle_seconds=0.2) is None

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import nats
 import pytest
 from nats.aio.client import Client as NatsClient
 
@@ -33,6 +34,15 @@ async def nats_server(tmp_path: Path) -> AsyncIterator[EmbeddedNats]:
 async def connect_client(server: EmbeddedNats) -> NatsClient:
     """A client that reconnects quickly after the server comes back (the pace of its attempts)."""
     return await connect(server.url, name="test", reconnect_wait_seconds=0.05)
+
+
+async def connect_once(url: str) -> NatsClient:
+    """A client that fails (NoServersError) instead of retrying when nobody answers at `url`."""
+
+    async def quiet(_error: Exception) -> None:
+        pass  # the failure is raised; the client's own traceback per attempt adds nothing
+
+    return await nats.connect(url, name="test", error_cb=quiet, max_reconnect_attempts=1, reconnect_time_wait=0.05)
 
 
 async def reconnected(nc: NatsClient) -> None:
