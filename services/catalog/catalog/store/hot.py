@@ -20,7 +20,7 @@ windows and regions are checked per call).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime
 from typing import Any, cast
 
@@ -28,7 +28,8 @@ import asyncpg
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from catalog.domain import Campaign, Item, Reservation, ReservationState, Stock
-from catalog.store.rows import campaign_from_row, item_from_row, reservation_from_row
+from catalog.store.rows import campaign_from_row, item_from_row, reservation_from_row, snapshot, stored_reply
+from catalog.use_cases.ports import ItemRead, ReservationRead, StoredReply
 
 # A same-key race (unique claim) or a lock cycle with the general path: nothing was written;
 # the caller falls back to the transactional path, which replays or decides exactly.
@@ -130,35 +131,13 @@ COMMIT = _RESOLVE.format(still_valid="AND expire_time > $3", target="stock_sold"
 RELEASE = _RESOLVE.format(still_valid="", target="stock_available")
 
 
-@dataclass(frozen=True)
-class StoredClaim:
-    """What an earlier call with the same key left: its fingerprint and reply (None while in flight)."""
-
-    fingerprint: str
-    response: bytes | None
-
-
-@dataclass(frozen=True)
-class ItemRead:
-    item: Item
-    campaign_links: int
-    claim: StoredClaim | None
-
-
-@dataclass(frozen=True)
-class ReservationRead:
-    reservation: Reservation
-    claim: StoredClaim | None
-
-
-def _claim(row: asyncpg.Record) -> StoredClaim | None:
+def _claim(row: asyncpg.Record) -> StoredReply[Reservation] | None:
     if not row["claimed"]:
         return None
-    response = row["claimed_response"]
-    return StoredClaim(row["claimed_fingerprint"], bytes(response) if response is not None else None)
+    return StoredReply(row["claimed_fingerprint"], stored_reply(Reservation, row["claimed_response"]))
 
 
-async def _driver(conn: AsyncConnection) -> asyncpg.Connection:
+async def driver_of(conn: AsyncConnection) -> asyncpg.Connection:
     """The asyncpg connection under `conn`, in autocommit: every statement here commits on its own.
 
     Nothing on `conn` may run through SQLAlchemy before (it would open a transaction that is
@@ -170,17 +149,17 @@ async def _driver(conn: AsyncConnection) -> asyncpg.Connection:
     return driver
 
 
-class HotPath:
-    """Raw-connection statements of the hot use cases, and the item/campaign caches they use."""
+class HotCache:
+    """The item specs and campaign lists the hot statements reuse between calls (one per process)."""
 
     def __init__(self) -> None:
-        self._items: dict[tuple[str, int], Item] = {}
-        self._campaigns: dict[str, tuple[int, list[Campaign]]] = {}
+        self.items: dict[tuple[str, int], Item] = {}
+        self.campaigns: dict[str, tuple[int, list[Campaign]]] = {}
 
-    def _item(self, row: asyncpg.Record) -> Item:
+    def item(self, row: asyncpg.Record) -> Item:
         """The item of a row: spec from the cache when the version is known, stock always fresh."""
         key = (row["item_id"], row["version"])
-        cached = self._items.get(key)
+        cached = self.items.get(key)
         stock = Stock(row["stock_total"], row["stock_available"], row["stock_reserved"], row["stock_sold"])
         if cached is None:
             values: dict[str, Any] = dict(row)
@@ -188,53 +167,55 @@ class HotPath:
                 if isinstance(values[column], str):
                     values[column] = json.loads(values[column])
             cached = item_from_row(values)
-            if len(self._items) >= _CACHE_LIMIT:
-                self._items.clear()
-            self._items[key] = cached
+            if len(self.items) >= _CACHE_LIMIT:
+                self.items.clear()
+            self.items[key] = cached
             return cached
         return cached if cached.stock == stock else replace(cached, stock=stock)
 
-    async def campaigns(self, conn: AsyncConnection, item_id: str, links: int) -> list[Campaign]:
+
+class HotConnection:
+    """The hot statements on one raw connection (`use_cases.ports.HotStatements`)."""
+
+    def __init__(self, cache: HotCache, driver: asyncpg.Connection) -> None:
+        self._cache = cache
+        self._db = driver
+
+    async def campaigns(self, item_id: str, links: int) -> list[Campaign]:
         """Every campaign linked to the item (any window/region): cached while the number of links holds.
 
         Read after `links` was counted, so the list holds at least those campaigns (a newer one
         only makes the next call read again).
         """
-        found = self._campaigns.get(item_id)
+        found = self._cache.campaigns.get(item_id)
         if found is not None and found[0] == links:
             return found[1]
-        rows = await (await _driver(conn)).fetch(LINKED_CAMPAIGNS, item_id) if links else []
+        rows = await self._db.fetch(LINKED_CAMPAIGNS, item_id) if links else []
         campaigns = [campaign_from_row(row, tuple(row["item_ids"])) for row in rows]
-        if len(self._campaigns) >= _CACHE_LIMIT:
-            self._campaigns.clear()
-        self._campaigns[item_id] = (links, campaigns)
+        if len(self._cache.campaigns) >= _CACHE_LIMIT:
+            self._cache.campaigns.clear()
+        self._cache.campaigns[item_id] = (links, campaigns)
         return campaigns
 
-    async def read_item(self, conn: AsyncConnection, item_id: str) -> tuple[Item, int] | None:
-        row = await (await _driver(conn)).fetchrow(READ_ITEM, item_id)
-        return (self._item(row), row["campaign_links"]) if row is not None else None
+    async def read_item(self, item_id: str) -> tuple[Item, int] | None:
+        row = await self._db.fetchrow(READ_ITEM, item_id)
+        return (self._cache.item(row), row["campaign_links"]) if row is not None else None
 
-    async def read_item_and_claim(
-        self, conn: AsyncConnection, item_id: str, method: str, request_id: str
-    ) -> ItemRead | None:
-        row = await (await _driver(conn)).fetchrow(READ_ITEM_AND_CLAIM, item_id, method, request_id)
+    async def read_item_and_claim(self, item_id: str, method: str, request_id: str) -> ItemRead | None:
+        row = await self._db.fetchrow(READ_ITEM_AND_CLAIM, item_id, method, request_id)
         if row is None:
             return None
-        return ItemRead(self._item(row), row["campaign_links"], _claim(row))
+        return ItemRead(self._cache.item(row), row["campaign_links"], _claim(row))
 
-    async def units_used(
-        self, conn: AsyncConnection, item_id: str, user_id: str, since: datetime | None, now: datetime
-    ) -> int:
-        return int(await (await _driver(conn)).fetchval(UNITS_USED, item_id, user_id, since, now))
+    async def units_used(self, item_id: str, user_id: str, since: datetime | None, now: datetime) -> int:
+        return int(await self._db.fetchval(UNITS_USED, item_id, user_id, since, now))
 
-    async def reserve(
-        self, conn: AsyncConnection, r: Reservation, request_id: str, fingerprint: str, reply: bytes
-    ) -> bool:
+    async def reserve(self, r: Reservation, request_id: str, fingerprint: str) -> bool:
         """Claim + (take stock) + insert in one statement; False when a guard failed or the key is taken."""
         statement = RESERVE_LIMITED if r.took_stock else RESERVE_UNLIMITED
         try:
-            row = await (await _driver(conn)).fetchrow(
-                statement, r.item_id, r.item_version, request_id, fingerprint, reply, r.create_time,
+            row = await self._db.fetchrow(
+                statement, r.item_id, r.item_version, request_id, fingerprint, snapshot(r), r.create_time,
                 r.reservation_id, r.user_id, r.region, r.quantity, int(r.unit_price.currency),
                 r.unit_price.amount, r.total_price.amount, r.campaign_id, r.expire_time,
             )
@@ -243,23 +224,20 @@ class HotPath:
         return row is not None
 
     async def read_reservation_and_claim(
-        self, conn: AsyncConnection, reservation_id: str, method: str, request_id: str
+        self, reservation_id: str, method: str, request_id: str
     ) -> ReservationRead | None:
-        row = await (await _driver(conn)).fetchrow(READ_RESERVATION_AND_CLAIM, reservation_id, method, request_id)
+        row = await self._db.fetchrow(READ_RESERVATION_AND_CLAIM, reservation_id, method, request_id)
         if row is None:
             return None
         return ReservationRead(reservation_from_row(row), _claim(row))
 
-    async def resolve(
-        self, conn: AsyncConnection, method: str, resolved: Reservation, request_id: str, fingerprint: str,
-        reply: bytes,
-    ) -> bool:
+    async def resolve(self, method: str, resolved: Reservation, request_id: str, fingerprint: str) -> bool:
         """ACTIVE -> resolved.state (+ stock) + claim + reply in one statement; False if it did not apply."""
         statement = COMMIT if resolved.state == ReservationState.COMMITTED else RELEASE
         try:
-            row = await (await _driver(conn)).fetchrow(
+            row = await self._db.fetchrow(
                 statement, resolved.reservation_id, int(resolved.state), resolved.resolve_time, method,
-                request_id, fingerprint, reply,
+                request_id, fingerprint, snapshot(resolved),
             )
         except _FALL_BACK_ON:
             return False

@@ -30,6 +30,7 @@ from catalog.domain import (
     StockReturn,
     default_terms,
 )
+from catalog.use_cases.ports import Reply
 
 _ATTRIBUTE_TYPES: dict[str, type] = {
     "discount": DiscountAttributes,
@@ -233,3 +234,12 @@ def from_snapshot(kind: type, data: bytes) -> Any:
         item: Item = adapter.validate_python(raw)
         return replace(item, spec=replace(item.spec, attributes=attributes))
     return adapter.validate_json(data)
+
+
+def stored_reply(kind: type[Reply], response: bytes | None) -> Reply:
+    """The reply a claim holds. Claim and reply are written in one transaction (or one statement),
+    so a claim another call can see always has its reply."""
+    if response is None:
+        raise RuntimeError("an idempotency key committed without its reply")
+    replayed: Reply = from_snapshot(kind, bytes(response))
+    return replayed

@@ -1,0 +1,260 @@
+"""Reservation use cases: reserve stock, commit or release it, return units, expire the due ones.
+
+ReserveStock, CommitReservation and ReleaseReservation try the hot path first: one statement
+chaining claim, effect and reply. When it does not apply (a guard failed, a same-key race, a
+per-user limit) the general transactional path decides and reports the exact reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
+from datetime import datetime, timedelta
+
+import structlog
+
+from catalog import domain
+from catalog.domain import Item, Reservation, ReservationState, StockReturn
+from catalog.use_cases.commands import ReserveStock, ResolveReservation, ReturnStock
+from catalog.use_cases.idempotent import derived_id, replayed, run_once
+from catalog.use_cases.items import item_not_found
+from catalog.use_cases.ports import Database, Transaction
+from points_platform.clock import Clock
+from points_platform.errors import FailedPrecondition, NotFound
+
+log = structlog.get_logger("catalog")
+
+
+def _unavailable(reason: domain.Unavailable, item_id: str) -> FailedPrecondition:
+    # OUT_OF_STOCK included: FAILED_PRECONDITION for every domain refusal (see docs/catalog.md).
+    return FailedPrecondition(reason.value, metadata={"item_id": item_id})
+
+
+class Reservations:
+    def __init__(
+        self, db: Database, clock: Clock, *, default_ttl_seconds: int, sweep_batch: int = 500
+    ) -> None:
+        self._db = db
+        self._clock = clock
+        self._default_ttl = default_ttl_seconds
+        self._sweep_batch = sweep_batch
+
+    def _new_reservation(self, cmd: ReserveStock, item: Item, priced: domain.PricedUnit, now: datetime) -> Reservation:
+        ttl = cmd.ttl_seconds or self._default_ttl
+        unit = priced.unit_price
+        return Reservation(
+            reservation_id=derived_id("rsv", cmd.request_id),
+            item_id=item.item_id,
+            item_version=item.version,
+            user_id=cmd.user_id,
+            region=cmd.region,
+            quantity=cmd.quantity,
+            unit_price=unit,
+            total_price=domain.Price(unit.currency, unit.amount * cmd.quantity),
+            campaign_id=priced.campaign_id,
+            state=ReservationState.ACTIVE,
+            expire_time=now + timedelta(seconds=ttl),
+            create_time=now,
+            resolve_time=None,
+            took_stock=item.spec.limited_stock,
+        )
+
+    async def _reserve_fast(self, cmd: ReserveStock) -> Reservation | None:
+        """Items without a per-user limit: one read, then one statement (claim + stock + insert).
+
+        None = use the general path (item missing, same key in flight, a guard failed).
+        """
+        now = self._clock.now()
+        async with self._db.hot() as hot:
+            read = await hot.read_item_and_claim(cmd.item_id, "ReserveStock", cmd.request_id)
+            if read is None:
+                return None
+            if read.claim is not None:
+                return replayed(cmd, read.claim)
+            item = read.item
+            if item.spec.per_user_limit > 0:
+                return None  # needs the per-user lock and count in one transaction
+            reason = domain.unavailable_reason(item, cmd.region, now)
+            if reason is not None:
+                raise _unavailable(reason, item.item_id)
+            campaigns = await hot.campaigns(item.item_id, read.campaign_links)
+            reservation = self._new_reservation(cmd, item, domain.resolve_price(item, campaigns, cmd.region, now), now)
+            if not await hot.reserve(reservation, cmd.request_id, cmd.fingerprint):
+                return None
+        log.info("stock_reserved", reservation_id=reservation.reservation_id, item_id=item.item_id)
+        return reservation
+
+    async def reserve_stock(self, cmd: ReserveStock) -> Reservation:
+        fast = await self._reserve_fast(cmd)
+        if fast is not None:
+            return fast
+
+        async def effect(tx: Transaction, now: datetime) -> Reservation:
+            item = await tx.items.get_item(cmd.item_id)
+            if item is None:
+                raise item_not_found(cmd.item_id)
+            reason = domain.unavailable_reason(item, cmd.region, now)
+            if reason is not None:
+                raise _unavailable(reason, item.item_id)
+            campaigns = await tx.campaigns.campaigns_for_item(item.item_id, now)
+            priced = domain.resolve_price(item, campaigns, cmd.region, now)
+            spec = item.spec
+            if spec.per_user_limit > 0:
+                # Only limited-per-user items serialize per (item, user); others take no lock here.
+                await tx.reservations.lock_user_item(item.item_id, cmd.user_id)
+                since = domain.limit_window_start(spec.per_user_limit_window, now)
+                used = await tx.reservations.units_used(item.item_id, cmd.user_id, since, now)
+                if cmd.quantity > domain.user_allowance(spec, used):
+                    raise _unavailable(domain.Unavailable.PER_USER_LIMIT_REACHED, item.item_id)
+            if spec.limited_stock:
+                left = await tx.items.take_stock(item.item_id, cmd.quantity)
+                if left is None and await self._expire(tx, now, item.item_id):
+                    # Units of expired-but-unswept reservations are free again; try once more.
+                    left = await tx.items.take_stock(item.item_id, cmd.quantity)
+                if left is None:
+                    raise _unavailable(domain.Unavailable.OUT_OF_STOCK, item.item_id)
+            reservation = self._new_reservation(cmd, item, priced, now)
+            await tx.reservations.insert_reservation(reservation)
+            log.info("stock_reserved", reservation_id=reservation.reservation_id, item_id=item.item_id)
+            return reservation
+
+        return await run_once(self._db, self._clock, "ReserveStock", cmd, Reservation, effect)
+
+    async def _resolve_fast(
+        self, method: str, cmd: ResolveReservation, target: ReservationState
+    ) -> Reservation | None:
+        """ACTIVE (and, to commit, not yet expired) -> target in one statement with its claim and reply.
+
+        None = use the general path (any other state reports or replays there; lost races too).
+        """
+        now = self._clock.now()
+        async with self._db.hot() as hot:
+            read = await hot.read_reservation_and_claim(cmd.reservation_id, method, cmd.request_id)
+            if read is None:
+                return None
+            if read.claim is not None:
+                return replayed(cmd, read.claim)
+            r = read.reservation
+            if r.state != ReservationState.ACTIVE:
+                return None
+            if target == ReservationState.COMMITTED and now >= r.expire_time:
+                return None
+            resolved = replace(r, state=target, resolve_time=now)
+            if not await hot.resolve(method, resolved, cmd.request_id, cmd.fingerprint):
+                return None
+        log.info("reservation_" + ("committed" if target == ReservationState.COMMITTED else "released"),
+                 reservation_id=r.reservation_id)
+        return resolved
+
+    async def commit_reservation(self, cmd: ResolveReservation) -> Reservation:
+        fast = await self._resolve_fast("CommitReservation", cmd, ReservationState.COMMITTED)
+        if fast is not None:
+            return fast
+
+        async def effect(tx: Transaction, now: datetime) -> Reservation:
+            r = await self._locked_reservation(tx, cmd.reservation_id)
+            if r.state == ReservationState.COMMITTED:
+                return r
+            if r.state == ReservationState.RELEASED:
+                raise FailedPrecondition("RESERVATION_RELEASED", metadata={"reservation_id": r.reservation_id})
+            if r.state == ReservationState.EXPIRED or now >= r.expire_time:
+                # Past expire_time it is expired even before the sweeper marks it.
+                raise FailedPrecondition("RESERVATION_EXPIRED", metadata={"reservation_id": r.reservation_id})
+            await tx.reservations.resolve_reservation(r.reservation_id, ReservationState.COMMITTED, now)
+            if r.took_stock:
+                await tx.items.settle_stock(r.item_id, r.quantity, sold=True)
+            log.info("reservation_committed", reservation_id=r.reservation_id)
+            return replace(r, state=ReservationState.COMMITTED, resolve_time=now)
+
+        return await run_once(self._db, self._clock, "CommitReservation", cmd, Reservation, effect)
+
+    async def release_reservation(self, cmd: ResolveReservation) -> Reservation:
+        fast = await self._resolve_fast("ReleaseReservation", cmd, ReservationState.RELEASED)
+        if fast is not None:
+            return fast
+
+        async def effect(tx: Transaction, now: datetime) -> Reservation:
+            r = await self._locked_reservation(tx, cmd.reservation_id)
+            if r.state == ReservationState.COMMITTED:
+                raise FailedPrecondition(
+                    "RESERVATION_ALREADY_COMMITTED", metadata={"reservation_id": r.reservation_id}
+                )
+            if r.state != ReservationState.ACTIVE:
+                return r  # released or expired: the stock is back already
+            await tx.reservations.resolve_reservation(r.reservation_id, ReservationState.RELEASED, now)
+            if r.took_stock:
+                await tx.items.settle_stock(r.item_id, r.quantity, sold=False)
+            log.info("reservation_released", reservation_id=r.reservation_id)
+            return replace(r, state=ReservationState.RELEASED, resolve_time=now)
+
+        return await run_once(self._db, self._clock, "ReleaseReservation", cmd, Reservation, effect)
+
+    async def return_stock(self, cmd: ReturnStock) -> StockReturn:
+        """Give units of a committed reservation back: sold -> available, and off the per-user count."""
+
+        async def effect(tx: Transaction, now: datetime) -> StockReturn:
+            r = await self._locked_reservation(tx, cmd.reservation_id)
+            refusal = domain.return_refusal(r, cmd.quantity)
+            if refusal is not None:
+                raise FailedPrecondition(refusal, metadata={
+                    "reservation_id": r.reservation_id, "returnable": str(r.returnable)})
+            units = cmd.quantity or r.returnable
+            await tx.reservations.add_returned(r.reservation_id, units)
+            if r.took_stock and not await tx.items.unsell_stock(r.item_id, units):
+                # Unreachable while the counters are balanced: the sale is counted in stock_sold.
+                raise FailedPrecondition("RETURN_EXCEEDS_SOLD", metadata={"reservation_id": r.reservation_id})
+            log.info("stock_returned", reservation_id=r.reservation_id, quantity=units)
+            return StockReturn(replace(r, returned_quantity=r.returned_quantity + units), units)
+
+        return await run_once(self._db, self._clock, "ReturnStock", cmd, StockReturn, effect)
+
+    async def _locked_reservation(self, tx: Transaction, reservation_id: str) -> Reservation:
+        r = await tx.reservations.get_reservation(reservation_id, for_update=True)
+        if r is None:
+            raise NotFound("RESERVATION_NOT_FOUND", metadata={"reservation_id": reservation_id})
+        return r
+
+    async def get_reservation(self, reservation_id: str) -> Reservation:
+        async with self._db.reading() as store:
+            r = await store.reservations.get_reservation(reservation_id)
+        if r is None:
+            raise NotFound("RESERVATION_NOT_FOUND", metadata={"reservation_id": reservation_id})
+        return r
+
+    # --- expiry --------------------------------------------------------------------------------
+
+    async def _expire(self, tx: Transaction, now: datetime, item_id: str | None = None) -> int:
+        expired = await tx.reservations.expire_due(now, self._sweep_batch, item_id)
+        returned: dict[str, int] = defaultdict(int)
+        for e in expired:
+            if e.took_stock:
+                returned[e.item_id] += e.quantity
+        for stock_item in sorted(returned):  # fixed order: no deadlock between sweepers
+            await tx.items.settle_stock(stock_item, returned[stock_item], sold=False)
+        return len(expired)
+
+    async def expire_due(self) -> int:
+        """One sweep: expire due active reservations and return their stock. Returns how many."""
+        now = self._clock.now()
+        total = 0
+        while True:
+            async with self._db.transaction() as tx:
+                swept = await self._expire(tx, now)
+            total += swept
+            if swept < self._sweep_batch:
+                break
+        if total:
+            log.info("reservations_expired", count=total)
+        return total
+
+    def sweeper(self, interval_seconds: float) -> Callable[[], Awaitable[None]]:
+        """The background job releasing expired reservations."""
+
+        async def sweep_expired_reservations() -> None:
+            while True:
+                await self.expire_due()
+                await asyncio.sleep(interval_seconds)
+
+        return sweep_expired_reservations
