@@ -40,15 +40,22 @@ from catalog.domain.items import (
     restocked,
     terms_violation,
 )
-from catalog.domain.reservations import Reservation, ReservationState, StockReturn, return_refusal
+from catalog.domain.reservations import (
+    Reservation,
+    ReservationState,
+    Resolution,
+    StockReturn,
+    resolution,
+    return_refusal,
+)
 from catalog.domain.windows import is_in_window, limit_window_start, offered_in
 
 __all__ = [
     "ATTRIBUTES_KIND", "DEFAULT_TERMS", "MAX_USES", "MAX_VALID_FOR_SECONDS", "Attributes", "Campaign",
     "CampaignSpec", "CosmeticAttributes", "Currency", "DiscountAttributes", "EntitlementTerms",
     "EventAccessAttributes", "GiftAttributes", "Item", "ItemKind", "ItemSpec", "LimitWindow", "Price",
-    "PricedUnit", "Quote", "RaffleAttributes", "Reservation", "ReservationState", "Stock", "StockReturn",
+    "PricedUnit", "Quote", "RaffleAttributes", "Reservation", "ReservationState", "Resolution", "Stock", "StockReturn",
     "Unavailable", "applies", "campaign_unit_price", "default_terms", "discounted", "has_ended",
-    "is_in_window", "limit_window_start", "offered_in", "quote", "resolve_price", "restocked",
+    "is_in_window", "limit_window_start", "offered_in", "quote", "resolution", "resolve_price", "restocked",
     "return_refusal", "terms_violation", "unavailable_reason", "user_allowance",
 ]

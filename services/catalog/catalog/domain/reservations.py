@@ -57,3 +57,36 @@ def return_refusal(reservation: Reservation, requested: int) -> str | None:
     if reservation.returnable == 0 or requested > reservation.returnable:
         return "RETURN_EXCEEDS_SOLD"
     return None
+
+
+class Resolution(enum.StrEnum):
+    """What committing or releasing a reservation does; a refusal's value is the ErrorInfo reason."""
+
+    APPLY = "APPLY"  # ACTIVE -> the target state now
+    UNCHANGED = "UNCHANGED"  # already there (or, to release, expired): the reply is the reservation as it is
+    RESERVATION_RELEASED = "RESERVATION_RELEASED"
+    RESERVATION_EXPIRED = "RESERVATION_EXPIRED"
+    RESERVATION_ALREADY_COMMITTED = "RESERVATION_ALREADY_COMMITTED"
+
+    @property
+    def is_refusal(self) -> bool:
+        return self not in (Resolution.APPLY, Resolution.UNCHANGED)
+
+
+def resolution(reservation: Reservation, target: ReservationState, now: datetime) -> Resolution:
+    """Commit (target COMMITTED) or release (target RELEASED) `reservation` at `now`."""
+    state = reservation.state
+    if target == ReservationState.COMMITTED:
+        if state == ReservationState.COMMITTED:
+            return Resolution.UNCHANGED
+        if state == ReservationState.RELEASED:
+            return Resolution.RESERVATION_RELEASED
+        if state == ReservationState.EXPIRED or now >= reservation.expire_time:
+            # Past expire_time it is expired even before the sweeper marks it.
+            return Resolution.RESERVATION_EXPIRED
+        return Resolution.APPLY
+    if state == ReservationState.COMMITTED:
+        return Resolution.RESERVATION_ALREADY_COMMITTED
+    if state != ReservationState.ACTIVE:
+        return Resolution.UNCHANGED  # released or expired: the stock is back already
+    return Resolution.APPLY

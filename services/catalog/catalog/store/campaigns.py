@@ -50,12 +50,6 @@ class CampaignRepository:
             update(campaigns).where(campaigns.c.campaign_id == campaign_id).values(ended_time=ended_time)
         )
 
-    async def campaigns_for_item(self, item_id: str, now: datetime) -> list[Campaign]:
-        """Campaigns covering the item whose window contains `now` (region is checked by the domain)."""
-        ids = select(campaign_items.c.campaign_id).where(campaign_items.c.item_id == item_id)
-        query = select(campaigns).where(campaigns.c.campaign_id.in_(ids), *_running_at(now))
-        return await self._with_items((await self.conn.execute(query)).mappings().all())
-
     async def list_campaigns(
         self, region: str, active_at: datetime | None, after: tuple[datetime, str] | None, limit: int
     ) -> list[Campaign]:

@@ -21,11 +21,17 @@ T = TypeVar("T")
 class Repositories:
     """Every repository on one connection (`use_cases.ports.Transaction`)."""
 
-    def __init__(self, conn: AsyncConnection) -> None:
+    def __init__(self, conn: AsyncConnection, cache: HotCache) -> None:
+        self._conn = conn
+        self._cache = cache
         self.requests = RequestLog(conn)
         self.items = ItemRepository(conn)
         self.campaigns = CampaignRepository(conn)
         self.reservations = ReservationRepository(conn)
+
+    async def reads(self) -> HotConnection:
+        """The hot path's reads inside this transaction, on its own raw connection."""
+        return HotConnection(self._cache, await driver_of(self._conn, in_transaction=True))
 
 
 class CatalogDatabase:
@@ -39,12 +45,12 @@ class CatalogDatabase:
     async def transaction(self) -> AsyncIterator[Repositories]:
         """One transaction: committed when the block ends normally, rolled back otherwise."""
         async with self._engine.begin() as conn:
-            yield Repositories(conn)
+            yield Repositories(conn, self._hot)
 
     @asynccontextmanager
     async def reading(self) -> AsyncIterator[Repositories]:
         async with self._engine.connect() as conn:
-            yield Repositories(conn)
+            yield Repositories(conn, self._hot)
 
     @asynccontextmanager
     async def hot(self) -> AsyncIterator[HotConnection]:

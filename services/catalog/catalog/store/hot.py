@@ -137,15 +137,20 @@ def _claim(row: asyncpg.Record) -> StoredReply[Reservation] | None:
     return StoredReply(row["claimed_fingerprint"], stored_reply(Reservation, row["claimed_response"]))
 
 
-async def driver_of(conn: AsyncConnection) -> asyncpg.Connection:
-    """The asyncpg connection under `conn`, in autocommit: every statement here commits on its own.
+async def driver_of(conn: AsyncConnection, *, in_transaction: bool = False) -> asyncpg.Connection:
+    """The asyncpg connection under `conn`.
 
-    Nothing on `conn` may run through SQLAlchemy before (it would open a transaction that is
-    rolled back when the connection goes back to the pool, taking these writes with it).
+    Outside a transaction (the hot path) every statement here commits on its own: nothing on
+    `conn` may run through SQLAlchemy before (it would open a transaction that is rolled back when
+    the connection goes back to the pool, taking these writes with it). Inside one (the general
+    path's reads) SQLAlchemy begins it at its first statement, so the driver is taken after that.
     """
     driver = cast(asyncpg.Connection, (await conn.get_raw_connection()).driver_connection)
-    if driver.is_in_transaction():
-        raise RuntimeError("catalog hot path statements must run outside a transaction")
+    if driver.is_in_transaction() != in_transaction:
+        raise RuntimeError(
+            "catalog hot statements must run " + ("after the transaction's first statement" if in_transaction
+                                                  else "outside a transaction")
+        )
     return driver
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import and_, func, literal, or_, select, text, update
+from sqlalchemy import literal, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from catalog.domain import Reservation, ReservationState
@@ -28,21 +28,6 @@ class ReservationRepository:
             text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
             {"key": f"catalog-user-limit:{item_id}:{user_id}"},
         )
-
-    async def units_used(self, item_id: str, user_id: str, since: datetime | None, now: datetime) -> int:
-        """Units counted against the limit: committed minus returned, plus active ones not yet expired."""
-        counted = reservations.c.quantity - reservations.c.returned_quantity  # returned is 0 unless committed
-        query = select(func.coalesce(func.sum(counted), 0)).where(
-            reservations.c.item_id == item_id,
-            reservations.c.user_id == user_id,
-            or_(
-                reservations.c.state == COMMITTED,
-                and_(reservations.c.state == ACTIVE, reservations.c.expire_time > now),
-            ),
-        )
-        if since is not None:
-            query = query.where(reservations.c.create_time >= since)
-        return int((await self.conn.execute(query)).scalar_one())
 
     async def insert_reservation(self, reservation: Reservation) -> None:
         await self.conn.execute(reservations.insert().values(**reservation_values(reservation)))

@@ -100,8 +100,6 @@ class CampaignStore(Protocol):
 
     async def set_campaign_ended(self, campaign_id: str, ended_time: datetime) -> None: ...
 
-    async def campaigns_for_item(self, item_id: str, now: datetime) -> list[Campaign]: ...
-
     async def list_campaigns(
         self, region: str, active_at: datetime | None, after: tuple[datetime, str] | None, limit: int
     ) -> list[Campaign]: ...
@@ -109,8 +107,6 @@ class CampaignStore(Protocol):
 
 class ReservationStore(Protocol):
     async def lock_user_item(self, item_id: str, user_id: str) -> None: ...
-
-    async def units_used(self, item_id: str, user_id: str, since: datetime | None, now: datetime) -> int: ...
 
     async def insert_reservation(self, reservation: Reservation) -> None: ...
 
@@ -138,21 +134,35 @@ class Transaction(Protocol):
     @property
     def reservations(self) -> ReservationStore: ...
 
+    async def reads(self) -> ItemReads:
+        """The item reads on this transaction's connection (after its first statement)."""
+        ...
 
-class HotStatements(Protocol):
+
+class ItemReads(Protocol):
+    """The reads pricing and the per-user limit rest on, the same on the hot and the general path."""
+
+    async def read_item(self, item_id: str) -> tuple[Item, int] | None:
+        """The item and its number of campaign links (the key `campaigns` caches by)."""
+        ...
+
+    async def campaigns(self, item_id: str, links: int) -> list[Campaign]:
+        """Every campaign linked to the item, whatever its window and regions (`domain.applies` decides)."""
+        ...
+
+    async def units_used(self, item_id: str, user_id: str, since: datetime | None, now: datetime) -> int:
+        """Units counted against the limit: committed minus returned, plus active ones not yet expired."""
+        ...
+
+
+class HotStatements(ItemReads, Protocol):
     """Single autocommit statements of the hot use cases on one connection.
 
     A mutation returns False when a guard no longer held or the key was taken meanwhile: nothing
     was written and the caller runs the general transactional path, which decides exactly.
     """
 
-    async def read_item(self, item_id: str) -> tuple[Item, int] | None: ...
-
     async def read_item_and_claim(self, item_id: str, method: str, request_id: str) -> ItemRead | None: ...
-
-    async def campaigns(self, item_id: str, links: int) -> list[Campaign]: ...
-
-    async def units_used(self, item_id: str, user_id: str, since: datetime | None, now: datetime) -> int: ...
 
     async def reserve(self, reservation: Reservation, request_id: str, fingerprint: str) -> bool: ...
 

@@ -20,11 +20,16 @@ from catalog.domain import Item, Reservation, ReservationState, StockReturn
 from catalog.use_cases.commands import ReserveStock, ResolveReservation, ReturnStock
 from catalog.use_cases.idempotent import derived_id, replayed, run_once
 from catalog.use_cases.items import item_not_found
-from catalog.use_cases.ports import Database, Transaction
+from catalog.use_cases.ports import Database, ItemReads, Transaction
 from points_platform.clock import Clock
 from points_platform.errors import FailedPrecondition, NotFound
 
 log = structlog.get_logger("catalog")
+
+
+def _log_resolved(r: Reservation, target: ReservationState) -> None:
+    log.info("reservation_" + ("committed" if target == ReservationState.COMMITTED else "released"),
+             reservation_id=r.reservation_id)
 
 
 def _unavailable(reason: domain.Unavailable, item_id: str) -> FailedPrecondition:
@@ -61,6 +66,18 @@ class Reservations:
             took_stock=item.spec.limited_stock,
         )
 
+    async def _planned(
+        self, cmd: ReserveStock, reads: ItemReads, item: Item, campaign_links: int, now: datetime
+    ) -> Reservation:
+        """The reservation both paths write, from the same reads: an item-level reason refuses it,
+        the best price among the campaigns linked to the item applies (stock and the per-user
+        limit are each path's own: a guarded statement, or a lock and a count)."""
+        reason = domain.unavailable_reason(item, cmd.region, now)
+        if reason is not None:
+            raise _unavailable(reason, item.item_id)
+        campaigns = await reads.campaigns(item.item_id, campaign_links)
+        return self._new_reservation(cmd, item, domain.resolve_price(item, campaigns, cmd.region, now), now)
+
     async def _reserve_fast(self, cmd: ReserveStock) -> Reservation | None:
         """Items without a per-user limit: one read, then one statement (claim + stock + insert).
 
@@ -76,11 +93,7 @@ class Reservations:
             item = read.item
             if item.spec.per_user_limit > 0:
                 return None  # needs the per-user lock and count in one transaction
-            reason = domain.unavailable_reason(item, cmd.region, now)
-            if reason is not None:
-                raise _unavailable(reason, item.item_id)
-            campaigns = await hot.campaigns(item.item_id, read.campaign_links)
-            reservation = self._new_reservation(cmd, item, domain.resolve_price(item, campaigns, cmd.region, now), now)
+            reservation = await self._planned(cmd, hot, item, read.campaign_links, now)
             if not await hot.reserve(reservation, cmd.request_id, cmd.fingerprint):
                 return None
         log.info("stock_reserved", reservation_id=reservation.reservation_id, item_id=item.item_id)
@@ -92,20 +105,18 @@ class Reservations:
             return fast
 
         async def effect(tx: Transaction, now: datetime) -> Reservation:
-            item = await tx.items.get_item(cmd.item_id)
-            if item is None:
+            reads = await tx.reads()
+            found = await reads.read_item(cmd.item_id)
+            if found is None:
                 raise item_not_found(cmd.item_id)
-            reason = domain.unavailable_reason(item, cmd.region, now)
-            if reason is not None:
-                raise _unavailable(reason, item.item_id)
-            campaigns = await tx.campaigns.campaigns_for_item(item.item_id, now)
-            priced = domain.resolve_price(item, campaigns, cmd.region, now)
+            item, links = found
+            reservation = await self._planned(cmd, reads, item, links, now)
             spec = item.spec
             if spec.per_user_limit > 0:
                 # Only limited-per-user items serialize per (item, user); others take no lock here.
                 await tx.reservations.lock_user_item(item.item_id, cmd.user_id)
                 since = domain.limit_window_start(spec.per_user_limit_window, now)
-                used = await tx.reservations.units_used(item.item_id, cmd.user_id, since, now)
+                used = await reads.units_used(item.item_id, cmd.user_id, since, now)
                 if cmd.quantity > domain.user_allowance(spec, used):
                     raise _unavailable(domain.Unavailable.PER_USER_LIMIT_REACHED, item.item_id)
             if spec.limited_stock:
@@ -115,19 +126,46 @@ class Reservations:
                     left = await tx.items.take_stock(item.item_id, cmd.quantity)
                 if left is None:
                     raise _unavailable(domain.Unavailable.OUT_OF_STOCK, item.item_id)
-            reservation = self._new_reservation(cmd, item, priced, now)
             await tx.reservations.insert_reservation(reservation)
             log.info("stock_reserved", reservation_id=reservation.reservation_id, item_id=item.item_id)
             return reservation
 
         return await run_once(self._db, self._clock, "ReserveStock", cmd, Reservation, effect)
 
+    async def commit_reservation(self, cmd: ResolveReservation) -> Reservation:
+        return await self._resolve("CommitReservation", cmd, ReservationState.COMMITTED)
+
+    async def release_reservation(self, cmd: ResolveReservation) -> Reservation:
+        return await self._resolve("ReleaseReservation", cmd, ReservationState.RELEASED)
+
+    async def _resolve(self, method: str, cmd: ResolveReservation, target: ReservationState) -> Reservation:
+        """Both paths take the same decision (`domain.resolution`): the hot one applies it in one
+        statement when it is APPLY, the general one under the row lock in every case."""
+        fast = await self._resolve_fast(method, cmd, target)
+        if fast is not None:
+            return fast
+
+        async def effect(tx: Transaction, now: datetime) -> Reservation:
+            r = await self._locked_reservation(tx, cmd.reservation_id)
+            decision = domain.resolution(r, target, now)
+            if decision.is_refusal:
+                raise FailedPrecondition(decision.value, metadata={"reservation_id": r.reservation_id})
+            if decision == domain.Resolution.UNCHANGED:
+                return r
+            await tx.reservations.resolve_reservation(r.reservation_id, target, now)
+            if r.took_stock:
+                await tx.items.settle_stock(r.item_id, r.quantity, sold=target == ReservationState.COMMITTED)
+            _log_resolved(r, target)
+            return replace(r, state=target, resolve_time=now)
+
+        return await run_once(self._db, self._clock, method, cmd, Reservation, effect)
+
     async def _resolve_fast(
         self, method: str, cmd: ResolveReservation, target: ReservationState
     ) -> Reservation | None:
-        """ACTIVE (and, to commit, not yet expired) -> target in one statement with its claim and reply.
+        """An APPLY decision in one statement with its claim and reply.
 
-        None = use the general path (any other state reports or replays there; lost races too).
+        None = use the general path (it reports, replays or decides again under the lock; lost races too).
         """
         now = self._clock.now()
         async with self._db.hot() as hot:
@@ -137,59 +175,13 @@ class Reservations:
             if read.claim is not None:
                 return replayed(cmd, read.claim)
             r = read.reservation
-            if r.state != ReservationState.ACTIVE:
-                return None
-            if target == ReservationState.COMMITTED and now >= r.expire_time:
+            if domain.resolution(r, target, now) != domain.Resolution.APPLY:
                 return None
             resolved = replace(r, state=target, resolve_time=now)
             if not await hot.resolve(method, resolved, cmd.request_id, cmd.fingerprint):
                 return None
-        log.info("reservation_" + ("committed" if target == ReservationState.COMMITTED else "released"),
-                 reservation_id=r.reservation_id)
+        _log_resolved(r, target)
         return resolved
-
-    async def commit_reservation(self, cmd: ResolveReservation) -> Reservation:
-        fast = await self._resolve_fast("CommitReservation", cmd, ReservationState.COMMITTED)
-        if fast is not None:
-            return fast
-
-        async def effect(tx: Transaction, now: datetime) -> Reservation:
-            r = await self._locked_reservation(tx, cmd.reservation_id)
-            if r.state == ReservationState.COMMITTED:
-                return r
-            if r.state == ReservationState.RELEASED:
-                raise FailedPrecondition("RESERVATION_RELEASED", metadata={"reservation_id": r.reservation_id})
-            if r.state == ReservationState.EXPIRED or now >= r.expire_time:
-                # Past expire_time it is expired even before the sweeper marks it.
-                raise FailedPrecondition("RESERVATION_EXPIRED", metadata={"reservation_id": r.reservation_id})
-            await tx.reservations.resolve_reservation(r.reservation_id, ReservationState.COMMITTED, now)
-            if r.took_stock:
-                await tx.items.settle_stock(r.item_id, r.quantity, sold=True)
-            log.info("reservation_committed", reservation_id=r.reservation_id)
-            return replace(r, state=ReservationState.COMMITTED, resolve_time=now)
-
-        return await run_once(self._db, self._clock, "CommitReservation", cmd, Reservation, effect)
-
-    async def release_reservation(self, cmd: ResolveReservation) -> Reservation:
-        fast = await self._resolve_fast("ReleaseReservation", cmd, ReservationState.RELEASED)
-        if fast is not None:
-            return fast
-
-        async def effect(tx: Transaction, now: datetime) -> Reservation:
-            r = await self._locked_reservation(tx, cmd.reservation_id)
-            if r.state == ReservationState.COMMITTED:
-                raise FailedPrecondition(
-                    "RESERVATION_ALREADY_COMMITTED", metadata={"reservation_id": r.reservation_id}
-                )
-            if r.state != ReservationState.ACTIVE:
-                return r  # released or expired: the stock is back already
-            await tx.reservations.resolve_reservation(r.reservation_id, ReservationState.RELEASED, now)
-            if r.took_stock:
-                await tx.items.settle_stock(r.item_id, r.quantity, sold=False)
-            log.info("reservation_released", reservation_id=r.reservation_id)
-            return replace(r, state=ReservationState.RELEASED, resolve_time=now)
-
-        return await run_once(self._db, self._clock, "ReleaseReservation", cmd, Reservation, effect)
 
     async def return_stock(self, cmd: ReturnStock) -> StockReturn:
         """Give units of a committed reservation back: sold -> available, and off the per-user count."""
