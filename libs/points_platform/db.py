@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import random
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -16,8 +15,6 @@ from sqlalchemy import text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
-
-from points_platform.errors import Aborted
 
 log = structlog.get_logger("points.db")
 
@@ -179,16 +176,8 @@ def is_database_unavailable(exc: BaseException) -> bool:
 async def retry_serialization(
     attempt: Callable[[], Awaitable[T]], *, attempts: int = 5, base_delay: float = 0.005
 ) -> T:
-    """Run `attempt` again on serialization/deadlock failures, with jittered backoff."""
-    for n in range(1, attempts + 1):
-        try:
-            return await attempt()
-        except DBAPIError as exc:
-            if sqlstate(exc) not in RETRYABLE_SQLSTATES:
-                raise
-            if n == attempts:
-                # Contention, not a bug: ABORTED tells the caller to retry (never INTERNAL).
-                raise Aborted("TRANSACTION_CONFLICT", "concurrent updates conflicted; retry the request") from exc
-            log.info("db_retry", attempt=n, sqlstate=sqlstate(exc))
-            await asyncio.sleep(random.uniform(0, base_delay * 2**n))
-    raise AssertionError("unreachable")
+    """Run `attempt` again on serialization/deadlock failures, with jittered backoff: the unit of
+    work's retry (`points_platform.unit_of_work`), for code that opens its own transactions."""
+    from points_platform.unit_of_work import RetryPolicy, retry  # that module imports this one
+
+    return await retry(attempt, RetryPolicy(attempts=attempts, base_delay=base_delay))

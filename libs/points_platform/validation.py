@@ -52,10 +52,16 @@ def require_text(field: str, value: str, max_len: int, *, required: bool = False
     return value
 
 
-def fingerprint(message: Message) -> str:
-    """Stable hash of a request without its request_id: same key + different body = reuse."""
+def request_digest(message: Message) -> bytes:
+    """sha256 of the request's deterministic serialization, its request_id cleared (the key is
+    compared on its own; the digest says whether the rest is the same)."""
     copy = type(message)()
     copy.CopyFrom(message)
     if "request_id" in copy.DESCRIPTOR.fields_by_name:
         copy.ClearField("request_id")
-    return hashlib.sha256(copy.SerializeToString(deterministic=True)).hexdigest()
+    return hashlib.sha256(copy.SerializeToString(deterministic=True)).digest()
+
+
+def fingerprint(message: Message) -> str:
+    """Stable hash of a request without its request_id: same key + different body = reuse."""
+    return request_digest(message).hex()

@@ -10,6 +10,7 @@ import grpc
 from earning import convert
 from earning.domain.model import EventStatus, RuleError
 from earning.use_cases.admin import Administration
+from earning.use_cases.preview import Previewer
 from earning.use_cases.recording import EventOutcome, Recorder
 from points.earning.v1 import earning_pb2 as pb
 from points.earning.v1 import earning_pb2_grpc
@@ -42,6 +43,7 @@ POLICY: Policy = {
     "ResolveHeldEarning": allow("admin"),
     "ListFailedCredits": allow("admin"),
     "RequeueFailedCredits": allow("admin"),
+    "PreviewEarning": allow("admin"),
 }
 # One user's data: an `app` call names that user (platform auth.USER_HEADER, docs/architecture.md, Policy): the
 # request field that must be that user. Activity events are not scoped: the app forwards every
@@ -50,9 +52,10 @@ USER_SCOPED = {"GetDailySummary": "user_id", "JoinChallenge": "user_id"}
 
 
 class EarningApi(earning_pb2_grpc.EarningServiceServicer):
-    def __init__(self, recorder: Recorder, administration: Administration) -> None:
+    def __init__(self, recorder: Recorder, administration: Administration, previewer: Previewer) -> None:
         self._recorder = recorder
         self._admin = administration
+        self._previewer = previewer
 
     async def RecordActivity(self, request: pb.RecordActivityRequest, context: Context) -> pb.RecordActivityResponse:
         if not request.HasField("event"):
@@ -209,6 +212,23 @@ class EarningApi(earning_pb2_grpc.EarningServiceServicer):
         ids = [require_id(f"credit_ids[{i}]", c) for i, c in enumerate(request.credit_ids)]
         requeued, unchanged = await self._admin.requeue_failed_credits(request.request_id, fingerprint(request), ids)
         return pb.RequeueFailedCreditsResponse(requeued_credit_ids=requeued, unchanged_credit_ids=unchanged)
+
+    async def PreviewEarning(self, request: pb.PreviewEarningRequest, context: Context) -> pb.PreviewEarningResponse:
+        if not request.HasField("rules"):
+            raise invalid_field("rules", "is required")
+        if not request.HasField("event"):
+            raise invalid_field("event", "is required")
+        rules = convert.rules_from_proto(request.rules)
+        event = convert.event_from_proto(request.event).event
+        try:
+            preview = await self._previewer.preview(event, rules)
+        except RuleError as exc:
+            raise convert.rule_error(exc) from None
+        return pb.PreviewEarningResponse(
+            current=convert.earning_preview(preview.current),
+            proposed=convert.earning_preview(preview.proposed),
+            current_version=preview.current_version,
+        )
 
 
 def _tally(summary: pb.StreamActivitiesResponse, outcomes: list[EventOutcome]) -> None:

@@ -8,6 +8,7 @@ from datetime import UTC, date, datetime
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from earning.domain.challenge import Challenge, ChallengeSpec
+from earning.domain.evaluation import Decision
 from earning.domain.model import (
     MAX_WATCH_SECONDS,
     AbuseRule,
@@ -105,6 +106,16 @@ def event_result(outcome: EventOutcome) -> pb.EventResult:
         rejection_reason=outcome.rejection_reason,
         wallet_transaction_id=outcome.wallet_transaction_id,
         held_earning_id=outcome.held_earning_id,
+    )
+
+
+def earning_preview(decision: Decision) -> pb.EarningPreview:
+    return pb.EarningPreview(
+        status=decision.status.value,  # type: ignore[arg-type]
+        points=decision.points,
+        breakdown=[rule_application(s) for s in decision.breakdown],
+        rejection_reason=decision.rejection_reason,
+        hold_reason=decision.hold_reason.value if decision.hold_reason else "",
     )
 
 

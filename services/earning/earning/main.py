@@ -18,6 +18,7 @@ from earning.api import EarningApi, service_spec
 from earning.config import EarningSettings
 from earning.use_cases.admin import Administration
 from earning.use_cases.crediting import Crediting
+from earning.use_cases.preview import Previewer
 from earning.use_cases.recording import Recorder
 from earning.use_cases.rulebook import RuleBook
 from earning.wallet_client import WalletCredits
@@ -65,7 +66,7 @@ async def build(settings: EarningSettings, clock: Clock) -> Earning:
     )
     recorder = Recorder(engine, clock, rules, crediting)
     administration = Administration(engine, clock, rules, crediting)
-    spec = service_spec(EarningApi(recorder, administration))
+    spec = service_spec(EarningApi(recorder, administration, Previewer(engine, clock, rules)))
     return Earning(engine, channel, rules, crediting, recorder, administration, spec)
 
 

@@ -1600,3 +1600,113 @@ class RequeueFailedCreditsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___RequeueFailedCreditsResponse: _TypeAlias = RequeueFailedCreditsResponse  # noqa: Y015
+
+@_typing.final
+class PreviewEarningRequest(_message.Message):
+    """Request for PreviewEarning."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RULES_FIELD_NUMBER: _builtins.int
+    EVENT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def rules(self) -> Global___Rules:
+        """Rules to try, validated as UpdateRules validates them (version and update_time are ignored)."""
+
+    @_builtins.property
+    def event(self) -> Global___ActivityEvent:
+        """Event to evaluate for its user now, as RecordActivity would; an event_id already recorded is
+        evaluated as a new event (the stored event's effects count as the user's history).
+        """
+
+    def __init__(
+        self,
+        *,
+        rules: Global___Rules | None = ...,
+        event: Global___ActivityEvent | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "rules", b"rules"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "rules", b"rules"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PreviewEarningRequest: _TypeAlias = PreviewEarningRequest  # noqa: Y015
+
+@_typing.final
+class EarningPreview(_message.Message):
+    """What one event would earn under one rule set; nothing is recorded or credited."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STATUS_FIELD_NUMBER: _builtins.int
+    POINTS_FIELD_NUMBER: _builtins.int
+    BREAKDOWN_FIELD_NUMBER: _builtins.int
+    REJECTION_REASON_FIELD_NUMBER: _builtins.int
+    HOLD_REASON_FIELD_NUMBER: _builtins.int
+    status: Global___EventStatus.ValueType
+    """AWARDED, CAPPED, HELD_FOR_REVIEW or REJECTED; never DUPLICATE."""
+    points: _builtins.int
+    """Points the event would earn: credited when AWARDED, held when HELD_FOR_REVIEW, 0 otherwise."""
+    rejection_reason: _builtins.str
+    """UPPER_SNAKE reason when REJECTED (e.g. EVENT_TOO_OLD, NOT_A_PARTICIPANT); empty otherwise."""
+    hold_reason: _builtins.str
+    """UPPER_SNAKE hold reason when HELD_FOR_REVIEW (VELOCITY_LIMIT, SHARED_DEVICE, ACCOUNT_SHARING);
+    empty otherwise.
+    """
+    @_builtins.property
+    def breakdown(self) -> _containers.RepeatedCompositeFieldContainer[Global___RuleApplication]:
+        """Rules that would apply, in evaluation order, as a recorded event's result shows them."""
+
+    def __init__(
+        self,
+        *,
+        status: Global___EventStatus.ValueType = ...,
+        points: _builtins.int = ...,
+        breakdown: _abc.Iterable[Global___RuleApplication] | None = ...,
+        rejection_reason: _builtins.str = ...,
+        hold_reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["breakdown", b"breakdown", "hold_reason", b"hold_reason", "points", b"points", "rejection_reason", b"rejection_reason", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EarningPreview: _TypeAlias = EarningPreview  # noqa: Y015
+
+@_typing.final
+class PreviewEarningResponse(_message.Message):
+    """Response for PreviewEarning."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CURRENT_FIELD_NUMBER: _builtins.int
+    PROPOSED_FIELD_NUMBER: _builtins.int
+    CURRENT_VERSION_FIELD_NUMBER: _builtins.int
+    current_version: _builtins.int
+    """Version of the current rules the preview read."""
+    @_builtins.property
+    def current(self) -> Global___EarningPreview:
+        """The event under the rules in force now (the version its occurred_at selects), as recording
+        it now would decide.
+        """
+
+    @_builtins.property
+    def proposed(self) -> Global___EarningPreview:
+        """The event under the rules of the request, as if they were in force for its occurred_at."""
+
+    def __init__(
+        self,
+        *,
+        current: Global___EarningPreview | None = ...,
+        proposed: Global___EarningPreview | None = ...,
+        current_version: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["current", b"current", "proposed", b"proposed"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["current", b"current", "current_version", b"current_version", "proposed", b"proposed"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PreviewEarningResponse: _TypeAlias = PreviewEarningResponse  # noqa: Y015

@@ -100,6 +100,11 @@ class EarningServiceStub:
                 request_serializer=points_dot_earning_dot_v1_dot_earning__pb2.RequeueFailedCreditsRequest.SerializeToString,
                 response_deserializer=points_dot_earning_dot_v1_dot_earning__pb2.RequeueFailedCreditsResponse.FromString,
                 _registered_method=True)
+        self.PreviewEarning = channel.unary_unary(
+                '/points.earning.v1.EarningService/PreviewEarning',
+                request_serializer=points_dot_earning_dot_v1_dot_earning__pb2.PreviewEarningRequest.SerializeToString,
+                response_deserializer=points_dot_earning_dot_v1_dot_earning__pb2.PreviewEarningResponse.FromString,
+                _registered_method=True)
 
 
 class EarningServiceServicer:
@@ -198,6 +203,14 @@ class EarningServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PreviewEarning(self, request, context):
+        """Dry run of a rules document: what one event would earn now under those rules and under the
+        current ones; reads the user's state and writes nothing (admin).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_EarningServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -265,6 +278,11 @@ def add_EarningServiceServicer_to_server(servicer, server):
                     servicer.RequeueFailedCredits,
                     request_deserializer=points_dot_earning_dot_v1_dot_earning__pb2.RequeueFailedCreditsRequest.FromString,
                     response_serializer=points_dot_earning_dot_v1_dot_earning__pb2.RequeueFailedCreditsResponse.SerializeToString,
+            ),
+            'PreviewEarning': grpc.unary_unary_rpc_method_handler(
+                    servicer.PreviewEarning,
+                    request_deserializer=points_dot_earning_dot_v1_dot_earning__pb2.PreviewEarningRequest.FromString,
+                    response_serializer=points_dot_earning_dot_v1_dot_earning__pb2.PreviewEarningResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -619,6 +637,33 @@ class EarningService:
             '/points.earning.v1.EarningService/RequeueFailedCredits',
             points_dot_earning_dot_v1_dot_earning__pb2.RequeueFailedCreditsRequest.SerializeToString,
             points_dot_earning_dot_v1_dot_earning__pb2.RequeueFailedCreditsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PreviewEarning(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/points.earning.v1.EarningService/PreviewEarning',
+            points_dot_earning_dot_v1_dot_earning__pb2.PreviewEarningRequest.SerializeToString,
+            points_dot_earning_dot_v1_dot_earning__pb2.PreviewEarningResponse.FromString,
             options,
             channel_credentials,
             insecure,

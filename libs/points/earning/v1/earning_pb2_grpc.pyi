@@ -61,6 +61,10 @@ class EarningServiceStub:
     """Puts dead-lettered credits back in the outbox once their cause is fixed; they are sent again
     at once and then by the reconciliation loop, still paying at most once (admin).
     """
+    PreviewEarning: _grpc.UnaryUnaryMultiCallable[_earning_pb2.PreviewEarningRequest, _earning_pb2.PreviewEarningResponse]
+    """Dry run of a rules document: what one event would earn now under those rules and under the
+    current ones; reads the user's state and writes nothing (admin).
+    """
 
 @_typing.type_check_only
 class EarningServiceAsyncStub(EarningServiceStub):
@@ -94,6 +98,10 @@ class EarningServiceAsyncStub(EarningServiceStub):
     RequeueFailedCredits: _aio.UnaryUnaryMultiCallable[_earning_pb2.RequeueFailedCreditsRequest, _earning_pb2.RequeueFailedCreditsResponse]  # type: ignore[assignment]
     """Puts dead-lettered credits back in the outbox once their cause is fixed; they are sent again
     at once and then by the reconciliation loop, still paying at most once (admin).
+    """
+    PreviewEarning: _aio.UnaryUnaryMultiCallable[_earning_pb2.PreviewEarningRequest, _earning_pb2.PreviewEarningResponse]  # type: ignore[assignment]
+    """Dry run of a rules document: what one event would earn now under those rules and under the
+    current ones; reads the user's state and writes nothing (admin).
     """
 
 class EarningServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -203,6 +211,16 @@ class EarningServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_earning_pb2.RequeueFailedCreditsResponse, _abc.Awaitable[_earning_pb2.RequeueFailedCreditsResponse]]:
         """Puts dead-lettered credits back in the outbox once their cause is fixed; they are sent again
         at once and then by the reconciliation loop, still paying at most once (admin).
+        """
+
+    @_abc_1.abstractmethod
+    def PreviewEarning(
+        self,
+        request: _earning_pb2.PreviewEarningRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_earning_pb2.PreviewEarningResponse, _abc.Awaitable[_earning_pb2.PreviewEarningResponse]]:
+        """Dry run of a rules document: what one event would earn now under those rules and under the
+        current ones; reads the user's state and writes nothing (admin).
         """
 
 def add_EarningServiceServicer_to_server(servicer: EarningServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
 from earning.domain.challenge import Challenge, matching
-from earning.domain.evaluation import ChallengeTerms, Decision, EventFacts, ReceiveRate, Streak
+from earning.domain.evaluation import ChallengeTerms, Decision, EventFacts, ReceiveRate, Streak, evaluate
 from earning.domain.model import ActivityEvent, ActivityType, EventStatus, Rules
 
 VELOCITY_WINDOW = timedelta(seconds=59.999)  # "the last minute", this event's instant included
@@ -127,6 +127,15 @@ class BatchFacts:
             challenges=[ChallengeTerms(c.challenge_id, c.spec.multiplier_bps, self._remaining(c)) for c in covered],
             is_challenge_participant=any(c.challenge_id == event.challenge_id for c in covered),
         )
+
+    def decide(self, event: ActivityEvent, rules: Rules, day: date) -> Decision:
+        """Evaluate a first-seen, timely event against these facts and, unless rejected, apply it
+        (the next event of the user sees it)."""
+        streak = self.streak(event.user_id).on_activity(day)
+        decision = evaluate(event, rules, self.facts_for(event, rules, day, streak.length_on(day)))
+        if decision.status != EventStatus.REJECTED:
+            self.apply(event, decision, day, streak)
+        return decision
 
     def final_writes(self) -> BatchWrites:
         """Everything the batch changes, with the streak and receive-time bucket of each user who

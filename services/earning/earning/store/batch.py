@@ -44,7 +44,7 @@ _LOCK_BATCH = text(
 # stored events (replays) with their credit, today's counters, paid targets and milestones,
 # recent accepted events (velocity, decay), device accounts, account devices, and the joined challenges active
 # during the batch, whose rows are locked in id order (their budgets are charged by the batch).
-_READ_ALL = text(
+_READ_ALL_SQL = (
     "WITH joined AS (SELECT c.challenge_id, c.name, c.start_time, c.end_time,"
     # arrays inside an anonymous record have no asyncpg decoder: sent as comma-separated text
     " array_to_string(c.regions, ',') AS regions, array_to_string(c.activity_types, ',') AS activity_types,"
@@ -79,6 +79,17 @@ _READ_ALL = text(
     " ARRAY(SELECT ROW(d.user_id, d.day, d.device_id) FROM device_accounts d"
     " WHERE d.user_id = ANY(CAST(:ad_users AS text[])) AND d.day = ANY(CAST(:days AS date[]))) AS account_devices,"
     " ARRAY(SELECT ROW(j.*) FROM joined j) AS joined"
+)
+_READ_ALL = text(_READ_ALL_SQL)
+# The same reads for a preview, which changes nothing and so locks nothing (a read-only transaction
+# refuses FOR UPDATE).
+_PEEK_ALL = text(_READ_ALL_SQL.replace(" FOR UPDATE OF c", ""))
+assert _PEEK_ALL.text != _READ_ALL.text
+
+_SNAPSHOT = text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+_PEEK_USERS = text(
+    "SELECT user_id, streak_last_day, streak_days, rate_level, rate_time FROM user_state"
+    " WHERE user_id = ANY(CAST(:users AS text[]))"
 )
 
 _ChallengeRow = namedtuple(
@@ -175,10 +186,33 @@ async def lock_batch(conn: AsyncConnection, user_ids: Sequence[str], device_ids:
     )
 
 
+async def begin_snapshot(conn: AsyncConnection) -> None:
+    """Make the connection's transaction one read-only snapshot: every read sees the same state,
+    and a write would fail."""
+    await conn.execute(_SNAPSHOT)
+
+
+async def peek_users(conn: AsyncConnection, user_ids: Sequence[str], rules_version: int) -> LockedUsers:
+    """The users' streaks and receive-time buckets as `lock_batch` returns them, without locking or
+    creating anything (a preview)."""
+    rows = (await conn.execute(_PEEK_USERS, {"users": sorted(set(user_ids))})).all()
+    return LockedUsers(
+        {r.user_id: Streak(r.streak_last_day, r.streak_days) for r in rows},
+        {r.user_id: ReceiveRate(r.rate_level, r.rate_time) for r in rows},
+        rules_version,
+    )
+
+
 async def read_batch(
-    conn: AsyncConnection, events: Sequence[tuple[ActivityEvent, date]], users: LockedUsers, lookback: timedelta
+    conn: AsyncConnection,
+    events: Sequence[tuple[ActivityEvent, date]],
+    users: LockedUsers,
+    lookback: timedelta,
+    *,
+    lock: bool = True,
 ) -> tuple[dict[str, Replay], KnownFacts]:
-    """Stored events (replays) and everything the batch's evaluations read, in one round trip."""
+    """Stored events (replays) and everything the batch's evaluations read, in one round trip.
+    `lock=False` (a preview) leaves the joined challenges' rows unlocked."""
     targets = sorted({(e.user_id, e.type.value, e.target_id) for e, _ in events if e.target_id})
     milestones = sorted(
         {(e.user_id, e.game_id, e.milestone_id) for e, _ in events if e.type == ActivityType.GAME_MILESTONE}
@@ -207,7 +241,7 @@ async def read_batch(
         "da_days": [d[1] for d in device_days],
         "ad_users": sorted({e.user_id for e, _ in events if e.device_id}),
     }
-    row = (await conn.execute(_READ_ALL, params)).one()
+    row = (await conn.execute(_READ_ALL if lock else _PEEK_ALL, params)).one()
     replays = {}
     for (event_id, fingerprint, user_id, status, points, breakdown, reason, held_id, credit_id,
          credit_user, amount, credit_reason, reference, pending, transaction_id) in row.stored:

@@ -25,7 +25,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from earning.domain.batch import BatchFacts, lookback
-from earning.domain.evaluation import evaluate, timing_problem
+from earning.domain.evaluation import timing_problem
 from earning.domain.model import ActivityEvent, EventStatus, RuleApplication, Rules
 from earning.store import batch as batch_store
 from earning.store.activity import StoredEvent
@@ -235,10 +235,7 @@ def _evaluate(
 ) -> tuple[EventOutcome, PendingCredit | None, NewEvent, NewHeld | None]:
     """Evaluate one first-seen event against the batch facts and apply its effects to them."""
     event = incoming.event
-    streak = facts.streak(event.user_id).on_activity(day)
-    decision = evaluate(event, rules, facts.facts_for(event, rules, day, streak.length_on(day)))
-    if decision.status != EventStatus.REJECTED:
-        facts.apply(event, decision, day, streak)
+    decision = facts.decide(event, rules, day)
     held_id = ""
     hold: NewHeld | None = None
     if decision.status == EventStatus.HELD_FOR_REVIEW:
