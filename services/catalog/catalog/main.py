@@ -13,6 +13,7 @@ from pathlib import Path
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from catalog.api import CatalogApi, service_spec
+from catalog.api.mapping import reservation_reply
 from catalog.config import CatalogSettings
 from catalog.store.database import CatalogDatabase
 from catalog.use_cases.campaigns import Campaigns
@@ -24,6 +25,7 @@ from points_platform.config import settings_or_exit
 from points_platform.db import create_engine, migrate
 from points_platform.logs import configure_logging
 from points_platform.server import RunningServer, ServiceSpec, create_server, run_process, run_service
+from points_platform.unit_of_work import Transactions
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -38,10 +40,13 @@ class Wiring:
 
 
 def build(settings: CatalogSettings, engine: AsyncEngine, clock: Clock) -> Wiring:
-    db = CatalogDatabase(engine)
-    reservations = Reservations(db, clock, default_ttl_seconds=settings.default_reservation_ttl_seconds)
+    transactions = Transactions(engine)
+    db = CatalogDatabase(transactions)
+    reservations = Reservations(
+        db, clock, reservation_reply, default_ttl_seconds=settings.default_reservation_ttl_seconds
+    )
     api = CatalogApi(
-        Items(db, clock), Campaigns(db, clock), Quotes(db, clock), reservations,
+        transactions, Items(db, clock), Campaigns(db, clock), Quotes(db, clock), reservations,
         max_ttl_seconds=settings.max_reservation_ttl_seconds,
     )
     return Wiring(reservations, service_spec(api))

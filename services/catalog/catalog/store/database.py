@@ -1,4 +1,4 @@
-"""The catalog's unit of work over one engine (`use_cases.ports.Database`)."""
+"""The catalog's storage over the platform's unit of work (`use_cases.ports.Database`)."""
 
 from __future__ import annotations
 
@@ -6,56 +6,49 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import TypeVar
 
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
-
 from catalog.store.campaigns import CampaignRepository
 from catalog.store.hot import HotCache, HotConnection, driver_of
-from catalog.store.idempotency import RequestLog
 from catalog.store.items import ItemRepository
 from catalog.store.reservations import ReservationRepository
-from points_platform.db import retry_serialization
+from catalog.use_cases.ports import UnitOfWork
+from points_platform.unit_of_work import Transaction, Transactions
 
 T = TypeVar("T")
 
 
 class Repositories:
-    """Every repository on one connection (`use_cases.ports.Transaction`)."""
+    """Every repository on one transaction (`use_cases.ports.Repositories`)."""
 
-    def __init__(self, conn: AsyncConnection, cache: HotCache) -> None:
-        self._conn = conn
+    def __init__(self, tx: Transaction, cache: HotCache) -> None:
+        self._tx = tx
         self._cache = cache
-        self.requests = RequestLog(conn)
-        self.items = ItemRepository(conn)
-        self.campaigns = CampaignRepository(conn)
-        self.reservations = ReservationRepository(conn)
+        self.items = ItemRepository(tx.connection)
+        self.campaigns = CampaignRepository(tx.connection)
+        self.reservations = ReservationRepository(tx.connection)
 
     async def reads(self) -> HotConnection:
         """The hot path's reads inside this transaction, on its own raw connection."""
-        return HotConnection(self._cache, await driver_of(self._conn, in_transaction=True))
+        return HotConnection(self._cache, await self._tx.driver())
 
 
 class CatalogDatabase:
-    """Transactions, reads and the hot statements, all from one engine's pool."""
+    """Repositories on the platform's transactions, and the hot statements, from one engine's pool."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
-        self._engine = engine
-        self._hot = HotCache()
+    def __init__(self, transactions: Transactions) -> None:
+        self._transactions = transactions
+        self._cache = HotCache()
 
-    @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[Repositories]:
-        """One transaction: committed when the block ends normally, rolled back otherwise."""
-        async with self._engine.begin() as conn:
-            yield Repositories(conn, self._hot)
+    def on(self, uow: UnitOfWork) -> Repositories:
+        if not isinstance(uow, Transaction):
+            raise TypeError(f"a unit of work is a points_platform Transaction, not {type(uow).__name__}")
+        return Repositories(uow, self._cache)
 
-    @asynccontextmanager
-    async def reading(self) -> AsyncIterator[Repositories]:
-        async with self._engine.connect() as conn:
-            yield Repositories(conn, self._hot)
+    async def run(self, work: Callable[[UnitOfWork], Awaitable[T]]) -> T:
+        return await self._transactions.run(work)
 
     @asynccontextmanager
     async def hot(self) -> AsyncIterator[HotConnection]:
-        async with self._engine.connect() as conn:
-            yield HotConnection(self._hot, await driver_of(conn))
-
-    async def retrying(self, attempt: Callable[[], Awaitable[T]]) -> T:
-        return await retry_serialization(attempt)
+        """A pooled connection outside any transaction: each hot statement commits on its own (it
+        writes its effect, key and reply together, so it needs no transaction around it)."""
+        async with self._transactions.engine.connect() as conn:
+            yield HotConnection(self._cache, await driver_of(conn))

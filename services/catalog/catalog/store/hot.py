@@ -1,16 +1,19 @@
 """The hot path on the raw asyncpg connection: ReserveStock, Commit/ReleaseReservation, Quote, GetItem.
 
 Statements are written once below (asyncpg prepares and caches them per connection). Each
-mutation here is ONE autocommit statement whose CTEs chain the effect to the idempotency claim,
-so the claim, the effect and the stored reply commit together or not at all:
+mutation here is ONE autocommit statement whose CTEs chain the effect to the request's key in the
+platform's idempotency table (`points_platform.idempotency`: its row shape, its key and
+fingerprint, the reply as the reply message's proto bytes), so the key, the effect and the
+stored reply commit together or not at all:
 
 - a same-key row inserted meanwhile makes the claim INSERT fail with a unique violation, which
   aborts the whole statement (stock and reservation included);
 - a guard that no longer holds (item version changed, not enough stock, reservation no longer
   ACTIVE) makes the chain produce no row, so nothing is written.
 
-In both cases `None` is returned and the caller runs the general transactional path, which
-reports the exact reason (or replays). The item's spec is cached per (item_id, version): every
+In both cases nothing is written and the caller runs the general path under the platform's
+idempotency rules, which reports the exact reason (or replays; a key already taken is never
+replayed here). The item's spec is cached per (item_id, version): every
 change of spec or `archived` bumps the version, stock counters are always read fresh. The
 campaigns linked to an item are cached by their number of links plus the number of them ended
 early (campaigns are never unlinked and end at most once, so that sum grows with every change;
@@ -28,8 +31,9 @@ import asyncpg
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from catalog.domain import Campaign, Item, Reservation, ReservationState, Stock
-from catalog.store.rows import campaign_from_row, item_from_row, reservation_from_row, snapshot, stored_reply
-from catalog.use_cases.ports import ItemRead, ReservationRead, StoredReply
+from catalog.store.rows import campaign_from_row, item_from_row, reservation_from_row
+from catalog.use_cases.commands import RequestKey
+from catalog.use_cases.ports import ItemRead, ReservationRead
 
 # A same-key race (unique claim) or a lock cycle with the general path: nothing was written;
 # the caller falls back to the transactional path, which replays or decides exactly.
@@ -53,11 +57,10 @@ _LINKS = (
 # $1 item_id
 READ_ITEM = f"SELECT {_ITEM_COLUMNS}, {_LINKS} FROM items i WHERE i.item_id = $1"
 
-# $1 item_id, $2 method, $3 request_id: the item and what the key stored, if anything.
+# $1 item_id, $2 user_id, $3 request_id: the item and whether the key is taken.
 READ_ITEM_AND_CLAIM = f"""
-SELECT {_ITEM_COLUMNS}, {_LINKS},
-       k.request_id IS NOT NULL AS claimed, k.fingerprint AS claimed_fingerprint, k.response AS claimed_response
-FROM items i LEFT JOIN idempotency k ON k.method = $2 AND k.request_id = $3
+SELECT {_ITEM_COLUMNS}, {_LINKS}, k.request_id IS NOT NULL AS claimed
+FROM items i LEFT JOIN idempotency k ON k.user_id = $2 AND k.request_id = $3
 WHERE i.item_id = $1
 """
 
@@ -85,11 +88,14 @@ WHERE item_id = $1 AND user_id = $2 AND ($3::timestamptz IS NULL OR create_time 
 _UNLIMITED_GUARD = "SELECT item_id FROM items WHERE item_id = $1 AND version = $2 AND NOT limited_stock FOR SHARE"
 _LIMITED_GUARD = """UPDATE items SET stock_available = stock_available - $10, stock_reserved = stock_reserved + $10
   WHERE item_id = $1 AND version = $2 AND limited_stock AND stock_available >= $10 RETURNING item_id"""
+# $1 item_id, $2 item version, $3 request_id, $4 fingerprint, $5 reply, $6 now, $7 reservation_id,
+# $8 user_id, $9 region, $10 quantity, $11 currency, $12 unit amount, $13 total amount, $14 campaign_id,
+# $15 expire_time, $16 the key's user_id, $17 method (full name)
 _RESERVE = """
 WITH guard AS ({guard}),
 claim AS (
-  INSERT INTO idempotency (method, request_id, fingerprint, response, create_time)
-  SELECT 'ReserveStock', $3, $4, $5, $6 FROM guard RETURNING request_id
+  INSERT INTO idempotency (user_id, request_id, method, fingerprint, reply, created_time)
+  SELECT $16, $3, $17, $4, $5, $6 FROM guard RETURNING request_id
 )
 INSERT INTO reservations (reservation_id, item_id, item_version, user_id, region, quantity, currency,
   unit_amount, total_amount, campaign_id, state, took_stock, expire_time, create_time, resolve_time,
@@ -100,18 +106,17 @@ RETURNING reservation_id
 RESERVE_UNLIMITED = _RESERVE.format(guard=_UNLIMITED_GUARD, took="false")
 RESERVE_LIMITED = _RESERVE.format(guard=_LIMITED_GUARD, took="true")
 
-# $1 reservation_id, $2 method, $3 request_id
+# $1 reservation_id, $2 user_id, $3 request_id
 READ_RESERVATION_AND_CLAIM = """
 SELECT r.reservation_id, r.item_id, r.item_version, r.user_id, r.region, r.quantity, r.currency, r.unit_amount,
        r.total_amount, r.campaign_id, r.state, r.took_stock, r.expire_time, r.create_time, r.resolve_time,
-       r.returned_quantity,
-       k.request_id IS NOT NULL AS claimed, k.fingerprint AS claimed_fingerprint, k.response AS claimed_response
-FROM reservations r LEFT JOIN idempotency k ON k.method = $2 AND k.request_id = $3
+       r.returned_quantity, k.request_id IS NOT NULL AS claimed
+FROM reservations r LEFT JOIN idempotency k ON k.user_id = $2 AND k.request_id = $3
 WHERE r.reservation_id = $1
 """
 
-# ACTIVE -> $2 and, if it took stock, reserved -> sold/available; claim + reply with it.
-# $1 reservation_id, $2 new state, $3 now, $4 method, $5 request_id, $6 fingerprint, $7 reply
+# ACTIVE -> $2 and, if it took stock, reserved -> sold/available; key + reply with it.
+# $1 reservation_id, $2 new state, $3 now, $4 method, $5 request_id, $6 fingerprint, $7 reply, $8 user_id
 _RESOLVE = """
 WITH resolved AS (
   UPDATE reservations SET state = $2, resolve_time = $3
@@ -123,34 +128,23 @@ settled AS (
                    {target} = items.{target} + resolved.quantity
   FROM resolved WHERE items.item_id = resolved.item_id AND resolved.took_stock
 )
-INSERT INTO idempotency (method, request_id, fingerprint, response, create_time)
-SELECT $4, $5, $6, $7, $3 FROM resolved
+INSERT INTO idempotency (user_id, request_id, method, fingerprint, reply, created_time)
+SELECT $8, $5, $4, $6, $7, $3 FROM resolved
 RETURNING request_id
 """
 COMMIT = _RESOLVE.format(still_valid="AND expire_time > $3", target="stock_sold")
 RELEASE = _RESOLVE.format(still_valid="", target="stock_available")
 
 
-def _claim(row: asyncpg.Record) -> StoredReply[Reservation] | None:
-    if not row["claimed"]:
-        return None
-    return StoredReply(row["claimed_fingerprint"], stored_reply(Reservation, row["claimed_response"]))
+async def driver_of(conn: AsyncConnection) -> asyncpg.Connection:
+    """The asyncpg connection under `conn`, in autocommit: every statement here commits on its own.
 
-
-async def driver_of(conn: AsyncConnection, *, in_transaction: bool = False) -> asyncpg.Connection:
-    """The asyncpg connection under `conn`.
-
-    Outside a transaction (the hot path) every statement here commits on its own: nothing on
-    `conn` may run through SQLAlchemy before (it would open a transaction that is rolled back when
-    the connection goes back to the pool, taking these writes with it). Inside one (the general
-    path's reads) SQLAlchemy begins it at its first statement, so the driver is taken after that.
+    Nothing on `conn` may run through SQLAlchemy before (it would open a transaction that is
+    rolled back when the connection goes back to the pool, taking these writes with it).
     """
     driver = cast(asyncpg.Connection, (await conn.get_raw_connection()).driver_connection)
-    if driver.is_in_transaction() != in_transaction:
-        raise RuntimeError(
-            "catalog hot statements must run " + ("after the transaction's first statement" if in_transaction
-                                                  else "outside a transaction")
-        )
+    if driver.is_in_transaction():
+        raise RuntimeError("catalog hot path statements must run outside a transaction")
     return driver
 
 
@@ -206,43 +200,41 @@ class HotConnection:
         row = await self._db.fetchrow(READ_ITEM, item_id)
         return (self._cache.item(row), row["campaign_links"]) if row is not None else None
 
-    async def read_item_and_claim(self, item_id: str, method: str, request_id: str) -> ItemRead | None:
-        row = await self._db.fetchrow(READ_ITEM_AND_CLAIM, item_id, method, request_id)
+    async def read_item_and_claim(self, item_id: str, key: RequestKey) -> ItemRead | None:
+        row = await self._db.fetchrow(READ_ITEM_AND_CLAIM, item_id, key.user_id, key.request_id)
         if row is None:
             return None
-        return ItemRead(self._cache.item(row), row["campaign_links"], _claim(row))
+        return ItemRead(self._cache.item(row), row["campaign_links"], row["claimed"])
 
     async def units_used(self, item_id: str, user_id: str, since: datetime | None, now: datetime) -> int:
         return int(await self._db.fetchval(UNITS_USED, item_id, user_id, since, now))
 
-    async def reserve(self, r: Reservation, request_id: str, fingerprint: str) -> bool:
-        """Claim + (take stock) + insert in one statement; False when a guard failed or the key is taken."""
+    async def reserve(self, r: Reservation, key: RequestKey, reply: bytes) -> bool:
+        """Key + reply + (take stock) + insert in one statement; False when a guard failed or the key is taken."""
         statement = RESERVE_LIMITED if r.took_stock else RESERVE_UNLIMITED
         try:
             row = await self._db.fetchrow(
-                statement, r.item_id, r.item_version, request_id, fingerprint, snapshot(r), r.create_time,
+                statement, r.item_id, r.item_version, key.request_id, key.fingerprint, reply, r.create_time,
                 r.reservation_id, r.user_id, r.region, r.quantity, int(r.unit_price.currency),
-                r.unit_price.amount, r.total_price.amount, r.campaign_id, r.expire_time,
+                r.unit_price.amount, r.total_price.amount, r.campaign_id, r.expire_time, key.user_id, key.method,
             )
         except _FALL_BACK_ON:
             return False
         return row is not None
 
-    async def read_reservation_and_claim(
-        self, reservation_id: str, method: str, request_id: str
-    ) -> ReservationRead | None:
-        row = await self._db.fetchrow(READ_RESERVATION_AND_CLAIM, reservation_id, method, request_id)
+    async def read_reservation_and_claim(self, reservation_id: str, key: RequestKey) -> ReservationRead | None:
+        row = await self._db.fetchrow(READ_RESERVATION_AND_CLAIM, reservation_id, key.user_id, key.request_id)
         if row is None:
             return None
-        return ReservationRead(reservation_from_row(row), _claim(row))
+        return ReservationRead(reservation_from_row(row), row["claimed"])
 
-    async def resolve(self, method: str, resolved: Reservation, request_id: str, fingerprint: str) -> bool:
-        """ACTIVE -> resolved.state (+ stock) + claim + reply in one statement; False if it did not apply."""
+    async def resolve(self, resolved: Reservation, key: RequestKey, reply: bytes) -> bool:
+        """ACTIVE -> resolved.state (+ stock) + key + reply in one statement; False if it did not apply."""
         statement = COMMIT if resolved.state == ReservationState.COMMITTED else RELEASE
         try:
             row = await self._db.fetchrow(
-                statement, resolved.reservation_id, int(resolved.state), resolved.resolve_time, method,
-                request_id, fingerprint, snapshot(resolved),
+                statement, resolved.reservation_id, int(resolved.state), resolved.resolve_time, key.method,
+                key.request_id, key.fingerprint, reply, key.user_id,
             )
         except _FALL_BACK_ON:
             return False

@@ -1,9 +1,9 @@
-"""What the use cases need from storage, as Protocols: the store implements them.
+"""What the use cases need from storage and the transport, as Protocols: the store and the api implement them.
 
-The use cases see a `Database` that opens a `Transaction` (the unit of work: one repository per
-aggregate, all on one transaction), a read-only connection, or the hot statements (single
-autocommit statements that chain the effect to the idempotency claim), and that retries a
-transaction that lost a serialization race or a deadlock.
+A use case that writes runs inside a unit of work it is handed (the platform's transaction, opaque
+here: `UnitOfWork`) and reaches the repositories on it through `Database.on`. Reads run in one of
+their own (`Database.run`). The hot path runs single autocommit statements that write the
+idempotency key in the same statement as the effect (`Database.hot`).
 """
 
 from __future__ import annotations
@@ -12,26 +12,15 @@ from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Generic, Protocol, TypeVar
+from typing import Protocol, TypeVar
 
-from catalog.domain import Campaign, Item, ItemKind, Reservation, ReservationState, StockReturn
+from catalog.domain import Campaign, Item, ItemKind, Reservation, ReservationState
+from catalog.use_cases.commands import RequestKey
 
 T = TypeVar("T")
-# What a mutating use case answers, kept for replays.
-AnyReply = Item | Campaign | Reservation | StockReturn
-Reply = TypeVar("Reply", bound=AnyReply)
 
-
-@dataclass(frozen=True)
-class StoredReply(Generic[Reply]):
-    """What an earlier call with the same request id left: its fingerprint and its reply.
-
-    The claim and the reply are written in one transaction (or one statement), so a claim that
-    another call can see always holds its reply.
-    """
-
-    fingerprint: str
-    reply: Reply
+# The reply message a reservation RPC answers, as stored bytes: (method short name, reservation) -> bytes.
+ReservationReply = Callable[[str, Reservation], bytes]
 
 
 @dataclass(frozen=True)
@@ -55,26 +44,17 @@ class Expired:
 class ItemRead:
     item: Item
     campaign_links: int  # grows with every campaign linked or ended: the campaigns cache key
-    claim: StoredReply[Reservation] | None
+    claimed: bool  # the request's key is taken: the general path replays or refuses it
 
 
 @dataclass(frozen=True)
 class ReservationRead:
     reservation: Reservation
-    claim: StoredReply[Reservation] | None
+    claimed: bool
 
 
-class RequestLog(Protocol):
-    """Idempotency keys of mutating calls, with the reply each produced."""
-
-    async def claim(
-        self, method: str, request_id: str, fingerprint: str, now: datetime, kind: type[Reply]
-    ) -> StoredReply[Reply] | None:
-        """Claim the key (None), or what an earlier call with it stored; waits for a concurrent claimer."""
-        ...
-
-    async def save_reply(self, method: str, request_id: str, reply: AnyReply) -> None:
-        ...
+class UnitOfWork(Protocol):
+    """One open transaction (`points_platform.unit_of_work.Transaction`); only the store looks inside."""
 
 
 class ItemStore(Protocol):
@@ -119,26 +99,6 @@ class ReservationStore(Protocol):
     async def expire_due(self, now: datetime, limit: int, item_id: str | None = None) -> list[Expired]: ...
 
 
-class Transaction(Protocol):
-    """The repositories of one transaction: committed when its block ends normally, rolled back otherwise."""
-
-    @property
-    def requests(self) -> RequestLog: ...
-
-    @property
-    def items(self) -> ItemStore: ...
-
-    @property
-    def campaigns(self) -> CampaignStore: ...
-
-    @property
-    def reservations(self) -> ReservationStore: ...
-
-    async def reads(self) -> ItemReads:
-        """The item reads on this transaction's connection (after its first statement)."""
-        ...
-
-
 class ItemReads(Protocol):
     """The reads pricing and the per-user limit rest on, the same on the hot and the general path."""
 
@@ -155,33 +115,45 @@ class ItemReads(Protocol):
         ...
 
 
+class Repositories(Protocol):
+    """The repositories of one unit of work: committed when it ends normally, rolled back otherwise."""
+
+    @property
+    def items(self) -> ItemStore: ...
+
+    @property
+    def campaigns(self) -> CampaignStore: ...
+
+    @property
+    def reservations(self) -> ReservationStore: ...
+
+    async def reads(self) -> ItemReads:
+        """The item reads on this unit of work's own raw connection, inside its transaction."""
+        ...
+
+
 class HotStatements(ItemReads, Protocol):
     """Single autocommit statements of the hot use cases on one connection.
 
-    A mutation returns False when a guard no longer held or the key was taken meanwhile: nothing
-    was written and the caller runs the general transactional path, which decides exactly.
+    A mutation writes its effect, the request's key and its reply in one statement; it returns
+    False when a guard no longer held or the key was taken meanwhile: nothing was written and the
+    caller runs the general path, which decides exactly (and replays a taken key).
     """
 
-    async def read_item_and_claim(self, item_id: str, method: str, request_id: str) -> ItemRead | None: ...
+    async def read_item_and_claim(self, item_id: str, key: RequestKey) -> ItemRead | None: ...
 
-    async def reserve(self, reservation: Reservation, request_id: str, fingerprint: str) -> bool: ...
+    async def reserve(self, reservation: Reservation, key: RequestKey, reply: bytes) -> bool: ...
 
-    async def read_reservation_and_claim(
-        self, reservation_id: str, method: str, request_id: str
-    ) -> ReservationRead | None: ...
+    async def read_reservation_and_claim(self, reservation_id: str, key: RequestKey) -> ReservationRead | None: ...
 
-    async def resolve(self, method: str, resolved: Reservation, request_id: str, fingerprint: str) -> bool: ...
+    async def resolve(self, resolved: Reservation, key: RequestKey, reply: bytes) -> bool: ...
 
 
 class Database(Protocol):
-    def transaction(self) -> AbstractAsyncContextManager[Transaction]: ...
+    def on(self, uow: UnitOfWork) -> Repositories: ...
 
-    def reading(self) -> AbstractAsyncContextManager[Transaction]:
-        """Repositories for reads only (nothing written here is kept)."""
+    async def run(self, work: Callable[[UnitOfWork], Awaitable[T]]) -> T:
+        """`work` in a unit of work of its own, run again on a serialization failure or deadlock."""
         ...
 
     def hot(self) -> AbstractAsyncContextManager[HotStatements]: ...
-
-    async def retrying(self, attempt: Callable[[], Awaitable[T]]) -> T:
-        """Run `attempt` (which opens its own transaction) again after a serialization failure or deadlock."""
-        ...

@@ -1,8 +1,10 @@
 """Reservation use cases: reserve stock, commit or release it, return units, expire the due ones.
 
-ReserveStock, CommitReservation and ReleaseReservation try the hot path first: one statement
-chaining claim, effect and reply. When it does not apply (a guard failed, a same-key race, a
-per-user limit) the general transactional path decides and reports the exact reason.
+ReserveStock, CommitReservation and ReleaseReservation have a hot path (`reserve_fast`,
+`commit_fast`, `release_fast`): one statement chaining the effect, the request's key and its
+reply. When it does not apply (a guard failed, the key is taken, a per-user limit) it answers
+None and the transport runs the general path in a unit of work under the platform's idempotency
+rules, which decides, reports the exact reason, or replays.
 """
 
 from __future__ import annotations
@@ -18,9 +20,9 @@ import structlog
 from catalog import domain
 from catalog.domain import Item, Reservation, ReservationState, StockReturn
 from catalog.use_cases.commands import ReserveStock, ResolveReservation, ReturnStock
-from catalog.use_cases.idempotent import derived_id, replayed, run_once
+from catalog.use_cases.ids import derived_id
 from catalog.use_cases.items import item_not_found
-from catalog.use_cases.ports import Database, ItemReads, Transaction
+from catalog.use_cases.ports import Database, ItemReads, Repositories, ReservationReply, UnitOfWork
 from points_platform.clock import Clock
 from points_platform.errors import FailedPrecondition, NotFound
 
@@ -39,10 +41,11 @@ def _unavailable(reason: domain.Unavailable, item_id: str) -> FailedPrecondition
 
 class Reservations:
     def __init__(
-        self, db: Database, clock: Clock, *, default_ttl_seconds: int, sweep_batch: int = 500
+        self, db: Database, clock: Clock, reply: ReservationReply, *, default_ttl_seconds: int, sweep_batch: int = 500
     ) -> None:
         self._db = db
         self._clock = clock
+        self._reply = reply
         self._default_ttl = default_ttl_seconds
         self._sweep_batch = sweep_batch
 
@@ -78,87 +81,80 @@ class Reservations:
         campaigns = await reads.campaigns(item.item_id, campaign_links)
         return self._new_reservation(cmd, item, domain.resolve_price(item, campaigns, cmd.region, now), now)
 
-    async def _reserve_fast(self, cmd: ReserveStock) -> Reservation | None:
-        """Items without a per-user limit: one read, then one statement (claim + stock + insert).
+    async def reserve_fast(self, cmd: ReserveStock) -> Reservation | None:
+        """Items without a per-user limit: one read, then one statement (key + reply + stock + insert).
 
-        None = use the general path (item missing, same key in flight, a guard failed).
+        None = use the general path, `reserve_stock` (item missing, key taken, a guard failed).
         """
         now = self._clock.now()
         async with self._db.hot() as hot:
-            read = await hot.read_item_and_claim(cmd.item_id, "ReserveStock", cmd.request_id)
-            if read is None:
+            read = await hot.read_item_and_claim(cmd.item_id, cmd.key)
+            if read is None or read.claimed:
                 return None
-            if read.claim is not None:
-                return replayed(cmd, read.claim)
             item = read.item
             if item.spec.per_user_limit > 0:
                 return None  # needs the per-user lock and count in one transaction
             reservation = await self._planned(cmd, hot, item, read.campaign_links, now)
-            if not await hot.reserve(reservation, cmd.request_id, cmd.fingerprint):
+            if not await hot.reserve(reservation, cmd.key, self._reply("ReserveStock", reservation)):
                 return None
         log.info("stock_reserved", reservation_id=reservation.reservation_id, item_id=item.item_id)
         return reservation
 
-    async def reserve_stock(self, cmd: ReserveStock) -> Reservation:
-        fast = await self._reserve_fast(cmd)
-        if fast is not None:
-            return fast
-
-        async def effect(tx: Transaction, now: datetime) -> Reservation:
-            reads = await tx.reads()
-            found = await reads.read_item(cmd.item_id)
-            if found is None:
-                raise item_not_found(cmd.item_id)
-            item, links = found
-            reservation = await self._planned(cmd, reads, item, links, now)
-            spec = item.spec
-            if spec.per_user_limit > 0:
-                # Only limited-per-user items serialize per (item, user); others take no lock here.
-                await tx.reservations.lock_user_item(item.item_id, cmd.user_id)
-                since = domain.limit_window_start(spec.per_user_limit_window, now)
-                used = await reads.units_used(item.item_id, cmd.user_id, since, now)
-                if cmd.quantity > domain.user_allowance(spec, used):
-                    raise _unavailable(domain.Unavailable.PER_USER_LIMIT_REACHED, item.item_id)
-            if spec.limited_stock:
+    async def reserve_stock(self, cmd: ReserveStock, uow: UnitOfWork) -> Reservation:
+        """The general path: every item, every reason, inside the caller's unit of work."""
+        tx, now = self._db.on(uow), self._clock.now()
+        reads = await tx.reads()
+        found = await reads.read_item(cmd.item_id)
+        if found is None:
+            raise item_not_found(cmd.item_id)
+        item, links = found
+        reservation = await self._planned(cmd, reads, item, links, now)
+        spec = item.spec
+        if spec.per_user_limit > 0:
+            # Only limited-per-user items serialize per (item, user); others take no lock here.
+            await tx.reservations.lock_user_item(item.item_id, cmd.user_id)
+            since = domain.limit_window_start(spec.per_user_limit_window, now)
+            used = await reads.units_used(item.item_id, cmd.user_id, since, now)
+            if cmd.quantity > domain.user_allowance(spec, used):
+                raise _unavailable(domain.Unavailable.PER_USER_LIMIT_REACHED, item.item_id)
+        if spec.limited_stock:
+            left = await tx.items.take_stock(item.item_id, cmd.quantity)
+            if left is None and await self._expire(tx, now, item.item_id):
+                # Units of expired-but-unswept reservations are free again; try once more.
                 left = await tx.items.take_stock(item.item_id, cmd.quantity)
-                if left is None and await self._expire(tx, now, item.item_id):
-                    # Units of expired-but-unswept reservations are free again; try once more.
-                    left = await tx.items.take_stock(item.item_id, cmd.quantity)
-                if left is None:
-                    raise _unavailable(domain.Unavailable.OUT_OF_STOCK, item.item_id)
-            await tx.reservations.insert_reservation(reservation)
-            log.info("stock_reserved", reservation_id=reservation.reservation_id, item_id=item.item_id)
-            return reservation
+            if left is None:
+                raise _unavailable(domain.Unavailable.OUT_OF_STOCK, item.item_id)
+        await tx.reservations.insert_reservation(reservation)
+        log.info("stock_reserved", reservation_id=reservation.reservation_id, item_id=item.item_id)
+        return reservation
 
-        return await run_once(self._db, self._clock, "ReserveStock", cmd, Reservation, effect)
+    async def commit_fast(self, cmd: ResolveReservation) -> Reservation | None:
+        return await self._resolve_fast("CommitReservation", cmd, ReservationState.COMMITTED)
 
-    async def commit_reservation(self, cmd: ResolveReservation) -> Reservation:
-        return await self._resolve("CommitReservation", cmd, ReservationState.COMMITTED)
+    async def release_fast(self, cmd: ResolveReservation) -> Reservation | None:
+        return await self._resolve_fast("ReleaseReservation", cmd, ReservationState.RELEASED)
 
-    async def release_reservation(self, cmd: ResolveReservation) -> Reservation:
-        return await self._resolve("ReleaseReservation", cmd, ReservationState.RELEASED)
+    async def commit_reservation(self, cmd: ResolveReservation, uow: UnitOfWork) -> Reservation:
+        return await self._resolve(cmd, ReservationState.COMMITTED, uow)
 
-    async def _resolve(self, method: str, cmd: ResolveReservation, target: ReservationState) -> Reservation:
-        """Both paths take the same decision (`domain.resolution`): the hot one applies it in one
-        statement when it is APPLY, the general one under the row lock in every case."""
-        fast = await self._resolve_fast(method, cmd, target)
-        if fast is not None:
-            return fast
+    async def release_reservation(self, cmd: ResolveReservation, uow: UnitOfWork) -> Reservation:
+        return await self._resolve(cmd, ReservationState.RELEASED, uow)
 
-        async def effect(tx: Transaction, now: datetime) -> Reservation:
-            r = await self._locked_reservation(tx, cmd.reservation_id)
-            decision = domain.resolution(r, target, now)
-            if decision.is_refusal:
-                raise FailedPrecondition(decision.value, metadata={"reservation_id": r.reservation_id})
-            if decision == domain.Resolution.UNCHANGED:
-                return r
-            await tx.reservations.resolve_reservation(r.reservation_id, target, now)
-            if r.took_stock:
-                await tx.items.settle_stock(r.item_id, r.quantity, sold=target == ReservationState.COMMITTED)
-            _log_resolved(r, target)
-            return replace(r, state=target, resolve_time=now)
-
-        return await run_once(self._db, self._clock, method, cmd, Reservation, effect)
+    async def _resolve(self, cmd: ResolveReservation, target: ReservationState, uow: UnitOfWork) -> Reservation:
+        """The general path. Both paths take the same decision (`domain.resolution`): the hot one
+        applies it in one statement when it is APPLY, this one under the row lock in every case."""
+        tx, now = self._db.on(uow), self._clock.now()
+        r = await self._locked_reservation(tx, cmd.reservation_id)
+        decision = domain.resolution(r, target, now)
+        if decision.is_refusal:
+            raise FailedPrecondition(decision.value, metadata={"reservation_id": r.reservation_id})
+        if decision == domain.Resolution.UNCHANGED:
+            return r
+        await tx.reservations.resolve_reservation(r.reservation_id, target, now)
+        if r.took_stock:
+            await tx.items.settle_stock(r.item_id, r.quantity, sold=target == ReservationState.COMMITTED)
+        _log_resolved(r, target)
+        return replace(r, state=target, resolve_time=now)
 
     async def _resolve_fast(
         self, method: str, cmd: ResolveReservation, target: ReservationState
@@ -169,55 +165,49 @@ class Reservations:
         """
         now = self._clock.now()
         async with self._db.hot() as hot:
-            read = await hot.read_reservation_and_claim(cmd.reservation_id, method, cmd.request_id)
-            if read is None:
+            read = await hot.read_reservation_and_claim(cmd.reservation_id, cmd.key)
+            if read is None or read.claimed:
                 return None
-            if read.claim is not None:
-                return replayed(cmd, read.claim)
             r = read.reservation
             if domain.resolution(r, target, now) != domain.Resolution.APPLY:
                 return None
             resolved = replace(r, state=target, resolve_time=now)
-            if not await hot.resolve(method, resolved, cmd.request_id, cmd.fingerprint):
+            if not await hot.resolve(resolved, cmd.key, self._reply(method, resolved)):
                 return None
         _log_resolved(r, target)
         return resolved
 
-    async def return_stock(self, cmd: ReturnStock) -> StockReturn:
+    async def return_stock(self, cmd: ReturnStock, uow: UnitOfWork) -> StockReturn:
         """Give units of a committed reservation back: sold -> available, and off the per-user count."""
+        tx = self._db.on(uow)
+        r = await self._locked_reservation(tx, cmd.reservation_id)
+        refusal = domain.return_refusal(r, cmd.quantity)
+        if refusal is not None:
+            raise FailedPrecondition(refusal, metadata={
+                "reservation_id": r.reservation_id, "returnable": str(r.returnable)})
+        units = cmd.quantity or r.returnable
+        await tx.reservations.add_returned(r.reservation_id, units)
+        if r.took_stock and not await tx.items.unsell_stock(r.item_id, units):
+            # Unreachable while the counters are balanced: the sale is counted in stock_sold.
+            raise FailedPrecondition("RETURN_EXCEEDS_SOLD", metadata={"reservation_id": r.reservation_id})
+        log.info("stock_returned", reservation_id=r.reservation_id, quantity=units)
+        return StockReturn(replace(r, returned_quantity=r.returned_quantity + units), units)
 
-        async def effect(tx: Transaction, now: datetime) -> StockReturn:
-            r = await self._locked_reservation(tx, cmd.reservation_id)
-            refusal = domain.return_refusal(r, cmd.quantity)
-            if refusal is not None:
-                raise FailedPrecondition(refusal, metadata={
-                    "reservation_id": r.reservation_id, "returnable": str(r.returnable)})
-            units = cmd.quantity or r.returnable
-            await tx.reservations.add_returned(r.reservation_id, units)
-            if r.took_stock and not await tx.items.unsell_stock(r.item_id, units):
-                # Unreachable while the counters are balanced: the sale is counted in stock_sold.
-                raise FailedPrecondition("RETURN_EXCEEDS_SOLD", metadata={"reservation_id": r.reservation_id})
-            log.info("stock_returned", reservation_id=r.reservation_id, quantity=units)
-            return StockReturn(replace(r, returned_quantity=r.returned_quantity + units), units)
-
-        return await run_once(self._db, self._clock, "ReturnStock", cmd, StockReturn, effect)
-
-    async def _locked_reservation(self, tx: Transaction, reservation_id: str) -> Reservation:
+    async def _locked_reservation(self, tx: Repositories, reservation_id: str) -> Reservation:
         r = await tx.reservations.get_reservation(reservation_id, for_update=True)
         if r is None:
             raise NotFound("RESERVATION_NOT_FOUND", metadata={"reservation_id": reservation_id})
         return r
 
     async def get_reservation(self, reservation_id: str) -> Reservation:
-        async with self._db.reading() as store:
-            r = await store.reservations.get_reservation(reservation_id)
+        r = await self._db.run(lambda uow: self._db.on(uow).reservations.get_reservation(reservation_id))
         if r is None:
             raise NotFound("RESERVATION_NOT_FOUND", metadata={"reservation_id": reservation_id})
         return r
 
     # --- expiry --------------------------------------------------------------------------------
 
-    async def _expire(self, tx: Transaction, now: datetime, item_id: str | None = None) -> int:
+    async def _expire(self, tx: Repositories, now: datetime, item_id: str | None = None) -> int:
         expired = await tx.reservations.expire_due(now, self._sweep_batch, item_id)
         returned: dict[str, int] = defaultdict(int)
         for e in expired:
@@ -232,8 +222,7 @@ class Reservations:
         now = self._clock.now()
         total = 0
         while True:
-            async with self._db.transaction() as tx:
-                swept = await self._expire(tx, now)
+            swept = await self._db.run(lambda uow: self._expire(self._db.on(uow), now))
             total += swept
             if swept < self._sweep_batch:
                 break
