@@ -72,9 +72,18 @@ def _bench_floor(args: argparse.Namespace) -> int:
 def _bench(args: argparse.Namespace) -> int:
     from points_cli.bench.cpu import SuiteCpu
     from points_cli.bench.harness import format_summary, format_table, run_group, to_json
+    from points_cli.bench.openloop import parse_rate
 
     if args.group == "floor":
         return _bench_floor(args)
+    try:
+        rate, fraction = parse_rate(args.rate) if args.rate else (None, args.rate_fraction)
+    except ValueError as exc:
+        raise SystemExit(f"points bench: {exc}") from None
+    if fraction is not None and not 0 < fraction <= 1:
+        raise SystemExit("points bench: --rate-fraction must be in (0, 1]")
+    # The floor's scratch database on the suite's server also reads the WAL for every group.
+    wal_url = _floor_url(args, required=False)
     results = run_group(
         _targets(args),
         args.group,
@@ -86,7 +95,11 @@ def _bench(args: argparse.Namespace) -> int:
         duration=args.duration,
         cpu=SuiteCpu(Path(args.state_dir)),
         rounds=args.rounds,
-        floor_url=_floor_url(args, required=False) if args.group == "earning" else None,
+        floor_url=wal_url if args.group == "earning" else None,
+        wal_url=wal_url,
+        rate=rate,
+        rate_fraction=fraction,
+        max_in_flight=args.max_in_flight,
     )
     for number in range(1, args.rounds + 1):
         if args.rounds > 1:
@@ -181,6 +194,20 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--rounds", type=int, default=1,
         help="repeat Health/Check + the scenarios this many times; prints medians and ranges",
+    )
+    rate = bench.add_mutually_exclusive_group()
+    rate.add_argument(
+        "--rate",
+        help="open loop: send this many requests per second at fixed times (latency from the intended send time);"
+        " `half`: closed loop first, then open loop at half its rate",
+    )
+    rate.add_argument(
+        "--rate-fraction", type=float,
+        help="closed loop first, then open loop at this fraction of its rate (0.5 = --rate half)",
+    )
+    bench.add_argument(
+        "--max-in-flight", type=int, default=256,
+        help="open loop: requests in flight at most; one due while it is full is counted as dropped",
     )
     bench.add_argument("--json", help="also write the results to this file")
     bench.add_argument(

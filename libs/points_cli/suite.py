@@ -220,6 +220,10 @@ class Suite:
             POINTS_CONSOLE_HOST=cfg.host,
             POINTS_CONSOLE_PORT=str(cfg.console_port),
             **{f"POINTS_CONSOLE_{s.upper()}_TARGET": f"{cfg.host}:{cfg.ports[s]}" for s in SERVICES},
+            # The overview's charts read these services' Prometheus endpoints (every worker's).
+            **{f"POINTS_CONSOLE_{s.upper()}_METRICS_URLS": ",".join(
+                f"http://{cfg.host}:{cfg.worker_metrics_port(s, w)}/metrics" for w in range(cfg.workers.get(s, 1)))
+               for s in ("earning", "redemption")},
         )
         with (logs / "console.log").open("ab") as log_file:
             self.console = subprocess.Popen(

@@ -1,9 +1,7 @@
 """`python -m points_console serve|add-operator`: the console process and its operator accounts.
 
-serve reads its configuration from the environment (docs/console.md):
-  POINTS_CONSOLE_STATE_DIR     directory with credentials.json (the admin token), operators.json, console-secret
-  POINTS_CONSOLE_HOST/PORT     where to listen (default 127.0.0.1:8080)
-  POINTS_CONSOLE_{WALLET,EARNING,CATALOG,REDEMPTION}_TARGET   the services' gRPC addresses
+serve reads its configuration from POINTS_CONSOLE_* environment variables (points_console.config,
+docs/configuration.md).
 """
 
 from __future__ import annotations
@@ -34,14 +32,19 @@ def serve() -> None:
     import uvicorn
 
     from points_console.app import create_app
+    from points_console.config import ConsoleSettings, url_list
     from points_console.gateway import Gateway, Targets
+    from points_console.metrics import MetricsSources
 
-    state_dir = Path(os.environ["POINTS_CONSOLE_STATE_DIR"])
+    settings = ConsoleSettings()
+    state_dir = Path(settings.state_dir)
     admin_token = json.loads((state_dir / "credentials.json").read_text())["admin"]
-    targets = Targets(**{s: os.environ[f"POINTS_CONSOLE_{s.upper()}_TARGET"] for s in Targets.__annotations__})
-    app = create_app(lambda: Gateway(targets, admin_token), state_dir / OPERATORS_FILE, session_secret(state_dir))
-    host = os.environ.get("POINTS_CONSOLE_HOST", "127.0.0.1")
-    uvicorn.run(app, host=host, port=int(os.environ.get("POINTS_CONSOLE_PORT", "8080")), log_level="warning")
+    targets = Targets(settings.wallet_target, settings.earning_target, settings.catalog_target,
+                      settings.redemption_target)
+    sources = MetricsSources(url_list(settings.earning_metrics_urls), url_list(settings.redemption_metrics_urls))
+    app = create_app(lambda: Gateway(targets, admin_token), state_dir / OPERATORS_FILE, session_secret(state_dir),
+                     metrics=sources, sample_seconds=settings.metrics_sample_seconds)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning")
 
 
 def main(argv: list[str] | None = None) -> int:

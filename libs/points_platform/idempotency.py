@@ -22,8 +22,12 @@ Where the reply is kept is the service's choice, behind one interface (`ReplySto
   `idempotency_columns()` and named in its metadata by `idempotency_table()` (the default);
 - `FoldedStorage`: the rows a hot write creates carry the key themselves (a unique
   `(user_id, request_id)` on them) and the service says how to find the reply for a key, which
-  saves writing a second row per request. Its work writes the key and `key.fingerprint` into
-  those rows; their unique constraint decides the race as the table's primary key would.
+  saves writing a second row per request. Its work writes the key and `key.fingerprint` (or what
+  the fingerprint derives from, such as the request digest) into those rows; their unique
+  constraint decides the race as the table's primary key would. A work that finds, under a lock it
+  took, that a request with its key committed meanwhile raises `RaceLost` to be run again as a
+  replay (redemption's ConsumeEntitlement does: the rule would otherwise judge the count the
+  winner left).
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ from typing import Any, Protocol, TypeVar
 
 import asyncpg
 from google.protobuf.message import Message
-from sqlalchemy import Column, DateTime, LargeBinary, MetaData, Table, Text, column, func, select, table
+from sqlalchemy import Column, DateTime, LargeBinary, MetaData, Table, Text
 from sqlalchemy.exc import DBAPIError
 
 from points_platform.db import sqlstate
@@ -118,26 +122,29 @@ class ReplyStorage(Protocol):
 
 
 class TableStorage:
-    """Replies in the shared `idempotency` table (any service's: addressed by name)."""
+    """Replies in the shared `idempotency` table (any service's: addressed by name). Its two statements
+    run on the transaction's raw asyncpg connection, prepared once per connection: every mutating RPC
+    of a service on this storage pays them (docs/benchmarks.md, "Idempotency storage")."""
 
     def __init__(self, name: str = IDEMPOTENCY_TABLE, now: Callable[[], datetime] | None = None) -> None:
-        self._table = table(name, column("user_id"), column("request_id"), column("method"), column("fingerprint"),
-                            column("reply"), column("created_time"))
+        if not name.isidentifier():
+            raise ValueError(f"not a table name: {name!r}")
+        self._find = f"SELECT fingerprint, reply FROM {name} WHERE user_id = $1 AND request_id = $2"
+        created = "$6" if now else "now()"
+        self._record = (f"INSERT INTO {name} (user_id, request_id, method, fingerprint, reply, created_time) "
+                        f"VALUES ($1, $2, $3, $4, $5, {created})")
         self._now = now
 
     async def find(self, tx: Transaction, key: RequestKey) -> Recorded | None:
-        t = self._table
-        row = (await tx.connection.execute(
-            select(t.c.fingerprint, t.c.reply).where(t.c.user_id == key.user_id, t.c.request_id == key.request_id)
-        )).one_or_none()
-        return None if row is None else Recorded(bytes(row.fingerprint), bytes(row.reply))
+        row = await (await tx.driver()).fetchrow(self._find, key.user_id, key.request_id)
+        return None if row is None else Recorded(bytes(row["fingerprint"]), bytes(row["reply"]))
 
     async def record(self, tx: Transaction, key: RequestKey, reply: Message) -> None:
-        await tx.connection.execute(self._table.insert().values(
-            user_id=key.user_id, request_id=key.request_id, method=key.method, fingerprint=key.fingerprint,
-            reply=reply.SerializeToString(deterministic=True),
-            created_time=self._now() if self._now else func.now(),
-        ))
+        values: list[object] = [key.user_id, key.request_id, key.method, key.fingerprint,
+                                reply.SerializeToString(deterministic=True)]
+        if self._now:
+            values.append(self._now())
+        await (await tx.driver()).execute(self._record, *values)
 
 
 FindFolded = Callable[[Transaction, RequestKey], Awaitable[Recorded | None]]

@@ -118,12 +118,20 @@ class Transactions:
         self.engine = engine
         self.isolation_level = isolation_level
         self.retry_policy = retry_policy or RetryPolicy()
+        self._levels: dict[str, AsyncEngine] = {}
+
+    def _at_level(self, level: str) -> AsyncEngine:
+        """The engine at an isolation level: one proxy per level, sharing the pool."""
+        engine = self._levels.get(level)
+        if engine is None:
+            engine = self._levels[level] = self.engine.execution_options(isolation_level=level)
+        return engine
 
     @asynccontextmanager
     async def begin(self, *, isolation_level: str | None = None) -> AsyncIterator[Transaction]:
         """A transaction: committed when the block ends, rolled back when it raises."""
         level = isolation_level or self.isolation_level
-        engine = self.engine.execution_options(isolation_level=level) if level else self.engine
+        engine = self._at_level(level) if level else self.engine
         async with engine.begin() as connection:
             yield Transaction(connection)
 

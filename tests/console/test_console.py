@@ -3,114 +3,38 @@
 from __future__ import annotations
 
 import html
-import http.cookiejar
 import re
-import shutil
-import subprocess
-import sys
-import tempfile
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
-from pathlib import Path
 
 import grpc
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from points.catalog.v1 import catalog_pb2, catalog_pb2_grpc
-from points.earning.v1 import earning_pb2, earning_pb2_grpc
 from points_platform.client import bearer
-from tests.console.webdriver import Browser, ensure_chromium
+from tests.console.support import (
+    OPERATOR,
+    PASSWORD,
+    SCREENSHOTS,
+    Client,
+    csrf_of,
+    hold_an_earning,
+    request_id_of,
+    sign_in_browser,
+)
+from tests.console.webdriver import Browser
 from tests.e2e.suite_process import SuiteProcess
 
 pytestmark = pytest.mark.slow
 
-OPERATOR, PASSWORD = "dana", "correct horse battery staple"
-SCREENSHOTS = Path(__file__).resolve().parents[2] / ".artifacts" / "console"
-DEVICE_LIMIT = 4  # max_devices_per_account_per_day of the default rules: the next device is held
-
-
-@pytest.fixture(scope="module")
-def suite() -> Iterator[SuiteProcess]:
-    # Outside pytest's tmp dir: another pytest run resets that to 0700, cutting the embedded
-    # cluster's own user off from its data directory (see tests/conftest.py).
-    root = Path(tempfile.mkdtemp(prefix="points-test-"))
-    running = SuiteProcess(root / "state")
-    try:
-        running.start()
-        subprocess.run(
-            [sys.executable, "-m", "points_console", "add-operator", "--state-dir", str(running.state_dir),
-             OPERATOR, "--password-stdin"],
-            input=PASSWORD + "\n", text=True, check=True, capture_output=True,
-        )
-        deadline = time.monotonic() + 60
-        while not _answers(running.console_port):
-            assert time.monotonic() < deadline, "the console did not answer"
-            time.sleep(0.05)  # pacing between polls of the console's sign-in page
-        yield running
-    finally:
-        running.kill_all()
-        shutil.rmtree(root, ignore_errors=True)
-
-
-def _answers(port: int) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/signin", timeout=5) as reply:
-            return bool(reply.status == 200)
-    except (urllib.error.URLError, ConnectionError):
-        return False
-
-
-def hold_an_earning(suite: SuiteProcess, user: str) -> None:
-    """One account on more devices than the rules allow: its last like is held for review."""
-    now = Timestamp()
-    now.GetCurrentTime()
-    with grpc.insecure_channel(f"127.0.0.1:{suite.ports['earning']}") as channel:
-        stub = earning_pb2_grpc.EarningServiceStub(channel)
-        for i in range(DEVICE_LIMIT + 1):
-            event = earning_pb2.ActivityEvent(
-                event_id=f"{user}-like-{i}", user_id=user, type=earning_pb2.ACTIVITY_TYPE_LIKE, occurred_at=now,
-                region="US", device_id=f"{user}-phone-{i}", target_id=f"video-{i}",
-            )
-            reply = stub.RecordActivity(
-                earning_pb2.RecordActivityRequest(event=event), metadata=bearer(suite.tokens["app"]), timeout=10
-            )
-    assert reply.result.status == earning_pb2.EVENT_STATUS_HELD_FOR_REVIEW
-
-
-class Client:
-    """A cookie-keeping HTTP client: what a browser without JavaScript does."""
-
-    def __init__(self, port: int) -> None:
-        self.base = f"http://127.0.0.1:{port}"
-        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
-
-    def request(self, path: str, form: dict[str, str] | None = None) -> tuple[int, str, str]:
-        data = urllib.parse.urlencode(form).encode() if form is not None else None
-        try:
-            with self.opener.open(self.base + path, data=data, timeout=30) as reply:
-                return reply.status, reply.geturl(), reply.read().decode()
-        except urllib.error.HTTPError as error:
-            return error.code, error.geturl(), error.read().decode()
-
-    def sign_in(self) -> str:
-        status, url, page = self.request("/signin", {"name": OPERATOR, "password": PASSWORD})
-        assert status == 200 and url.endswith("/"), page
-        return csrf_of(page)
-
-
-def csrf_of(page: str) -> str:
-    found = re.search(r'name="csrf" value="([^"]+)"', page)
-    assert found, page
-    return found.group(1)
-
-
 def test_a_request_without_a_session_is_sent_to_sign_in(suite: SuiteProcess) -> None:
-    for path in ("/", "/review", "/users?user_id=x", "/catalog"):
+    for path in ("/", "/review", "/users?user_id=x", "/catalog", "/sagas", "/raffles", "/raffles/r1", "/rules"):
         _status, url, page = Client(suite.console_port).request(path)
+        assert url.endswith("/signin") and 'name="password"' in page, path
+    for path in ("/users/adjust", "/users/suspend", "/users/forfeit", "/raffles/prepare", "/raffles/draw"):
+        _status, url, page = Client(suite.console_port).request(path, {"user_id": "x", "raffle_id": "r1"})
         assert url.endswith("/signin") and 'name="password"' in page, path
 
 
@@ -144,18 +68,17 @@ def test_bad_input_shows_a_readable_error_not_a_trace(suite: SuiteProcess) -> No
     status, _, page = client.request(
         "/review", {"csrf": csrf, "held_earning_id": "no-such", "decision": "approve", "note": "checked"}
     )
-    assert status == 400 and 'class="error"' in page and "Traceback" not in page
-    status, _, page = client.request("/catalog/campaigns/end", {"csrf": csrf, "campaign_id": "no-such-campaign"})
-    assert status == 400 and 'class="error"' in page and "Traceback" not in page
+    assert status == 400 and "no valid request id" in page and "Traceback" not in page
+    status, _, page = client.request(
+        "/review", {"csrf": csrf, "held_earning_id": "no-such", "decision": "approve", "note": "checked",
+                    "request_id": request_id_of(client.request("/review")[2])}
+    )
+    assert status == 400 and "HELD_EARNING_NOT_FOUND" in page and "Traceback" not in page
+    catalog_request = request_id_of(client.request("/catalog")[2], ":create").replace(":create", ":end-1")
+    status, _, page = client.request("/catalog/campaigns/end", {"csrf": csrf, "campaign_id": "no-such-campaign",
+                                                                "request_id": catalog_request})
+    assert status == 400 and "CAMPAIGN_NOT_FOUND" in page and "Traceback" not in page
     assert "admin-token" not in page and suite.tokens["admin"] not in page
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    ensure_chromium()
-    running = Browser()
-    yield running
-    running.quit()
 
 
 def test_an_operator_approves_a_held_earning_and_sees_the_balance_change(
@@ -190,13 +113,8 @@ def test_an_operator_approves_a_held_earning_and_sees_the_balance_change(
 
 def test_an_operator_creates_an_item_sees_it_quoted_and_ends_a_campaign(suite: SuiteProcess, browser: Browser) -> None:
     base = f"http://127.0.0.1:{suite.console_port}"
+    sign_in_browser(browser, base)
     browser.get(base + "/catalog")
-    if browser.url.endswith("/signin"):
-        browser.type("#name", OPERATOR)
-        browser.type("#password", PASSWORD)
-        browser.click("#signin")
-        browser.wait_for(lambda: browser.url.endswith("/"), "the overview")
-        browser.get(base + "/catalog")
     for field, value in {"title": "Ruby Frame", "price_points": "321", "regions": "US, DE", "stock_total": "40",
                          "cosmetic_id": "frame-ruby"}.items():
         browser.type(f"#new-item #{field}", value)
@@ -233,13 +151,17 @@ def test_a_stale_item_edit_is_refused_and_shown(suite: SuiteProcess) -> None:
     client = Client(suite.console_port)
     csrf = client.sign_in()
     fields = {"title": "Onyx Frame", "price_points": "100", "regions": "", "stock_total": "", "cosmetic_id": "onyx"}
-    status, url, page = client.request("/catalog/items", {"csrf": csrf, **fields})
+    create = {"csrf": csrf, **fields, "request_id": request_id_of(client.request("/catalog")[2], ":create")}
+    status, url, page = client.request("/catalog/items", create)
     assert status == 200 and "/catalog/items/" in url, (url, page)
+    assert client.request("/catalog/items", create)[1] == url  # the same form again: the same item
     path = urllib.parse.urlparse(url).path
-    first = {"csrf": csrf, **fields, "expected_version": "1", "title": "Onyx Frame II"}
+    first = {"csrf": csrf, **fields, "expected_version": "1", "title": "Onyx Frame II",
+             "request_id": request_id_of(client.request(path)[2])}
     assert client.request(path, first)[0] == 200
-    status, _, page = client.request(path, {**first, "title": "Onyx Frame (stale)"})
-    assert status == 400 and 'class="error"' in page and "Onyx Frame II" in client.request(path)[2]
+    stale = {**first, "title": "Onyx Frame (stale)", "request_id": request_id_of(client.request(path)[2])}
+    status, _, page = client.request(path, stale)
+    assert status == 400 and "VERSION" in page and "Onyx Frame II" in client.request(path)[2], page
 
 
 def test_a_bad_item_form_says_what_is_wrong(suite: SuiteProcess) -> None:
@@ -266,7 +188,8 @@ def test_rules_are_shown_saved_as_a_new_version_and_bad_json_is_explained(suite:
     text = html.unescape(re.search(r'<textarea[^>]*>(.*?)</textarea>', page, re.S).group(1))  # type: ignore[union-attr]
     status, _, page = client.request("/rules", {"csrf": csrf, "expected_version": version.group(1), "rules": "{nope"})
     assert status == 400 and "not valid JSON" in page and "Traceback" not in page
-    status, _, page = client.request("/rules", {"csrf": csrf, "expected_version": version.group(1), "rules": text})
+    form = {"csrf": csrf, "expected_version": version.group(1), "rules": text, "request_id": request_id_of(page)}
+    status, _, page = client.request("/rules", form)
     assert status == 200 and f"Saved as version {int(version.group(1)) + 1}" in page, page
-    status, _, page = client.request("/rules", {"csrf": csrf, "expected_version": version.group(1), "rules": text})
+    status, _, page = client.request("/rules", {**form, "request_id": request_id_of(page)})
     assert status == 400 and 'class="error"' in page  # a stale version is refused

@@ -85,6 +85,12 @@ class Browser:
     def type(self, css: str, text: str) -> None:
         self._session("POST", f"/element/{self.find(css)}/value", {"text": text})
 
+    def clear(self, css: str) -> None:
+        self._session("POST", f"/element/{self.find(css)}/clear")
+
+    def value(self, css: str) -> str:
+        return str(self._session("GET", f"/element/{self.find(css)}/property/value"))
+
     def click(self, css: str) -> None:
         self._session("POST", f"/element/{self.find(css)}/click")
 

@@ -91,7 +91,7 @@ class Suite:
         credited = 0
         for _ in range(passes):
             self.clock.advance(self.earning_settings.reconcile_min_age_seconds)
-            credited += await self.earning.earning.crediting.reconcile_once()
+            credited += await self.earning.wiring.crediting.reconcile_once()
         return credited
 
     async def reconciled(self, check: Callable[[], Awaitable[bool]]) -> None:

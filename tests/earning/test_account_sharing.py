@@ -73,7 +73,7 @@ async def test_concurrent_batches_of_one_account_from_new_devices_earn_on_at_mos
     (checked by dropping the user lock: 12 AWARDED)."""
     s = await start_suite()
     assert (await s.record(s.event("sharer", LIKE, target_id="first", device_id="home"))).status == AWARDED
-    recorder = s.earning.earning.recorder
+    recorder = s.earning.wiring.recorder
     recorder.coalescer = GroupCommitter(recorder.record, max_batch=1, concurrency=4)
     events = [s.event("sharer", LIKE, target_id=f"v{i}", device_id=f"borrowed{i}") for i in range(12)]
     async with overlapping_batches(s, monkeypatch):

@@ -70,7 +70,7 @@ async def test_batch_decides_like_one_by_one(start_suite: StartSuite) -> None:
 
 async def test_concurrent_single_events_are_coalesced_and_exact(start_suite: StartSuite) -> None:
     s = await start_suite()
-    coalescer = s.earning.earning.recorder.coalescer
+    coalescer = s.earning.wiring.recorder.coalescer
     before = coalescer.batches
     # 40 users at once, plus 30 comments of one user at once (decay makes each depend on the others).
     users = [s.event(f"co-{k}", pb.ACTIVITY_TYPE_LIKE, target_id="v") for k in range(40)]

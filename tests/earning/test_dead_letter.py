@@ -11,14 +11,15 @@ from prometheus_client import REGISTRY
 from sqlalchemy import text
 from structlog.testing import capture_logs
 
+from earning.peers.wallet import is_retryable
 from earning.use_cases.recording import event_credit_id
-from earning.wallet_client import is_retryable
 from points.common.v1 import common_pb2
 from points.earning.v1 import earning_pb2 as pb
 from points.wallet.v1 import wallet_pb2
 from points_platform.client import bearer
 from tests.earning.conftest import APP, StartSuite, Suite
 from tests.support.credentials import TOKENS
+from tests.support.wait import HANG_SECONDS
 
 LIKE = 2
 AWARDED, DUPLICATE = 1, 3
@@ -56,7 +57,7 @@ async def test_a_credit_the_wallet_refuses_for_good_is_dead_lettered_once_and_ne
                 request_id=event_credit_id(event_id), user_id=user, currency=common_pb2.CURRENCY_POINTS,
                 amount=999, reason="other", reference="other",
             ),
-            metadata=bearer(TOKENS["earning"]), timeout=10,
+            metadata=bearer(TOKENS["earning"]), timeout=HANG_SECONDS,
         )
     before_single = dead_lettered("ALREADY_EXISTS IDEMPOTENCY_KEY_REUSED")
     before_entry = dead_lettered("IDEMPOTENCY_KEY_REUSED")
@@ -71,7 +72,7 @@ async def test_a_credit_the_wallet_refuses_for_good_is_dead_lettered_once_and_ne
                     s.event("bystander", LIKE, target_id="v", event_id="healthy"),
                 ]
             ),
-            metadata=APP, timeout=10,
+            metadata=APP, timeout=HANG_SECONDS,
         )
         assert await s.reconcile(passes=3) == 0  # later passes resend nothing: the refusals were final
 
@@ -108,7 +109,7 @@ async def test_a_misconfigured_token_dead_letters_and_the_requeue_pays_once_fixe
     # earning presents the redemption caller's token: the wallet refuses CreditBatch (PERMISSION_DENIED)
     s = await start_suite(tokens_json=json.dumps({**TOKENS, "earning": TOKENS["redemption"]}))
     events = [s.event(f"denied{i}", LIKE, target_id="v") for i in range(3)]
-    reply = await s.stub.RecordActivities(pb.RecordActivitiesRequest(events=events), metadata=APP, timeout=10)
+    reply = await s.stub.RecordActivities(pb.RecordActivitiesRequest(events=events), metadata=APP, timeout=HANG_SECONDS)
     assert all(r.status == AWARDED and not r.wallet_transaction_id for r in reply.results)
     assert await s.reconcile(passes=3) == 0
     rows = await credit_rows(s, *(e.event_id for e in events))

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from earning.store import batch as batch_store
+from earning.store.batch import BatchRepository
 from points.earning.v1 import earning_pb2 as pb
 from points_platform.db import create_engine
 from points_platform.group_commit import GroupCommitter
@@ -62,7 +62,7 @@ async def overlapping_batches(s: Any, monkeypatch: pytest.MonkeyPatch) -> AsyncI
     """Hold each batch after its reads until every other batch in flight has read too or waits on a
     lock in PostgreSQL: concurrent batches overlap for sure (without the device lock, they all read
     the device's accounts before any commits), and with it nobody waits for a lock holder."""
-    lock, read = batch_store.lock_batch, batch_store.read_batch
+    lock, read = BatchRepository.lock_batch, BatchRepository.read_batch
     flight = {"locking": 0, "read": 0}
 
     async def lock_batch(*args: Any, **kwargs: Any) -> Any:
@@ -88,8 +88,8 @@ async def overlapping_batches(s: Any, monkeypatch: pytest.MonkeyPatch) -> AsyncI
             await eventually(others_read_or_wait, what="the other batches read or wait on a lock")
 
     watcher = create_engine(s.earning_settings.database_url)
-    monkeypatch.setattr(batch_store, "lock_batch", lock_batch)
-    monkeypatch.setattr(batch_store, "read_batch", read_batch)
+    monkeypatch.setattr(BatchRepository, "lock_batch", lock_batch)
+    monkeypatch.setattr(BatchRepository, "read_batch", read_batch)
     try:
         yield
     finally:
@@ -104,7 +104,7 @@ async def test_first_time_accounts_racing_on_one_device_earn_at_most_the_limit(
     for i in range(LIMIT - 1):  # the device has one place left
         assert (await s.record(s.event(f"early{i}", LIKE, target_id="v", device_id="family-tablet"))).status == AWARDED
     # one event per batch, four batches in flight: the calls cannot all land in one coalesced batch
-    recorder = s.earning.earning.recorder
+    recorder = s.earning.wiring.recorder
     recorder.coalescer = GroupCommitter(recorder.record, max_batch=1, concurrency=4)
     singles = [s.event(f"solo{i}", LIKE, target_id="v", device_id="family-tablet") for i in range(30)]
     async with overlapping_batches(s, monkeypatch):

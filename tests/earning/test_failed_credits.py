@@ -15,6 +15,7 @@ from points.earning.v1 import earning_pb2 as pb
 from points_platform.client import acting_for, error_reason
 from tests.earning.conftest import ADMIN, APP, StartSuite, Suite
 from tests.support.credentials import TOKENS
+from tests.support.wait import HANG_SECONDS
 
 LIKE = 2
 
@@ -25,7 +26,8 @@ async def failed(s: Suite, user_id: str = "") -> list[pb.FailedCredit]:
     token = ""
     while True:
         reply = await s.stub.ListFailedCredits(
-            pb.ListFailedCreditsRequest(user_id=user_id, page_size=2, page_token=token), metadata=ADMIN, timeout=10
+            pb.ListFailedCreditsRequest(user_id=user_id, page_size=2, page_token=token),
+            metadata=ADMIN, timeout=HANG_SECONDS,
         )
         credits.extend(reply.credits)
         token = reply.next_page_token
@@ -35,13 +37,13 @@ async def failed(s: Suite, user_id: str = "") -> list[pb.FailedCredit]:
 
 async def daily_summary(s: Suite, user_id: str) -> pb.GetDailySummaryResponse:
     return await s.stub.GetDailySummary(
-        pb.GetDailySummaryRequest(user_id=user_id), metadata=acting_for(APP, user_id), timeout=10
+        pb.GetDailySummaryRequest(user_id=user_id), metadata=acting_for(APP, user_id), timeout=HANG_SECONDS
     )
 
 
 async def requeue(s: Suite, request_id: str, ids: list[str]) -> pb.RequeueFailedCreditsResponse:
     return await s.stub.RequeueFailedCredits(
-        pb.RequeueFailedCreditsRequest(request_id=request_id, credit_ids=ids), metadata=ADMIN, timeout=10
+        pb.RequeueFailedCreditsRequest(request_id=request_id, credit_ids=ids), metadata=ADMIN, timeout=HANG_SECONDS
     )
 
 
@@ -49,7 +51,7 @@ async def test_failed_credits_are_listed_and_requeued_once_the_cause_is_fixed(st
     # earning presents the redemption caller's token: the wallet refuses every credit for good
     s = await start_suite(tokens_json=json.dumps({**TOKENS, "earning": TOKENS["redemption"]}))
     events = [s.event(f"denied{i}", LIKE, target_id="v") for i in range(3)]
-    reply = await s.stub.RecordActivities(pb.RecordActivitiesRequest(events=events), metadata=APP, timeout=10)
+    reply = await s.stub.RecordActivities(pb.RecordActivitiesRequest(events=events), metadata=APP, timeout=HANG_SECONDS)
     assert all(r.status == pb.EVENT_STATUS_AWARDED and not r.wallet_transaction_id for r in reply.results)
     assert await s.reconcile(passes=3) == 0  # later passes resend nothing: the refusal was final
 
@@ -89,7 +91,7 @@ async def test_failed_credits_are_listed_and_requeued_once_the_cause_is_fixed(st
 async def test_the_dead_letter_is_for_admins_and_checks_its_input(start_suite: StartSuite) -> None:
     s = await start_suite()
     with pytest.raises(grpc.aio.AioRpcError) as denied:
-        await s.stub.ListFailedCredits(pb.ListFailedCreditsRequest(), metadata=APP, timeout=10)
+        await s.stub.ListFailedCredits(pb.ListFailedCreditsRequest(), metadata=APP, timeout=HANG_SECONDS)
     assert denied.value.code() == grpc.StatusCode.PERMISSION_DENIED
     for request in (
         pb.RequeueFailedCreditsRequest(request_id="r1"),  # no ids
@@ -97,11 +99,13 @@ async def test_the_dead_letter_is_for_admins_and_checks_its_input(start_suite: S
         pb.RequeueFailedCreditsRequest(credit_ids=["x"]),  # no request id
     ):
         with pytest.raises(grpc.aio.AioRpcError) as bad:
-            await s.stub.RequeueFailedCredits(request, metadata=ADMIN, timeout=10)
+            await s.stub.RequeueFailedCredits(request, metadata=ADMIN, timeout=HANG_SECONDS)
         assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert error_reason(bad.value)
     with pytest.raises(grpc.aio.AioRpcError) as token:
-        await s.stub.ListFailedCredits(pb.ListFailedCreditsRequest(page_token="garbage"), metadata=ADMIN, timeout=10)
+        await s.stub.ListFailedCredits(
+            pb.ListFailedCreditsRequest(page_token="garbage"), metadata=ADMIN, timeout=HANG_SECONDS
+        )
     assert error_reason(token.value) == "INVALID_PAGE_TOKEN"
 
 
@@ -137,7 +141,7 @@ async def test_a_credit_the_wallet_fails_on_its_side_is_isolated_then_dead_lette
     await set_wallet_rejects(s, "poison", True)
     users = ["healthy1", "poison", "healthy2", "healthy3"]
     events = [s.event(u, LIKE, target_id="v") for u in users]
-    reply = await s.stub.RecordActivities(pb.RecordActivitiesRequest(events=events), metadata=APP, timeout=10)
+    reply = await s.stub.RecordActivities(pb.RecordActivitiesRequest(events=events), metadata=APP, timeout=HANG_SECONDS)
     assert all(r.status == pb.EVENT_STATUS_AWARDED for r in reply.results)
     # the batch was split around the failing entry: its neighbours are credited in the same call
     assert [bool(r.wallet_transaction_id) for r in reply.results] == [True, False, True, True]
@@ -173,7 +177,7 @@ async def test_a_wallet_failing_every_credit_is_waited_out_not_dead_lettered(sta
     await set_wallet_rejects(s, "*", True)
     users = [f"outage{i}" for i in range(3)]
     events = [s.event(u, LIKE, target_id="v") for u in users]
-    reply = await s.stub.RecordActivities(pb.RecordActivitiesRequest(events=events), metadata=APP, timeout=10)
+    reply = await s.stub.RecordActivities(pb.RecordActivitiesRequest(events=events), metadata=APP, timeout=HANG_SECONDS)
     assert [bool(r.wallet_transaction_id) for r in reply.results] == [False, False, False]
     await s.reconcile(passes=5)  # several reconciliation passes, each failing every credit
     assert await failed(s) == []

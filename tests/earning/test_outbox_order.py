@@ -6,9 +6,10 @@ from datetime import UTC, datetime
 
 from sqlalchemy import update
 
+from earning.domain.credit import PendingCredit
 from earning.main import MIGRATIONS
-from earning.store.outbox import PendingCredit, add_credit, due_credits
-from earning.tables import credits
+from earning.store.outbox import OutboxRepository
+from earning.store.tables import credits
 from points_platform.db import create_engine, migrate
 from tests.conftest import NewDatabase
 
@@ -21,12 +22,13 @@ async def test_credits_the_wallet_keeps_refusing_go_behind_fresh_ones(new_databa
     engine = create_engine(url)
     try:
         async with engine.begin() as conn:
+            outbox = OutboxRepository(conn)
             for n in range(3):
-                await add_credit(conn, PendingCredit(f"stuck-{n}", "u", 5, "watch_time", f"ev-{n}"), NOW)
+                await outbox.add_credit(PendingCredit(f"stuck-{n}", "u", 5, "watch_time", f"ev-{n}"), NOW)
             await conn.execute(update(credits).where(credits.c.request_id.like("stuck-%")).values(attempts=7))
-            await add_credit(conn, PendingCredit("fresh", "u", 5, "watch_time", "ev-fresh"), NOW)
+            await outbox.add_credit(PendingCredit("fresh", "u", 5, "watch_time", "ev-fresh"), NOW)
         async with engine.connect() as conn:
-            due = await due_credits(conn, created_by=NOW, limit=2, held_before=NOW)
+            due = await OutboxRepository(conn).due_credits(created_by=NOW, limit=2, held_before=NOW)
         assert due[0].request_id == "fresh"
         assert len(due) == 2
     finally:

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from earning.store import batch as batch_store
+from earning.store.batch import BatchRepository
 from points.earning.v1 import earning_pb2 as pb
 from tests.earning.conftest import ADMIN, APP, StartSuite
 
@@ -51,19 +51,19 @@ async def test_rule_update_committed_before_the_batch_lock_applies_to_the_batch(
     for rule in rules.activity_rules:
         if rule.type == LIKE:
             rule.points_per_action = 7
-    original = batch_store.lock_batch
+    original = BatchRepository.lock_batch
     updated: list[int] = []
 
-    async def update_then_lock(conn: Any, *ids: Any) -> Any:
+    async def update_then_lock(repository: BatchRepository, *ids: Any) -> Any:
         if not updated:  # an admin's UpdateRules commits between the batch's cache read and its lock
             reply = await s.stub.UpdateRules(
                 pb.UpdateRulesRequest(request_id="race-rules", rules=rules, expected_version=rules.version),
                 metadata=ADMIN, timeout=10,
             )
             updated.append(reply.rules.version)
-        return await original(conn, *ids)
+        return await original(repository, *ids)
 
-    monkeypatch.setattr(batch_store, "lock_batch", update_then_lock)
+    monkeypatch.setattr(BatchRepository, "lock_batch", update_then_lock)
     result = await s.record(s.event("racer", LIKE, target_id="x"))  # occurs at the update's effective time
 
     assert updated == [rules.version + 1]

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
+
+import asyncpg
 
 from points_cli.bench import floor
 from points_cli.bench.harness import Result, format_summary, format_table
 from points_cli.bench.workload import CHALLENGE_SHARE, MIX, Workload, ZipfUsers
+from points_platform.db import asyncpg_dsn
 from tests.conftest import NewDatabase
 
 
@@ -24,6 +28,21 @@ async def test_floor_stores_one_event_row_posting_and_balance_share_per_event(ne
         # An event row, a posting, a balance and their index entries: several WAL records each.
         assert result.wal_records_per_event is not None and result.wal_records_per_event > 2
         assert result.wal_bytes_per_event is not None and result.wal_bytes_per_event > 100
+
+
+async def test_a_wal_position_is_flushed_before_the_window_reads_it(new_database: NewDatabase) -> None:
+    # pg_walinspect refuses an end beyond the flushed WAL ("cannot accept future end LSN"): each
+    # position must be flushed when it is returned, even after asynchronous commits.
+    url = await new_database("walpos")
+    conn = await asyncpg.connect(asyncpg_dsn(url))
+    try:
+        await conn.execute("CREATE TABLE scribble (n int)")
+        for n in range(20):
+            await conn.execute(f"SET synchronous_commit = off; INSERT INTO scribble VALUES ({n})")
+            position = await asyncio.to_thread(floor.wal_position, url)
+            assert await conn.fetchval("SELECT pg_current_wal_flush_lsn() >= $1::text::pg_lsn", position)
+    finally:
+        await conn.close()
 
 
 def test_zipf_users_put_the_expected_share_on_the_hottest_user() -> None:

@@ -35,7 +35,7 @@ async def test_health_baseline_is_measured_from_worker_processes(tmp_path: Path)
     # Serving ~thousands of calls costs this process measurable CPU, reported per call.
     cost = result.extra["cpu_ms_per_call"]
     assert set(cost) == {"wallet"} and 0 < cost["wallet"] < 50
-    assert "CPU ms per call" in table
+    assert "CPU per call by process" in table
 
 
 def test_cpu_accounting_is_absent_without_a_suite(tmp_path: Path) -> None:

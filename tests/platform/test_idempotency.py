@@ -15,6 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from points.redemption.v1 import redemption_pb2 as pb
+from points_platform.clock import ManualClock
 from points_platform.db import create_engine
 from points_platform.errors import AlreadyExists, FailedPrecondition
 from points_platform.idempotency import (
@@ -230,3 +231,15 @@ def test_a_digest_stored_before_the_module_gives_the_same_fingerprint() -> None:
     assert fingerprint_from_digest(DRAW, bytes.fromhex(legacy)) == request_fingerprint(DRAW, request)
     assert request_fingerprint(DRAW, request) != request_fingerprint(PREPARE, request)
     assert request_fingerprint(DRAW, request) == request_fingerprint(DRAW, _request("r1", "another key"))
+
+
+async def test_the_table_takes_the_time_of_an_injected_clock(engine: AsyncEngine) -> None:
+    clock = ManualClock()
+    transactions = Transactions(engine)
+    raffle = uuid.uuid4().hex
+    key = RequestKey.of(DRAW, _request(raffle))
+    choice = Choice(TableStorage(now=clock.now), effects)
+    await idempotent(transactions, key, pb.DrawRaffleResponse, Counted(choice, key, raffle), storage=choice.storage)
+    async with engine.connect() as conn:
+        created = (await conn.execute(select(keys.c.created_time).where(keys.c.request_id == key.request_id))).scalar()
+    assert created == clock.now()

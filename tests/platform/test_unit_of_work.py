@@ -79,9 +79,11 @@ async def test_the_raw_connection_is_inside_the_same_transaction(engine: AsyncEn
     assert await _values(engine) == {}  # rolled back with the transaction
 
 
-async def test_a_serialization_failure_is_run_again(engine: AsyncEngine) -> None:
+@pytest.mark.parametrize("through", ["sqlalchemy", "driver"])
+async def test_a_serialization_failure_is_run_again(engine: AsyncEngine, through: str) -> None:
     """Two transactions update one row; the first, REPEATABLE READ, took its snapshot before the
-    second committed, so its update fails 40001 and the unit of work runs it again."""
+    second committed, so its update fails 40001 and the unit of work runs it again: whether the
+    update went through SQLAlchemy or the raw asyncpg connection (a hot statement)."""
     await _reset(engine, "c")
     sleeps = Sleeps()
     transactions = Transactions(engine, isolation_level="REPEATABLE READ", retry_policy=RetryPolicy(sleep=sleeps))
@@ -94,7 +96,11 @@ async def test_a_serialization_failure_is_run_again(engine: AsyncEngine) -> None
         if len(calls) == 1:
             snapshot_taken.set()
             await other_committed.wait()
-        await tx.connection.execute(update(counters).where(counters.c.name == "c").values(value=counters.c.value + 1))
+        if through == "driver":
+            await (await tx.driver()).execute("UPDATE counters SET value = value + 1 WHERE name = 'c'")
+        else:
+            await tx.connection.execute(
+                update(counters).where(counters.c.name == "c").values(value=counters.c.value + 1))
         return int(before)
 
     async def other() -> None:

@@ -212,16 +212,24 @@ async def test_chaos_every_saga_ends_whole(new_database: NewDatabase, tmp_path: 
         retried = [r for r in final.values() if any(s.detail.startswith("TRANSIENT") for s in r.steps)]
         assert retried, "no saga saw a peer outage: the chaos did not overlap the load"
         states = Counter(r.state for r in final.values())
-        assert set(states) <= {rpb.REDEMPTION_STATE_COMPLETED, rpb.REDEMPTION_STATE_CANCELLED}
+        assert set(states) <= {rpb.REDEMPTION_STATE_COMPLETED, rpb.REDEMPTION_STATE_CANCELLED,
+                               rpb.REDEMPTION_STATE_REFUNDED}
+        # REFUNDED only as designed: a stock reservation that lapsed while a service was down after the
+        # funds were committed (a slow machine can stretch an outage past the reservation's TTL); the
+        # points come back by a refund credit, so each such saga leaves one debit and no stock sold.
+        refunded = [r for r in final.values() if r.state == rpb.REDEMPTION_STATE_REFUNDED]
+        assert all(r.cancel_reason.startswith("STOCK_LOST") for r in refunded), [r.cancel_reason for r in refunded]
         completed = [r for r in final.values() if r.state == rpb.REDEMPTION_STATE_COMPLETED]
         # Most sagas complete despite the chaos (the count varies with how long the restarts took).
         assert len(completed) > len(final) // 2, (states, Counter(r.cancel_reason for r in final.values()))
 
-        # Points = earned - spent on COMPLETED; no hold left open; one debit per completed redemption.
+        # Points = earned - spent on COMPLETED; no hold left open; one debit per completed or refunded redemption.
         spent: dict[str, int] = defaultdict(int)
         done_count: dict[str, int] = defaultdict(int)
         for r in completed:
             spent[r.user_id] += r.price.amount
+            done_count[r.user_id] += 1
+        for r in refunded:
             done_count[r.user_id] += 1
         for user in users:
             balance = (await wallet.GetBalance(wallet_pb2.GetBalanceRequest(

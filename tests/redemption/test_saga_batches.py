@@ -15,6 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from points_platform.db import create_engine, migrate
+from points_platform.unit_of_work import Transactions
 from redemption.domain import EntitlementKind, EntitlementState, Outcome, Saga, State, Step
 from redemption.main import MIGRATIONS
 from redemption.store import EntitlementRow, SagaStore
@@ -72,7 +73,7 @@ def test_distinct_runs_split_only_at_a_repeat() -> None:
 
 
 async def test_concurrent_transitions_share_one_statement_and_each_moves_exactly_once(engine: AsyncEngine) -> None:
-    store = SagaStore(engine)
+    store = SagaStore(Transactions(engine))
     sagas = await created(store, 8)
     assert store.creations.batches == 1
     stale = sagas[3]
@@ -95,7 +96,7 @@ async def test_concurrent_transitions_share_one_statement_and_each_moves_exactly
 
 
 async def test_two_moves_of_one_saga_in_a_batch_one_wins(engine: AsyncEngine) -> None:
-    store = SagaStore(engine)
+    store = SagaStore(Transactions(engine))
     [saga] = await created(store, 1)
     results = await asyncio.gather(move(store, saga, note="first"), move(store, saga, note="second"))
     assert sorted(results) == [False, True]
@@ -105,7 +106,7 @@ async def test_two_moves_of_one_saga_in_a_batch_one_wins(engine: AsyncEngine) ->
 
 
 async def test_same_request_id_twice_in_a_batch_creates_one_saga(engine: AsyncEngine) -> None:
-    store = SagaStore(engine)
+    store = SagaStore(Transactions(engine))
     first, second = new_saga(), new_saga()
     lease = NOW + timedelta(seconds=15)
     (a, a_created), (b, b_created) = await asyncio.gather(
@@ -116,7 +117,7 @@ async def test_same_request_id_twice_in_a_batch_creates_one_saga(engine: AsyncEn
 
 
 async def test_grants_are_written_only_for_sagas_that_moved(engine: AsyncEngine) -> None:
-    store = SagaStore(engine)
+    store = SagaStore(Transactions(engine))
     sagas = await created(store, 3)
 
     def rows(saga: Saga) -> list[EntitlementRow]:

@@ -63,7 +63,7 @@ async def test_1000_gifts_to_one_creator_sum_exactly(wallet: Client) -> None:
             for i in range(1000)
         )
     )
-    batches_before = wallet.started.wallet.committer.batches
+    batches_before = wallet.started.wallet.ledger.committer.batches
     gift = wallet.call("SendGift", "app")
     # Every 10th viewer sends more coins than they have: those fail alone, the rest still land.
     replies = await asyncio.gather(
@@ -86,7 +86,7 @@ async def test_1000_gifts_to_one_creator_sum_exactly(wallet: Client) -> None:
     expected = sum((10 + i % 7) * 5000 // 10_000 for i in range(1000) if i % 10)
     assert await wallet.balance("hot-creator", DIAMONDS) == (expected, 0)
     # Group commit did coalesce: far fewer DB transactions than gifts.
-    assert wallet.started.wallet.committer.batches - batches_before < 900
+    assert wallet.started.wallet.ledger.committer.batches - batches_before < 900
     async with wallet.engine.connect() as conn:
         creator_postings = (
             await conn.execute(text("SELECT count(*), sum(amount) FROM postings WHERE user_id = 'hot-creator'"))
@@ -156,7 +156,7 @@ async def test_same_key_other_params_beside_a_refused_first_call_is_retryable_no
     from wallet.use_cases.commands import Debit
 
     await wallet.fund("twin", 50)
-    use_cases = wallet.started.wallet
+    use_cases = wallet.started.wallet.ledger
     too_much = Debit(request_id="twin-key", user_id="twin", currency=POINTS, amount=100)
     fits = Debit(request_id="twin-key", user_id="twin", currency=POINTS, amount=30)
     first, second = await asyncio.gather(

@@ -9,17 +9,8 @@ import pytest
 from points_platform.errors import DomainError
 from wallet import domain
 from wallet.domain import Currency, HoldFacts, HoldState, Kind, LedgerOp, Leg
-from wallet.results import (
-    BalanceView,
-    HoldResult,
-    HoldView,
-    LedgerResult,
-    PostingView,
-    TransactionView,
-    decode,
-    encode,
-    encode_hold_template,
-)
+from wallet.store.replies import decode, encode, encode_hold_template
+from wallet.use_cases.results import BalanceView, HoldResult, HoldView, LedgerResult, PostingView, TransactionView
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 

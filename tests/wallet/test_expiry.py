@@ -86,7 +86,7 @@ async def reserve(wallet: Client, rid: str, user: str, amount: int) -> Any:
 
 async def expire_all(wallet: Client) -> int:
     total = 0
-    while posted := await wallet.started.wallet.expire_points():
+    while posted := await wallet.started.wallet.expiry.expire_points():
         total += posted
     return total
 
@@ -200,7 +200,7 @@ async def test_spend_racing_the_expiry_job(ewallet: Client) -> None:
             return error_reason(exc)
 
     spends = [spend(f"e3-d-{u}-{i}", u) for u in users for i in range(12)]
-    jobs = [w.started.wallet.expire_points() for _ in range(4)]
+    jobs = [w.started.wallet.expiry.expire_points() for _ in range(4)]
     results = await asyncio.gather(*spends, *jobs)
     outcomes = results[: len(spends)]
     assert set(outcomes) <= {"ok", "INSUFFICIENT_FUNDS"}

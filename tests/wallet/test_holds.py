@@ -93,7 +93,7 @@ async def test_each_hold_resolves_exactly_once(wallet: Client) -> None:
 
 async def test_ttl_default_maximum_and_expiry(wallet: Client) -> None:
     await wallet.fund("h4", 100)
-    settings = wallet.started.wallet._settings
+    settings = wallet.started.settings
     h = await reserve(wallet, "r-h4-a", "h4", 10)
     assert h.expire_time.ToDatetime(tzinfo=wallet.clock.now().tzinfo) == wallet.clock.now() + timedelta(
         seconds=settings.hold_default_ttl_seconds
@@ -110,7 +110,7 @@ async def test_ttl_default_maximum_and_expiry(wallet: Client) -> None:
         "HOLD_EXPIRED",
     )
     assert await wallet.balance("h4") == (70, 30)
-    swept = await wallet.started.wallet.sweep_expired_holds()
+    swept = await wallet.started.wallet.holds.sweep_expired_holds()
     assert swept >= 1
     got = (await wallet.call("GetHold", "redemption")(pb.GetHoldRequest(hold_id=short.hold_id))).hold
     assert got.state == pb.HOLD_STATE_EXPIRED
@@ -146,7 +146,7 @@ async def test_commit_release_and_expiry_race_to_one_outcome(wallet: Client) -> 
                 attempt(release(pb.ReleaseHoldRequest(request_id=f"l-h5-{round_}-{i}", hold_id=hold.hold_id)))
                 for i in range(3)
             ),
-            wallet.started.wallet.sweep_expired_holds(),
+            wallet.started.wallet.holds.sweep_expired_holds(),
         )
         calls, swept = outcomes[:6], outcomes[6]
         final = (await wallet.call("GetHold")(pb.GetHoldRequest(hold_id=hold.hold_id))).hold

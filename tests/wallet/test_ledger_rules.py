@@ -396,12 +396,12 @@ async def test_credit_batch_per_entry_results_in_order(wallet: Client) -> None:
 
 async def test_points_expiry_is_off_by_default(wallet: Client) -> None:
     assert WalletSettings.model_fields["points_expiry_days"].default == 0
-    assert not wallet.started.wallet.points_expiry_enabled
+    assert not wallet.started.wallet.expiry.enabled
     await wallet.fund("noexp", 30)
     debit = wallet.call("Debit", "redemption")
     await debit(pb.DebitRequest(request_id="noexp-d", user_id="noexp", currency=POINTS, amount=10))
     wallet.clock.advance(10 * 365 * 86_400)
-    assert await wallet.started.wallet.expire_points() == 0
+    assert await wallet.started.wallet.expiry.expire_points() == 0
     assert await wallet.balance("noexp") == (20, 0)
     async with wallet.engine.connect() as conn:
         assert (await conn.execute(text("SELECT count(*) FROM points_lots"))).scalar() == 0

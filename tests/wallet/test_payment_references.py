@@ -17,15 +17,16 @@ from points_platform.client import bearer, error_info, error_reason
 from points_platform.clock import ManualClock
 from points_platform.db import create_engine, ensure_database
 from points_platform.errors import DomainError
+from points_platform.unit_of_work import Transactions
 from tests.conftest import NewDatabase
 from tests.support.credentials import TOKENS
 from tests.support.rpc import expect_error
 from tests.wallet.conftest import COINS, POINTS, Client, check_invariants
 from wallet.config import WalletSettings
 from wallet.main import MIGRATIONS, start
-from wallet.results import LedgerResult
 from wallet.store import ledger
 from wallet.use_cases import Credit
+from wallet.use_cases.results import LedgerResult
 
 
 def payment(request_id: str, user: str, reference: str, amount: int = 100) -> pb.CreditRequest:
@@ -60,7 +61,7 @@ async def test_a_payment_is_credited_once_whatever_the_request_id(wallet: Client
 async def test_a_batch_with_a_repeated_payment_fails_only_that_entry(wallet: Client) -> None:
     """One ledger batch (one DB transaction) carrying a payment twice, a payment credited before and
     neighbours: the repeats fail alone, naming the first credit, and everything else applies."""
-    uc = wallet.started.wallet
+    uc = wallet.started.wallet.ledger
     await wallet.call("Credit", "payments")(payment("bb-0", "bb-u1", "psp-old"))
     commands = [
         (Credit("bb-1", "bb-u1", COINS, 10, "coin_purchase", "psp-a"), "payments"),
@@ -71,7 +72,7 @@ async def test_a_batch_with_a_repeated_payment_fails_only_that_entry(wallet: Cli
         (Credit("bb-6", "bb-u1", COINS, 50, "coin_purchase", "psp-b"), "payments"),
     ]
     ops = [uc._credit_op(cmd, caller) for cmd, caller in commands]
-    outcomes = await ledger.apply_ledger_batch(wallet.engine, ops, wallet.clock.now())
+    outcomes = await ledger.apply_ledger_batch(Transactions(wallet.engine), ops, wallet.clock.now())
     reasons = [o.reason if isinstance(o, DomainError) else "ok" for o in outcomes]
     assert reasons == ["ok", "PAYMENT_ALREADY_CREDITED", "ok", "PAYMENT_ALREADY_CREDITED", "ok", "ok"]
     first = outcomes[0]

@@ -91,7 +91,7 @@ async def test_random_sequences_keep_the_ledger_consistent(wallet: Client) -> No
                 method, caller, request, effect = history[op[1] % len(history)]
             elif kind == "expire":
                 wallet.clock.advance(op[1])
-                run(wallet.started.wallet.sweep_expired_holds())
+                run(wallet.started.wallet.holds.sweep_expired_holds())
                 for h in model.holds:
                     if h["state"] == "active" and wallet.clock.now() >= h["expire"]:
                         stats["expired"] += 1

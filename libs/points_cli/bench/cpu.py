@@ -76,3 +76,11 @@ def per_call_ms(before: dict[str, float], after: dict[str, float], calls: int) -
         return {}
     spent = {name: after[name] - before.get(name, after[name]) for name in after}
     return {name: round(1000 * seconds / calls, 3) for name, seconds in spent.items() if seconds >= 0.05}
+
+
+def in_health_checks(cost_ms: dict[str, float], health_ms: float | None) -> dict[str, float]:
+    """Each process's CPU per call in units of one Health/Check's CPU on the measured server (same
+    run): a unit that moves with the machine's speed as the calls do, so runs compare."""
+    if not health_ms or health_ms <= 0:
+        return {}
+    return {name: round(ms / health_ms, 2) for name, ms in cost_ms.items()}

@@ -57,9 +57,14 @@ ON CONFLICT (user_id) DO UPDATE SET points = b.points + excluded.points
 # itself (pg_walinspect, contrib since PostgreSQL 15). pg_stat_wal would lag: backends flush their
 # statistics to it only about once a second. A position is where WAL is inserted now; reading it
 # requires it flushed, which an asynchronous-commit server (the embedded test cluster) does only
-# when its WAL writer gets to it, so one synchronous commit flushes everything before it.
+# when its WAL writer gets to it, so one synchronous commit flushes everything before it. That
+# commit must write WAL of its own: PostgreSQL commits a transaction that wrote none
+# asynchronously even with synchronous_commit on (an xid alone is not enough), so it logs a
+# transactional message (no consumer needs one; any wal_level).
 WAL_POSITION = "SELECT pg_current_wal_insert_lsn()::text"
-FLUSH_WAL = "BEGIN; SET LOCAL synchronous_commit = on; SELECT pg_current_xact_id(); COMMIT"
+FLUSH_WAL = (
+    "BEGIN; SET LOCAL synchronous_commit = on; SELECT pg_logical_emit_message(true, 'points-bench', ''); COMMIT"
+)
 WAL_BETWEEN = (
     "SELECT pg_wal_lsn_diff($2::text::pg_lsn, $1::text::pg_lsn),"
     " (SELECT sum(count) FROM pg_get_wal_stats($1::text::pg_lsn, $2::text::pg_lsn))"

@@ -1,4 +1,4 @@
-"""Composition root: settings -> migrations -> engine -> use cases -> servicer -> server.
+"""Composition root: settings -> migrations -> engine -> peers -> use cases -> servicer -> server.
 
 `start` runs a real earning server in-process (tests); `main` is the process entry
 (`python -m earning`), sharing the same wiring.
@@ -16,95 +16,102 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from earning.api import EarningApi, service_spec
 from earning.config import EarningSettings
+from earning.peers.wallet import WalletCredits
+from earning.store.database import Database
 from earning.use_cases.admin import Administration
 from earning.use_cases.crediting import Crediting
 from earning.use_cases.preview import Previewer
 from earning.use_cases.recording import Recorder
 from earning.use_cases.rulebook import RuleBook
-from earning.wallet_client import WalletCredits
 from points_platform.client import open_channel
 from points_platform.clock import Clock, SystemClock
 from points_platform.config import settings_or_exit
 from points_platform.db import create_engine, migrate
 from points_platform.logs import configure_logging
 from points_platform.server import RunningServer, ServiceSpec, create_server, run_process, run_service
+from points_platform.unit_of_work import Transactions
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+CALLER = "earning"
 
 
 @dataclass
-class Earning:
-    """The wired service: use cases plus the resources they hold."""
+class Wiring:
+    """The wired service: its use cases, its servicer's spec and the channel it holds."""
 
-    engine: AsyncEngine
-    wallet_channel: grpc.aio.Channel
-    rules: RuleBook
     crediting: Crediting
     recorder: Recorder
-    administration: Administration
     spec: ServiceSpec
+    wallet_channel: grpc.aio.Channel
 
     async def close(self) -> None:
         await self.recorder.drain()
         await self.wallet_channel.close()
-        await self.engine.dispose()
 
 
-async def build(settings: EarningSettings, clock: Clock) -> Earning:
-    """Migrate, seed the rules, wire the use cases (no server yet)."""
-    await migrate(settings.database_url, MIGRATIONS)
-    engine = create_engine(settings.database_url, pool_size=settings.db_pool_size, custom_plans=True)
+def build(settings: EarningSettings, engine: AsyncEngine, clock: Clock) -> Wiring:
+    """Wire the use cases and the servicer (no I/O yet: `open_database` seeds the rules)."""
+    database = Database(Transactions(engine))
     channel = open_channel(settings.wallet_target, settings, max_reconnect_backoff_ms=2000)
-    token = settings.load_tokens().get("earning", "")
-    wallet = WalletCredits(channel, token, settings.wallet_timeout_seconds)
-    rules = RuleBook(engine)
-    await rules.seed(Path(settings.rules_file), clock.now())
+    wallet = WalletCredits(channel, settings.load_tokens().get(CALLER, ""), settings.wallet_timeout_seconds)
+    rules = RuleBook(database)
     crediting = Crediting(
-        engine, wallet, clock,
+        database, wallet, clock,
         min_age_seconds=settings.reconcile_min_age_seconds, interval_seconds=settings.reconcile_interval_seconds,
         wallet_error_limit=settings.wallet_error_limit, suspended_retry_seconds=settings.suspended_retry_seconds,
     )
-    recorder = Recorder(engine, clock, rules, crediting)
-    administration = Administration(engine, clock, rules, crediting)
-    spec = service_spec(EarningApi(recorder, administration, Previewer(engine, clock, rules)))
-    return Earning(engine, channel, rules, crediting, recorder, administration, spec)
+    recorder = Recorder(database, clock, rules, crediting)
+    api = EarningApi(recorder, Administration(database, clock, rules, crediting), Previewer(database, clock, rules))
+    spec = service_spec(api)
+    return Wiring(crediting, recorder, spec, channel)
+
+
+async def open_database(settings: EarningSettings, clock: Clock) -> AsyncEngine:
+    """Migrate, then seed the rules (version 1 from the rules file, unless rules exist)."""
+    await migrate(settings.database_url, MIGRATIONS)
+    engine = create_engine(settings.database_url, pool_size=settings.db_pool_size, custom_plans=True)
+    await RuleBook(Database(Transactions(engine))).seed(Path(settings.rules_file), clock.now())
+    return engine
 
 
 @dataclass
 class StartedEarning:
+    """An earning server on loopback: `port`, its `engine`, its use cases (`wiring`)."""
+
     server: RunningServer
-    earning: Earning
+    engine: AsyncEngine
+    wiring: Wiring
 
     @property
     def port(self) -> int:
         return self.server.port
 
-    @property
-    def engine(self) -> AsyncEngine:
-        return self.earning.engine
-
     async def stop(self) -> None:
         await self.server.stop(0)
-        await self.earning.close()
+        await self.wiring.close()
+        await self.engine.dispose()
 
 
 async def start(settings: EarningSettings, *, clock: Clock | None = None, reconcile: bool = True) -> StartedEarning:
-    """Serve in-process (port from settings; 0 picks a free one). Call `.stop()`."""
-    earning = await build(settings, clock or SystemClock(settings.clock_offset_seconds))
-    server = await create_server(settings, earning.spec)
-    server.watch_database(earning.engine, settings.health_check_interval_seconds)
+    """Migrate, wire and serve (port from settings; 0 picks a free one). Call `.stop()`."""
+    clock = clock or SystemClock(settings.clock_offset_seconds)
+    engine = await open_database(settings, clock)
+    wiring = build(settings, engine, clock)
+    server = await create_server(settings, wiring.spec)
+    server.watch_database(engine, settings.health_check_interval_seconds)
     if reconcile:
-        server.run_in_background([earning.crediting.run_reconciliation])
-    return StartedEarning(server, earning)
+        server.run_in_background([wiring.crediting.run_reconciliation])
+    return StartedEarning(server, engine, wiring)
 
 
 async def serve(settings: EarningSettings) -> None:
-    earning = await build(settings, SystemClock(settings.clock_offset_seconds))
+    clock = SystemClock(settings.clock_offset_seconds)
+    engine = await open_database(settings, clock)
+    wiring = build(settings, engine, clock)
     try:
-        await run_service(settings, earning.spec, earning.engine, background=[earning.crediting.run_reconciliation])
+        await run_service(settings, wiring.spec, engine, background=[wiring.crediting.run_reconciliation])
     finally:
-        await earning.recorder.drain()
-        await earning.wallet_channel.close()
+        await wiring.close()
 
 
 def main() -> None:

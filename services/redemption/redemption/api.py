@@ -15,6 +15,7 @@ from points.redemption.v1 import redemption_pb2 as pb
 from points.redemption.v1 import redemption_pb2_grpc
 from points_platform.auth import ALL_CALLERS, Policy, allow, current_caller, current_user
 from points_platform.errors import NotFound, invalid_field
+from points_platform.idempotency import RequestKey, method_name
 from points_platform.pagination import decode_after, encode_after, page_size
 from points_platform.server import ServiceSpec
 from points_platform.validation import (
@@ -25,12 +26,14 @@ from points_platform.validation import (
     require_request_id,
     require_text,
 )
+from redemption.domain import State
 from redemption.store import EntitlementRow, RaffleDrawRow, SagaRecord, UseRow
 from redemption.use_cases import RedeemCommand, RedemptionService
 from redemption.use_cases.entitlements import ConsumeCommand, entitlement_not_found
 
 FULL_NAME = "points.redemption.v1.RedemptionService"
 MAX_QUANTITY = 1000
+MAX_AGE_SECONDS = 10 * 366 * 86400
 # Redeem answers this long before the caller's deadline, with PENDING if the saga is not done.
 DEADLINE_MARGIN_SECONDS = 0.1
 # Discount codes as granted (secrets.token_urlsafe); anything else cannot match one.
@@ -41,11 +44,13 @@ POLICY: Policy = {
     "Redeem": allow("app", "admin"),
     "GetRedemption": ALL_CALLERS,
     "ListRedemptions": ALL_CALLERS,
+    "ListAllRedemptions": allow("admin"),
     "ListEntitlements": ALL_CALLERS,
     "RefundRedemption": allow("admin"),
     "PrepareRaffleDraw": allow("admin"),
     "DrawRaffle": allow("admin"),
     "GetRaffleDraw": ALL_CALLERS,
+    "ListRaffleTickets": ALL_CALLERS,
     # The services that honour entitlements (fulfilment) use them; the app only reads its user's.
     "ConsumeEntitlement": allow("fulfilment", "admin"),
     "GetEntitlement": ALL_CALLERS,
@@ -186,6 +191,28 @@ class RedemptionApi(redemption_pb2_grpc.RedemptionServiceServicer):
             token = encode_after(last.create_time, last.saga.redemption_id)
         return pb.ListRedemptionsResponse(redemptions=[_redemption(r, []) for r in records], next_page_token=token)
 
+    async def ListAllRedemptions(self, request: pb.ListAllRedemptionsRequest,
+                                 context: grpc.aio.ServicerContext[Any, Any]) -> pb.ListAllRedemptionsResponse:
+        if any(s == pb.REDEMPTION_STATE_UNSPECIFIED for s in request.states):
+            raise invalid_field("states", "must name states, not REDEMPTION_STATE_UNSPECIFIED")
+        if not 0 <= request.max_age_seconds <= MAX_AGE_SECONDS:
+            raise invalid_field("max_age_seconds", f"must be 0 (any age) to {MAX_AGE_SECONDS}")
+        # The proto's names are the domain's with a prefix; unknown numbers are refused rather than ignored.
+        states: list[State] = []
+        for number in request.states:
+            if number not in pb.RedemptionState.values():
+                raise invalid_field("states", f"unknown state {number}")
+            states.append(State(pb.RedemptionState.Name(number).removeprefix("REDEMPTION_STATE_")))
+        size = page_size(request.page_size)
+        records = await self._service.list_all_redemptions(
+            states, request.max_age_seconds, size + 1, decode_after(request.page_token))
+        token = ""
+        if len(records) > size:
+            records = records[:size]
+            token = encode_after(records[-1].create_time, records[-1].saga.redemption_id)
+        return pb.ListAllRedemptionsResponse(
+            redemptions=[_redemption(r, []) for r in records], next_page_token=token)
+
     async def ListEntitlements(self, request: pb.ListEntitlementsRequest,
                                context: grpc.aio.ServicerContext[Any, Any]) -> pb.ListEntitlementsResponse:
         user_id = require_id("user_id", request.user_id)
@@ -207,35 +234,30 @@ class RedemptionApi(redemption_pb2_grpc.RedemptionServiceServicer):
 
     async def PrepareRaffleDraw(self, request: pb.PrepareRaffleDrawRequest,
                                 context: grpc.aio.ServicerContext[Any, Any]) -> pb.PrepareRaffleDrawResponse:
-        request_id = require_request_id(request.request_id)
-        raffle_id = require_id("raffle_id", request.raffle_id)
-
-        async def produce() -> bytes:
-            draw = await self._service.prepare_draw(raffle_id)
-            return pb.PrepareRaffleDrawResponse(draw=_draw(draw)).SerializeToString()
-
-        raw = await self._service.remember(request_id, "PrepareRaffleDraw", fingerprint(request), produce)
-        return pb.PrepareRaffleDrawResponse.FromString(raw)
+        require_request_id(request.request_id)
+        return await self._service.prepare_draw(
+            RequestKey.of(method_name(FULL_NAME, "PrepareRaffleDraw"), request),
+            require_id("raffle_id", request.raffle_id), pb.PrepareRaffleDrawResponse,
+            lambda draw: pb.PrepareRaffleDrawResponse(draw=_draw(draw)))
 
     async def DrawRaffle(self, request: pb.DrawRaffleRequest,
                          context: grpc.aio.ServicerContext[Any, Any]) -> pb.DrawRaffleResponse:
-        request_id = require_request_id(request.request_id)
-        raffle_id = require_id("raffle_id", request.raffle_id)
-
-        async def produce() -> bytes:
-            return pb.DrawRaffleResponse(draw=_draw(await self._service.draw(raffle_id))).SerializeToString()
-
-        raw = await self._service.remember(request_id, "DrawRaffle", fingerprint(request), produce)
-        return pb.DrawRaffleResponse.FromString(raw)
+        require_request_id(request.request_id)
+        return await self._service.draw(
+            RequestKey.of(method_name(FULL_NAME, "DrawRaffle"), request),
+            require_id("raffle_id", request.raffle_id), pb.DrawRaffleResponse,
+            lambda draw: pb.DrawRaffleResponse(draw=_draw(draw)))
 
     async def ConsumeEntitlement(self, request: pb.ConsumeEntitlementRequest,
                                  context: grpc.aio.ServicerContext[Any, Any]) -> pb.ConsumeEntitlementResponse:
         request_id = require_request_id(request.request_id)
         entitlement_id, code = _target(request)
-        result = await self._service.uses.consume(ConsumeCommand(
-            request_id, fingerprint(request), entitlement_id, code, current_caller.get(),
-            require_text("reference", request.reference, 200)))
-        return pb.ConsumeEntitlementResponse(entitlement=_entitlement(result.entitlement), use=_use(result.use))
+        return await self._service.uses.consume(
+            ConsumeCommand(request_id, fingerprint(request), entitlement_id, code, current_caller.get(),
+                           require_text("reference", request.reference, 200)),
+            RequestKey.of(method_name(FULL_NAME, "ConsumeEntitlement"), request), pb.ConsumeEntitlementResponse,
+            lambda result: pb.ConsumeEntitlementResponse(entitlement=_entitlement(result.entitlement),
+                                                         use=_use(result.use)))
 
     async def GetEntitlement(self, request: pb.GetEntitlementRequest,
                              context: grpc.aio.ServicerContext[Any, Any]) -> pb.GetEntitlementResponse:
@@ -250,6 +272,17 @@ class RedemptionApi(redemption_pb2_grpc.RedemptionServiceServicer):
                             context: grpc.aio.ServicerContext[Any, Any]) -> pb.GetRaffleDrawResponse:
         return pb.GetRaffleDrawResponse(draw=_draw(await self._service.get_draw(require_id("raffle_id",
                                                                                         request.raffle_id))))
+
+    async def ListRaffleTickets(self, request: pb.ListRaffleTicketsRequest,
+                                context: grpc.aio.ServicerContext[Any, Any]) -> pb.ListRaffleTicketsResponse:
+        raffle_id = require_id("raffle_id", request.raffle_id)
+        size = page_size(request.page_size)
+        tickets = await self._service.raffle_tickets(raffle_id, size + 1, decode_after(request.page_token))
+        token = ""
+        if len(tickets) > size:
+            tickets = tickets[:size]
+            token = encode_after(*tickets[-1])
+        return pb.ListRaffleTicketsResponse(ticket_entitlement_ids=[t for _, t in tickets], next_page_token=token)
 
 
 def service_spec(api: RedemptionApi) -> ServiceSpec:

@@ -19,6 +19,7 @@ from points_platform.config import settings_or_exit
 from points_platform.db import create_engine, migrate
 from points_platform.logs import configure_logging
 from points_platform.server import RunningServer, ServiceSpec, create_server, run_process, run_service
+from points_platform.unit_of_work import Transactions
 from redemption.api import RedemptionApi, service_spec
 from redemption.config import RedemptionSettings
 from redemption.peers import CatalogClient, WalletClient
@@ -46,8 +47,9 @@ def build(settings: RedemptionSettings, engine: AsyncEngine, clock: Clock) -> Wi
     metadata = bearer(token)
     wallet_channel = open_channel(settings.wallet_target, settings)
     catalog_channel = open_channel(settings.catalog_target, settings)
+    transactions = Transactions(engine)
     service = RedemptionService(
-        SagaStore(engine), EntitlementStore(engine),
+        transactions, SagaStore(transactions), EntitlementStore(engine),
         WalletClient(wallet_channel, metadata, settings.peer_timeout_seconds),
         CatalogClient(catalog_channel, metadata, settings.peer_timeout_seconds),
         clock, settings,

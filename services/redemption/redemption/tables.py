@@ -20,6 +20,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
+from points_platform.idempotency import idempotency_table
+
 metadata = MetaData()
 
 # One row per redemption: the saga's persisted state, written before each step.
@@ -141,13 +143,6 @@ raffle_draws = Table(
     Column("draw_time", DateTime(timezone=True)),
 )
 
-# Stored responses of the admin RPCs other than Redeem (whose key lives on the saga).
-idempotency = Table(
-    "idempotency",
-    metadata,
-    Column("request_id", String(128), primary_key=True),
-    Column("method", String(64), nullable=False),
-    Column("fingerprint", String(64), nullable=False),
-    Column("response", LargeBinary, nullable=False),
-    Column("create_time", DateTime(timezone=True), nullable=False),
-)
+# Stored replies of the admin RPCs other than Redeem and refunds (whose keys live on the saga) and
+# ConsumeEntitlement (on its use row): the platform's one idempotency table.
+idempotency = idempotency_table(metadata)

@@ -1,4 +1,4 @@
-"""Composition root: settings -> migrations -> engine -> use cases -> servicer -> server.
+"""Composition root: settings -> migrations -> engine -> repositories -> use cases -> servicer -> server.
 
 `start` is what tests (ours and the other services') use to run a real wallet in-process;
 `main` is the process entry (`python -m wallet`), sharing the same wiring.
@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -19,41 +19,74 @@ from points_platform.config import settings_or_exit
 from points_platform.db import create_engine, migrate
 from points_platform.logs import configure_logging
 from points_platform.server import RunningServer, ServiceSpec, create_server, run_process, run_service
+from points_platform.unit_of_work import Transactions
 from wallet.api import WalletApi, service_spec
 from wallet.config import WalletSettings
+from wallet.store.repositories import (
+    PostgresHistory,
+    PostgresHolds,
+    PostgresLedger,
+    PostgresLots,
+    PostgresPayouts,
+    PostgresStanding,
+)
 from wallet.use_cases import Wallet
+from wallet.use_cases.expiry import Expiry
+from wallet.use_cases.history import History
+from wallet.use_cases.holds import Holds
+from wallet.use_cases.ledger import Ledger
+from wallet.use_cases.payouts import Payouts
+from wallet.use_cases.standing import Standing
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
-def build(settings: WalletSettings, engine: AsyncEngine, clock: Clock) -> tuple[Wallet, ServiceSpec]:
-    wallet = Wallet(engine, clock, settings)
-    return wallet, service_spec(WalletApi(wallet))
+@dataclass
+class Wiring:
+    wallet: Wallet
+    spec: ServiceSpec
+
+    async def close(self) -> None:
+        """Answer what the group committer still holds (the server has stopped taking calls)."""
+        await self.wallet.ledger.committer.drain()
 
 
-def background_jobs(wallet: Wallet) -> list[Callable[[], Awaitable[None]]]:
-    """The hold sweeper, and the points expiry job when expiry is on."""
-    jobs: list[Callable[[], Awaitable[None]]] = [wallet.run_sweeper]
-    if wallet.points_expiry_enabled:
-        jobs.append(wallet.run_expiry)
-    return jobs
+def build(settings: WalletSettings, engine: AsyncEngine, clock: Clock) -> Wiring:
+    # Points expiry off: no lots are kept, and the ledger batch does no lot work at all.
+    points_ttl = timedelta(days=settings.points_expiry_days) if settings.points_expiry_days > 0 else None
+    transactions = Transactions(engine)
+    ledger = Ledger(PostgresLedger(transactions, points_ttl), clock, settings)
+    wallet = Wallet(
+        ledger=ledger,
+        holds=Holds(PostgresHolds(transactions, points_ttl), clock, settings),
+        payouts=Payouts(PostgresPayouts(transactions), clock, settings),
+        standing=Standing(PostgresStanding(transactions), clock, ledger.submit),
+        expiry=Expiry(PostgresLots(transactions), clock, settings),
+        history=History(PostgresHistory(transactions)),
+    )
+    return Wiring(wallet, service_spec(WalletApi(wallet)))
 
 
 @dataclass
 class StartedWallet:
-    """A wallet serving on loopback: `port`, its `engine` (for checks), its use cases."""
+    """A wallet serving on loopback: `port`, its `engine` (for checks), its use cases (`wallet`)."""
 
     server: RunningServer
     engine: AsyncEngine
-    wallet: Wallet
+    wiring: Wiring
+    settings: WalletSettings
 
     @property
     def port(self) -> int:
         return self.server.port
 
+    @property
+    def wallet(self) -> Wallet:
+        return self.wiring.wallet
+
     async def stop(self) -> None:
         await self.server.stop(0)
-        await self.wallet.committer.drain()
+        await self.wiring.close()
         await self.engine.dispose()
 
 
@@ -61,19 +94,22 @@ async def start(settings: WalletSettings, *, clock: Clock | None = None, sweeper
     """Migrate, wire and serve (port from settings; 0 picks a free one). Call `.stop()`."""
     await migrate(settings.database_url, MIGRATIONS)
     engine = create_engine(settings.database_url, pool_size=settings.db_pool_size, custom_plans=True)
-    wallet, spec = build(settings, engine, clock or SystemClock(settings.clock_offset_seconds))
-    server = await create_server(settings, spec)
+    wiring = build(settings, engine, clock or SystemClock(settings.clock_offset_seconds))
+    server = await create_server(settings, wiring.spec)
     server.watch_database(engine, settings.health_check_interval_seconds)
     if sweeper:
-        server.run_in_background(background_jobs(wallet))
-    return StartedWallet(server, engine, wallet)
+        server.run_in_background(wiring.wallet.background_jobs())
+    return StartedWallet(server, engine, wiring, settings)
 
 
 async def serve(settings: WalletSettings) -> None:
     await migrate(settings.database_url, MIGRATIONS)
     engine = create_engine(settings.database_url, pool_size=settings.db_pool_size, custom_plans=True)
-    wallet, spec = build(settings, engine, SystemClock(settings.clock_offset_seconds))
-    await run_service(settings, spec, engine, background=background_jobs(wallet))
+    wiring = build(settings, engine, SystemClock(settings.clock_offset_seconds))
+    try:
+        await run_service(settings, wiring.spec, engine, background=wiring.wallet.background_jobs())
+    finally:
+        await wiring.close()
 
 
 def main() -> None:

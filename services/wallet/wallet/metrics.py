@@ -9,7 +9,7 @@ from __future__ import annotations
 from prometheus_client import Counter
 
 from wallet.domain import Currency, HoldState, Kind, LedgerOp
-from wallet.results import HoldResult
+from wallet.use_cases.results import HoldResult
 
 CREDITED = Counter(
     "points_wallet_credited_total", "Amount credited to user accounts", ["currency", "reason_class"]

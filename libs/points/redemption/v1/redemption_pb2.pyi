@@ -740,6 +740,70 @@ class ListRedemptionsResponse(_message.Message):
 Global___ListRedemptionsResponse: _TypeAlias = ListRedemptionsResponse  # noqa: Y015
 
 @_typing.final
+class ListAllRedemptionsRequest(_message.Message):
+    """Request for ListAllRedemptions."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STATES_FIELD_NUMBER: _builtins.int
+    MAX_AGE_SECONDS_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    max_age_seconds: _builtins.int
+    """Only redemptions created at most this many seconds ago; 0 = any age; at most 10 years."""
+    page_size: _builtins.int
+    """Maximum entries to return; 0 = server default, capped by the server."""
+    page_token: _builtins.str
+    """Opaque token from a previous response; empty = first page."""
+    @_builtins.property
+    def states(self) -> _containers.RepeatedScalarFieldContainer[Global___RedemptionState.ValueType]:
+        """States to list; empty = every state."""
+
+    def __init__(
+        self,
+        *,
+        states: _abc.Iterable[Global___RedemptionState.ValueType] | None = ...,
+        max_age_seconds: _builtins.int = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["max_age_seconds", b"max_age_seconds", "page_size", b"page_size", "page_token", b"page_token", "states", b"states"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListAllRedemptionsRequest: _TypeAlias = ListAllRedemptionsRequest  # noqa: Y015
+
+@_typing.final
+class ListAllRedemptionsResponse(_message.Message):
+    """Response for ListAllRedemptions."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REDEMPTIONS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Token for the next page; empty = last page."""
+    @_builtins.property
+    def redemptions(self) -> _containers.RepeatedCompositeFieldContainer[Global___Redemption]:
+        """Redemptions with their saga steps, newest first (entitlement_ids empty: GetRedemption has them)."""
+
+    def __init__(
+        self,
+        *,
+        redemptions: _abc.Iterable[Global___Redemption] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "redemptions", b"redemptions"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListAllRedemptionsResponse: _TypeAlias = ListAllRedemptionsResponse  # noqa: Y015
+
+@_typing.final
 class RefundRedemptionRequest(_message.Message):
     """Request for RefundRedemption."""
 
@@ -996,6 +1060,64 @@ class GetRaffleDrawResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetRaffleDrawResponse: _TypeAlias = GetRaffleDrawResponse  # noqa: Y015
+
+@_typing.final
+class ListRaffleTicketsRequest(_message.Message):
+    """Request for ListRaffleTickets."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RAFFLE_ID_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    raffle_id: _builtins.str
+    """Raffle whose tickets to list."""
+    page_size: _builtins.int
+    """Maximum entries to return; 0 = server default, capped by the server."""
+    page_token: _builtins.str
+    """Opaque token from a previous response; empty = first page."""
+    def __init__(
+        self,
+        *,
+        raffle_id: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "raffle_id", b"raffle_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListRaffleTicketsRequest: _TypeAlias = ListRaffleTicketsRequest  # noqa: Y015
+
+@_typing.final
+class ListRaffleTicketsResponse(_message.Message):
+    """Response for ListRaffleTickets."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TICKET_ENTITLEMENT_IDS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Token for the next page; empty = last page."""
+    @_builtins.property
+    def ticket_entitlement_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Entitlement ids of the tickets, oldest first (the draw sorts them ascending as strings)."""
+
+    def __init__(
+        self,
+        *,
+        ticket_entitlement_ids: _abc.Iterable[_builtins.str] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "ticket_entitlement_ids", b"ticket_entitlement_ids"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListRaffleTicketsResponse: _TypeAlias = ListRaffleTicketsResponse  # noqa: Y015
 
 @_typing.final
 class ConsumeEntitlementRequest(_message.Message):

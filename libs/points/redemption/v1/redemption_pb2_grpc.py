@@ -50,6 +50,11 @@ class RedemptionServiceStub:
                 request_serializer=points_dot_redemption_dot_v1_dot_redemption__pb2.ListRedemptionsRequest.SerializeToString,
                 response_deserializer=points_dot_redemption_dot_v1_dot_redemption__pb2.ListRedemptionsResponse.FromString,
                 _registered_method=True)
+        self.ListAllRedemptions = channel.unary_unary(
+                '/points.redemption.v1.RedemptionService/ListAllRedemptions',
+                request_serializer=points_dot_redemption_dot_v1_dot_redemption__pb2.ListAllRedemptionsRequest.SerializeToString,
+                response_deserializer=points_dot_redemption_dot_v1_dot_redemption__pb2.ListAllRedemptionsResponse.FromString,
+                _registered_method=True)
         self.RefundRedemption = channel.unary_unary(
                 '/points.redemption.v1.RedemptionService/RefundRedemption',
                 request_serializer=points_dot_redemption_dot_v1_dot_redemption__pb2.RefundRedemptionRequest.SerializeToString,
@@ -74,6 +79,11 @@ class RedemptionServiceStub:
                 '/points.redemption.v1.RedemptionService/GetRaffleDraw',
                 request_serializer=points_dot_redemption_dot_v1_dot_redemption__pb2.GetRaffleDrawRequest.SerializeToString,
                 response_deserializer=points_dot_redemption_dot_v1_dot_redemption__pb2.GetRaffleDrawResponse.FromString,
+                _registered_method=True)
+        self.ListRaffleTickets = channel.unary_unary(
+                '/points.redemption.v1.RedemptionService/ListRaffleTickets',
+                request_serializer=points_dot_redemption_dot_v1_dot_redemption__pb2.ListRaffleTicketsRequest.SerializeToString,
+                response_deserializer=points_dot_redemption_dot_v1_dot_redemption__pb2.ListRaffleTicketsResponse.FromString,
                 _registered_method=True)
         self.ConsumeEntitlement = channel.unary_unary(
                 '/points.redemption.v1.RedemptionService/ConsumeEntitlement',
@@ -110,6 +120,14 @@ class RedemptionServiceServicer:
 
     def ListRedemptions(self, request, context):
         """Lists a user's redemptions, newest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListAllRedemptions(self, request, context):
+        """Lists redemptions across users with their saga steps, newest first, filtered by state and age:
+        the operators' saga view (admin only).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -159,6 +177,15 @@ class RedemptionServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListRaffleTickets(self, request, context):
+        """Lists the tickets a drawn raffle drew from (the draw consumed exactly these), oldest first, so
+        that anyone can replay the draw from the revealed seed. Before the draw: FAILED_PRECONDITION
+        RAFFLE_NOT_DRAWN; never prepared: NOT_FOUND RAFFLE_NOT_PREPARED.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ConsumeEntitlement(self, request, context):
         """Uses an entitlement once (a discount code applied, an event pass checked in), named by id or by
         discount code, and records the use (caller, time, request id, reference). Idempotent by
@@ -197,6 +224,11 @@ def add_RedemptionServiceServicer_to_server(servicer, server):
                     request_deserializer=points_dot_redemption_dot_v1_dot_redemption__pb2.ListRedemptionsRequest.FromString,
                     response_serializer=points_dot_redemption_dot_v1_dot_redemption__pb2.ListRedemptionsResponse.SerializeToString,
             ),
+            'ListAllRedemptions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAllRedemptions,
+                    request_deserializer=points_dot_redemption_dot_v1_dot_redemption__pb2.ListAllRedemptionsRequest.FromString,
+                    response_serializer=points_dot_redemption_dot_v1_dot_redemption__pb2.ListAllRedemptionsResponse.SerializeToString,
+            ),
             'RefundRedemption': grpc.unary_unary_rpc_method_handler(
                     servicer.RefundRedemption,
                     request_deserializer=points_dot_redemption_dot_v1_dot_redemption__pb2.RefundRedemptionRequest.FromString,
@@ -221,6 +253,11 @@ def add_RedemptionServiceServicer_to_server(servicer, server):
                     servicer.GetRaffleDraw,
                     request_deserializer=points_dot_redemption_dot_v1_dot_redemption__pb2.GetRaffleDrawRequest.FromString,
                     response_serializer=points_dot_redemption_dot_v1_dot_redemption__pb2.GetRaffleDrawResponse.SerializeToString,
+            ),
+            'ListRaffleTickets': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListRaffleTickets,
+                    request_deserializer=points_dot_redemption_dot_v1_dot_redemption__pb2.ListRaffleTicketsRequest.FromString,
+                    response_serializer=points_dot_redemption_dot_v1_dot_redemption__pb2.ListRaffleTicketsResponse.SerializeToString,
             ),
             'ConsumeEntitlement': grpc.unary_unary_rpc_method_handler(
                     servicer.ConsumeEntitlement,
@@ -315,6 +352,33 @@ class RedemptionService:
             '/points.redemption.v1.RedemptionService/ListRedemptions',
             points_dot_redemption_dot_v1_dot_redemption__pb2.ListRedemptionsRequest.SerializeToString,
             points_dot_redemption_dot_v1_dot_redemption__pb2.ListRedemptionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAllRedemptions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/points.redemption.v1.RedemptionService/ListAllRedemptions',
+            points_dot_redemption_dot_v1_dot_redemption__pb2.ListAllRedemptionsRequest.SerializeToString,
+            points_dot_redemption_dot_v1_dot_redemption__pb2.ListAllRedemptionsResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -450,6 +514,33 @@ class RedemptionService:
             '/points.redemption.v1.RedemptionService/GetRaffleDraw',
             points_dot_redemption_dot_v1_dot_redemption__pb2.GetRaffleDrawRequest.SerializeToString,
             points_dot_redemption_dot_v1_dot_redemption__pb2.GetRaffleDrawResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListRaffleTickets(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/points.redemption.v1.RedemptionService/ListRaffleTickets',
+            points_dot_redemption_dot_v1_dot_redemption__pb2.ListRaffleTicketsRequest.SerializeToString,
+            points_dot_redemption_dot_v1_dot_redemption__pb2.ListRaffleTicketsResponse.FromString,
             options,
             channel_credentials,
             insecure,

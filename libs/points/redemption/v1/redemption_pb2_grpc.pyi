@@ -43,6 +43,10 @@ class RedemptionServiceStub:
     """Returns one redemption with its saga steps."""
     ListRedemptions: _grpc.UnaryUnaryMultiCallable[_redemption_pb2.ListRedemptionsRequest, _redemption_pb2.ListRedemptionsResponse]
     """Lists a user's redemptions, newest first."""
+    ListAllRedemptions: _grpc.UnaryUnaryMultiCallable[_redemption_pb2.ListAllRedemptionsRequest, _redemption_pb2.ListAllRedemptionsResponse]
+    """Lists redemptions across users with their saga steps, newest first, filtered by state and age:
+    the operators' saga view (admin only).
+    """
     RefundRedemption: _grpc.UnaryUnaryMultiCallable[_redemption_pb2.RefundRedemptionRequest, _redemption_pb2.RefundRedemptionResponse]
     """Refunds a completed redemption within the refund window: funds back, stock back, entitlement revoked.
     Not once an entitlement of it was used (FAILED_PRECONDITION ENTITLEMENT_CONSUMED, even one use of a
@@ -65,6 +69,11 @@ class RedemptionServiceStub:
     """
     GetRaffleDraw: _grpc.UnaryUnaryMultiCallable[_redemption_pb2.GetRaffleDrawRequest, _redemption_pb2.GetRaffleDrawResponse]
     """Returns a raffle's draw record (seed hash, and seed and winners once drawn)."""
+    ListRaffleTickets: _grpc.UnaryUnaryMultiCallable[_redemption_pb2.ListRaffleTicketsRequest, _redemption_pb2.ListRaffleTicketsResponse]
+    """Lists the tickets a drawn raffle drew from (the draw consumed exactly these), oldest first, so
+    that anyone can replay the draw from the revealed seed. Before the draw: FAILED_PRECONDITION
+    RAFFLE_NOT_DRAWN; never prepared: NOT_FOUND RAFFLE_NOT_PREPARED.
+    """
     ConsumeEntitlement: _grpc.UnaryUnaryMultiCallable[_redemption_pb2.ConsumeEntitlementRequest, _redemption_pb2.ConsumeEntitlementResponse]
     """Uses an entitlement once (a discount code applied, an event pass checked in), named by id or by
     discount code, and records the use (caller, time, request id, reference). Idempotent by
@@ -93,6 +102,10 @@ class RedemptionServiceAsyncStub(RedemptionServiceStub):
     """Returns one redemption with its saga steps."""
     ListRedemptions: _aio.UnaryUnaryMultiCallable[_redemption_pb2.ListRedemptionsRequest, _redemption_pb2.ListRedemptionsResponse]  # type: ignore[assignment]
     """Lists a user's redemptions, newest first."""
+    ListAllRedemptions: _aio.UnaryUnaryMultiCallable[_redemption_pb2.ListAllRedemptionsRequest, _redemption_pb2.ListAllRedemptionsResponse]  # type: ignore[assignment]
+    """Lists redemptions across users with their saga steps, newest first, filtered by state and age:
+    the operators' saga view (admin only).
+    """
     RefundRedemption: _aio.UnaryUnaryMultiCallable[_redemption_pb2.RefundRedemptionRequest, _redemption_pb2.RefundRedemptionResponse]  # type: ignore[assignment]
     """Refunds a completed redemption within the refund window: funds back, stock back, entitlement revoked.
     Not once an entitlement of it was used (FAILED_PRECONDITION ENTITLEMENT_CONSUMED, even one use of a
@@ -115,6 +128,11 @@ class RedemptionServiceAsyncStub(RedemptionServiceStub):
     """
     GetRaffleDraw: _aio.UnaryUnaryMultiCallable[_redemption_pb2.GetRaffleDrawRequest, _redemption_pb2.GetRaffleDrawResponse]  # type: ignore[assignment]
     """Returns a raffle's draw record (seed hash, and seed and winners once drawn)."""
+    ListRaffleTickets: _aio.UnaryUnaryMultiCallable[_redemption_pb2.ListRaffleTicketsRequest, _redemption_pb2.ListRaffleTicketsResponse]  # type: ignore[assignment]
+    """Lists the tickets a drawn raffle drew from (the draw consumed exactly these), oldest first, so
+    that anyone can replay the draw from the revealed seed. Before the draw: FAILED_PRECONDITION
+    RAFFLE_NOT_DRAWN; never prepared: NOT_FOUND RAFFLE_NOT_PREPARED.
+    """
     ConsumeEntitlement: _aio.UnaryUnaryMultiCallable[_redemption_pb2.ConsumeEntitlementRequest, _redemption_pb2.ConsumeEntitlementResponse]  # type: ignore[assignment]
     """Uses an entitlement once (a discount code applied, an event pass checked in), named by id or by
     discount code, and records the use (caller, time, request id, reference). Idempotent by
@@ -158,6 +176,16 @@ class RedemptionServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_redemption_pb2.ListRedemptionsResponse, _abc.Awaitable[_redemption_pb2.ListRedemptionsResponse]]:
         """Lists a user's redemptions, newest first."""
+
+    @_abc_1.abstractmethod
+    def ListAllRedemptions(
+        self,
+        request: _redemption_pb2.ListAllRedemptionsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_redemption_pb2.ListAllRedemptionsResponse, _abc.Awaitable[_redemption_pb2.ListAllRedemptionsResponse]]:
+        """Lists redemptions across users with their saga steps, newest first, filtered by state and age:
+        the operators' saga view (admin only).
+        """
 
     @_abc_1.abstractmethod
     def RefundRedemption(
@@ -210,6 +238,17 @@ class RedemptionServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_redemption_pb2.GetRaffleDrawResponse, _abc.Awaitable[_redemption_pb2.GetRaffleDrawResponse]]:
         """Returns a raffle's draw record (seed hash, and seed and winners once drawn)."""
+
+    @_abc_1.abstractmethod
+    def ListRaffleTickets(
+        self,
+        request: _redemption_pb2.ListRaffleTicketsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_redemption_pb2.ListRaffleTicketsResponse, _abc.Awaitable[_redemption_pb2.ListRaffleTicketsResponse]]:
+        """Lists the tickets a drawn raffle drew from (the draw consumed exactly these), oldest first, so
+        that anyone can replay the draw from the revealed seed. Before the draw: FAILED_PRECONDITION
+        RAFFLE_NOT_DRAWN; never prepared: NOT_FOUND RAFFLE_NOT_PREPARED.
+        """
 
     @_abc_1.abstractmethod
     def ConsumeEntitlement(

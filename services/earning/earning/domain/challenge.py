@@ -76,3 +76,12 @@ def validate_challenge(spec: ChallengeSpec) -> ChallengeSpec:
 def matching(challenges: Sequence[tuple[Challenge, datetime]], event: ActivityEvent) -> list[Challenge]:
     """Joined challenges (with their join times) the event counts for, in id order."""
     return sorted((c for c, joined in challenges if c.covers(event, joined)), key=lambda c: c.challenge_id)
+
+
+@dataclass(frozen=True)
+class Participation:
+    challenge_id: str
+    user_id: str
+    join_time: datetime
+    early: bool
+    bonus_points: int

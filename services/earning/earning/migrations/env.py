@@ -1,4 +1,4 @@
-from earning.tables import metadata
+from earning.store.tables import metadata
 from points_platform.migrations import run_env
 
 run_env(metadata)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 from collections import namedtuple
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -19,10 +18,11 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from earning.domain.batch import BatchWrites, KnownFacts, group_joined
+from earning.domain.credit import PendingCredit
 from earning.domain.evaluation import ReceiveRate, Streak
 from earning.domain.model import ActivityEvent, ActivityType, EventStatus, RuleApplication
-from earning.store.activity import StoredEvent, breakdown_from, challenge_from_row
-from earning.store.outbox import PendingCredit
+from earning.store.activity import breakdown_from, challenge_from_row
+from earning.use_cases.ports import LockedUsers, NewEvent, NewHeld, Replay, StoredEvent
 
 # Locks the batch's devices, then its users, each in the arrays' (sorted) order, so batches cannot
 # deadlock on them; missing rows are created. The devices serialize the shared-device count: two
@@ -150,15 +150,6 @@ _WRITE_ALL = text(
 )
 
 
-@dataclass(frozen=True)
-class Replay:
-    """A stored event and the state of its wallet credit (pending: resend it)."""
-
-    stored: StoredEvent
-    pending_credit: PendingCredit | None
-    wallet_transaction_id: str
-
-
 def _challenge_row(values: tuple[Any, ...]) -> _ChallengeRow:
     row = _ChallengeRow(*values)
     return row._replace(
@@ -167,197 +158,175 @@ def _challenge_row(values: tuple[Any, ...]) -> _ChallengeRow:
     )
 
 
-@dataclass(frozen=True)
-class LockedUsers:
-    streaks: dict[str, Streak]
-    rates: dict[str, ReceiveRate]
-    rules_version: int  # the latest stored
-
-
-async def lock_batch(conn: AsyncConnection, user_ids: Sequence[str], device_ids: Sequence[str]) -> LockedUsers:
-    """Lock the devices' and the users' rows (created if missing), each in id order: the users'
-    streaks and receive-time buckets, and the latest rules version."""
-    params = {"users": sorted(set(user_ids)), "devices": sorted({d for d in device_ids if d})}
-    rows = (await conn.execute(_LOCK_BATCH, params)).all()
-    return LockedUsers(
-        {r.user_id: Streak(r.streak_last_day, r.streak_days) for r in rows},
-        {r.user_id: ReceiveRate(r.rate_level, r.rate_time) for r in rows},
-        rows[0].rules_version,
-    )
-
-
-async def begin_snapshot(conn: AsyncConnection) -> None:
-    """Make the connection's transaction one read-only snapshot: every read sees the same state,
-    and a write would fail."""
-    await conn.execute(_SNAPSHOT)
-
-
-async def peek_users(conn: AsyncConnection, user_ids: Sequence[str], rules_version: int) -> LockedUsers:
-    """The users' streaks and receive-time buckets as `lock_batch` returns them, without locking or
-    creating anything (a preview)."""
-    rows = (await conn.execute(_PEEK_USERS, {"users": sorted(set(user_ids))})).all()
-    return LockedUsers(
-        {r.user_id: Streak(r.streak_last_day, r.streak_days) for r in rows},
-        {r.user_id: ReceiveRate(r.rate_level, r.rate_time) for r in rows},
-        rules_version,
-    )
-
-
-async def read_batch(
-    conn: AsyncConnection,
-    events: Sequence[tuple[ActivityEvent, date]],
-    users: LockedUsers,
-    lookback: timedelta,
-    *,
-    lock: bool = True,
-) -> tuple[dict[str, Replay], KnownFacts]:
-    """Stored events (replays) and everything the batch's evaluations read, in one round trip.
-    `lock=False` (a preview) leaves the joined challenges' rows unlocked."""
-    targets = sorted({(e.user_id, e.type.value, e.target_id) for e, _ in events if e.target_id})
-    milestones = sorted(
-        {(e.user_id, e.game_id, e.milestone_id) for e, _ in events if e.type == ActivityType.GAME_MILESTONE}
-    )
-    spans: dict[str, tuple[datetime, datetime]] = {}
-    for e, _ in events:
-        low, high = spans.get(e.user_id, (e.occurred_at, e.occurred_at))
-        spans[e.user_id] = (min(low, e.occurred_at), max(high, e.occurred_at))
-    device_days = sorted({(e.device_id, d) for e, d in events if e.device_id})
-    params = {
-        "ids": sorted({e.event_id for e, _ in events}),
-        "users": sorted(spans),
-        "days": sorted({d for _, d in events}),
-        "since": min(low for low, _ in spans.values()),
-        "until": max(high for _, high in spans.values()),
-        "pt_users": [t[0] for t in targets],
-        "pt_types": [t[1] for t in targets],
-        "pt_targets": [t[2] for t in targets],
-        "pm_users": [m[0] for m in milestones],
-        "pm_games": [m[1] for m in milestones],
-        "pm_milestones": [m[2] for m in milestones],
-        "re_users": list(spans),
-        "re_since": [low - lookback for low, _ in spans.values()],
-        "re_until": [high for _, high in spans.values()],
-        "da_devices": [d[0] for d in device_days],
-        "da_days": [d[1] for d in device_days],
-        "ad_users": sorted({e.user_id for e, _ in events if e.device_id}),
-    }
-    row = (await conn.execute(_READ_ALL if lock else _PEEK_ALL, params)).one()
-    replays = {}
-    for (event_id, fingerprint, user_id, status, points, breakdown, reason, held_id, credit_id,
-         credit_user, amount, credit_reason, reference, pending, transaction_id) in row.stored:
-        stored = StoredEvent(
-            event_id, fingerprint, user_id, EventStatus(status), points, breakdown_from(json.loads(breakdown)),
-            reason, held_id, credit_id,
-        )
-        credit = PendingCredit(credit_id, credit_user, amount, credit_reason, reference) if pending else None
-        replays[event_id] = Replay(stored, credit, transaction_id if pending is False else "")
-    devices: dict[tuple[str, date], set[str]] = {}
-    for device, day, user in row.devices:
-        devices.setdefault((device, day), set()).add(user)
-    account_devices: dict[tuple[str, date], set[str]] = {}
-    for user, day, device in row.account_devices:
-        account_devices.setdefault((user, day), set()).add(device)
-    joined = group_joined(
-        (r.participant, challenge_from_row(r), r.join_time) for r in (_challenge_row(j) for j in row.joined)
-    )
-    known = KnownFacts(
-        streaks=users.streaks,
-        rates=users.rates,
-        capped_today={(u, d, t): capped for u, d, t, capped in row.counters},
-        paid_targets={(u, t, g) for u, t, g in row.targets},
-        paid_milestones={(u, g, m) for u, g, m in row.milestones},
-        recent=list(row.recent),
-        device_accounts=devices,
-        account_devices=account_devices,
-        joined=joined,
-    )
-    return replays, known
-
-
-@dataclass(frozen=True)
-class NewEvent:
-    event: ActivityEvent
-    stored: StoredEvent
-    day: date
-
-
-@dataclass(frozen=True)
-class NewHeld:
-    held_earning_id: str
-    event: ActivityEvent
-    day: date
-    points: int
-    sponsored: tuple[tuple[str, int], ...]
-    reason: str
-
-
 def _breakdown_text(steps: Sequence[RuleApplication]) -> str:
     return json.dumps([[s.rule.value, s.points, s.detail, s.challenge_id] for s in steps])
 
 
-async def write(
-    conn: AsyncConnection,
-    now: datetime,
-    new_events: Sequence[NewEvent],
-    held: Sequence[NewHeld],
-    credits: Sequence[PendingCredit],
-    writes: BatchWrites,
-) -> None:
-    """The batch's effects in one round trip."""
-    counters = sorted(writes.counters)
-    states = sorted(writes.user_states.items())
-    charges = sorted(writes.budget_charges.items())
-    pt, pm, da = sorted(writes.paid_targets), sorted(writes.paid_milestones), sorted(writes.device_accounts)
-    params = {
-        "now": now,
-        "ev_ids": [n.event.event_id for n in new_events],
-        "ev_fingerprints": [n.stored.fingerprint for n in new_events],
-        "ev_users": [n.event.user_id for n in new_events],
-        "ev_types": [n.event.type.value for n in new_events],
-        "ev_occurred": [n.event.occurred_at for n in new_events],
-        "ev_days": [n.day for n in new_events],
-        "ev_statuses": [n.stored.status.value for n in new_events],
-        "ev_points": [n.stored.points for n in new_events],
-        "ev_breakdowns": [_breakdown_text(n.stored.breakdown) for n in new_events],
-        "ev_reasons": [n.stored.rejection_reason for n in new_events],
-        "ev_held": [n.stored.held_earning_id for n in new_events],
-        "ev_credits": [n.stored.credit_request_id for n in new_events],
-        "dc_users": [k[0] for k in counters],
-        "dc_days": [k[1] for k in counters],
-        "dc_types": [k[2] for k in counters],
-        "dc_capped": [writes.counters[k][0] for k in counters],
-        "dc_credited": [writes.counters[k][1] for k in counters],
-        "dc_held": [writes.counters[k][2] for k in counters],
-        "pt_users": [t[0] for t in pt],
-        "pt_types": [t[1] for t in pt],
-        "pt_targets": [t[2] for t in pt],
-        "pm_users": [m[0] for m in pm],
-        "pm_games": [m[1] for m in pm],
-        "pm_milestones": [m[2] for m in pm],
-        "da_devices": [d[0] for d in da],
-        "da_days": [d[1] for d in da],
-        "da_users": [d[2] for d in da],
-        "st_users": [u for u, _ in states],
-        "st_days": [streak.last_day for _, (streak, _) in states],
-        "st_lengths": [streak.days for _, (streak, _) in states],
-        "st_levels": [rate.level for _, (_, rate) in states],
-        "st_times": [rate.at for _, (_, rate) in states],
-        "he_ids": [h.held_earning_id for h in held],
-        "he_events": [h.event.event_id for h in held],
-        "he_users": [h.event.user_id for h in held],
-        "he_types": [h.event.type.value for h in held],
-        "he_days": [h.day for h in held],
-        "he_points": [h.points for h in held],
-        "he_sponsored": [json.dumps([list(s) for s in h.sponsored]) for h in held],
-        "he_reasons": [h.reason for h in held],
-        "cr_ids": [c.request_id for c in credits],
-        "cr_users": [c.user_id for c in credits],
-        "cr_amounts": [c.amount for c in credits],
-        "cr_reasons": [c.reason for c in credits],
-        "cr_refs": [c.reference for c in credits],
-        "ch_ids": [c for c, _ in charges],
-        "ch_points": [p for _, p in charges],
-    }
-    charged = (await conn.execute(_WRITE_ALL, params)).scalar_one()
-    if charged != len(charges):  # the rows are locked and were checked: a bug, never an overspend
-        raise RuntimeError(f"sponsor budgets {charges} would be overspent")
+class BatchRepository:
+    """A batch's locks, reads and writes, on the connection of the caller's transaction."""
+
+    def __init__(self, conn: AsyncConnection) -> None:
+        self._conn = conn
+
+    async def lock_batch(self, user_ids: Sequence[str], device_ids: Sequence[str]) -> LockedUsers:
+        """Lock the devices' and the users' rows (created if missing), each in id order: the users'
+        streaks and receive-time buckets, and the latest rules version."""
+        params = {"users": sorted(set(user_ids)), "devices": sorted({d for d in device_ids if d})}
+        rows = (await self._conn.execute(_LOCK_BATCH, params)).all()
+        return LockedUsers(
+            {r.user_id: Streak(r.streak_last_day, r.streak_days) for r in rows},
+            {r.user_id: ReceiveRate(r.rate_level, r.rate_time) for r in rows},
+            rows[0].rules_version,
+        )
+
+    async def begin_snapshot(self) -> None:
+        """Make the connection's transaction one read-only snapshot: every read sees the same state,
+        and a write would fail."""
+        await self._conn.execute(_SNAPSHOT)
+
+    async def peek_users(self, user_ids: Sequence[str], rules_version: int) -> LockedUsers:
+        """The users' streaks and receive-time buckets as `lock_batch` returns them, without locking or
+        creating anything (a preview)."""
+        rows = (await self._conn.execute(_PEEK_USERS, {"users": sorted(set(user_ids))})).all()
+        return LockedUsers(
+            {r.user_id: Streak(r.streak_last_day, r.streak_days) for r in rows},
+            {r.user_id: ReceiveRate(r.rate_level, r.rate_time) for r in rows},
+            rules_version,
+        )
+
+    async def read_batch(
+        self,
+        events: Sequence[tuple[ActivityEvent, date]],
+        users: LockedUsers,
+        lookback: timedelta,
+        *,
+        lock: bool = True,
+    ) -> tuple[dict[str, Replay], KnownFacts]:
+        """Stored events (replays) and everything the batch's evaluations read, in one round trip.
+        `lock=False` (a preview) leaves the joined challenges' rows unlocked."""
+        targets = sorted({(e.user_id, e.type.value, e.target_id) for e, _ in events if e.target_id})
+        milestones = sorted(
+            {(e.user_id, e.game_id, e.milestone_id) for e, _ in events if e.type == ActivityType.GAME_MILESTONE}
+        )
+        spans: dict[str, tuple[datetime, datetime]] = {}
+        for e, _ in events:
+            low, high = spans.get(e.user_id, (e.occurred_at, e.occurred_at))
+            spans[e.user_id] = (min(low, e.occurred_at), max(high, e.occurred_at))
+        device_days = sorted({(e.device_id, d) for e, d in events if e.device_id})
+        params = {
+            "ids": sorted({e.event_id for e, _ in events}),
+            "users": sorted(spans),
+            "days": sorted({d for _, d in events}),
+            "since": min(low for low, _ in spans.values()),
+            "until": max(high for _, high in spans.values()),
+            "pt_users": [t[0] for t in targets],
+            "pt_types": [t[1] for t in targets],
+            "pt_targets": [t[2] for t in targets],
+            "pm_users": [m[0] for m in milestones],
+            "pm_games": [m[1] for m in milestones],
+            "pm_milestones": [m[2] for m in milestones],
+            "re_users": list(spans),
+            "re_since": [low - lookback for low, _ in spans.values()],
+            "re_until": [high for _, high in spans.values()],
+            "da_devices": [d[0] for d in device_days],
+            "da_days": [d[1] for d in device_days],
+            "ad_users": sorted({e.user_id for e, _ in events if e.device_id}),
+        }
+        row = (await self._conn.execute(_READ_ALL if lock else _PEEK_ALL, params)).one()
+        replays = {}
+        for (event_id, fingerprint, user_id, status, points, breakdown, reason, held_id, credit_id,
+             credit_user, amount, credit_reason, reference, pending, transaction_id) in row.stored:
+            stored = StoredEvent(
+                event_id, fingerprint, user_id, EventStatus(status), points, breakdown_from(json.loads(breakdown)),
+                reason, held_id, credit_id,
+            )
+            credit = PendingCredit(credit_id, credit_user, amount, credit_reason, reference) if pending else None
+            replays[event_id] = Replay(stored, credit, transaction_id if pending is False else "")
+        devices: dict[tuple[str, date], set[str]] = {}
+        for device, day, user in row.devices:
+            devices.setdefault((device, day), set()).add(user)
+        account_devices: dict[tuple[str, date], set[str]] = {}
+        for user, day, device in row.account_devices:
+            account_devices.setdefault((user, day), set()).add(device)
+        joined = group_joined(
+            (r.participant, challenge_from_row(r), r.join_time) for r in (_challenge_row(j) for j in row.joined)
+        )
+        known = KnownFacts(
+            streaks=users.streaks,
+            rates=users.rates,
+            capped_today={(u, d, t): capped for u, d, t, capped in row.counters},
+            paid_targets={(u, t, g) for u, t, g in row.targets},
+            paid_milestones={(u, g, m) for u, g, m in row.milestones},
+            recent=list(row.recent),
+            device_accounts=devices,
+            account_devices=account_devices,
+            joined=joined,
+        )
+        return replays, known
+
+    async def write(
+        self,
+        now: datetime,
+        new_events: Sequence[NewEvent],
+        held: Sequence[NewHeld],
+        credits: Sequence[PendingCredit],
+        writes: BatchWrites,
+    ) -> None:
+        """The batch's effects in one round trip."""
+        counters = sorted(writes.counters)
+        states = sorted(writes.user_states.items())
+        charges = sorted(writes.budget_charges.items())
+        pt, pm, da = sorted(writes.paid_targets), sorted(writes.paid_milestones), sorted(writes.device_accounts)
+        params = {
+            "now": now,
+            "ev_ids": [n.event.event_id for n in new_events],
+            "ev_fingerprints": [n.stored.fingerprint for n in new_events],
+            "ev_users": [n.event.user_id for n in new_events],
+            "ev_types": [n.event.type.value for n in new_events],
+            "ev_occurred": [n.event.occurred_at for n in new_events],
+            "ev_days": [n.day for n in new_events],
+            "ev_statuses": [n.stored.status.value for n in new_events],
+            "ev_points": [n.stored.points for n in new_events],
+            "ev_breakdowns": [_breakdown_text(n.stored.breakdown) for n in new_events],
+            "ev_reasons": [n.stored.rejection_reason for n in new_events],
+            "ev_held": [n.stored.held_earning_id for n in new_events],
+            "ev_credits": [n.stored.credit_request_id for n in new_events],
+            "dc_users": [k[0] for k in counters],
+            "dc_days": [k[1] for k in counters],
+            "dc_types": [k[2] for k in counters],
+            "dc_capped": [writes.counters[k][0] for k in counters],
+            "dc_credited": [writes.counters[k][1] for k in counters],
+            "dc_held": [writes.counters[k][2] for k in counters],
+            "pt_users": [t[0] for t in pt],
+            "pt_types": [t[1] for t in pt],
+            "pt_targets": [t[2] for t in pt],
+            "pm_users": [m[0] for m in pm],
+            "pm_games": [m[1] for m in pm],
+            "pm_milestones": [m[2] for m in pm],
+            "da_devices": [d[0] for d in da],
+            "da_days": [d[1] for d in da],
+            "da_users": [d[2] for d in da],
+            "st_users": [u for u, _ in states],
+            "st_days": [streak.last_day for _, (streak, _) in states],
+            "st_lengths": [streak.days for _, (streak, _) in states],
+            "st_levels": [rate.level for _, (_, rate) in states],
+            "st_times": [rate.at for _, (_, rate) in states],
+            "he_ids": [h.held_earning_id for h in held],
+            "he_events": [h.event.event_id for h in held],
+            "he_users": [h.event.user_id for h in held],
+            "he_types": [h.event.type.value for h in held],
+            "he_days": [h.day for h in held],
+            "he_points": [h.points for h in held],
+            "he_sponsored": [json.dumps([list(s) for s in h.sponsored]) for h in held],
+            "he_reasons": [h.reason for h in held],
+            "cr_ids": [c.request_id for c in credits],
+            "cr_users": [c.user_id for c in credits],
+            "cr_amounts": [c.amount for c in credits],
+            "cr_reasons": [c.reason for c in credits],
+            "cr_refs": [c.reference for c in credits],
+            "ch_ids": [c for c, _ in charges],
+            "ch_points": [p for _, p in charges],
+        }
+        charged = (await self._conn.execute(_WRITE_ALL, params)).scalar_one()
+        if charged != len(charges):  # the rows are locked and were checked: a bug, never an overspend
+            raise RuntimeError(f"sponsor budgets {charges} would be overspent")

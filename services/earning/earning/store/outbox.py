@@ -4,7 +4,6 @@ or refused for good (the dead letter: `pending` false, `failed_time` set, no wal
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
@@ -12,42 +11,13 @@ from sqlalchemy import and_, or_, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from earning.tables import credits
-
-
-@dataclass(frozen=True)
-class PendingCredit:
-    request_id: str  # wallet idempotency key, derived from the event (or join) id
-    user_id: str
-    amount: int
-    reason: str
-    reference: str
+from earning.domain.credit import DeadLetter, FailedCredit, PendingCredit, Requeue
+from earning.store.tables import credits
 
 
 def _credit(row: Any) -> PendingCredit:
     """The credit of a `credits` row (any row with its five columns)."""
     return PendingCredit(row.request_id, row.user_id, row.amount, row.reason, row.reference)
-
-
-async def add_credit(conn: AsyncConnection, credit: PendingCredit, now: datetime) -> None:
-    await conn.execute(
-        insert(credits)
-        .values(
-            request_id=credit.request_id, user_id=credit.user_id, amount=credit.amount, reason=credit.reason,
-            reference=credit.reference, pending=True, create_time=now,
-        )
-        .on_conflict_do_nothing()
-    )
-
-
-async def credit_state(conn: AsyncConnection, request_id: str) -> tuple[PendingCredit | None, str]:
-    """(the credit if still pending, wallet transaction id if credited)."""
-    row = (await conn.execute(select(credits).where(credits.c.request_id == request_id))).first()
-    if row is None:
-        return None, ""
-    if row.pending:
-        return _credit(row), ""
-    return None, row.wallet_transaction_id
 
 
 # The credits of a user's day that are not in the wallet: its events' and its approved held
@@ -62,44 +32,6 @@ _UNCREDITED_ON = text(
     " UNION ALL SELECT h.credit_request_id FROM held_earnings h"
     " WHERE h.user_id = :u AND h.day = :d AND h.credit_request_id <> '')"
 )
-
-
-async def uncredited_points_on(conn: AsyncConnection, user_id: str, day: date) -> tuple[int, int]:
-    """(pending, dead-lettered) points of a user's day: decided, not (yet) in the wallet."""
-    lo = datetime.combine(day - timedelta(days=1), time.min, UTC)
-    row = (
-        await conn.execute(_UNCREDITED_ON, {"u": user_id, "d": day, "lo": lo, "hi": lo + timedelta(days=3)})
-    ).one()
-    return int(row.pending), int(row.failed)
-
-
-async def due_credits(
-    conn: AsyncConnection, created_by: datetime, limit: int, *, held_before: datetime
-) -> list[PendingCredit]:
-    """Pending credits created by `created_by` (younger ones are still being sent by their
-    request), least-tried first: credits the wallet keeps refusing never starve the others. A credit
-    held for a suspended user is due again once it was held before `held_before`."""
-    stmt = (
-        select(credits)
-        .where(
-            and_(
-                credits.c.pending,
-                credits.c.create_time <= created_by,
-                or_(credits.c.held_time.is_(None), credits.c.held_time <= held_before),
-            )
-        )
-        .order_by(credits.c.attempts, credits.c.create_time)
-        .limit(limit)
-    )
-    rows = await conn.execute(stmt)
-    return [_credit(r) for r in rows]
-
-
-@dataclass(frozen=True)
-class DeadLetter:
-    credit: PendingCredit
-    reason: str
-    attempts: int
 
 
 # The common outcome, every credit credited: their wallet transaction ids, by primary key.
@@ -141,69 +73,12 @@ _MARK_SENT = text(
 )
 
 
-async def mark_sent(
-    conn: AsyncConnection, transactions: Mapping[str, str], refused: Mapping[str, str], failed: Sequence[str],
-    error: str, suspect: Mapping[str, str], wallet_error_limit: int, now: datetime,
-    held: Mapping[str, str] | None = None,
-) -> list[DeadLetter]:
-    """Credited ones get their wallet transaction id; failed ones an attempt and the error; refused
-    ones go to the dead letter with their reason, suspect ones once they reach the wallet error
-    limit, held ones (user suspended) stay pending with their held time. Returns the credits
-    dead-lettered now."""
-    held = held or {}
-    if not transactions and not refused and not failed and not suspect and not held:
-        return []
-    ids, dead, suspects, kept = sorted(transactions), sorted(refused), sorted(suspect), sorted(held)
-    if not refused and not failed and not suspect and not held:
-        await conn.execute(_MARK_CREDITED, {"ids": ids, "txs": [transactions[i] for i in ids]})
-        return []
-    rows = await conn.execute(
-        _MARK_SENT,
-        {
-            "ids": ids, "txs": [transactions[i] for i in ids], "failed": sorted(failed), "error": error[:200],
-            "refused": dead, "why": [refused[i][:200] for i in dead],
-            "suspect": suspects, "suspect_why": [suspect[i][:200] for i in suspects],
-            "limit": wallet_error_limit, "now": now,
-            "held": kept, "held_why": [held[i][:200] for i in kept],
-        },
-    )
-    return [
-        DeadLetter(_credit(r), r.last_error, r.attempts)
-        for r in rows
-    ]
-
-
-@dataclass(frozen=True)
-class FailedCredit:
-    """A dead-lettered credit, as an operator sees it."""
-
-    credit: PendingCredit
-    failure: str
-    attempts: int
-    failed_time: datetime
-
-
 _LIST_FAILED = text(
     "SELECT request_id, user_id, amount, reason, reference, last_error, attempts, failed_time FROM credits"
     " WHERE failed_time IS NOT NULL AND (:user = '' OR user_id = :user)"
     " AND (CAST(:after_time AS timestamptz) IS NULL OR (failed_time, request_id) > (:after_time, :after_id))"
     " ORDER BY failed_time, request_id LIMIT :limit"
 )
-
-
-async def list_failed(
-    conn: AsyncConnection, user_id: str, after: tuple[datetime, str] | None, limit: int
-) -> list[FailedCredit]:
-    """Dead-lettered credits, oldest failure first, after the cursor (failed_time, request_id)."""
-    rows = await conn.execute(
-        _LIST_FAILED,
-        {"user": user_id, "after_time": after[0] if after else None, "after_id": after[1] if after else "",
-         "limit": limit},
-    )
-    return [
-        FailedCredit(_credit(r), r.last_error, r.attempts, r.failed_time)
-        for r in rows
-    ]
 
 
 # Dead letter -> outbox: pending again, attempts and wallet errors from zero (least-tried go first), the
@@ -219,22 +94,6 @@ _REQUEUE = text(
 )
 
 
-@dataclass(frozen=True)
-class Requeue:
-    requeued: list[PendingCredit]
-    unchanged: list[str]  # pending or credited: not in the dead letter
-    unknown: list[str]
-
-
-async def requeue(conn: AsyncConnection, request_ids: Sequence[str]) -> Requeue:
-    """Move the dead-lettered ones among `request_ids` back to the outbox (in the caller's transaction)."""
-    rows = {r.request_id: r for r in await conn.execute(_REQUEUE, {"ids": sorted(set(request_ids))})}
-    requeued = [_credit(rows[i]) for i in sorted(rows) if rows[i].failed]
-    unchanged = sorted(i for i, r in rows.items() if not r.failed)
-    unknown = sorted(set(request_ids) - set(rows))
-    return Requeue(requeued, unchanged, unknown)
-
-
 # Both counts from the partial indexes (the table itself grows with every credit ever made).
 _COUNTS = text(
     "SELECT (SELECT count(*) FROM credits WHERE pending) AS pending,"
@@ -242,7 +101,114 @@ _COUNTS = text(
 )
 
 
-async def outbox_counts(conn: AsyncConnection) -> tuple[int, int]:
-    """(pending credits, dead-lettered credits)."""
-    row = (await conn.execute(_COUNTS)).one()
-    return int(row.pending), int(row.failed)
+class OutboxRepository:
+    """The credit outbox and its dead letter, on the caller's connection."""
+
+    def __init__(self, conn: AsyncConnection) -> None:
+        self._conn = conn
+
+    async def add_credit(self, credit: PendingCredit, now: datetime) -> None:
+        await self._conn.execute(
+            insert(credits)
+            .values(
+                request_id=credit.request_id, user_id=credit.user_id, amount=credit.amount, reason=credit.reason,
+                reference=credit.reference, pending=True, create_time=now,
+            )
+            .on_conflict_do_nothing()
+        )
+
+    async def credit_state(self, request_id: str) -> tuple[PendingCredit | None, str]:
+        """(the credit if still pending, wallet transaction id if credited)."""
+        row = (await self._conn.execute(select(credits).where(credits.c.request_id == request_id))).first()
+        if row is None:
+            return None, ""
+        if row.pending:
+            return _credit(row), ""
+        return None, row.wallet_transaction_id
+
+    async def uncredited_points_on(self, user_id: str, day: date) -> tuple[int, int]:
+        """(pending, dead-lettered) points of a user's day: decided, not (yet) in the wallet."""
+        lo = datetime.combine(day - timedelta(days=1), time.min, UTC)
+        row = (
+            await self._conn.execute(_UNCREDITED_ON, {"u": user_id, "d": day, "lo": lo, "hi": lo + timedelta(days=3)})
+        ).one()
+        return int(row.pending), int(row.failed)
+
+    async def due_credits(
+        self, created_by: datetime, limit: int, *, held_before: datetime
+    ) -> list[PendingCredit]:
+        """Pending credits created by `created_by` (younger ones are still being sent by their
+        request), least-tried first: credits the wallet keeps refusing never starve the others. A credit
+        held for a suspended user is due again once it was held before `held_before`."""
+        stmt = (
+            select(credits)
+            .where(
+                and_(
+                    credits.c.pending,
+                    credits.c.create_time <= created_by,
+                    or_(credits.c.held_time.is_(None), credits.c.held_time <= held_before),
+                )
+            )
+            .order_by(credits.c.attempts, credits.c.create_time)
+            .limit(limit)
+        )
+        rows = await self._conn.execute(stmt)
+        return [_credit(r) for r in rows]
+
+    async def mark_sent(
+        self, transactions: Mapping[str, str], refused: Mapping[str, str], failed: Sequence[str],
+        error: str, suspect: Mapping[str, str], wallet_error_limit: int, now: datetime,
+        held: Mapping[str, str] | None = None,
+    ) -> list[DeadLetter]:
+        """Credited ones get their wallet transaction id; failed ones an attempt and the error; refused
+        ones go to the dead letter with their reason, suspect ones once they reach the wallet error
+        limit, held ones (user suspended) stay pending with their held time. Returns the credits
+        dead-lettered now."""
+        held = held or {}
+        if not transactions and not refused and not failed and not suspect and not held:
+            return []
+        ids, dead, suspects, kept = sorted(transactions), sorted(refused), sorted(suspect), sorted(held)
+        if not refused and not failed and not suspect and not held:
+            await self._conn.execute(_MARK_CREDITED, {"ids": ids, "txs": [transactions[i] for i in ids]})
+            return []
+        rows = await self._conn.execute(
+            _MARK_SENT,
+            {
+                "ids": ids, "txs": [transactions[i] for i in ids], "failed": sorted(failed), "error": error[:200],
+                "refused": dead, "why": [refused[i][:200] for i in dead],
+                "suspect": suspects, "suspect_why": [suspect[i][:200] for i in suspects],
+                "limit": wallet_error_limit, "now": now,
+                "held": kept, "held_why": [held[i][:200] for i in kept],
+            },
+        )
+        return [
+            DeadLetter(_credit(r), r.last_error, r.attempts)
+            for r in rows
+        ]
+
+    async def list_failed(
+        self, user_id: str, after: tuple[datetime, str] | None, limit: int
+    ) -> list[FailedCredit]:
+        """Dead-lettered credits, oldest failure first, after the cursor (failed_time, request_id)."""
+        rows = await self._conn.execute(
+            _LIST_FAILED,
+            {"user": user_id, "after_time": after[0] if after else None, "after_id": after[1] if after else "",
+             "limit": limit},
+        )
+        return [
+            FailedCredit(_credit(r), r.last_error, r.attempts, r.failed_time)
+            for r in rows
+        ]
+
+    async def requeue(self, request_ids: Sequence[str]) -> Requeue:
+        """Move the dead-lettered ones among `request_ids` back to the outbox (in the caller's transaction)."""
+        rows = {r.request_id: r for r in await self._conn.execute(_REQUEUE, {"ids": sorted(set(request_ids))})}
+        requeued = [_credit(rows[i]) for i in sorted(rows) if rows[i].failed]
+        unchanged = sorted(i for i, r in rows.items() if not r.failed)
+        unknown = sorted(set(request_ids) - set(rows))
+        return Requeue(requeued, unchanged, unknown)
+
+    async def outbox_counts(self) -> tuple[int, int]:
+        """(pending credits, dead-lettered credits)."""
+        row = (await self._conn.execute(_COUNTS)).one()
+        return int(row.pending), int(row.failed)

@@ -4,32 +4,27 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, datetime
-from typing import Any, TypeVar
+from typing import Any
 
 import structlog
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from earning.domain.challenge import Challenge, ChallengeSpec, validate_challenge
+from earning.domain import held as review
+from earning.domain.challenge import Challenge, Participation, validate_challenge
+from earning.domain.credit import FailedCredit, PendingCredit
 from earning.domain.evaluation import early_join_bonus
+from earning.domain.held import HeldEarning
 from earning.domain.model import ActivityType, RuleApplication, Rules, validate_rules
-from earning.store import activity, admin, outbox
-from earning.store.admin import HeldEarning, Participation
-from earning.store.outbox import PendingCredit
+from earning.use_cases import commands
 from earning.use_cases.crediting import Crediting
+from earning.use_cases.ports import Database, Session
 from earning.use_cases.recording import event_credit_id
 from earning.use_cases.rulebook import RuleBook
 from points_platform.clock import Clock
-from points_platform.db import retry_serialization
-from points_platform.errors import Aborted, FailedPrecondition, NotFound, idempotency_key_reused
+from points_platform.errors import Aborted, FailedPrecondition, NotFound
 
 log = structlog.get_logger("earning.admin")
-
-T = TypeVar("T")
-
 
 def join_credit_id(challenge_id: str, user_id: str) -> str:
     return "earning-join-" + hashlib.sha256(f"{challenge_id}\n{user_id}".encode()).hexdigest()[:40]
@@ -62,60 +57,34 @@ class DailySummary:
 
 
 class Administration:
-    def __init__(self, engine: AsyncEngine, clock: Clock, rules: RuleBook, crediting: Crediting) -> None:
-        self._engine = engine
+    def __init__(self, database: Database, clock: Clock, rules: RuleBook, crediting: Crediting) -> None:
+        self._db = database
         self._clock = clock
         self._rules = rules
         self._crediting = crediting
 
-    async def _idempotent(
-        self,
-        method: str,
-        request_id: str,
-        fingerprint: str,
-        effect: Callable[[AsyncConnection], Awaitable[dict[str, Any]]],
-    ) -> dict[str, Any]:
-        """Run `effect` once per request_id; its small JSON result is stored in the same transaction."""
-
-        async def attempt() -> dict[str, Any]:
-            async with self._engine.begin() as conn:
-                stored = await admin.stored_response(conn, method, request_id)
-                if stored is not None:
-                    if stored[0] != fingerprint:
-                        raise idempotency_key_reused(request_id)
-                    return stored[1] | {"replayed": True}
-                result = await effect(conn)
-                await admin.store_response(conn, method, request_id, fingerprint, result, self._clock.now())
-                return result
-
-        for _ in range(3):
-            try:
-                return await retry_serialization(attempt)
-            except IntegrityError:
-                continue  # a concurrent twin committed first: the next attempt replays it
-        return await retry_serialization(attempt)
-
     # --- rules -------------------------------------------------------------------------------
 
-    async def update_rules(self, request_id: str, fingerprint: str, new: Rules, expected_version: int) -> Rules:
-        validate_rules(new)
+    async def update_rules(self, cmd: commands.UpdateRules) -> Rules:
+        validate_rules(cmd.rules)
+        new, expected_version = cmd.rules, cmd.expected_version
 
-        async def effect(conn: AsyncConnection) -> dict[str, Any]:
-            await admin.lock_rules(conn)
-            latest = await admin.latest_rule_version(conn)
+        async def effect(tx: Session) -> dict[str, Any]:
+            await tx.admin.lock_rules()
+            latest = await tx.admin.latest_rule_version()
             if expected_version and expected_version != latest:
                 raise Aborted(
                     "RULES_VERSION_MISMATCH", f"rules are at version {latest}, not {expected_version}",
                     metadata={"current_version": str(latest)},
                 )
-            versions = await admin.all_rules(conn)
+            versions = await tx.admin.all_rules()
             now = self._clock.now()
             last_effective = versions[-1].effective_from if versions else None
             effective = max(now, last_effective) if last_effective else now
-            await admin.insert_rules(conn, replace(new, version=latest + 1), effective, now)
+            await tx.admin.insert_rules(replace(new, version=latest + 1), effective, now)
             return {"version": latest + 1}
 
-        result = await self._idempotent("UpdateRules", request_id, fingerprint, effect)
+        result = await self._db.idempotent(cmd.key, effect)
         return await self.rules_version(int(result["version"]))
 
     async def rules_version(self, version: int) -> Rules:
@@ -129,20 +98,20 @@ class Administration:
 
     # --- challenges --------------------------------------------------------------------------
 
-    async def create_challenge(self, request_id: str, fingerprint: str, spec: ChallengeSpec) -> Challenge:
-        validate_challenge(spec)
+    async def create_challenge(self, cmd: commands.CreateChallenge) -> Challenge:
+        spec = validate_challenge(cmd.spec)
 
-        async def effect(conn: AsyncConnection) -> dict[str, Any]:
+        async def effect(tx: Session) -> dict[str, Any]:
             challenge = Challenge("ch_" + uuid.uuid4().hex[:20], spec, 0, self._clock.now())
-            await admin.insert_challenge(conn, challenge)
+            await tx.admin.insert_challenge(challenge)
             return {"challenge_id": challenge.challenge_id}
 
-        result = await self._idempotent("CreateChallenge", request_id, fingerprint, effect)
+        result = await self._db.idempotent(cmd.key, effect)
         return await self.get_challenge(result["challenge_id"])
 
     async def get_challenge(self, challenge_id: str) -> Challenge:
-        async with self._engine.connect() as conn:
-            challenge = await admin.get_challenge(conn, challenge_id)
+        async with self._db.reading() as tx:
+            challenge = await tx.admin.get_challenge(challenge_id)
         if challenge is None:
             raise _challenge_not_found(challenge_id)
         return challenge
@@ -150,19 +119,20 @@ class Administration:
     async def list_challenges(
         self, region: str, active_at: datetime | None, after: tuple[datetime, str] | None, limit: int
     ) -> list[Challenge]:
-        async with self._engine.connect() as conn:
-            return await admin.list_challenges(conn, region, active_at, after, limit)
+        async with self._db.reading() as tx:
+            return await tx.admin.list_challenges(region, active_at, after, limit)
 
-    async def join_challenge(self, request_id: str, fingerprint: str, challenge_id: str, user_id: str) -> JoinResult:
+    async def join_challenge(self, cmd: commands.JoinChallenge) -> JoinResult:
+        challenge_id, user_id = cmd.challenge_id, cmd.user_id
         credit: list[PendingCredit] = []
 
-        async def effect(conn: AsyncConnection) -> dict[str, Any]:
+        async def effect(tx: Session) -> dict[str, Any]:
             credit.clear()
-            challenge = await admin.get_challenge(conn, challenge_id, lock=True)
+            challenge = await tx.admin.get_challenge(challenge_id, lock=True)
             now = self._clock.now()
             if challenge is None:
                 raise _challenge_not_found(challenge_id)
-            existing = await admin.get_participation(conn, challenge_id, user_id)
+            existing = await tx.admin.get_participation(challenge_id, user_id)
             if existing is not None:
                 return _join_json(existing, 0)
             if now >= challenge.spec.end_time:
@@ -175,24 +145,24 @@ class Administration:
                 challenge.budget_remaining, now,
             )
             participation = Participation(challenge_id, user_id, now, early, granted)
-            await admin.insert_participation(conn, participation)
+            await tx.admin.insert_participation(participation)
             if granted:
                 if challenge.budget_remaining is not None:
-                    await activity.charge_budget(conn, challenge_id, granted)
+                    await tx.activity.charge_budget(challenge_id, granted)
                 entry = PendingCredit(
                     join_credit_id(challenge_id, user_id), user_id, granted, "early_join_bonus", challenge_id
                 )
-                await outbox.add_credit(conn, entry, now)
+                await tx.outbox.add_credit(entry, now)
                 credit.append(entry)
             return _join_json(participation, granted)
 
-        result = await self._idempotent("JoinChallenge", request_id, fingerprint, effect)
+        result = await self._db.idempotent(cmd.key, effect)
         if credit:
             await self._crediting.send(credit)
         p = result["participation"]
         return JoinResult(
             Participation(
-                p["challenge_id"], p["user_id"], datetime.fromisoformat(p["join_time"]), p["early"], p["bonus"]
+                p["challenge_id"], p["user_id"], datetime.fromisoformat(p["join_time"]), p["early"], int(p["bonus"])
             ),
             int(result["bonus_awarded"]),
         )
@@ -202,26 +172,25 @@ class Administration:
     async def list_held(
         self, user_id: str, state: int, after: tuple[datetime, str] | None, limit: int
     ) -> list[tuple[HeldEarning, str]]:
-        async with self._engine.connect() as conn:
-            held = await admin.list_held(conn, user_id, state, after, limit)
-            return [(h, await self._transaction_of(conn, h)) for h in held]
+        async with self._db.reading() as tx:
+            held = await tx.admin.list_held(user_id, state, after, limit)
+            return [(h, await self._transaction_of(tx, h)) for h in held]
 
-    async def _transaction_of(self, conn: AsyncConnection, held: HeldEarning) -> str:
+    async def _transaction_of(self, tx: Session, held: HeldEarning) -> str:
         if not held.credit_request_id:
             return ""
-        return (await outbox.credit_state(conn, held.credit_request_id))[1]
+        return (await tx.outbox.credit_state(held.credit_request_id))[1]
 
-    async def resolve_held(
-        self, request_id: str, fingerprint: str, held_earning_id: str, approve: bool, note: str, reviewer: str
-    ) -> tuple[HeldEarning, str]:
+    async def resolve_held(self, cmd: commands.ResolveHeldEarning) -> tuple[HeldEarning, str]:
+        held_earning_id, approve = cmd.held_earning_id, cmd.approve
         credit: list[PendingCredit] = []
 
-        async def effect(conn: AsyncConnection) -> dict[str, Any]:
+        async def effect(tx: Session) -> dict[str, Any]:
             credit.clear()
-            held = await admin.get_held(conn, held_earning_id, lock=True)
+            held = await tx.admin.get_held(held_earning_id, lock=True)
             if held is None:
                 raise NotFound("HELD_EARNING_NOT_FOUND", metadata={"held_earning_id": held_earning_id})
-            if held.state != admin.PENDING:
+            if held.state != review.PENDING:
                 raise FailedPrecondition(
                     "HELD_EARNING_ALREADY_RESOLVED", "the held earning was already resolved",
                     metadata={"held_earning_id": held_earning_id},
@@ -232,46 +201,44 @@ class Administration:
                 entry = PendingCredit(
                     event_credit_id(held.event_id), held.user_id, held.points, held.type.name.lower(), held.event_id
                 )
-                await outbox.add_credit(conn, entry, now)
+                await tx.outbox.add_credit(entry, now)
                 credit.append(entry)
                 credit_id = entry.request_id
-                await activity.add_to_counters(
-                    conn, held.user_id, held.day, held.type.value, credited=held.points, held=-held.points
+                await tx.activity.add_to_counters(
+                    held.user_id, held.day, held.type.value, credited=held.points, held=-held.points
                 )
             else:
-                await activity.add_to_counters(conn, held.user_id, held.day, held.type.value, held=-held.points)
+                await tx.activity.add_to_counters(held.user_id, held.day, held.type.value, held=-held.points)
                 for challenge_id, points in held.sponsored:
-                    await activity.refund_budget(conn, challenge_id, points)
-            state = admin.APPROVED if approve else admin.REJECTED
-            await admin.resolve_held(conn, held_earning_id, state, now, reviewer, note, credit_id)
+                    await tx.activity.refund_budget(challenge_id, points)
+            state = review.APPROVED if approve else review.REJECTED
+            await tx.admin.resolve_held(held_earning_id, state, now, cmd.reviewer, cmd.note, credit_id)
             return {"held_earning_id": held_earning_id}
 
-        await self._idempotent("ResolveHeldEarning", request_id, fingerprint, effect)
+        await self._db.idempotent(cmd.key, effect)
         if credit:
             await self._crediting.send(credit)
-        async with self._engine.connect() as conn:
-            held = await admin.get_held(conn, held_earning_id)
+        async with self._db.reading() as tx:
+            held = await tx.admin.get_held(held_earning_id)
             assert held is not None
-            return held, await self._transaction_of(conn, held)
+            return held, await self._transaction_of(tx, held)
 
     # --- dead-lettered credits ----------------------------------------------------------------
 
     async def list_failed_credits(
         self, user_id: str, after: tuple[datetime, str] | None, limit: int
-    ) -> list[outbox.FailedCredit]:
-        async with self._engine.connect() as conn:
-            return await outbox.list_failed(conn, user_id, after, limit)
+    ) -> list[FailedCredit]:
+        async with self._db.reading() as tx:
+            return await tx.outbox.list_failed(user_id, after, limit)
 
-    async def requeue_failed_credits(
-        self, request_id: str, fingerprint: str, credit_ids: Sequence[str]
-    ) -> tuple[list[str], list[str]]:
+    async def requeue_failed_credits(self, cmd: commands.RequeueFailedCredits) -> tuple[list[str], list[str]]:
         """Dead letter -> outbox for the named credits, then one send at once (what fails stays
         pending for the reconciliation loop). Unknown ids refuse the whole request (NOT_FOUND)."""
         requeued: list[PendingCredit] = []
 
-        async def effect(conn: AsyncConnection) -> dict[str, Any]:
+        async def effect(tx: Session) -> dict[str, Any]:
             requeued.clear()
-            result = await outbox.requeue(conn, credit_ids)
+            result = await tx.outbox.requeue(cmd.credit_ids)
             if result.unknown:
                 raise NotFound(
                     "CREDIT_NOT_FOUND", f"no credit {result.unknown[0]}",
@@ -280,7 +247,7 @@ class Administration:
             requeued.extend(result.requeued)
             return {"requeued": [c.request_id for c in result.requeued], "unchanged": result.unchanged}
 
-        stored = await self._idempotent("RequeueFailedCredits", request_id, fingerprint, effect)
+        stored = await self._db.idempotent(cmd.key, effect)
         if requeued:
             log.info("failed_credits_requeued", count=len(requeued))
             await self._crediting.send(requeued)
@@ -291,11 +258,11 @@ class Administration:
     async def daily_summary(self, user_id: str, day: date | None) -> DailySummary:
         rules = await self._rules.current()
         when = day or rules.local_day(self._clock.now())
-        async with self._engine.connect() as conn:
-            counters = await activity.counters(conn, user_id, when)
-            held = await admin.held_points_on(conn, user_id, when)
-            streak = await activity.get_streak(conn, user_id)
-            pending, failed = await outbox.uncredited_points_on(conn, user_id, when)
+        async with self._db.reading() as tx:
+            counters = await tx.activity.counters(user_id, when)
+            held = await tx.admin.held_points_on(user_id, when)
+            streak = await tx.activity.get_streak(user_id)
+            pending, failed = await tx.outbox.uncredited_points_on(user_id, when)
         today = rules.local_day(self._clock.now())
         # A streak is current while its last day is today or yesterday.
         streak_days = streak.days if streak.last_day is not None and (today - streak.last_day).days <= 1 else 0

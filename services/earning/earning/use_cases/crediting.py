@@ -13,42 +13,16 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Protocol
 
 import structlog
-from prometheus_client import Counter, Gauge
-from sqlalchemy.ext.asyncio import AsyncEngine
 
-from earning.store import outbox
-from earning.store.outbox import PendingCredit
+from earning import metrics
+from earning.domain.credit import PendingCredit
+from earning.use_cases.ports import CreditPort, Database
 from points_platform.clock import Clock
 
 log = structlog.get_logger("earning.credits")
-
-POINTS_CREDITED = Counter("points_earning_points_credited_total", "Points credited to the wallet by earning")
-CREDITS_PENDING = Gauge("points_earning_credits_pending", "Credits decided but not yet confirmed by the wallet")
-CREDITS_FAILED = Gauge(
-    "points_earning_credits_failed", "Credits the wallet refused for good, waiting in the dead letter for an operator"
-)
-CREDITS_DEAD_LETTERED = Counter(
-    "points_earning_credits_dead_lettered_total", "Credits moved to the dead letter, by the wallet's refusal",
-    ["reason"],
-)
-
-
-@dataclass
-class CreditReport:
-    """The wallet's answer to a send: credited, refused for good, or failed this time (the rest)."""
-
-    credited: dict[str, str] = field(default_factory=dict)  # request id -> wallet transaction id
-    refused: dict[str, str] = field(default_factory=dict)  # request id -> why, final: dead-lettered
-    error: str = ""  # why the others failed this time: retried
-    # failed alone with the wallet's own error (INTERNAL/UNKNOWN): retried up to a limit
-    suspect: dict[str, str] = field(default_factory=dict)
-    # refused because the user is suspended: held, resent after suspended_retry_seconds
-    held: dict[str, str] = field(default_factory=dict)
 
 
 # A suspect counts against its credit only while the wallet works for others (it credited something
@@ -57,16 +31,12 @@ class CreditReport:
 WALLET_WORKS_WINDOW_SECONDS = 60.0
 
 
-class CreditPort(Protocol):
-    async def credit(self, entries: Sequence[PendingCredit]) -> CreditReport: ...
-
-
 class Crediting:
     def __init__(
-        self, engine: AsyncEngine, wallet: CreditPort, clock: Clock, *, min_age_seconds: float,
+        self, database: Database, wallet: CreditPort, clock: Clock, *, min_age_seconds: float,
         interval_seconds: float, wallet_error_limit: int = 5, suspended_retry_seconds: float = 300.0,
     ):
-        self._engine = engine
+        self._db = database
         self._wallet = wallet
         self._clock = clock
         self._min_age = timedelta(seconds=min_age_seconds)
@@ -91,17 +61,16 @@ class Crediting:
         suspect = report.suspect if wallet_works else {}
         answered = done.keys() | report.refused.keys() | suspect.keys() | report.held.keys()
         failed = [c.request_id for c in credits if c.request_id not in answered]
-        async with self._engine.connect() as conn:  # one statement: atomic without BEGIN/COMMIT
-            conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
-            dead = await outbox.mark_sent(
-                conn, done, report.refused, failed, report.error, suspect, self._wallet_error_limit, now,
+        async with self._db.autocommit() as tx:  # one statement: atomic without BEGIN/COMMIT
+            dead = await tx.outbox.mark_sent(
+                done, report.refused, failed, report.error, suspect, self._wallet_error_limit, now,
                 held=report.held,
             )
-        POINTS_CREDITED.inc(sum(c.amount for c in credits if c.request_id in done))
+        metrics.POINTS_CREDITED.inc(sum(c.amount for c in credits if c.request_id in done))
         if report.held:
             log.info("wallet_credits_held_user_suspended", credits=len(report.held))
         for letter in dead:
-            CREDITS_DEAD_LETTERED.labels(letter.reason).inc()
+            metrics.CREDITS_DEAD_LETTERED.labels(letter.reason).inc()
             log.error(
                 "wallet_credit_dead_lettered", request_id=letter.credit.request_id, user_id=letter.credit.user_id,
                 amount=letter.credit.amount, reference=letter.credit.reference, reason=letter.reason,
@@ -112,12 +81,12 @@ class Crediting:
     async def reconcile_once(self, limit: int = 1000) -> int:
         """Resend the pending credits older than the minimum age (by the service clock: a test steps
         this pass and moves its clock); the number credited."""
-        async with self._engine.connect() as conn:
+        async with self._db.reading() as tx:
             now = self._clock.now()
-            due = await outbox.due_credits(conn, now - self._min_age, limit, held_before=now - self._suspended_retry)
-            pending, failed = await outbox.outbox_counts(conn)
-        CREDITS_PENDING.set(pending)
-        CREDITS_FAILED.set(failed)
+            due = await tx.outbox.due_credits(now - self._min_age, limit, held_before=now - self._suspended_retry)
+            pending, failed = await tx.outbox.outbox_counts()
+        metrics.CREDITS_PENDING.set(pending)
+        metrics.CREDITS_FAILED.set(failed)
         if not due:
             return 0
         done = await self.send(due)

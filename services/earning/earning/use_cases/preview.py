@@ -11,12 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from sqlalchemy.ext.asyncio import AsyncEngine
-
 from earning.domain.batch import BatchFacts, KnownFacts, lookback
 from earning.domain.evaluation import Decision, timing_problem
 from earning.domain.model import AbuseRule, ActivityEvent, EventStatus, Rules, validate_rules
-from earning.store import batch as batch_store
+from earning.use_cases import commands
+from earning.use_cases.ports import Database
 from earning.use_cases.rulebook import RuleBook, applicable
 from points_platform.clock import Clock
 
@@ -29,25 +28,24 @@ class Preview:
 
 
 class Previewer:
-    def __init__(self, engine: AsyncEngine, clock: Clock, rules: RuleBook) -> None:
-        self._engine = engine
+    def __init__(self, database: Database, clock: Clock, rules: RuleBook) -> None:
+        self._db = database
         self._clock = clock
         self._rules = rules
 
-    async def preview(self, event: ActivityEvent, proposed: Rules) -> Preview:
+    async def preview(self, cmd: commands.PreviewEarning) -> Preview:
         """Raises RuleError for rules UpdateRules would refuse. An event id already recorded is
         evaluated as a new event: its stored effects are part of the user's history."""
-        validate_rules(proposed)
+        event, proposed = cmd.event, validate_rules(cmd.rules)
         now = self._clock.now()
-        async with self._engine.connect() as conn:
-            await batch_store.begin_snapshot(conn)
-            versions = await self._rules.versions(conn)
+        async with self._db.snapshot() as tx:
+            versions = await self._rules.versions(tx)
             latest = versions[-1]
             current = applicable(versions, event.occurred_at)
             trial = replace(proposed, version=latest.version + 1, effective_from=now)
-            users = await batch_store.peek_users(conn, [event.user_id], latest.version)
+            users = await tx.batch.peek_users([event.user_id], latest.version)
             days = [(event, current.local_day(event.occurred_at)), (event, trial.local_day(event.occurred_at))]
-            _, known = await batch_store.read_batch(conn, days, users, lookback([*versions, trial]), lock=False)
+            _, known = await tx.batch.read_batch(days, users, lookback([*versions, trial]), lock=False)
         return Preview(
             _decide(known, event, current, latest.abuse, now),
             _decide(known, event, trial, trial.abuse, now),

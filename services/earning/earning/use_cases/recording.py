@@ -20,35 +20,21 @@ from dataclasses import dataclass, replace
 from datetime import date, datetime
 
 import structlog
-from prometheus_client import Counter, Histogram
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from earning import metrics
 from earning.domain.batch import BatchFacts, lookback
+from earning.domain.credit import PendingCredit
 from earning.domain.evaluation import timing_problem
-from earning.domain.model import ActivityEvent, EventStatus, RuleApplication, Rules
-from earning.store import batch as batch_store
-from earning.store.activity import StoredEvent
-from earning.store.batch import NewEvent, NewHeld, Replay
-from earning.store.outbox import PendingCredit
+from earning.domain.model import EventStatus, RuleApplication, Rules
+from earning.use_cases.commands import IncomingEvent
 from earning.use_cases.crediting import Crediting
+from earning.use_cases.ports import Database, LockedUsers, NewEvent, NewHeld, Replay, Session, StoredEvent
 from earning.use_cases.rulebook import RuleBook, applicable
 from points_platform.clock import Clock
-from points_platform.db import retry_serialization
 from points_platform.errors import InvalidArgument, idempotency_key_reused
 from points_platform.group_commit import GroupCommitter
 
 log = structlog.get_logger("earning.recording")
-
-EVENTS = Counter("points_earning_events_total", "Events evaluated", ["status"])
-PHASE = Histogram(
-    "points_earning_record_phase_seconds", "Time of a recorded batch per phase (decide: the transaction, "
-    "credit: wallet call and outbox update)", ["phase"],
-)
-BATCH_SIZE = Histogram(
-    "points_earning_batch_events", "Events per recorded batch (coalesced single events included)",
-    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1000),
-)
 
 
 def event_credit_id(event_id: str) -> str:
@@ -67,18 +53,12 @@ class EventOutcome:
     held_earning_id: str = ""
 
 
-@dataclass(frozen=True)
-class IncomingEvent:
-    event: ActivityEvent
-    fingerprint: str  # hash of the whole event: same id + different content = key reuse
-
-
 class Recorder:
     def __init__(
-        self, engine: AsyncEngine, clock: Clock, rules: RuleBook, crediting: Crediting,
+        self, database: Database, clock: Clock, rules: RuleBook, crediting: Crediting,
         *, coalesce_max_batch: int = 500, coalesce_concurrency: int = 1,
     ) -> None:
-        self._engine = engine
+        self._db = database
         self._clock = clock
         self._rules = rules
         self._crediting = crediting
@@ -113,20 +93,16 @@ class Recorder:
 
     async def _decide_batch(self, batch: Sequence[IncomingEvent]) -> list[tuple[EventOutcome, PendingCredit | None]]:
         now = self._clock.now()
-        BATCH_SIZE.observe(len(batch))
-        with PHASE.labels("decide").time():
-            for _ in range(3):
-                try:
-                    return await retry_serialization(lambda: self._decide_with_latest_rules(batch, now))
-                except IntegrityError:
-                    continue  # a concurrent batch stored one of these event ids (another user's): now a replay
-            return await retry_serialization(lambda: self._decide_with_latest_rules(batch, now))
+        metrics.BATCH_SIZE.observe(len(batch))
+        with metrics.PHASE.labels("decide").time():
+            # a concurrent batch may store one of these event ids (another user's): retried, it is a replay
+            return await self._db.retrying(lambda: self._decide_with_latest_rules(batch, now))
 
     async def _credit(self, decided: list[tuple[EventOutcome, PendingCredit | None]]) -> list[EventOutcome]:
         credits = list({c.request_id: c for _, c in decided if c is not None}.values())
         transactions: dict[str, str] = {}
         try:
-            with PHASE.labels("credit").time():
+            with metrics.PHASE.labels("credit").time():
                 transactions = await self._crediting.send(credits)
         except Exception:  # decided and durable: the reconciliation loop sends them
             log.exception("credit_after_commit_failed", credits=len(credits))
@@ -134,7 +110,7 @@ class Recorder:
         for outcome, credit in decided:
             if credit is not None and credit.request_id in transactions:
                 outcome = replace(outcome, wallet_transaction_id=transactions[credit.request_id])
-            EVENTS.labels(outcome.status.name).inc()
+            metrics.EVENTS.labels(outcome.status.name).inc()
             outcomes.append(outcome)
         return outcomes
 
@@ -163,31 +139,31 @@ class Recorder:
             else:
                 accepted.append((index, incoming))
         if accepted:
-            async with self._engine.begin() as conn:
-                users = await batch_store.lock_batch(
-                    conn, [i.event.user_id for _, i in accepted], [i.event.device_id for _, i in accepted]
+            async with self._db.transaction() as tx:
+                users = await tx.batch.lock_batch(
+                    [i.event.user_id for _, i in accepted], [i.event.device_id for _, i in accepted]
                 )
                 # the list in hand, not the shared cache (a concurrent reload may have replaced it)
                 if check and versions[-1].version != users.rules_version:
                     raise _StaleRulesError
-                await self._decide_accepted(conn, accepted, now, versions, users, results)
+                await self._decide_accepted(tx, accepted, now, versions, users, results)
         return [r for r in results if r is not None]
 
     async def _decide_accepted(
         self,
-        conn: AsyncConnection,
+        tx: Session,
         accepted: list[tuple[int, IncomingEvent]],
         now: datetime,
         versions: list[Rules],
-        users: batch_store.LockedUsers,
+        users: LockedUsers,
         results: list[tuple[EventOutcome, PendingCredit | None] | None],
     ) -> None:
         timed: list[tuple[int, IncomingEvent, Rules, date]] = []
         for index, incoming in accepted:
             rules = applicable(versions, incoming.event.occurred_at)
             timed.append((index, incoming, rules, rules.local_day(incoming.event.occurred_at)))
-        replays, known = await batch_store.read_batch(
-            conn, [(i.event, day) for _, i, _, day in timed], users, lookback(versions)
+        replays, known = await tx.batch.read_batch(
+            [(i.event, day) for _, i, _, day in timed], users, lookback(versions)
         )
         facts = BatchFacts(known, now, versions[-1].abuse.velocity_max_events_per_minute)
         first: dict[str, int] = {}  # event id -> index of its first occurrence in this batch
@@ -207,7 +183,7 @@ class Recorder:
             if credit is not None:
                 credits.append(credit)
         if new_events:
-            await batch_store.write(conn, now, new_events, held, credits, facts.final_writes())
+            await tx.batch.write(now, new_events, held, credits, facts.final_writes())
 
         by_index = dict(accepted)
         for index, incoming in accepted:

@@ -6,35 +6,33 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
-
 from earning.domain.model import Rules, rules_from_json
-from earning.store import admin
+from earning.use_cases.ports import Database, Session
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class RuleBook:
-    def __init__(self, engine: AsyncEngine) -> None:
-        self._engine = engine
+    def __init__(self, database: Database) -> None:
+        self._db = database
         self._versions: list[Rules] = []
 
     async def seed(self, path: Path, now: datetime) -> None:
         """Version 1 from the seed file, effective since forever, unless rules already exist."""
         rules = rules_from_json(json.loads(path.read_text()), version=1)
-        async with self._engine.begin() as conn:
-            await admin.lock_rules(conn)
-            if await admin.latest_rule_version(conn) == 0:
-                await admin.insert_rules(conn, rules, EPOCH, now)
+        async with self._db.transaction() as tx:
+            await tx.admin.lock_rules()
+            if await tx.admin.latest_rule_version() == 0:
+                await tx.admin.insert_rules(rules, EPOCH, now)
 
-    async def versions(self, conn: AsyncConnection | None = None) -> list[Rules]:
+    async def versions(self, tx: Session | None = None) -> list[Rules]:
         """All versions, oldest first (one cheap query when nothing changed)."""
-        if conn is None:
-            async with self._engine.connect() as own:
+        if tx is None:
+            async with self._db.reading() as own:
                 return await self.versions(own)
-        latest = await admin.latest_rule_version(conn)
+        latest = await tx.admin.latest_rule_version()
         if not self._versions or self._versions[-1].version != latest:
-            self._versions = await admin.all_rules(conn)
+            self._versions = await tx.admin.all_rules()
         return self._versions
 
     async def cached(self) -> list[Rules]:

@@ -1,5 +1,4 @@
-"""Entitlements (granted and revoked inside saga transitions, used by ConsumeEntitlement), raffle draws,
-stored admin responses."""
+"""Entitlements (granted and revoked inside saga transitions, used by ConsumeEntitlement) and raffle draws."""
 
 from __future__ import annotations
 
@@ -9,12 +8,13 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import TypeAdapter
-from sqlalchemy import func, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from points_platform.unit_of_work import RaceLost, Transaction
 from redemption.domain import EntitlementKind, EntitlementState, State, Usage
-from redemption.tables import entitlement_uses, entitlements, idempotency, raffle_draws, sagas
+from redemption.tables import entitlement_uses, entitlements, raffle_draws, sagas
 
 
 @dataclass(frozen=True)
@@ -57,12 +57,12 @@ class UseRow:
 
 @dataclass(frozen=True)
 class Consumption:
-    """A use and the entitlement right after it: the answer of ConsumeEntitlement, replayed as stored."""
+    """A use and the entitlement right after it: the answer of ConsumeEntitlement, replayed as stored
+    (`fingerprint`: the request digest the use row keeps)."""
 
     entitlement: EntitlementRow
     use: UseRow
     fingerprint: str
-    replayed: bool = False  # read back from an earlier call with the same request id
 
 
 @dataclass(frozen=True)
@@ -80,10 +80,6 @@ class UseRequest:
 # use, or raises the refusal.
 UseRule = Callable[[EntitlementRow, bool], EntitlementRow]
 _SNAPSHOT: TypeAdapter[EntitlementRow] = TypeAdapter(EntitlementRow)
-
-
-class _KeyTaken(Exception):
-    """A concurrent call with the same request id recorded its use (on another entitlement) first."""
 
 
 @dataclass(frozen=True)
@@ -137,27 +133,28 @@ async def grant(conn: AsyncConnection, rows: Sequence[EntitlementRow]) -> None:
         index_elements=["redemption_id", "unit"]))
 
 
-async def revoke(conn: AsyncConnection, redemption_id: str) -> None:
-    await conn.execute(
+async def revoke(tx: Transaction, redemption_id: str) -> None:
+    await tx.connection.execute(
         update(entitlements)
         .where(entitlements.c.redemption_id == redemption_id, entitlements.c.state == EntitlementState.ACTIVE.value)
         .values(state=EntitlementState.REVOKED.value)
     )
 
 
-async def lock_usages(conn: AsyncConnection, redemption_id: str) -> list[Usage]:
+async def lock_usages(tx: Transaction, redemption_id: str) -> list[Usage]:
     """The redemption's entitlements, locked against a concurrent use until the transaction ends."""
-    rows = await conn.execute(select(entitlements).where(entitlements.c.redemption_id == redemption_id)
+    rows = await tx.connection.execute(select(entitlements).where(entitlements.c.redemption_id == redemption_id)
                               .with_for_update())
     return [_entitlement(r).usage for r in rows]
 
 
-async def _stored_use(conn: AsyncConnection, request_id: str) -> Consumption | None:
-    row = (await conn.execute(select(entitlement_uses).where(entitlement_uses.c.request_id == request_id))
+async def stored_use(tx: Transaction, request_id: str) -> Consumption | None:
+    """The use recorded under `request_id` (what a retry of its ConsumeEntitlement answers), if any."""
+    row = (await tx.connection.execute(select(entitlement_uses).where(entitlement_uses.c.request_id == request_id))
            ).one_or_none()
     if row is None:
         return None
-    return Consumption(_SNAPSHOT.validate_python(row.entitlement), _use(row), row.fingerprint, replayed=True)
+    return Consumption(_SNAPSHOT.validate_python(row.entitlement), _use(row), row.fingerprint)
 
 
 class EntriesPending(Exception):
@@ -193,42 +190,31 @@ class EntitlementStore:
                                       .order_by(entitlement_uses.c.use_number.desc()).limit(limit))
             return [_use(r) for r in rows]
 
-    async def consume(self, request: UseRequest, rule: UseRule) -> Consumption | None:
-        """Record one use under `request.request_id` (None: no such entitlement), or the use already stored
-        under that key. The entitlement row is locked FOR UPDATE while `rule` decides, so concurrent uses
-        of one entitlement queue there and each sees the count the previous one left."""
-        try:
-            return await self._consume(request, rule)
-        except _KeyTaken:
-            async with self._engine.connect() as conn:
-                return await _stored_use(conn, request.request_id)
-
-    async def _consume(self, request: UseRequest, rule: UseRule) -> Consumption | None:
-        async with self._engine.begin() as conn:
-            if (stored := await _stored_use(conn, request.request_id)) is not None:
-                return stored
-            row = (await conn.execute(
-                select(entitlements, sagas.c.state.label("saga_state"))
-                .join(sagas, sagas.c.redemption_id == entitlements.c.redemption_id)
-                .where(_target(request.entitlement_id, request.discount_code))
-                .with_for_update(of=entitlements))).one_or_none()
-            if row is None:
-                return None
-            # A call with the same key may have held the lock first.
-            if (stored := await _stored_use(conn, request.request_id)) is not None:
-                return stored
-            after = rule(_entitlement(row), row.saga_state == State.COMPLETED.value)
-            await conn.execute(update(entitlements).where(entitlements.c.entitlement_id == after.entitlement_id)
-                               .values(use_count=after.use_count, state=after.state.value))
-            use = UseRow(request.request_id, after.entitlement_id, after.use_count, request.caller, request.reference,
-                         request.now)
-            inserted = (await conn.execute(pg_insert(entitlement_uses).values(
-                **use.__dict__, fingerprint=request.fingerprint,
-                entitlement=_SNAPSHOT.dump_python(after, mode="json"),
-            ).on_conflict_do_nothing(index_elements=["request_id"]).returning(entitlement_uses.c.request_id))).first()
-            if inserted is None:
-                raise _KeyTaken  # rolls this use back
-            return Consumption(after, use, request.fingerprint)
+    async def record_use(self, tx: Transaction, request: UseRequest, rule: UseRule) -> Consumption | None:
+        """Record one use under `request.request_id` in `tx` (None: no such entitlement). The entitlement row
+        is locked FOR UPDATE while `rule` decides, so concurrent uses of one entitlement queue there and each
+        sees the count the previous one left. The use row carries the idempotency key (folded storage,
+        `points_platform.idempotency`): its primary key refuses a second use under one request id."""
+        conn = tx.connection
+        row = (await conn.execute(
+            select(entitlements, sagas.c.state.label("saga_state"))
+            .join(sagas, sagas.c.redemption_id == entitlements.c.redemption_id)
+            .where(_target(request.entitlement_id, request.discount_code))
+            .with_for_update(of=entitlements))).one_or_none()
+        if row is None:
+            return None
+        if await stored_use(tx, request.request_id) is not None:
+            # A call with the same key held the lock first: its answer, not this rule's verdict on the
+            # count it left, is what this call gets.
+            raise RaceLost(request.request_id)
+        after = rule(_entitlement(row), row.saga_state == State.COMPLETED.value)
+        await conn.execute(update(entitlements).where(entitlements.c.entitlement_id == after.entitlement_id)
+                           .values(use_count=after.use_count, state=after.state.value))
+        use = UseRow(request.request_id, after.entitlement_id, after.use_count, request.caller, request.reference,
+                     request.now)
+        await conn.execute(insert(entitlement_uses).values(
+            **use.__dict__, fingerprint=request.fingerprint, entitlement=_SNAPSHOT.dump_python(after, mode="json")))
+        return Consumption(after, use, request.fingerprint)
 
     async def list_for_user(self, user_id: str, limit: int, after: tuple[datetime, str] | None) -> list[EntitlementRow]:
         query = select(entitlements).where(entitlements.c.user_id == user_id)
@@ -243,6 +229,19 @@ class EntitlementStore:
             row = (await conn.execute(select(raffle_draws).where(raffle_draws.c.raffle_id == raffle_id))).one_or_none()
             return _draw(row) if row else None
 
+    async def drawn_tickets(self, raffle_id: str, limit: int,
+                            after: tuple[datetime, str] | None) -> list[tuple[datetime, str]]:
+        """(create time, id) of the tickets a drawn raffle drew from, oldest first: the draw consumed exactly
+        those (nothing else consumes a raffle ticket, and none is refunded after the draw)."""
+        query = select(entitlements.c.create_time, entitlements.c.entitlement_id).where(
+            entitlements.c.raffle_id == raffle_id, entitlements.c.kind == EntitlementKind.RAFFLE_TICKET.value,
+            entitlements.c.state == EntitlementState.CONSUMED.value)
+        if after is not None:
+            query = query.where(func.row(entitlements.c.create_time, entitlements.c.entitlement_id) > func.row(*after))
+        query = query.order_by(entitlements.c.create_time, entitlements.c.entitlement_id).limit(limit)
+        async with self._engine.connect() as conn:
+            return [(row.create_time, row.entitlement_id) for row in await conn.execute(query)]
+
     async def is_drawn(self, raffle_id: str, *, wait_for_draw: bool = False) -> bool:
         """Whether the raffle was drawn. `wait_for_draw`: FOR SHARE, which waits for a draw in progress (it
         holds the record FOR UPDATE), so a saga about to commit a ticket's funds either sees the draw or
@@ -254,67 +253,56 @@ class EntitlementStore:
             await conn.commit()
         return state == "DRAWN"
 
-    async def prepare_draw(self, draw: RaffleDrawRow) -> RaffleDrawRow:
+    async def prepare_draw(self, tx: Transaction, draw: RaffleDrawRow) -> RaffleDrawRow:
         """Store a new draw record; a raffle already prepared keeps its first seed."""
-        async with self._engine.begin() as conn:
-            values = {k: v for k, v in draw.__dict__.items()}
-            await conn.execute(pg_insert(raffle_draws).values(**values).on_conflict_do_nothing(
-                index_elements=["raffle_id"]))
-            row = (await conn.execute(select(raffle_draws).where(raffle_draws.c.raffle_id == draw.raffle_id))).one()
-            return _draw(row)
+        values = {k: v for k, v in draw.__dict__.items()}
+        await tx.connection.execute(pg_insert(raffle_draws).values(**values).on_conflict_do_nothing(
+            index_elements=["raffle_id"]))
+        row = (await tx.connection.execute(select(raffle_draws).where(raffle_draws.c.raffle_id == draw.raffle_id))
+               ).one()
+        return _draw(row)
 
-    async def draw(self, raffle_id: str, now: datetime, pick: Any) -> RaffleDrawRow | None:
+    async def draw(self, tx: Transaction, raffle_id: str, now: datetime, pick: Any) -> RaffleDrawRow | None:
         """Draw once: lock the record, take the active tickets of completed redemptions, store winners,
         consume every ticket. A second call returns the stored result unchanged. Raises EntriesPending
         while an active ticket belongs to a pending saga (it may still be paid for, or released): drawn
         without it, a ticket paid for afterwards could never win."""
-        async with self._engine.begin() as conn:
-            row = (await conn.execute(
-                select(raffle_draws).where(raffle_draws.c.raffle_id == raffle_id).with_for_update())).one_or_none()
-            if row is None:
-                return None
-            if row.state == "DRAWN":
-                return _draw(row)
-            pending = (await conn.execute(
-                select(func.count())
-                .select_from(entitlements.join(sagas, sagas.c.redemption_id == entitlements.c.redemption_id))
-                .where(entitlements.c.raffle_id == raffle_id,
-                       entitlements.c.kind == EntitlementKind.RAFFLE_TICKET.value,
-                       entitlements.c.state == EntitlementState.ACTIVE.value,
-                       sagas.c.state == State.PENDING.value)
-            )).scalar_one()
-            if pending:
-                raise EntriesPending(pending)
-            tickets = (await conn.execute(
-                select(entitlements.c.entitlement_id, entitlements.c.user_id)
-                .join(sagas, sagas.c.redemption_id == entitlements.c.redemption_id)
-                .where(entitlements.c.raffle_id == raffle_id,
-                       entitlements.c.kind == EntitlementKind.RAFFLE_TICKET.value,
-                       entitlements.c.state == EntitlementState.ACTIVE.value,
-                       sagas.c.state == State.COMPLETED.value)
-                .with_for_update(of=entitlements)
-            )).all()
-            owners = {t.entitlement_id: t.user_id for t in tickets}
-            winners: list[str] = pick(bytes(row.seed), list(owners), row.winners_wanted)
-            await conn.execute(
-                update(entitlements).where(entitlements.c.entitlement_id.in_(list(owners)))
-                .values(state=EntitlementState.CONSUMED.value)
-            )
-            await conn.execute(
-                update(raffle_draws).where(raffle_draws.c.raffle_id == raffle_id).values(
-                    state="DRAWN", winner_entitlement_ids=winners, winner_user_ids=[owners[w] for w in winners],
-                    ticket_count=len(owners), draw_time=now)
-            )
-            row = (await conn.execute(select(raffle_draws).where(raffle_draws.c.raffle_id == raffle_id))).one()
+        conn = tx.connection
+        row = (await conn.execute(
+            select(raffle_draws).where(raffle_draws.c.raffle_id == raffle_id).with_for_update())).one_or_none()
+        if row is None:
+            return None
+        if row.state == "DRAWN":
             return _draw(row)
-
-    async def stored_response(self, request_id: str) -> tuple[str, str, bytes] | None:
-        async with self._engine.connect() as conn:
-            row = (await conn.execute(select(idempotency).where(idempotency.c.request_id == request_id))).one_or_none()
-            return (row.method, row.fingerprint, bytes(row.response)) if row else None
-
-    async def store_response(self, request_id: str, method: str, fp: str, response: bytes, now: datetime) -> None:
-        async with self._engine.begin() as conn:
-            await conn.execute(pg_insert(idempotency).values(
-                request_id=request_id, method=method, fingerprint=fp, response=response, create_time=now,
-            ).on_conflict_do_nothing(index_elements=["request_id"]))
+        pending = (await conn.execute(
+            select(func.count())
+            .select_from(entitlements.join(sagas, sagas.c.redemption_id == entitlements.c.redemption_id))
+            .where(entitlements.c.raffle_id == raffle_id,
+                   entitlements.c.kind == EntitlementKind.RAFFLE_TICKET.value,
+                   entitlements.c.state == EntitlementState.ACTIVE.value,
+                   sagas.c.state == State.PENDING.value)
+        )).scalar_one()
+        if pending:
+            raise EntriesPending(pending)
+        tickets = (await conn.execute(
+            select(entitlements.c.entitlement_id, entitlements.c.user_id)
+            .join(sagas, sagas.c.redemption_id == entitlements.c.redemption_id)
+            .where(entitlements.c.raffle_id == raffle_id,
+                   entitlements.c.kind == EntitlementKind.RAFFLE_TICKET.value,
+                   entitlements.c.state == EntitlementState.ACTIVE.value,
+                   sagas.c.state == State.COMPLETED.value)
+            .with_for_update(of=entitlements)
+        )).all()
+        owners = {t.entitlement_id: t.user_id for t in tickets}
+        winners: list[str] = pick(bytes(row.seed), list(owners), row.winners_wanted)
+        await conn.execute(
+            update(entitlements).where(entitlements.c.entitlement_id.in_(list(owners)))
+            .values(state=EntitlementState.CONSUMED.value)
+        )
+        await conn.execute(
+            update(raffle_draws).where(raffle_draws.c.raffle_id == raffle_id).values(
+                state="DRAWN", winner_entitlement_ids=winners, winner_user_ids=[owners[w] for w in winners],
+                ticket_count=len(owners), draw_time=now)
+        )
+        row = (await conn.execute(select(raffle_draws).where(raffle_draws.c.raffle_id == raffle_id))).one()
+        return _draw(row)

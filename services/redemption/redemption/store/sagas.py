@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import and_, func, insert, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from points_platform.group_commit import GroupCommitter
+from points_platform.unit_of_work import Transaction, Transactions
 from redemption.domain import ItemKind, ItemSnapshot, Mode, Outcome, Saga, State, Step
 from redemption.store import saga_batches, saga_sql
 from redemption.store.entitlements import EntitlementRow
@@ -18,10 +18,6 @@ from redemption.tables import saga_steps, sagas
 
 if TYPE_CHECKING:
     import asyncpg
-
-# Extra work done in the transition's own transaction (e.g. granting entitlements).
-InTransaction = Callable[[AsyncConnection], Awaitable[None]]
-
 
 @dataclass(frozen=True)
 class StepRecord:
@@ -158,8 +154,9 @@ def _log_rows(redemption_id: str, logs: Sequence[tuple[Step, Outcome, str]], now
 
 
 class SagaStore:
-    def __init__(self, engine: AsyncEngine) -> None:
-        self._engine = engine
+    def __init__(self, transactions: Transactions) -> None:
+        self._transactions = transactions
+        engine = self._engine = transactions.engine
         # The hot-path writes of concurrent sagas share statements (see saga_batches); `batches` is observable.
         # One statement in flight per kind: the writes that arrive meanwhile make the next batch larger,
         # so fewer commits and less CPU per saga (docs/redemption.md, The saga).
@@ -212,21 +209,22 @@ class SagaStore:
         owner: str,
         now: datetime,
         lease_seconds: float,
-        extra: InTransaction | None = None,
+        tx: Transaction | None = None,
         grant: Sequence[EntitlementRow] = (),
         journal: Journal | None = None,
     ) -> bool:
         """Persist `after` (plus the step log, plus `grant`ed entitlements) if this owner still holds the
         lease and the saga is still at `before`'s step; False means someone else moved it and the caller
-        must stop. One statement unless `extra` work must share the transaction. `journal` records it."""
-        moved = await self._transition(before, after, logs, owner, now, lease_seconds, extra, grant, journal)
+        must stop. One batched statement, or, given the caller's transaction `tx` (other writes must share
+        it), statements in that transaction. `journal` records it."""
+        moved = await self._transition(before, after, logs, owner, now, lease_seconds, tx, grant, journal)
         if journal is not None and not moved:
             journal.intact = False
         return moved
 
     async def _transition(
         self, before: Saga, after: Saga, logs: Sequence[tuple[Step, Outcome, str]], owner: str, now: datetime,
-        lease_seconds: float, extra: InTransaction | None, grant: Sequence[EntitlementRow], journal: Journal | None,
+        lease_seconds: float, tx: Transaction | None, grant: Sequence[EntitlementRow], journal: Journal | None,
     ) -> bool:
         values = _saga_values(after)
         values |= {"update_time": now, "lease_until": now + timedelta(seconds=lease_seconds), "attempts": 0}
@@ -234,29 +232,26 @@ class SagaStore:
             values["completed_at"] = now
         if after.step is not None and after.step is not before.step:
             logs = [*logs, (after.step, Outcome.STARTED, "")]
-        if extra is None:
+        if tx is None:
             moved = await self._move(before, values, logs, owner, grant)
             if moved and journal is not None:
                 journal.note(after, logs, now, values.get("completed_at"), grant)
             return moved
         assert not grant, "grant rides the single-statement path"
-        async with self._engine.begin() as conn:
-            result = await conn.execute(
-                update(sagas)
-                .where(
-                    sagas.c.redemption_id == before.redemption_id,
-                    sagas.c.lease_owner == owner,
-                    sagas.c.mode == before.mode.value,
-                    (sagas.c.step == before.step.value) if before.step else sagas.c.step.is_(None),
-                )
-                .values(**values)
+        result = await tx.connection.execute(
+            update(sagas)
+            .where(
+                sagas.c.redemption_id == before.redemption_id,
+                sagas.c.lease_owner == owner,
+                sagas.c.mode == before.mode.value,
+                (sagas.c.step == before.step.value) if before.step else sagas.c.step.is_(None),
             )
-            if result.rowcount != 1:
-                return False
-            if extra is not None:
-                await extra(conn)
-            if logs:
-                await conn.execute(insert(saga_steps), _log_rows(before.redemption_id, logs, now))
+            .values(**values)
+        )
+        if result.rowcount != 1:
+            return False
+        if logs:
+            await tx.connection.execute(insert(saga_steps), _log_rows(before.redemption_id, logs, now))
         if journal is not None:
             journal.note(after, logs, now, values.get("completed_at"), grant)
         return True
@@ -273,7 +268,8 @@ class SagaStore:
         values: dict[str, Any] = {"attempts": sagas.c.attempts + 1, "next_attempt_at": retry_at, "update_time": now}
         if release:
             values["lease_until"] = now
-        async with self._engine.begin() as conn:
+        async with self._transactions.begin() as tx:
+            conn = tx.connection
             result = await conn.execute(
                 update(sagas)
                 .where(sagas.c.redemption_id == saga.redemption_id, sagas.c.lease_owner == owner)
@@ -284,7 +280,8 @@ class SagaStore:
 
     async def acquire(self, redemption_id: str, owner: str, now: datetime, lease_seconds: float) -> bool:
         """Take the lease of a pending saga whose lease has lapsed (or is already ours)."""
-        async with self._engine.begin() as conn:
+        async with self._transactions.begin() as tx:
+            conn = tx.connection
             result = await conn.execute(
                 update(sagas)
                 .where(
@@ -297,7 +294,8 @@ class SagaStore:
             return result.rowcount == 1
 
     async def release(self, redemption_id: str, owner: str, now: datetime) -> None:
-        async with self._engine.begin() as conn:
+        async with self._transactions.begin() as tx:
+            conn = tx.connection
             await conn.execute(
                 update(sagas)
                 .where(sagas.c.redemption_id == redemption_id, sagas.c.lease_owner == owner)
@@ -306,7 +304,8 @@ class SagaStore:
 
     async def claim_due(self, owner: str, now: datetime, lease_seconds: float, limit: int) -> list[str]:
         """Lease up to `limit` pending sagas nobody drives; SKIP LOCKED lets replicas share the work."""
-        async with self._engine.begin() as conn:
+        async with self._transactions.begin() as tx:
+            conn = tx.connection
             due = (
                 select(sagas.c.redemption_id)
                 .where(and_(sagas.c.state == State.PENDING.value, sagas.c.lease_until <= now,
@@ -344,11 +343,34 @@ class SagaStore:
         async with self._engine.connect() as conn:
             return [_record_of(row) for row in await conn.execute(query)]
 
+    async def list_across_users(
+        self, states: Sequence[State], created_after: datetime | None, limit: int, after: tuple[datetime, str] | None
+    ) -> list[SagaRecord]:
+        """Sagas of every user, newest first, each with its step log (two queries, one connection)."""
+        query = select(sagas)
+        if states:
+            query = query.where(sagas.c.state.in_([s.value for s in states]))
+        if created_after is not None:
+            query = query.where(sagas.c.create_time >= created_after)
+        if after is not None:
+            query = query.where(func.row(sagas.c.create_time, sagas.c.redemption_id) < func.row(*after))
+        query = query.order_by(sagas.c.create_time.desc(), sagas.c.redemption_id.desc()).limit(limit)
+        async with self._engine.connect() as conn:
+            rows = list(await conn.execute(query))
+            ids = [row.redemption_id for row in rows]
+            query_steps = select(saga_steps).where(saga_steps.c.redemption_id.in_(ids)).order_by(saga_steps.c.id)
+            logs = list(await conn.execute(query_steps)) if ids else []
+        steps: dict[str, list[StepRecord]] = {}
+        for log_row in logs:
+            steps.setdefault(log_row.redemption_id, []).append(
+                StepRecord(Step(log_row.name), Outcome(log_row.outcome), log_row.detail, log_row.time))
+        return [_record_of(row, steps.get(row.redemption_id, ())) for row in rows]
+
     async def start_refund(
-        self, before: Saga, after: Saga, *, request_id: str, fingerprint: str, reason: str, owner: str,
-        now: datetime, lease_seconds: float, extra: InTransaction,
+        self, tx: Transaction, before: Saga, after: Saga, *, request_id: str, fingerprint: str, reason: str,
+        owner: str, now: datetime, lease_seconds: float,
     ) -> bool:
-        """Move a COMPLETED saga into REFUNDING with the revocation done in the same transaction."""
+        """Move a COMPLETED saga into REFUNDING, in the caller's transaction (the revocation shares it)."""
         values = _saga_values(after) | {
             "refund_request_id": request_id,
             "refund_fingerprint": fingerprint,
@@ -359,15 +381,13 @@ class SagaStore:
             "update_time": now,
         }
         logs = [(Step.REVOKE_ENTITLEMENT, Outcome.STARTED, "refund")]
-        async with self._engine.begin() as conn:
-            result = await conn.execute(
-                update(sagas)
-                .where(sagas.c.redemption_id == before.redemption_id, sagas.c.state == State.COMPLETED.value,
-                       sagas.c.refund_request_id.is_(None))
-                .values(**values)
-            )
-            if result.rowcount != 1:
-                return False
-            await extra(conn)
-            await conn.execute(insert(saga_steps), _log_rows(before.redemption_id, logs, now))
+        result = await tx.connection.execute(
+            update(sagas)
+            .where(sagas.c.redemption_id == before.redemption_id, sagas.c.state == State.COMPLETED.value,
+                   sagas.c.refund_request_id.is_(None))
+            .values(**values)
+        )
+        if result.rowcount != 1:
+            return False
+        await tx.connection.execute(insert(saga_steps), _log_rows(before.redemption_id, logs, now))
         return True

@@ -7,19 +7,26 @@ when time passes.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import TypeVar
 
 import structlog
+from google.protobuf.message import Message
 
 from points_platform.clock import Clock
-from points_platform.errors import FailedPrecondition, NotFound, idempotency_key_reused
+from points_platform.errors import FailedPrecondition, NotFound
+from points_platform.idempotency import FoldedStorage, Recorded, RequestKey, fingerprint_from_digest, idempotent
+from points_platform.unit_of_work import Transaction, Transactions
 from redemption import metrics
 from redemption.store import Consumption, EntitlementRow, EntitlementStore, UseRequest, UseRow
+from redemption.store import entitlements as entitlement_rows
 
 log = structlog.get_logger("redemption")
 # GetEntitlement shows this many of the latest uses (an unlimited entitlement may have many).
 USES_SHOWN = 100
+R = TypeVar("R", bound=Message)
 
 
 @dataclass(frozen=True)
@@ -49,12 +56,16 @@ def entitlement_not_found(entitlement_id: str) -> NotFound:
 
 
 class EntitlementUses:
-    def __init__(self, store: EntitlementStore, clock: Clock) -> None:
+    def __init__(self, transactions: Transactions, store: EntitlementStore, clock: Clock) -> None:
+        self._transactions = transactions
         self._store = store
         self._clock = clock
 
-    async def consume(self, cmd: ConsumeCommand) -> Consumption:
-        """One use, or the first answer under cmd.request_id. The rule runs with the entitlement locked."""
+    async def consume(self, cmd: ConsumeCommand, key: RequestKey, reply_type: type[R],
+                      answer: Callable[[Consumption], R]) -> R:
+        """One use, or the first answer under the request's key (`answer` of the use). The rule runs with the
+        entitlement locked. The use row is the stored answer (folded storage): it keeps the request digest
+        (`cmd.fingerprint`), from which the key's fingerprint is derived."""
         now = self._clock.now()
 
         def use_once(row: EntitlementRow, redemption_completed: bool) -> EntitlementRow:
@@ -65,18 +76,30 @@ class EntitlementUses:
             after = row.usage.after_use()
             return replace(row, use_count=after.use_count, state=after.state)
 
-        result = await self._store.consume(UseRequest(
-            cmd.request_id, cmd.fingerprint, cmd.entitlement_id, cmd.discount_code, cmd.caller, cmd.reference, now),
-            use_once)
-        if result is None:
-            raise entitlement_not_found(cmd.entitlement_id)
-        if result.fingerprint != cmd.fingerprint:
-            raise idempotency_key_reused(cmd.request_id)
-        if not result.replayed:
+        async def recorded(tx: Transaction, key: RequestKey) -> Recorded | None:
+            stored = await entitlement_rows.stored_use(tx, key.request_id)
+            if stored is None:
+                return None
+            return Recorded(fingerprint_from_digest(key.method, bytes.fromhex(stored.fingerprint)), answer(stored))
+
+        made: list[tuple[Consumption, R]] = []
+
+        async def use(tx: Transaction) -> R:
+            result = await self._store.record_use(tx, UseRequest(
+                cmd.request_id, cmd.fingerprint, cmd.entitlement_id, cmd.discount_code, cmd.caller, cmd.reference,
+                now), use_once)
+            if result is None:
+                raise entitlement_not_found(cmd.entitlement_id)
+            made.append((result, answer(result)))
+            return made[-1][1]
+
+        reply = await idempotent(self._transactions, key, reply_type, use, storage=FoldedStorage(recorded))
+        if made and made[-1][1] is reply:  # this call's use committed (a replay answers a rebuilt reply)
+            result = made[-1][0]
             metrics.entitlement_use(result.entitlement.kind, metrics.USED)
             log.info("entitlement_consumed", entitlement_id=result.entitlement.entitlement_id,
                      use_number=result.use.use_number, caller=result.use.caller)
-        return result
+        return reply
 
     async def get(self, entitlement_id: str, discount_code: str) -> tuple[EntitlementRow, list[UseRow]]:
         row = await self._store.get(entitlement_id, discount_code)

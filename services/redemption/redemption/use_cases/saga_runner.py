@@ -10,9 +10,9 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 
 import structlog
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from points_platform.clock import Clock
+from points_platform.unit_of_work import Transaction, Transactions
 from redemption import metrics
 from redemption.config import RedemptionSettings
 from redemption.domain import (
@@ -35,7 +35,6 @@ from redemption.domain import (
 from redemption.peers import ItemInfo, PeerRefused, PeerUnavailable
 from redemption.store import EntitlementRow, EntitlementStore, Journal, SagaStore
 from redemption.store import entitlements as entitlement_rows
-from redemption.store.sagas import InTransaction
 from redemption.use_cases.ports import Catalog, Wallet
 
 log = structlog.get_logger("redemption.saga")
@@ -46,8 +45,9 @@ Log = tuple[Step, Outcome, str]
 
 
 class SagaRunner:
-    def __init__(self, sagas: SagaStore, entitlements: EntitlementStore, wallet: Wallet, catalog: Catalog,
-                 clock: Clock, settings: RedemptionSettings, owner: str) -> None:
+    def __init__(self, transactions: Transactions, sagas: SagaStore, entitlements: EntitlementStore, wallet: Wallet,
+                 catalog: Catalog, clock: Clock, settings: RedemptionSettings, owner: str) -> None:
+        self.transactions = transactions
         self.sagas = sagas
         self.entitlements = entitlements
         self.wallet = wallet
@@ -149,10 +149,10 @@ class SagaRunner:
 
     # -- persistence of one transition -------------------------------------------------------
 
-    async def _advance(self, before: Saga, after: Saga, logs: list[Log], extra: InTransaction | None = None,
+    async def _advance(self, before: Saga, after: Saga, logs: list[Log], tx: Transaction | None = None,
                        grant: list[EntitlementRow] | None = None) -> Saga | None:
         moved = await self.sagas.transition(before, after, logs, owner=self.owner, now=self.clock.now(),
-                                            lease_seconds=self.settings.lease_seconds, extra=extra,
+                                            lease_seconds=self.settings.lease_seconds, tx=tx,
                                             grant=grant or (), journal=self.journals.get(before.redemption_id))
         if not moved:
             return None
@@ -164,8 +164,8 @@ class SagaRunner:
         return after
 
     async def _succeed(self, saga: Saga, step: Step, detail: str = "", outcome: Outcome = Outcome.SUCCEEDED,
-                       extra: InTransaction | None = None, **changes: object) -> Saga | None:
-        return await self._advance(saga, after_success(saga, step, **changes), [(step, outcome, detail)], extra)
+                       tx: Transaction | None = None, **changes: object) -> Saga | None:
+        return await self._advance(saga, after_success(saga, step, **changes), [(step, outcome, detail)], tx)
 
     async def _fail(self, saga: Saga, step: Step, reason: str) -> Saga | None:
         return await self._advance(saga, after_failure(saga, step, reason), [(step, Outcome.FAILED, reason)])
@@ -330,10 +330,11 @@ class SagaRunner:
         return await self._succeed(saga, Step.COMMIT_STOCK, reservation_id=reservation_id)
 
     async def _revoke(self, saga: Saga) -> Saga | None:
-        async def revoke(conn: AsyncConnection) -> None:
-            await entitlement_rows.revoke(conn, saga.redemption_id)
-
-        return await self._succeed(saga, Step.REVOKE_ENTITLEMENT, extra=revoke)
+        async with self.transactions.begin() as tx:  # the step and the revocation commit together
+            after = await self._succeed(saga, Step.REVOKE_ENTITLEMENT, tx=tx)
+            if after is not None:
+                await entitlement_rows.revoke(tx, saga.redemption_id)
+        return after
 
     async def _release_hold(self, saga: Saga) -> str:
         """Release the saga's hold; returns its final state. An already expired hold counts as released."""

@@ -7,14 +7,18 @@ import os
 import secrets
 import socket
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 import structlog
+from google.protobuf.message import Message
 
 from points_platform.clock import Clock
 from points_platform.errors import FailedPrecondition, NotFound, Unavailable, idempotency_key_reused
+from points_platform.idempotency import RequestKey, find_reply, idempotent
+from points_platform.unit_of_work import Transaction, Transactions
 from redemption import metrics
 from redemption.config import RedemptionSettings
 from redemption.domain import (
@@ -45,6 +49,7 @@ from redemption.use_cases.ports import Catalog, Wallet
 from redemption.use_cases.saga_runner import SagaRunner
 
 log = structlog.get_logger("redemption")
+R = TypeVar("R", bound=Message)
 # While the recovery loop is busy claiming (no sleep between passes) the gauge is recounted at most this often.
 # Loop time, not the service clock: it paces the background loop; tests call recover_once()/refresh_metrics().
 METRICS_INTERVAL_SECONDS = 5.0
@@ -72,16 +77,17 @@ USER_SUSPENDED = "USER_SUSPENDED"
 
 
 class RedemptionService:
-    def __init__(self, sagas: SagaStore, entitlements: EntitlementStore, wallet: Wallet, catalog: Catalog,
-                 clock: Clock, settings: RedemptionSettings) -> None:
+    def __init__(self, transactions: Transactions, sagas: SagaStore, entitlements: EntitlementStore, wallet: Wallet,
+                 catalog: Catalog, clock: Clock, settings: RedemptionSettings) -> None:
+        self.transactions = transactions
         self.sagas = sagas
         self.entitlements = entitlements
         self.catalog = catalog
         self.clock = clock
         self.settings = settings
         self.owner = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        self.runner = SagaRunner(sagas, entitlements, wallet, catalog, clock, settings, self.owner)
-        self.uses = EntitlementUses(entitlements, clock)
+        self.runner = SagaRunner(transactions, sagas, entitlements, wallet, catalog, clock, settings, self.owner)
+        self.uses = EntitlementUses(transactions, entitlements, clock)
         self._drivers: dict[str, asyncio.Task[None]] = {}
 
     # -- Redeem ------------------------------------------------------------------------------
@@ -185,6 +191,12 @@ class RedemptionService:
     async def list_redemptions(self, user_id: str, limit: int, after: tuple[datetime, str] | None) -> list[SagaRecord]:
         return await self.sagas.list_for_user(user_id, limit, after)
 
+    async def list_all_redemptions(self, states: list[State], max_age_seconds: int, limit: int,
+                                   after: tuple[datetime, str] | None) -> list[SagaRecord]:
+        """Every user's redemptions (the operators' saga view); `max_age_seconds` 0 = any age."""
+        created_after = self.clock.now() - timedelta(seconds=max_age_seconds) if max_age_seconds else None
+        return await self.sagas.list_across_users(states, created_after, limit, after)
+
     async def entitlement_ids(self, redemption_id: str) -> list[EntitlementRow]:
         return await self.entitlements.for_redemption(redemption_id)
 
@@ -214,17 +226,19 @@ class RedemptionService:
         if refusal:
             raise FailedPrecondition(refusal, metadata={"redemption_id": redemption_id})
 
-        async def check_and_revoke(conn: object) -> None:
+        async def begin_refund(tx: Transaction) -> bool:
+            if not await self.sagas.start_refund(
+                    tx, record.saga, start_refund(record.saga), request_id=request_id, fingerprint=fingerprint,
+                    reason=reason, owner=self.owner, now=self.clock.now(), lease_seconds=self.settings.lease_seconds):
+                return False
             # Locked, so a use cannot slip in between this check and the revocation.
-            usages = await entitlement_rows.lock_usages(conn, redemption_id)  # type: ignore[arg-type]
+            usages = await entitlement_rows.lock_usages(tx, redemption_id)
             if blocker := refund_blocker(usages, self.clock.now()):
                 raise FailedPrecondition(blocker, metadata={"redemption_id": redemption_id})
-            await entitlement_rows.revoke(conn, redemption_id)  # type: ignore[arg-type]
+            await entitlement_rows.revoke(tx, redemption_id)
+            return True
 
-        started = await self.sagas.start_refund(
-            record.saga, start_refund(record.saga), request_id=request_id, fingerprint=fingerprint, reason=reason,
-            owner=self.owner, now=self.clock.now(), lease_seconds=self.settings.lease_seconds,
-            extra=check_and_revoke)
+        started = await self.transactions.run(begin_refund)
         if not started:  # a concurrent refund won; answer as a replay would
             return await self.refund(request_id, fingerprint, redemption_id, reason, wait_seconds)
         await self._wait(self._start_driver(redemption_id), wait_seconds)
@@ -239,33 +253,6 @@ class RedemptionService:
 
     # -- Raffles -----------------------------------------------------------------------------
 
-    async def remember(self, request_id: str, method: str, fingerprint: str,
-                       produce: Callable[[], Awaitable[bytes]]) -> bytes:
-        """Idempotency of the admin RPCs: the first response is stored and replayed.
-
-        The effect cannot share a transaction with the key (preparing a draw asks the catalog first),
-        so two first calls with one key may both run theirs; the stored answer decides, and the loser
-        whose parameters differ gets IDEMPOTENCY_KEY_REUSED (metadata effect=applied_without_stored_answer).
-        Their effects are idempotent per raffle (a prepared or drawn raffle is returned as it is), so
-        the loser's raffle is left as any later call for it would find it."""
-        stored = await self.entitlements.stored_response(request_id)
-        if stored is not None:
-            if stored[0] != method or stored[1] != fingerprint:
-                raise idempotency_key_reused(request_id)
-            return stored[2]
-        response = await produce()
-        await self.entitlements.store_response(request_id, method, fingerprint, response, self.clock.now())
-        stored = await self.entitlements.stored_response(request_id)
-        if stored is None:
-            raise RuntimeError(f"the answer of {request_id} was not stored")
-        if stored[0] != method or stored[1] != fingerprint:
-            # Lost the race for the key after running the effect: say so, the caller retries with a
-            # new key (and then gets the raffle as this call left it).
-            reused = idempotency_key_reused(request_id)
-            reused.metadata["effect"] = "applied_without_stored_answer"
-            raise reused
-        return stored[2]
-
     async def _raffle(self, raffle_id: str) -> ItemInfo:
         """The raffle's item as the catalog has it now (its draw and close times)."""
         try:
@@ -276,10 +263,23 @@ class RedemptionService:
             raise NotFound("RAFFLE_NOT_FOUND", metadata={"raffle_id": raffle_id})
         return item
 
-    async def prepare_draw(self, raffle_id: str) -> RaffleDrawRow:
-        existing = await self.entitlements.get_draw(raffle_id)
-        if existing is not None:
-            return existing
+    async def prepare_draw(self, key: RequestKey, raffle_id: str, reply_type: type[R],
+                           answer: Callable[[RaffleDrawRow], R]) -> R:
+        """Commit to a seed for the raffle (a raffle already prepared keeps its first). Idempotent by `key`:
+        the reply (`answer` of the draw record) is stored with the record; the catalog is asked before the
+        transaction, and not at all for a replay."""
+        if (replay := await find_reply(self.transactions, key, reply_type)) is not None:
+            return replay
+        draw = await self.entitlements.get_draw(raffle_id)
+        if draw is None:
+            draw = await self._new_draw(raffle_id)
+
+        async def prepare(tx: Transaction) -> R:
+            return answer(await self.entitlements.prepare_draw(tx, draw))
+
+        return await idempotent(self.transactions, key, reply_type, prepare)
+
+    async def _new_draw(self, raffle_id: str) -> RaffleDrawRow:
         item = await self._raffle(raffle_id)
         close = item.snapshot.sales_close_time
         if commitment_too_late(close, self.clock.now()):
@@ -288,40 +288,57 @@ class RedemptionService:
                 metadata={"raffle_id": raffle_id, "sales_close_time": close.isoformat() if close else ""})
         assert item.draw_time is not None  # _raffle refuses a raffle without one
         seed = secrets.token_bytes(32)
-        return await self.entitlements.prepare_draw(RaffleDrawRow(
+        return RaffleDrawRow(
             raffle_id=raffle_id, seed=seed, seed_hash=seed_hash(seed), state="PREPARED", draw_after=item.draw_time,
             winners_wanted=max(item.winners, 1), winner_entitlement_ids=[], winner_user_ids=[], ticket_count=0,
-            prepare_time=self.clock.now(), draw_time=None))
+            prepare_time=self.clock.now(), draw_time=None)
 
-    async def draw(self, raffle_id: str) -> RaffleDrawRow:
+    async def draw(self, key: RequestKey, raffle_id: str, reply_type: type[R],
+                   answer: Callable[[RaffleDrawRow], R]) -> R:
+        """Draw the raffle's winners once. Idempotent by `key` like `prepare_draw`."""
+        if (replay := await find_reply(self.transactions, key, reply_type)) is not None:
+            return replay
         draw = await self.entitlements.get_draw(raffle_id)
         if draw is None:
             raise FailedPrecondition("RAFFLE_NOT_PREPARED", metadata={"raffle_id": raffle_id})
-        if draw.state == "DRAWN":
-            return draw
         now = self.clock.now()
-        if now < draw.draw_after:
-            raise FailedPrecondition("DRAW_TIME_NOT_REACHED", metadata={"draw_time": draw.draw_after.isoformat()})
-        # The item's close may have moved since the commitment: the draw waits for the close it has now.
-        close = (await self._raffle(raffle_id)).snapshot.sales_close_time
-        if close is not None and now < close:
-            raise FailedPrecondition("RAFFLE_NOT_CLOSED", "ticket sales are still open",
-                                     metadata={"raffle_id": raffle_id, "sales_close_time": close.isoformat()})
-        try:
-            drawn = await self.entitlements.draw(raffle_id, now, draw_winners)
-        except EntriesPending as pending:
-            raise FailedPrecondition(
-                "RAFFLE_ENTRIES_PENDING", "redemptions of tickets are still in flight; retry shortly",
-                metadata={"raffle_id": raffle_id, "pending_tickets": str(pending.count)}) from None
-        assert drawn is not None
-        log.info("raffle_drawn", raffle_id=raffle_id, tickets=drawn.ticket_count, winners=len(drawn.winner_user_ids))
-        return drawn
+        if draw.state != "DRAWN":
+            if now < draw.draw_after:
+                raise FailedPrecondition("DRAW_TIME_NOT_REACHED",
+                                         metadata={"draw_time": draw.draw_after.isoformat()})
+            # The item's close may have moved since the commitment: the draw waits for the close it has now.
+            close = (await self._raffle(raffle_id)).snapshot.sales_close_time
+            if close is not None and now < close:
+                raise FailedPrecondition("RAFFLE_NOT_CLOSED", "ticket sales are still open",
+                                         metadata={"raffle_id": raffle_id, "sales_close_time": close.isoformat()})
+
+        async def draw_winners_once(tx: Transaction) -> R:
+            try:
+                drawn = await self.entitlements.draw(tx, raffle_id, now, draw_winners)
+            except EntriesPending as pending:
+                raise FailedPrecondition(
+                    "RAFFLE_ENTRIES_PENDING", "redemptions of tickets are still in flight; retry shortly",
+                    metadata={"raffle_id": raffle_id, "pending_tickets": str(pending.count)}) from None
+            assert drawn is not None  # the record exists (read above) and is never deleted
+            log.info("raffle_drawn", raffle_id=raffle_id, tickets=drawn.ticket_count,
+                     winners=len(drawn.winner_user_ids))
+            return answer(drawn)
+
+        return await idempotent(self.transactions, key, reply_type, draw_winners_once)
 
     async def get_draw(self, raffle_id: str) -> RaffleDrawRow:
         draw = await self.entitlements.get_draw(raffle_id)
         if draw is None:
             raise NotFound("RAFFLE_NOT_PREPARED", metadata={"raffle_id": raffle_id})
         return draw
+
+    async def raffle_tickets(self, raffle_id: str, limit: int,
+                             after: tuple[datetime, str] | None) -> list[tuple[datetime, str]]:
+        """The tickets a drawn raffle drew from, for anyone replaying the draw."""
+        if (await self.get_draw(raffle_id)).state != "DRAWN":
+            raise FailedPrecondition("RAFFLE_NOT_DRAWN", "the tickets are listed once the raffle is drawn",
+                                     metadata={"raffle_id": raffle_id})
+        return await self.entitlements.drawn_tickets(raffle_id, limit, after)
 
     # -- Recovery ----------------------------------------------------------------------------
 

@@ -1,4 +1,4 @@
 from points_platform.migrations import run_env
-from wallet.tables import metadata
+from wallet.store.tables import metadata
 
 run_env(metadata)

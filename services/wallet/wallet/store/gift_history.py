@@ -6,7 +6,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from wallet.domain import Currency, Kind
-from wallet.results import GiftView
+from wallet.use_cases.results import GiftView
 
 # The user's own leg of each gift (the sender's COINS debit, the creator's DIAMONDS credit) walks
 # postings_by_user newest first, so a page costs its rows whatever the history's length; the gift's

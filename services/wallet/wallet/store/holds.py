@@ -26,7 +26,7 @@ RefundHold, which changes only a committed hold's refunded amount, is an ordinar
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -35,6 +35,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from points_platform.errors import FailedPrecondition, NotFound, idempotency_key_reused
+from points_platform.unit_of_work import Transaction, Transactions
 from wallet import metrics
 from wallet.domain import (
     PAYOUTS,
@@ -49,33 +50,12 @@ from wallet.domain import (
     user_account,
     user_suspended,
 )
-from wallet.results import (
-    BalanceView,
-    HoldResult,
-    HoldView,
-    PostingView,
-    TransactionView,
-    decode,
-    encode_hold_template,
-)
 from wallet.store import lots
-from wallet.store.idempotency import RequestIdRaceError, run_transaction
+from wallet.store.idempotency import RequestIdRaceError, run_statement
 from wallet.store.postgres import driver, new_id
-
-PAYOUT_PURPOSE = "payout"
-
-
-@dataclass(frozen=True)
-class ReserveSpec:
-    request_id: str
-    fingerprint: str
-    user_id: str
-    currency: Currency
-    amount: int
-    reference: str
-    expire_time: datetime | None
-    purpose: str = ""
-
+from wallet.store.replies import decode, encode_hold_template
+from wallet.use_cases.ports import PAYOUT_PURPOSE, ReserveSpec
+from wallet.use_cases.results import BalanceView, HoldResult, HoldView, PostingView, TransactionView
 
 _ACTIVE = int(HoldState.ACTIVE)
 
@@ -213,7 +193,7 @@ async def reserve(engine: AsyncEngine, spec: ReserveSpec, now: datetime) -> Hold
             raise refusal(spec, row)
         return HoldResult(hold, BalanceView(spec.user_id, spec.currency, row["available"], row["held"])), True
 
-    return _counted(await run_transaction(attempt))
+    return _counted(await run_statement(attempt))
 
 
 def refusal(spec: ReserveSpec, row: asyncpg.Record) -> FailedPrecondition:
@@ -347,7 +327,7 @@ async def commit_hold(
             raise RequestIdRaceError(request_id)
         return HoldResult(hold, BalanceView(h.user_id, h.currency, row["available"], row["held"]), txn), True
 
-    return _counted(await run_transaction(attempt))
+    return _counted(await run_statement(attempt))
 
 
 async def release_hold(
@@ -371,34 +351,34 @@ async def release_hold(
             raise RequestIdRaceError(request_id)
         return HoldResult(hold, BalanceView(h.user_id, h.currency, row["available"], row["held"])), True
 
-    return _counted(await run_transaction(attempt))
+    return _counted(await run_statement(attempt))
 
 
-async def sweep_expired_holds(engine: AsyncEngine, now: datetime, limit: int) -> int:
+async def sweep_expired_holds(transactions: Transactions, now: datetime, limit: int) -> int:
     """Release up to `limit` expired active holds; concurrent sweepers skip each other's rows."""
 
-    async def attempt() -> list[HoldResult]:
-        async with engine.begin() as conn:
-            rows = (
-                await conn.execute(
-                    text(
-                        "SELECT * FROM holds WHERE state = :active AND expire_time IS NOT NULL "
-                        "AND expire_time <= :now ORDER BY expire_time LIMIT :n FOR UPDATE SKIP LOCKED"
-                    ),
-                    {"active": int(HoldState.ACTIVE), "now": now, "n": limit},
-                )
-            ).all()
-            raw = await driver(conn)
-            expired: list[HoldResult] = []
-            views = (hold_record_view(r._mapping) for r in rows)
-            for h in sorted(views, key=lambda h: (h.user_id, h.currency, h.hold_id)):
-                hold, row = await apply_release(raw, h, HoldState.EXPIRED, now, "", "", remember=False)
-                if row is None:  # locked and ACTIVE: the CAS cannot miss
-                    raise RuntimeError(f"expired hold {h.hold_id} changed under its lock")
-                expired.append(HoldResult(hold, BalanceView(h.user_id, h.currency, row["available"], row["held"])))
-            return expired
+    async def attempt(tx: Transaction) -> list[HoldResult]:
+        conn = tx.connection
+        rows = (
+            await conn.execute(
+                text(
+                    "SELECT * FROM holds WHERE state = :active AND expire_time IS NOT NULL "
+                    "AND expire_time <= :now ORDER BY expire_time LIMIT :n FOR UPDATE SKIP LOCKED"
+                ),
+                {"active": int(HoldState.ACTIVE), "now": now, "n": limit},
+            )
+        ).all()
+        raw = await driver(conn)
+        expired: list[HoldResult] = []
+        views = (hold_record_view(r._mapping) for r in rows)
+        for h in sorted(views, key=lambda h: (h.user_id, h.currency, h.hold_id)):
+            hold, row = await apply_release(raw, h, HoldState.EXPIRED, now, "", "", remember=False)
+            if row is None:  # locked and ACTIVE: the CAS cannot miss
+                raise RuntimeError(f"expired hold {h.hold_id} changed under its lock")
+            expired.append(HoldResult(hold, BalanceView(h.user_id, h.currency, row["available"], row["held"])))
+        return expired
 
-    expired = await run_transaction(attempt)
+    expired = await transactions.run(attempt)
     for result in expired:
         metrics.hold_committed(result)
     return len(expired)

@@ -1,5 +1,5 @@
-"""Idempotency records (op + request_id, unique, written in the same transaction as the effect)
-and the runner that retries a transaction after a serialization failure or a lost same-key race."""
+"""Idempotency records (op + request_id, unique, written in the same transaction as the effect),
+the races a write can lose, and the retry of the statements that run outside a unit of work."""
 
 from __future__ import annotations
 
@@ -7,18 +7,18 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import TypeVar
 
-import asyncpg
 from sqlalchemy import text
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from points_platform.db import RETRYABLE_SQLSTATES, retry_serialization
-from points_platform.errors import Aborted, idempotency_key_reused
+from points_platform.errors import idempotency_key_reused
+from points_platform.unit_of_work import RaceLost, RetryPolicy, retry
 
 T = TypeVar("T")
 
+RETRY = RetryPolicy()
 
-class RequestIdRaceError(Exception):
+
+class RequestIdRaceError(RaceLost):
     """A concurrent call with the same request_id committed first: redo, and replay its answer."""
 
 
@@ -27,26 +27,11 @@ class PaymentReferenceRaceError(RequestIdRaceError):
     fails alone with PAYMENT_ALREADY_CREDITED, its neighbours apply)."""
 
 
-async def run_transaction(attempt: Callable[[], Awaitable[T]], *, races: int = 3) -> T:
-    """Retry serialization/deadlock failures (raised through SQLAlchemy or by raw asyncpg), and
-    redo after losing a same-key race."""
-
-    async def attempt_wrapped() -> T:
-        try:
-            return await attempt()
-        except asyncpg.PostgresError as exc:
-            if exc.sqlstate in RETRYABLE_SQLSTATES:
-                raise DBAPIError("raw asyncpg", None, exc) from exc  # what retry_serialization retries
-            raise
-
-    for n in range(races):
-        try:
-            return await retry_serialization(attempt_wrapped)
-        except RequestIdRaceError as exc:
-            if n == races - 1:
-                # Still losing to same-key calls: the caller retries (and then gets the replay).
-                raise Aborted("CONCURRENT_REQUEST", "a concurrent call with this request_id is in progress") from exc
-    raise AssertionError("unreachable")
+async def run_statement(attempt: Callable[[], Awaitable[T]]) -> T:
+    """The hold hot path's single statements, each its own implicit transaction (no BEGIN/COMMIT
+    round trips, so not a unit of work): retried by the unit of work's rules all the same
+    (serialization failures and deadlocks with backoff, a lost same-key race at once)."""
+    return await retry(attempt, RETRY)
 
 
 async def stored_response(conn: AsyncConnection, op: str, request_id: str, fingerprint: str) -> str | None:

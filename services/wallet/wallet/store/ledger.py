@@ -13,17 +13,17 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 import asyncpg
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from points_platform.errors import Aborted, DomainError, idempotency_key_reused
+from points_platform.unit_of_work import Transaction, Transactions
 from wallet import metrics
 from wallet.domain import Currency, LedgerOp, PaidCredit, PaymentKey, plan_ledger_ops, touched_accounts
-from wallet.results import BalanceView, LedgerResult, PostingView, TransactionView, decode, encode_ledger
 from wallet.store import lots
-from wallet.store.idempotency import PaymentReferenceRaceError, RequestIdRaceError, run_transaction
-from wallet.store.postgres import driver, new_id
-
-Outcome = LedgerResult | DomainError
+from wallet.store.idempotency import PaymentReferenceRaceError, RequestIdRaceError
+from wallet.store.postgres import new_id
+from wallet.store.replies import decode, encode_ledger
+from wallet.use_cases.ports import LedgerOutcome
+from wallet.use_cases.results import BalanceView, LedgerResult, PostingView, TransactionView
 
 # Raw asyncpg statements ($n parameters): asyncpg prepares each once per connection and reuses it,
 # so the hot path builds and compiles no SQL.
@@ -89,121 +89,120 @@ _WRITE = """
 
 
 async def apply_ledger_batch(
-    engine: AsyncEngine, ops: Sequence[LedgerOp], now: datetime, points_ttl: timedelta | None = None
-) -> list[Outcome]:
+    transactions: Transactions, ops: Sequence[LedgerOp], now: datetime, points_ttl: timedelta | None = None
+) -> list[LedgerOutcome]:
     """Each op's own outcome, in order: its result (new or replayed) or its domain error.
     `points_ttl` (expiry on): POINTS credits make lots expiring after it, POINTS debits consume lots."""
-    return await run_transaction(lambda: _apply(engine, ops, now, points_ttl))
+    outcomes, committed = await transactions.run(lambda tx: _apply(tx, ops, now, points_ttl))
+    for op in committed:  # after COMMIT: count only effects that are in the ledger
+        metrics.ledger_committed(op)
+    return outcomes
 
 
 async def _apply(
-    engine: AsyncEngine, ops: Sequence[LedgerOp], now: datetime, points_ttl: timedelta | None
-) -> list[Outcome]:
-    outcomes: list[Outcome | None] = [None] * len(ops)
+    tx: Transaction, ops: Sequence[LedgerOp], now: datetime, points_ttl: timedelta | None
+) -> tuple[list[LedgerOutcome], list[LedgerOp]]:
+    """The batch in `tx`: each op's outcome, and the ops it applied."""
+    outcomes: list[LedgerOutcome | None] = [None] * len(ops)
     committed: list[LedgerOp] = []
-    async with engine.connect() as sa_conn:
-        conn = await driver(sa_conn)
-        async with conn.transaction():
-            keys = sorted({op.key for op in ops})
-            payments = sorted({op.payment_key for op in ops if op.payment_key is not None})
-            # Every touched account is locked, replays' included: one round trip for the locks, the
-            # stored answers and the payment references already credited.
-            accounts = touched_accounts(ops)
-            balances: dict[tuple[str, Currency], tuple[int, int]] = {}
-            stored: dict[tuple[str, str], tuple[str, str]] = {}
-            paid: dict[PaymentKey, PaidCredit] = {}
-            suspended: set[str] = set()
-            suspendable = sorted({op.refused_if_suspended for op in ops if op.refused_if_suspended})
-            for row in await conn.fetch(
-                _LOCK_AND_LOOKUP,
-                [a[0] for a in accounts],
-                [int(a[1]) for a in accounts],
-                [k[0] for k in keys],
-                [k[1] for k in keys],
-                [p[0] for p in payments],
-                [int(p[1]) for p in payments],
-                [p[2] for p in payments],
-                suspendable,
-            ):
-                if row[0] == 1:
-                    balances[(row[1], Currency(row[3]))] = (row[4], row[5])
-                elif row[0] == 2:
-                    stored[(row[1], row[2])] = (row[6], row[7])
-                elif row[0] == 3:
-                    paid[(row[1], Currency(row[3]), row[2])] = PaidCredit(row[6], row[7])
-                else:
-                    suspended.add(row[1])
-            first_index: dict[tuple[str, str], int] = {}
-            duplicates: list[int] = []
-            fresh: list[int] = []
-            for i, op in enumerate(ops):
-                if op.key in stored:
-                    fingerprint, response = stored[op.key]
-                    outcomes[i] = (
-                        decode(LedgerResult, response)
-                        if fingerprint == op.fingerprint
-                        else idempotency_key_reused(op.request_id)
-                    )
-                elif op.key in first_index:
-                    duplicates.append(i)
-                else:
-                    first_index[op.key] = i
-                    fresh.append(i)
-
-            # A payment reference credited by a concurrent batch that committed while this one waited
-            # for the account lock is not in that lookup's snapshot: the write's insert into
-            # payment_references then conflicts, and the batch is redone (PaymentReferenceRaceError).
-            planned, deltas = plan_ledger_ops(
-                [ops[i] for i in fresh],
-                balances,
-                paid=paid,
-                transaction_ids=[new_id() for _ in fresh],
-                suspended=suspended,
+    conn = await tx.driver()
+    keys = sorted({op.key for op in ops})
+    payments = sorted({op.payment_key for op in ops if op.payment_key is not None})
+    # Every touched account is locked, replays' included: one round trip for the locks, the
+    # stored answers and the payment references already credited.
+    accounts = touched_accounts(ops)
+    balances: dict[tuple[str, Currency], tuple[int, int]] = {}
+    stored: dict[tuple[str, str], tuple[str, str]] = {}
+    paid: dict[PaymentKey, PaidCredit] = {}
+    suspended: set[str] = set()
+    suspendable = sorted({op.refused_if_suspended for op in ops if op.refused_if_suspended})
+    for row in await conn.fetch(
+        _LOCK_AND_LOOKUP,
+        [a[0] for a in accounts],
+        [int(a[1]) for a in accounts],
+        [k[0] for k in keys],
+        [k[1] for k in keys],
+        [p[0] for p in payments],
+        [int(p[1]) for p in payments],
+        [p[2] for p in payments],
+        suspendable,
+    ):
+        if row[0] == 1:
+            balances[(row[1], Currency(row[3]))] = (row[4], row[5])
+        elif row[0] == 2:
+            stored[(row[1], row[2])] = (row[6], row[7])
+        elif row[0] == 3:
+            paid[(row[1], Currency(row[3]), row[2])] = PaidCredit(row[6], row[7])
+        else:
+            suspended.add(row[1])
+    first_index: dict[tuple[str, str], int] = {}
+    duplicates: list[int] = []
+    fresh: list[int] = []
+    for i, op in enumerate(ops):
+        if op.key in stored:
+            fingerprint, response = stored[op.key]
+            outcomes[i] = (
+                decode(LedgerResult, response)
+                if fingerprint == op.fingerprint
+                else idempotency_key_reused(op.request_id)
             )
-            # The lookup above read the snapshot taken before the account locks were granted: a
-            # concurrent batch holding the same key may have committed meanwhile (and spent the
-            # balance). A refused op is looked up again (a fresh snapshot, after the locks).
-            refused = {ops[i].key: i for i, plan in zip(fresh, planned, strict=True) if plan.error is not None}
-            if refused:
-                for row in await conn.fetch(_LOOKUP_AGAIN, [k[0] for k in refused], [k[1] for k in refused]):
-                    op = ops[refused[(row[0], row[1])]]
-                    outcomes[refused[op.key]] = (
-                        decode(LedgerResult, row[3])
-                        if row[2] == op.fingerprint
-                        else idempotency_key_reused(op.request_id)
-                    )
-            w = _Rows()
-            created = now.isoformat()
-            for index, plan in zip(fresh, planned, strict=True):
-                if plan.error is not None:
-                    if outcomes[index] is None:
-                        outcomes[index] = plan.error
-                    continue
-                outcomes[index] = w.add(plan.op, plan.transaction_id, plan.balances_after, now, created)
-                committed.append(plan.op)
+        elif op.key in first_index:
+            duplicates.append(i)
+        else:
+            first_index[op.key] = i
+            fresh.append(i)
 
-            if committed:
-                moves = sorted((k, d) for k, d in deltas.items() if d)
-                counts = await conn.fetchrow(
-                    _WRITE,
-                    [k[0] for k, _ in moves],
-                    [int(k[1]) for k, _ in moves],
-                    [d for _, d in moves],
-                    now,
-                    *w.columns(),
-                )
-                assert counts is not None
-                if counts["keys"] != len(committed):
-                    raise RequestIdRaceError("a request id in the batch was committed concurrently")
-                if counts["paid"] != len(w.r_users):
-                    raise PaymentReferenceRaceError("a payment reference in the batch was credited concurrently")
-                if counts["moved"] != len(moves):
-                    raise RuntimeError("a planned balance change did not apply; the batch is rolled back")
-                if points_ttl is not None:
-                    await _track_lots(conn, committed, w.t_ids, now, now + points_ttl)
+    # A payment reference credited by a concurrent batch that committed while this one waited
+    # for the account lock is not in that lookup's snapshot: the write's insert into
+    # payment_references then conflicts, and the batch is redone (PaymentReferenceRaceError).
+    planned, deltas = plan_ledger_ops(
+        [ops[i] for i in fresh],
+        balances,
+        paid=paid,
+        transaction_ids=[new_id() for _ in fresh],
+        suspended=suspended,
+    )
+    # The lookup above read the snapshot taken before the account locks were granted: a
+    # concurrent batch holding the same key may have committed meanwhile (and spent the
+    # balance). A refused op is looked up again (a fresh snapshot, after the locks).
+    refused = {ops[i].key: i for i, plan in zip(fresh, planned, strict=True) if plan.error is not None}
+    if refused:
+        for row in await conn.fetch(_LOOKUP_AGAIN, [k[0] for k in refused], [k[1] for k in refused]):
+            op = ops[refused[(row[0], row[1])]]
+            outcomes[refused[op.key]] = (
+                decode(LedgerResult, row[3])
+                if row[2] == op.fingerprint
+                else idempotency_key_reused(op.request_id)
+            )
+    w = _Rows()
+    created = now.isoformat()
+    for index, plan in zip(fresh, planned, strict=True):
+        if plan.error is not None:
+            if outcomes[index] is None:
+                outcomes[index] = plan.error
+            continue
+        outcomes[index] = w.add(plan.op, plan.transaction_id, plan.balances_after, now, created)
+        committed.append(plan.op)
 
-    for op in committed:  # after COMMIT: count only effects that are in the ledger
-        metrics.ledger_committed(op)
+    if committed:
+        moves = sorted((k, d) for k, d in deltas.items() if d)
+        counts = await conn.fetchrow(
+            _WRITE,
+            [k[0] for k, _ in moves],
+            [int(k[1]) for k, _ in moves],
+            [d for _, d in moves],
+            now,
+            *w.columns(),
+        )
+        assert counts is not None
+        if counts["keys"] != len(committed):
+            raise RequestIdRaceError("a request id in the batch was committed concurrently")
+        if counts["paid"] != len(w.r_users):
+            raise PaymentReferenceRaceError("a payment reference in the batch was credited concurrently")
+        if counts["moved"] != len(moves):
+            raise RuntimeError("a planned balance change did not apply; the batch is rolled back")
+        if points_ttl is not None:
+            await _track_lots(conn, committed, w.t_ids, now, now + points_ttl)
 
     for i in duplicates:
         op = ops[i]
@@ -218,7 +217,7 @@ async def _apply(
             outcomes[i] = idempotency_key_reused(op.request_id)
     done = [o for o in outcomes if o is not None]
     assert len(done) == len(ops)
-    return done
+    return done, committed
 
 
 class _Rows:

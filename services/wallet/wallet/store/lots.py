@@ -16,8 +16,8 @@ from datetime import datetime
 
 import asyncpg
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
 
+from points_platform.unit_of_work import Transaction, Transactions
 from wallet.domain import (
     EXPIRY_REASON,
     FORFEITED,
@@ -28,7 +28,6 @@ from wallet.domain import (
     plan_expiry,
     user_account,
 )
-from wallet.store.idempotency import run_transaction
 
 # Raw asyncpg statements (the ledger batch and hold commits run them on their transaction's
 # driver connection).
@@ -116,66 +115,66 @@ _POST = text(
 )
 
 
-async def expire_lots(engine: AsyncEngine, now: datetime, max_accounts: int) -> list[LotExpiry]:
+async def expire_lots(transactions: Transactions, now: datetime, max_accounts: int) -> list[LotExpiry]:
     """Post the expired remainder of lots as EXPIRY transactions (user -> system:forfeited) for up
     to `max_accounts` accounts in one DB transaction; concurrent runs skip each other's accounts
     and a lot's posted remainder is gone from it, so a re-run posts nothing twice."""
 
-    async def attempt() -> list[LotExpiry]:
-        async with engine.begin() as conn:
-            accounts = (
-                await conn.execute(
-                    _LOCK_ACCOUNTS, {"points": int(Currency.POINTS), "now": now, "n": max_accounts}
-                )
-            ).all()
-            if not accounts:
-                return []
-            available = {r.user_id: r.available for r in accounts}
-            rows = (await conn.execute(_EXPIRED_LOTS, {"users": sorted(available), "now": now})).all()
-            lots = [ExpiringLot(r.lot_id, r.user_id, r.remaining, r.transaction_id) for r in rows]
-            planned = plan_expiry(available, lots)
-            if not planned:
-                return []
-            spent: dict[str, int] = {}
-            for e in planned:
-                spent[e.lot.user_id] = spent.get(e.lot.user_id, 0) + e.amount
-            tids = [uuid.uuid4().hex for _ in planned]
-            columns = ["tids", "users", "accounts", "currencies", "amounts", "after"]
-            p: dict[str, list[object]] = {k: [] for k in columns}
-            for tid, e in zip(tids, planned, strict=True):
-                for user, account, amount, after in (
-                    (e.lot.user_id, user_account(e.lot.user_id), -e.amount, e.available_after),
-                    ("", FORFEITED, e.amount, None),
-                ):
-                    p["tids"].append(tid)
-                    p["users"].append(user)
-                    p["accounts"].append(account)
-                    p["currencies"].append(int(Currency.POINTS))
-                    p["amounts"].append(amount)
-                    p["after"].append(after)
-            counts = (
-                await conn.execute(
-                    _POST,
-                    {
-                        "lot_ids": [e.lot.lot_id for e in planned],
-                        "amounts": [e.amount for e in planned],
-                        "d_users": sorted(spent),
-                        "d_amounts": [spent[u] for u in sorted(spent)],
-                        "points": int(Currency.POINTS),
-                        "kind": int(Kind.EXPIRY),
-                        "reason": EXPIRY_REASON,
-                        "now": now,
-                        "tids": tids,
-                        "users": [e.lot.user_id for e in planned],
-                        # request id: the lot and its remaining before this run (strictly falls: unique)
-                        "seqs": [e.lot.remaining for e in planned],
-                        "refs": [e.lot.transaction_id for e in planned],
-                        **{f"p_{k}": v for k, v in p.items()},
-                    },
-                )
-            ).one()
-            if counts.lots != len(planned) or counts.moved != len(spent):
-                raise RuntimeError("an expiry did not apply; the run is rolled back")
-            return planned
+    async def attempt(tx: Transaction) -> list[LotExpiry]:
+        conn = tx.connection
+        accounts = (
+            await conn.execute(
+                _LOCK_ACCOUNTS, {"points": int(Currency.POINTS), "now": now, "n": max_accounts}
+            )
+        ).all()
+        if not accounts:
+            return []
+        available = {r.user_id: r.available for r in accounts}
+        rows = (await conn.execute(_EXPIRED_LOTS, {"users": sorted(available), "now": now})).all()
+        lots = [ExpiringLot(r.lot_id, r.user_id, r.remaining, r.transaction_id) for r in rows]
+        planned = plan_expiry(available, lots)
+        if not planned:
+            return []
+        spent: dict[str, int] = {}
+        for e in planned:
+            spent[e.lot.user_id] = spent.get(e.lot.user_id, 0) + e.amount
+        tids = [uuid.uuid4().hex for _ in planned]
+        columns = ["tids", "users", "accounts", "currencies", "amounts", "after"]
+        p: dict[str, list[object]] = {k: [] for k in columns}
+        for tid, e in zip(tids, planned, strict=True):
+            for user, account, amount, after in (
+                (e.lot.user_id, user_account(e.lot.user_id), -e.amount, e.available_after),
+                ("", FORFEITED, e.amount, None),
+            ):
+                p["tids"].append(tid)
+                p["users"].append(user)
+                p["accounts"].append(account)
+                p["currencies"].append(int(Currency.POINTS))
+                p["amounts"].append(amount)
+                p["after"].append(after)
+        counts = (
+            await conn.execute(
+                _POST,
+                {
+                    "lot_ids": [e.lot.lot_id for e in planned],
+                    "amounts": [e.amount for e in planned],
+                    "d_users": sorted(spent),
+                    "d_amounts": [spent[u] for u in sorted(spent)],
+                    "points": int(Currency.POINTS),
+                    "kind": int(Kind.EXPIRY),
+                    "reason": EXPIRY_REASON,
+                    "now": now,
+                    "tids": tids,
+                    "users": [e.lot.user_id for e in planned],
+                    # request id: the lot and its remaining before this run (strictly falls: unique)
+                    "seqs": [e.lot.remaining for e in planned],
+                    "refs": [e.lot.transaction_id for e in planned],
+                    **{f"p_{k}": v for k, v in p.items()},
+                },
+            )
+        ).one()
+        if counts.lots != len(planned) or counts.moved != len(spent):
+            raise RuntimeError("an expiry did not apply; the run is rolled back")
+        return planned
 
-    return await run_transaction(attempt)
+    return await transactions.run(attempt)

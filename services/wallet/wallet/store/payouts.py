@@ -9,14 +9,12 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from points_platform.errors import FailedPrecondition, NotFound
+from points_platform.unit_of_work import Transaction, Transactions
 from wallet import metrics
 from wallet.domain import HoldFacts, HoldState, Kind, PayoutState, check_commit, check_release
-from wallet.results import BalanceView, HoldResult, PayoutView, decode, encode
 from wallet.store.holds import (
-    ReserveSpec,
     apply_commit,
     apply_release,
     commit_transaction,
@@ -25,49 +23,52 @@ from wallet.store.holds import (
     place,
     refusal,
 )
-from wallet.store.idempotency import remember, run_transaction, stored_response
+from wallet.store.idempotency import remember, stored_response
 from wallet.store.postgres import driver
+from wallet.store.replies import decode, encode
+from wallet.use_cases.ports import ReserveSpec
+from wallet.use_cases.results import BalanceView, HoldResult, PayoutView
 
 
 async def request_payout(
-    engine: AsyncEngine, spec: ReserveSpec, cash_value_minor: int, cash_currency: str, rate: int, now: datetime
+    transactions: Transactions, spec: ReserveSpec, cash_value_minor: int, cash_currency: str, rate: int, now: datetime
 ) -> PayoutView:
-    async def attempt() -> tuple[PayoutView, HoldResult | None]:
-        async with engine.begin() as conn:
-            replay = await stored_response(conn, "payout_request", spec.request_id, spec.fingerprint)
-            if replay is not None:
-                return decode(PayoutView, replay), None
-            # The hold statement of Reserve, its answer not stored (the payout's is).
-            hold = new_hold(spec, now)
-            placed = await place(await driver(conn), spec, hold, remember=False)
-            if placed["available"] is None:
-                raise refusal(spec, placed)
-            held = HoldResult(hold, BalanceView(spec.user_id, spec.currency, placed["available"], placed["held"]))
-            row = (
-                await conn.execute(
-                    text(
-                        "INSERT INTO payouts (payout_id, creator_id, diamonds, cash_value_minor, cash_currency,"
-                        " cash_minor_per_thousand_diamonds, state, hold_id, create_time)"
-                        " VALUES (:id, :u, :d, :cash, :cur, :rate, :s, :hold, :now) RETURNING *"
-                    ),
-                    {
-                        "id": spec.reference,
-                        "u": spec.user_id,
-                        "d": spec.amount,
-                        "cash": cash_value_minor,
-                        "cur": cash_currency,
-                        "rate": rate,
-                        "s": int(PayoutState.PENDING),
-                        "hold": held.hold.hold_id,
-                        "now": now,
-                    },
-                )
-            ).one()
-            result = payout_view(row)
-            await remember(conn, "payout_request", spec.request_id, spec.fingerprint, encode(result), now)
-            return result, held
+    async def attempt(tx: Transaction) -> tuple[PayoutView, HoldResult | None]:
+        conn = tx.connection
+        replay = await stored_response(conn, "payout_request", spec.request_id, spec.fingerprint)
+        if replay is not None:
+            return decode(PayoutView, replay), None
+        # The hold statement of Reserve, its answer not stored (the payout's is).
+        hold = new_hold(spec, now)
+        placed = await place(await driver(conn), spec, hold, remember=False)
+        if placed["available"] is None:
+            raise refusal(spec, placed)
+        held = HoldResult(hold, BalanceView(spec.user_id, spec.currency, placed["available"], placed["held"]))
+        row = (
+            await conn.execute(
+                text(
+                    "INSERT INTO payouts (payout_id, creator_id, diamonds, cash_value_minor, cash_currency,"
+                    " cash_minor_per_thousand_diamonds, state, hold_id, create_time)"
+                    " VALUES (:id, :u, :d, :cash, :cur, :rate, :s, :hold, :now) RETURNING *"
+                ),
+                {
+                    "id": spec.reference,
+                    "u": spec.user_id,
+                    "d": spec.amount,
+                    "cash": cash_value_minor,
+                    "cur": cash_currency,
+                    "rate": rate,
+                    "s": int(PayoutState.PENDING),
+                    "hold": held.hold.hold_id,
+                    "now": now,
+                },
+            )
+        ).one()
+        result = payout_view(row)
+        await remember(conn, "payout_request", spec.request_id, spec.fingerprint, encode(result), now)
+        return result, held
 
-    return _counted(await run_transaction(attempt))
+    return _counted(await transactions.run(attempt))
 
 
 def _counted(outcome: tuple[PayoutView, HoldResult | None]) -> PayoutView:
@@ -79,7 +80,7 @@ def _counted(outcome: tuple[PayoutView, HoldResult | None]) -> PayoutView:
 
 
 async def complete_payout(
-    engine: AsyncEngine,
+    transactions: Transactions,
     request_id: str,
     fingerprint: str,
     payout_id: str,
@@ -87,58 +88,58 @@ async def complete_payout(
     failure_reason: str,
     now: datetime,
 ) -> PayoutView:
-    async def attempt() -> tuple[PayoutView, HoldResult | None]:
-        async with engine.begin() as conn:
-            # Lock first, then look for a stored answer: a same-key call that waited for the lock
-            # reads the winner's answer (a fresh snapshot) instead of judging the payout again.
-            payout = (
-                await conn.execute(text("SELECT * FROM payouts WHERE payout_id = :id FOR UPDATE"), {"id": payout_id})
-            ).first()
-            replay = await stored_response(conn, "payout_complete", request_id, fingerprint)  # reuse: refused
-            if payout is None:
-                raise NotFound("PAYOUT_NOT_FOUND", "no such payout", metadata={"payout_id": payout_id})
-            if replay is not None:
-                return decode(PayoutView, replay), None
-            if payout.state != PayoutState.PENDING:
-                completed = payout.state == PayoutState.COMPLETED
-                reason = "PAYOUT_ALREADY_COMPLETED" if completed else "PAYOUT_ALREADY_FAILED"
-                raise FailedPrecondition(reason, "the payout already has its result")
-            h = await lock_hold(conn, payout.hold_id, internal=True)
-            facts = HoldFacts(h.state, h.amount, h.expire_time)
-            raw = await driver(conn)
-            transaction_id = ""
-            if success:
-                debit = check_commit(facts, 0, now)
-                txn = commit_transaction(h, debit, request_id, "payout", now, Kind.PAYOUT)
-                hold, moved = await apply_commit(raw, h, debit, txn, "", remember=False)
-                transaction_id = txn.transaction_id
-            else:
-                check_release(facts)
-                txn = None
-                hold, moved = await apply_release(raw, h, HoldState.RELEASED, now, request_id, "", remember=False)
-            if moved is None:  # the hold is locked and was ACTIVE: the CAS cannot miss
-                raise RuntimeError(f"payout hold {h.hold_id} changed under its lock")
-            done = HoldResult(hold, BalanceView(h.user_id, h.currency, moved["available"], moved["held"]), txn)
-            row = (
-                await conn.execute(
-                    text(
-                        "UPDATE payouts SET state = :s, complete_time = :now, failure_reason = :fr,"
-                        " transaction_id = :tid WHERE payout_id = :id RETURNING *"
-                    ),
-                    {
-                        "s": int(PayoutState.COMPLETED if success else PayoutState.FAILED),
-                        "now": now,
-                        "fr": "" if success else failure_reason,
-                        "tid": transaction_id,
-                        "id": payout_id,
-                    },
-                )
-            ).one()
-            result = payout_view(row)
-            await remember(conn, "payout_complete", request_id, fingerprint, encode(result), now)
-            return result, done
+    async def attempt(tx: Transaction) -> tuple[PayoutView, HoldResult | None]:
+        conn = tx.connection
+        # Lock first, then look for a stored answer: a same-key call that waited for the lock
+        # reads the winner's answer (a fresh snapshot) instead of judging the payout again.
+        payout = (
+            await conn.execute(text("SELECT * FROM payouts WHERE payout_id = :id FOR UPDATE"), {"id": payout_id})
+        ).first()
+        replay = await stored_response(conn, "payout_complete", request_id, fingerprint)  # reuse: refused
+        if payout is None:
+            raise NotFound("PAYOUT_NOT_FOUND", "no such payout", metadata={"payout_id": payout_id})
+        if replay is not None:
+            return decode(PayoutView, replay), None
+        if payout.state != PayoutState.PENDING:
+            completed = payout.state == PayoutState.COMPLETED
+            reason = "PAYOUT_ALREADY_COMPLETED" if completed else "PAYOUT_ALREADY_FAILED"
+            raise FailedPrecondition(reason, "the payout already has its result")
+        h = await lock_hold(conn, payout.hold_id, internal=True)
+        facts = HoldFacts(h.state, h.amount, h.expire_time)
+        raw = await driver(conn)
+        transaction_id = ""
+        if success:
+            debit = check_commit(facts, 0, now)
+            txn = commit_transaction(h, debit, request_id, "payout", now, Kind.PAYOUT)
+            hold, moved = await apply_commit(raw, h, debit, txn, "", remember=False)
+            transaction_id = txn.transaction_id
+        else:
+            check_release(facts)
+            txn = None
+            hold, moved = await apply_release(raw, h, HoldState.RELEASED, now, request_id, "", remember=False)
+        if moved is None:  # the hold is locked and was ACTIVE: the CAS cannot miss
+            raise RuntimeError(f"payout hold {h.hold_id} changed under its lock")
+        done = HoldResult(hold, BalanceView(h.user_id, h.currency, moved["available"], moved["held"]), txn)
+        row = (
+            await conn.execute(
+                text(
+                    "UPDATE payouts SET state = :s, complete_time = :now, failure_reason = :fr,"
+                    " transaction_id = :tid WHERE payout_id = :id RETURNING *"
+                ),
+                {
+                    "s": int(PayoutState.COMPLETED if success else PayoutState.FAILED),
+                    "now": now,
+                    "fr": "" if success else failure_reason,
+                    "tid": transaction_id,
+                    "id": payout_id,
+                },
+            )
+        ).one()
+        result = payout_view(row)
+        await remember(conn, "payout_complete", request_id, fingerprint, encode(result), now)
+        return result, done
 
-    return _counted(await run_transaction(attempt))
+    return _counted(await transactions.run(attempt))
 
 
 def payout_view(row: Any) -> PayoutView:

@@ -9,9 +9,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from points_platform.errors import NotFound
 from wallet.domain import Currency, Kind
-from wallet.results import BalanceView, HoldView, LedgerEntryView
 from wallet.store.holds import hold_record_view
 from wallet.store.postgres import driver
+from wallet.use_cases.results import BalanceView, HoldView, LedgerEntryView
 
 # Hot reads run on the raw asyncpg connection (statement prepared once per connection).
 _BALANCES = "SELECT currency, available, held FROM accounts WHERE user_id = $1"

@@ -10,20 +10,22 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from points_platform.errors import DomainError, FailedPrecondition
+from points_platform.unit_of_work import Transaction, Transactions
 from wallet import metrics
 from wallet.domain import MAX_BALANCE, Currency, Kind, check_refund, spend_sink, user_account
-from wallet.results import BalanceView, HoldResult, PostingView, TransactionView, decode, encode
 from wallet.store import lots
 from wallet.store.holds import hold_record_view, lock_hold
-from wallet.store.idempotency import remember, run_transaction, stored_response
+from wallet.store.idempotency import remember, stored_response
 from wallet.store.postgres import driver, new_id
+from wallet.store.replies import decode, encode
+from wallet.use_cases.results import BalanceView, HoldResult, PostingView, TransactionView
 
 
 async def refund_hold(
-    engine: AsyncEngine,
+    transactions: Transactions,
     request_id: str,
     fingerprint: str,
     hold_id: str,
@@ -40,58 +42,58 @@ async def refund_hold(
     winner's stored answer (read after the lock) instead of judging the refund again. Expiry on:
     refunded POINTS are a new lot."""
 
-    async def attempt() -> tuple[HoldResult, int]:
-        async with engine.begin() as conn:
-            try:
-                h = await lock_hold(conn, hold_id, internal=False)
-            except DomainError:
-                # A key already used for another hold is reported as reused, whatever this hold is.
-                await stored_response(conn, "refund", request_id, fingerprint)
-                raise
-            replay = await stored_response(conn, "refund", request_id, fingerprint)
-            if replay is not None:
-                return decode(HoldResult, replay), 0
-            given = check_refund(h.state, h.committed_amount, h.refunded_amount, amount)
-            acc = (
-                await conn.execute(
-                    text(
-                        "UPDATE accounts SET available = available + :a WHERE user_id = :u AND currency = :c"
-                        " AND available + held + :a <= :max RETURNING available, held"
-                    ),
-                    {"a": given, "u": h.user_id, "c": int(h.currency), "max": MAX_BALANCE},
-                )
-            ).first()
-            if acc is None:
-                raise FailedPrecondition("BALANCE_LIMIT_EXCEEDED", "the balance would exceed its limit")
-            txn = TransactionView(
-                transaction_id=new_id(),
-                request_id=request_id,
-                kind=Kind.REFUND,
-                postings=(
-                    PostingView(spend_sink(h.currency), "", h.currency, -given),
-                    PostingView(user_account(h.user_id), h.user_id, h.currency, given),
+    async def attempt(tx: Transaction) -> tuple[HoldResult, int]:
+        conn = tx.connection
+        try:
+            h = await lock_hold(conn, hold_id, internal=False)
+        except DomainError:
+            # A key already used for another hold is reported as reused, whatever this hold is.
+            await stored_response(conn, "refund", request_id, fingerprint)
+            raise
+        replay = await stored_response(conn, "refund", request_id, fingerprint)
+        if replay is not None:
+            return decode(HoldResult, replay), 0
+        given = check_refund(h.state, h.committed_amount, h.refunded_amount, amount)
+        acc = (
+            await conn.execute(
+                text(
+                    "UPDATE accounts SET available = available + :a WHERE user_id = :u AND currency = :c"
+                    " AND available + held + :a <= :max RETURNING available, held"
                 ),
-                create_time=now,
-                reason=reason,
-                reference=h.reference,
+                {"a": given, "u": h.user_id, "c": int(h.currency), "max": MAX_BALANCE},
             )
-            await insert_transaction(
-                conn, txn, h.user_id, {(h.user_id, user_account(h.user_id), h.currency): acc.available}
+        ).first()
+        if acc is None:
+            raise FailedPrecondition("BALANCE_LIMIT_EXCEEDED", "the balance would exceed its limit")
+        txn = TransactionView(
+            transaction_id=new_id(),
+            request_id=request_id,
+            kind=Kind.REFUND,
+            postings=(
+                PostingView(spend_sink(h.currency), "", h.currency, -given),
+                PostingView(user_account(h.user_id), h.user_id, h.currency, given),
+            ),
+            create_time=now,
+            reason=reason,
+            reference=h.reference,
+        )
+        await insert_transaction(
+            conn, txn, h.user_id, {(h.user_id, user_account(h.user_id), h.currency): acc.available}
+        )
+        if points_ttl is not None and h.currency is Currency.POINTS:
+            await lots.add_lots(await driver(conn), [(h.user_id, given, txn.transaction_id)], now, now + points_ttl)
+        updated = (
+            await conn.execute(
+                text("UPDATE holds SET refunded_amount = refunded_amount + :a WHERE hold_id = :id RETURNING *"),
+                {"a": given, "id": h.hold_id},
             )
-            if points_ttl is not None and h.currency is Currency.POINTS:
-                await lots.add_lots(await driver(conn), [(h.user_id, given, txn.transaction_id)], now, now + points_ttl)
-            updated = (
-                await conn.execute(
-                    text("UPDATE holds SET refunded_amount = refunded_amount + :a WHERE hold_id = :id RETURNING *"),
-                    {"a": given, "id": h.hold_id},
-                )
-            ).one()
-            balance = BalanceView(h.user_id, h.currency, acc.available, acc.held)
-            result = HoldResult(hold_record_view(updated._mapping), balance, txn)
-            await remember(conn, "refund", request_id, fingerprint, encode(result), now)
-            return result, given
+        ).one()
+        balance = BalanceView(h.user_id, h.currency, acc.available, acc.held)
+        result = HoldResult(hold_record_view(updated._mapping), balance, txn)
+        await remember(conn, "refund", request_id, fingerprint, encode(result), now)
+        return result, given
 
-    result, given = await run_transaction(attempt)
+    result, given = await transactions.run(attempt)
     if given:
         metrics.hold_refunded(result, given)
     return result, given

@@ -8,7 +8,6 @@ that starts after a suspension committed sees it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -16,22 +15,14 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from points_platform.errors import FailedPrecondition
+from points_platform.unit_of_work import Transaction, Transactions
 from wallet.domain import UserStatusAction
-from wallet.results import UserStatusChangeView, UserStatusView, decode, encode
-from wallet.store.idempotency import remember, run_transaction, stored_response
+from wallet.store.idempotency import remember, stored_response
+from wallet.store.replies import decode, encode
+from wallet.use_cases.ports import StatusChange
+from wallet.use_cases.results import UserStatusChangeView, UserStatusView
 
 HISTORY_LIMIT = 100
-
-
-@dataclass(frozen=True)
-class StatusChange:
-    request_id: str
-    fingerprint: str
-    user_id: str
-    action: UserStatusAction
-    operator_id: str
-    reason: str
-    ticket: str
 
 
 _RECORD = text(
@@ -51,50 +42,50 @@ def _change_view(row: Any) -> UserStatusChangeView:
     )
 
 
-async def change_status(engine: AsyncEngine, change: StatusChange, now: datetime) -> UserStatusView:
+async def change_status(transactions: Transactions, change: StatusChange, now: datetime) -> UserStatusView:
     """Suspend or reinstate (by change.action); replays the stored answer of the same request."""
     op = change.action.name.lower()  # idempotency namespace: "suspended", "reinstated"
 
-    async def attempt() -> UserStatusView:
-        async with engine.begin() as conn:
-            replay = await stored_response(conn, op, change.request_id, change.fingerprint)
-            if replay is not None:
-                return decode(UserStatusView, replay)
-            change_id = (
-                await conn.execute(
-                    _RECORD,
-                    {
-                        "u": change.user_id,
-                        "action": int(change.action),
-                        "operator": change.operator_id,
-                        "reason": change.reason,
-                        "ticket": change.ticket,
-                        "rid": change.request_id,
-                        "now": now,
-                    },
-                )
-            ).scalar_one()
-            if change.action is UserStatusAction.SUSPENDED:
-                done = (await conn.execute(_SUSPEND, {"u": change.user_id, "change": change_id})).first()
-                if done is None:
-                    raise FailedPrecondition(
-                        "USER_ALREADY_SUSPENDED", "the user is suspended already", metadata={"user_id": change.user_id}
-                    )
-            elif (await conn.execute(_REINSTATE, {"u": change.user_id})).first() is None:
-                raise FailedPrecondition(
-                    "USER_NOT_SUSPENDED", "the user is not suspended", metadata={"user_id": change.user_id}
-                )
-            view = UserStatusView(
-                change.user_id,
-                change.action is UserStatusAction.SUSPENDED,
-                UserStatusChangeView(
-                    change.action, change.operator_id, change.reason, change.ticket, now, change.request_id
-                ),
+    async def attempt(tx: Transaction) -> UserStatusView:
+        conn = tx.connection
+        replay = await stored_response(conn, op, change.request_id, change.fingerprint)
+        if replay is not None:
+            return decode(UserStatusView, replay)
+        change_id = (
+            await conn.execute(
+                _RECORD,
+                {
+                    "u": change.user_id,
+                    "action": int(change.action),
+                    "operator": change.operator_id,
+                    "reason": change.reason,
+                    "ticket": change.ticket,
+                    "rid": change.request_id,
+                    "now": now,
+                },
             )
-            await remember(conn, op, change.request_id, change.fingerprint, encode(view), now)
-            return view
+        ).scalar_one()
+        if change.action is UserStatusAction.SUSPENDED:
+            done = (await conn.execute(_SUSPEND, {"u": change.user_id, "change": change_id})).first()
+            if done is None:
+                raise FailedPrecondition(
+                    "USER_ALREADY_SUSPENDED", "the user is suspended already", metadata={"user_id": change.user_id}
+                )
+        elif (await conn.execute(_REINSTATE, {"u": change.user_id})).first() is None:
+            raise FailedPrecondition(
+                "USER_NOT_SUSPENDED", "the user is not suspended", metadata={"user_id": change.user_id}
+            )
+        view = UserStatusView(
+            change.user_id,
+            change.action is UserStatusAction.SUSPENDED,
+            UserStatusChangeView(
+                change.action, change.operator_id, change.reason, change.ticket, now, change.request_id
+            ),
+        )
+        await remember(conn, op, change.request_id, change.fingerprint, encode(view), now)
+        return view
 
-    return await run_transaction(attempt)
+    return await transactions.run(attempt)
 
 
 async def _history(conn: AsyncConnection, user_id: str, limit: int) -> list[UserStatusChangeView]:

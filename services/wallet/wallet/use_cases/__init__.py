@@ -1,4 +1,7 @@
-"""Wallet use cases: validate a command, apply the caller's rights, run it in the store."""
+"""Wallet use cases: one module per aggregate (ledger, holds, payouts, standing, expiry, history),
+the commands they take (`commands`), what they answer (`results`) and the storage they need
+(`ports`). Requests arrive validated by the api layer; the use cases apply the caller's rights and
+the domain rules, and run the effect through a port."""
 
 from wallet.use_cases.commands import (
     ChangeUserStatus,
@@ -7,7 +10,6 @@ from wallet.use_cases.commands import (
     Credit,
     Debit,
     ForfeitPoints,
-    GiftResult,
     RefundHold,
     ReleaseHold,
     RequestPayout,
@@ -23,7 +25,6 @@ __all__ = [
     "Credit",
     "Debit",
     "ForfeitPoints",
-    "GiftResult",
     "RefundHold",
     "ReleaseHold",
     "RequestPayout",

@@ -1,10 +1,13 @@
-"""Commands the transport hands to the use cases, and the gift result."""
+"""Commands the transport hands to the use cases (validated there), and their request fingerprint."""
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 from dataclasses import dataclass
+from typing import cast
 
-from wallet.results import BalanceView, LedgerResult
+from wallet import domain
 
 
 @dataclass(frozen=True)
@@ -83,15 +86,6 @@ class CompletePayout:
 
 
 @dataclass(frozen=True)
-class GiftResult:
-    ledger: LedgerResult
-    diamonds_credited: int
-    sender_balance: BalanceView
-    creator_balance: BalanceView
-    gift_rate_bps: int
-
-
-@dataclass(frozen=True)
 class ChangeUserStatus:
     """SuspendUser and ReinstateUser: who is changed, why, under which ticket, by which operator."""
 
@@ -112,3 +106,13 @@ class ForfeitPoints:
     all: bool
     reason: str
     ticket: str
+
+
+@functools.cache
+def _field_names(cls: type) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(cls))
+
+
+def fingerprint(command: object) -> str:
+    """domain.fingerprint of the command's fields (flat dataclasses: what asdict gives, without its deep copy)."""
+    return domain.fingerprint({name: getattr(command, name) for name in _field_names(cast(type, type(command)))})

@@ -1,4 +1,4 @@
-"""gRPC transport of the earning service: proto <-> use case mapping and the call policy."""
+"""The gRPC servicer of the earning service and its call policy; mapping and validation in `mapping`."""
 
 from __future__ import annotations
 
@@ -6,9 +6,11 @@ from collections.abc import AsyncIterator
 from typing import Any, TypeAlias
 
 import grpc
+from google.protobuf.message import Message
 
-from earning import convert
+from earning.api import mapping
 from earning.domain.model import EventStatus, RuleError
+from earning.use_cases import commands
 from earning.use_cases.admin import Administration
 from earning.use_cases.preview import Previewer
 from earning.use_cases.recording import EventOutcome, Recorder
@@ -16,9 +18,10 @@ from points.earning.v1 import earning_pb2 as pb
 from points.earning.v1 import earning_pb2_grpc
 from points_platform.auth import ALL_CALLERS, Policy, allow, current_caller
 from points_platform.errors import DomainError, invalid_field
+from points_platform.idempotency import RequestKey, method_name
 from points_platform.pagination import decode_after, encode_after, page_size
 from points_platform.server import ServiceSpec
-from points_platform.validation import fingerprint, require_id, require_region, require_request_id, require_text
+from points_platform.validation import require_id, require_region, require_request_id, require_text
 
 # Quoted: grpc classes are generic only in their stubs.
 Context: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"
@@ -60,8 +63,8 @@ class EarningApi(earning_pb2_grpc.EarningServiceServicer):
     async def RecordActivity(self, request: pb.RecordActivityRequest, context: Context) -> pb.RecordActivityResponse:
         if not request.HasField("event"):
             raise invalid_field("event", "is required")
-        outcome = await self._recorder.record_one(convert.event_from_proto(request.event))
-        return pb.RecordActivityResponse(result=convert.event_result(outcome))
+        outcome = await self._recorder.record_one(mapping.event_from_proto(request.event))
+        return pb.RecordActivityResponse(result=mapping.event_result(outcome))
 
     async def RecordActivities(
 
@@ -70,9 +73,9 @@ class EarningApi(earning_pb2_grpc.EarningServiceServicer):
     ) -> pb.RecordActivitiesResponse:
         if len(request.events) > MAX_BATCH:
             raise invalid_field("events", f"at most {MAX_BATCH} events per call")
-        batch = [convert.event_from_proto(e, f"events[{i}]") for i, e in enumerate(request.events)]
+        batch = [mapping.event_from_proto(e, f"events[{i}]") for i, e in enumerate(request.events)]
         outcomes = await self._recorder.record(batch) if batch else []
-        return pb.RecordActivitiesResponse(results=[convert.event_result(o) for o in outcomes])
+        return pb.RecordActivitiesResponse(results=[mapping.event_result(o) for o in outcomes])
 
     async def StreamActivities(
 
@@ -85,7 +88,7 @@ class EarningApi(earning_pb2_grpc.EarningServiceServicer):
         async for message in request_iterator:
             summary.events_received += 1
             try:
-                chunk.append(convert.event_from_proto(message.event))
+                chunk.append(mapping.event_from_proto(message.event))
             except DomainError:
                 summary.events_rejected += 1
             if len(chunk) >= STREAM_CHUNK:
@@ -96,7 +99,7 @@ class EarningApi(earning_pb2_grpc.EarningServiceServicer):
         return summary
 
     async def GetRules(self, request: pb.GetRulesRequest, context: Context) -> pb.GetRulesResponse:
-        return pb.GetRulesResponse(rules=convert.rules_to_proto(await self._admin.current_rules()))
+        return pb.GetRulesResponse(rules=mapping.rules_to_proto(await self._admin.current_rules()))
 
     async def UpdateRules(self, request: pb.UpdateRulesRequest, context: Context) -> pb.UpdateRulesResponse:
         require_request_id(request.request_id)
@@ -106,14 +109,13 @@ class EarningApi(earning_pb2_grpc.EarningServiceServicer):
             raise invalid_field("expected_version", "must not be negative")
         try:
             rules = await self._admin.update_rules(
-                request.request_id,
-                fingerprint(request),
-                convert.rules_from_proto(request.rules),
-                request.expected_version,
+                commands.UpdateRules(
+                    _key("UpdateRules", request), mapping.rules_from_proto(request.rules), request.expected_version
+                )
             )
         except RuleError as exc:
-            raise convert.rule_error(exc) from None
-        return pb.UpdateRulesResponse(rules=convert.rules_to_proto(rules))
+            raise mapping.rule_error(exc) from None
+        return pb.UpdateRulesResponse(rules=mapping.rules_to_proto(rules))
 
     async def CreateChallenge(self, request: pb.CreateChallengeRequest, context: Context) -> pb.CreateChallengeResponse:
         require_request_id(request.request_id)
@@ -121,37 +123,36 @@ class EarningApi(earning_pb2_grpc.EarningServiceServicer):
             raise invalid_field("spec", "is required")
         try:
             challenge = await self._admin.create_challenge(
-                request.request_id, fingerprint(request), convert.challenge_spec(request.spec)
+                commands.CreateChallenge(_key("CreateChallenge", request), mapping.challenge_spec(request.spec))
             )
         except RuleError as exc:
-            raise convert.rule_error(exc) from None
-        return pb.CreateChallengeResponse(challenge=convert.challenge_to_proto(challenge))
+            raise mapping.rule_error(exc) from None
+        return pb.CreateChallengeResponse(challenge=mapping.challenge_to_proto(challenge))
 
     async def JoinChallenge(self, request: pb.JoinChallengeRequest, context: Context) -> pb.JoinChallengeResponse:
         require_request_id(request.request_id)
+        challenge_id = require_id("challenge_id", request.challenge_id)
+        user_id = require_id("user_id", request.user_id)
         result = await self._admin.join_challenge(
-            request.request_id,
-            fingerprint(request),
-            require_id("challenge_id", request.challenge_id),
-            require_id("user_id", request.user_id),
+            commands.JoinChallenge(_key("JoinChallenge", request, user_id), challenge_id, user_id)
         )
-        return convert.join_response(result)
+        return mapping.join_response(result)
 
     async def ListChallenges(self, request: pb.ListChallengesRequest, context: Context) -> pb.ListChallengesResponse:
         region = require_region("region", request.region) if request.region else ""
-        active_at = convert.to_datetime("active_at", request.active_at) if request.HasField("active_at") else None
+        active_at = mapping.to_datetime("active_at", request.active_at) if request.HasField("active_at") else None
         limit = page_size(request.page_size)
         found = await self._admin.list_challenges(region, active_at, decode_after(request.page_token), limit + 1)
         page = found[:limit]
         token = encode_after(page[-1].create_time, page[-1].challenge_id) if len(found) > limit else ""
         return pb.ListChallengesResponse(
-            challenges=[convert.challenge_to_proto(c) for c in page], next_page_token=token
+            challenges=[mapping.challenge_to_proto(c) for c in page], next_page_token=token
         )
 
     async def GetDailySummary(self, request: pb.GetDailySummaryRequest, context: Context) -> pb.GetDailySummaryResponse:
         user_id = require_id("user_id", request.user_id)
-        summary = await self._admin.daily_summary(user_id, convert.parse_day(request.date))
-        return convert.summary_to_proto(summary)
+        summary = await self._admin.daily_summary(user_id, mapping.parse_day(request.date))
+        return mapping.summary_to_proto(summary)
 
     async def ListHeldEarnings(
 
@@ -166,7 +167,7 @@ class EarningApi(earning_pb2_grpc.EarningServiceServicer):
         page = found[:limit]
         token = encode_after(page[-1][0].create_time, page[-1][0].held_earning_id) if len(found) > limit else ""
         return pb.ListHeldEarningsResponse(
-            held_earnings=[convert.held_to_proto(h, tx) for h, tx in page], next_page_token=token
+            held_earnings=[mapping.held_to_proto(h, tx) for h, tx in page], next_page_token=token
         )
 
     async def ResolveHeldEarning(
@@ -176,14 +177,15 @@ class EarningApi(earning_pb2_grpc.EarningServiceServicer):
     ) -> pb.ResolveHeldEarningResponse:
         require_request_id(request.request_id)
         held, tx = await self._admin.resolve_held(
-            request.request_id,
-            fingerprint(request),
-            require_id("held_earning_id", request.held_earning_id),
-            request.approve,
-            require_text("note", request.note, 1000),
-            current_caller.get(),
+            commands.ResolveHeldEarning(
+                _key("ResolveHeldEarning", request),
+                require_id("held_earning_id", request.held_earning_id),
+                request.approve,
+                require_text("note", request.note, 1000),
+                current_caller.get(),
+            )
         )
-        return pb.ResolveHeldEarningResponse(held_earning=convert.held_to_proto(held, tx))
+        return pb.ResolveHeldEarningResponse(held_earning=mapping.held_to_proto(held, tx))
 
     async def ListFailedCredits(
 
@@ -196,7 +198,7 @@ class EarningApi(earning_pb2_grpc.EarningServiceServicer):
         page = found[:limit]
         token = encode_after(page[-1].failed_time, page[-1].credit.request_id) if len(found) > limit else ""
         return pb.ListFailedCreditsResponse(
-            credits=[convert.failed_credit_to_proto(f) for f in page], next_page_token=token
+            credits=[mapping.failed_credit_to_proto(f) for f in page], next_page_token=token
         )
 
     async def RequeueFailedCredits(
@@ -210,7 +212,9 @@ class EarningApi(earning_pb2_grpc.EarningServiceServicer):
         if len(request.credit_ids) > MAX_REQUEUE:
             raise invalid_field("credit_ids", f"at most {MAX_REQUEUE} per call")
         ids = [require_id(f"credit_ids[{i}]", c) for i, c in enumerate(request.credit_ids)]
-        requeued, unchanged = await self._admin.requeue_failed_credits(request.request_id, fingerprint(request), ids)
+        requeued, unchanged = await self._admin.requeue_failed_credits(
+            commands.RequeueFailedCredits(_key("RequeueFailedCredits", request), ids)
+        )
         return pb.RequeueFailedCreditsResponse(requeued_credit_ids=requeued, unchanged_credit_ids=unchanged)
 
     async def PreviewEarning(self, request: pb.PreviewEarningRequest, context: Context) -> pb.PreviewEarningResponse:
@@ -218,17 +222,23 @@ class EarningApi(earning_pb2_grpc.EarningServiceServicer):
             raise invalid_field("rules", "is required")
         if not request.HasField("event"):
             raise invalid_field("event", "is required")
-        rules = convert.rules_from_proto(request.rules)
-        event = convert.event_from_proto(request.event).event
+        cmd = commands.PreviewEarning(
+            mapping.rules_from_proto(request.rules), mapping.event_from_proto(request.event).event
+        )
         try:
-            preview = await self._previewer.preview(event, rules)
+            preview = await self._previewer.preview(cmd)
         except RuleError as exc:
-            raise convert.rule_error(exc) from None
+            raise mapping.rule_error(exc) from None
         return pb.PreviewEarningResponse(
-            current=convert.earning_preview(preview.current),
-            proposed=convert.earning_preview(preview.proposed),
+            current=mapping.earning_preview(preview.current),
+            proposed=mapping.earning_preview(preview.proposed),
             current_version=preview.current_version,
         )
+
+
+def _key(method: str, request: Message, user_id: str = "") -> RequestKey:
+    """A mutation's idempotency key (its request_id, validated before) and fingerprint."""
+    return RequestKey.of(method_name(FULL_NAME, method), request, user_id=user_id)
 
 
 def _tally(summary: pb.StreamActivitiesResponse, outcomes: list[EventOutcome]) -> None:

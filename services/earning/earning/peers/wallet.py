@@ -1,4 +1,4 @@
-"""Adapter to the wallet: POINTS credits over gRPC as the `earning` caller.
+"""The wallet as earning's `CreditPort`: POINTS credits over gRPC as the `earning` caller.
 
 It also decides which wallet answers are final. A transient failure (the wallet unreachable,
 slow, contended or crashing) leaves a credit for the next attempt; a refusal the wallet would
@@ -13,8 +13,8 @@ from collections.abc import Sequence
 import grpc
 import structlog
 
-from earning.store.outbox import PendingCredit
-from earning.use_cases.crediting import CreditReport
+from earning.domain.credit import PendingCredit
+from earning.use_cases.ports import CreditPort, CreditReport
 from points.common.v1 import common_pb2
 from points.wallet.v1 import wallet_pb2, wallet_pb2_grpc
 from points_platform.client import bearer, error_reason
@@ -53,7 +53,7 @@ def is_retryable(code: grpc.StatusCode | None) -> bool:
     return code is None or code in RETRYABLE_CODES
 
 
-class WalletCredits:
+class WalletCredits(CreditPort):
     """Sends credits; one Credit for one entry, CreditBatch (chunks of 1000) for more."""
 
     def __init__(self, channel: grpc.aio.Channel, token: str, timeout_seconds: float) -> None:

@@ -8,7 +8,9 @@ from datetime import UTC, date, datetime
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from earning.domain.challenge import Challenge, ChallengeSpec
+from earning.domain.credit import FailedCredit
 from earning.domain.evaluation import Decision
+from earning.domain.held import HeldEarning
 from earning.domain.model import (
     MAX_WATCH_SECONDS,
     AbuseRule,
@@ -20,10 +22,9 @@ from earning.domain.model import (
     Rules,
     StreakRule,
 )
-from earning.store.admin import HeldEarning
-from earning.store.outbox import FailedCredit
 from earning.use_cases.admin import DailySummary, JoinResult
-from earning.use_cases.recording import EventOutcome, IncomingEvent
+from earning.use_cases.commands import IncomingEvent
+from earning.use_cases.recording import EventOutcome
 from points.earning.v1 import earning_pb2 as pb
 from points_platform.errors import InvalidArgument, invalid_field
 from points_platform.validation import require_id, require_region, require_text

@@ -12,7 +12,6 @@ from sqlalchemy import (
     Float,
     Index,
     Integer,
-    LargeBinary,
     MetaData,
     SmallInteger,
     String,
@@ -21,6 +20,8 @@ from sqlalchemy import (
     func,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+
+from points_platform.idempotency import idempotency_table
 
 metadata = MetaData()
 
@@ -199,12 +200,5 @@ Index("credits_pending", credits.c.create_time, postgresql_where=credits.c.pendi
 Index("credits_failed", credits.c.failed_time, postgresql_where=credits.c.failed_time.isnot(None))
 
 # Stored responses of the admin/app mutations keyed by request_id (AIP-155).
-idempotency = Table(
-    "idempotency",
-    metadata,
-    Column("method", String(64), primary_key=True),
-    Column("request_id", String(128), primary_key=True),
-    Column("fingerprint", String(64), nullable=False),
-    Column("response", LargeBinary, nullable=False),
-    Column("create_time", TS, nullable=False),
-)
+# The platform's one shape (points_platform.idempotency), replies as proto bytes.
+idempotency = idempotency_table(metadata)

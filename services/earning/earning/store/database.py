@@ -1,0 +1,93 @@
+"""The earning database as the use cases see it: transactions handing out the repositories."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any, TypeVar
+
+from google.protobuf import json_format
+from google.protobuf.struct_pb2 import Struct
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from earning.store.activity import ActivityRepository
+from earning.store.admin import AdminRepository
+from earning.store.batch import BatchRepository
+from earning.store.outbox import OutboxRepository
+from points_platform.idempotency import RequestKey, idempotent
+from points_platform.unit_of_work import RaceLost, Transaction, Transactions, retry
+
+T = TypeVar("T")
+
+
+class Session:
+    """The repositories of one connection, in the transaction that opened it."""
+
+    def __init__(self, conn: AsyncConnection) -> None:
+        self.batch = BatchRepository(conn)
+        self.activity = ActivityRepository(conn)
+        self.admin = AdminRepository(conn)
+        self.outbox = OutboxRepository(conn)
+
+
+class Database:
+    """The platform's unit of work (`points_platform.unit_of_work`) with earning's repositories."""
+
+    def __init__(self, transactions: Transactions) -> None:
+        self._transactions = transactions
+        self._engine: AsyncEngine = transactions.engine
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Session]:
+        """One read-write transaction: committed when the block ends, rolled back on an error."""
+        async with self._transactions.begin() as tx:
+            yield Session(tx.connection)
+
+    @asynccontextmanager
+    async def reading(self) -> AsyncIterator[Session]:
+        """Reads (each statement its own snapshot); nothing to commit."""
+        async with self._engine.connect() as conn:
+            yield Session(conn)
+
+    @asynccontextmanager
+    async def snapshot(self) -> AsyncIterator[Session]:
+        """Reads from one read-only snapshot: every read sees the same state, and a write fails."""
+        async with self._engine.connect() as conn:
+            await BatchRepository(conn).begin_snapshot()
+            yield Session(conn)
+
+    @asynccontextmanager
+    async def autocommit(self) -> AsyncIterator[Session]:
+        """Each statement commits on its own: one statement is atomic without BEGIN/COMMIT."""
+        async with self._engine.connect() as conn:
+            yield Session(await conn.execution_options(isolation_level="AUTOCOMMIT"))
+
+    async def idempotent(
+        self, key: RequestKey, work: Callable[[Session], Awaitable[dict[str, Any]]]
+    ) -> dict[str, Any]:
+        """The platform's idempotency (`points_platform.idempotency`, the shared table): the reply
+        stored under `key`, else `work`'s, stored in the same transaction as its effect. Earning's
+        replies are small JSON objects (ids, a version, a participation), kept as the proto bytes
+        of a `google.protobuf.Struct`; the use case rebuilds its answer from them."""
+
+        async def reply(tx: Transaction) -> Struct:
+            out = Struct()
+            out.update(await work(Session(tx.connection)))
+            return out
+
+        return json_format.MessageToDict(await idempotent(self._transactions, key, Struct, reply))
+
+    async def retrying(self, attempt: Callable[[], Awaitable[T]]) -> T:
+        """Run `attempt` (which opens its own transaction) again, with the unit of work's retry
+        policy, after a serialization failure or deadlock, and after a unique violation: in earning
+        that is a concurrent twin that committed the same key first (an event id, a request id, a
+        participation), whose row the next attempt finds and replays."""
+
+        async def once() -> T:
+            try:
+                return await attempt()
+            except IntegrityError as exc:
+                raise RaceLost(str(exc.orig)) from exc
+
+        return await retry(once, self._transactions.retry_policy)
