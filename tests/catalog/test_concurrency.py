@@ -95,7 +95,7 @@ async def test_release_sweeper_and_commit_race_after_expiry(h: Harness) -> None:
     calls: list[Any] = []
     for r in reservations:
         calls += [outcome(h.commit(r)), outcome(h.release(r)), outcome(h.release(r))]
-    calls += [h.started.catalog.expire_due() for _ in range(4)]
+    calls += [h.started.reservations.expire_due() for _ in range(4)]
     random.shuffle(calls)
     results = await asyncio.gather(*calls)
     reasons = Counter(r for r in results if isinstance(r, str))
@@ -139,7 +139,7 @@ async def test_mixed_load_ends_where_the_callers_were_told(h: Harness) -> None:
 
     await asyncio.gather(*(customer(n) for n in range(120)))
     h.clock.advance(5)
-    await asyncio.gather(h.started.catalog.expire_due(), h.started.catalog.expire_due())
+    await asyncio.gather(h.started.reservations.expire_due(), h.started.reservations.expire_due())
 
     async with h.started.engine.connect() as conn:
         rows = await conn.execute(

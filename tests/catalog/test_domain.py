@@ -18,6 +18,9 @@ from catalog.domain import (
     LimitWindow,
     Price,
     RaffleAttributes,
+    Reservation,
+    ReservationState,
+    Resolution,
     Stock,
     Unavailable,
 )
@@ -120,3 +123,30 @@ def test_a_raffle_stored_before_sales_close_times_closes_at_its_draw() -> None:
     assert domain.unavailable_reason(ticket, "US", draw - timedelta(microseconds=1)) is None
     assert domain.unavailable_reason(ticket, "US", draw) is Unavailable.RAFFLE_CLOSED
     assert RaffleAttributes("r", None, 1).sales_close is None  # no draw time: never closes
+
+
+@pytest.mark.parametrize(
+    ("state", "expire_in", "commit", "release"),
+    [
+        (ReservationState.ACTIVE, 60, Resolution.APPLY, Resolution.APPLY),
+        (ReservationState.ACTIVE, 0, Resolution.RESERVATION_EXPIRED, Resolution.APPLY),  # due, not yet swept
+        (ReservationState.COMMITTED, 60, Resolution.UNCHANGED, Resolution.RESERVATION_ALREADY_COMMITTED),
+        (ReservationState.RELEASED, 60, Resolution.RESERVATION_RELEASED, Resolution.UNCHANGED),
+        (ReservationState.EXPIRED, 0, Resolution.RESERVATION_EXPIRED, Resolution.UNCHANGED),
+    ],
+)
+def test_resolution_decides_commit_and_release_for_both_paths(
+    state: ReservationState, expire_in: int, commit: Resolution, release: Resolution
+) -> None:
+    r = Reservation(
+        reservation_id="rsv-1", item_id="i1", item_version=1, user_id="u1", region="US", quantity=1,
+        unit_price=Price(Currency.POINTS, 100), total_price=Price(Currency.POINTS, 100), campaign_id="",
+        state=state, expire_time=NOW + timedelta(seconds=expire_in), create_time=NOW, resolve_time=None,
+        took_stock=False,
+    )
+    assert domain.resolution(r, ReservationState.COMMITTED, NOW) == commit
+    assert domain.resolution(r, ReservationState.RELEASED, NOW) == release
+
+
+def test_only_the_reasons_are_refusals() -> None:
+    assert [d for d in Resolution if not d.is_refusal] == [Resolution.APPLY, Resolution.UNCHANGED]

@@ -256,3 +256,27 @@ async def test_a_sales_close_needs_a_draw_time_at_or_after_it(h: Harness) -> Non
     at_draw = await h.create_item(kind=pb.ITEM_KIND_RAFFLE_TICKET, raffle=pb.RaffleAttributes(
         raffle_id="r", winners=1, draw_time=ts(draw), sales_close_time=ts(draw)))
     assert at_draw.raffle.sales_close_time == at_draw.raffle.draw_time
+
+
+async def test_both_reservation_paths_price_from_the_same_campaigns(h: Harness) -> None:
+    """A per-user-limited item reserves on the general path, an unlimited twin on the hot one: each
+    reservation has its quote's price, through running, future, ended and other-region campaigns."""
+    price = common_pb2.Price(currency=POINTS, amount=1000)
+    hot = await h.create_item(price=price)
+    general = await h.create_item(price=price, per_user_limit=5)
+    items = [hot.item_id, general.item_id]
+    running = await campaign(h, items, percent_off_bps=1000)
+    await campaign(h, items, regions=["DE"], fixed_price=common_pb2.Price(currency=POINTS, amount=100))
+    later = await campaign(h, items, percent_off_bps=3000,
+                           start=START + timedelta(hours=1), end=START + timedelta(hours=2))
+    pulled = await campaign(h, items, percent_off_bps=9000)
+    await h.call("EndCampaign", pb.EndCampaignRequest(request_id=rid(), campaign_id=pulled.campaign_id))
+    for moment, expected in ((START, (900, running.campaign_id)),
+                             (START + timedelta(hours=1), (700, later.campaign_id))):
+        h.clock.set(moment)
+        for item_id in items:
+            quote = await h.quote(item_id, user="paths")
+            reservation = await h.reserve(item_id, user="paths", quantity=2)
+            assert (quote.unit_price.amount, quote.campaign_id) == expected
+            assert (reservation.unit_price.amount, reservation.campaign_id) == expected
+            assert reservation.total_price.amount == 2 * expected[0]

@@ -62,7 +62,7 @@ async def test_expired_reservation_cannot_be_committed_even_before_the_sweeper(h
     h.clock.advance(30)
     await expect_error(h.commit(r), FAILED, "RESERVATION_EXPIRED")
     assert await h.stock_row(item.item_id) == (3, 2, 1, 0)  # still reserved until swept
-    assert await h.started.catalog.expire_due() >= 1
+    assert await h.started.reservations.expire_due() >= 1
     assert await h.stock_row(item.item_id) == (3, 3, 0, 0)
     await expect_error(h.commit(r), FAILED, "RESERVATION_EXPIRED")
     assert (await h.release(r)).state == EXPIRED  # release of an expired one is a no-op

@@ -73,7 +73,7 @@ async def test_every_refusal_reason(h: Harness) -> None:
     released = await h.release(await h.reserve(item.item_id))
     await expect_error(give_back(h, released.reservation_id), FAILED, "RESERVATION_NOT_COMMITTED")
     h.clock.advance(3600)
-    await h.started.catalog.expire_due()
+    await h.started.reservations.expire_due()
     await expect_error(give_back(h, active.reservation_id), FAILED, "RESERVATION_NOT_COMMITTED")  # expired
     h.clock.advance(-3600)
 

@@ -25,6 +25,7 @@ USED_FROM_OUTSIDE = {
     "payment_references": "a table: part of the schema metadata, written by raw SQL",
     "suspended_users": "a table: part of the schema metadata, read and written by raw SQL",
     "user_status_changes": "a table: part of the schema metadata, read and written by raw SQL",
+    "idempotency": "a table: part of the schema metadata, read and written by raw SQL (the platform's statements)",
     "LIVE": "an activity type code named for completeness beside the ones a test uses",
     "stream_sequence": "part of a stored message's record: its repr in a failed assertion shows the stream order",
 }

@@ -85,7 +85,7 @@ class Suite:
 
     async def expire_reservations(self) -> int:
         """One pass of the catalog's reservation sweeper at the shared clock (its background loop also runs)."""
-        return await self.catalog.catalog.expire_due()
+        return await self.catalog.reservations.expire_due()
 
     async def get_item(self, item_id: str) -> catalog_pb2.Item:
         return (await self.catalog_stub.GetItem(catalog_pb2.GetItemRequest(item_id=item_id), metadata=md("admin"))).item

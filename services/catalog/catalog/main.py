@@ -1,4 +1,7 @@
-"""Composition root: settings -> migrations -> engine -> use cases -> servicer -> server."""
+"""Composition root: settings -> migrations -> engine -> unit of work -> use cases -> servicer -> server.
+
+`start` runs a real catalog server in-process (tests); `main` is `python -m catalog`.
+"""
 
 from __future__ import annotations
 
@@ -10,36 +13,65 @@ from pathlib import Path
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from catalog.api import CatalogApi, service_spec
+from catalog.api.mapping import reservation_reply
 from catalog.config import CatalogSettings
-from catalog.use_cases import Catalog
+from catalog.store.database import CatalogDatabase
+from catalog.use_cases.campaigns import Campaigns
+from catalog.use_cases.items import Items
+from catalog.use_cases.quotes import Quotes
+from catalog.use_cases.reservations import Reservations
 from points_platform.clock import Clock, SystemClock
 from points_platform.config import settings_or_exit
 from points_platform.db import create_engine, migrate
 from points_platform.logs import configure_logging
-from points_platform.server import RunningServer, create_server, run_process, run_service
+from points_platform.server import RunningServer, ServiceSpec, create_server, run_process, run_service
+from points_platform.unit_of_work import Transactions
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
-def build(settings: CatalogSettings, engine: AsyncEngine, clock: Clock) -> tuple[Catalog, CatalogApi]:
-    catalog = Catalog(engine, clock, default_ttl_seconds=settings.default_reservation_ttl_seconds)
-    return catalog, CatalogApi(catalog, max_ttl_seconds=settings.max_reservation_ttl_seconds)
+@dataclass
+class Wiring:
+    reservations: Reservations
+    spec: ServiceSpec
+
+    async def close(self) -> None:
+        """Nothing to close: the catalog calls no peers (the engine belongs to the caller)."""
+
+
+def build(settings: CatalogSettings, engine: AsyncEngine, clock: Clock) -> Wiring:
+    transactions = Transactions(engine)
+    db = CatalogDatabase(transactions)
+    reservations = Reservations(
+        db, clock, reservation_reply, default_ttl_seconds=settings.default_reservation_ttl_seconds
+    )
+    api = CatalogApi(
+        transactions, Items(db, clock), Campaigns(db, clock), Quotes(db, clock), reservations,
+        max_ttl_seconds=settings.max_reservation_ttl_seconds,
+    )
+    return Wiring(reservations, service_spec(api))
 
 
 @dataclass
 class StartedCatalog:
-    """An in-process catalog server (tests, other services' test helpers)."""
+    """An in-process catalog server (tests, other services' test helpers): `port`, its `engine`, and
+    its reservation use cases (`reservations.expire_due()` steps the sweeper)."""
 
     server: RunningServer
     engine: AsyncEngine
-    catalog: Catalog
+    wiring: Wiring
 
     @property
     def port(self) -> int:
         return self.server.port
 
+    @property
+    def reservations(self) -> Reservations:
+        return self.wiring.reservations
+
     async def stop(self) -> None:
         await self.server.stop(0)
+        await self.wiring.close()
         await self.engine.dispose()
 
 
@@ -49,19 +81,22 @@ async def start(
     """Migrate, build and serve; the sweeper runs in the background unless disabled."""
     await migrate(settings.database_url, MIGRATIONS)
     engine = create_engine(settings.database_url, pool_size=settings.db_pool_size)
-    catalog, api = build(settings, engine, clock or SystemClock(settings.clock_offset_seconds))
-    running = await create_server(settings, service_spec(api))
+    wiring = build(settings, engine, clock or SystemClock(settings.clock_offset_seconds))
+    running = await create_server(settings, wiring.spec)
     await running.set_serving(True)
     if run_sweeper:
-        running.run_in_background([catalog.sweeper(settings.sweep_interval_seconds)])
-    return StartedCatalog(running, engine, catalog)
+        running.run_in_background([wiring.reservations.sweeper(settings.sweep_interval_seconds)])
+    return StartedCatalog(running, engine, wiring)
 
 
 async def serve(settings: CatalogSettings) -> None:
     await migrate(settings.database_url, MIGRATIONS)
     engine = create_engine(settings.database_url, pool_size=settings.db_pool_size)
-    catalog, api = build(settings, engine, SystemClock(settings.clock_offset_seconds))
-    await run_service(settings, service_spec(api), engine, [catalog.sweeper(settings.sweep_interval_seconds)])
+    wiring = build(settings, engine, SystemClock(settings.clock_offset_seconds))
+    try:
+        await run_service(settings, wiring.spec, engine, [wiring.reservations.sweeper(settings.sweep_interval_seconds)])
+    finally:
+        await wiring.close()
 
 
 def main() -> None:

@@ -295,3 +295,17 @@ def reservation_pb(r: Reservation) -> pb.Reservation:
     _set_ts(msg.create_time, r.create_time)
     _set_ts(msg.resolve_time, r.resolve_time)
     return msg
+
+
+_RESERVATION_REPLIES: dict[str, type[pb.ReserveStockResponse | pb.CommitReservationResponse
+                                     | pb.ReleaseReservationResponse]] = {
+    "ReserveStock": pb.ReserveStockResponse,
+    "CommitReservation": pb.CommitReservationResponse,
+    "ReleaseReservation": pb.ReleaseReservationResponse,
+}
+
+
+def reservation_reply(method: str, r: Reservation) -> bytes:
+    """The reply of a reservation RPC as the idempotency table keeps it (`use_cases.ports.ReservationReply`):
+    the hot path stores it in the statement that makes the effect."""
+    return _RESERVATION_REPLIES[method](reservation=reservation_pb(r)).SerializeToString(deterministic=True)

@@ -1,4 +1,4 @@
-from catalog.tables import metadata
+from catalog.store.tables import metadata
 from points_platform.migrations import run_env
 
 run_env(metadata)

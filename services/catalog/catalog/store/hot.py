@@ -1,16 +1,19 @@
 """The hot path on the raw asyncpg connection: ReserveStock, Commit/ReleaseReservation, Quote, GetItem.
 
 Statements are written once below (asyncpg prepares and caches them per connection). Each
-mutation here is ONE autocommit statement whose CTEs chain the effect to the idempotency claim,
-so the claim, the effect and the stored reply commit together or not at all:
+mutation here is ONE autocommit statement whose CTEs chain the effect to the request's key in the
+platform's idempotency table (`points_platform.idempotency`: its row shape, its key and
+fingerprint, the reply as the reply message's proto bytes), so the key, the effect and the
+stored reply commit together or not at all:
 
 - a same-key row inserted meanwhile makes the claim INSERT fail with a unique violation, which
   aborts the whole statement (stock and reservation included);
 - a guard that no longer holds (item version changed, not enough stock, reservation no longer
   ACTIVE) makes the chain produce no row, so nothing is written.
 
-In both cases `None` is returned and the caller runs the general transactional path, which
-reports the exact reason (or replays). The item's spec is cached per (item_id, version): every
+In both cases nothing is written and the caller runs the general path under the platform's
+idempotency rules, which reports the exact reason (or replays; a key already taken is never
+replayed here). The item's spec is cached per (item_id, version): every
 change of spec or `archived` bumps the version, stock counters are always read fresh. The
 campaigns linked to an item are cached by their number of links plus the number of them ended
 early (campaigns are never unlinked and end at most once, so that sum grows with every change;
@@ -20,7 +23,7 @@ windows and regions are checked per call).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime
 from typing import Any, cast
 
@@ -29,6 +32,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from catalog.domain import Campaign, Item, Reservation, ReservationState, Stock
 from catalog.store.rows import campaign_from_row, item_from_row, reservation_from_row
+from catalog.use_cases.commands import RequestKey
+from catalog.use_cases.ports import ItemRead, ReservationRead
 
 # A same-key race (unique claim) or a lock cycle with the general path: nothing was written;
 # the caller falls back to the transactional path, which replays or decides exactly.
@@ -52,11 +57,10 @@ _LINKS = (
 # $1 item_id
 READ_ITEM = f"SELECT {_ITEM_COLUMNS}, {_LINKS} FROM items i WHERE i.item_id = $1"
 
-# $1 item_id, $2 method, $3 request_id: the item and what the key stored, if anything.
+# $1 item_id, $2 user_id, $3 request_id: the item and whether the key is taken.
 READ_ITEM_AND_CLAIM = f"""
-SELECT {_ITEM_COLUMNS}, {_LINKS},
-       k.request_id IS NOT NULL AS claimed, k.fingerprint AS claimed_fingerprint, k.response AS claimed_response
-FROM items i LEFT JOIN idempotency k ON k.method = $2 AND k.request_id = $3
+SELECT {_ITEM_COLUMNS}, {_LINKS}, k.request_id IS NOT NULL AS claimed
+FROM items i LEFT JOIN idempotency k ON k.user_id = $2 AND k.request_id = $3
 WHERE i.item_id = $1
 """
 
@@ -84,11 +88,14 @@ WHERE item_id = $1 AND user_id = $2 AND ($3::timestamptz IS NULL OR create_time 
 _UNLIMITED_GUARD = "SELECT item_id FROM items WHERE item_id = $1 AND version = $2 AND NOT limited_stock FOR SHARE"
 _LIMITED_GUARD = """UPDATE items SET stock_available = stock_available - $10, stock_reserved = stock_reserved + $10
   WHERE item_id = $1 AND version = $2 AND limited_stock AND stock_available >= $10 RETURNING item_id"""
+# $1 item_id, $2 item version, $3 request_id, $4 fingerprint, $5 reply, $6 now, $7 reservation_id,
+# $8 user_id, $9 region, $10 quantity, $11 currency, $12 unit amount, $13 total amount, $14 campaign_id,
+# $15 expire_time, $16 the key's user_id, $17 method (full name)
 _RESERVE = """
 WITH guard AS ({guard}),
 claim AS (
-  INSERT INTO idempotency (method, request_id, fingerprint, response, create_time)
-  SELECT 'ReserveStock', $3, $4, $5, $6 FROM guard RETURNING request_id
+  INSERT INTO idempotency (user_id, request_id, method, fingerprint, reply, created_time)
+  SELECT $16, $3, $17, $4, $5, $6 FROM guard RETURNING request_id
 )
 INSERT INTO reservations (reservation_id, item_id, item_version, user_id, region, quantity, currency,
   unit_amount, total_amount, campaign_id, state, took_stock, expire_time, create_time, resolve_time,
@@ -99,18 +106,17 @@ RETURNING reservation_id
 RESERVE_UNLIMITED = _RESERVE.format(guard=_UNLIMITED_GUARD, took="false")
 RESERVE_LIMITED = _RESERVE.format(guard=_LIMITED_GUARD, took="true")
 
-# $1 reservation_id, $2 method, $3 request_id
+# $1 reservation_id, $2 user_id, $3 request_id
 READ_RESERVATION_AND_CLAIM = """
 SELECT r.reservation_id, r.item_id, r.item_version, r.user_id, r.region, r.quantity, r.currency, r.unit_amount,
        r.total_amount, r.campaign_id, r.state, r.took_stock, r.expire_time, r.create_time, r.resolve_time,
-       r.returned_quantity,
-       k.request_id IS NOT NULL AS claimed, k.fingerprint AS claimed_fingerprint, k.response AS claimed_response
-FROM reservations r LEFT JOIN idempotency k ON k.method = $2 AND k.request_id = $3
+       r.returned_quantity, k.request_id IS NOT NULL AS claimed
+FROM reservations r LEFT JOIN idempotency k ON k.user_id = $2 AND k.request_id = $3
 WHERE r.reservation_id = $1
 """
 
-# ACTIVE -> $2 and, if it took stock, reserved -> sold/available; claim + reply with it.
-# $1 reservation_id, $2 new state, $3 now, $4 method, $5 request_id, $6 fingerprint, $7 reply
+# ACTIVE -> $2 and, if it took stock, reserved -> sold/available; key + reply with it.
+# $1 reservation_id, $2 new state, $3 now, $4 method, $5 request_id, $6 fingerprint, $7 reply, $8 user_id
 _RESOLVE = """
 WITH resolved AS (
   UPDATE reservations SET state = $2, resolve_time = $3
@@ -122,43 +128,15 @@ settled AS (
                    {target} = items.{target} + resolved.quantity
   FROM resolved WHERE items.item_id = resolved.item_id AND resolved.took_stock
 )
-INSERT INTO idempotency (method, request_id, fingerprint, response, create_time)
-SELECT $4, $5, $6, $7, $3 FROM resolved
+INSERT INTO idempotency (user_id, request_id, method, fingerprint, reply, created_time)
+SELECT $8, $5, $4, $6, $7, $3 FROM resolved
 RETURNING request_id
 """
 COMMIT = _RESOLVE.format(still_valid="AND expire_time > $3", target="stock_sold")
 RELEASE = _RESOLVE.format(still_valid="", target="stock_available")
 
 
-@dataclass(frozen=True)
-class StoredClaim:
-    """What an earlier call with the same key left: its fingerprint and reply (None while in flight)."""
-
-    fingerprint: str
-    response: bytes | None
-
-
-@dataclass(frozen=True)
-class ItemRead:
-    item: Item
-    campaign_links: int
-    claim: StoredClaim | None
-
-
-@dataclass(frozen=True)
-class ReservationRead:
-    reservation: Reservation
-    claim: StoredClaim | None
-
-
-def _claim(row: asyncpg.Record) -> StoredClaim | None:
-    if not row["claimed"]:
-        return None
-    response = row["claimed_response"]
-    return StoredClaim(row["claimed_fingerprint"], bytes(response) if response is not None else None)
-
-
-async def _driver(conn: AsyncConnection) -> asyncpg.Connection:
+async def driver_of(conn: AsyncConnection) -> asyncpg.Connection:
     """The asyncpg connection under `conn`, in autocommit: every statement here commits on its own.
 
     Nothing on `conn` may run through SQLAlchemy before (it would open a transaction that is
@@ -170,17 +148,17 @@ async def _driver(conn: AsyncConnection) -> asyncpg.Connection:
     return driver
 
 
-class HotPath:
-    """Raw-connection statements of the hot use cases, and the item/campaign caches they use."""
+class HotCache:
+    """The item specs and campaign lists the hot statements reuse between calls (one per process)."""
 
     def __init__(self) -> None:
-        self._items: dict[tuple[str, int], Item] = {}
-        self._campaigns: dict[str, tuple[int, list[Campaign]]] = {}
+        self.items: dict[tuple[str, int], Item] = {}
+        self.campaigns: dict[str, tuple[int, list[Campaign]]] = {}
 
-    def _item(self, row: asyncpg.Record) -> Item:
+    def item(self, row: asyncpg.Record) -> Item:
         """The item of a row: spec from the cache when the version is known, stock always fresh."""
         key = (row["item_id"], row["version"])
-        cached = self._items.get(key)
+        cached = self.items.get(key)
         stock = Stock(row["stock_total"], row["stock_available"], row["stock_reserved"], row["stock_sold"])
         if cached is None:
             values: dict[str, Any] = dict(row)
@@ -188,78 +166,75 @@ class HotPath:
                 if isinstance(values[column], str):
                     values[column] = json.loads(values[column])
             cached = item_from_row(values)
-            if len(self._items) >= _CACHE_LIMIT:
-                self._items.clear()
-            self._items[key] = cached
+            if len(self.items) >= _CACHE_LIMIT:
+                self.items.clear()
+            self.items[key] = cached
             return cached
         return cached if cached.stock == stock else replace(cached, stock=stock)
 
-    async def campaigns(self, conn: AsyncConnection, item_id: str, links: int) -> list[Campaign]:
+
+class HotConnection:
+    """The hot statements on one raw connection (`use_cases.ports.HotStatements`)."""
+
+    def __init__(self, cache: HotCache, driver: asyncpg.Connection) -> None:
+        self._cache = cache
+        self._db = driver
+
+    async def campaigns(self, item_id: str, links: int) -> list[Campaign]:
         """Every campaign linked to the item (any window/region): cached while the number of links holds.
 
         Read after `links` was counted, so the list holds at least those campaigns (a newer one
         only makes the next call read again).
         """
-        found = self._campaigns.get(item_id)
+        found = self._cache.campaigns.get(item_id)
         if found is not None and found[0] == links:
             return found[1]
-        rows = await (await _driver(conn)).fetch(LINKED_CAMPAIGNS, item_id) if links else []
+        rows = await self._db.fetch(LINKED_CAMPAIGNS, item_id) if links else []
         campaigns = [campaign_from_row(row, tuple(row["item_ids"])) for row in rows]
-        if len(self._campaigns) >= _CACHE_LIMIT:
-            self._campaigns.clear()
-        self._campaigns[item_id] = (links, campaigns)
+        if len(self._cache.campaigns) >= _CACHE_LIMIT:
+            self._cache.campaigns.clear()
+        self._cache.campaigns[item_id] = (links, campaigns)
         return campaigns
 
-    async def read_item(self, conn: AsyncConnection, item_id: str) -> tuple[Item, int] | None:
-        row = await (await _driver(conn)).fetchrow(READ_ITEM, item_id)
-        return (self._item(row), row["campaign_links"]) if row is not None else None
+    async def read_item(self, item_id: str) -> tuple[Item, int] | None:
+        row = await self._db.fetchrow(READ_ITEM, item_id)
+        return (self._cache.item(row), row["campaign_links"]) if row is not None else None
 
-    async def read_item_and_claim(
-        self, conn: AsyncConnection, item_id: str, method: str, request_id: str
-    ) -> ItemRead | None:
-        row = await (await _driver(conn)).fetchrow(READ_ITEM_AND_CLAIM, item_id, method, request_id)
+    async def read_item_and_claim(self, item_id: str, key: RequestKey) -> ItemRead | None:
+        row = await self._db.fetchrow(READ_ITEM_AND_CLAIM, item_id, key.user_id, key.request_id)
         if row is None:
             return None
-        return ItemRead(self._item(row), row["campaign_links"], _claim(row))
+        return ItemRead(self._cache.item(row), row["campaign_links"], row["claimed"])
 
-    async def units_used(
-        self, conn: AsyncConnection, item_id: str, user_id: str, since: datetime | None, now: datetime
-    ) -> int:
-        return int(await (await _driver(conn)).fetchval(UNITS_USED, item_id, user_id, since, now))
+    async def units_used(self, item_id: str, user_id: str, since: datetime | None, now: datetime) -> int:
+        return int(await self._db.fetchval(UNITS_USED, item_id, user_id, since, now))
 
-    async def reserve(
-        self, conn: AsyncConnection, r: Reservation, request_id: str, fingerprint: str, reply: bytes
-    ) -> bool:
-        """Claim + (take stock) + insert in one statement; False when a guard failed or the key is taken."""
+    async def reserve(self, r: Reservation, key: RequestKey, reply: bytes) -> bool:
+        """Key + reply + (take stock) + insert in one statement; False when a guard failed or the key is taken."""
         statement = RESERVE_LIMITED if r.took_stock else RESERVE_UNLIMITED
         try:
-            row = await (await _driver(conn)).fetchrow(
-                statement, r.item_id, r.item_version, request_id, fingerprint, reply, r.create_time,
+            row = await self._db.fetchrow(
+                statement, r.item_id, r.item_version, key.request_id, key.fingerprint, reply, r.create_time,
                 r.reservation_id, r.user_id, r.region, r.quantity, int(r.unit_price.currency),
-                r.unit_price.amount, r.total_price.amount, r.campaign_id, r.expire_time,
+                r.unit_price.amount, r.total_price.amount, r.campaign_id, r.expire_time, key.user_id, key.method,
             )
         except _FALL_BACK_ON:
             return False
         return row is not None
 
-    async def read_reservation_and_claim(
-        self, conn: AsyncConnection, reservation_id: str, method: str, request_id: str
-    ) -> ReservationRead | None:
-        row = await (await _driver(conn)).fetchrow(READ_RESERVATION_AND_CLAIM, reservation_id, method, request_id)
+    async def read_reservation_and_claim(self, reservation_id: str, key: RequestKey) -> ReservationRead | None:
+        row = await self._db.fetchrow(READ_RESERVATION_AND_CLAIM, reservation_id, key.user_id, key.request_id)
         if row is None:
             return None
-        return ReservationRead(reservation_from_row(row), _claim(row))
+        return ReservationRead(reservation_from_row(row), row["claimed"])
 
-    async def resolve(
-        self, conn: AsyncConnection, method: str, resolved: Reservation, request_id: str, fingerprint: str,
-        reply: bytes,
-    ) -> bool:
-        """ACTIVE -> resolved.state (+ stock) + claim + reply in one statement; False if it did not apply."""
+    async def resolve(self, resolved: Reservation, key: RequestKey, reply: bytes) -> bool:
+        """ACTIVE -> resolved.state (+ stock) + key + reply in one statement; False if it did not apply."""
         statement = COMMIT if resolved.state == ReservationState.COMMITTED else RELEASE
         try:
-            row = await (await _driver(conn)).fetchrow(
-                statement, resolved.reservation_id, int(resolved.state), resolved.resolve_time, method,
-                request_id, fingerprint, reply,
+            row = await self._db.fetchrow(
+                statement, resolved.reservation_id, int(resolved.state), resolved.resolve_time, key.method,
+                key.request_id, key.fingerprint, reply, key.user_id,
             )
         except _FALL_BACK_ON:
             return False

@@ -1,9 +1,8 @@
-"""Row <-> domain mapping, and the JSON snapshots kept for idempotent replies."""
+"""Row <-> domain mapping."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import replace
 from typing import Any, Protocol
 
 from pydantic import TypeAdapter
@@ -27,7 +26,6 @@ from catalog.domain import (
     Reservation,
     ReservationState,
     Stock,
-    StockReturn,
     default_terms,
 )
 
@@ -199,37 +197,3 @@ def reservation_from_row(row: Row) -> Reservation:
         took_stock=row["took_stock"],
         returned_quantity=row["returned_quantity"],
     )
-
-
-# Idempotent replies are stored as JSON of the domain result (the original response, also
-# after later changes to the item or reservation).
-_SNAPSHOTS: dict[type, TypeAdapter[Any]] = {}
-_JSON_OBJECT: TypeAdapter[dict[str, Any]] = TypeAdapter(dict[str, Any])
-
-
-def _adapter(kind: type) -> TypeAdapter[Any]:
-    """Building an adapter is costly: one per type, built on first use."""
-    if kind not in _SNAPSHOTS:
-        _SNAPSHOTS[kind] = TypeAdapter(kind)
-    return _SNAPSHOTS[kind]
-
-
-def snapshot(result: Item | Campaign | Reservation | StockReturn) -> bytes:
-    adapter = _adapter(type(result))
-    if isinstance(result, Item):
-        # The attributes union is stored with its name, like the items table does.
-        data = adapter.dump_python(result, mode="json")
-        data["spec"]["attributes"] = attributes_to_json(result.spec.attributes)
-        return _JSON_OBJECT.dump_json(data)
-    return bytes(adapter.dump_json(result))
-
-
-def from_snapshot(kind: type, data: bytes) -> Any:
-    adapter = _adapter(kind)
-    if kind is Item:
-        raw = _JSON_OBJECT.validate_json(data)
-        attributes = attributes_from_json(raw["spec"]["attributes"])
-        raw["spec"]["attributes"] = None
-        item: Item = adapter.validate_python(raw)
-        return replace(item, spec=replace(item.spec, attributes=attributes))
-    return adapter.validate_json(data)

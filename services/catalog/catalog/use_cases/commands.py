@@ -12,11 +12,25 @@ E = TypeVar("E")
 
 
 @dataclass(frozen=True)
-class Idempotent:
-    """Every mutating command carries its key and the fingerprint of its parameters."""
+class RequestKey:
+    """What a mutating request is known by (`points_platform.idempotency.RequestKey`, as the
+    transport computed it): the hot path writes it beside its effect, in the platform's table."""
 
+    user_id: str
     request_id: str
-    fingerprint: str
+    method: str  # full name: points.catalog.v1.CatalogService.ReserveStock
+    fingerprint: bytes
+
+
+@dataclass(frozen=True)
+class Idempotent:
+    """Every mutating command carries its request's key."""
+
+    key: RequestKey
+
+    @property
+    def request_id(self) -> str:
+        return self.key.request_id
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,6 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
-    LargeBinary,
     MetaData,
     SmallInteger,
     String,
@@ -20,6 +19,8 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+
+from points_platform.idempotency import idempotency_table
 
 metadata = MetaData()
 
@@ -127,13 +128,5 @@ Index(
     postgresql_where=text("state = 1"),
 )
 
-# One row per (method, request_id): claimed in the same transaction as the effect.
-idempotency = Table(
-    "idempotency",
-    metadata,
-    Column("method", String(32), primary_key=True),
-    Column("request_id", String(128), primary_key=True),
-    Column("fingerprint", String(64), nullable=False),
-    Column("response", LargeBinary),
-    Column("create_time", DateTime(timezone=True), nullable=False),
-)
+# The platform's idempotency table (points_platform.idempotency), written by the hot statements too.
+idempotency = idempotency_table(metadata)

@@ -1,0 +1,54 @@
+"""The catalog's storage over the platform's unit of work (`use_cases.ports.Database`)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import TypeVar
+
+from catalog.store.campaigns import CampaignRepository
+from catalog.store.hot import HotCache, HotConnection, driver_of
+from catalog.store.items import ItemRepository
+from catalog.store.reservations import ReservationRepository
+from catalog.use_cases.ports import UnitOfWork
+from points_platform.unit_of_work import Transaction, Transactions
+
+T = TypeVar("T")
+
+
+class Repositories:
+    """Every repository on one transaction (`use_cases.ports.Repositories`)."""
+
+    def __init__(self, tx: Transaction, cache: HotCache) -> None:
+        self._tx = tx
+        self._cache = cache
+        self.items = ItemRepository(tx.connection)
+        self.campaigns = CampaignRepository(tx.connection)
+        self.reservations = ReservationRepository(tx.connection)
+
+    async def reads(self) -> HotConnection:
+        """The hot path's reads inside this transaction, on its own raw connection."""
+        return HotConnection(self._cache, await self._tx.driver())
+
+
+class CatalogDatabase:
+    """Repositories on the platform's transactions, and the hot statements, from one engine's pool."""
+
+    def __init__(self, transactions: Transactions) -> None:
+        self._transactions = transactions
+        self._cache = HotCache()
+
+    def on(self, uow: UnitOfWork) -> Repositories:
+        if not isinstance(uow, Transaction):
+            raise TypeError(f"a unit of work is a points_platform Transaction, not {type(uow).__name__}")
+        return Repositories(uow, self._cache)
+
+    async def run(self, work: Callable[[UnitOfWork], Awaitable[T]]) -> T:
+        return await self._transactions.run(work)
+
+    @asynccontextmanager
+    async def hot(self) -> AsyncIterator[HotConnection]:
+        """A pooled connection outside any transaction: each hot statement commits on its own (it
+        writes its effect, key and reply together, so it needs no transaction around it)."""
+        async with self._transactions.engine.connect() as conn:
+            yield HotConnection(self._cache, await driver_of(conn))

@@ -1,0 +1,1 @@
+"""Catalog use cases, one module per aggregate; `ports.py` says what they need from storage."""
