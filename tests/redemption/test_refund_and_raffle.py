@@ -14,7 +14,7 @@ from points.common.v1 import common_pb2
 from points.redemption.v1 import redemption_pb2 as rpb
 from points.wallet.v1 import wallet_pb2
 from points_platform.client import acting_for, error_reason
-from redemption.domain import draw_winners
+from redemption.domain.raffle import draw_winners
 from tests.redemption.conftest import COINS, POINTS, Suite, cosmetic_spec, md, uid
 from tests.redemption.test_redeem import step_names
 from tests.support.rpc import ts

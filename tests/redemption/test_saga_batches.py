@@ -16,11 +16,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from points_platform.db import create_engine, migrate
 from points_platform.unit_of_work import Transactions
-from redemption.domain import EntitlementKind, EntitlementState, Outcome, Saga, State, Step
+from redemption.domain.entitlements import EntitlementKind, EntitlementState
+from redemption.domain.saga import Outcome, Saga, State, Step
 from redemption.main import MIGRATIONS
 from redemption.store import EntitlementRow, SagaStore
 from redemption.store.saga_batches import distinct_runs
-from redemption.tables import entitlements, saga_steps
+from redemption.store.tables import entitlements, saga_steps
 from tests.conftest import NewDatabase
 
 NOW = datetime(2030, 1, 1, tzinfo=UTC)

@@ -26,7 +26,7 @@ from points_platform.validation import (
     require_request_id,
     require_text,
 )
-from redemption.domain import State
+from redemption.domain.saga import State
 from redemption.store import EntitlementRow, RaffleDrawRow, SagaRecord, UseRow
 from redemption.use_cases import RedeemCommand, RedemptionService
 from redemption.use_cases.entitlements import ConsumeCommand, entitlement_not_found

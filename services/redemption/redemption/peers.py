@@ -14,7 +14,7 @@ from points.catalog.v1 import catalog_pb2, catalog_pb2_grpc
 from points.common.v1 import common_pb2
 from points.wallet.v1 import wallet_pb2, wallet_pb2_grpc
 from points_platform.client import error_reason
-from redemption.domain import ItemKind, ItemSnapshot
+from redemption.domain.item import ItemKind, ItemSnapshot
 
 T = TypeVar("T")
 

@@ -13,8 +13,9 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from points_platform.unit_of_work import RaceLost, Transaction
-from redemption.domain import EntitlementKind, EntitlementState, State, Usage
-from redemption.tables import entitlement_uses, entitlements, raffle_draws, sagas
+from redemption.domain.entitlements import EntitlementKind, EntitlementState, Usage
+from redemption.domain.saga import State
+from redemption.store.tables import entitlement_uses, entitlements, raffle_draws, sagas
 
 
 @dataclass(frozen=True)

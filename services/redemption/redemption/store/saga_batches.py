@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from redemption.domain import Saga
+from redemption.domain.saga import Saga
 from redemption.store import saga_sql
 from redemption.store.entitlements import EntitlementRow
 

@@ -11,10 +11,11 @@ from sqlalchemy import and_, func, insert, or_, select, update
 
 from points_platform.group_commit import GroupCommitter
 from points_platform.unit_of_work import Transaction, Transactions
-from redemption.domain import ItemKind, ItemSnapshot, Mode, Outcome, Saga, State, Step
+from redemption.domain.item import ItemKind, ItemSnapshot
+from redemption.domain.saga import Mode, Outcome, Saga, State, Step
 from redemption.store import saga_batches, saga_sql
 from redemption.store.entitlements import EntitlementRow
-from redemption.tables import saga_steps, sagas
+from redemption.store.tables import saga_steps, sagas
 
 if TYPE_CHECKING:
     import asyncpg

@@ -15,23 +15,17 @@ from points_platform.clock import Clock
 from points_platform.unit_of_work import Transaction, Transactions
 from redemption import metrics
 from redemption.config import RedemptionSettings
-from redemption.domain import (
+from redemption.domain.entitlements import (
     ENTITLEMENT_OF_ITEM,
     EntitlementKind,
     EntitlementState,
-    ItemKind,
-    Outcome,
-    Saga,
-    Step,
-    after_failure,
-    after_stock_lost,
-    after_success,
     entitlement_units,
     expiry,
     granted_uses,
-    raffle_closed,
-    step_request_id,
 )
+from redemption.domain.item import ItemKind
+from redemption.domain.raffle import raffle_closed
+from redemption.domain.saga import Outcome, Saga, Step, after_failure, after_stock_lost, after_success, step_request_id
 from redemption.peers import ItemInfo, PeerRefused, PeerUnavailable
 from redemption.store import EntitlementRow, EntitlementStore, Journal, SagaStore
 from redemption.store import entitlements as entitlement_rows

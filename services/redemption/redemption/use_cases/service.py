@@ -21,18 +21,10 @@ from points_platform.idempotency import RequestKey, find_reply, idempotent
 from points_platform.unit_of_work import Transaction, Transactions
 from redemption import metrics
 from redemption.config import RedemptionSettings
-from redemption.domain import (
-    ItemKind,
-    Saga,
-    State,
-    commitment_too_late,
-    draw_winners,
-    raffle_closed,
-    refund_blocker,
-    refund_refusal,
-    seed_hash,
-    start_refund,
-)
+from redemption.domain.entitlements import refund_blocker
+from redemption.domain.item import ItemKind
+from redemption.domain.raffle import commitment_too_late, draw_winners, raffle_closed, seed_hash
+from redemption.domain.saga import Saga, State, refund_refusal, start_refund
 from redemption.peers import ItemInfo, PeerRefused, PeerUnavailable
 from redemption.store import (
     EntitlementRow,
@@ -372,7 +364,7 @@ class RedemptionService:
                 if not claimed or loop.time() - counted_at >= METRICS_INTERVAL_SECONDS:
                     await self.refresh_metrics()
                     counted_at = loop.time()
-            except Exception:  # noqa: BLE001 - the database may be restarting; try again shortly
+            except Exception:
                 log.exception("saga_recovery_failed")
                 claimed = 0
             if not claimed:
