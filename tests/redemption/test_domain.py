@@ -107,7 +107,8 @@ def test_stock_lost_after_the_funds_commit_refunds_all_but_coin_gifts() -> None:
 
     coins = after_stock_lost(replace(lost, currency="COINS"), "OUT_OF_STOCK")
     assert coins.mode is Mode.REFUNDING  # the wallet refunds the committed coin hold
-    gift = replace(lost, currency="COINS", item=ItemSnapshot(kind=ItemKind.VIRTUAL_GIFT, currency="COINS", gift_id="rose"))
+    gift = replace(lost, currency="COINS",
+                   item=ItemSnapshot(kind=ItemKind.VIRTUAL_GIFT, currency="COINS", gift_id="rose"))
     assert after_stock_lost(gift, "OUT_OF_STOCK").state is State.COMPLETED  # the creator's diamonds are paid
     free = after_stock_lost(replace(lost, currency="COINS", amount=0), "OUT_OF_STOCK")
     assert free.mode is Mode.REFUNDING  # nothing to credit: the entitlement is revoked all the same
@@ -146,7 +147,8 @@ def test_refund_rules() -> None:
     assert refund_refusal(done, now - timedelta(hours=1), now, 86400, consumed=False) == ""
     assert refund_refusal(done, now - timedelta(days=2), now, 86400, consumed=False) == "REFUND_WINDOW_CLOSED"
     assert refund_refusal(done, now, now, 86400, consumed=True) == "ENTITLEMENT_CONSUMED"
-    gift = replace(done, currency="COINS", item=ItemSnapshot(kind=ItemKind.VIRTUAL_GIFT, currency="COINS", gift_id="rose"))
+    gift = replace(done, currency="COINS",
+                   item=ItemSnapshot(kind=ItemKind.VIRTUAL_GIFT, currency="COINS", gift_id="rose"))
     assert refund_refusal(gift, now, now, 86400, consumed=False) == "COIN_GIFT_NOT_REFUNDABLE"
     assert refund_refusal(replace(done, currency="COINS"), now, now, 86400, consumed=False) == ""
     assert refund_refusal(new_saga(), None, now, 86400, consumed=False) == "NOT_COMPLETED"

@@ -400,7 +400,8 @@ async def test_redeem_answers_from_what_its_driver_wrote_exactly_as_stored(
     rich, poor = uid("u"), uid("u")
     await suite.fund(rich, 1000)
     await suite.fund(poor, 10)
-    raffle = await suite.item(kind=catalog_pb2.ITEM_KIND_RAFFLE_TICKET, price=common_pb2.Price(currency=POINTS, amount=50),
+    raffle = await suite.item(kind=catalog_pb2.ITEM_KIND_RAFFLE_TICKET,
+                              price=common_pb2.Price(currency=POINTS, amount=50),
                               raffle=catalog_pb2.RaffleAttributes(raffle_id=uid("raffle"), winners=1,
                                                                   draw_time=_future(suite)))
     unlimited = await suite.item(**cosmetic_spec(price=100))
