@@ -14,12 +14,12 @@ from points_platform.unit_of_work import RaceLost, Transaction
 from redemption.domain.entitlements import EntitlementKind, EntitlementState, Usage
 from redemption.domain.saga import State
 from redemption.store.tables import entitlement_uses, entitlements, raffle_draws, sagas
+from redemption.use_cases.commands import ConsumeCommand
 from redemption.use_cases.records import (
     Consumption,
     EntitlementRow,
     EntriesPendingError,
     RaffleDrawRow,
-    UseRequest,
     UseRow,
     UseRule,
     WinnerPick,
@@ -94,7 +94,8 @@ class EntitlementStore:
             return None
         return Consumption(_SNAPSHOT.validate_python(row.entitlement), _use(row), row.fingerprint)
 
-    async def record_use(self, tx: Transaction, request: UseRequest, rule: UseRule) -> Consumption | None:
+    async def record_use(self, tx: Transaction, request: ConsumeCommand, now: datetime,
+                         rule: UseRule) -> Consumption | None:
         """Record one use under `request.request_id` in `tx` (None: no such entitlement). The entitlement row
         is locked FOR UPDATE while `rule` decides, so concurrent uses of one entitlement queue there and each
         sees the count the previous one left. The use row carries the idempotency key (folded storage,
@@ -114,8 +115,7 @@ class EntitlementStore:
         after = rule(_entitlement(row), row.saga_state == State.COMPLETED.value)
         await conn.execute(update(entitlements).where(entitlements.c.entitlement_id == after.entitlement_id)
                            .values(use_count=after.use_count, state=after.state.value))
-        use = UseRow(request.request_id, after.entitlement_id, after.use_count, request.caller, request.reference,
-                     request.now)
+        use = UseRow(request.request_id, after.entitlement_id, after.use_count, request.caller, request.reference, now)
         await conn.execute(insert(entitlement_uses).values(
             **use.__dict__, fingerprint=request.fingerprint, entitlement=_SNAPSHOT.dump_python(after, mode="json")))
         return Consumption(after, use, request.fingerprint)

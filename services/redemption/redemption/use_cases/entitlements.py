@@ -22,7 +22,7 @@ from points_platform.unit_of_work import Transaction, Transactions
 from redemption import metrics
 from redemption.use_cases.commands import ConsumeCommand
 from redemption.use_cases.ports import EntitlementRepository
-from redemption.use_cases.records import Consumption, EntitlementRow, UseRequest, UseRow
+from redemption.use_cases.records import Consumption, EntitlementRow, UseRow
 
 log = structlog.get_logger("redemption")
 # GetEntitlement shows this many of the latest uses (an unlimited entitlement may have many).
@@ -76,9 +76,7 @@ class EntitlementUses:
         made: list[tuple[Consumption, R]] = []
 
         async def use(tx: Transaction) -> R:
-            result = await self._store.record_use(tx, UseRequest(
-                cmd.request_id, cmd.fingerprint, cmd.entitlement_id, cmd.discount_code, cmd.caller, cmd.reference,
-                now), use_once)
+            result = await self._store.record_use(tx, cmd, now, use_once)
             if result is None:
                 raise entitlement_not_found(cmd.entitlement_id)
             made.append((result, answer(result)))

@@ -13,6 +13,7 @@ from points_platform.unit_of_work import Transaction
 from redemption.domain.entitlements import Usage
 from redemption.domain.item import ItemSnapshot
 from redemption.domain.saga import Saga, State, Step
+from redemption.use_cases.commands import ConsumeCommand
 from redemption.use_cases.records import (
     Consumption,
     EntitlementRow,
@@ -20,7 +21,6 @@ from redemption.use_cases.records import (
     RaffleDrawRow,
     SagaRecord,
     Transition,
-    UseRequest,
     UseRow,
     UseRule,
     WinnerPick,
@@ -132,7 +132,8 @@ class EntitlementRepository(Protocol):
     async def revoke(self, tx: Transaction, redemption_id: str) -> None: ...
     async def lock_usages(self, tx: Transaction, redemption_id: str) -> list[Usage]: ...
     async def stored_use(self, tx: Transaction, request_id: str) -> Consumption | None: ...
-    async def record_use(self, tx: Transaction, request: UseRequest, rule: UseRule) -> Consumption | None: ...
+    async def record_use(self, tx: Transaction, request: ConsumeCommand, now: datetime,
+                         rule: UseRule) -> Consumption | None: ...
     async def get_draw(self, raffle_id: str) -> RaffleDrawRow | None: ...
     async def drawn_tickets(self, raffle_id: str, limit: int,
                             after: tuple[datetime, str] | None) -> list[tuple[datetime, str]]: ...

@@ -126,17 +126,6 @@ class Consumption:
     fingerprint: str
 
 
-@dataclass(frozen=True)
-class UseRequest:
-    request_id: str
-    fingerprint: str
-    entitlement_id: str  # exactly one of entitlement_id / discount_code
-    discount_code: str
-    caller: str
-    reference: str
-    now: datetime
-
-
 # Decides one more use of the locked entitlement (is its redemption completed?): the entitlement after the
 # use, or raises the refusal.
 UseRule = Callable[[EntitlementRow, bool], EntitlementRow]
