@@ -134,7 +134,6 @@ def redemption(record: SagaRecord, entitlement_ids: Sequence[str]) -> pb.Redempt
     return message
 
 
-
 def entitlement(row: EntitlementRow) -> pb.Entitlement:
     return pb.Entitlement(
         entitlement_id=row.entitlement_id, user_id=row.user_id, redemption_id=row.redemption_id,

@@ -50,7 +50,7 @@ class CatalogClient:
 
     async def item(self, item_id: str) -> ItemInfo:
         reply = await call(self._stub.GetItem(catalog_pb2.GetItemRequest(item_id=item_id), metadata=self._md,
-                                               timeout=self._timeout))
+                                              timeout=self._timeout))
         return _item_info(reply.item)
 
     async def raffle_item(self, raffle_id: str) -> ItemInfo | None:

@@ -53,7 +53,7 @@ class WalletClient:
 
     async def hold(self, hold_id: str) -> HoldInfo:
         reply = await call(self._stub.GetHold(wallet_pb2.GetHoldRequest(hold_id=hold_id), metadata=self._md,
-                                               timeout=self._timeout))
+                                              timeout=self._timeout))
         return _hold(reply.hold)
 
     async def send_gift(self, request_id: str, sender_id: str, creator_id: str, coins: int, gift_id: str) -> None:
