@@ -10,16 +10,23 @@ wrapped only to refuse (and count) a malformed request, and otherwise run untouc
 
 from __future__ import annotations
 
+import secrets
 import time
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from typing import Any, NoReturn, TypeAlias
 
 import grpc
 import structlog
 from prometheus_client import Counter, Histogram
 
-from points_platform.auth import OPERATOR_HEADER, Authenticator, current_caller, current_user
+from points_platform.auth import (
+    OPERATOR_HEADER,
+    USER_HEADER,
+    USER_SCOPED_CALLERS,
+    Authenticator,
+    current_caller,
+    current_user,
+)
 from points_platform.db import is_database_unavailable
 from points_platform.errors import DomainError, Unavailable, to_rpc_status
 from points_platform.malformed import MalformedRequest, parsed_stream, require_parsed, tolerant
@@ -91,15 +98,28 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
 
 
 class _Call:
-    """The wrapping of one method, with its metric children resolved once."""
+    """The wrapping of one method, with everything constant per method resolved once: its metric
+    children, its policy entry and its user scope."""
 
     def __init__(self, owner: CallInterceptor, service: str, method: str, public: bool) -> None:
         self.owner = owner
         self.service = service
         self.method = method
+        auth = owner._auth
+        self._allowed = auth.allowed_callers(method)
+        self._user_field = auth.user_field(method)
+        self._peer_certs = auth.trusts_client_cert
+        # Code name -> RPC_TOTAL child, filled as codes occur (OK is the hot one).
+        self._totals: dict[str, Any] = {}
         if not public:  # public calls have no OK or timing series: they are counted only when refused
             self._seconds = RPC_SECONDS.labels(service, method)
-            self._ok = RPC_TOTAL.labels(service, method, "OK")
+            self._ok = self._total("OK")
+
+    def _total(self, code: str) -> Any:
+        child = self._totals.get(code)
+        if child is None:
+            child = self._totals[code] = RPC_TOTAL.labels(self.service, self.method, code)
+        return child
 
     def unary_response(self, behavior: Callable[..., Any], client_stream: bool) -> Callable[..., Awaitable[Any]]:
         async def wrapped(request: Any, context: Context) -> Any:
@@ -155,7 +175,7 @@ class _Call:
         """Public calls are not timed or counted when they succeed; a malformed one is counted."""
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(rpc_method=self.method)
-        RPC_TOTAL.labels(self.service, self.method, exc.code.name).inc()
+        self._total(exc.code.name).inc()
         await self._fail(exc, context)
 
     def _parsed(self, request: Any, client_stream: bool) -> Any:
@@ -168,24 +188,36 @@ class _Call:
     def _admit(self, request: Any, client_stream: bool, context: Context) -> Any:
         """Bind the call's log context, name the caller and check the policy, then (only for a caller
         who may call at all) refuse a request that did not parse, then check the user scope."""
-        metadata: Sequence[tuple[str, str | bytes]] = tuple(context.invocation_metadata() or ())
-        request_id = next((str(v) for k, v in metadata if k == "x-request-id"), "")
+        # The first value of each header, as the policy reads it: one pass, not one scan per header.
+        headers: dict[str, str | bytes] = dict(reversed(tuple(context.invocation_metadata() or ())))
+        request_id = str(headers.get("x-request-id") or "")
         if not request_id:
-            request_id = str(getattr(request, "request_id", "") or "") or uuid.uuid4().hex
+            request_id = str(getattr(request, "request_id", "") or "") or secrets.token_hex(16)
         structlog.contextvars.clear_contextvars()
-        structlog.contextvars.bind_contextvars(request_id=request_id, rpc_method=self.method)
         auth = self.owner._auth
-        peer: Mapping[str, Iterable[bytes]] = (context.auth_context() or {}) if auth.trusts_client_cert else {}
-        caller = auth.identify(metadata, peer)
-        structlog.contextvars.bind_contextvars(caller=caller)
-        operator = next((str(v) for k, v in metadata if k == OPERATOR_HEADER), "")
+        peer: Mapping[str, Iterable[bytes]] = (context.auth_context() or {}) if self._peer_certs else {}
+        try:
+            caller = auth.identify_by(headers.get("authorization"), peer)
+        except Exception:  # logged (rpc_rejected) under the call's context, without a caller
+            structlog.contextvars.bind_contextvars(request_id=request_id, rpc_method=self.method)
+            raise
+        operator = str(headers.get(OPERATOR_HEADER) or "")
         if caller == "admin" and operator and operator.isascii() and operator.isprintable() and len(operator) <= 64:
             # Only the admin caller speaks for an operator; anyone else naming one is ignored.
-            structlog.contextvars.bind_contextvars(operator=operator)
+            structlog.contextvars.bind_contextvars(
+                request_id=request_id, rpc_method=self.method, caller=caller, operator=operator
+            )
+        else:
+            structlog.contextvars.bind_contextvars(request_id=request_id, rpc_method=self.method, caller=caller)
         current_caller.set(caller)
-        auth.authorize(caller, self.method)
+        if caller not in self._allowed:
+            auth.authorize(caller, self.method)  # raises CALLER_NOT_ALLOWED
         request = self._parsed(request, client_stream)
-        current_user.set(auth.scope(caller, self.method, metadata, request))
+        field = self._user_field
+        if field is not None and caller in USER_SCOPED_CALLERS:
+            current_user.set(auth.scope_by(self.method, field, headers.get(USER_HEADER) or "", request))
+        else:
+            current_user.set("")
         return request
 
     async def _fail(self, exc: Exception, context: Context) -> NoReturn:
@@ -215,7 +247,7 @@ class _Call:
         if code is None:
             self._ok.inc()
         else:
-            RPC_TOTAL.labels(self.service, self.method, _status_name(code)).inc()
+            self._total(_status_name(code)).inc()
         self._seconds.observe(time.perf_counter() - started)
 
 
