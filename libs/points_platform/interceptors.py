@@ -1,8 +1,11 @@
-"""One server interceptor chain: request id, logging, metrics, authentication, error mapping.
+"""One call wrapper (the platform's "interceptor chain"): request id, logging, metrics,
+authentication, error mapping.
 
-gRPC's asyncio interceptors see only the method name and metadata, not the servicer
-context (which carries the TLS peer and lets us abort with a status), so each concern is
-applied by wrapping the handler's behaviour. Every handler's request deserializer is made
+Each concern needs the servicer context (the TLS peer; aborting with a status), which gRPC's
+asyncio interceptors do not see, so each is applied by wrapping the handler's behaviour. The
+wrapping happens as handlers are registered (`CallWrapper.registering`), not through a
+`grpc.aio.ServerInterceptor`, which grpc would run as a chain of coroutines on every call only
+to hand back the same wrapped handler (docs/benchmarks.md, "Call wrapper"). Every handler's request deserializer is made
 tolerant (`malformed.py`): bytes that do not parse are refused as MALFORMED_REQUEST after
 authentication. Health and reflection are public and the benchmarks' baseline: they are
 wrapped only to refuse (and count) a malformed request, and otherwise run untouched.
@@ -49,32 +52,19 @@ Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
 Context: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"
 
 
-class CallInterceptor(grpc.aio.ServerInterceptor):
-    """Applies the platform's per-call concerns to every non-public method."""
+class CallWrapper:
+    """Applies the platform's per-call concerns to every method, wrapping each handler once as the
+    server learns it (`registering`), so grpc runs no interceptor per call."""
 
     def __init__(self, authenticator: Authenticator, error_domain: str) -> None:
         self._auth = authenticator
         self._domain = error_domain
-        # Wrapped handlers per method: built once, not on every call (this is the hot path).
-        self._wrapped: dict[str, Handler] = {}
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler | None]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> Handler | None:
-        full_method: str = handler_call_details.method
-        wrapped = self._wrapped.get(full_method)
-        if wrapped is not None:
-            return wrapped
-        handler = await continuation(handler_call_details)
-        if handler is None:
-            return handler
-        wrapped = self._wrap(handler, full_method)
-        self._wrapped[full_method] = wrapped
-        return wrapped
+    def registering(self, server: grpc.aio.Server) -> grpc.aio.Server:
+        """`server` as the services' register functions see it: the handlers they add are wrapped."""
+        return _WrappingRegistrar(server, self)
 
-    def _wrap(self, handler: Handler, full_method: str) -> Handler:
+    def wrap(self, handler: Handler, full_method: str) -> Handler:
         service, _, method = full_method.rpartition("/")
         public = full_method.startswith(PUBLIC_PREFIXES)
         call = _Call(self, service.lstrip("/"), method, public)
@@ -97,11 +87,64 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
         )
 
 
+class _WrappingRegistrar(grpc.aio.Server):
+    """Stands in for the server while handlers are added (generated `add_*_to_server` code, health,
+    reflection): registered methods are wrapped at once, generic handlers on their first call. It
+    is a `grpc.aio.Server` because registration code checks (reflection picks its asyncio servicer
+    so); everything but adding handlers is the server's own."""
+
+    def __init__(self, server: grpc.aio.Server, wrapper: CallWrapper) -> None:
+        self._server = server
+        self._wrapper = wrapper
+
+    def add_generic_rpc_handlers(self, generic_rpc_handlers: Iterable[grpc.GenericRpcHandler]) -> None:
+        self._server.add_generic_rpc_handlers(tuple(_WrappedGeneric(h, self._wrapper) for h in generic_rpc_handlers))
+
+    def add_registered_method_handlers(self, service_name: str, method_handlers: Mapping[str, Handler]) -> None:
+        self._server.add_registered_method_handlers(service_name, {
+            name: self._wrapper.wrap(handler, f"/{service_name}/{name}") for name, handler in method_handlers.items()
+        })
+
+    def add_insecure_port(self, address: str) -> int:
+        return self._server.add_insecure_port(address)
+
+    def add_secure_port(self, address: str, server_credentials: grpc.ServerCredentials) -> int:
+        return self._server.add_secure_port(address, server_credentials)
+
+    async def start(self) -> None:
+        await self._server.start()
+
+    async def stop(self, grace: float | None) -> None:
+        await self._server.stop(grace)
+
+    async def wait_for_termination(self, timeout: float | None = None) -> bool:
+        return await self._server.wait_for_termination(timeout)
+
+
+class _WrappedGeneric(grpc.GenericRpcHandler):
+    """A generic handler whose handlers come wrapped, each built on its method's first call."""
+
+    def __init__(self, inner: grpc.GenericRpcHandler, wrapper: CallWrapper) -> None:
+        self._inner = inner
+        self._wrapper = wrapper
+        self._wrapped: dict[str, Handler] = {}
+
+    def service(self, handler_call_details: grpc.HandlerCallDetails) -> Handler | None:
+        full_method: str = handler_call_details.method
+        wrapped = self._wrapped.get(full_method)
+        if wrapped is None:
+            handler = self._inner.service(handler_call_details)
+            if handler is None:
+                return None
+            wrapped = self._wrapped[full_method] = self._wrapper.wrap(handler, full_method)
+        return wrapped
+
+
 class _Call:
     """The wrapping of one method, with everything constant per method resolved once: its metric
     children, its policy entry and its user scope."""
 
-    def __init__(self, owner: CallInterceptor, service: str, method: str, public: bool) -> None:
+    def __init__(self, owner: CallWrapper, service: str, method: str, public: bool) -> None:
         self.owner = owner
         self.service = service
         self.method = method
