@@ -5,7 +5,7 @@ One trivial unary method, `points.bench.v1.Bench/Check` (a HealthCheckRequest na
 `service`; the handler only answers), is served by a real grpc.aio server process on loopback,
 started as a service starts (uvloop, the services' GC settings), in one of three ways:
 
-- `bare`: no interceptor;
+- `bare`: no interceptor (sent the same request and headers as `wrapped`);
 - `wrapped`: `create_server`, the platform's full chain with a real policy: a bearer token, the
   caller policy, and a user-scoped method whose request must name the user of `x-points-user`
   (the path of a read such as wallet `GetBalance`);
@@ -62,6 +62,8 @@ class Sample:
 
 
 def _headers(mode: str, token: str) -> list[tuple[str, str]]:
+    """The bare server gets the wrapped one's headers too: grpc turns every header into Python
+    objects for every call, read or not, and that cost is the caller's, not the wrapper's."""
     if mode == "health":
         return []
     return [("authorization", f"Bearer {token}"), (USER_HEADER, USER)]
