@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import secrets
 
 import pytest
 
@@ -45,3 +46,13 @@ async def test_a_round_measures_every_server_and_every_call_reaches_the_handler(
     ]
     assert all(s.calls > 0 and s.calls_per_second > 0 and s.cpu_us_per_call > 0 for s in samples)
     assert [n for n, _, _ in wrapper.ratios(samples)] == [1, 2]
+
+
+@pytest.mark.skipif(not h2load.available(), reason="h2load is not installed (Debian: nghttp2-client)")
+async def test_calls_the_chain_refused_are_not_measured_as_answered() -> None:
+    """h2load counts a refused gRPC call (HTTP 200, grpc-status 16) as a success."""
+    with pytest.raises(RuntimeError, match="reached the handler"):
+        await asyncio.to_thread(
+            wrapper.measure, "wrapped", 1, token=secrets.token_urlsafe(32), server_token=secrets.token_urlsafe(32),
+            warmup=1, duration=1, concurrency=4, connections=1,
+        )

@@ -70,11 +70,12 @@ def _headers(mode: str, token: str) -> list[tuple[str, str]]:
 
 
 def measure(mode: str, number: int, *, token: str, warmup: float, duration: float, concurrency: int,
-            connections: int) -> Sample:
-    """Start a server process in `mode`, warm it up, measure it, stop it."""
+            connections: int, server_token: str | None = None) -> Sample:
+    """Start a server process in `mode` knowing `server_token` (default: the `token` sent), warm it
+    up, measure it, stop it."""
     server = subprocess.Popen(
-        [sys.executable, "-m", "points_cli.bench.wrapper", mode],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env={**os.environ, TOKEN_ENV: token},
+        [sys.executable, "-m", "points_cli.bench.wrapper", mode], stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL, text=True, env={**os.environ, TOKEN_ENV: server_token or token},
     )
     try:
         assert server.stdout is not None
