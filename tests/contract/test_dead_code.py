@@ -16,7 +16,6 @@ EXCLUDE = "*/migrations/versions/*"
 
 USED_FROM_OUTSIDE = {
     "pytestmark": "read by pytest",
-    "intercept_service": "called by grpc for every server interceptor",
     "_refuse_unusable_tokens": "a pydantic model validator",
     "__getitem__": "the row mapping protocol SQLAlchemy reads",
     "ListCampaigns": "an RPC: called by clients, not by the code",
