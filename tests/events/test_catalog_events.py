@@ -66,7 +66,8 @@ class Catalog:
             assert m.subject.startswith(f"points.catalog.{e.event_type}.")
             payload = getattr(e, e.event_type)
             assert payload.item_id == e.aggregate_id
-            numbers = (payload.remaining, payload.threshold) if e.event_type == "stock_low" else (payload.total_stock,)
+            numbers: tuple[int, ...] = (
+                (payload.remaining, payload.threshold) if e.event_type == "stock_low" else (payload.total_stock,))
             events.append((e.event_type, e.aggregate_id, numbers))
         return events
 
