@@ -87,8 +87,8 @@ WHERE item_id = $1 AND user_id = $2 AND ($3::timestamptz IS NULL OR create_time 
 # reservation that a concurrent general-path reservation of the same user would not count.
 _UNLIMITED_GUARD = "SELECT item_id FROM items WHERE item_id = $1 AND version = $2 AND NOT limited_stock FOR SHARE"
 # The limited guard also leaves a reservation that would cross the low-stock threshold $18 or take
-# the last units to the general path, which appends the event in its transaction: a crossing
-# happens once per threshold crossed, so the hot statements never write events.
+# the last units to the general path, which appends the stock event in its transaction: crossings
+# are rare (one per threshold crossed, not per reservation), so the hot statements write no events.
 _LIMITED_GUARD = """UPDATE items SET stock_available = stock_available - $10, stock_reserved = stock_reserved + $10
   WHERE item_id = $1 AND version = $2 AND limited_stock AND stock_available > $10
     AND (stock_available <= $18 OR stock_available - $10 > $18) RETURNING item_id"""
