@@ -117,6 +117,7 @@ async def test_nats_url_uses_a_separately_started_server_and_leaves_it_running(
     assert separate_nats.is_running
     nc = await connect_once(separate_nats.url)
     try:
-        assert (await nc.jetstream().account_info()).streams == 0
+        # JetStream still answers; the services' relays may have created their streams on it.
+        assert (await nc.jetstream().account_info()).streams <= len(SERVICES)
     finally:
         await nc.close()

@@ -21,4 +21,7 @@ class CatalogSettings(PlatformSettings):
     db_pool_size: int = Field(
         default=16, description="Database connections (a fixed pool, no overflow: a burst waits for a connection "
         "instead of opening and closing extra ones).")
+    stock_low_threshold: int = Field(
+        default=10, ge=0, description="A limited item's stock is low at or below this many units free to reserve: "
+        "the move that crosses it appends a stock_low event (docs/events.md). 0 = no stock_low events.")
     clock_offset_seconds: float = Field(default=0.0, description="Shift the service clock (tests of windows).")

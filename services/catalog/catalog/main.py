@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from catalog.api import CatalogApi, service_spec
 from catalog.api.mapping import reservation_reply
 from catalog.config import CatalogSettings
+from catalog.store import events, tables
 from catalog.store.database import CatalogDatabase
 from catalog.use_cases.campaigns import Campaigns
 from catalog.use_cases.items import Items
@@ -24,6 +25,8 @@ from points_platform.clock import Clock, SystemClock
 from points_platform.config import settings_or_exit
 from points_platform.db import create_engine, migrate
 from points_platform.logs import configure_logging
+from points_platform.outbox import Outbox
+from points_platform.relay import RelayJob, start_relays
 from points_platform.server import RunningServer, ServiceSpec, create_server, run_process, run_service
 from points_platform.unit_of_work import Transactions
 
@@ -34,22 +37,30 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 class Wiring:
     reservations: Reservations
     spec: ServiceSpec
+    relays: RelayJob
 
     async def close(self) -> None:
-        """Nothing to close: the catalog calls no peers (the engine belongs to the caller)."""
+        """Stop the outbox relay after its pass under way (the catalog calls no peers; the engine
+        belongs to the caller, and is disposed after this)."""
+        await self.relays.close()
 
 
 def build(settings: CatalogSettings, engine: AsyncEngine, clock: Clock) -> Wiring:
+    """Wire the use cases; with `settings.nats_url` the outbox relay starts publishing in the
+    background (call from a running event loop)."""
     transactions = Transactions(engine)
-    db = CatalogDatabase(transactions)
+    outbox = Outbox(tables.outbox, events.SERVICE, events.PARTITIONS, clock)
+    db = CatalogDatabase(transactions, outbox)
+    low = settings.stock_low_threshold
     reservations = Reservations(
-        db, clock, reservation_reply, default_ttl_seconds=settings.default_reservation_ttl_seconds
+        db, clock, reservation_reply, default_ttl_seconds=settings.default_reservation_ttl_seconds,
+        stock_low_threshold=low,
     )
     api = CatalogApi(
-        transactions, Items(db, clock), Campaigns(db, clock), Quotes(db, clock), reservations,
-        max_ttl_seconds=settings.max_reservation_ttl_seconds,
+        transactions, Items(db, clock, stock_low_threshold=low), Campaigns(db, clock), Quotes(db, clock),
+        reservations, max_ttl_seconds=settings.max_reservation_ttl_seconds,
     )
-    return Wiring(reservations, service_spec(api))
+    return Wiring(reservations, service_spec(api), start_relays(engine, settings, outbox))
 
 
 @dataclass
@@ -94,9 +105,12 @@ async def serve(settings: CatalogSettings) -> None:
     engine = create_engine(settings.database_url, pool_size=settings.db_pool_size)
     wiring = build(settings, engine, SystemClock(settings.clock_offset_seconds))
     try:
-        await run_service(settings, wiring.spec, engine, [wiring.reservations.sweeper(settings.sweep_interval_seconds)])
+        await run_service(
+            settings, wiring.spec, engine, [wiring.reservations.sweeper(settings.sweep_interval_seconds)],
+            on_stop=[wiring.close],  # after the drain, before the engine closes: the relay marks its last pass
+        )
     finally:
-        await wiring.close()
+        await wiring.close()  # a second close is a no-op; this one covers a failed start
 
 
 def main() -> None:
