@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -178,13 +177,3 @@ def is_database_unavailable(exc: BaseException) -> bool:
             return True
         current = getattr(current, "orig", None) or current.__cause__ or current.__context__
     return False
-
-
-async def retry_serialization(
-    attempt: Callable[[], Awaitable[T]], *, attempts: int = 5, base_delay: float = 0.005
-) -> T:
-    """Run `attempt` again on serialization/deadlock failures, with jittered backoff: the unit of
-    work's retry (`points_platform.unit_of_work`), for code that opens its own transactions."""
-    from points_platform.unit_of_work import RetryPolicy, retry  # that module imports this one
-
-    return await retry(attempt, RetryPolicy(attempts=attempts, base_delay=base_delay))

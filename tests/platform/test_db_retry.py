@@ -7,8 +7,9 @@ import asyncpg
 import pytest
 from sqlalchemy.exc import DBAPIError
 
-from points_platform.db import is_database_unavailable, retry_serialization
+from points_platform.db import is_database_unavailable
 from points_platform.errors import Aborted
+from points_platform.unit_of_work import RetryPolicy, retry
 
 
 class _PgError(Exception):
@@ -31,21 +32,21 @@ def _failing(sqlstate: str, times: int) -> tuple[list[int], object]:
 
 async def test_retries_then_succeeds() -> None:
     calls, attempt = _failing("40P01", 2)
-    assert await retry_serialization(attempt, base_delay=0) == "done"  # type: ignore[arg-type]
+    assert await retry(attempt, RetryPolicy(base_delay=0)) == "done"  # type: ignore[arg-type]
     assert len(calls) == 3
 
 
 async def test_exhausted_contention_is_aborted_not_internal() -> None:
     calls, attempt = _failing("40001", 99)
     with pytest.raises(Aborted) as caught:
-        await retry_serialization(attempt, attempts=3, base_delay=0)  # type: ignore[arg-type]
+        await retry(attempt, RetryPolicy(attempts=3, base_delay=0))  # type: ignore[arg-type]
     assert caught.value.reason == "TRANSACTION_CONFLICT" and len(calls) == 3
 
 
 async def test_other_database_errors_are_not_retried() -> None:
     calls, attempt = _failing("23505", 99)
     with pytest.raises(DBAPIError):
-        await retry_serialization(attempt, base_delay=0)  # type: ignore[arg-type]
+        await retry(attempt, RetryPolicy(base_delay=0))  # type: ignore[arg-type]
     assert len(calls) == 1
 
 
