@@ -144,7 +144,7 @@ payment_references = Table(
 points_lots = Table(
     "points_lots",
     metadata,
-    Column("lot_id", BigInteger, Identity(), primary_key=True),
+    Column("lot_id", BigInteger, Identity(), nullable=False),
     Column("user_id", Text, nullable=False),
     Column("amount", BigInteger, nullable=False),
     Column("remaining", BigInteger, nullable=False),
@@ -153,6 +153,7 @@ points_lots = Table(
     Column("transaction_id", Text, nullable=False),
     Column("create_time", DateTime(timezone=True), nullable=False),
     CheckConstraint("remaining >= 0 AND expired >= 0 AND remaining + expired <= amount", name="points_lots_amounts"),
+    PrimaryKeyConstraint("user_id", "lot_id", name="points_lots_pkey"),
     Index("points_lots_open_by_user", "user_id", "expire_time", "lot_id", postgresql_where=text("remaining > 0")),
     Index("points_lots_open_by_expiry", "expire_time", postgresql_where=text("remaining > 0")),
 )
@@ -170,7 +171,7 @@ suspended_users = Table(
 user_status_changes = Table(
     "user_status_changes",
     metadata,
-    Column("change_id", BigInteger, Identity(), primary_key=True),
+    Column("change_id", BigInteger, Identity(), nullable=False),
     Column("user_id", Text, nullable=False),
     Column("action", SmallInteger, nullable=False),  # UserStatusAction
     Column("operator_id", Text, nullable=False),
@@ -178,5 +179,5 @@ user_status_changes = Table(
     Column("ticket", Text, nullable=False),
     Column("request_id", Text, nullable=False),
     Column("create_time", DateTime(timezone=True), nullable=False),
-    Index("user_status_changes_by_user", "user_id", "change_id"),
+    PrimaryKeyConstraint("user_id", "change_id", name="user_status_changes_pkey"),
 )
