@@ -18,9 +18,9 @@ Idempotency is folded (`points_platform.idempotency`, folded storage): the state
 request's row in `hold_requests` — key (user_id, request_id), method, fingerprint, the hold, the
 balance the account UPDATE returned and a commit's transaction id — beside its effect, and a replay
 rebuilds the RPC's reply message from that row and the hold's immutable facts (`_replay_reserve`,
-`_replay_resolution`), then goes through the platform's `replayed` (same fingerprint: the reply;
-another: IDEMPOTENCY_KEY_REUSED). The reply's proto bytes are never composed in SQL, and no second
-round trip stores them. A same-key race fails the row's primary key (unique violation): the whole
+`_replay_resolution`; a replayed commit reads its transaction's reason), then goes through the
+platform's `replayed` (same fingerprint: the reply; another: IDEMPOTENCY_KEY_REUSED). The reply's
+proto bytes are never composed in SQL, and no second round trip stores them. A same-key race fails the row's primary key (unique violation): the whole
 statement rolls back and the call redoes itself, replaying the winner's reply. A key is looked up
 in the shared table too (another RPC's request with it is a reuse), but a concurrent request of
 another RPC under the same key is not excluded by a constraint (two tables).
@@ -112,18 +112,20 @@ _RESERVE = f"""
 _RESERVE_AGAIN = f"WITH {_PRIOR_CTE.format(guard='')} {_PRIOR_HOLD.format(outcome='')}"
 
 # The hold (its user completes the key) and the calls that named this key before, in one
-# snapshot; no lock. A commit's transaction reason comes from its transaction row.
+# snapshot; no lock.
 _LOOKUP = """
     SELECT h.hold_id, h.user_id, h.currency, h.amount, h.committed_amount, h.state, h.reference,
            h.expire_time, h.create_time, h.resolve_time, h.refunded_amount, h.purpose,
            coalesce(r.fingerprint, i.fingerprint) AS fingerprint, r.method, r.hold_id AS request_hold_id,
-           r.available AS prior_available, r.held AS prior_held, r.transaction_id, t.reason
+           r.available AS prior_available, r.held AS prior_held, r.transaction_id
     FROM (VALUES (1)) AS one(x)
     LEFT JOIN holds h ON h.hold_id = $2
     LEFT JOIN hold_requests r ON r.user_id = h.user_id AND r.request_id = $1
-    LEFT JOIN transactions t ON t.transaction_id = r.transaction_id
     LEFT JOIN idempotency i ON i.user_id = h.user_id AND i.request_id = $1
 """
+
+# A replayed commit's transaction reason (the rest of its transaction follows from the hold).
+_COMMIT_REASON = "SELECT reason FROM transactions WHERE transaction_id = $1"
 
 # $2 = the amount debited; the account gets back what was held and not debited. held >= 0 is a
 # CHECK: an account that did not hold the amount fails the whole statement. $16 = remember.
@@ -251,7 +253,7 @@ def _replay_reserve(row: asyncpg.Record, key: RequestKey) -> HoldResult:
     return replies.hold_result(replayed(Recorded(bytes(row["fingerprint"]), reply), key, pb.ReserveResponse))
 
 
-def _replay_resolution(row: asyncpg.Record, key: RequestKey) -> HoldResult:
+async def _replay_resolution(conn: asyncpg.Connection, row: asyncpg.Record, key: RequestKey) -> HoldResult:
     """The reply of the CommitHold or ReleaseHold that used the key on this hold, rebuilt from the
     hold (its resolution never changes) and the balance and transaction kept beside it;
     IDEMPOTENCY_KEY_REUSED for another request."""
@@ -262,7 +264,8 @@ def _replay_resolution(row: asyncpg.Record, key: RequestKey) -> HoldResult:
         resolved = replace(h, refunded_amount=0)  # as it was answered: refunds come later
         txn = None
         if h.state is HoldState.COMMITTED:
-            committed = commit_transaction(h, h.committed_amount, key.request_id, row["reason"],
+            reason = await conn.fetchval(_COMMIT_REASON, row["transaction_id"])
+            committed = commit_transaction(h, h.committed_amount, key.request_id, reason,
                                            h.resolve_time or h.create_time, Kind.HOLD_COMMIT)
             txn = replace(committed, transaction_id=row["transaction_id"])
         reply = encode(HoldResult(resolved, BalanceView(h.user_id, h.currency, row["prior_available"],
@@ -281,7 +284,7 @@ async def _lookup(conn: asyncpg.Connection, method: str, request_id: str, digest
         raise NotFound("HOLD_NOT_FOUND", "no such hold", metadata={"hold_id": hold_id})
     key = request_key(method, row["user_id"], request_id, digest)
     if row["fingerprint"] is not None:
-        return _replay_resolution(row, key)
+        return await _replay_resolution(conn, row, key)
     if row["purpose"] == PAYOUT_PURPOSE:
         raise FailedPrecondition("HOLD_MANAGED_BY_PAYOUT", "payout holds resolve through CompletePayout")
     return hold_record_view(row), key
