@@ -16,11 +16,12 @@ data-modifying CTEs in its own implicit transaction (no BEGIN/COMMIT round trips
   starts again (and then replays or fails with the new state).
 Idempotency is folded (`points_platform.idempotency`, folded storage): the statement writes the
 request's row in `hold_requests` — key (user_id, request_id), method, fingerprint, the hold, the
-balance the account UPDATE returned and a commit's transaction id — beside its effect, and a replay
-rebuilds the RPC's reply message from that row and the hold's immutable facts (`_replay_reserve`,
-`_replay_resolution`; a replayed commit reads its transaction's reason), then goes through the
-platform's `replayed` (same fingerprint: the reply; another: IDEMPOTENCY_KEY_REUSED). The reply's
-proto bytes are never composed in SQL, and no second round trip stores them. A same-key race fails the row's primary key (unique violation): the whole
+balance the account UPDATE returned and a commit's transaction id — beside its effect, and a
+replay rebuilds the RPC's reply message from that row and the hold's immutable facts
+(`_replay_reserve`, `_replay_resolution`; a replayed commit reads its transaction's reason), then
+goes through the platform's `replayed` (same fingerprint: the reply; another:
+IDEMPOTENCY_KEY_REUSED). The reply's proto bytes are never composed in SQL, and no second round
+trip stores them. A same-key race fails the row's primary key (unique violation): the whole
 statement rolls back and the call redoes itself, replaying the winner's reply. A key is looked up
 in the shared table too (another RPC's request with it is a reuse), but a concurrent request of
 another RPC under the same key is not excluded by a constraint (two tables).
