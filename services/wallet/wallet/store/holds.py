@@ -22,9 +22,8 @@ replay rebuilds the RPC's reply message from that row and the hold's immutable f
 goes through the platform's `replayed` (same fingerprint: the reply; another:
 IDEMPOTENCY_KEY_REUSED). The reply's proto bytes are never composed in SQL, and no second round
 trip stores them. A same-key race fails the row's primary key (unique violation): the whole
-statement rolls back and the call redoes itself, replaying the winner's reply. A key is looked up
-in the shared table too (another RPC's request with it is a reuse), but a concurrent request of
-another RPC under the same key is not excluded by a constraint (two tables).
+statement rolls back and the call redoes itself, replaying the winner's reply. The hold calls'
+keys are not looked up in the shared table (docs/wallet.md, Idempotency: measured).
 
 These three statements are the only implementation of a hold's state changes: payouts run them
 inside their own transaction (after locking the payout row, then the hold) and the sweeper on the
@@ -69,26 +68,27 @@ from wallet.use_cases.results import BalanceView, HoldResult, HoldView, PostingV
 
 _ACTIVE = int(HoldState.ACTIVE)
 
-# The calls that named this key before, if any: a Reserve, CommitHold or ReleaseHold of the user
-# (`hold_requests`, the rows these statements write) or another RPC's (the shared table).
+# The hold call of the user that used this key before, if any (`hold_requests`, the rows these
+# statements write).
 _PRIOR_CTE = """
     prior AS (
         SELECT r.fingerprint, r.hold_id, r.available AS prior_available, r.held AS prior_held
         FROM hold_requests r WHERE {guard} r.user_id = $2 AND r.request_id = $1
-        UNION ALL
-        SELECT i.fingerprint, NULL, NULL, NULL FROM idempotency i WHERE {guard} i.user_id = $2 AND i.request_id = $1
-        LIMIT 1
     )"""
 
 _PRIOR_HOLD = """
-    SELECT p.fingerprint, p.prior_available, p.prior_held, h.hold_id, h.user_id, h.currency, h.amount,
-           h.reference, h.expire_time, h.create_time{outcome}
-    FROM (VALUES (1)) AS one(x) LEFT JOIN prior p ON true LEFT JOIN holds h ON h.hold_id = p.hold_id
+    SELECT p.fingerprint, p.hold_id, p.prior_available, p.prior_held{outcome}
+    FROM (VALUES (1)) AS one(x) LEFT JOIN prior p ON true
 """
 
 _OUTCOME = """,
            (SELECT available FROM acc) AS available, (SELECT held FROM acc) AS held,
            EXISTS (SELECT 1 FROM suspended) AS suspended"""
+
+# A replayed Reserve's hold (its immutable facts; the replay path only).
+_PLACED_HOLD = """
+    SELECT hold_id, user_id, currency, amount, reference, expire_time, create_time FROM holds WHERE hold_id = $1
+"""
 
 # $11 = remember: keep the reply's facts in hold_requests (a payout keeps its own reply instead).
 _RESERVE = f"""
@@ -117,12 +117,11 @@ _RESERVE_AGAIN = f"WITH {_PRIOR_CTE.format(guard='')} {_PRIOR_HOLD.format(outcom
 _LOOKUP = """
     SELECT h.hold_id, h.user_id, h.currency, h.amount, h.committed_amount, h.state, h.reference,
            h.expire_time, h.create_time, h.resolve_time, h.refunded_amount, h.purpose,
-           coalesce(r.fingerprint, i.fingerprint) AS fingerprint, r.method, r.hold_id AS request_hold_id,
+           r.fingerprint, r.method, r.hold_id AS request_hold_id,
            r.available AS prior_available, r.held AS prior_held, r.transaction_id
     FROM (VALUES (1)) AS one(x)
     LEFT JOIN holds h ON h.hold_id = $2
     LEFT JOIN hold_requests r ON r.user_id = h.user_id AND r.request_id = $1
-    LEFT JOIN idempotency i ON i.user_id = h.user_id AND i.request_id = $1
 """
 
 # A replayed commit's transaction reason (the rest of its transaction follows from the hold).
@@ -219,14 +218,14 @@ async def reserve(engine: AsyncEngine, spec: ReserveSpec, now: datetime) -> Hold
             except asyncpg.UniqueViolationError as exc:
                 raise RequestIdRaceError(spec.request_id) from exc
         if row["fingerprint"] is not None:
-            return _replay_reserve(row, key), False
+            return await _replay_reserve(engine, row, key), False
         if row["available"] is None:
             # `prior` read the snapshot taken before the account UPDATE waited for its lock: a
             # same-key Reserve may have committed meanwhile (and taken the balance). Look again.
             async with engine.connect() as sa_conn:
                 again = await (await driver(sa_conn)).fetchrow(_RESERVE_AGAIN, spec.request_id, spec.user_id)
             if again is not None and again["fingerprint"] is not None:
-                return _replay_reserve(again, key), False
+                return await _replay_reserve(engine, again, key), False
             raise refusal(spec, row)
         return HoldResult(hold, BalanceView(spec.user_id, spec.currency, row["available"], row["held"])), True
 
@@ -238,15 +237,18 @@ def refusal(spec: ReserveSpec, row: asyncpg.Record) -> FailedPrecondition:
     return user_suspended(spec.user_id) if row["suspended"] else insufficient_funds(spec.user_id, spec.currency)
 
 
-def _replay_reserve(row: asyncpg.Record, key: RequestKey) -> HoldResult:
-    """The reply of the Reserve that used the key, rebuilt from its hold (as it was placed) and the
-    balance kept beside it; IDEMPOTENCY_KEY_REUSED for another request."""
+async def _replay_reserve(engine: AsyncEngine, row: asyncpg.Record, key: RequestKey) -> HoldResult:
+    """The reply of the hold call that used the key, if a Reserve: rebuilt from its hold (as it was
+    placed) and the balance kept beside it; IDEMPOTENCY_KEY_REUSED for another request."""
     reply = pb.ReserveResponse()
-    if row["hold_id"] is not None:  # else the key is another RPC's: the fingerprints differ
+    if bytes(row["fingerprint"]) == key.fingerprint:  # else refused by `replayed` below
+        async with engine.connect() as sa_conn:
+            h = await (await driver(sa_conn)).fetchrow(_PLACED_HOLD, row["hold_id"])
+        assert h is not None  # written with its request's row
         placed = HoldView(
-            hold_id=row["hold_id"], user_id=row["user_id"], currency=Currency(row["currency"]), amount=row["amount"],
-            committed_amount=0, state=HoldState.ACTIVE, reference=row["reference"], expire_time=row["expire_time"],
-            create_time=row["create_time"], resolve_time=None,
+            hold_id=h["hold_id"], user_id=h["user_id"], currency=Currency(h["currency"]), amount=h["amount"],
+            committed_amount=0, state=HoldState.ACTIVE, reference=h["reference"], expire_time=h["expire_time"],
+            create_time=h["create_time"], resolve_time=None,
         )
         reply = replies.reserve_reply(
             HoldResult(placed, BalanceView(placed.user_id, placed.currency, row["prior_available"], row["prior_held"]))

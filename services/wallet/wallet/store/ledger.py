@@ -46,9 +46,6 @@ _LOCK_AND_LOOKUP = """
     SELECT 2, user_id, request_id, NULL, NULL, NULL, NULL, NULL, fingerprint, reply FROM idempotency
     WHERE (user_id, request_id) IN (SELECT * FROM unnest($3::text[], $4::text[]))
     UNION ALL
-    SELECT 2, user_id, request_id, NULL, NULL, NULL, NULL, NULL, fingerprint, NULL FROM hold_requests
-    WHERE (user_id, request_id) IN (SELECT * FROM unnest($3::text[], $4::text[]))
-    UNION ALL
     SELECT 3, user_id, reference, currency::int, NULL, NULL, transaction_id, request_id, NULL, NULL
     FROM payment_references
     WHERE (user_id, currency, reference) IN (SELECT * FROM unnest($5::text[], $6::smallint[], $7::text[]))
@@ -57,12 +54,9 @@ _LOCK_AND_LOOKUP = """
     WHERE user_id = ANY($8::text[])
 """
 
-# The same keys in a fresh snapshot (a hold request's row has no reply here: another RPC's key).
+# The same keys in a fresh snapshot.
 _LOOKUP_AGAIN = """
     SELECT user_id, request_id, fingerprint, reply FROM idempotency
-    WHERE (user_id, request_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))
-    UNION ALL
-    SELECT user_id, request_id, fingerprint, NULL FROM hold_requests
     WHERE (user_id, request_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))
 """
 
@@ -141,7 +135,7 @@ async def _apply(
         if row[0] == 1:
             balances[(row[1], Currency(row[3]))] = (row[4], row[5])
         elif row[0] == 2:
-            stored[(row[1], row[2])] = Recorded(bytes(row[8]), bytes(row[9] or b""))
+            stored[(row[1], row[2])] = Recorded(bytes(row[8]), bytes(row[9]))
         elif row[0] == 3:
             paid[(row[1], Currency(row[3]), row[2])] = PaidCredit(row[6], row[7])
         else:
@@ -175,7 +169,7 @@ async def _apply(
     if refused:
         for row in await conn.fetch(_LOOKUP_AGAIN, [k[0] for k in refused], [k[1] for k in refused]):
             index = refused[(row[0], row[1])]
-            recorded = Recorded(bytes(row[2]), bytes(row[3] or b""))
+            recorded = Recorded(bytes(row[2]), bytes(row[3]))
             outcomes[index] = _replay(recorded, request_keys[index], ops[index])
     w = _Rows()
     for index, plan in zip(fresh, planned, strict=True):
