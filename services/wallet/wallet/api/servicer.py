@@ -94,9 +94,9 @@ class WalletApi(wallet_pb2_grpc.WalletServiceServicer):
         results = []
         for entry, result in zip(request.entries, outcomes, strict=True):
             if isinstance(result, LedgerResult):
-                reply = replies.credit_reply(result)
                 results.append(wallet_pb2.CreditBatchResult(
-                    request_id=entry.request_id, transaction=reply.transaction, balance=reply.balance
+                    request_id=entry.request_id, transaction=replies.transaction(result.transaction),
+                    balance=replies.balance(result.balances[0]),
                 ))
             else:
                 assert result is not None

@@ -110,7 +110,8 @@ async def _apply(
     committed: list[LedgerOp] = []
     conn = await tx.driver()
     keys = sorted({op.key for op in ops})
-    # The platform's request key of each op (fingerprint over the method and the command digest).
+    # The platform's request key of each op (fingerprint over the method and the command digest);
+    # looked up in the shared table only (hold calls keep theirs in hold_requests, docs/wallet.md).
     request_keys = [request_key(op.method, op.user_id, op.request_id, op.fingerprint) for op in ops]
     payments = sorted({op.payment_key for op in ops if op.payment_key is not None})
     # Every touched account is locked, replays' included: one round trip for the locks, the
