@@ -20,6 +20,7 @@ USED_FROM_OUTSIDE = {
     "__getitem__": "the row mapping protocol SQLAlchemy reads",
     "ListCampaigns": "an RPC: called by clients, not by the code",
     "payment_references": "a table: part of the schema metadata, written by raw SQL",
+    "hold_requests": "a table: part of the schema metadata, written by raw SQL",
     "suspended_users": "a table: part of the schema metadata, read and written by raw SQL",
     "user_status_changes": "a table: part of the schema metadata, read and written by raw SQL",
     "idempotency": "a table: part of the schema metadata, read and written by raw SQL (the platform's statements)",

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from points_platform.errors import DomainError
-from wallet import domain
+from wallet import domain, replies
 from wallet.domain import Currency, HoldFacts, HoldState, Kind, LedgerOp, Leg
-from wallet.store.replies import decode, encode, encode_hold_template
 from wallet.use_cases.results import BalanceView, HoldResult, HoldView, LedgerResult, PostingView, TransactionView
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
@@ -97,12 +97,16 @@ def test_credit_rights() -> None:
 
 
 def test_stored_result_round_trips() -> None:
-    result = LedgerResult(
-        TransactionView("t", "r", Kind.GIFT, (PostingView("user:a", "a", Currency.COINS, -3),), NOW, "gift", "rose"),
-        (BalanceView("a", Currency.COINS, 7, 0),),
-        5000,
-    )
-    assert decode(LedgerResult, encode(result)) == result
+    """A stored reply (the RPC's reply message, `wallet.replies`) decodes into the result it encoded."""
+    txn = TransactionView("t", "r", Kind.GIFT, (
+        PostingView("user:a", "a", Currency.COINS, -3), PostingView("system:gift_conversion", "", Currency.COINS, 3),
+        PostingView("system:gift_conversion", "", Currency.DIAMONDS, -1),
+        PostingView("user:b", "b", Currency.DIAMONDS, 1),
+    ), NOW, "gift", "rose")
+    gift = LedgerResult(txn, (BalanceView("a", Currency.COINS, 7, 0), BalanceView("b", Currency.DIAMONDS, 1, 0)), 5000)
+    assert replies.ledger_result(replies.gift_reply(gift)) == gift
+    credit = LedgerResult(replace(txn, kind=Kind.CREDIT, postings=txn.postings[:2]), gift.balances[:1])
+    assert replies.ledger_result(replies.credit_reply(credit)) == credit
 
 
 def test_expiry_takes_at_most_the_available_part_oldest_first() -> None:
@@ -125,9 +129,8 @@ def test_reason_class_is_bounded() -> None:
 
 
 @pytest.mark.parametrize("with_transaction", [False, True])
-def test_hold_answer_template_is_the_stored_answer(with_transaction: bool) -> None:
-    """The hold statements store head + available + mid + held + tail: exactly `encode`, so
-    replays decode it like any stored answer (also text that looks like JSON in user fields)."""
+def test_hold_reply_is_the_stored_answer(with_transaction: bool) -> None:
+    """A hold reply round trips through its proto bytes (also text that looks like JSON in user fields)."""
     now = datetime(2025, 1, 2, 3, 4, 5, 678, tzinfo=UTC)
     hold = HoldView('hold_1', 'u"\\x', Currency.POINTS, 10, 4, HoldState.COMMITTED, '"balance":{}', now, now, now)
     legs = (
@@ -135,10 +138,10 @@ def test_hold_answer_template_is_the_stored_answer(with_transaction: bool) -> No
         PostingView("system:points_redemption", "", Currency.POINTS, 4),
     )
     txn = TransactionView("t1", "r1", Kind.HOLD_COMMIT, legs, now, "why", "ref") if with_transaction else None
-    head, mid, tail = encode_hold_template(hold, hold.user_id, hold.currency, txn)
     result = HoldResult(hold, BalanceView(hold.user_id, hold.currency, 96, 0), txn)
-    assert head + "96" + mid + "0" + tail == encode(result)
-    assert decode(HoldResult, head + "96" + mid + "0" + tail) == result
+    reply = replies.commit_reply(result) if with_transaction else replies.release_reply(result)
+    stored = type(reply).FromString(reply.SerializeToString(deterministic=True))
+    assert replies.hold_result(stored) == result
 
 
 def _forfeit_all(user: str) -> LedgerOp:

@@ -1,25 +1,12 @@
-"""Proto <-> use case mapping: requests become commands, results become replies (no rules here)."""
+"""Proto <-> use case mapping: requests become commands, read results become messages (no rules
+here); the mutating RPCs' replies come from the one reply codec, `wallet.replies`."""
 
 from __future__ import annotations
 
-from datetime import datetime
-
-from google.protobuf.timestamp_pb2 import Timestamp
-
 from points.wallet.v1 import wallet_pb2
 from wallet import use_cases as uc
-from wallet.use_cases.results import (
-    BalanceView,
-    GiftView,
-    HoldResult,
-    HoldView,
-    LedgerEntryView,
-    LedgerResult,
-    PayoutView,
-    TransactionView,
-    UserStatusChangeView,
-    UserStatusView,
-)
+from wallet.replies import timestamp
+from wallet.use_cases.results import GiftView, LedgerEntryView
 
 # --- requests -> commands ----------------------------------------------------------------
 
@@ -68,97 +55,7 @@ def forfeit(r: wallet_pb2.ForfeitPointsRequest) -> uc.ForfeitPoints:
     return uc.ForfeitPoints(r.request_id, r.user_id, r.amount, r.all, r.reason, r.ticket)
 
 
-# --- results -> replies -------------------------------------------------------------------
-
-
-def timestamp(value: datetime | None) -> Timestamp | None:
-    if value is None:
-        return None
-    stamp = Timestamp()
-    stamp.FromDatetime(value)
-    return stamp
-
-
-def balance(b: BalanceView) -> wallet_pb2.Balance:
-    return wallet_pb2.Balance(user_id=b.user_id, currency=int(b.currency), available=b.available, held=b.held)  # type: ignore[arg-type]
-
-
-def transaction(t: TransactionView) -> wallet_pb2.Transaction:
-    return wallet_pb2.Transaction(
-        transaction_id=t.transaction_id,
-        request_id=t.request_id,
-        kind=int(t.kind),  # type: ignore[arg-type]
-        postings=[
-            wallet_pb2.Posting(account=p.account, user_id=p.user_id, currency=int(p.currency), amount=p.amount)  # type: ignore[arg-type]
-            for p in t.postings
-        ],
-        create_time=timestamp(t.create_time),
-        reason=t.reason,
-        reference=t.reference,
-    )
-
-
-def hold(h: HoldView) -> wallet_pb2.Hold:
-    return wallet_pb2.Hold(
-        hold_id=h.hold_id,
-        user_id=h.user_id,
-        currency=int(h.currency),  # type: ignore[arg-type]
-        amount=h.amount,
-        committed_amount=h.committed_amount,
-        state=int(h.state),  # type: ignore[arg-type]
-        reference=h.reference,
-        expire_time=timestamp(h.expire_time),
-        create_time=timestamp(h.create_time),
-        resolve_time=timestamp(h.resolve_time),
-        refunded_amount=h.refunded_amount,
-    )
-
-
-def payout(p: PayoutView) -> wallet_pb2.Payout:
-    return wallet_pb2.Payout(
-        payout_id=p.payout_id,
-        creator_id=p.creator_id,
-        diamonds=p.diamonds,
-        cash_value_minor=p.cash_value_minor,
-        cash_currency=p.cash_currency,
-        cash_minor_per_thousand_diamonds=p.cash_minor_per_thousand_diamonds,
-        state=int(p.state),  # type: ignore[arg-type]
-        hold_id=p.hold_id,
-        create_time=timestamp(p.create_time),
-        complete_time=timestamp(p.complete_time),
-        failure_reason=p.failure_reason,
-        transaction_id=p.transaction_id,
-    )
-
-
-def status_change(c: UserStatusChangeView) -> wallet_pb2.UserStatusChange:
-    return wallet_pb2.UserStatusChange(
-        action=int(c.action),  # type: ignore[arg-type]
-        operator_id=c.operator_id,
-        reason=c.reason,
-        ticket=c.ticket,
-        create_time=timestamp(c.create_time),
-        request_id=c.request_id,
-    )
-
-
-def user_status(v: UserStatusView) -> wallet_pb2.UserStatus:
-    state = wallet_pb2.USER_STATE_SUSPENDED if v.suspended else wallet_pb2.USER_STATE_ACTIVE
-    status = wallet_pb2.UserStatus(user_id=v.user_id, state=state)
-    if v.last_change is not None:
-        status.last_change.CopyFrom(status_change(v.last_change))
-    return status
-
-
-def ledger_pair(result: LedgerResult) -> tuple[wallet_pb2.Transaction, wallet_pb2.Balance]:
-    return transaction(result.transaction), balance(result.balances[0])
-
-
-def hold_reply(result: HoldResult) -> dict[str, object]:
-    reply: dict[str, object] = {"hold": hold(result.hold), "balance": balance(result.balance)}
-    if result.transaction is not None:
-        reply["transaction"] = transaction(result.transaction)
-    return reply
+# --- read results -> messages (the mutating RPCs' replies: wallet.replies) ---------------------
 
 
 def ledger_entry(e: LedgerEntryView) -> wallet_pb2.LedgerEntry:

@@ -13,12 +13,13 @@ from points_platform.errors import DomainError
 from points_platform.pagination import decode_before, encode_before, page_size
 from points_platform.server import ServiceSpec
 from points_platform.validation import require_id
+from wallet import replies
 from wallet import use_cases as uc
 from wallet.api import mapping, validation
 from wallet.domain import Currency, UserStatusAction
 from wallet.use_cases.results import LedgerResult
 
-FULL_NAME = "points.wallet.v1.WalletService"
+FULL_NAME = replies.SERVICE
 
 # Who may call what (docs/architecture.md, Policy); the per-currency rules live in the domain.
 POLICY: Policy = {
@@ -65,13 +66,12 @@ class WalletApi(wallet_pb2_grpc.WalletServiceServicer):
         wanted = validation.any_currency(int(request.currency))
         currencies = list(Currency) if wanted is None else [wanted]
         balances = await self._wallet.history.get_balance(request.user_id, currencies)
-        return wallet_pb2.GetBalanceResponse(balances=[mapping.balance(b) for b in balances])
+        return wallet_pb2.GetBalanceResponse(balances=[replies.balance(b) for b in balances])
 
     async def Credit(self, request: wallet_pb2.CreditRequest, context: Ctx[Any, Any]) -> wallet_pb2.CreditResponse:
         command = mapping.credit(request)
         validation.movement(command)
-        txn, balance = mapping.ledger_pair(await self._wallet.ledger.credit(command, current_caller.get()))
-        return wallet_pb2.CreditResponse(transaction=txn, balance=balance)
+        return replies.credit_reply(await self._wallet.ledger.credit(command, current_caller.get()))
 
     async def CreditBatch(
         self, request: wallet_pb2.CreditBatchRequest, context: Ctx[Any, Any]
@@ -94,10 +94,10 @@ class WalletApi(wallet_pb2_grpc.WalletServiceServicer):
         results = []
         for entry, result in zip(request.entries, outcomes, strict=True):
             if isinstance(result, LedgerResult):
-                txn, balance = mapping.ledger_pair(result)
-                results.append(
-                    wallet_pb2.CreditBatchResult(request_id=entry.request_id, transaction=txn, balance=balance)
-                )
+                results.append(wallet_pb2.CreditBatchResult(
+                    request_id=entry.request_id, transaction=replies.transaction(result.transaction),
+                    balance=replies.balance(result.balances[0]),
+                ))
             else:
                 assert result is not None
                 results.append(wallet_pb2.CreditBatchResult(request_id=entry.request_id, error_reason=result.reason))
@@ -106,44 +106,37 @@ class WalletApi(wallet_pb2_grpc.WalletServiceServicer):
     async def Debit(self, request: wallet_pb2.DebitRequest, context: Ctx[Any, Any]) -> wallet_pb2.DebitResponse:
         command = mapping.debit(request)
         validation.movement(command)
-        txn, balance = mapping.ledger_pair(await self._wallet.ledger.debit(command, current_caller.get()))
-        return wallet_pb2.DebitResponse(transaction=txn, balance=balance)
+        return replies.debit_reply(await self._wallet.ledger.debit(command, current_caller.get()))
 
     async def Reserve(self, request: wallet_pb2.ReserveRequest, context: Ctx[Any, Any]) -> wallet_pb2.ReserveResponse:
         command = mapping.reserve(request)
         validation.reserve(command)
-        result = await self._wallet.holds.reserve(command, current_caller.get())
-        return wallet_pb2.ReserveResponse(hold=mapping.hold(result.hold), balance=mapping.balance(result.balance))
+        return replies.reserve_reply(await self._wallet.holds.reserve(command, current_caller.get()))
 
     async def CommitHold(
         self, request: wallet_pb2.CommitHoldRequest, context: Ctx[Any, Any]
     ) -> wallet_pb2.CommitHoldResponse:
         command = mapping.commit_hold(request)
         validation.hold_amount(command)
-        return wallet_pb2.CommitHoldResponse(
-            **mapping.hold_reply(await self._wallet.holds.commit_hold(command, current_caller.get()))  # type: ignore[arg-type]
-        )
+        return replies.commit_reply(await self._wallet.holds.commit_hold(command, current_caller.get()))
 
     async def ReleaseHold(
         self, request: wallet_pb2.ReleaseHoldRequest, context: Ctx[Any, Any]
     ) -> wallet_pb2.ReleaseHoldResponse:
         command = mapping.release_hold(request)
         validation.release(command)
-        result = await self._wallet.holds.release_hold(command, current_caller.get())
-        return wallet_pb2.ReleaseHoldResponse(hold=mapping.hold(result.hold), balance=mapping.balance(result.balance))
+        return replies.release_reply(await self._wallet.holds.release_hold(command, current_caller.get()))
 
     async def RefundHold(
         self, request: wallet_pb2.RefundHoldRequest, context: Ctx[Any, Any]
     ) -> wallet_pb2.RefundHoldResponse:
         command = mapping.refund_hold(request)
         validation.hold_amount(command)
-        return wallet_pb2.RefundHoldResponse(
-            **mapping.hold_reply(await self._wallet.holds.refund_hold(command, current_caller.get()))  # type: ignore[arg-type]
-        )
+        return replies.refund_reply(await self._wallet.holds.refund_hold(command, current_caller.get()))
 
     async def GetHold(self, request: wallet_pb2.GetHoldRequest, context: Ctx[Any, Any]) -> wallet_pb2.GetHoldResponse:
         require_id("hold_id", request.hold_id)
-        return wallet_pb2.GetHoldResponse(hold=mapping.hold(await self._wallet.holds.get_hold(request.hold_id)))
+        return wallet_pb2.GetHoldResponse(hold=replies.hold(await self._wallet.holds.get_hold(request.hold_id)))
 
     async def ListTransactions(
         self, request: wallet_pb2.ListTransactionsRequest, context: Ctx[Any, Any]
@@ -164,14 +157,9 @@ class WalletApi(wallet_pb2_grpc.WalletServiceServicer):
         command = mapping.send_gift(request)
         validation.gift(command)
         result = await self._wallet.ledger.send_gift(command, current_caller.get())
-        reply = wallet_pb2.SendGiftResponse(
-            transaction=mapping.transaction(result.ledger.transaction),
-            diamonds_credited=result.diamonds_credited,
-            sender_balance=mapping.balance(result.sender_balance),
-            gift_rate_bps=result.gift_rate_bps,
-        )
-        if not current_user.get():  # an app call acts for the sender: the creator's balance is not theirs
-            reply.creator_balance.CopyFrom(mapping.balance(result.creator_balance))
+        reply = replies.gift_reply(result.ledger)
+        if current_user.get():  # an app call acts for the sender: the creator's balance is not theirs
+            reply.ClearField("creator_balance")
         return reply
 
     async def ListGifts(
@@ -192,17 +180,15 @@ class WalletApi(wallet_pb2_grpc.WalletServiceServicer):
     ) -> wallet_pb2.RequestPayoutResponse:
         command = mapping.request_payout(request)
         validation.request_payout(command)
-        return wallet_pb2.RequestPayoutResponse(
-            payout=mapping.payout(await self._wallet.payouts.request_payout(command, current_caller.get()))
-        )
+        return replies.request_payout_reply(await self._wallet.payouts.request_payout(command, current_caller.get()))
 
     async def CompletePayout(
         self, request: wallet_pb2.CompletePayoutRequest, context: Ctx[Any, Any]
     ) -> wallet_pb2.CompletePayoutResponse:
         command = mapping.complete_payout(request)
         validation.complete_payout(command)
-        return wallet_pb2.CompletePayoutResponse(
-            payout=mapping.payout(await self._wallet.payouts.complete_payout(command, current_caller.get()))
+        return replies.complete_payout_reply(
+            await self._wallet.payouts.complete_payout(command, current_caller.get())
         )
 
     async def SuspendUser(
@@ -211,7 +197,7 @@ class WalletApi(wallet_pb2_grpc.WalletServiceServicer):
         command = mapping.status_command(request)
         validation.status_change(command)
         view = await self._wallet.standing.change(command, UserStatusAction.SUSPENDED)
-        return wallet_pb2.SuspendUserResponse(status=mapping.user_status(view))
+        return wallet_pb2.SuspendUserResponse(status=replies.user_status(view))
 
     async def ReinstateUser(
         self, request: wallet_pb2.ReinstateUserRequest, context: Ctx[Any, Any]
@@ -219,7 +205,7 @@ class WalletApi(wallet_pb2_grpc.WalletServiceServicer):
         command = mapping.status_command(request)
         validation.status_change(command)
         view = await self._wallet.standing.change(command, UserStatusAction.REINSTATED)
-        return wallet_pb2.ReinstateUserResponse(status=mapping.user_status(view))
+        return wallet_pb2.ReinstateUserResponse(status=replies.user_status(view))
 
     async def GetUserStatus(
         self, request: wallet_pb2.GetUserStatusRequest, context: Ctx[Any, Any]
@@ -227,7 +213,7 @@ class WalletApi(wallet_pb2_grpc.WalletServiceServicer):
         require_id("user_id", request.user_id)
         view, history = await self._wallet.standing.status(request.user_id)
         return wallet_pb2.GetUserStatusResponse(
-            status=mapping.user_status(view), history=[mapping.status_change(c) for c in history]
+            status=replies.user_status(view), history=[replies.status_change(c) for c in history]
         )
 
     async def ForfeitPoints(
@@ -235,8 +221,7 @@ class WalletApi(wallet_pb2_grpc.WalletServiceServicer):
     ) -> wallet_pb2.ForfeitPointsResponse:
         command = mapping.forfeit(request)
         validation.forfeit(command)
-        txn, balance = mapping.ledger_pair(await self._wallet.standing.forfeit(command))
-        return wallet_pb2.ForfeitPointsResponse(transaction=txn, balance=balance, amount=-txn.postings[0].amount)
+        return replies.forfeit_reply(await self._wallet.standing.forfeit(command))
 
 
 def service_spec(api: WalletApi) -> ServiceSpec:

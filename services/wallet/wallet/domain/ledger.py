@@ -28,7 +28,7 @@ class Leg:
 class LedgerOp:
     """A balanced movement between accounts, applied atomically and idempotently."""
 
-    op: str  # idempotency namespace: "credit", "debit", "gift"
+    op: str  # what it is: "credit", "debit", "gift", "forfeit" (OP_METHODS: the RPC that asks for it)
     request_id: str
     fingerprint: str
     kind: Kind
@@ -55,7 +55,16 @@ class LedgerOp:
 
     @property
     def key(self) -> tuple[str, str]:
-        return (self.op, self.request_id)
+        """The idempotency key: the request id is the user's (the user the transaction is filed under)."""
+        return (self.user_id, self.request_id)
+
+    @property
+    def method(self) -> str:
+        return OP_METHODS[self.op]
+
+
+# The RPC whose request each kind of ledger op is (a Credit and a CreditBatch entry alike are Credits).
+OP_METHODS = {"credit": "Credit", "debit": "Debit", "gift": "SendGift", "forfeit": "ForfeitPoints"}
 
 
 AccountKey = tuple[str, Currency]

@@ -6,21 +6,28 @@ only accounts (sorted), so no two transactions wait on each other in a cycle.
 Reserve, CommitHold and ReleaseHold (the redemption hot path) run module-level statements on the
 raw asyncpg connection (prepared once per connection), each effect as ONE statement with
 data-modifying CTEs in its own implicit transaction (no BEGIN/COMMIT round trips):
-- Reserve: 1 round trip (idempotency lookup, conditional account UPDATE, hold INSERT, stored answer).
-- Commit/Release: 2 round trips: read the stored answer and the hold (one snapshot, no lock), decide
-  in Python (`check_commit` / `check_release` on the hold's immutable facts and the state read),
-  then one statement whose hold UPDATE ... WHERE state = ACTIVE is the compare-and-set: it locks the
-  hold, then the account (its UPDATE consumes the hold's RETURNING, so the order is hold -> account),
-  writes the transaction, postings and stored answer. If the CAS finds the hold no longer active,
-  nothing was written and the call starts again (and then replays or fails with the new state).
-The stored answer is written by the statement itself: the JSON encoded in Python with the balance
-filled in from the account UPDATE (`results.encode_hold_template`), identical to `encode(result)`.
-A same-request-id race fails the idempotency INSERT (unique violation): the whole statement rolls
-back and the call redoes itself, replaying the winner's answer.
+- Reserve: 1 round trip (key lookup, conditional account UPDATE, hold INSERT, the request's row).
+- Commit/Release: 2 round trips: read the hold and the key's earlier request under the hold's user
+  (one snapshot, no lock), decide in Python (`check_commit` / `check_release` on the hold's
+  immutable facts and the state read), then one statement whose hold UPDATE ... WHERE state =
+  ACTIVE is the compare-and-set: it locks the hold, then the account (its UPDATE consumes the
+  hold's RETURNING, so the order is hold -> account), writes the transaction, postings and the
+  request's row. If the CAS finds the hold no longer active, nothing was written and the call
+  starts again (and then replays or fails with the new state).
+Idempotency is folded (`points_platform.idempotency`, folded storage): the statement writes the
+request's row in `hold_requests` — key (user_id, request_id), method, fingerprint, the hold, the
+balance the account UPDATE returned and a commit's transaction id — beside its effect, and a
+replay rebuilds the RPC's reply message from that row and the hold's immutable facts
+(`_replay_reserve`, `_replay_resolution`; a replayed commit reads its transaction's reason), then
+goes through the platform's `replayed` (same fingerprint: the reply; another:
+IDEMPOTENCY_KEY_REUSED). The reply's proto bytes are never composed in SQL, and no second round
+trip stores them. A same-key race fails the row's primary key (unique violation): the whole
+statement rolls back and the call redoes itself, replaying the winner's reply. The hold calls'
+keys are not looked up in the shared table (docs/wallet.md, Idempotency: measured).
 
 These three statements are the only implementation of a hold's state changes: payouts run them
 inside their own transaction (after locking the payout row, then the hold) and the sweeper on the
-holds it locked, both with `remember` off (a payout stores its own answer, the sweeper none).
+holds it locked, both without a key (a payout stores its own reply, the sweeper none).
 RefundHold, which changes only a committed hold's refunded amount, is an ordinary transaction (refunds.py).
 """
 
@@ -31,12 +38,15 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg
+from google.protobuf.message import Message
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from points_platform.errors import FailedPrecondition, NotFound, idempotency_key_reused
+from points.wallet.v1 import wallet_pb2 as pb
+from points_platform.errors import FailedPrecondition, NotFound
+from points_platform.idempotency import Recorded, RequestKey, replayed
 from points_platform.unit_of_work import Transaction, Transactions
-from wallet import metrics
+from wallet import metrics, replies
 from wallet.domain import (
     PAYOUTS,
     Currency,
@@ -51,19 +61,39 @@ from wallet.domain import (
     user_suspended,
 )
 from wallet.store import lots
-from wallet.store.idempotency import RequestIdRaceError, run_statement
+from wallet.store.idempotency import RequestIdRaceError, request_key, run_statement
 from wallet.store.postgres import driver, new_id
-from wallet.store.replies import decode, encode_hold_template
 from wallet.use_cases.ports import PAYOUT_PURPOSE, ReserveSpec
 from wallet.use_cases.results import BalanceView, HoldResult, HoldView, PostingView, TransactionView
 
 _ACTIVE = int(HoldState.ACTIVE)
 
-# $13 = remember: store the answer under 'reserve' (a payout keeps its own answer instead).
+# The hold call of the user that used this key before, if any (`hold_requests`, the rows these
+# statements write).
+_PRIOR_CTE = """
+    prior AS (
+        SELECT r.fingerprint, r.hold_id, r.available AS prior_available, r.held AS prior_held
+        FROM hold_requests r WHERE {guard} r.user_id = $2 AND r.request_id = $1
+    )"""
+
+_PRIOR_HOLD = """
+    SELECT p.fingerprint, p.hold_id, p.prior_available, p.prior_held{outcome}
+    FROM (VALUES (1)) AS one(x) LEFT JOIN prior p ON true
+"""
+
+_OUTCOME = """,
+           (SELECT available FROM acc) AS available, (SELECT held FROM acc) AS held,
+           EXISTS (SELECT 1 FROM suspended) AS suspended"""
+
+# A replayed Reserve's hold (its immutable facts; the replay path only).
+_PLACED_HOLD = """
+    SELECT hold_id, user_id, currency, amount, reference, expire_time, create_time FROM holds WHERE hold_id = $1
+"""
+
+# $11 = remember: keep the reply's facts in hold_requests (a payout keeps its own reply instead).
 _RESERVE = f"""
-    WITH prior AS (
-        SELECT fingerprint, response FROM idempotency WHERE $13::boolean AND op = 'reserve' AND request_id = $1
-    ), suspended AS (
+    WITH {_PRIOR_CTE.format(guard="$11::boolean AND")},
+    suspended AS (
         SELECT 1 FROM suspended_users WHERE user_id = $2
     ), acc AS (
         UPDATE accounts SET available = available - $4::bigint, held = held + $4::bigint
@@ -73,30 +103,32 @@ _RESERVE = f"""
     ), hold AS (
         INSERT INTO holds (hold_id, user_id, currency, amount, committed_amount, state, reference, purpose,
                            expire_time, create_time)
-        SELECT $5, $2, $3::smallint, $4::bigint, 0, {_ACTIVE}, $6, $14, $7::timestamptz, $8::timestamptz FROM acc
+        SELECT $5, $2, $3::smallint, $4::bigint, 0, {_ACTIVE}, $6, $12, $7::timestamptz, $8::timestamptz FROM acc
     ), answer AS (
-        INSERT INTO idempotency (op, request_id, fingerprint, response, create_time)
-        SELECT 'reserve', $1, $9, $10 || acc.available::text || $11 || acc.held::text || $12, $8::timestamptz
-        FROM acc WHERE $13::boolean
+        INSERT INTO hold_requests (user_id, request_id, method, fingerprint, hold_id, available, held, created_time)
+        SELECT $2, $1, $9, $10, $5, acc.available, acc.held, $8::timestamptz FROM acc WHERE $11::boolean
     )
-    SELECT (SELECT fingerprint FROM prior) AS fingerprint, (SELECT response FROM prior) AS response,
-           (SELECT available FROM acc) AS available, (SELECT held FROM acc) AS held,
-           EXISTS (SELECT 1 FROM suspended) AS suspended
-"""
+    {_PRIOR_HOLD.format(outcome=_OUTCOME)}"""
 
-_PRIOR = "SELECT fingerprint, response FROM idempotency WHERE op = 'reserve' AND request_id = $1"
+_RESERVE_AGAIN = f"WITH {_PRIOR_CTE.format(guard='')} {_PRIOR_HOLD.format(outcome='')}"
 
-# The stored answer of this key (if any) and the hold, in one snapshot; no lock.
+# The hold (its user completes the key) and the calls that named this key before, in one
+# snapshot; no lock.
 _LOOKUP = """
-    SELECT i.fingerprint, i.response, h.hold_id, h.user_id, h.currency, h.amount, h.committed_amount, h.state,
-           h.reference, h.expire_time, h.create_time, h.resolve_time, h.refunded_amount, h.purpose
+    SELECT h.hold_id, h.user_id, h.currency, h.amount, h.committed_amount, h.state, h.reference,
+           h.expire_time, h.create_time, h.resolve_time, h.refunded_amount, h.purpose,
+           r.fingerprint, r.method, r.hold_id AS request_hold_id,
+           r.available AS prior_available, r.held AS prior_held, r.transaction_id
     FROM (VALUES (1)) AS one(x)
-    LEFT JOIN idempotency i ON i.op = $1 AND i.request_id = $2
-    LEFT JOIN holds h ON h.hold_id = $3
+    LEFT JOIN holds h ON h.hold_id = $2
+    LEFT JOIN hold_requests r ON r.user_id = h.user_id AND r.request_id = $1
 """
+
+# A replayed commit's transaction reason (the rest of its transaction follows from the hold).
+_COMMIT_REASON = "SELECT reason FROM transactions WHERE transaction_id = $1"
 
 # $2 = the amount debited; the account gets back what was held and not debited. held >= 0 is a
-# CHECK: an account that did not hold the amount fails the whole statement. $18 = remember.
+# CHECK: an account that did not hold the amount fails the whole statement. $16 = remember.
 _COMMIT = f"""
     WITH hold AS (
         UPDATE holds SET state = {int(HoldState.COMMITTED)}, committed_amount = $2::bigint, resolve_time = $3
@@ -116,17 +148,17 @@ _COMMIT = f"""
         FROM acc, unnest($10::text[], $11::text[], $12::smallint[], $13::bigint[])
                   AS p(user_id, account, currency, amount)
     ), answer AS (
-        INSERT INTO idempotency (op, request_id, fingerprint, response, create_time)
-        SELECT 'commit', $6, $14, $15 || acc.available::text || $16 || acc.held::text || $17, $3
-        FROM acc WHERE $18::boolean
+        INSERT INTO hold_requests (user_id, request_id, method, fingerprint, hold_id, available, held,
+                                   transaction_id, created_time)
+        SELECT $5, $6, $14, $15, $1, acc.available, acc.held, $4, $3 FROM acc WHERE $16::boolean
     )
     SELECT available, held FROM acc
 """
 
-# $8 = the final state (RELEASED, or EXPIRED by the sweeper), $9 = remember.
+# $7 = the final state (RELEASED, or EXPIRED by the sweeper), $8 = remember.
 _RELEASE = f"""
     WITH hold AS (
-        UPDATE holds SET state = $8::smallint, resolve_time = $2
+        UPDATE holds SET state = $7::smallint, resolve_time = $2
         WHERE hold_id = $1 AND state = {_ACTIVE}
         RETURNING user_id, currency, amount
     ), acc AS (
@@ -134,9 +166,8 @@ _RELEASE = f"""
         FROM hold h WHERE a.user_id = h.user_id AND a.currency = h.currency
         RETURNING a.available, a.held
     ), answer AS (
-        INSERT INTO idempotency (op, request_id, fingerprint, response, create_time)
-        SELECT 'release', $3, $4, $5 || acc.available::text || $6 || acc.held::text || $7, $2
-        FROM acc WHERE $9::boolean
+        INSERT INTO hold_requests (user_id, request_id, method, fingerprint, hold_id, available, held, created_time)
+        SELECT $4, $3, $5, $6, $1, acc.available, acc.held, $2 FROM acc WHERE $8::boolean
     )
     SELECT available, held FROM acc
 """
@@ -161,19 +192,24 @@ async def place(
     conn: asyncpg.Connection, spec: ReserveSpec, hold: HoldView, *, remember: bool
 ) -> asyncpg.Record:
     """The reserve statement: available -> held if the balance allows and the user is not suspended
-    (available is NULL if not; `suspended` says which), the hold row, and (remember) the stored answer,
-    or the stored answer of an earlier call."""
-    answer = encode_hold_template(hold, spec.user_id, spec.currency, None) if remember else ("", "", "")
+    (available is NULL if not; `suspended` says which), the hold row, and (remember) the request's
+    row in hold_requests; or the row of an earlier call with the key (`fingerprint` not NULL)."""
+    key = reserve_key(spec)
     row = await conn.fetchrow(
         _RESERVE, spec.request_id, spec.user_id, int(spec.currency), spec.amount, hold.hold_id,
-        spec.reference, spec.expire_time, hold.create_time, spec.fingerprint, *answer, remember, spec.purpose,
+        spec.reference, spec.expire_time, hold.create_time, key.method, key.fingerprint, remember, spec.purpose,
     )
     assert row is not None
     return row
 
 
+def reserve_key(spec: ReserveSpec) -> RequestKey:
+    return request_key("Reserve", spec.user_id, spec.request_id, spec.fingerprint)
+
+
 async def reserve(engine: AsyncEngine, spec: ReserveSpec, now: datetime) -> HoldResult:
     hold = new_hold(spec, now)
+    key = reserve_key(spec)
 
     async def attempt() -> tuple[HoldResult, bool]:
         async with engine.connect() as sa_conn:
@@ -182,14 +218,14 @@ async def reserve(engine: AsyncEngine, spec: ReserveSpec, now: datetime) -> Hold
             except asyncpg.UniqueViolationError as exc:
                 raise RequestIdRaceError(spec.request_id) from exc
         if row["fingerprint"] is not None:
-            return _replay(row, spec.request_id, spec.fingerprint), False
+            return await _replay_reserve(engine, row, key), False
         if row["available"] is None:
             # `prior` read the snapshot taken before the account UPDATE waited for its lock: a
             # same-key Reserve may have committed meanwhile (and taken the balance). Look again.
             async with engine.connect() as sa_conn:
-                again = await (await driver(sa_conn)).fetchrow(_PRIOR, spec.request_id)
-            if again is not None:
-                return _replay(again, spec.request_id, spec.fingerprint), False
+                again = await (await driver(sa_conn)).fetchrow(_RESERVE_AGAIN, spec.request_id, spec.user_id)
+            if again is not None and again["fingerprint"] is not None:
+                return await _replay_reserve(engine, again, key), False
             raise refusal(spec, row)
         return HoldResult(hold, BalanceView(spec.user_id, spec.currency, row["available"], row["held"])), True
 
@@ -201,25 +237,60 @@ def refusal(spec: ReserveSpec, row: asyncpg.Record) -> FailedPrecondition:
     return user_suspended(spec.user_id) if row["suspended"] else insufficient_funds(spec.user_id, spec.currency)
 
 
-def _replay(row: asyncpg.Record, request_id: str, fingerprint: str) -> HoldResult:
-    if row["fingerprint"] != fingerprint:
-        raise idempotency_key_reused(request_id)
-    return decode(HoldResult, row["response"])
+async def _replay_reserve(engine: AsyncEngine, row: asyncpg.Record, key: RequestKey) -> HoldResult:
+    """The reply of the hold call that used the key, if a Reserve: rebuilt from its hold (as it was
+    placed) and the balance kept beside it; IDEMPOTENCY_KEY_REUSED for another request."""
+    reply = pb.ReserveResponse()
+    if bytes(row["fingerprint"]) == key.fingerprint:  # else refused by `replayed` below
+        async with engine.connect() as sa_conn:
+            h = await (await driver(sa_conn)).fetchrow(_PLACED_HOLD, row["hold_id"])
+        assert h is not None  # written with its request's row
+        placed = HoldView(
+            hold_id=h["hold_id"], user_id=h["user_id"], currency=Currency(h["currency"]), amount=h["amount"],
+            committed_amount=0, state=HoldState.ACTIVE, reference=h["reference"], expire_time=h["expire_time"],
+            create_time=h["create_time"], resolve_time=None,
+        )
+        reply = replies.reserve_reply(
+            HoldResult(placed, BalanceView(placed.user_id, placed.currency, row["prior_available"], row["prior_held"]))
+        )
+    return replies.hold_result(replayed(Recorded(bytes(row["fingerprint"]), reply), key, pb.ReserveResponse))
 
 
-async def _lookup(conn: asyncpg.Connection, op: str, request_id: str, fingerprint: str, hold_id: str) -> (
-    HoldResult | HoldView
+async def _replay_resolution(conn: asyncpg.Connection, row: asyncpg.Record, key: RequestKey) -> HoldResult:
+    """The reply of the CommitHold or ReleaseHold that used the key on this hold, rebuilt from the
+    hold (its resolution never changes) and the balance and transaction kept beside it;
+    IDEMPOTENCY_KEY_REUSED for another request."""
+    reply_type, encode = replies.HOLD_REPLIES[key.method.rsplit(".", 1)[1]]
+    reply: Message = reply_type()
+    if row["method"] == key.method and row["request_hold_id"] == row["hold_id"]:
+        h = hold_record_view(row)
+        resolved = replace(h, refunded_amount=0)  # as it was answered: refunds come later
+        txn = None
+        if h.state is HoldState.COMMITTED:
+            reason = await conn.fetchval(_COMMIT_REASON, row["transaction_id"])
+            committed = commit_transaction(h, h.committed_amount, key.request_id, reason,
+                                           h.resolve_time or h.create_time, Kind.HOLD_COMMIT)
+            txn = replace(committed, transaction_id=row["transaction_id"])
+        reply = encode(HoldResult(resolved, BalanceView(h.user_id, h.currency, row["prior_available"],
+                                                        row["prior_held"]), txn))
+    return replies.hold_result(replayed(Recorded(bytes(row["fingerprint"]), reply), key, reply_type))
+
+
+async def _lookup(conn: asyncpg.Connection, method: str, request_id: str, digest: str, hold_id: str) -> (
+    HoldResult | tuple[HoldView, RequestKey]
 ):
-    """The replayed answer, or the hold as it is now (not locked); refuses unknown and payout holds."""
-    row = await conn.fetchrow(_LOOKUP, op, request_id, hold_id)
+    """The replayed reply, or the hold as it is now (not locked) and the request's key (the hold's
+    user completes it); refuses unknown and payout holds."""
+    row = await conn.fetchrow(_LOOKUP, request_id, hold_id)
     assert row is not None
-    if row["fingerprint"] is not None:
-        return _replay(row, request_id, fingerprint)
     if row["hold_id"] is None:
         raise NotFound("HOLD_NOT_FOUND", "no such hold", metadata={"hold_id": hold_id})
+    key = request_key(method, row["user_id"], request_id, digest)
+    if row["fingerprint"] is not None:
+        return await _replay_resolution(conn, row, key)
     if row["purpose"] == PAYOUT_PURPOSE:
         raise FailedPrecondition("HOLD_MANAGED_BY_PAYOUT", "payout holds resolve through CompletePayout")
-    return hold_record_view(row)
+    return hold_record_view(row), key
 
 
 def _counted(outcome: tuple[HoldResult, bool]) -> HoldResult:
@@ -262,30 +333,32 @@ def commit_transaction(
 
 
 async def apply_commit(
-    conn: asyncpg.Connection, h: HoldView, debit: int, txn: TransactionView, fingerprint: str, *, remember: bool
+    conn: asyncpg.Connection, h: HoldView, debit: int, txn: TransactionView, key: RequestKey | None = None
 ) -> tuple[HoldView, asyncpg.Record | None]:
     """The commit statement (CAS on ACTIVE) debiting `debit` (txn's amount): the committed hold and
-    its account's (available, held), or None when the hold is no longer active (nothing written)."""
+    its account's (available, held), or None when the hold is no longer active (nothing written).
+    With a `key`, the request's row in hold_requests too (a payout keeps its own reply instead)."""
     hold = replace(h, state=HoldState.COMMITTED, committed_amount=debit, resolve_time=txn.create_time)
-    answer = encode_hold_template(hold, h.user_id, h.currency, txn) if remember else ("", "", "")
     row = await conn.fetchrow(
         _COMMIT, h.hold_id, debit, txn.create_time, txn.transaction_id, h.user_id, txn.request_id, int(txn.kind),
         txn.reason, h.reference,
         [p.user_id for p in txn.postings], [p.account for p in txn.postings],
         [int(p.currency) for p in txn.postings], [p.amount for p in txn.postings],
-        fingerprint, *answer, remember,
+        key.method if key else "", key.fingerprint if key else b"", key is not None,
     )
     return hold, row
 
 
 async def apply_release(
-    conn: asyncpg.Connection, h: HoldView, state: HoldState, now: datetime, request_id: str, fingerprint: str,
-    *, remember: bool,
+    conn: asyncpg.Connection, h: HoldView, state: HoldState, now: datetime, key: RequestKey | None = None
 ) -> tuple[HoldView, asyncpg.Record | None]:
-    """The release statement (CAS on ACTIVE), ending in `state` (RELEASED, or EXPIRED)."""
+    """The release statement (CAS on ACTIVE), ending in `state` (RELEASED, or EXPIRED); with a
+    `key`, the request's row in hold_requests too."""
     hold = replace(h, state=state, resolve_time=now)
-    answer = encode_hold_template(hold, h.user_id, h.currency, None) if remember else ("", "", "")
-    row = await conn.fetchrow(_RELEASE, h.hold_id, now, request_id, fingerprint, *answer, int(state), remember)
+    row = await conn.fetchrow(
+        _RELEASE, h.hold_id, now, key.request_id if key else "", h.user_id, key.method if key else "",
+        key.fingerprint if key else b"", int(state), key is not None,
+    )
     return hold, row
 
 
@@ -303,10 +376,10 @@ async def commit_hold(
     async def attempt() -> tuple[HoldResult, bool]:
         async with engine.connect() as sa_conn:
             conn = await driver(sa_conn)
-            found = await _lookup(conn, "commit", request_id, fingerprint, hold_id)
+            found = await _lookup(conn, "CommitHold", request_id, fingerprint, hold_id)
             if isinstance(found, HoldResult):
                 return found, False
-            h = found
+            h, key = found
             # Amount, expiry, user and currency of a hold never change: only the state can, and the
             # statement's CAS on it makes this decision hold at the moment of the write.
             debit = check_commit(HoldFacts(h.state, h.amount, h.expire_time), amount, now)
@@ -316,11 +389,11 @@ async def commit_hold(
                     # Expiry on: the commit spends the oldest lots, after the account row is locked
                     # (a fresh snapshot of the lots), in the same transaction.
                     async with conn.transaction():
-                        hold, row = await apply_commit(conn, h, debit, txn, fingerprint, remember=True)
+                        hold, row = await apply_commit(conn, h, debit, txn, key)
                         if row is not None:
                             await lots.consume(conn, {h.user_id: debit})
                 else:
-                    hold, row = await apply_commit(conn, h, debit, txn, fingerprint, remember=True)
+                    hold, row = await apply_commit(conn, h, debit, txn, key)
             except asyncpg.UniqueViolationError as exc:
                 raise RequestIdRaceError(request_id) from exc
         if row is None:  # the hold was resolved since it was read: nothing written, look again
@@ -336,15 +409,13 @@ async def release_hold(
     async def attempt() -> tuple[HoldResult, bool]:
         async with engine.connect() as sa_conn:
             conn = await driver(sa_conn)
-            found = await _lookup(conn, "release", request_id, fingerprint, hold_id)
+            found = await _lookup(conn, "ReleaseHold", request_id, fingerprint, hold_id)
             if isinstance(found, HoldResult):
                 return found, False
-            h = found
+            h, key = found
             check_release(HoldFacts(h.state, h.amount, h.expire_time))
             try:
-                hold, row = await apply_release(
-                    conn, h, HoldState.RELEASED, now, request_id, fingerprint, remember=True
-                )
+                hold, row = await apply_release(conn, h, HoldState.RELEASED, now, key)
             except asyncpg.UniqueViolationError as exc:
                 raise RequestIdRaceError(request_id) from exc
         if row is None:  # the hold was resolved since it was read: nothing written, look again
@@ -372,7 +443,7 @@ async def sweep_expired_holds(transactions: Transactions, now: datetime, limit: 
         expired: list[HoldResult] = []
         views = (hold_record_view(r._mapping) for r in rows)
         for h in sorted(views, key=lambda h: (h.user_id, h.currency, h.hold_id)):
-            hold, row = await apply_release(raw, h, HoldState.EXPIRED, now, "", "", remember=False)
+            hold, row = await apply_release(raw, h, HoldState.EXPIRED, now)
             if row is None:  # locked and ACTIVE: the CAS cannot miss
                 raise RuntimeError(f"expired hold {h.hold_id} changed under its lock")
             expired.append(HoldResult(hold, BalanceView(h.user_id, h.currency, row["available"], row["held"])))

@@ -2,9 +2,9 @@
 
 Round trips per batch, whatever its size: BEGIN, lock the touched accounts (in sorted order,
 creating missing ones) and look up the request ids and payment references in one statement, then
-one statement that updates every account once and inserts every transaction, posting, idempotency
-record and payment reference, then COMMIT. The statements run on the raw asyncpg connection
-(prepared once per connection).
+one statement that updates every account once and inserts every transaction, posting, stored reply
+(the shared idempotency table, proto bytes of the RPC's reply) and payment reference, then COMMIT.
+The statements run on the raw asyncpg connection (prepared once per connection).
 """
 
 from __future__ import annotations
@@ -15,13 +15,13 @@ from datetime import datetime, timedelta
 import asyncpg
 
 from points_platform.errors import Aborted, DomainError, idempotency_key_reused
+from points_platform.idempotency import Recorded, RequestKey, replayed
 from points_platform.unit_of_work import Transaction, Transactions
-from wallet import metrics
+from wallet import metrics, replies
 from wallet.domain import Currency, LedgerOp, PaidCredit, PaymentKey, plan_ledger_ops, touched_accounts
 from wallet.store import lots
-from wallet.store.idempotency import PaymentReferenceRaceError, RequestIdRaceError
+from wallet.store.idempotency import PaymentReferenceRaceError, RequestIdRaceError, request_key
 from wallet.store.postgres import new_id
-from wallet.store.replies import decode, encode_ledger
 from wallet.use_cases.ports import LedgerOutcome
 from wallet.use_cases.results import BalanceView, LedgerResult, PostingView, TransactionView
 
@@ -40,21 +40,24 @@ _LOCK_AND_LOOKUP = """
         RETURNING user_id, currency, available, held
     )
     SELECT 1 AS kind, user_id AS a, NULL::text AS b, currency::int AS currency, available, held,
-           NULL::text AS fingerprint, NULL::text AS response
+           NULL::text AS c, NULL::text AS d, NULL::bytea AS fingerprint, NULL::bytea AS reply
     FROM locked
     UNION ALL
-    SELECT 2, op, request_id, NULL, NULL, NULL, fingerprint, response FROM idempotency
-    WHERE (op, request_id) IN (SELECT * FROM unnest($3::text[], $4::text[]))
+    SELECT 2, user_id, request_id, NULL, NULL, NULL, NULL, NULL, fingerprint, reply FROM idempotency
+    WHERE (user_id, request_id) IN (SELECT * FROM unnest($3::text[], $4::text[]))
     UNION ALL
-    SELECT 3, user_id, reference, currency::int, NULL, NULL, transaction_id, request_id FROM payment_references
+    SELECT 3, user_id, reference, currency::int, NULL, NULL, transaction_id, request_id, NULL, NULL
+    FROM payment_references
     WHERE (user_id, currency, reference) IN (SELECT * FROM unnest($5::text[], $6::smallint[], $7::text[]))
     UNION ALL
-    SELECT 4, user_id, NULL, NULL, NULL, NULL, NULL, NULL FROM suspended_users WHERE user_id = ANY($8::text[])
+    SELECT 4, user_id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM suspended_users
+    WHERE user_id = ANY($8::text[])
 """
 
+# The same keys in a fresh snapshot.
 _LOOKUP_AGAIN = """
-    SELECT op, request_id, fingerprint, response FROM idempotency
-    WHERE (op, request_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))
+    SELECT user_id, request_id, fingerprint, reply FROM idempotency
+    WHERE (user_id, request_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))
 """
 
 _WRITE = """
@@ -71,15 +74,15 @@ _WRITE = """
         INSERT INTO postings (transaction_id, user_id, account, currency, amount, balance_after)
         SELECT * FROM unnest($11::text[], $12::text[], $13::text[], $14::smallint[], $15::bigint[], $16::bigint[])
     ), keys AS (
-        INSERT INTO idempotency (op, request_id, fingerprint, response, create_time)
+        INSERT INTO idempotency (user_id, request_id, method, fingerprint, reply, created_time)
         SELECT i.*, $4::timestamptz
-        FROM unnest($17::text[], $18::text[], $19::text[], $20::text[]) AS i
+        FROM unnest($17::text[], $18::text[], $19::text[], $20::bytea[], $21::bytea[]) AS i
         ON CONFLICT DO NOTHING
         RETURNING 1
     ), paid AS (
         INSERT INTO payment_references (user_id, currency, reference, transaction_id, request_id, create_time)
         SELECT r.*, $4::timestamptz
-        FROM unnest($21::text[], $22::smallint[], $23::text[], $24::text[], $25::text[]) AS r
+        FROM unnest($22::text[], $23::smallint[], $24::text[], $25::text[], $26::text[]) AS r
         ON CONFLICT DO NOTHING
         RETURNING 1
     )
@@ -107,12 +110,15 @@ async def _apply(
     committed: list[LedgerOp] = []
     conn = await tx.driver()
     keys = sorted({op.key for op in ops})
+    # The platform's request key of each op (fingerprint over the method and the command digest);
+    # looked up in the shared table only (hold calls keep theirs in hold_requests, docs/wallet.md).
+    request_keys = [request_key(op.method, op.user_id, op.request_id, op.fingerprint) for op in ops]
     payments = sorted({op.payment_key for op in ops if op.payment_key is not None})
     # Every touched account is locked, replays' included: one round trip for the locks, the
     # stored answers and the payment references already credited.
     accounts = touched_accounts(ops)
     balances: dict[tuple[str, Currency], tuple[int, int]] = {}
-    stored: dict[tuple[str, str], tuple[str, str]] = {}
+    stored: dict[tuple[str, str], Recorded] = {}
     paid: dict[PaymentKey, PaidCredit] = {}
     suspended: set[str] = set()
     suspendable = sorted({op.refused_if_suspended for op in ops if op.refused_if_suspended})
@@ -130,7 +136,7 @@ async def _apply(
         if row[0] == 1:
             balances[(row[1], Currency(row[3]))] = (row[4], row[5])
         elif row[0] == 2:
-            stored[(row[1], row[2])] = (row[6], row[7])
+            stored[(row[1], row[2])] = Recorded(bytes(row[8]), bytes(row[9]))
         elif row[0] == 3:
             paid[(row[1], Currency(row[3]), row[2])] = PaidCredit(row[6], row[7])
         else:
@@ -140,12 +146,7 @@ async def _apply(
     fresh: list[int] = []
     for i, op in enumerate(ops):
         if op.key in stored:
-            fingerprint, response = stored[op.key]
-            outcomes[i] = (
-                decode(LedgerResult, response)
-                if fingerprint == op.fingerprint
-                else idempotency_key_reused(op.request_id)
-            )
+            outcomes[i] = _replay(stored[op.key], request_keys[i], op)
         elif op.key in first_index:
             duplicates.append(i)
         else:
@@ -168,20 +169,16 @@ async def _apply(
     refused = {ops[i].key: i for i, plan in zip(fresh, planned, strict=True) if plan.error is not None}
     if refused:
         for row in await conn.fetch(_LOOKUP_AGAIN, [k[0] for k in refused], [k[1] for k in refused]):
-            op = ops[refused[(row[0], row[1])]]
-            outcomes[refused[op.key]] = (
-                decode(LedgerResult, row[3])
-                if row[2] == op.fingerprint
-                else idempotency_key_reused(op.request_id)
-            )
+            index = refused[(row[0], row[1])]
+            recorded = Recorded(bytes(row[2]), bytes(row[3]))
+            outcomes[index] = _replay(recorded, request_keys[index], ops[index])
     w = _Rows()
-    created = now.isoformat()
     for index, plan in zip(fresh, planned, strict=True):
         if plan.error is not None:
             if outcomes[index] is None:
                 outcomes[index] = plan.error
             continue
-        outcomes[index] = w.add(plan.op, plan.transaction_id, plan.balances_after, now, created)
+        outcomes[index] = w.add(plan.op, request_keys[index], plan.transaction_id, plan.balances_after, now)
         committed.append(plan.op)
 
     if committed:
@@ -207,7 +204,7 @@ async def _apply(
     for i in duplicates:
         op = ops[i]
         first_outcome = outcomes[first_index[op.key]]
-        if ops[first_index[op.key]].fingerprint == op.fingerprint:
+        if request_keys[first_index[op.key]].fingerprint == request_keys[i].fingerprint:
             outcomes[i] = first_outcome
         elif isinstance(first_outcome, DomainError):
             # The first call with this key was refused, so nothing is stored under it: this one
@@ -218,6 +215,15 @@ async def _apply(
     done = [o for o in outcomes if o is not None]
     assert len(done) == len(ops)
     return done, committed
+
+
+def _replay(recorded: Recorded, key: RequestKey, op: LedgerOp) -> LedgerOutcome:
+    """The stored reply of the op's key as the op's result, or IDEMPOTENCY_KEY_REUSED (the op's own
+    outcome: its neighbours in the batch go on)."""
+    try:
+        return replies.ledger_result(replayed(recorded, key, replies.LEDGER_REPLIES[op.method][0]))
+    except DomainError as exc:
+        return exc
 
 
 class _Rows:
@@ -236,10 +242,11 @@ class _Rows:
         self.p_currencies: list[int] = []
         self.p_amounts: list[int] = []
         self.p_after: list[int | None] = []
-        self.i_ops: list[str] = []
+        self.i_users: list[str] = []
         self.i_rids: list[str] = []
-        self.i_fps: list[str] = []
-        self.i_responses: list[str] = []
+        self.i_methods: list[str] = []
+        self.i_fps: list[bytes] = []
+        self.i_replies: list[bytes] = []
         self.r_users: list[str] = []
         self.r_currencies: list[int] = []
         self.r_refs: list[str] = []
@@ -249,10 +256,10 @@ class _Rows:
     def add(
         self,
         op: LedgerOp,
+        key: RequestKey,
         tid: str,
         balances_after: Sequence[tuple[str, Currency, int, int]],
         now: datetime,
-        created: str,
     ) -> LedgerResult:
         after = iter(balances_after)
         views: list[BalanceView] = []
@@ -284,10 +291,11 @@ class _Rows:
         self.t_kinds.append(int(op.kind))
         self.t_reasons.append(op.reason)
         self.t_refs.append(op.reference)
-        self.i_ops.append(op.op)
-        self.i_rids.append(op.request_id)
-        self.i_fps.append(op.fingerprint)
-        self.i_responses.append(encode_ledger(result, created))
+        self.i_users.append(key.user_id)
+        self.i_rids.append(key.request_id)
+        self.i_methods.append(key.method)
+        self.i_fps.append(key.fingerprint)
+        self.i_replies.append(replies.LEDGER_REPLIES[op.method][1](result).SerializeToString(deterministic=True))
         if op.payment_key is not None:
             user_id, currency, reference = op.payment_key
             self.r_users.append(user_id)
@@ -298,11 +306,11 @@ class _Rows:
         return result
 
     def columns(self) -> tuple[list[object], ...]:
-        """In the order of the write statement's $5 .. $25."""
+        """In the order of the write statement's $5 .. $26."""
         return (
             self.t_ids, self.t_users, self.t_rids, self.t_kinds, self.t_reasons, self.t_refs,  # type: ignore[return-value]
             self.p_tids, self.p_users, self.p_accounts, self.p_currencies, self.p_amounts, self.p_after,
-            self.i_ops, self.i_rids, self.i_fps, self.i_responses,
+            self.i_users, self.i_rids, self.i_methods, self.i_fps, self.i_replies,
             self.r_users, self.r_currencies, self.r_refs, self.r_tids, self.r_rids,
         )
 

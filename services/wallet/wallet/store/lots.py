@@ -45,14 +45,14 @@ _CONSUME = (
     WITH need AS (
         SELECT * FROM unnest($1::text[], $2::bigint[]) AS n(user_id, amount)
     ), ordered AS (
-        SELECT l.lot_id, l.remaining, n.amount,
+        SELECT l.user_id, l.lot_id, l.remaining, n.amount,
                sum(l.remaining) OVER (PARTITION BY l.user_id ORDER BY l.expire_time, l.lot_id) - l.remaining AS before
         FROM points_lots l JOIN need n ON n.user_id = l.user_id
         WHERE l.remaining > 0
     )
     UPDATE points_lots p SET remaining = p.remaining - LEAST(o.remaining, o.amount - o.before)
     FROM ordered o
-    WHERE p.lot_id = o.lot_id AND o.before < o.amount
+    WHERE p.user_id = o.user_id AND p.lot_id = o.lot_id AND o.before < o.amount
     """
 )
 
@@ -90,8 +90,9 @@ _POST = text(
     """
     WITH lots AS (
         UPDATE points_lots p SET remaining = p.remaining - e.amount, expired = p.expired + e.amount
-        FROM unnest(CAST(:lot_ids AS bigint[]), CAST(:amounts AS bigint[])) AS e(lot_id, amount)
-        WHERE p.lot_id = e.lot_id AND p.remaining >= e.amount
+        FROM unnest(CAST(:lot_users AS text[]), CAST(:lot_ids AS bigint[]), CAST(:amounts AS bigint[]))
+             AS e(user_id, lot_id, amount)
+        WHERE p.user_id = e.user_id AND p.lot_id = e.lot_id AND p.remaining >= e.amount
         RETURNING 1
     ), moved AS (
         UPDATE accounts a SET available = a.available - d.amount
@@ -156,6 +157,7 @@ async def expire_lots(transactions: Transactions, now: datetime, max_accounts: i
             await conn.execute(
                 _POST,
                 {
+                    "lot_users": [e.lot.user_id for e in planned],
                     "lot_ids": [e.lot.lot_id for e in planned],
                     "amounts": [e.amount for e in planned],
                     "d_users": sorted(spent),

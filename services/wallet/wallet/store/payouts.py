@@ -10,9 +10,11 @@ from typing import Any
 
 from sqlalchemy import text
 
+from points.wallet.v1 import wallet_pb2 as pb
 from points_platform.errors import FailedPrecondition, NotFound
+from points_platform.idempotency import idempotent
 from points_platform.unit_of_work import Transaction, Transactions
-from wallet import metrics
+from wallet import metrics, replies
 from wallet.domain import HoldFacts, HoldState, Kind, PayoutState, check_commit, check_release
 from wallet.store.holds import (
     apply_commit,
@@ -23,9 +25,8 @@ from wallet.store.holds import (
     place,
     refusal,
 )
-from wallet.store.idempotency import remember, stored_response
+from wallet.store.idempotency import LockedFirst, request_key
 from wallet.store.postgres import driver
-from wallet.store.replies import decode, encode
 from wallet.use_cases.ports import ReserveSpec
 from wallet.use_cases.results import BalanceView, HoldResult, PayoutView
 
@@ -33,17 +34,17 @@ from wallet.use_cases.results import BalanceView, HoldResult, PayoutView
 async def request_payout(
     transactions: Transactions, spec: ReserveSpec, cash_value_minor: int, cash_currency: str, rate: int, now: datetime
 ) -> PayoutView:
-    async def attempt(tx: Transaction) -> tuple[PayoutView, HoldResult | None]:
+    held: list[HoldResult] = []
+
+    async def work(tx: Transaction) -> pb.RequestPayoutResponse:
         conn = tx.connection
-        replay = await stored_response(conn, "payout_request", spec.request_id, spec.fingerprint)
-        if replay is not None:
-            return decode(PayoutView, replay), None
-        # The hold statement of Reserve, its answer not stored (the payout's is).
+        held.clear()
+        # The hold statement of Reserve, its reply not kept (the payout's is).
         hold = new_hold(spec, now)
         placed = await place(await driver(conn), spec, hold, remember=False)
         if placed["available"] is None:
             raise refusal(spec, placed)
-        held = HoldResult(hold, BalanceView(spec.user_id, spec.currency, placed["available"], placed["held"]))
+        held.append(HoldResult(hold, BalanceView(spec.user_id, spec.currency, placed["available"], placed["held"])))
         row = (
             await conn.execute(
                 text(
@@ -59,24 +60,18 @@ async def request_payout(
                     "cur": cash_currency,
                     "rate": rate,
                     "s": int(PayoutState.PENDING),
-                    "hold": held.hold.hold_id,
+                    "hold": hold.hold_id,
                     "now": now,
                 },
             )
         ).one()
-        result = payout_view(row)
-        await remember(conn, "payout_request", spec.request_id, spec.fingerprint, encode(result), now)
-        return result, held
+        return replies.request_payout_reply(payout_view(row))
 
-    return _counted(await transactions.run(attempt))
-
-
-def _counted(outcome: tuple[PayoutView, HoldResult | None]) -> PayoutView:
-    """Count the payout's hold change once its transaction committed (not on a replay)."""
-    result, hold = outcome
-    if hold is not None:
-        metrics.hold_committed(hold)
-    return result
+    key = request_key("RequestPayout", spec.user_id, spec.request_id, spec.fingerprint)
+    reply = await idempotent(transactions, key, pb.RequestPayoutResponse, work)
+    for hold_result in held:  # after COMMIT, not on a replay
+        metrics.hold_committed(hold_result)
+    return replies.payout_view(reply)
 
 
 async def complete_payout(
@@ -88,18 +83,23 @@ async def complete_payout(
     failure_reason: str,
     now: datetime,
 ) -> PayoutView:
-    async def attempt(tx: Transaction) -> tuple[PayoutView, HoldResult | None]:
+    locked: list[Any] = []
+    done: list[HoldResult] = []
+
+    async def lock(tx: Transaction) -> None:
+        """Lock the payout before its key is read (`LockedFirst`)."""
+        done.clear()
+        locked[:] = [(
+            await tx.connection.execute(
+                text("SELECT * FROM payouts WHERE payout_id = :id FOR UPDATE"), {"id": payout_id}
+            )
+        ).first()]
+
+    async def work(tx: Transaction) -> pb.CompletePayoutResponse:
         conn = tx.connection
-        # Lock first, then look for a stored answer: a same-key call that waited for the lock
-        # reads the winner's answer (a fresh snapshot) instead of judging the payout again.
-        payout = (
-            await conn.execute(text("SELECT * FROM payouts WHERE payout_id = :id FOR UPDATE"), {"id": payout_id})
-        ).first()
-        replay = await stored_response(conn, "payout_complete", request_id, fingerprint)  # reuse: refused
-        if payout is None:
+        payout = locked[0]
+        if payout is None:  # after the key was read: a reused key is reported first
             raise NotFound("PAYOUT_NOT_FOUND", "no such payout", metadata={"payout_id": payout_id})
-        if replay is not None:
-            return decode(PayoutView, replay), None
         if payout.state != PayoutState.PENDING:
             completed = payout.state == PayoutState.COMPLETED
             reason = "PAYOUT_ALREADY_COMPLETED" if completed else "PAYOUT_ALREADY_FAILED"
@@ -111,15 +111,15 @@ async def complete_payout(
         if success:
             debit = check_commit(facts, 0, now)
             txn = commit_transaction(h, debit, request_id, "payout", now, Kind.PAYOUT)
-            hold, moved = await apply_commit(raw, h, debit, txn, "", remember=False)
+            hold, moved = await apply_commit(raw, h, debit, txn)
             transaction_id = txn.transaction_id
         else:
             check_release(facts)
             txn = None
-            hold, moved = await apply_release(raw, h, HoldState.RELEASED, now, request_id, "", remember=False)
+            hold, moved = await apply_release(raw, h, HoldState.RELEASED, now)
         if moved is None:  # the hold is locked and was ACTIVE: the CAS cannot miss
             raise RuntimeError(f"payout hold {h.hold_id} changed under its lock")
-        done = HoldResult(hold, BalanceView(h.user_id, h.currency, moved["available"], moved["held"]), txn)
+        done.append(HoldResult(hold, BalanceView(h.user_id, h.currency, moved["available"], moved["held"]), txn))
         row = (
             await conn.execute(
                 text(
@@ -135,11 +135,13 @@ async def complete_payout(
                 },
             )
         ).one()
-        result = payout_view(row)
-        await remember(conn, "payout_complete", request_id, fingerprint, encode(result), now)
-        return result, done
+        return replies.complete_payout_reply(payout_view(row))
 
-    return _counted(await transactions.run(attempt))
+    key = request_key("CompletePayout", "", request_id, fingerprint)
+    reply = await idempotent(transactions, key, pb.CompletePayoutResponse, work, storage=LockedFirst(lock))
+    for hold_result in done:  # after COMMIT, not on a replay
+        metrics.hold_committed(hold_result)
+    return replies.payout_view(reply)
 
 
 def payout_view(row: Any) -> PayoutView:

@@ -2,7 +2,8 @@
 
 A refund changes only a committed hold's `refunded_amount`, so it is an ordinary transaction (not
 one of the single-statement hold changes in `holds.py`): lock the hold row, then the account, post
-the spend account -> user transaction, store the answer. Lock order as everywhere: hold, then account.
+the spend account -> user transaction, store the reply (the shared table, under `user_id = ''`:
+the request names no user, store/idempotency.py). Lock order as everywhere: hold, then account.
 """
 
 from __future__ import annotations
@@ -12,16 +13,17 @@ from datetime import datetime, timedelta
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from points.wallet.v1 import wallet_pb2 as pb
 from points_platform.errors import DomainError, FailedPrecondition
+from points_platform.idempotency import idempotent
 from points_platform.unit_of_work import Transaction, Transactions
-from wallet import metrics
+from wallet import metrics, replies
 from wallet.domain import MAX_BALANCE, Currency, Kind, check_refund, spend_sink, user_account
 from wallet.store import lots
 from wallet.store.holds import hold_record_view, lock_hold
-from wallet.store.idempotency import remember, stored_response
+from wallet.store.idempotency import LockedFirst, request_key
 from wallet.store.postgres import driver, new_id
-from wallet.store.replies import decode, encode
-from wallet.use_cases.results import BalanceView, HoldResult, PostingView, TransactionView
+from wallet.use_cases.results import BalanceView, HoldResult, HoldView, PostingView, TransactionView
 
 
 async def refund_hold(
@@ -39,28 +41,31 @@ async def refund_hold(
     returns the result and the amount this call gave (0 on a replay).
     The hold row is locked first (then the account), so concurrent refunds of one hold add up to at
     most its committed amount (also a CHECK), and a same-key call that waited for the lock finds the
-    winner's stored answer (read after the lock) instead of judging the refund again. Expiry on:
-    refunded POINTS are a new lot."""
+    winner's stored reply (read after the lock, under the hold's user: `OwnedStorage`) instead of
+    judging the refund again. Expiry on: refunded POINTS are a new lot."""
+    locked: list[HoldView | DomainError] = []
+    given: list[int] = []
 
-    async def attempt(tx: Transaction) -> tuple[HoldResult, int]:
-        conn = tx.connection
+    async def lock(tx: Transaction) -> None:
+        given[:] = [0]
         try:
-            h = await lock_hold(conn, hold_id, internal=False)
-        except DomainError:
-            # A key already used for another hold is reported as reused, whatever this hold is.
-            await stored_response(conn, "refund", request_id, fingerprint)
-            raise
-        replay = await stored_response(conn, "refund", request_id, fingerprint)
-        if replay is not None:
-            return decode(HoldResult, replay), 0
-        given = check_refund(h.state, h.committed_amount, h.refunded_amount, amount)
+            locked[:] = [await lock_hold(tx.connection, hold_id, internal=False)]
+        except DomainError as exc:  # refused after the key is read: a reused key is reported first
+            locked[:] = [exc]
+
+    async def work(tx: Transaction) -> pb.RefundHoldResponse:
+        conn = tx.connection
+        h = locked[0]
+        if isinstance(h, DomainError):
+            raise h
+        refunded = check_refund(h.state, h.committed_amount, h.refunded_amount, amount)
         acc = (
             await conn.execute(
                 text(
                     "UPDATE accounts SET available = available + :a WHERE user_id = :u AND currency = :c"
                     " AND available + held + :a <= :max RETURNING available, held"
                 ),
-                {"a": given, "u": h.user_id, "c": int(h.currency), "max": MAX_BALANCE},
+                {"a": refunded, "u": h.user_id, "c": int(h.currency), "max": MAX_BALANCE},
             )
         ).first()
         if acc is None:
@@ -70,8 +75,8 @@ async def refund_hold(
             request_id=request_id,
             kind=Kind.REFUND,
             postings=(
-                PostingView(spend_sink(h.currency), "", h.currency, -given),
-                PostingView(user_account(h.user_id), h.user_id, h.currency, given),
+                PostingView(spend_sink(h.currency), "", h.currency, -refunded),
+                PostingView(user_account(h.user_id), h.user_id, h.currency, refunded),
             ),
             create_time=now,
             reason=reason,
@@ -81,22 +86,25 @@ async def refund_hold(
             conn, txn, h.user_id, {(h.user_id, user_account(h.user_id), h.currency): acc.available}
         )
         if points_ttl is not None and h.currency is Currency.POINTS:
-            await lots.add_lots(await driver(conn), [(h.user_id, given, txn.transaction_id)], now, now + points_ttl)
+            await lots.add_lots(
+                await driver(conn), [(h.user_id, refunded, txn.transaction_id)], now, now + points_ttl
+            )
         updated = (
             await conn.execute(
                 text("UPDATE holds SET refunded_amount = refunded_amount + :a WHERE hold_id = :id RETURNING *"),
-                {"a": given, "id": h.hold_id},
+                {"a": refunded, "id": h.hold_id},
             )
         ).one()
         balance = BalanceView(h.user_id, h.currency, acc.available, acc.held)
-        result = HoldResult(hold_record_view(updated._mapping), balance, txn)
-        await remember(conn, "refund", request_id, fingerprint, encode(result), now)
-        return result, given
+        given[:] = [refunded]
+        return replies.refund_reply(HoldResult(hold_record_view(updated._mapping), balance, txn))
 
-    result, given = await transactions.run(attempt)
-    if given:
-        metrics.hold_refunded(result, given)
-    return result, given
+    key = request_key("RefundHold", "", request_id, fingerprint)
+    reply = await idempotent(transactions, key, pb.RefundHoldResponse, work, storage=LockedFirst(lock))
+    result = replies.hold_result(reply)
+    if given[0]:
+        metrics.hold_refunded(result, given[0])
+    return result, given[0]
 
 
 async def insert_transaction(

@@ -1,9 +1,10 @@
 """User suspension: the suspended_users rows the money paths check, and the history of changes.
 
 SuspendUser inserts the user's row, ReinstateUser deletes it, each in one transaction with its
-history row and its stored answer. The money paths read the row in the statement that moves the
-money (store/ledger.py's lock-and-lookup, store/holds.py's reserve statement), so every such statement
-that starts after a suspension committed sees it.
+history row and its stored reply (the shared idempotency table, keyed by the user). The money
+paths read the row in the statement that moves the money (store/ledger.py's lock-and-lookup,
+store/holds.py's reserve statement), so every such statement that starts after a suspension
+committed sees it.
 """
 
 from __future__ import annotations
@@ -14,11 +15,13 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from points.wallet.v1 import wallet_pb2 as pb
 from points_platform.errors import FailedPrecondition
+from points_platform.idempotency import idempotent
 from points_platform.unit_of_work import Transaction, Transactions
+from wallet import replies
 from wallet.domain import UserStatusAction
-from wallet.store.idempotency import remember, stored_response
-from wallet.store.replies import decode, encode
+from wallet.store.idempotency import request_key
 from wallet.use_cases.ports import StatusChange
 from wallet.use_cases.results import UserStatusChangeView, UserStatusView
 
@@ -44,13 +47,10 @@ def _change_view(row: Any) -> UserStatusChangeView:
 
 async def change_status(transactions: Transactions, change: StatusChange, now: datetime) -> UserStatusView:
     """Suspend or reinstate (by change.action); replays the stored answer of the same request."""
-    op = change.action.name.lower()  # idempotency namespace: "suspended", "reinstated"
+    method = "SuspendUser" if change.action is UserStatusAction.SUSPENDED else "ReinstateUser"
 
-    async def attempt(tx: Transaction) -> UserStatusView:
+    async def work(tx: Transaction) -> pb.SuspendUserResponse | pb.ReinstateUserResponse:
         conn = tx.connection
-        replay = await stored_response(conn, op, change.request_id, change.fingerprint)
-        if replay is not None:
-            return decode(UserStatusView, replay)
         change_id = (
             await conn.execute(
                 _RECORD,
@@ -82,10 +82,11 @@ async def change_status(transactions: Transactions, change: StatusChange, now: d
                 change.action, change.operator_id, change.reason, change.ticket, now, change.request_id
             ),
         )
-        await remember(conn, op, change.request_id, change.fingerprint, encode(view), now)
-        return view
+        return replies.status_reply(method, view)
 
-    return await transactions.run(attempt)
+    key = request_key(method, change.user_id, change.request_id, change.fingerprint)
+    reply_type = pb.SuspendUserResponse if change.action is UserStatusAction.SUSPENDED else pb.ReinstateUserResponse
+    return replies.user_status_view(await idempotent(transactions, key, reply_type, work))
 
 
 async def _history(conn: AsyncConnection, user_id: str, limit: int) -> list[UserStatusChangeView]:

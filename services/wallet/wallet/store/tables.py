@@ -13,6 +13,7 @@ from sqlalchemy import (
     DateTime,
     Identity,
     Index,
+    LargeBinary,
     MetaData,
     PrimaryKeyConstraint,
     SmallInteger,
@@ -20,6 +21,8 @@ from sqlalchemy import (
     Text,
     text,
 )
+
+from points_platform.idempotency import idempotency_table
 
 metadata = MetaData()
 
@@ -61,15 +64,25 @@ postings = Table(
     Index("postings_by_transaction", "transaction_id"),
 )
 
-idempotency = Table(
-    "idempotency",
+# The platform's one idempotency table (points_platform.idempotency): replies as proto bytes.
+idempotency = idempotency_table(metadata)
+
+# Folded idempotency of Reserve, CommitHold and ReleaseHold: the row their hold statement writes
+# beside its effect, keyed like the shared table, with what the reply needs beyond the hold row
+# (the balance after the call, a commit's transaction); the reply is rebuilt from it (holds.py).
+hold_requests = Table(
+    "hold_requests",
     metadata,
-    Column("op", Text, nullable=False),
+    Column("user_id", Text, nullable=False),
     Column("request_id", Text, nullable=False),
-    Column("fingerprint", Text, nullable=False),
-    Column("response", Text, nullable=False),
-    Column("create_time", DateTime(timezone=True), nullable=False),
-    PrimaryKeyConstraint("op", "request_id", name="idempotency_pkey"),
+    Column("method", Text, nullable=False),
+    Column("fingerprint", LargeBinary, nullable=False),
+    Column("hold_id", Text, nullable=False),
+    Column("available", BigInteger, nullable=False),
+    Column("held", BigInteger, nullable=False),
+    Column("transaction_id", Text, nullable=True),
+    Column("created_time", DateTime(timezone=True), nullable=False),
+    PrimaryKeyConstraint("user_id", "request_id", name="hold_requests_pkey"),
 )
 
 holds = Table(
@@ -131,7 +144,7 @@ payment_references = Table(
 points_lots = Table(
     "points_lots",
     metadata,
-    Column("lot_id", BigInteger, Identity(), primary_key=True),
+    Column("lot_id", BigInteger, Identity(), nullable=False),
     Column("user_id", Text, nullable=False),
     Column("amount", BigInteger, nullable=False),
     Column("remaining", BigInteger, nullable=False),
@@ -140,6 +153,7 @@ points_lots = Table(
     Column("transaction_id", Text, nullable=False),
     Column("create_time", DateTime(timezone=True), nullable=False),
     CheckConstraint("remaining >= 0 AND expired >= 0 AND remaining + expired <= amount", name="points_lots_amounts"),
+    PrimaryKeyConstraint("user_id", "lot_id", name="points_lots_pkey"),
     Index("points_lots_open_by_user", "user_id", "expire_time", "lot_id", postgresql_where=text("remaining > 0")),
     Index("points_lots_open_by_expiry", "expire_time", postgresql_where=text("remaining > 0")),
 )
@@ -157,7 +171,7 @@ suspended_users = Table(
 user_status_changes = Table(
     "user_status_changes",
     metadata,
-    Column("change_id", BigInteger, Identity(), primary_key=True),
+    Column("change_id", BigInteger, Identity(), nullable=False),
     Column("user_id", Text, nullable=False),
     Column("action", SmallInteger, nullable=False),  # UserStatusAction
     Column("operator_id", Text, nullable=False),
@@ -165,5 +179,5 @@ user_status_changes = Table(
     Column("ticket", Text, nullable=False),
     Column("request_id", Text, nullable=False),
     Column("create_time", DateTime(timezone=True), nullable=False),
-    Index("user_status_changes_by_user", "user_id", "change_id"),
+    PrimaryKeyConstraint("user_id", "change_id", name="user_status_changes_pkey"),
 )
