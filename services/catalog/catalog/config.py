@@ -21,4 +21,8 @@ class CatalogSettings(PlatformSettings):
     db_pool_size: int = Field(
         default=16, description="Database connections (a fixed pool, no overflow: a burst waits for a connection "
         "instead of opening and closing extra ones).")
+    memory_lease_seconds: float = Field(
+        default=3.0, gt=0, description="Lease of this process's items and campaigns in memory (renewed every "
+        "third of it): a process that cannot be reached stops serving from memory after it, and a catalog "
+        "change waits at most that long for a process that vanished without deregistering.")
     clock_offset_seconds: float = Field(default=0.0, description="Shift the service clock (tests of windows).")

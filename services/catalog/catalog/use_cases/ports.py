@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol, TypeVar
 
-from catalog.domain import Campaign, Item, ItemKind, Reservation, ReservationState
+from catalog.domain import Campaign, Item, ItemKind, Reservation, ReservationState, Stock
 from catalog.use_cases.commands import RequestKey
 
 T = TypeVar("T")
@@ -45,6 +45,16 @@ class ItemRead:
     item: Item
     campaign_links: int  # grows with every campaign linked or ended: the campaigns cache key
     claimed: bool  # the request's key is taken: the general path replays or refuses it
+
+
+@dataclass(frozen=True)
+class Remembered:
+    """What a process keeps in memory of one item: its spec and the campaigns linked to it, or that
+    there is no such item. The stock counters are as of the load: fresh only for unlimited items,
+    whose counters never move."""
+
+    item: Item | None
+    campaigns: tuple[Campaign, ...]
 
 
 @dataclass(frozen=True)
@@ -142,11 +152,32 @@ class HotStatements(ItemReads, Protocol):
 
     async def read_item_and_claim(self, item_id: str, key: RequestKey) -> ItemRead | None: ...
 
+    async def stock(self, item_id: str, version: int) -> Stock | None:
+        """The item's stock counters now; None when the item is no longer at `version`."""
+        ...
+
     async def reserve(self, reservation: Reservation, key: RequestKey, reply: bytes) -> bool: ...
 
     async def read_reservation_and_claim(self, reservation_id: str, key: RequestKey) -> ReservationRead | None: ...
 
     async def resolve(self, resolved: Reservation, key: RequestKey, reply: bytes) -> bool: ...
+
+
+class CatalogMemory(Protocol):
+    """Items and campaigns kept in this process, never older than a change already acknowledged."""
+
+    def recall(self, item_id: str) -> Remembered | None:
+        """What memory holds of the item; None when it holds nothing (or may not serve from memory now)."""
+        ...
+
+    async def load(self, item_id: str, reads: ItemReads) -> Remembered:
+        """The item and its campaigns read now, kept unless a change was announced meanwhile."""
+        ...
+
+    async def settled(self) -> None:
+        """Returns once every process serving from memory has dropped what the changes committed so
+        far replaced: a change is acknowledged to its caller only after it."""
+        ...
 
 
 class Database(Protocol):
