@@ -1,7 +1,7 @@
 """Items, prices, regions and campaigns kept in this process's memory, never stale once a change is acknowledged.
 
 How (docs/catalog.md, Reads from memory): every change bumps the catalog-wide version and sends
-`NOTIFY catalog_changed` in its own transaction (triggers, migration 0007). Each process listens on
+`NOTIFY catalog_changed` in its own transaction (triggers, migration 0008). Each process listens on
 a connection of its own, drops all it remembers when a newer version is announced, and then records
 the version it has seen in its `catalog_readers` row, together with a lease. The process that made
 the change answers its caller only after every reader with a live lease has seen that version

@@ -10,16 +10,16 @@ process keeps in memory without telling it. The notification is sent at commit, 
 dropped its memory for (`seen_version`) and its lease. A change is acknowledged to its caller only
 once every reader with a live lease has seen its version.
 
-Revision ID: 0007
-Revises: 0006
+Revision ID: 0008
+Revises: 0007
 """
 
 from __future__ import annotations
 
 from alembic import op
 
-revision = "0007"
-down_revision = "0006"
+revision = "0008"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 
