@@ -71,6 +71,21 @@ def _bench_floor(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_wrapper(args: argparse.Namespace) -> int:
+    from points_cli.bench import h2load, wrapper
+
+    if not h2load.available():
+        raise SystemExit("points bench wrapper: needs h2load (Debian: apt-get install nghttp2-client)")
+    samples = wrapper.run_rounds(
+        rounds=args.rounds, warmup=args.warmup, duration=args.duration, concurrency=args.concurrency,
+        connections=args.connections,
+    )
+    print(wrapper.format_report(samples))
+    if args.json:
+        Path(args.json).write_text(wrapper.to_json(samples) + "\n")
+    return 0
+
+
 def _bench(args: argparse.Namespace) -> int:
     from points_cli.bench.cpu import SuiteCpu
     from points_cli.bench.harness import format_summary, format_table, run_group, to_json
@@ -78,6 +93,8 @@ def _bench(args: argparse.Namespace) -> int:
 
     if args.group == "floor":
         return _bench_floor(args)
+    if args.group == "wrapper":
+        return _bench_wrapper(args)
     try:
         rate, fraction = parse_rate(args.rate) if args.rate else (None, args.rate_fraction)
     except ValueError as exc:
@@ -191,8 +208,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = sub.add_parser("bench", help="load-test a running suite (see docs/benchmarks.md)")
     bench.add_argument(
-        "group", choices=["wallet", "catalog", "earning", "redemption", "floor"],
-        help="a service's scenarios, or `floor`: PostgreSQL alone storing earned events (earning's yardstick)",
+        "group", choices=["wallet", "catalog", "earning", "redemption", "floor", "wrapper"],
+        help="a service's scenarios, or `floor`: PostgreSQL alone storing earned events (earning's yardstick),"
+        " or `wrapper`: the platform's call wrapper against a bare handler (no suite needed; h2load)",
     )
     bench.add_argument("--scenario", action="append", help="run only this scenario (repeatable)")
     bench.add_argument("--concurrency", type=int, default=64, help="requests in flight")

@@ -65,16 +65,19 @@ class Authenticator:
         self, metadata: Sequence[tuple[str, str | bytes]], auth_context: Mapping[str, Iterable[bytes]]
     ) -> str:
         """Return the caller name or raise Unauthenticated."""
+        return self.identify_by(next((v for k, v in metadata if k == "authorization"), None), auth_context)
+
+    def identify_by(self, authorization: str | bytes | None, auth_context: Mapping[str, Iterable[bytes]]) -> str:
+        """`identify`, given the value of the call's first `authorization` header (None: it sent none)."""
         if self._trust_client_cert:
             names = auth_context.get("x509_common_name") or ()
             for name in names:
                 caller = name.decode()
                 if caller in ALL_CALLERS:
                     return caller
-        header = next((v for k, v in metadata if k == "authorization"), None)
-        if header is None:
+        if authorization is None:
             raise Unauthenticated("MISSING_CREDENTIALS", "authorization: Bearer <token> is required")
-        value = header.decode() if isinstance(header, bytes) else header
+        value = authorization.decode() if isinstance(authorization, bytes) else authorization
         scheme, _, token = value.partition(" ")
         if scheme.lower() != "bearer" or not token:
             raise Unauthenticated("MALFORMED_CREDENTIALS", "expected authorization: Bearer <token>")
@@ -94,7 +97,11 @@ class Authenticator:
         field = self._user_scoped.get(method)
         if caller not in USER_SCOPED_CALLERS or field is None:
             return ""
-        header = next((v for k, v in metadata if k == USER_HEADER), "")
+        return self.scope_by(method, field, next((v for k, v in metadata if k == USER_HEADER), ""), request)
+
+    def scope_by(self, method: str, field: str, header: str | bytes, request: object) -> str:
+        """`scope` of a scoped caller's call of a scoped method (`field`: its `user_field`), given the
+        value of the call's first user header ("" when it sent none)."""
         user = header.decode() if isinstance(header, bytes) else header
         if not user:
             raise PermissionDenied(
@@ -106,6 +113,15 @@ class Authenticator:
                 metadata={"method": method, "field": field},
             )
         return user
+
+    def user_field(self, method: str) -> str | None:
+        """The request field naming the user `method` acts for ("": none, the servicer checks; None:
+        the method is not user-scoped)."""
+        return self._user_scoped.get(method)
+
+    def allowed_callers(self, method: str) -> frozenset[str]:
+        """The callers the policy lets call `method` (none when the policy does not name it)."""
+        return self._policy.get(method) or frozenset()
 
     def authorize(self, caller: str, method: str) -> None:
         """Raise PermissionDenied unless the policy lets `caller` call `method`."""

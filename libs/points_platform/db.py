@@ -48,9 +48,16 @@ def create_engine(url: str, *, pool_size: int = 10, custom_plans: bool = False) 
 def _drop_if_closed(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
     """A pooled connection the server closed (restart, failover, terminated session) is replaced at
     checkout instead of failing the next call. Hot paths use the raw asyncpg connection, whose
-    failures SQLAlchemy never sees; asking asyncpg costs no round trip (unlike a pre-ping)."""
-    if dbapi_connection.driver_connection.is_closed():
+    failures SQLAlchemy never sees; asking asyncpg costs no round trip (unlike a pre-ping).
+
+    So is one that came back with a transaction still open: a call cancelled while its BEGIN was
+    in flight leaves asyncpg in a transaction that SQLAlchemy's reset-on-return does not know of.
+    Handed on, the next user's autocommit statements would run inside it and be rolled back."""
+    driver = dbapi_connection.driver_connection
+    if driver.is_closed():
         raise sqlalchemy.exc.DisconnectionError("closed by the server")
+    if driver.is_in_transaction():
+        raise sqlalchemy.exc.DisconnectionError("returned with a transaction open")
 
 
 def database_url(url: str, database: str | None = None) -> str:

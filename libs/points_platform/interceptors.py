@@ -1,8 +1,11 @@
-"""One server interceptor chain: request id, logging, metrics, authentication, error mapping.
+"""One call wrapper (the platform's "interceptor chain"): request id, logging, metrics,
+authentication, error mapping.
 
-gRPC's asyncio interceptors see only the method name and metadata, not the servicer
-context (which carries the TLS peer and lets us abort with a status), so each concern is
-applied by wrapping the handler's behaviour. Every handler's request deserializer is made
+Each concern needs the servicer context (the TLS peer; aborting with a status), which gRPC's
+asyncio interceptors do not see, so each is applied by wrapping the handler's behaviour. The
+wrapping happens as handlers are registered (`CallWrapper.registering`), not through a
+`grpc.aio.ServerInterceptor`, which grpc would run as a chain of coroutines on every call only
+to hand back the same wrapped handler (docs/benchmarks.md, "Call wrapper"). Every handler's request deserializer is made
 tolerant (`malformed.py`): bytes that do not parse are refused as MALFORMED_REQUEST after
 authentication. Health and reflection are public and the benchmarks' baseline: they are
 wrapped only to refuse (and count) a malformed request, and otherwise run untouched.
@@ -10,16 +13,23 @@ wrapped only to refuse (and count) a malformed request, and otherwise run untouc
 
 from __future__ import annotations
 
+import secrets
 import time
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from typing import Any, NoReturn, TypeAlias
 
 import grpc
 import structlog
 from prometheus_client import Counter, Histogram
 
-from points_platform.auth import OPERATOR_HEADER, Authenticator, current_caller, current_user
+from points_platform.auth import (
+    OPERATOR_HEADER,
+    USER_HEADER,
+    USER_SCOPED_CALLERS,
+    Authenticator,
+    current_caller,
+    current_user,
+)
 from points_platform.db import is_database_unavailable
 from points_platform.errors import DomainError, Unavailable, to_rpc_status
 from points_platform.malformed import MalformedRequest, parsed_stream, require_parsed, tolerant
@@ -42,32 +52,19 @@ Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
 Context: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"
 
 
-class CallInterceptor(grpc.aio.ServerInterceptor):
-    """Applies the platform's per-call concerns to every non-public method."""
+class CallWrapper:
+    """Applies the platform's per-call concerns to every method, wrapping each handler once as the
+    server learns it (`registering`), so grpc runs no interceptor per call."""
 
     def __init__(self, authenticator: Authenticator, error_domain: str) -> None:
         self._auth = authenticator
         self._domain = error_domain
-        # Wrapped handlers per method: built once, not on every call (this is the hot path).
-        self._wrapped: dict[str, Handler] = {}
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler | None]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> Handler | None:
-        full_method: str = handler_call_details.method
-        wrapped = self._wrapped.get(full_method)
-        if wrapped is not None:
-            return wrapped
-        handler = await continuation(handler_call_details)
-        if handler is None:
-            return handler
-        wrapped = self._wrap(handler, full_method)
-        self._wrapped[full_method] = wrapped
-        return wrapped
+    def registering(self, server: grpc.aio.Server) -> grpc.aio.Server:
+        """`server` as the services' register functions see it: the handlers they add are wrapped."""
+        return _WrappingRegistrar(server, self)
 
-    def _wrap(self, handler: Handler, full_method: str) -> Handler:
+    def wrap(self, handler: Handler, full_method: str) -> Handler:
         service, _, method = full_method.rpartition("/")
         public = full_method.startswith(PUBLIC_PREFIXES)
         call = _Call(self, service.lstrip("/"), method, public)
@@ -90,16 +87,82 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
         )
 
 
-class _Call:
-    """The wrapping of one method, with its metric children resolved once."""
+class _WrappingRegistrar(grpc.aio.Server):
+    """Stands in for the server while handlers are added (generated `add_*_to_server` code, health,
+    reflection): registered methods are wrapped at once, generic handlers on their first call. It
+    is a `grpc.aio.Server` because registration code checks (reflection picks its asyncio servicer
+    so); everything but adding handlers is the server's own."""
 
-    def __init__(self, owner: CallInterceptor, service: str, method: str, public: bool) -> None:
+    def __init__(self, server: grpc.aio.Server, wrapper: CallWrapper) -> None:
+        self._server = server
+        self._wrapper = wrapper
+
+    def add_generic_rpc_handlers(self, generic_rpc_handlers: Iterable[grpc.GenericRpcHandler]) -> None:
+        self._server.add_generic_rpc_handlers(tuple(_WrappedGeneric(h, self._wrapper) for h in generic_rpc_handlers))
+
+    def add_registered_method_handlers(self, service_name: str, method_handlers: Mapping[str, Handler]) -> None:
+        self._server.add_registered_method_handlers(service_name, {
+            name: self._wrapper.wrap(handler, f"/{service_name}/{name}") for name, handler in method_handlers.items()
+        })
+
+    def add_insecure_port(self, address: str) -> int:
+        return self._server.add_insecure_port(address)
+
+    def add_secure_port(self, address: str, server_credentials: grpc.ServerCredentials) -> int:
+        return self._server.add_secure_port(address, server_credentials)
+
+    async def start(self) -> None:
+        await self._server.start()
+
+    async def stop(self, grace: float | None) -> None:
+        await self._server.stop(grace)
+
+    async def wait_for_termination(self, timeout: float | None = None) -> bool:
+        return await self._server.wait_for_termination(timeout)
+
+
+class _WrappedGeneric(grpc.GenericRpcHandler):
+    """A generic handler whose handlers come wrapped, each built on its method's first call."""
+
+    def __init__(self, inner: grpc.GenericRpcHandler, wrapper: CallWrapper) -> None:
+        self._inner = inner
+        self._wrapper = wrapper
+        self._wrapped: dict[str, Handler] = {}
+
+    def service(self, handler_call_details: grpc.HandlerCallDetails) -> Handler | None:
+        full_method: str = handler_call_details.method
+        wrapped = self._wrapped.get(full_method)
+        if wrapped is None:
+            handler = self._inner.service(handler_call_details)
+            if handler is None:
+                return None
+            wrapped = self._wrapped[full_method] = self._wrapper.wrap(handler, full_method)
+        return wrapped
+
+
+class _Call:
+    """The wrapping of one method, with everything constant per method resolved once: its metric
+    children, its policy entry and its user scope."""
+
+    def __init__(self, owner: CallWrapper, service: str, method: str, public: bool) -> None:
         self.owner = owner
         self.service = service
         self.method = method
+        auth = owner._auth
+        self._allowed = auth.allowed_callers(method)
+        self._user_field = auth.user_field(method)
+        self._peer_certs = auth.trusts_client_cert
+        # Code name -> RPC_TOTAL child, filled as codes occur (OK is the hot one).
+        self._totals: dict[str, Any] = {}
         if not public:  # public calls have no OK or timing series: they are counted only when refused
             self._seconds = RPC_SECONDS.labels(service, method)
-            self._ok = RPC_TOTAL.labels(service, method, "OK")
+            self._ok = self._total("OK")
+
+    def _total(self, code: str) -> Any:
+        child = self._totals.get(code)
+        if child is None:
+            child = self._totals[code] = RPC_TOTAL.labels(self.service, self.method, code)
+        return child
 
     def unary_response(self, behavior: Callable[..., Any], client_stream: bool) -> Callable[..., Awaitable[Any]]:
         async def wrapped(request: Any, context: Context) -> Any:
@@ -155,7 +218,7 @@ class _Call:
         """Public calls are not timed or counted when they succeed; a malformed one is counted."""
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(rpc_method=self.method)
-        RPC_TOTAL.labels(self.service, self.method, exc.code.name).inc()
+        self._total(exc.code.name).inc()
         await self._fail(exc, context)
 
     def _parsed(self, request: Any, client_stream: bool) -> Any:
@@ -168,24 +231,36 @@ class _Call:
     def _admit(self, request: Any, client_stream: bool, context: Context) -> Any:
         """Bind the call's log context, name the caller and check the policy, then (only for a caller
         who may call at all) refuse a request that did not parse, then check the user scope."""
-        metadata: Sequence[tuple[str, str | bytes]] = tuple(context.invocation_metadata() or ())
-        request_id = next((str(v) for k, v in metadata if k == "x-request-id"), "")
+        # The first value of each header, as the policy reads it: one pass, not one scan per header.
+        headers: dict[str, str | bytes] = dict(reversed(tuple(context.invocation_metadata() or ())))
+        request_id = str(headers.get("x-request-id") or "")
         if not request_id:
-            request_id = str(getattr(request, "request_id", "") or "") or uuid.uuid4().hex
+            request_id = str(getattr(request, "request_id", "") or "") or secrets.token_hex(16)
         structlog.contextvars.clear_contextvars()
-        structlog.contextvars.bind_contextvars(request_id=request_id, rpc_method=self.method)
         auth = self.owner._auth
-        peer: Mapping[str, Iterable[bytes]] = (context.auth_context() or {}) if auth.trusts_client_cert else {}
-        caller = auth.identify(metadata, peer)
-        structlog.contextvars.bind_contextvars(caller=caller)
-        operator = next((str(v) for k, v in metadata if k == OPERATOR_HEADER), "")
+        peer: Mapping[str, Iterable[bytes]] = (context.auth_context() or {}) if self._peer_certs else {}
+        try:
+            caller = auth.identify_by(headers.get("authorization"), peer)
+        except Exception:  # logged (rpc_rejected) under the call's context, without a caller
+            structlog.contextvars.bind_contextvars(request_id=request_id, rpc_method=self.method)
+            raise
+        operator = str(headers.get(OPERATOR_HEADER) or "")
         if caller == "admin" and operator and operator.isascii() and operator.isprintable() and len(operator) <= 64:
             # Only the admin caller speaks for an operator; anyone else naming one is ignored.
-            structlog.contextvars.bind_contextvars(operator=operator)
+            structlog.contextvars.bind_contextvars(
+                request_id=request_id, rpc_method=self.method, caller=caller, operator=operator
+            )
+        else:
+            structlog.contextvars.bind_contextvars(request_id=request_id, rpc_method=self.method, caller=caller)
         current_caller.set(caller)
-        auth.authorize(caller, self.method)
+        if caller not in self._allowed:
+            auth.authorize(caller, self.method)  # raises CALLER_NOT_ALLOWED
         request = self._parsed(request, client_stream)
-        current_user.set(auth.scope(caller, self.method, metadata, request))
+        field = self._user_field
+        if field is not None and caller in USER_SCOPED_CALLERS:
+            current_user.set(auth.scope_by(self.method, field, headers.get(USER_HEADER) or "", request))
+        else:
+            current_user.set("")
         return request
 
     async def _fail(self, exc: Exception, context: Context) -> NoReturn:
@@ -215,7 +290,7 @@ class _Call:
         if code is None:
             self._ok.inc()
         else:
-            RPC_TOTAL.labels(self.service, self.method, _status_name(code)).inc()
+            self._total(_status_name(code)).inc()
         self._seconds.observe(time.perf_counter() - started)
 
 

@@ -27,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from points_platform.auth import Authenticator, Policy, UserScope
 from points_platform.config import PlatformSettings
 from points_platform.db import is_reachable
-from points_platform.interceptors import CallInterceptor
+from points_platform.interceptors import CallWrapper
 
 log = structlog.get_logger("points.server")
 
@@ -138,15 +138,15 @@ async def create_server(settings: PlatformSettings, spec: ServiceSpec) -> Runnin
         ("grpc.max_send_message_length", settings.max_message_bytes),
         ("grpc.so_reuseport", int(settings.reuse_port)),
     ]
-    server = grpc.aio.server(
-        interceptors=[CallInterceptor(authenticator, spec.error_domain)], options=limits
-    )
-    spec.register(server)
+    server = grpc.aio.server(options=limits)
+    # Every handler, health's and reflection's too, is added through the call wrapper.
+    registering = CallWrapper(authenticator, spec.error_domain).registering(server)
+    spec.register(registering)
     health = HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health, server)
+    health_pb2_grpc.add_HealthServicer_to_server(health, registering)
     reflection.enable_server_reflection(
         (spec.full_name, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
-        server,
+        registering,
     )
     address = f"{settings.host}:{settings.port}"
     if settings.tls_enabled:

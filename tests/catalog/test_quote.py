@@ -8,7 +8,9 @@ import grpc
 
 from points.catalog.v1 import catalog_pb2 as pb
 from points.common.v1 import common_pb2
+from points_platform.client import bearer
 from tests.catalog.conftest import COINS, POINTS, START, Harness, item_spec, rid
+from tests.support.credentials import TOKENS
 from tests.support.rpc import expect_error, ts
 
 FAILED = grpc.StatusCode.FAILED_PRECONDITION
@@ -215,6 +217,27 @@ async def test_an_ended_campaign_stops_pricing_at_once(h: Harness) -> None:
     await expect_error(
         h.call("EndCampaign", pb.EndCampaignRequest(request_id=rid(), campaign_id=future.campaign_id), "app"),
         grpc.StatusCode.PERMISSION_DENIED, "CALLER_NOT_ALLOWED")
+
+
+async def test_get_campaign_reads_one_campaign_by_id(h: Harness) -> None:
+    """GetCampaign answers what CreateCampaign and EndCampaign answered, to every caller (like
+    ListCampaigns); an unknown id is CAMPAIGN_NOT_FOUND, a malformed one INVALID_ARGUMENT."""
+    item = await h.create_item()
+    created = await campaign(h, [item.item_id], regions=["DE"], percent_off_bps=2500)
+    for caller in ("app", "admin", "redemption"):  # through the typed stub: a use vulture sees
+        got = await h.stub().GetCampaign(
+            pb.GetCampaignRequest(campaign_id=created.campaign_id), metadata=bearer(TOKENS[caller]), timeout=30)
+        assert got.campaign == created
+    ended = (await h.call("EndCampaign", pb.EndCampaignRequest(request_id=rid(), campaign_id=created.campaign_id)))
+    assert (await h.call("GetCampaign", pb.GetCampaignRequest(campaign_id=created.campaign_id))).campaign == (
+        ended.campaign)
+    assert ended.campaign.HasField("ended_time")
+    await expect_error(
+        h.call("GetCampaign", pb.GetCampaignRequest(campaign_id="campaign-unknown"), "app"),
+        grpc.StatusCode.NOT_FOUND, "CAMPAIGN_NOT_FOUND")
+    await expect_error(
+        h.call("GetCampaign", pb.GetCampaignRequest(campaign_id="")),
+        grpc.StatusCode.INVALID_ARGUMENT, "INVALID_FIELD")
 
 
 async def test_raffle_tickets_stop_selling_at_the_sales_close(h: Harness) -> None:

@@ -13,6 +13,7 @@ import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from points.catalog.v1 import catalog_pb2, catalog_pb2_grpc
+from points.earning.v1 import earning_pb2, earning_pb2_grpc
 from points_platform.client import bearer
 from tests.console.support import (
     OPERATOR,
@@ -193,3 +194,20 @@ def test_rules_are_shown_saved_as_a_new_version_and_bad_json_is_explained(suite:
     assert status == 200 and f"Saved as version {int(version.group(1)) + 1}" in page, page
     status, _, page = client.request("/rules", {**form, "request_id": request_id_of(page)})
     assert status == 400 and 'class="error"' in page  # a stale version is refused
+
+
+def test_the_queue_shows_each_user_s_activity_today_beside_their_held_earnings(suite: SuiteProcess) -> None:
+    hold_an_earning(suite, "busy-today")
+    with grpc.insecure_channel(f"127.0.0.1:{suite.ports['earning']}") as channel:
+        summary = earning_pb2_grpc.EarningServiceStub(channel).GetDailySummary(
+            earning_pb2.GetDailySummaryRequest(user_id="busy-today"), metadata=bearer(suite.tokens["admin"]), timeout=30
+        )
+    assert summary.total_earned > 0 and summary.held_points > 0
+    client = Client(suite.console_port)
+    client.sign_in()
+    _, _, queue = client.request("/review")
+    row = re.search(r'data-user="busy-today".*?</tr>', queue, re.S)
+    assert row, "the held earning is not in the queue"
+    today = html.unescape(re.sub(r"<[^>]+>", "", row.group(0).split('class="today">', 1)[1]))
+    assert today.startswith(f"earned {summary.total_earned} of {summary.total_cap}"), today
+    assert f"held {summary.held_points}" in today and "like" in today, today

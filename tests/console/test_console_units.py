@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from points.redemption.v1 import redemption_pb2
 from points_console.metrics import HOURS_SHOWN, HourlyIncrease, by_label, total
 from points_console.pages.raffles import draw_picks, seed_matches
-from redemption.domain import draw_winners
+from redemption.domain.raffle import draw_winners
 
 NOON = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
 

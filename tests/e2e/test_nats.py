@@ -79,7 +79,7 @@ async def test_the_suites_nats_answers_is_supervised_and_stops_with_it(suite: Su
             return False
         try:
             return await jetstream_messages(url, stream_name("wallet")) == 1
-        except nats.errors.NoServersError:  # not accepting clients yet
+        except (nats.errors.Error, OSError):  # not accepting clients, or JetStream still recovering its store
             return False
 
     await eventually(restarted_with_its_store, what="NATS restarted on its port with its stream")
@@ -117,6 +117,7 @@ async def test_nats_url_uses_a_separately_started_server_and_leaves_it_running(
     assert separate_nats.is_running
     nc = await connect_once(separate_nats.url)
     try:
-        assert (await nc.jetstream().account_info()).streams == 0
+        # JetStream still answers; the services' relays may have created their streams on it.
+        assert (await nc.jetstream().account_info()).streams <= len(SERVICES)
     finally:
         await nc.close()

@@ -106,3 +106,28 @@ async def test_large_batch_of_one_user_respects_caps(start_suite: StartSuite) ->
     assert [r.points_awarded for r in results[:25]] == [2] * 25
     assert {r.status for r in results[25:]} == {pb.EVENT_STATUS_CAPPED}
     assert await s.balance("heavy") == 50
+
+
+async def test_a_users_events_of_a_batch_are_paid_by_one_credit_per_day(start_suite: StartSuite) -> None:
+    """One wallet transaction per user and day of a batch, for the sum; each event keeps its own
+    points and breakdown and shows that transaction, also on replay. A lone event keeps its own
+    credit (its id as the reference)."""
+    s = await start_suite()
+    mine = [s.event("many", pb.ACTIVITY_TYPE_LIKE, target_id=f"v{k}") for k in range(3)]
+    mine.append(s.event("many", pb.ACTIVITY_TYPE_COMMENT, target_id="p"))
+    alone = s.event("alone", pb.ACTIVITY_TYPE_LIKE, target_id="v")
+    reply = await s.stub.RecordActivities(pb.RecordActivitiesRequest(events=[*mine, alone]), metadata=APP, timeout=10)
+    results = list(reply.results)
+    assert [r.points_awarded for r in results] == [2, 2, 2, 5, 2]
+    assert all(r.status == pb.EVENT_STATUS_AWARDED for r in results)
+    [entry] = await s.history("many")
+    assert (entry.amount, entry.reference) == (11, mine[0].event_id)
+    assert {r.wallet_transaction_id for r in results[:4]} == {entry.transaction_id}
+    [single] = await s.history("alone")
+    assert (single.amount, single.reference) == (2, alone.event_id)
+    assert single.transaction_id == results[4].wallet_transaction_id
+    again = await s.stub.RecordActivities(pb.RecordActivitiesRequest(events=mine[1:3]), metadata=APP, timeout=10)
+    assert [(r.status, r.points_awarded, r.wallet_transaction_id) for r in again.results] == [
+        (pb.EVENT_STATUS_DUPLICATE, 2, entry.transaction_id)
+    ] * 2
+    assert await s.balance("many") == 11 and len(await s.history("many")) == 1

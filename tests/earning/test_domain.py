@@ -12,6 +12,7 @@ import pytest
 import earning
 from earning.domain.batch import BatchFacts, KnownFacts
 from earning.domain.challenge import Challenge, ChallengeSpec, matching, validate_challenge
+from earning.domain.credit import MIXED_REASON, PendingCredit, one_credit_per_user_day
 from earning.domain.evaluation import (
     ChallengeTerms,
     EventFacts,
@@ -240,3 +241,20 @@ def test_challenge_coverage() -> None:
         validate_challenge(replace(spec, end_time=NOW))
     with pytest.raises(RuleError):
         validate_challenge(replace(spec, multiplier_bps=5000))
+
+
+def test_one_credit_per_user_and_day() -> None:
+    def credit(n: int, user: str, reason: str = "like") -> PendingCredit:
+        return PendingCredit(f"earning-ev-{n}", user, n, reason, f"e{n}")
+
+    monday, tuesday = date(2026, 1, 5), date(2026, 1, 6)
+    paid_by = one_credit_per_user_day([
+        (credit(1, "a"), monday), (credit(2, "b"), monday), (credit(3, "a", "comment"), monday),
+        (credit(4, "a"), tuesday),
+    ])
+    group = paid_by["earning-ev-1"]
+    assert paid_by["earning-ev-3"] == group and group.request_id.startswith("earning-evs-")
+    assert (group.user_id, group.amount, group.reason, group.reference) == ("a", 4, MIXED_REASON, "e1")
+    assert paid_by["earning-ev-2"] == credit(2, "b") and paid_by["earning-ev-4"] == credit(4, "a")
+    again = one_credit_per_user_day([(credit(1, "a"), monday), (credit(3, "a", "comment"), monday)])
+    assert again["earning-ev-1"].request_id == group.request_id  # the same members: the same wallet key

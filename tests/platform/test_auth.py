@@ -79,3 +79,25 @@ def test_user_scoped_calls_of_the_app_name_their_user() -> None:
         scoped.scope("app", "GetItem", header, object())
     assert scoped.scope("admin", "GetItem", (), _Read("bob")) == ""  # internal callers are not scoped
     assert scoped.scope("app", "CreateItem", (), _Read("bob")) == ""  # not a scoped method
+
+
+def test_a_methods_policy_entry_and_user_field_are_read_once_per_method() -> None:
+    scoped = Authenticator(TOKENS, POLICY, trust_client_cert=False, user_scoped={"GetItem": "user_id", "GetThing": ""})
+    assert scoped.allowed_callers("GetItem") == {"admin", "app"}
+    assert scoped.allowed_callers("MethodNotInPolicy") == frozenset()
+    assert (scoped.user_field("GetItem"), scoped.user_field("GetThing"), scoped.user_field("CreateItem")) == (
+        "user_id", "", None
+    )
+
+
+def test_identify_and_scope_by_header_values_answer_as_from_metadata() -> None:
+    scoped = Authenticator(TOKENS, POLICY, trust_client_cert=False, user_scoped={"GetItem": "user_id"})
+    assert scoped.identify_by(f"Bearer {TOKENS['app']}", {}) == "app"
+    assert scoped.identify_by(f"Bearer {TOKENS['app']}".encode(), {}) == "app"
+    with pytest.raises(Unauthenticated) as missing:
+        scoped.identify_by(None, {})
+    assert missing.value.reason == "MISSING_CREDENTIALS"
+    assert scoped.scope_by("GetItem", "user_id", b"ann", _Read("ann")) == "ann"
+    with pytest.raises(PermissionDenied) as required:
+        scoped.scope_by("GetItem", "user_id", "", _Read("ann"))
+    assert required.value.reason == "USER_REQUIRED"

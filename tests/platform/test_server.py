@@ -45,6 +45,10 @@ async def who_acts(request: bytes, context: grpc.aio.ServicerContext[bytes, byte
     return str(structlog.contextvars.get_contextvars().get("operator", "")).encode()
 
 
+async def log_context(request: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
+    return json.dumps(structlog.contextvars.get_contextvars()).encode()
+
+
 async def fail(request: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
     raise NotFound("THING_NOT_FOUND", "no such thing", metadata={"thing": "t1"})
 
@@ -83,6 +87,7 @@ def register(server: grpc.aio.Server) -> None:
         "Slow": grpc.unary_unary_rpc_method_handler(slow),
         "Admin": grpc.unary_unary_rpc_method_handler(echo),
         "WhoActs": grpc.unary_unary_rpc_method_handler(who_acts),
+        "LogContext": grpc.unary_unary_rpc_method_handler(log_context),
         "Collect": grpc.stream_unary_rpc_method_handler(collect),
         "Parse": grpc.unary_unary_rpc_method_handler(
             parse, request_deserializer=health_pb2.HealthCheckRequest.FromString  # type: ignore[arg-type]
@@ -91,9 +96,8 @@ def register(server: grpc.aio.Server) -> None:
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
 
 
-POLICY = {name: allow("admin", "app") for name in ("Echo", "Fail", "Crash", "Slow", "Collect", "Parse", "WhoActs")} | {
-    "Admin": allow("admin")
-}
+CALLED_BY_BOTH = ("Echo", "Fail", "Crash", "Slow", "Collect", "Parse", "WhoActs", "LogContext")
+POLICY = {name: allow("admin", "app") for name in CALLED_BY_BOTH} | {"Admin": allow("admin")}
 SPEC = ServiceSpec(SERVICE, "points.test", POLICY, register)
 
 
@@ -123,6 +127,36 @@ async def test_the_operator_behind_an_admin_call_is_in_its_log_context(
         rpc: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(f"/{SERVICE}/WhoActs")
         metadata = (*bearer(ALL_TOKENS[caller]), (OPERATOR_HEADER, operator))
         assert await rpc(b"", metadata=metadata, timeout=5) == logged
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected_request_id"), [((("x-request-id", "req-7"),), "req-7"), ((), None)]
+)
+async def test_the_log_context_names_the_request_the_caller_and_the_method(
+    server: RunningServer, extra: tuple[tuple[str, str], ...], expected_request_id: str | None
+) -> None:
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        rpc: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(f"/{SERVICE}/LogContext")
+        bound = json.loads(await rpc(b"", metadata=(*bearer(APP_TOKEN), *extra), timeout=5))
+    request_id = bound.pop("request_id")
+    assert bound == {"rpc_method": "LogContext", "caller": "app"}
+    if expected_request_id is None:  # none sent: a fresh one per call
+        assert len(request_id) == 32 and int(request_id, 16) >= 0
+    else:
+        assert request_id == expected_request_id
+
+
+@pytest.mark.parametrize(("first", "second", "answered"), [("wrong", APP_TOKEN, False), (APP_TOKEN, "wrong", True)])
+async def test_of_a_repeated_header_the_first_counts(
+    server: RunningServer, first: str, second: str, answered: bool
+) -> None:
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        rpc: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(f"/{SERVICE}/Echo")
+        sent = rpc(b"hi", metadata=(*bearer(first), *bearer(second)), timeout=5)
+        if answered:
+            assert await sent == b"hi|app"
+        else:
+            await expect_error(sent, grpc.StatusCode.UNAUTHENTICATED)
 
 
 @pytest.mark.parametrize(

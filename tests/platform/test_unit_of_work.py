@@ -163,3 +163,21 @@ async def test_backoff_is_bounded_and_contention_beyond_it_is_aborted() -> None:
         await retry(always_loses, policy)
     assert caught.value.reason == "CONCURRENT_REQUEST"
     assert len(sleeps.delays) == 5  # a lost race is run again at once
+
+
+async def test_a_connection_returned_with_a_transaction_open_is_not_handed_on(new_database: NewDatabase) -> None:
+    """A transaction SQLAlchemy does not know of (BEGIN sent on the raw connection, as a call
+    cancelled mid-BEGIN leaves it) survives the pool's reset-on-return; checkout must drop it."""
+    engine = create_engine(await new_database("leaked"), pool_size=1)
+    try:
+        async with engine.connect() as conn:
+            leaked = (await conn.get_raw_connection()).driver_connection
+            assert leaked is not None
+            await leaked.execute("BEGIN")
+        async with engine.connect() as conn:
+            driver = (await conn.get_raw_connection()).driver_connection
+            assert driver is not None
+            assert driver is not leaked and not driver.is_in_transaction()
+            assert leaked.is_closed()
+    finally:
+        await engine.dispose()

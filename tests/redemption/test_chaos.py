@@ -143,11 +143,13 @@ async def test_chaos_every_saga_ends_whole(new_database: NewDatabase, tmp_path: 
         catalog = catalog_pb2_grpc.CatalogServiceStub(channel("catalog"))
         redemption = redemption_pb2_grpc.RedemptionServiceStub(channel("redemption"))
 
-        limited = (await catalog.CreateItem(catalog_pb2.CreateItemRequest(request_id="chaos-limited", spec=catalog_pb2.ItemSpec(
+        limited = (await catalog.CreateItem(catalog_pb2.CreateItemRequest(
+            request_id="chaos-limited", spec=catalog_pb2.ItemSpec(
             kind=catalog_pb2.ITEM_KIND_RAFFLE_TICKET, title="ticket", limited_stock=True, stock_total=250,
             price=common_pb2.Price(currency=common_pb2.CURRENCY_POINTS, amount=30),
             raffle=catalog_pb2.RaffleAttributes(raffle_id="chaos-raffle", winners=1))), metadata=md("admin"))).item
-        unlimited = (await catalog.CreateItem(catalog_pb2.CreateItemRequest(request_id="chaos-open", spec=catalog_pb2.ItemSpec(
+        unlimited = (await catalog.CreateItem(catalog_pb2.CreateItemRequest(
+            request_id="chaos-open", spec=catalog_pb2.ItemSpec(
             kind=catalog_pb2.ITEM_KIND_COSMETIC, title="badge",
             price=common_pb2.Price(currency=common_pb2.CURRENCY_POINTS, amount=70),
             cosmetic=catalog_pb2.CosmeticAttributes(cosmetic_id="badge"))), metadata=md("admin"))).item

@@ -7,25 +7,21 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from redemption.domain import (
+from redemption.domain.item import ItemKind, ItemSnapshot
+from redemption.domain.raffle import commitment_too_late, draw_winners, raffle_closed, seed_hash
+from redemption.domain.saga import (
     COMPENSATION,
     FORWARD,
     REFUND,
-    ItemKind,
-    ItemSnapshot,
     Mode,
-    RuleViolation,
+    RuleViolationError,
     Saga,
     State,
     Step,
     after_failure,
     after_stock_lost,
     after_success,
-    commitment_too_late,
-    draw_winners,
-    raffle_closed,
     refund_refusal,
-    seed_hash,
     start_refund,
     step_request_id,
 )
@@ -61,7 +57,7 @@ def test_forward_steps_run_in_order_and_complete() -> None:
 
 
 def test_a_step_out_of_turn_is_refused() -> None:
-    with pytest.raises(RuleViolation):
+    with pytest.raises(RuleViolationError):
         after_success(new_saga(), Step.HOLD_FUNDS)
 
 
@@ -111,17 +107,18 @@ def test_stock_lost_after_the_funds_commit_refunds_all_but_coin_gifts() -> None:
 
     coins = after_stock_lost(replace(lost, currency="COINS"), "OUT_OF_STOCK")
     assert coins.mode is Mode.REFUNDING  # the wallet refunds the committed coin hold
-    gift = replace(lost, currency="COINS", item=ItemSnapshot(kind=ItemKind.VIRTUAL_GIFT, currency="COINS", gift_id="rose"))
+    gift = replace(lost, currency="COINS",
+                   item=ItemSnapshot(kind=ItemKind.VIRTUAL_GIFT, currency="COINS", gift_id="rose"))
     assert after_stock_lost(gift, "OUT_OF_STOCK").state is State.COMPLETED  # the creator's diamonds are paid
     free = after_stock_lost(replace(lost, currency="COINS", amount=0), "OUT_OF_STOCK")
     assert free.mode is Mode.REFUNDING  # nothing to credit: the entitlement is revoked all the same
-    with pytest.raises(RuleViolation):
+    with pytest.raises(RuleViolationError):
         after_stock_lost(run_forward_until(Step.COMMIT_FUNDS), "OUT_OF_STOCK")  # funds not committed yet
 
 
 def test_compensation_steps_cannot_be_abandoned() -> None:
     saga = after_failure(run_forward_until(Step.COMMIT_FUNDS), Step.COMMIT_FUNDS, "HOLD_EXPIRED")
-    with pytest.raises(RuleViolation):
+    with pytest.raises(RuleViolationError):
         after_failure(saga, saga.step or Step.QUOTE, "X")
 
 
@@ -140,7 +137,7 @@ def test_refund_runs_revoke_then_funds_then_stock() -> None:
         saga = after_success(saga, saga.step)
     assert order == [Step.REVOKE_ENTITLEMENT, Step.REFUND_FUNDS, Step.RETURN_STOCK]
     assert saga.state is State.REFUNDED
-    with pytest.raises(RuleViolation):
+    with pytest.raises(RuleViolationError):
         start_refund(saga)
 
 
@@ -150,7 +147,8 @@ def test_refund_rules() -> None:
     assert refund_refusal(done, now - timedelta(hours=1), now, 86400, consumed=False) == ""
     assert refund_refusal(done, now - timedelta(days=2), now, 86400, consumed=False) == "REFUND_WINDOW_CLOSED"
     assert refund_refusal(done, now, now, 86400, consumed=True) == "ENTITLEMENT_CONSUMED"
-    gift = replace(done, currency="COINS", item=ItemSnapshot(kind=ItemKind.VIRTUAL_GIFT, currency="COINS", gift_id="rose"))
+    gift = replace(done, currency="COINS",
+                   item=ItemSnapshot(kind=ItemKind.VIRTUAL_GIFT, currency="COINS", gift_id="rose"))
     assert refund_refusal(gift, now, now, 86400, consumed=False) == "COIN_GIFT_NOT_REFUNDABLE"
     assert refund_refusal(replace(done, currency="COINS"), now, now, 86400, consumed=False) == ""
     assert refund_refusal(new_saga(), None, now, 86400, consumed=False) == "NOT_COMPLETED"

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from redemption.domain import (
+from redemption.domain.entitlements import (
     EntitlementKind,
     EntitlementState,
-    ItemKind,
-    ItemSnapshot,
     Usage,
     expiry,
     granted_uses,
     refund_blocker,
 )
+from redemption.domain.item import ItemKind, ItemSnapshot
 
 NOW = datetime(2026, 6, 1, 12, tzinfo=UTC)
 ACTIVE = EntitlementState.ACTIVE

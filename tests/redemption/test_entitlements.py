@@ -13,7 +13,7 @@ from points.catalog.v1 import catalog_pb2
 from points.common.v1 import common_pb2
 from points.redemption.v1 import redemption_pb2 as rpb
 from points_platform.client import acting_for, error_reason
-from redemption.tables import entitlement_uses
+from redemption.store.tables import entitlement_uses
 from tests.redemption.conftest import POINTS, Suite, cosmetic_spec, md, uid
 from tests.support.rpc import expect_error, ts
 

@@ -35,7 +35,8 @@ async def rewind(suite: Suite) -> AsyncIterator[None]:
 def raffle_spec(raffle_id: str, *, now: datetime, close_in: float | None, draw_in: float,
                 **extra: Any) -> catalog_pb2.ItemSpec:
     """A 5-point ticket drawn `draw_in` seconds after `now`, its sales closing `close_in` after it (None: unset)."""
-    attributes: dict[str, Any] = {"raffle_id": raffle_id, "winners": 1, "draw_time": ts(now + timedelta(seconds=draw_in))}
+    attributes: dict[str, Any] = {"raffle_id": raffle_id, "winners": 1,
+                                  "draw_time": ts(now + timedelta(seconds=draw_in))}
     if close_in is not None:
         attributes["sales_close_time"] = ts(now + timedelta(seconds=close_in))
     return catalog_pb2.ItemSpec(kind=catalog_pb2.ITEM_KIND_RAFFLE_TICKET, title="raffle ticket",

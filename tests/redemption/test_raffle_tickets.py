@@ -11,7 +11,7 @@ from points.catalog.v1 import catalog_pb2
 from points.common.v1 import common_pb2
 from points.redemption.v1 import redemption_pb2 as rpb
 from points_platform.client import error_reason
-from redemption.domain import draw_winners
+from redemption.domain.raffle import draw_winners
 from tests.redemption.conftest import POINTS, Suite, md, uid
 from tests.support.rpc import ts
 

@@ -255,7 +255,7 @@ async def test_unlimited_stock_item_skips_the_quote_calls_and_the_hold_decides(s
 async def _crash_after_funds_commit(suite: Suite, user: str, item_id: str) -> rpb.Redemption:
     """Redeem, but the process dies right after CommitHold took effect (the transition unwritten);
     then the outage outlives the reservation, which the catalog's sweeper expires."""
-    from redemption.domain import Step, step_request_id
+    from redemption.domain.saga import Step, step_request_id
 
     service = suite.redemption.service
     runner = service.runner
@@ -358,7 +358,7 @@ async def test_a_hold_committed_by_a_stale_driver_during_compensation_is_credite
     """A driver that outlived its lease commits the hold while the saga compensates: the saga
     still ends CANCELLED, and the user gets the spent funds back (never CANCELLED-and-charged);
     points by a refund credit, coins by the wallet refunding the committed hold."""
-    from redemption.domain import Step, step_request_id
+    from redemption.domain.saga import Step, step_request_id
 
     user = uid("u")
     await suite.fund(user, 300, currency)
@@ -400,7 +400,8 @@ async def test_redeem_answers_from_what_its_driver_wrote_exactly_as_stored(
     rich, poor = uid("u"), uid("u")
     await suite.fund(rich, 1000)
     await suite.fund(poor, 10)
-    raffle = await suite.item(kind=catalog_pb2.ITEM_KIND_RAFFLE_TICKET, price=common_pb2.Price(currency=POINTS, amount=50),
+    raffle = await suite.item(kind=catalog_pb2.ITEM_KIND_RAFFLE_TICKET,
+                              price=common_pb2.Price(currency=POINTS, amount=50),
                               raffle=catalog_pb2.RaffleAttributes(raffle_id=uid("raffle"), winners=1,
                                                                   draw_time=_future(suite)))
     unlimited = await suite.item(**cosmetic_spec(price=100))

@@ -14,7 +14,7 @@ from points.common.v1 import common_pb2
 from points.redemption.v1 import redemption_pb2 as rpb
 from points.wallet.v1 import wallet_pb2
 from points_platform.client import acting_for, error_reason
-from redemption.domain import draw_winners
+from redemption.domain.raffle import draw_winners
 from tests.redemption.conftest import COINS, POINTS, Suite, cosmetic_spec, md, uid
 from tests.redemption.test_redeem import step_names
 from tests.support.rpc import ts
@@ -146,7 +146,8 @@ async def test_raffle_draw_is_committed_reproducible_exactly_once_and_blocks_ref
         await suite.fund(user, 100)
         redemptions.append(await suite.redeem(user, item.item_id, quantity=2))
     with pytest.raises(grpc.aio.AioRpcError) as unprepared:
-        await suite.stub.DrawRaffle(rpb.DrawRaffleRequest(request_id=uid("d"), raffle_id=raffle_id), metadata=md("admin"))
+        await suite.stub.DrawRaffle(rpb.DrawRaffleRequest(request_id=uid("d"), raffle_id=raffle_id),
+                                    metadata=md("admin"))
     assert error_reason(unprepared.value) == "RAFFLE_NOT_PREPARED"
     prepared = (await suite.stub.PrepareRaffleDraw(rpb.PrepareRaffleDrawRequest(
         request_id="prep-" + raffle_id, raffle_id=raffle_id), metadata=md("admin"))).draw
@@ -155,7 +156,8 @@ async def test_raffle_draw_is_committed_reproducible_exactly_once_and_blocks_ref
         request_id="prep2-" + raffle_id, raffle_id=raffle_id), metadata=md("admin"))).draw
     assert again.seed_hash == prepared.seed_hash
     with pytest.raises(grpc.aio.AioRpcError) as early:
-        await suite.stub.DrawRaffle(rpb.DrawRaffleRequest(request_id=uid("d"), raffle_id=raffle_id), metadata=md("admin"))
+        await suite.stub.DrawRaffle(rpb.DrawRaffleRequest(request_id=uid("d"), raffle_id=raffle_id),
+                                    metadata=md("admin"))
     assert error_reason(early.value) == "DRAW_TIME_NOT_REACHED"
 
     suite.clock.advance(3601)
@@ -222,7 +224,8 @@ async def test_the_app_sees_and_redeems_only_for_the_user_it_acts_for(suite: Sui
         await suite.stub.GetRedemption(get, metadata=acting_for(md("app"), other))
     assert (hidden.value.code(), error_reason(hidden.value)) == (grpc.StatusCode.NOT_FOUND, "REDEMPTION_NOT_FOUND")
     with pytest.raises(grpc.aio.AioRpcError) as listing:
-        await suite.stub.ListRedemptions(rpb.ListRedemptionsRequest(user_id=owner), metadata=acting_for(md("app"), other))
+        await suite.stub.ListRedemptions(rpb.ListRedemptionsRequest(user_id=owner),
+                                         metadata=acting_for(md("app"), other))
     assert error_reason(listing.value) == "USER_SCOPE_MISMATCH"
     assert (await suite.stub.GetRedemption(get, metadata=md("admin"))).redemption.user_id == owner
     with pytest.raises(grpc.aio.AioRpcError) as spend:

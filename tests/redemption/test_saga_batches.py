@@ -16,11 +16,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from points_platform.db import create_engine, migrate
 from points_platform.unit_of_work import Transactions
-from redemption.domain import EntitlementKind, EntitlementState, Outcome, Saga, State, Step
+from redemption.domain.entitlements import EntitlementKind, EntitlementState
+from redemption.domain.saga import Outcome, Saga, State, Step
 from redemption.main import MIGRATIONS
-from redemption.store import EntitlementRow, SagaStore
 from redemption.store.saga_batches import distinct_runs
-from redemption.tables import entitlements, saga_steps
+from redemption.store.sagas import SagaStore
+from redemption.store.tables import entitlements, saga_steps
+from redemption.use_cases.records import EntitlementRow, Transition
 from tests.conftest import NewDatabase
 
 NOW = datetime(2030, 1, 1, tzinfo=UTC)
@@ -51,8 +53,8 @@ async def created(store: SagaStore, count: int) -> list[Saga]:
 async def move(store: SagaStore, saga: Saga, *, owner: str = OWNER, note: str = "",
                grant: list[EntitlementRow] | None = None) -> bool:
     after = replace(saga, step=Step.HOLD_FUNDS, reservation_id=f"res-{saga.redemption_id}")
-    return await store.transition(saga, after, [(Step.RESERVE_STOCK, Outcome.SUCCEEDED, note)], owner=owner,
-                                  now=NOW, lease_seconds=15, grant=grant or ())
+    logs = [(Step.RESERVE_STOCK, Outcome.SUCCEEDED, note)]
+    return await store.transition(Transition.of(saga, after, logs, NOW, grant or ()), owner=owner, lease_seconds=15)
 
 
 async def step_log(engine: AsyncEngine, redemption_id: str) -> list[tuple[str, str, str]]:
@@ -110,7 +112,8 @@ async def test_same_request_id_twice_in_a_batch_creates_one_saga(engine: AsyncEn
     first, second = new_saga(), new_saga()
     lease = NOW + timedelta(seconds=15)
     (a, a_created), (b, b_created) = await asyncio.gather(
-        store.create(first, "same-key", "fp", NOW, OWNER, lease), store.create(second, "same-key", "fp", NOW, OWNER, lease))
+        store.create(first, "same-key", "fp", NOW, OWNER, lease),
+        store.create(second, "same-key", "fp", NOW, OWNER, lease))
     assert (a_created, b_created) == (True, False)
     assert a.saga.redemption_id == b.saga.redemption_id == first.redemption_id
     assert await store.get(second.redemption_id) is None
@@ -121,9 +124,9 @@ async def test_grants_are_written_only_for_sagas_that_moved(engine: AsyncEngine)
     sagas = await created(store, 3)
 
     def rows(saga: Saga) -> list[EntitlementRow]:
-        return [EntitlementRow(uuid.uuid4().hex, saga.user_id, saga.redemption_id, unit, EntitlementKind.RAFFLE_TICKET,
-                               saga.item_id, EntitlementState.ACTIVE, None, "raffle-1", "", "", "", "", NOW,
-                               0, False, 0, None)
+        return [EntitlementRow(uuid.uuid4().hex, saga.user_id, saga.redemption_id, unit,
+                               EntitlementKind.RAFFLE_TICKET, saga.item_id, EntitlementState.ACTIVE, None, "raffle-1",
+                               "", "", "", "", NOW, 0, False, 0, None)
                 for unit in range(saga.quantity)]
 
     grants = {s.redemption_id: rows(s) for s in sagas}
@@ -141,8 +144,8 @@ async def test_grants_are_written_only_for_sagas_that_moved(engine: AsyncEngine)
     assert {tuple(r) for r in stored} == expected
     # A retried grant (same saga, new entitlement ids) adds nothing: (redemption_id, unit) is taken.
     again = replace(sagas[0], step=Step.HOLD_FUNDS)
-    assert await store.transition(again, replace(again, step=Step.COMMIT_FUNDS), [], owner=OWNER, now=NOW,
-                                  lease_seconds=15, grant=rows(sagas[0]))
+    retried = Transition.of(again, replace(again, step=Step.COMMIT_FUNDS), [], NOW, rows(sagas[0]))
+    assert await store.transition(retried, owner=OWNER, lease_seconds=15)
     async with engine.connect() as conn:
         count = len((await conn.execute(select(entitlements.c.entitlement_id).where(
             entitlements.c.redemption_id == sagas[0].redemption_id))).all())

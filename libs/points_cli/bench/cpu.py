@@ -34,6 +34,12 @@ def _stat(pid: int) -> tuple[int, float, float] | None:
     return int(fields[1]), (int(fields[11]) + int(fields[12])) / _TICKS, (int(fields[13]) + int(fields[14])) / _TICKS
 
 
+def process_seconds(pid: int) -> float | None:
+    """User + system CPU seconds one live process has spent (None if /proc cannot say)."""
+    stat = _stat(pid)
+    return stat[1] if stat is not None else None
+
+
 class SuiteCpu:
     """Snapshots of CPU seconds per suite process group ("wallet", ..., "postgres")."""
 

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections import Counter
 
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+from points.earning.v1 import earning_pb2
 from points_console.forms import FormError, read_request_id
 from points_console.web import operator, render, services, signed_in
 
 MAX_NOTE_CHARS = 500
+MAX_USERS_SUMMARIZED = 50  # the users of the oldest held earnings; one GetDailySummary call each
 
 
 @signed_in
@@ -39,6 +42,11 @@ async def review(request: Request) -> Response:
                     await services(request).resolve(
                         operator(request), request_id, held_earning_id, decision == "approve", note)
                 return RedirectResponse("/review", status_code=303)
-    held = await services(request).held_earnings(operator(request))
+    gateway, name = services(request), operator(request)
+    held = await gateway.held_earnings(name)
     counts = sorted(Counter(h.reason for h in held).items())
-    return render(request, "review.html", 400 if error else 200, held=held, counts=counts, error=error)
+    # Each user's activity today beside their held earnings: what they earned against the caps, streak, held.
+    users = list(dict.fromkeys(h.user_id for h in held))[:MAX_USERS_SUMMARIZED]
+    summaries = dict(zip(users, await asyncio.gather(*(gateway.earnings_today(name, u) for u in users)), strict=True))
+    return render(request, "review.html", 400 if error else 200, held=held, counts=counts, error=error,
+                  today=summaries, activity=earning_pb2.ActivityType.Name)

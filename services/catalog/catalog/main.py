@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from catalog.api import CatalogApi, service_spec
 from catalog.api.mapping import reservation_reply
 from catalog.config import CatalogSettings
+from catalog.store import events, tables
 from catalog.store.database import CatalogDatabase
 from catalog.store.memory import NotifiedMemory, Retry
 from catalog.use_cases.campaigns import Campaigns
@@ -25,6 +26,8 @@ from points_platform.clock import Clock, SystemClock
 from points_platform.config import settings_or_exit
 from points_platform.db import asyncpg_dsn, create_engine, migrate
 from points_platform.logs import configure_logging
+from points_platform.outbox import Outbox
+from points_platform.relay import RelayJob, start_relays
 from points_platform.server import RunningServer, ServiceSpec, create_server, run_process, run_service
 from points_platform.unit_of_work import Transactions
 
@@ -36,27 +39,35 @@ class Wiring:
     reservations: Reservations
     spec: ServiceSpec
     memory: NotifiedMemory
+    relays: RelayJob
 
     async def close(self) -> None:
-        """Nothing to close: the catalog calls no peers (the engine belongs to the caller)."""
+        """Stop the outbox relay after its pass under way (the catalog calls no peers; the engine
+        belongs to the caller, and is disposed after this)."""
+        await self.relays.close()
 
 
 def build(settings: CatalogSettings, engine: AsyncEngine, clock: Clock, memory_retry: Retry | None = None) -> Wiring:
-    """`memory_retry`: awaited between reconnections of the memory's listener (tests step it)."""
+    """Wire the use cases; with `settings.nats_url` the outbox relay starts publishing in the
+    background (call from a running event loop). `memory_retry`: awaited between reconnections of the
+    memory's listener (tests step it)."""
     transactions = Transactions(engine)
-    db = CatalogDatabase(transactions)
+    outbox = Outbox(tables.outbox, events.SERVICE, events.PARTITIONS, clock)
+    db = CatalogDatabase(transactions, outbox)
+    low = settings.stock_low_threshold
     memory = NotifiedMemory(
         engine, asyncpg_dsn(settings.database_url), lease_seconds=settings.memory_lease_seconds,
         **({"retry": memory_retry} if memory_retry else {}),
     )
     reservations = Reservations(
-        db, clock, reservation_reply, default_ttl_seconds=settings.default_reservation_ttl_seconds
+        db, clock, reservation_reply, default_ttl_seconds=settings.default_reservation_ttl_seconds,
+        stock_low_threshold=low,
     )
     api = CatalogApi(
-        transactions, Items(db, clock), Campaigns(db, clock), Quotes(db, memory, clock), reservations,
-        max_ttl_seconds=settings.max_reservation_ttl_seconds, memory=memory,
+        transactions, Items(db, clock, stock_low_threshold=low), Campaigns(db, clock), Quotes(db, memory, clock),
+        reservations, max_ttl_seconds=settings.max_reservation_ttl_seconds, memory=memory,
     )
-    return Wiring(reservations, service_spec(api), memory)
+    return Wiring(reservations, service_spec(api), memory, start_relays(engine, settings, outbox))
 
 
 @dataclass
@@ -107,9 +118,10 @@ async def serve(settings: CatalogSettings) -> None:
         await run_service(
             settings, wiring.spec, engine,
             [wiring.memory.follow, wiring.reservations.sweeper(settings.sweep_interval_seconds)],
+            on_stop=[wiring.close],  # after the drain, before the engine closes: the relay marks its last pass
         )
     finally:
-        await wiring.close()
+        await wiring.close()  # a second close is a no-op; this one covers a failed start
 
 
 def main() -> None:

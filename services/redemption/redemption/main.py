@@ -22,9 +22,11 @@ from points_platform.server import RunningServer, ServiceSpec, create_server, ru
 from points_platform.unit_of_work import Transactions
 from redemption.api import RedemptionApi, service_spec
 from redemption.config import RedemptionSettings
-from redemption.peers import CatalogClient, WalletClient
-from redemption.store import EntitlementStore, SagaStore
-from redemption.use_cases import RedemptionService
+from redemption.peers.catalog import CatalogClient
+from redemption.peers.wallet import WalletClient
+from redemption.store.entitlements import EntitlementStore
+from redemption.store.sagas import SagaStore
+from redemption.use_cases.redemptions import RedemptionService
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 CALLER = "redemption"
@@ -32,6 +34,8 @@ CALLER = "redemption"
 
 @dataclass
 class Wiring:
+    """The wired service: its use cases, its servicer's spec and the channels it holds."""
+
     service: RedemptionService
     spec: ServiceSpec
     channels: list[grpc.aio.Channel]
@@ -43,6 +47,7 @@ class Wiring:
 
 
 def build(settings: RedemptionSettings, engine: AsyncEngine, clock: Clock) -> Wiring:
+    """Wire the peers, the repositories, the use cases and the servicer (no I/O yet)."""
     token = settings.load_tokens().get(CALLER, "")
     metadata = bearer(token)
     wallet_channel = open_channel(settings.wallet_target, settings)
@@ -79,7 +84,8 @@ class StartedRedemption:
         await self.engine.dispose()
 
 
-async def start(settings: RedemptionSettings, *, clock: Clock | None = None, recovery: bool = True) -> StartedRedemption:
+async def start(settings: RedemptionSettings, *, clock: Clock | None = None,
+                recovery: bool = True) -> StartedRedemption:
     """Migrate, wire and serve (port 0 picks a free one). Call `.stop()`."""
     await migrate(settings.database_url, MIGRATIONS)
     engine = create_engine(settings.database_url, pool_size=settings.db_pool_size)

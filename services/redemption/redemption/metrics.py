@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge
 
-from redemption.domain import EntitlementKind, Mode, Outcome, State, Step
+from redemption.domain.entitlements import EntitlementKind
+from redemption.domain.saga import Mode, Outcome, State, Step
 
 SAGAS_FINISHED = Counter(
     "points_redemption_sagas_finished_total",

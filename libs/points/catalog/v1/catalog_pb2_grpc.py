@@ -95,6 +95,11 @@ class CatalogServiceStub:
                 request_serializer=points_dot_catalog_dot_v1_dot_catalog__pb2.ListCampaignsRequest.SerializeToString,
                 response_deserializer=points_dot_catalog_dot_v1_dot_catalog__pb2.ListCampaignsResponse.FromString,
                 _registered_method=True)
+        self.GetCampaign = channel.unary_unary(
+                '/points.catalog.v1.CatalogService/GetCampaign',
+                request_serializer=points_dot_catalog_dot_v1_dot_catalog__pb2.GetCampaignRequest.SerializeToString,
+                response_deserializer=points_dot_catalog_dot_v1_dot_catalog__pb2.GetCampaignResponse.FromString,
+                _registered_method=True)
         self.EndCampaign = channel.unary_unary(
                 '/points.catalog.v1.CatalogService/EndCampaign',
                 request_serializer=points_dot_catalog_dot_v1_dot_catalog__pb2.EndCampaignRequest.SerializeToString,
@@ -190,6 +195,13 @@ class CatalogServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetCampaign(self, request, context):
+        """Returns one campaign by id, ended or not; NOT_FOUND (CAMPAIGN_NOT_FOUND) when there is none.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def EndCampaign(self, request, context):
         """Ends a running or future campaign now, before its end_time (admin); quotes stop using it at once.
         """
@@ -259,6 +271,11 @@ def add_CatalogServiceServicer_to_server(servicer, server):
                     servicer.ListCampaigns,
                     request_deserializer=points_dot_catalog_dot_v1_dot_catalog__pb2.ListCampaignsRequest.FromString,
                     response_serializer=points_dot_catalog_dot_v1_dot_catalog__pb2.ListCampaignsResponse.SerializeToString,
+            ),
+            'GetCampaign': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetCampaign,
+                    request_deserializer=points_dot_catalog_dot_v1_dot_catalog__pb2.GetCampaignRequest.FromString,
+                    response_serializer=points_dot_catalog_dot_v1_dot_catalog__pb2.GetCampaignResponse.SerializeToString,
             ),
             'EndCampaign': grpc.unary_unary_rpc_method_handler(
                     servicer.EndCampaign,
@@ -591,6 +608,33 @@ class CatalogService:
             '/points.catalog.v1.CatalogService/ListCampaigns',
             points_dot_catalog_dot_v1_dot_catalog__pb2.ListCampaignsRequest.SerializeToString,
             points_dot_catalog_dot_v1_dot_catalog__pb2.ListCampaignsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetCampaign(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/points.catalog.v1.CatalogService/GetCampaign',
+            points_dot_catalog_dot_v1_dot_catalog__pb2.GetCampaignRequest.SerializeToString,
+            points_dot_catalog_dot_v1_dot_catalog__pb2.GetCampaignResponse.FromString,
             options,
             channel_credentials,
             insecure,

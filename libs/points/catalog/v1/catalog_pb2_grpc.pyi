@@ -57,6 +57,8 @@ class CatalogServiceStub:
     """Creates a campaign that changes item prices in a window and regions (admin)."""
     ListCampaigns: _grpc.UnaryUnaryMultiCallable[_catalog_pb2.ListCampaignsRequest, _catalog_pb2.ListCampaignsResponse]
     """Lists campaigns matching the filters."""
+    GetCampaign: _grpc.UnaryUnaryMultiCallable[_catalog_pb2.GetCampaignRequest, _catalog_pb2.GetCampaignResponse]
+    """Returns one campaign by id, ended or not; NOT_FOUND (CAMPAIGN_NOT_FOUND) when there is none."""
     EndCampaign: _grpc.UnaryUnaryMultiCallable[_catalog_pb2.EndCampaignRequest, _catalog_pb2.EndCampaignResponse]
     """Ends a running or future campaign now, before its end_time (admin); quotes stop using it at once."""
 
@@ -89,6 +91,8 @@ class CatalogServiceAsyncStub(CatalogServiceStub):
     """Creates a campaign that changes item prices in a window and regions (admin)."""
     ListCampaigns: _aio.UnaryUnaryMultiCallable[_catalog_pb2.ListCampaignsRequest, _catalog_pb2.ListCampaignsResponse]  # type: ignore[assignment]
     """Lists campaigns matching the filters."""
+    GetCampaign: _aio.UnaryUnaryMultiCallable[_catalog_pb2.GetCampaignRequest, _catalog_pb2.GetCampaignResponse]  # type: ignore[assignment]
+    """Returns one campaign by id, ended or not; NOT_FOUND (CAMPAIGN_NOT_FOUND) when there is none."""
     EndCampaign: _aio.UnaryUnaryMultiCallable[_catalog_pb2.EndCampaignRequest, _catalog_pb2.EndCampaignResponse]  # type: ignore[assignment]
     """Ends a running or future campaign now, before its end_time (admin); quotes stop using it at once."""
 
@@ -190,6 +194,14 @@ class CatalogServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_catalog_pb2.ListCampaignsResponse, _abc.Awaitable[_catalog_pb2.ListCampaignsResponse]]:
         """Lists campaigns matching the filters."""
+
+    @_abc_1.abstractmethod
+    def GetCampaign(
+        self,
+        request: _catalog_pb2.GetCampaignRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_catalog_pb2.GetCampaignResponse, _abc.Awaitable[_catalog_pb2.GetCampaignResponse]]:
+        """Returns one campaign by id, ended or not; NOT_FOUND (CAMPAIGN_NOT_FOUND) when there is none."""
 
     @_abc_1.abstractmethod
     def EndCampaign(

@@ -37,6 +37,7 @@ POLICY: Policy = {
     "GetItem": ALL_CALLERS,
     "ListItems": ALL_CALLERS,
     "ListCampaigns": ALL_CALLERS,
+    "GetCampaign": ALL_CALLERS,
     "Quote": ALL_CALLERS,
     "ReserveStock": allow("redemption"),
     "CommitReservation": allow("redemption"),
@@ -255,6 +256,10 @@ class CatalogApi(catalog_pb2_grpc.CatalogServiceServicer):
             return pb.EndCampaignResponse(campaign=m.campaign_pb(await self._campaigns.end_campaign(cmd, tx)))
 
         return await self._change(cmd.key, pb.EndCampaignResponse, work)
+
+    async def GetCampaign(self, request: pb.GetCampaignRequest, context: Context) -> pb.GetCampaignResponse:
+        campaign = await self._campaigns.get_campaign(require_id("campaign_id", request.campaign_id))
+        return pb.GetCampaignResponse(campaign=m.campaign_pb(campaign))
 
     async def ListCampaigns(
         self, request: pb.ListCampaignsRequest, context: Context

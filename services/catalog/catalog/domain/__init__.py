@@ -1,4 +1,4 @@
-"""Catalog rules: items, campaign pricing, availability and per-user windows.
+"""Catalog rules: items, campaign pricing, availability, per-user windows and stock events.
 
 Pure Python: no grpc, no sqlalchemy, no database driver (an import-linter contract holds it).
 The submodules hold the rules; this package names them for the layers above.
@@ -48,14 +48,16 @@ from catalog.domain.reservations import (
     resolution,
     return_refusal,
 )
+from catalog.domain.stock_events import StockEvent, StockLow, StockSoldOut, stock_events
 from catalog.domain.windows import is_in_window, limit_window_start, offered_in
 
 __all__ = [
     "ATTRIBUTES_KIND", "DEFAULT_TERMS", "MAX_USES", "MAX_VALID_FOR_SECONDS", "Attributes", "Campaign",
     "CampaignSpec", "CosmeticAttributes", "Currency", "DiscountAttributes", "EntitlementTerms",
     "EventAccessAttributes", "GiftAttributes", "Item", "ItemKind", "ItemSpec", "LimitWindow", "Price",
-    "PricedUnit", "Quote", "RaffleAttributes", "Reservation", "ReservationState", "Resolution", "Stock", "StockReturn",
+    "PricedUnit", "Quote", "RaffleAttributes", "Reservation", "ReservationState", "Resolution", "Stock", "StockEvent",
+    "StockLow", "StockReturn", "StockSoldOut",
     "Unavailable", "applies", "campaign_unit_price", "default_terms", "discounted", "has_ended",
     "is_in_window", "limit_window_start", "offered_in", "quote", "resolution", "resolve_price", "restocked",
-    "return_refusal", "terms_violation", "unavailable_reason", "user_allowance",
+    "return_refusal", "stock_events", "terms_violation", "unavailable_reason", "user_allowance",
 ]

@@ -7,10 +7,12 @@ from contextlib import asynccontextmanager
 from typing import TypeVar
 
 from catalog.store.campaigns import CampaignRepository
+from catalog.store.events import EventRepository
 from catalog.store.hot import HotCache, HotConnection, driver_of
 from catalog.store.items import ItemRepository
 from catalog.store.reservations import ReservationRepository
 from catalog.use_cases.ports import UnitOfWork
+from points_platform.outbox import Outbox
 from points_platform.unit_of_work import Transaction, Transactions
 
 T = TypeVar("T")
@@ -19,12 +21,13 @@ T = TypeVar("T")
 class Repositories:
     """Every repository on one transaction (`use_cases.ports.Repositories`)."""
 
-    def __init__(self, tx: Transaction, cache: HotCache) -> None:
+    def __init__(self, tx: Transaction, cache: HotCache, outbox: Outbox) -> None:
         self._tx = tx
         self._cache = cache
         self.items = ItemRepository(tx.connection)
         self.campaigns = CampaignRepository(tx.connection)
         self.reservations = ReservationRepository(tx.connection)
+        self.events = EventRepository(tx.connection, outbox)
 
     async def reads(self) -> HotConnection:
         """The hot path's reads inside this transaction, on its own raw connection."""
@@ -32,16 +35,18 @@ class Repositories:
 
 
 class CatalogDatabase:
-    """Repositories on the platform's transactions, and the hot statements, from one engine's pool."""
+    """Repositories on the platform's transactions, and the hot statements, from one engine's pool;
+    events go to `outbox` (its table in the same database)."""
 
-    def __init__(self, transactions: Transactions) -> None:
+    def __init__(self, transactions: Transactions, outbox: Outbox) -> None:
         self._transactions = transactions
+        self._outbox = outbox
         self._cache = HotCache()
 
     def on(self, uow: UnitOfWork) -> Repositories:
         if not isinstance(uow, Transaction):
             raise TypeError(f"a unit of work is a points_platform Transaction, not {type(uow).__name__}")
-        return Repositories(uow, self._cache)
+        return Repositories(uow, self._cache, self._outbox)
 
     async def run(self, work: Callable[[UnitOfWork], Awaitable[T]]) -> T:
         return await self._transactions.run(work)

@@ -89,11 +89,15 @@ WHERE item_id = $1 AND user_id = $2 AND ($3::timestamptz IS NULL OR create_time 
 # sees its new version and falls back, so a per-user limit being added cannot be slipped past by a
 # reservation that a concurrent general-path reservation of the same user would not count.
 _UNLIMITED_GUARD = "SELECT item_id FROM items WHERE item_id = $1 AND version = $2 AND NOT limited_stock FOR SHARE"
+# The limited guard also leaves a reservation that would cross the low-stock threshold $18 or take
+# the last units to the general path, which appends the stock event in its transaction: crossings
+# are rare (one per threshold crossed, not per reservation), so the hot statements write no events.
 _LIMITED_GUARD = """UPDATE items SET stock_available = stock_available - $10, stock_reserved = stock_reserved + $10
-  WHERE item_id = $1 AND version = $2 AND limited_stock AND stock_available >= $10 RETURNING item_id"""
+  WHERE item_id = $1 AND version = $2 AND limited_stock AND stock_available > $10
+    AND (stock_available <= $18 OR stock_available - $10 > $18) RETURNING item_id"""
 # $1 item_id, $2 item version, $3 request_id, $4 fingerprint, $5 reply, $6 now, $7 reservation_id,
 # $8 user_id, $9 region, $10 quantity, $11 currency, $12 unit amount, $13 total amount, $14 campaign_id,
-# $15 expire_time, $16 the key's user_id, $17 method (full name)
+# $15 expire_time, $16 the key's user_id, $17 method (full name), $18 low-stock threshold (limited only)
 _RESERVE = """
 WITH guard AS ({guard}),
 claim AS (
@@ -218,14 +222,16 @@ class HotConnection:
     async def units_used(self, item_id: str, user_id: str, since: datetime | None, now: datetime) -> int:
         return int(await self._db.fetchval(UNITS_USED, item_id, user_id, since, now))
 
-    async def reserve(self, r: Reservation, key: RequestKey, reply: bytes) -> bool:
-        """Key + reply + (take stock) + insert in one statement; False when a guard failed or the key is taken."""
-        statement = RESERVE_LIMITED if r.took_stock else RESERVE_UNLIMITED
+    async def reserve(self, r: Reservation, key: RequestKey, reply: bytes, *, low_threshold: int) -> bool:
+        """Key + reply + (take stock) + insert in one statement; False when a guard failed (a stock
+        crossing included) or the key is taken."""
+        statement, threshold = (RESERVE_LIMITED, (low_threshold,)) if r.took_stock else (RESERVE_UNLIMITED, ())
         try:
             row = await self._db.fetchrow(
                 statement, r.item_id, r.item_version, key.request_id, key.fingerprint, reply, r.create_time,
                 r.reservation_id, r.user_id, r.region, r.quantity, int(r.unit_price.currency),
                 r.unit_price.amount, r.total_price.amount, r.campaign_id, r.expire_time, key.user_id, key.method,
+                *threshold,
             )
         except _FALL_BACK_ON:
             return False

@@ -11,7 +11,7 @@ from datetime import datetime
 from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from catalog.domain import Item
+from catalog.domain import Item, Stock
 from catalog.store.rows import item_from_row, item_values
 from catalog.store.tables import campaign_items, items
 from catalog.use_cases.ports import ItemFilter
@@ -78,20 +78,18 @@ class ItemRepository:
         query = query.order_by(items.c.create_time, items.c.item_id).limit(limit)
         return [item_from_row(r) for r in (await self.conn.execute(query)).mappings()]
 
-    async def take_stock(self, item_id: str, quantity: int) -> int | None:
-        """available -> reserved if enough is free; the units left, or None."""
+    async def take_stock(self, item_id: str, quantity: int) -> Stock | None:
+        """available -> reserved if enough is free; the counters after, or None."""
+        c = items.c
         row = (
             await self.conn.execute(
                 update(items)
-                .where(items.c.item_id == item_id, items.c.stock_available >= quantity)
-                .values(
-                    stock_available=items.c.stock_available - quantity,
-                    stock_reserved=items.c.stock_reserved + quantity,
-                )
-                .returning(items.c.stock_available)
+                .where(c.item_id == item_id, c.stock_available >= quantity)
+                .values(stock_available=c.stock_available - quantity, stock_reserved=c.stock_reserved + quantity)
+                .returning(c.stock_total, c.stock_available, c.stock_reserved, c.stock_sold)
             )
         ).first()
-        return int(row.stock_available) if row is not None else None
+        return Stock(*map(int, row)) if row is not None else None
 
     async def settle_stock(self, item_id: str, quantity: int, *, sold: bool) -> None:
         """reserved -> sold (commit) or reserved -> available (release/expiry)."""

@@ -21,6 +21,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 
 from points_platform.idempotency import idempotency_table
+from points_platform.outbox import outbox_table
 
 metadata = MetaData()
 
@@ -130,3 +131,6 @@ Index(
 
 # The platform's idempotency table (points_platform.idempotency), written by the hot statements too.
 idempotency = idempotency_table(metadata)
+
+# Domain events committed with the stock changes that cause them (docs/events.md); migration 0007.
+outbox = outbox_table(metadata)

@@ -1,4 +1,4 @@
-"""Campaign use cases: create, end early, list."""
+"""Campaign use cases: create, end early, read, list."""
 
 from __future__ import annotations
 
@@ -17,6 +17,10 @@ from points_platform.clock import Clock
 from points_platform.errors import FailedPrecondition, InvalidArgument, NotFound
 
 log = structlog.get_logger("catalog")
+
+
+def campaign_not_found(campaign_id: str) -> NotFound:
+    return NotFound("CAMPAIGN_NOT_FOUND", "no such campaign", metadata={"campaign_id": campaign_id})
 
 
 class Campaigns:
@@ -46,9 +50,7 @@ class Campaigns:
         tx, now = self._db.on(uow), self._clock.now()
         campaign = await tx.campaigns.get_campaign(cmd.campaign_id, for_update=True)
         if campaign is None:
-            raise NotFound(
-                "CAMPAIGN_NOT_FOUND", "no such campaign", metadata={"campaign_id": cmd.campaign_id}
-            )
+            raise campaign_not_found(cmd.campaign_id)
         if domain.has_ended(campaign, now):
             raise FailedPrecondition(
                 "CAMPAIGN_ALREADY_ENDED", "the campaign has already ended",
@@ -58,6 +60,12 @@ class Campaigns:
         await tx.campaigns.set_campaign_ended(cmd.campaign_id, now)
         log.info("campaign_ended", campaign_id=cmd.campaign_id)
         return ended
+
+    async def get_campaign(self, campaign_id: str) -> Campaign:
+        found = await self._db.run(lambda uow: self._db.on(uow).campaigns.get_campaign(campaign_id))
+        if found is None:
+            raise campaign_not_found(campaign_id)
+        return found
 
     async def list_campaigns(
         self, region: str, active_at: datetime | None, after: tuple[datetime, str] | None, size: int

@@ -23,9 +23,10 @@ def item_not_found(item_id: str) -> NotFound:
 
 
 class Items:
-    def __init__(self, db: Database, clock: Clock) -> None:
+    def __init__(self, db: Database, clock: Clock, *, stock_low_threshold: int) -> None:
         self._db = db
         self._clock = clock
+        self._low_threshold = stock_low_threshold
 
     async def create_item(self, cmd: CreateItem, uow: UnitOfWork) -> Item:
         tx, now = self._db.on(uow), self._clock.now()
@@ -68,6 +69,10 @@ class Items:
             item, version=item.version + 1, spec=cmd.spec, stock=stock, archived=cmd.archived, update_time=now
         )
         await tx.items.replace_item(updated, item.version)
+        if item.spec.limited_stock and cmd.spec.limited_stock:  # a lower total can cross a threshold
+            await tx.events.append(domain.stock_events(
+                item.item_id, updated.version, before=item.stock.available, after=stock.available,
+                total=stock.total, low_threshold=self._low_threshold), now)
         log.info("item_updated", item_id=item.item_id, version=updated.version)
         return updated
 

@@ -8,13 +8,13 @@ idempotency key in the same statement as the effect (`Database.hot`).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol, TypeVar
 
-from catalog.domain import Campaign, Item, ItemKind, Reservation, ReservationState, Stock
+from catalog.domain import Campaign, Item, ItemKind, Reservation, ReservationState, Stock, StockEvent
 from catalog.use_cases.commands import RequestKey
 
 T = TypeVar("T")
@@ -76,7 +76,9 @@ class ItemStore(Protocol):
 
     async def list_items(self, where: ItemFilter, after: tuple[datetime, str] | None, limit: int) -> list[Item]: ...
 
-    async def take_stock(self, item_id: str, quantity: int) -> int | None: ...
+    async def take_stock(self, item_id: str, quantity: int) -> Stock | None:
+        """available -> reserved under the row's lock: the counters after, or None if too few are free."""
+        ...
 
     async def settle_stock(self, item_id: str, quantity: int, *, sold: bool) -> None: ...
 
@@ -109,6 +111,13 @@ class ReservationStore(Protocol):
     async def expire_due(self, now: datetime, limit: int, item_id: str | None = None) -> list[Expired]: ...
 
 
+class EventStore(Protocol):
+    async def append(self, events: Sequence[StockEvent], occurred_time: datetime) -> None:
+        """Add `events` to the outbox in this unit of work: published once it commits, never if it
+        rolls back. Call it after the stock UPDATE, whose row lock orders one item's events."""
+        ...
+
+
 class ItemReads(Protocol):
     """The reads pricing and the per-user limit rest on, the same on the hot and the general path."""
 
@@ -137,6 +146,9 @@ class Repositories(Protocol):
     @property
     def reservations(self) -> ReservationStore: ...
 
+    @property
+    def events(self) -> EventStore: ...
+
     async def reads(self) -> ItemReads:
         """The item reads on this unit of work's own raw connection, inside its transaction."""
         ...
@@ -156,7 +168,10 @@ class HotStatements(ItemReads, Protocol):
         """The item's stock counters now; None when the item is no longer at `version`."""
         ...
 
-    async def reserve(self, reservation: Reservation, key: RequestKey, reply: bytes) -> bool: ...
+    async def reserve(self, reservation: Reservation, key: RequestKey, reply: bytes, *, low_threshold: int) -> bool:
+        """For a limited item the guard also fails when the units taken would cross `low_threshold`
+        or reach zero: the general path then takes them and appends the event in its transaction."""
+        ...
 
     async def read_reservation_and_claim(self, reservation_id: str, key: RequestKey) -> ReservationRead | None: ...
 

@@ -41,12 +41,14 @@ def _unavailable(reason: domain.Unavailable, item_id: str) -> FailedPrecondition
 
 class Reservations:
     def __init__(
-        self, db: Database, clock: Clock, reply: ReservationReply, *, default_ttl_seconds: int, sweep_batch: int = 500
+        self, db: Database, clock: Clock, reply: ReservationReply, *, default_ttl_seconds: int,
+        stock_low_threshold: int, sweep_batch: int = 500,
     ) -> None:
         self._db = db
         self._clock = clock
         self._reply = reply
         self._default_ttl = default_ttl_seconds
+        self._low_threshold = stock_low_threshold
         self._sweep_batch = sweep_batch
 
     def _new_reservation(self, cmd: ReserveStock, item: Item, priced: domain.PricedUnit, now: datetime) -> Reservation:
@@ -84,7 +86,8 @@ class Reservations:
     async def reserve_fast(self, cmd: ReserveStock) -> Reservation | None:
         """Items without a per-user limit: one read, then one statement (key + reply + stock + insert).
 
-        None = use the general path, `reserve_stock` (item missing, key taken, a guard failed).
+        None = use the general path, `reserve_stock` (item missing, key taken, a guard failed, the
+        units would cross the low-stock threshold or sell out: that path appends the event).
         """
         now = self._clock.now()
         async with self._db.hot() as hot:
@@ -95,7 +98,8 @@ class Reservations:
             if item.spec.per_user_limit > 0:
                 return None  # needs the per-user lock and count in one transaction
             reservation = await self._planned(cmd, hot, item, read.campaign_links, now)
-            if not await hot.reserve(reservation, cmd.key, self._reply("ReserveStock", reservation)):
+            reply = self._reply("ReserveStock", reservation)
+            if not await hot.reserve(reservation, cmd.key, reply, low_threshold=self._low_threshold):
                 return None
         log.info("stock_reserved", reservation_id=reservation.reservation_id, item_id=item.item_id)
         return reservation
@@ -124,6 +128,9 @@ class Reservations:
                 left = await tx.items.take_stock(item.item_id, cmd.quantity)
             if left is None:
                 raise _unavailable(domain.Unavailable.OUT_OF_STOCK, item.item_id)
+            await tx.events.append(domain.stock_events(
+                item.item_id, item.version, before=left.available + cmd.quantity, after=left.available,
+                total=left.total, low_threshold=self._low_threshold), now)
         await tx.reservations.insert_reservation(reservation)
         log.info("stock_reserved", reservation_id=reservation.reservation_id, item_id=item.item_id)
         return reservation

@@ -52,6 +52,7 @@ class BatchWrites:
     """Everything the batch changes, aggregated for set-based writes."""
 
     counters: dict[tuple[str, date, int], list[int]] = field(default_factory=dict)  # -> [capped, credited, held]
+    stored_counters: set[tuple[str, date, int]] = field(default_factory=set)  # of `counters`, those already stored
     paid_targets: set[tuple[str, int, str]] = field(default_factory=set)
     paid_milestones: set[tuple[str, str, str]] = field(default_factory=set)
     device_accounts: set[tuple[str, date, str]] = field(default_factory=set)
@@ -74,6 +75,7 @@ class BatchFacts:
         self._capped: dict[tuple[str, date], dict[int, int]] = defaultdict(dict)  # (user, day) -> type -> points
         for (user, day, activity), points in known.capped_today.items():
             self._capped[(user, day)][activity] = points
+        self._stored_counters = set(known.capped_today)
         self._paid_targets = set(known.paid_targets)
         self._paid_milestones = set(known.paid_milestones)
         self._by_user: dict[str, list[datetime]] = defaultdict(list)
@@ -140,6 +142,7 @@ class BatchFacts:
     def final_writes(self) -> BatchWrites:
         """Everything the batch changes, with the streak and receive-time bucket of each user who
         had accepted events (derived once, at the end)."""
+        self.writes.stored_counters = {key for key in self.writes.counters if key in self._stored_counters}
         self.writes.user_states = {
             user: (self._streaks[user], ReceiveRate(self._rate(user), self._received_at)) for user in self._accepted_now
         }

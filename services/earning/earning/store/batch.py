@@ -24,22 +24,27 @@ from earning.domain.model import ActivityEvent, ActivityType, EventStatus, RuleA
 from earning.store.activity import breakdown_from, challenge_from_row
 from earning.use_cases.ports import LockedUsers, NewEvent, NewHeld, Replay, StoredEvent
 
-# Locks the batch's devices, then its users, each in the arrays' (sorted) order, so batches cannot
-# deadlock on them; missing rows are created. The devices serialize the shared-device count: two
-# batches with first-time accounts on one device would otherwise both read the device's accounts
-# before either commits. `WHERE false` locks an existing device row without writing a new version;
-# the users' DO UPDATE (a no-op) takes their lock and returns the row. The device CTE is an InitPlan
-# of the users' insert (the `count(*)` filter), so it runs to completion before any user is locked.
+# Locks the batch's devices, then its users, each class in one global order, so batches cannot
+# deadlock on them. The devices serialize the shared-device count: two batches with first-time
+# accounts on one device would otherwise both read the device's accounts before either commits.
+# A device's lock is a transaction-scoped advisory lock on the hash of its id (in hash order; two
+# devices sharing a hash only wait for each other): it writes no WAL and no row, where a lock row
+# per device cost an insert, its index entry and a confirmation for every new device and a lock
+# record for every known one (docs/benchmarks.md, 2026-12-06). Users' rows are locked by the
+# upsert (missing rows are created; the no-op DO UPDATE takes the lock and returns the row). The
+# device CTE is an InitPlan of the users' insert (the `>= 0` filter), so it runs to completion
+# before any user is locked.
+# The first key of the devices' advisory locks (the second is the device id's hash): "devi".
+DEVICE_LOCK_SPACE = 0x64657669
 _LOCK_BATCH = text(
-    "WITH locked_devices AS (INSERT INTO devices (device_id) SELECT unnest(CAST(:devices AS text[]))"
-    " ON CONFLICT (device_id) DO UPDATE SET device_id = EXCLUDED.device_id WHERE false RETURNING 1)"
+    f"WITH locked_devices AS (SELECT count(pg_advisory_xact_lock({DEVICE_LOCK_SPACE}, q.h)) AS n"
+    " FROM (SELECT DISTINCT hashtext(d) AS h FROM unnest(CAST(:devices AS text[])) AS d ORDER BY 1) AS q)"
     " INSERT INTO user_state AS s (user_id) SELECT unnest(CAST(:users AS text[]))"
-    " WHERE (SELECT count(*) FROM locked_devices) >= 0"
+    " WHERE (SELECT n FROM locked_devices) >= 0"
     " ON CONFLICT (user_id) DO UPDATE SET user_id = EXCLUDED.user_id"
     " RETURNING s.user_id, s.streak_last_day, s.streak_days, s.rate_level, s.rate_time,"
     " (SELECT coalesce(max(version), 0) FROM rule_versions) AS rules_version"
 )
-
 # Everything a batch reads, in one statement (one snapshot, taken after the users are locked):
 # stored events (replays) with their credit, today's counters, paid targets and milestones,
 # recent accepted events (velocity, decay), device accounts, account devices, and the joined challenges active
@@ -101,10 +106,13 @@ _ChallengeRow = namedtuple(
 
 # All of a batch's writes in one statement (data-modifying CTEs on distinct tables; empty arrays
 # write nothing). The budget charge is conditional; `charged` must equal the challenges charged.
-# Paid targets, milestones, device accounts and credits are plain INSERTs: each row is new by
-# construction (its absence was read under the users' and devices' locks, which are their only
-# writers; a credit's id derives from a new event id). ON CONFLICT's speculative insertion would
-# cost an index probe and a WAL record more per row.
+# Counters, paid targets, milestones, device accounts and credits are plain INSERTs (and the
+# counters read as stored plain UPDATEs): each row is new by construction (its absence was read
+# under the users' and devices' locks, which its batch writers hold; a credit's id derives from
+# new event ids). ON CONFLICT's speculative insertion would cost an index probe and a WAL record
+# more per new row, and its DO UPDATE a lock record more per updated one. A row that another
+# writer (a held earning's resolution) inserted meanwhile fails the batch with a unique
+# violation, which `Database.retrying` runs again.
 _WRITE_ALL = text(
     "WITH ev AS (INSERT INTO events (event_id, fingerprint, user_id, type, occurred_at, received_at, day, status,"
     " points, breakdown, rejection_reason, held_earning_id, credit_request_id)"
@@ -114,12 +122,14 @@ _WRITE_ALL = text(
     " CAST(:ev_statuses AS smallint[]), CAST(:ev_points AS bigint[]), CAST(:ev_breakdowns AS text[]),"
     " CAST(:ev_reasons AS text[]), CAST(:ev_held AS text[]), CAST(:ev_credits AS text[]))"
     " AS q(e, f, u, t, o, d, s, p, b, r, h, c)),"
-    " dc AS (INSERT INTO daily_counters AS dc (user_id, day, type, capped_points, credited_points, held_points)"
+    " dc AS (INSERT INTO daily_counters (user_id, day, type, capped_points, credited_points, held_points)"
     " SELECT * FROM unnest(CAST(:dc_users AS text[]), CAST(:dc_days AS date[]), CAST(:dc_types AS smallint[]),"
-    " CAST(:dc_capped AS bigint[]), CAST(:dc_credited AS bigint[]), CAST(:dc_held AS bigint[]))"
-    " ON CONFLICT (user_id, day, type) DO UPDATE SET capped_points = dc.capped_points + EXCLUDED.capped_points,"
-    " credited_points = dc.credited_points + EXCLUDED.credited_points,"
-    " held_points = dc.held_points + EXCLUDED.held_points),"
+    " CAST(:dc_capped AS bigint[]), CAST(:dc_credited AS bigint[]), CAST(:dc_held AS bigint[]))),"
+    " du AS (UPDATE daily_counters c SET capped_points = c.capped_points + q.x,"
+    " credited_points = c.credited_points + q.y, held_points = c.held_points + q.z"
+    " FROM unnest(CAST(:du_users AS text[]), CAST(:du_days AS date[]),"
+    " CAST(:du_types AS smallint[]), CAST(:du_capped AS bigint[]), CAST(:du_credited AS bigint[]),"
+    " CAST(:du_held AS bigint[])) AS q(u, d, t, x, y, z) WHERE c.user_id = q.u AND c.day = q.d AND c.type = q.t),"
     " pt AS (INSERT INTO paid_targets (user_id, type, target_id)"
     " SELECT * FROM unnest(CAST(:pt_users AS text[]), CAST(:pt_types AS smallint[]), CAST(:pt_targets AS text[]))"
     "),"
@@ -273,7 +283,8 @@ class BatchRepository:
         writes: BatchWrites,
     ) -> None:
         """The batch's effects in one round trip."""
-        counters = sorted(writes.counters)
+        counters = sorted(k for k in writes.counters if k not in writes.stored_counters)
+        stored = sorted(writes.stored_counters)
         states = sorted(writes.user_states.items())
         charges = sorted(writes.budget_charges.items())
         pt, pm, da = sorted(writes.paid_targets), sorted(writes.paid_milestones), sorted(writes.device_accounts)
@@ -297,6 +308,12 @@ class BatchRepository:
             "dc_capped": [writes.counters[k][0] for k in counters],
             "dc_credited": [writes.counters[k][1] for k in counters],
             "dc_held": [writes.counters[k][2] for k in counters],
+            "du_users": [k[0] for k in stored],
+            "du_days": [k[1] for k in stored],
+            "du_types": [k[2] for k in stored],
+            "du_capped": [writes.counters[k][0] for k in stored],
+            "du_credited": [writes.counters[k][1] for k in stored],
+            "du_held": [writes.counters[k][2] for k in stored],
             "pt_users": [t[0] for t in pt],
             "pt_types": [t[1] for t in pt],
             "pt_targets": [t[2] for t in pt],

@@ -100,14 +100,6 @@ paid_milestones = Table(
     Column("milestone_id", String(128), primary_key=True),
 )
 
-# One row per device seen: each batch locks its devices' rows (sorted) before reading
-# device_accounts, so concurrent batches count a device's accounts one after the other.
-devices = Table(
-    "devices",
-    metadata,
-    Column("device_id", String(128), primary_key=True),
-)
-
 # Who used which device on which day: by device (the primary key) for the shared-device rule, by user
 # (with the device, so the read needs no heap) for the account-sharing rule.
 device_accounts = Table(

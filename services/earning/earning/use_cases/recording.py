@@ -23,7 +23,7 @@ import structlog
 
 from earning import metrics
 from earning.domain.batch import BatchFacts, lookback
-from earning.domain.credit import PendingCredit
+from earning.domain.credit import PendingCredit, one_credit_per_user_day
 from earning.domain.evaluation import timing_problem
 from earning.domain.model import EventStatus, RuleApplication, Rules
 from earning.use_cases.commands import IncomingEvent
@@ -169,7 +169,7 @@ class Recorder:
         first: dict[str, int] = {}  # event id -> index of its first occurrence in this batch
         new_events: list[NewEvent] = []
         held: list[NewHeld] = []
-        credits: list[PendingCredit] = []
+        credits: list[tuple[PendingCredit, date]] = []
         for index, incoming, rules, day in timed:
             event_id = incoming.event.event_id
             if event_id in replays or event_id in first:
@@ -181,9 +181,20 @@ class Recorder:
             if hold is not None:
                 held.append(hold)
             if credit is not None:
-                credits.append(credit)
+                credits.append((credit, day))
+        paid_by = one_credit_per_user_day(credits)
+        for index in first.values():
+            outcome, credit = results[index]  # type: ignore[misc]
+            if credit is not None:
+                results[index] = (outcome, paid_by[credit.request_id])
+        new_events = [
+            replace(n, stored=replace(n.stored, credit_request_id=paid_by[n.stored.credit_request_id].request_id))
+            if n.stored.credit_request_id else n
+            for n in new_events
+        ]
         if new_events:
-            await tx.batch.write(now, new_events, held, credits, facts.final_writes())
+            payers = list({c.request_id: c for c in paid_by.values()}.values())
+            await tx.batch.write(now, new_events, held, payers, facts.final_writes())
 
         by_index = dict(accepted)
         for index, incoming in accepted:

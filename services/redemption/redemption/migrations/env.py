@@ -1,4 +1,4 @@
 from points_platform.migrations import run_env
-from redemption.tables import metadata
+from redemption.store.tables import metadata
 
 run_env(metadata)

@@ -2,99 +2,30 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from pydantic import TypeAdapter
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from points_platform.unit_of_work import RaceLost, Transaction
-from redemption.domain import EntitlementKind, EntitlementState, State, Usage
-from redemption.tables import entitlement_uses, entitlements, raffle_draws, sagas
+from redemption.domain.entitlements import EntitlementKind, EntitlementState, Usage
+from redemption.domain.saga import State
+from redemption.store.tables import entitlement_uses, entitlements, raffle_draws, sagas
+from redemption.use_cases.commands import ConsumeCommand
+from redemption.use_cases.records import (
+    Consumption,
+    EntitlementRow,
+    EntriesPendingError,
+    RaffleDrawRow,
+    UseRow,
+    UseRule,
+    WinnerPick,
+)
 
-
-@dataclass(frozen=True)
-class EntitlementRow:
-    entitlement_id: str
-    user_id: str
-    redemption_id: str
-    unit: int
-    kind: EntitlementKind
-    item_id: str
-    state: EntitlementState
-    discount_code: str | None
-    raffle_id: str
-    event_id: str
-    recipient_id: str
-    cosmetic_id: str
-    gift_id: str
-    create_time: datetime
-    max_uses: int
-    unlimited_uses: bool
-    use_count: int
-    expire_time: datetime | None
-
-    @property
-    def usage(self) -> Usage:
-        return Usage(self.kind, self.state, self.max_uses, self.unlimited_uses, self.use_count, self.expire_time)
-
-
-@dataclass(frozen=True)
-class UseRow:
-    """One recorded use of an entitlement."""
-
-    request_id: str
-    entitlement_id: str
-    use_number: int
-    caller: str
-    reference: str
-    use_time: datetime
-
-
-@dataclass(frozen=True)
-class Consumption:
-    """A use and the entitlement right after it: the answer of ConsumeEntitlement, replayed as stored
-    (`fingerprint`: the request digest the use row keeps)."""
-
-    entitlement: EntitlementRow
-    use: UseRow
-    fingerprint: str
-
-
-@dataclass(frozen=True)
-class UseRequest:
-    request_id: str
-    fingerprint: str
-    entitlement_id: str  # exactly one of entitlement_id / discount_code
-    discount_code: str
-    caller: str
-    reference: str
-    now: datetime
-
-
-# Decides one more use of the locked entitlement (is its redemption completed?): the entitlement after the
-# use, or raises the refusal.
-UseRule = Callable[[EntitlementRow, bool], EntitlementRow]
 _SNAPSHOT: TypeAdapter[EntitlementRow] = TypeAdapter(EntitlementRow)
-
-
-@dataclass(frozen=True)
-class RaffleDrawRow:
-    raffle_id: str
-    seed: bytes
-    seed_hash: str
-    state: str  # PREPARED | DRAWN
-    draw_after: datetime
-    winners_wanted: int
-    winner_entitlement_ids: list[str]
-    winner_user_ids: list[str]
-    ticket_count: int
-    prepare_time: datetime
-    draw_time: datetime | None
 
 
 def _entitlement(row: Any) -> EntitlementRow:
@@ -123,58 +54,9 @@ def _draw(row: Any) -> RaffleDrawRow:
     )
 
 
-async def grant(conn: AsyncConnection, rows: Sequence[EntitlementRow]) -> None:
-    """Insert entitlements; a retried grant hits the (redemption_id, unit) key and adds nothing."""
-    values = [
-        {k: (v.value if isinstance(v, (EntitlementKind, EntitlementState)) else v) for k, v in row.__dict__.items()}
-        for row in rows
-    ]
-    await conn.execute(pg_insert(entitlements).values(values).on_conflict_do_nothing(
-        index_elements=["redemption_id", "unit"]))
-
-
-async def revoke(tx: Transaction, redemption_id: str) -> None:
-    await tx.connection.execute(
-        update(entitlements)
-        .where(entitlements.c.redemption_id == redemption_id, entitlements.c.state == EntitlementState.ACTIVE.value)
-        .values(state=EntitlementState.REVOKED.value)
-    )
-
-
-async def lock_usages(tx: Transaction, redemption_id: str) -> list[Usage]:
-    """The redemption's entitlements, locked against a concurrent use until the transaction ends."""
-    rows = await tx.connection.execute(select(entitlements).where(entitlements.c.redemption_id == redemption_id)
-                              .with_for_update())
-    return [_entitlement(r).usage for r in rows]
-
-
-async def stored_use(tx: Transaction, request_id: str) -> Consumption | None:
-    """The use recorded under `request_id` (what a retry of its ConsumeEntitlement answers), if any."""
-    row = (await tx.connection.execute(select(entitlement_uses).where(entitlement_uses.c.request_id == request_id))
-           ).one_or_none()
-    if row is None:
-        return None
-    return Consumption(_SNAPSHOT.validate_python(row.entitlement), _use(row), row.fingerprint)
-
-
-class EntriesPending(Exception):
-    """A raffle cannot be drawn yet: tickets of sagas still in flight could still become paid entries."""
-
-    def __init__(self, count: int) -> None:
-        super().__init__(f"{count} tickets of pending redemptions")
-        self.count = count
-
-
 class EntitlementStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
-
-    async def for_redemption(self, redemption_id: str) -> list[EntitlementRow]:
-        async with self._engine.connect() as conn:
-            rows = await conn.execute(
-                select(entitlements).where(entitlements.c.redemption_id == redemption_id).order_by(entitlements.c.unit)
-            )
-            return [_entitlement(r) for r in rows]
 
     async def get(self, entitlement_id: str, discount_code: str) -> EntitlementRow | None:
         """By id or, when `entitlement_id` is empty, by discount code."""
@@ -186,11 +68,34 @@ class EntitlementStore:
     async def uses(self, entitlement_id: str, limit: int) -> list[UseRow]:
         """The latest uses, newest first."""
         async with self._engine.connect() as conn:
-            rows = await conn.execute(select(entitlement_uses).where(entitlement_uses.c.entitlement_id == entitlement_id)
-                                      .order_by(entitlement_uses.c.use_number.desc()).limit(limit))
+            rows = await conn.execute(
+                select(entitlement_uses).where(entitlement_uses.c.entitlement_id == entitlement_id)
+                .order_by(entitlement_uses.c.use_number.desc()).limit(limit))
             return [_use(r) for r in rows]
 
-    async def record_use(self, tx: Transaction, request: UseRequest, rule: UseRule) -> Consumption | None:
+    async def revoke(self, tx: Transaction, redemption_id: str) -> None:
+        await tx.connection.execute(
+            update(entitlements)
+            .where(entitlements.c.redemption_id == redemption_id, entitlements.c.state == EntitlementState.ACTIVE.value)
+            .values(state=EntitlementState.REVOKED.value)
+        )
+
+    async def lock_usages(self, tx: Transaction, redemption_id: str) -> list[Usage]:
+        """The redemption's entitlements, locked against a concurrent use until the transaction ends."""
+        rows = await tx.connection.execute(
+            select(entitlements).where(entitlements.c.redemption_id == redemption_id).with_for_update())
+        return [_entitlement(r).usage for r in rows]
+
+    async def stored_use(self, tx: Transaction, request_id: str) -> Consumption | None:
+        """The use recorded under `request_id` (what a retry of its ConsumeEntitlement answers), if any."""
+        row = (await tx.connection.execute(
+            select(entitlement_uses).where(entitlement_uses.c.request_id == request_id))).one_or_none()
+        if row is None:
+            return None
+        return Consumption(_SNAPSHOT.validate_python(row.entitlement), _use(row), row.fingerprint)
+
+    async def record_use(self, tx: Transaction, request: ConsumeCommand, now: datetime,
+                         rule: UseRule) -> Consumption | None:
         """Record one use under `request.request_id` in `tx` (None: no such entitlement). The entitlement row
         is locked FOR UPDATE while `rule` decides, so concurrent uses of one entitlement queue there and each
         sees the count the previous one left. The use row carries the idempotency key (folded storage,
@@ -203,15 +108,14 @@ class EntitlementStore:
             .with_for_update(of=entitlements))).one_or_none()
         if row is None:
             return None
-        if await stored_use(tx, request.request_id) is not None:
+        if await self.stored_use(tx, request.request_id) is not None:
             # A call with the same key held the lock first: its answer, not this rule's verdict on the
             # count it left, is what this call gets.
             raise RaceLost(request.request_id)
         after = rule(_entitlement(row), row.saga_state == State.COMPLETED.value)
         await conn.execute(update(entitlements).where(entitlements.c.entitlement_id == after.entitlement_id)
                            .values(use_count=after.use_count, state=after.state.value))
-        use = UseRow(request.request_id, after.entitlement_id, after.use_count, request.caller, request.reference,
-                     request.now)
+        use = UseRow(request.request_id, after.entitlement_id, after.use_count, request.caller, request.reference, now)
         await conn.execute(insert(entitlement_uses).values(
             **use.__dict__, fingerprint=request.fingerprint, entitlement=_SNAPSHOT.dump_python(after, mode="json")))
         return Consumption(after, use, request.fingerprint)
@@ -262,9 +166,9 @@ class EntitlementStore:
                ).one()
         return _draw(row)
 
-    async def draw(self, tx: Transaction, raffle_id: str, now: datetime, pick: Any) -> RaffleDrawRow | None:
+    async def draw(self, tx: Transaction, raffle_id: str, now: datetime, pick: WinnerPick) -> RaffleDrawRow | None:
         """Draw once: lock the record, take the active tickets of completed redemptions, store winners,
-        consume every ticket. A second call returns the stored result unchanged. Raises EntriesPending
+        consume every ticket. A second call returns the stored result unchanged. Raises EntriesPendingError
         while an active ticket belongs to a pending saga (it may still be paid for, or released): drawn
         without it, a ticket paid for afterwards could never win."""
         conn = tx.connection
@@ -283,7 +187,7 @@ class EntitlementStore:
                    sagas.c.state == State.PENDING.value)
         )).scalar_one()
         if pending:
-            raise EntriesPending(pending)
+            raise EntriesPendingError(pending)
         tickets = (await conn.execute(
             select(entitlements.c.entitlement_id, entitlements.c.user_id)
             .join(sagas, sagas.c.redemption_id == entitlements.c.redemption_id)

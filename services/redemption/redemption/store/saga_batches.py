@@ -22,9 +22,9 @@ from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from redemption.domain import Saga
+from redemption.domain.saga import Saga
 from redemption.store import saga_sql
-from redemption.store.entitlements import EntitlementRow
+from redemption.use_cases.records import DETAIL_LENGTH, EntitlementRow
 
 if TYPE_CHECKING:
     import asyncpg
@@ -80,7 +80,7 @@ def _log_args(keys: Sequence[str], logs: Sequence[Sequence[LogRow]]) -> list[lis
             rids.append(rid)
             names.append(name)
             outcomes.append(outcome)
-            details.append(detail[:500])
+            details.append(detail[:DETAIL_LENGTH])
     return [rids, names, outcomes, details]
 
 

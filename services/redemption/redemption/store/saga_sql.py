@@ -17,9 +17,10 @@ from typing import Any
 # Transitions of several sagas (distinct redemption ids), one array element per saga.
 # $1..$4: who/where (id, lease owner, expected mode, expected step); $5..$21 the new saga columns;
 # $22..$25 the step-log rows of all of them (redemption id, name, outcome, detail: written in array
-# order); $26..$35 granted entitlement rows (redemption id, entitlement id, unit, discount code,
-# kind, state, raffle/event/cosmetic/gift ids, max uses, unlimited uses, expire time). Returns the ids that moved; the step log and the
-# entitlements are written only for those. A retried grant hits (redemption_id, unit) and adds nothing.
+# order); $26..$38 granted entitlement rows (redemption id, entitlement id, unit, discount code,
+# kind, state, raffle/event/cosmetic/gift ids, max uses, unlimited uses, expire time). Returns the
+# ids that moved; the step log and the entitlements are written only for those. A retried grant hits
+# (redemption_id, unit) and adds nothing.
 MOVE = """
 WITH i AS (
     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
 
@@ -11,59 +11,14 @@ from sqlalchemy import and_, func, insert, or_, select, update
 
 from points_platform.group_commit import GroupCommitter
 from points_platform.unit_of_work import Transaction, Transactions
-from redemption.domain import ItemKind, ItemSnapshot, Mode, Outcome, Saga, State, Step
+from redemption.domain.item import ItemKind, ItemSnapshot
+from redemption.domain.saga import Mode, Outcome, Saga, State, Step
 from redemption.store import saga_batches, saga_sql
-from redemption.store.entitlements import EntitlementRow
-from redemption.tables import saga_steps, sagas
+from redemption.store.tables import saga_steps, sagas
+from redemption.use_cases.records import DETAIL_LENGTH, Log, SagaRecord, StepRecord, Transition
 
 if TYPE_CHECKING:
     import asyncpg
-
-@dataclass(frozen=True)
-class StepRecord:
-    name: Step
-    outcome: Outcome
-    detail: str
-    time: datetime
-
-
-@dataclass(frozen=True)
-class SagaRecord:
-    """A saga plus what only the store and the API care about."""
-
-    saga: Saga
-    request_id: str
-    fingerprint: str
-    create_time: datetime
-    update_time: datetime
-    completed_at: datetime | None
-    refund_request_id: str
-    refund_fingerprint: str
-    refund_reason: str
-    attempts: int
-    steps: tuple[StepRecord, ...] = ()
-    entitlement_ids: tuple[str, ...] = ()
-
-
-@dataclass
-class Journal:
-    """A saga as this process wrote it since creating it, so Redeem can answer without reading it back.
-
-    Exact while `intact`: every write since the creation was this driver's and moved the saga (each
-    written row is known: the saga columns, the step-log rows with their time, the granted
-    entitlement ids). A write that did not move it, or any other write (a noted retry), clears
-    `intact` and the answer comes from the database."""
-
-    record: SagaRecord
-    intact: bool = True
-
-    def note(self, after: Saga, logs: Sequence[tuple[Step, Outcome, str]], now: datetime,
-             completed_at: datetime | None, grant: Sequence[EntitlementRow]) -> None:
-        r = self.record
-        self.record = replace(
-            r, saga=after, update_time=now, completed_at=completed_at or r.completed_at,
-            steps=r.steps + tuple(StepRecord(step, outcome, detail[:500], now) for step, outcome, detail in logs),
-            entitlement_ids=r.entitlement_ids + tuple(g.entitlement_id for g in sorted(grant, key=lambda g: g.unit)))
 
 
 def _saga_values(saga: Saga) -> dict[str, Any]:
@@ -142,13 +97,13 @@ def _record_of(row: Any, steps: Sequence[StepRecord] = (), entitlement_ids: Sequ
     )
 
 
-def _log_values(logs: Sequence[tuple[Step, Outcome, str]]) -> list[tuple[str, str, str]]:
+def _log_values(logs: Sequence[Log]) -> list[tuple[str, str, str]]:
     return [(s.value, o.value, d) for s, o, d in logs]
 
 
-def _log_rows(redemption_id: str, logs: Sequence[tuple[Step, Outcome, str]], now: datetime) -> list[dict[str, Any]]:
+def _log_rows(redemption_id: str, logs: Sequence[Log], now: datetime) -> list[dict[str, Any]]:
     return [
-        {"redemption_id": redemption_id, "name": s.value, "outcome": o.value, "detail": d[:500], "time": now}
+        {"redemption_id": redemption_id, "name": s.value, "outcome": o.value, "detail": d[:DETAIL_LENGTH], "time": now}
         for s, o, d in logs
     ]
 
@@ -171,7 +126,7 @@ class SagaStore:
 
     async def create(
         self, saga: Saga, request_id: str, fingerprint: str, now: datetime, owner: str, lease_until: datetime,
-        logs: Sequence[tuple[Step, Outcome, str]] = (),
+        logs: Sequence[Log] = (),
     ) -> tuple[SagaRecord, bool]:
         """Insert a new saga (leased to `owner`) or return the one already stored under request_id.
 
@@ -181,7 +136,7 @@ class SagaStore:
         created = await self.creations.submit(saga_batches.Creation(
             saga, request_id, fingerprint, _saga_values(saga), now, owner, lease_until, _log_values(logs)))
         if created:
-            steps = tuple(StepRecord(step, outcome, detail[:500], now) for step, outcome, detail in logs)
+            steps = tuple(StepRecord(step, outcome, detail[:DETAIL_LENGTH], now) for step, outcome, detail in logs)
             return SagaRecord(saga, request_id, fingerprint, now, now, None, "", "", "", 0, steps), True
         async with self._engine.connect() as conn:
             row = (await conn.execute(select(sagas).where(sagas.c.request_id == request_id))).one()
@@ -197,47 +152,26 @@ class SagaStore:
         row = saga_sql.row_namespace(found)
         if not with_steps:
             return _record_of(row)
-        steps = [StepRecord(Step(n), Outcome(o), d, saga_sql.parse_time(t)) for n, o, d, t in saga_sql.decoded(row.step_log)]
+        steps = [StepRecord(Step(n), Outcome(o), d, saga_sql.parse_time(t))
+                 for n, o, d, t in saga_sql.decoded(row.step_log)]
         return _record_of(row, steps, row.entitlement_ids)
 
-    async def transition(
-        self,
-        before: Saga,
-        after: Saga,
-        logs: Sequence[tuple[Step, Outcome, str]],
-        *,
-        owner: str,
-        now: datetime,
-        lease_seconds: float,
-        tx: Transaction | None = None,
-        grant: Sequence[EntitlementRow] = (),
-        journal: Journal | None = None,
-    ) -> bool:
-        """Persist `after` (plus the step log, plus `grant`ed entitlements) if this owner still holds the
-        lease and the saga is still at `before`'s step; False means someone else moved it and the caller
-        must stop. One batched statement, or, given the caller's transaction `tx` (other writes must share
-        it), statements in that transaction. `journal` records it."""
-        moved = await self._transition(before, after, logs, owner, now, lease_seconds, tx, grant, journal)
-        if journal is not None and not moved:
-            journal.intact = False
-        return moved
-
-    async def _transition(
-        self, before: Saga, after: Saga, logs: Sequence[tuple[Step, Outcome, str]], owner: str, now: datetime,
-        lease_seconds: float, tx: Transaction | None, grant: Sequence[EntitlementRow], journal: Journal | None,
-    ) -> bool:
-        values = _saga_values(after)
+    async def transition(self, move: Transition, *, owner: str, lease_seconds: float,
+                         tx: Transaction | None = None) -> bool:
+        """Write `move` (the saga row, its step log, the entitlements it grants) if this owner still holds the
+        lease and the saga is still at the mode and step `move` starts from; False means someone else moved it
+        and the caller must stop. One batched statement, or, given the caller's transaction `tx` (other
+        writes must share it), statements in that transaction."""
+        before, now = move.before, move.time
+        values = _saga_values(move.after)
         values |= {"update_time": now, "lease_until": now + timedelta(seconds=lease_seconds), "attempts": 0}
-        if after.state is State.COMPLETED and before.state is State.PENDING:
+        if move.completes:
             values["completed_at"] = now
-        if after.step is not None and after.step is not before.step:
-            logs = [*logs, (after.step, Outcome.STARTED, "")]
         if tx is None:
-            moved = await self._move(before, values, logs, owner, grant)
-            if moved and journal is not None:
-                journal.note(after, logs, now, values.get("completed_at"), grant)
-            return moved
-        assert not grant, "grant rides the single-statement path"
+            return await self.moves.submit(saga_batches.Move(
+                before.redemption_id, owner, before.mode.value, before.step.value if before.step else None, values,
+                _log_values(move.logs), move.grant))
+        assert not move.grant, "grant rides the single-statement path"
         result = await tx.connection.execute(
             update(sagas)
             .where(
@@ -250,17 +184,9 @@ class SagaStore:
         )
         if result.rowcount != 1:
             return False
-        if logs:
-            await tx.connection.execute(insert(saga_steps), _log_rows(before.redemption_id, logs, now))
-        if journal is not None:
-            journal.note(after, logs, now, values.get("completed_at"), grant)
+        if move.logs:
+            await tx.connection.execute(insert(saga_steps), _log_rows(before.redemption_id, move.logs, now))
         return True
-
-    async def _move(self, before: Saga, values: dict[str, Any], logs: Sequence[tuple[Step, Outcome, str]],
-                    owner: str, grant: Sequence[EntitlementRow]) -> bool:
-        return await self.moves.submit(saga_batches.Move(
-            before.redemption_id, owner, before.mode.value, before.step.value if before.step else None, values,
-            _log_values(logs), grant))
 
     async def note_retry(self, saga: Saga, step: Step, detail: str, *, owner: str, now: datetime,
                          retry_at: datetime, release: bool) -> None:
@@ -276,7 +202,8 @@ class SagaStore:
                 .values(**values)
             )
             if result.rowcount == 1:
-                await conn.execute(insert(saga_steps), _log_rows(saga.redemption_id, [(step, Outcome.FAILED, detail)], now))
+                await conn.execute(insert(saga_steps),
+                                   _log_rows(saga.redemption_id, [(step, Outcome.FAILED, detail)], now))
 
     async def acquire(self, redemption_id: str, owner: str, now: datetime, lease_seconds: float) -> bool:
         """Take the lease of a pending saga whose lease has lapsed (or is already ours)."""
@@ -292,15 +219,6 @@ class SagaStore:
                 .values(lease_owner=owner, lease_until=now + timedelta(seconds=lease_seconds))
             )
             return result.rowcount == 1
-
-    async def release(self, redemption_id: str, owner: str, now: datetime) -> None:
-        async with self._transactions.begin() as tx:
-            conn = tx.connection
-            await conn.execute(
-                update(sagas)
-                .where(sagas.c.redemption_id == redemption_id, sagas.c.lease_owner == owner)
-                .values(lease_until=now)
-            )
 
     async def claim_due(self, owner: str, now: datetime, lease_seconds: float, limit: int) -> list[str]:
         """Lease up to `limit` pending sagas nobody drives; SKIP LOCKED lets replicas share the work."""

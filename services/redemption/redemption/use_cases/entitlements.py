@@ -8,7 +8,7 @@ when time passes.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime
 from typing import TypeVar
 
@@ -20,23 +20,14 @@ from points_platform.errors import FailedPrecondition, NotFound
 from points_platform.idempotency import FoldedStorage, Recorded, RequestKey, fingerprint_from_digest, idempotent
 from points_platform.unit_of_work import Transaction, Transactions
 from redemption import metrics
-from redemption.store import Consumption, EntitlementRow, EntitlementStore, UseRequest, UseRow
-from redemption.store import entitlements as entitlement_rows
+from redemption.use_cases.commands import ConsumeCommand
+from redemption.use_cases.ports import EntitlementRepository
+from redemption.use_cases.records import Consumption, EntitlementRow, UseRow
 
 log = structlog.get_logger("redemption")
 # GetEntitlement shows this many of the latest uses (an unlimited entitlement may have many).
 USES_SHOWN = 100
 R = TypeVar("R", bound=Message)
-
-
-@dataclass(frozen=True)
-class ConsumeCommand:
-    request_id: str
-    fingerprint: str
-    entitlement_id: str  # exactly one of entitlement_id / discount_code
-    discount_code: str
-    caller: str
-    reference: str
 
 
 def shown(row: EntitlementRow, now: datetime) -> EntitlementRow:
@@ -56,7 +47,7 @@ def entitlement_not_found(entitlement_id: str) -> NotFound:
 
 
 class EntitlementUses:
-    def __init__(self, transactions: Transactions, store: EntitlementStore, clock: Clock) -> None:
+    def __init__(self, transactions: Transactions, store: EntitlementRepository, clock: Clock) -> None:
         self._transactions = transactions
         self._store = store
         self._clock = clock
@@ -77,7 +68,7 @@ class EntitlementUses:
             return replace(row, use_count=after.use_count, state=after.state)
 
         async def recorded(tx: Transaction, key: RequestKey) -> Recorded | None:
-            stored = await entitlement_rows.stored_use(tx, key.request_id)
+            stored = await self._store.stored_use(tx, key.request_id)
             if stored is None:
                 return None
             return Recorded(fingerprint_from_digest(key.method, bytes.fromhex(stored.fingerprint)), answer(stored))
@@ -85,9 +76,7 @@ class EntitlementUses:
         made: list[tuple[Consumption, R]] = []
 
         async def use(tx: Transaction) -> R:
-            result = await self._store.record_use(tx, UseRequest(
-                cmd.request_id, cmd.fingerprint, cmd.entitlement_id, cmd.discount_code, cmd.caller, cmd.reference,
-                now), use_once)
+            result = await self._store.record_use(tx, cmd, now, use_once)
             if result is None:
                 raise entitlement_not_found(cmd.entitlement_id)
             made.append((result, answer(result)))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import uuid
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 
@@ -15,38 +16,37 @@ from points_platform.clock import Clock
 from points_platform.unit_of_work import Transaction, Transactions
 from redemption import metrics
 from redemption.config import RedemptionSettings
-from redemption.domain import (
+from redemption.domain.entitlements import (
     ENTITLEMENT_OF_ITEM,
     EntitlementKind,
     EntitlementState,
-    ItemKind,
-    Outcome,
-    Saga,
-    Step,
-    after_failure,
-    after_stock_lost,
-    after_success,
     entitlement_units,
     expiry,
     granted_uses,
-    raffle_closed,
-    step_request_id,
 )
-from redemption.peers import ItemInfo, PeerRefused, PeerUnavailable
-from redemption.store import EntitlementRow, EntitlementStore, Journal, SagaStore
-from redemption.store import entitlements as entitlement_rows
-from redemption.use_cases.ports import Catalog, Wallet
+from redemption.domain.item import ItemKind
+from redemption.domain.raffle import raffle_closed
+from redemption.domain.saga import Outcome, Saga, Step, after_failure, after_stock_lost, after_success, step_request_id
+from redemption.use_cases.ports import (
+    Catalog,
+    EntitlementRepository,
+    ItemInfo,
+    PeerRefusedError,
+    PeerUnavailableError,
+    SagaRepository,
+    Wallet,
+)
+from redemption.use_cases.records import EntitlementRow, Log, Transition
 
 log = structlog.get_logger("redemption.saga")
 # Item facts (kind, attribute ids, limited stock) are reused this long by the service clock; a
 # reservation naming another item version refreshes them at once.
 ITEM_FACTS_TTL = timedelta(seconds=5)
-Log = tuple[Step, Outcome, str]
 
 
 class SagaRunner:
-    def __init__(self, transactions: Transactions, sagas: SagaStore, entitlements: EntitlementStore, wallet: Wallet,
-                 catalog: Catalog, clock: Clock, settings: RedemptionSettings, owner: str) -> None:
+    def __init__(self, transactions: Transactions, sagas: SagaRepository, entitlements: EntitlementRepository,
+                 wallet: Wallet, catalog: Catalog, clock: Clock, settings: RedemptionSettings, owner: str) -> None:
         self.transactions = transactions
         self.sagas = sagas
         self.entitlements = entitlements
@@ -59,8 +59,6 @@ class SagaRunner:
         # queues here instead of flooding the peers into deadline failures.
         self._slots = asyncio.Semaphore(settings.max_concurrent_steps)
         self._items: dict[str, tuple[datetime, ItemInfo]] = {}
-        # Sagas whose caller waits for them (Redeem): their writes are recorded so the answer needs no read.
-        self.journals: dict[str, Journal] = {}
 
     # -- item facts ----------------------------------------------------------------------------
 
@@ -96,7 +94,7 @@ class SagaRunner:
         (limited stock, unknown item, catalog unreachable, a recipient refusal) starts at QUOTE."""
         try:
             info = await self.item_facts(saga.item_id)
-        except (PeerRefused, PeerUnavailable):
+        except (PeerRefusedError, PeerUnavailableError):
             return saga, []
         if info.limited_stock or self._recipient_refusal(saga, info.snapshot.kind):
             return saga, []
@@ -114,65 +112,72 @@ class SagaRunner:
 
     # -- driving ---------------------------------------------------------------------------------
 
-    async def drive(self, redemption_id: str, saga: Saga | None = None) -> None:
+    async def drive(self, redemption_id: str, saga: Saga | None = None) -> tuple[Transition, ...] | None:
         """Run steps until the saga is terminal, the lease is lost, or a peer stays unavailable.
-        `saga`: its state as just written by this process (skips the read)."""
+        `saga`: its state as just written by this process (skips the read). Returns the transitions it wrote
+        when they are every write to the saga since then (Redeem answers from them without reading the saga
+        back); None when another write happened (a retry noted, the lease lost)."""
         attempts = 0
         if saga is None:
             record = await self.sagas.get(redemption_id)
             if record is None:
-                return
+                return None
             saga, attempts = record.saga, record.attempts
+        written: list[Transition] = []
         failures = 0
-        while saga is not None and not saga.is_terminal and saga.step is not None:
+        retried = False  # a noted retry writes the saga too (its log row, its attempt count): not in `written`
+        while not saga.is_terminal and saga.step is not None:
             step = saga.step
             try:
                 async with self._slots:
-                    saga = await self._run(saga, step)  # None: another driver owns it now
-                failures = 0
-            except PeerUnavailable as exc:
+                    moved = await self._run(saga, step)
+            except PeerUnavailableError as exc:
                 failures += 1
+                retried = True
                 handover = failures >= self.settings.inline_retries
                 delay = min(self.settings.retry_base_seconds * 2 ** (failures + attempts),
                             self.settings.retry_max_seconds)
                 now = self.clock.now()
                 log.info("saga_step_retry", redemption_id=redemption_id, step=step.value, error=str(exc))
                 metrics.step_outcome(step, metrics.TRANSIENT)
-                assert saga is not None  # _run raised, so `saga` still holds the loop's non-None value
-                if (journal := self.journals.get(redemption_id)) is not None:
-                    journal.intact = False  # the retry's log row and attempt count are not recorded
                 await self.sagas.note_retry(saga, step, f"TRANSIENT: {exc}", owner=self.owner, now=now,
                                             retry_at=now + timedelta(seconds=delay), release=handover)
                 if handover:
-                    return
+                    return None
                 await asyncio.sleep(delay)  # production backoff between inline retries; tests step handed-over sagas
+                continue
+            if moved is None:  # another driver owns it now
+                return None
+            failures = 0
+            written.append(moved)
+            saga = moved.after
+        return None if retried else tuple(written)
 
     # -- persistence of one transition -------------------------------------------------------
 
     async def _advance(self, before: Saga, after: Saga, logs: list[Log], tx: Transaction | None = None,
-                       grant: list[EntitlementRow] | None = None) -> Saga | None:
-        moved = await self.sagas.transition(before, after, logs, owner=self.owner, now=self.clock.now(),
-                                            lease_seconds=self.settings.lease_seconds, tx=tx,
-                                            grant=grant or (), journal=self.journals.get(before.redemption_id))
-        if not moved:
+                       grant: Sequence[EntitlementRow] = ()) -> Transition | None:
+        """Write the transition; it is returned if it moved the saga (None: another driver owns the saga)."""
+        move = Transition.of(before, after, logs, self.clock.now(), grant)
+        if not await self.sagas.transition(move, owner=self.owner, lease_seconds=self.settings.lease_seconds, tx=tx):
             return None
         self.opened(logs)
         if after.is_terminal:
             log.info("saga_finished", redemption_id=after.redemption_id, state=after.state.value,
                      reason=after.cancel_reason)
             metrics.saga_finished(after.state, after.cancel_reason)
-        return after
+        return move
 
     async def _succeed(self, saga: Saga, step: Step, detail: str = "", outcome: Outcome = Outcome.SUCCEEDED,
-                       tx: Transaction | None = None, **changes: object) -> Saga | None:
+                       tx: Transaction | None = None, **changes: object) -> Transition | None:
         return await self._advance(saga, after_success(saga, step, **changes), [(step, outcome, detail)], tx)
 
-    async def _fail(self, saga: Saga, step: Step, reason: str) -> Saga | None:
+    async def _fail(self, saga: Saga, step: Step, reason: str) -> Transition | None:
         return await self._advance(saga, after_failure(saga, step, reason), [(step, Outcome.FAILED, reason)])
 
     # -- the steps ---------------------------------------------------------------------------
 
-    async def _run(self, saga: Saga, step: Step) -> Saga | None:
+    async def _run(self, saga: Saga, step: Step) -> Transition | None:
         handler = {
             Step.QUOTE: self._quote,
             Step.RESERVE_STOCK: self._reserve_stock,
@@ -188,29 +193,29 @@ class SagaRunner:
         }[step]
         return await handler(saga)
 
-    async def _quote(self, saga: Saga) -> Saga | None:
+    async def _quote(self, saga: Saga) -> Transition | None:
         try:
             info = await self.item_facts(saga.item_id)
             refusal = self._recipient_refusal(saga, info.snapshot.kind)
             if refusal:
-                raise PeerRefused(refusal)
+                raise PeerRefusedError(refusal)
             quote = await self.catalog.quote(saga.item_id, saga.user_id, saga.region, saga.quantity)
             if not quote.redeemable:
-                raise PeerRefused(quote.reason or "NOT_REDEEMABLE")
+                raise PeerRefusedError(quote.reason or "NOT_REDEEMABLE")
             # Scarce stock is not locked for a user who cannot pay: the hold step still decides,
             # but a user already short fails here without keeping a unit from others.
             if quote.amount > 0 and await self.wallet.available(saga.user_id, quote.currency) < quote.amount:
-                raise PeerRefused("INSUFFICIENT_FUNDS")
-        except PeerRefused as refused:
+                raise PeerRefusedError("INSUFFICIENT_FUNDS")
+        except PeerRefusedError as refused:
             return await self._fail(saga, Step.QUOTE, refused.reason)
         return await self._succeed(saga, Step.QUOTE, item=info.snapshot)
 
-    async def _reserve_stock(self, saga: Saga) -> Saga | None:
+    async def _reserve_stock(self, saga: Saga) -> Transition | None:
         try:
             res = await self.catalog.reserve(
                 step_request_id(saga.redemption_id, Step.RESERVE_STOCK), saga.item_id, saga.user_id,
                 saga.quantity, saga.region, self.settings.reservation_ttl_seconds)
-        except PeerRefused as refused:
+        except PeerRefusedError as refused:
             return await self._fail(saga, Step.RESERVE_STOCK, refused.reason)
         reserved = replace(saga, reservation_id=res.reservation_id, currency=res.currency, amount=res.amount,
                            reserved_at=self.clock.now())
@@ -219,12 +224,12 @@ class SagaRunner:
             info = await self.item_facts(saga.item_id, version=res.item_version)
             refusal = self._recipient_refusal(saga, info.snapshot.kind)
             if refusal:
-                raise PeerRefused(refusal)
-        except PeerRefused as refused:
+                raise PeerRefusedError(refusal)
+        except PeerRefusedError as refused:
             return await self._fail(reserved, Step.RESERVE_STOCK, refused.reason)
         return await self._succeed(reserved, Step.RESERVE_STOCK, item=info.snapshot)
 
-    async def _hold_funds(self, saga: Saga) -> Saga | None:
+    async def _hold_funds(self, saga: Saga) -> Transition | None:
         if saga.amount == 0:
             held, logs = after_success(saga, Step.HOLD_FUNDS), [(Step.HOLD_FUNDS, Outcome.SKIPPED, "FREE_ITEM")]
         else:
@@ -232,7 +237,7 @@ class SagaRunner:
                 hold = await self.wallet.reserve(
                     step_request_id(saga.redemption_id, Step.HOLD_FUNDS), saga.user_id, saga.currency, saga.amount,
                     self.settings.hold_ttl_seconds, saga.redemption_id)
-            except PeerRefused as refused:
+            except PeerRefusedError as refused:
                 return await self._fail(saga, Step.HOLD_FUNDS, refused.reason)
             held = after_success(saga, Step.HOLD_FUNDS, hold_id=hold.hold_id)
             logs = [(Step.HOLD_FUNDS, Outcome.SUCCEEDED, "")]
@@ -242,7 +247,7 @@ class SagaRunner:
         logs += [(Step.GRANT_ENTITLEMENT, Outcome.STARTED, ""), (Step.GRANT_ENTITLEMENT, Outcome.SUCCEEDED, detail)]
         return await self._advance(saga, after_success(held, Step.GRANT_ENTITLEMENT), logs, grant=rows)
 
-    async def _grant(self, saga: Saga) -> Saga | None:
+    async def _grant(self, saga: Saga) -> Transition | None:
         """Only for sagas persisted at GRANT_ENTITLEMENT (HOLD_FUNDS normally grants in its own write)."""
         rows, detail = self._grant_rows(saga)
         return await self._advance(saga, after_success(saga, Step.GRANT_ENTITLEMENT),
@@ -274,7 +279,7 @@ class SagaRunner:
         return raffle_closed(item, self.clock.now()) or await self.entitlements.is_drawn(item.raffle_id,
                                                                                          wait_for_draw=True)
 
-    async def _commit_funds(self, saga: Saga) -> Saga | None:
+    async def _commit_funds(self, saga: Saga) -> Transition | None:
         rid = saga.redemption_id
         try:
             if await self._sales_over(saga) and (
@@ -282,7 +287,7 @@ class SagaRunner:
                 # Reserved before the close, paid after it: not sold. Unless the hold is committed already
                 # (the commit landed, the process died before recording it): that is replayed forward, as
                 # below, and the draw waits for this saga (its ticket is active and its saga pending).
-                raise PeerRefused("RAFFLE_CLOSED")
+                raise PeerRefusedError("RAFFLE_CLOSED")
             if saga.reserved_at is not None and (self.clock.now() - saga.reserved_at).total_seconds() > \
                     self.settings.reservation_recheck_seconds:
                 # The stock must outlive the point of no return: re-read an old reservation first.
@@ -291,7 +296,7 @@ class SagaRunner:
                 # the coin path's release) took effect must be replayed forward, never cancelled.
                 if res.state != "ACTIVE" and (
                         not saga.hold_id or (await self.wallet.hold(saga.hold_id)).state == "ACTIVE"):
-                    raise PeerRefused(f"RESERVATION_{res.state}")
+                    raise PeerRefusedError(f"RESERVATION_{res.state}")
             if not saga.hold_id:
                 return await self._succeed(saga, Step.COMMIT_FUNDS, "FREE_ITEM", Outcome.SKIPPED)
             if saga.pays_gift_in_coins:
@@ -299,17 +304,17 @@ class SagaRunner:
                 # diamonds at the gift rate in one wallet transaction. Release first so the coins are available.
                 hold = await self._release_hold(saga)
                 if hold == "EXPIRED":
-                    raise PeerRefused("HOLD_EXPIRED")
+                    raise PeerRefusedError("HOLD_EXPIRED")
                 assert saga.item is not None
                 await self.wallet.send_gift(step_request_id(rid, Step.SEND_GIFT), saga.user_id, saga.recipient_id,
                                             saga.amount, saga.item.gift_id or saga.item_id)
                 return await self._succeed(saga, Step.COMMIT_FUNDS, "SENT_AS_COIN_GIFT")
             await self.wallet.commit(step_request_id(rid, Step.COMMIT_FUNDS), saga.hold_id, "redemption")
-        except PeerRefused as refused:
+        except PeerRefusedError as refused:
             return await self._fail(saga, Step.COMMIT_FUNDS, refused.reason)
         return await self._succeed(saga, Step.COMMIT_FUNDS)
 
-    async def _commit_stock(self, saga: Saga) -> Saga | None:
+    async def _commit_stock(self, saga: Saga) -> Transition | None:
         reservation_id = saga.reservation_id
         if not reservation_id:
             # The reservation lapsed after the funds were committed: reserve again under a new id.
@@ -317,23 +322,23 @@ class SagaRunner:
                 res = await self.catalog.reserve(
                     step_request_id(saga.redemption_id, Step.RESERVE_STOCK, saga.stock_attempt), saga.item_id,
                     saga.user_id, saga.quantity, saga.region, self.settings.reservation_ttl_seconds)
-            except PeerRefused as refused:
+            except PeerRefusedError as refused:
                 log.error("saga_stock_lost", redemption_id=saga.redemption_id, reason=refused.reason)
-                return await self._advance(saga, after_stock_lost(saga, refused.reason),
-                                           [(Step.COMMIT_STOCK, Outcome.FAILED, f"STOCK_NOT_COMMITTED: {refused.reason}")])
+                lost = (Step.COMMIT_STOCK, Outcome.FAILED, f"STOCK_NOT_COMMITTED: {refused.reason}")
+                return await self._advance(saga, after_stock_lost(saga, refused.reason), [lost])
             reservation_id = res.reservation_id
         try:
             await self.catalog.commit(step_request_id(saga.redemption_id, Step.COMMIT_STOCK, saga.stock_attempt),
                                       reservation_id)
-        except PeerRefused as refused:
+        except PeerRefusedError as refused:
             return await self._fail(saga, Step.COMMIT_STOCK, refused.reason)
         return await self._succeed(saga, Step.COMMIT_STOCK, reservation_id=reservation_id)
 
-    async def _revoke(self, saga: Saga) -> Saga | None:
+    async def _revoke(self, saga: Saga) -> Transition | None:
         async with self.transactions.begin() as tx:  # the step and the revocation commit together
             after = await self._succeed(saga, Step.REVOKE_ENTITLEMENT, tx=tx)
             if after is not None:
-                await entitlement_rows.revoke(tx, saga.redemption_id)
+                await self.entitlements.revoke(tx, saga.redemption_id)
         return after
 
     async def _release_hold(self, saga: Saga) -> str:
@@ -341,10 +346,10 @@ class SagaRunner:
         try:
             hold = await self.wallet.release(step_request_id(saga.redemption_id, Step.RELEASE_FUNDS), saga.hold_id)
             return hold.state
-        except PeerRefused:
+        except PeerRefusedError:
             state = (await self.wallet.hold(saga.hold_id)).state
             if state == "ACTIVE":
-                raise PeerUnavailable("hold refused release but is still active") from None
+                raise PeerUnavailableError("hold refused release but is still active") from None
             return state
 
     async def _give_back(self, saga: Saga, request_id: str) -> None:
@@ -356,7 +361,7 @@ class SagaRunner:
         else:
             await self.wallet.credit(request_id, saga.user_id, saga.currency, saga.amount, "refund", saga.redemption_id)
 
-    async def _release_funds(self, saga: Saga) -> Saga | None:
+    async def _release_funds(self, saga: Saga) -> Transition | None:
         state = await self._release_hold(saga)
         if state == "COMMITTED":
             # Another driver (one that outlived its lease) committed the hold after this saga
@@ -365,34 +370,34 @@ class SagaRunner:
             try:
                 await self._give_back(saga, f"{step_request_id(saga.redemption_id, Step.RELEASE_FUNDS)}-restore")
                 state = "COMMITTED_RESTORED"
-            except PeerRefused as refused:
+            except PeerRefusedError as refused:
                 log.error("committed_funds_not_restored", redemption_id=saga.redemption_id, reason=refused.reason)
                 state = f"COMMITTED_NOT_RESTORED:{refused.reason}"
         return await self._succeed(saga, Step.RELEASE_FUNDS, state)
 
-    async def _release_stock(self, saga: Saga) -> Saga | None:
+    async def _release_stock(self, saga: Saga) -> Transition | None:
         try:
             res = await self.catalog.release(step_request_id(saga.redemption_id, Step.RELEASE_STOCK),
                                              saga.reservation_id)
             state = res.state
-        except PeerRefused:
+        except PeerRefusedError:
             state = (await self.catalog.reservation(saga.reservation_id)).state
             if state == "ACTIVE":
-                raise PeerUnavailable("reservation refused release but is still active") from None
+                raise PeerUnavailableError("reservation refused release but is still active") from None
         return await self._succeed(saga, Step.RELEASE_STOCK, state)
 
-    async def _refund_funds(self, saga: Saga) -> Saga | None:
+    async def _refund_funds(self, saga: Saga) -> Transition | None:
         if saga.amount == 0:
             return await self._succeed(saga, Step.REFUND_FUNDS, "FREE_ITEM", Outcome.SKIPPED)
         try:
             await self._give_back(saga, step_request_id(saga.redemption_id, Step.REFUND_FUNDS))
-        except PeerRefused as refused:
+        except PeerRefusedError as refused:
             # A refund cannot be abandoned once the entitlement is revoked: keep retrying, loudly.
             log.error("refund_credit_refused", redemption_id=saga.redemption_id, reason=refused.reason)
-            raise PeerUnavailable(f"credit refused: {refused.reason}") from None
+            raise PeerUnavailableError(f"credit refused: {refused.reason}") from None
         return await self._succeed(saga, Step.REFUND_FUNDS)
 
-    async def _return_stock(self, saga: Saga) -> Saga | None:
+    async def _return_stock(self, saga: Saga) -> Transition | None:
         if not saga.reservation_id:
             # COMMIT_STOCK found the stock gone after the funds commit (saga_stock_lost): nothing was sold.
             # (A points saga is refunded right then; a coin saga completed without stock.)
@@ -400,7 +405,7 @@ class SagaRunner:
         try:
             res = await self.catalog.return_stock(step_request_id(saga.redemption_id, Step.RETURN_STOCK),
                                                   saga.reservation_id, saga.quantity)
-        except PeerRefused as refused:
+        except PeerRefusedError as refused:
             # RESERVATION_NOT_COMMITTED / RETURN_EXCEEDS_SOLD: no sold unit of this saga is left to return,
             # and retrying cannot change that; the funds are back already, so the refund still finishes.
             log.error("refund_stock_not_returned", redemption_id=saga.redemption_id, reason=refused.reason)

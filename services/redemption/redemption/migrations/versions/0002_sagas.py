@@ -55,7 +55,8 @@ def upgrade() -> None:
         sa.CheckConstraint("amount >= 0", name="amount_not_negative"),
         sa.CheckConstraint("state IN ('PENDING','COMPLETED','CANCELLED','REFUNDED')", name="state_known"),
     )
-    op.create_index("sagas_user_newest", "sagas", ["user_id", sa.text("create_time DESC"), sa.text("redemption_id DESC")])
+    op.create_index("sagas_user_newest", "sagas",
+                    ["user_id", sa.text("create_time DESC"), sa.text("redemption_id DESC")])
     op.create_index("sagas_pending", "sagas", ["next_attempt_at"], postgresql_where=sa.text("state = 'PENDING'"))
     op.create_table(
         "saga_steps",

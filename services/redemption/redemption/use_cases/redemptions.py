@@ -1,69 +1,45 @@
-"""The redemption use cases: Redeem, refunds, queries, raffle draws and the recovery loop."""
+"""The redemptions: Redeem, refunds, queries and the recovery loop (the saga itself runs in `saga_runner`);
+entitlement uses (`entitlements`) and raffle draws (`raffles`) hang off the service."""
 
 from __future__ import annotations
 
 import asyncio
 import os
-import secrets
 import socket
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TypeVar
 
 import structlog
-from google.protobuf.message import Message
 
 from points_platform.clock import Clock
-from points_platform.errors import FailedPrecondition, NotFound, Unavailable, idempotency_key_reused
-from points_platform.idempotency import RequestKey, find_reply, idempotent
+from points_platform.errors import FailedPrecondition, NotFound, idempotency_key_reused
 from points_platform.unit_of_work import Transaction, Transactions
 from redemption import metrics
 from redemption.config import RedemptionSettings
-from redemption.domain import (
-    ItemKind,
-    Saga,
-    State,
-    commitment_too_late,
-    draw_winners,
-    raffle_closed,
-    refund_blocker,
-    refund_refusal,
-    seed_hash,
-    start_refund,
-)
-from redemption.peers import ItemInfo, PeerRefused, PeerUnavailable
-from redemption.store import (
-    EntitlementRow,
-    EntitlementStore,
-    EntriesPending,
-    Journal,
-    RaffleDrawRow,
-    SagaRecord,
-    SagaStore,
-)
-from redemption.store import entitlements as entitlement_rows
+from redemption.domain.entitlements import refund_blocker
+from redemption.domain.item import ItemKind
+from redemption.domain.raffle import raffle_closed
+from redemption.domain.saga import Saga, State, refund_refusal, start_refund
+from redemption.use_cases.commands import RedeemCommand, RefundCommand
 from redemption.use_cases.entitlements import EntitlementUses, shown
-from redemption.use_cases.ports import Catalog, Wallet
+from redemption.use_cases.ports import (
+    Catalog,
+    EntitlementRepository,
+    PeerRefusedError,
+    PeerUnavailableError,
+    SagaRepository,
+    Wallet,
+)
+from redemption.use_cases.raffles import Raffles
+from redemption.use_cases.records import EntitlementRow, SagaRecord, Transition
 from redemption.use_cases.saga_runner import SagaRunner
 
 log = structlog.get_logger("redemption")
-R = TypeVar("R", bound=Message)
+# A saga driver: its task answers the transitions it wrote (SagaRunner.drive).
+Driver = asyncio.Task[tuple[Transition, ...] | None]
 # While the recovery loop is busy claiming (no sleep between passes) the gauge is recounted at most this often.
 # Loop time, not the service clock: it paces the background loop; tests call recover_once()/refresh_metrics().
 METRICS_INTERVAL_SECONDS = 5.0
-
-
-@dataclass(frozen=True)
-class RedeemCommand:
-    request_id: str
-    fingerprint: str
-    user_id: str
-    item_id: str
-    quantity: int
-    region: str
-    recipient_id: str
 
 
 def _raffle_closed(raffle_id: str, close: datetime | None) -> FailedPrecondition:
@@ -77,8 +53,8 @@ USER_SUSPENDED = "USER_SUSPENDED"
 
 
 class RedemptionService:
-    def __init__(self, transactions: Transactions, sagas: SagaStore, entitlements: EntitlementStore, wallet: Wallet,
-                 catalog: Catalog, clock: Clock, settings: RedemptionSettings) -> None:
+    def __init__(self, transactions: Transactions, sagas: SagaRepository, entitlements: EntitlementRepository,
+                 wallet: Wallet, catalog: Catalog, clock: Clock, settings: RedemptionSettings) -> None:
         self.transactions = transactions
         self.sagas = sagas
         self.entitlements = entitlements
@@ -88,7 +64,8 @@ class RedemptionService:
         self.owner = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.runner = SagaRunner(transactions, sagas, entitlements, wallet, catalog, clock, settings, self.owner)
         self.uses = EntitlementUses(transactions, entitlements, clock)
-        self._drivers: dict[str, asyncio.Task[None]] = {}
+        self.raffles = Raffles(transactions, entitlements, catalog, clock)
+        self._drivers: dict[str, Driver] = {}
 
     # -- Redeem ------------------------------------------------------------------------------
 
@@ -122,15 +99,12 @@ class RedemptionService:
             return await self._replay(record, cmd, now, wait_seconds)
         rid = record.saga.redemption_id
         self.runner.opened(logs)
-        journal = self.runner.journals[rid] = Journal(record)
-        try:
-            task = self._start_driver(rid, record.saga)
-            await self._wait(task, wait_seconds)
-        finally:
-            del self.runner.journals[rid]
-        if task.done() and not task.cancelled() and task.exception() is None and journal.intact \
-                and journal.record.saga.is_terminal:
-            return journal.record  # exactly what this driver committed: no read back
+        task = self._start_driver(rid, record.saga)
+        await self._wait(task, wait_seconds)
+        if task.done() and not task.cancelled() and task.exception() is None:
+            written = task.result()
+            if written and written[-1].after.is_terminal:
+                return record.followed_by(written)  # the only writes since the creation: no read back
         return await self.get(rid)
 
     async def _replay(self, record: SagaRecord, cmd: RedeemCommand, now: datetime,
@@ -150,7 +124,7 @@ class RedemptionService:
         closed raffle's tickets too)."""
         try:
             info = await self.runner.item_facts(item_id)
-        except (PeerRefused, PeerUnavailable):
+        except (PeerRefusedError, PeerUnavailableError):
             return None
         item = info.snapshot
         if item.kind is not ItemKind.RAFFLE_TICKET:
@@ -159,7 +133,7 @@ class RedemptionService:
             return _raffle_closed(item.raffle_id, item.sales_close_time)
         return None
 
-    def _start_driver(self, redemption_id: str, saga: Saga | None = None) -> asyncio.Task[None]:
+    def _start_driver(self, redemption_id: str, saga: Saga | None = None) -> Driver:
         task = self._drivers.get(redemption_id)
         if task is None or task.done():
             task = asyncio.create_task(self.runner.drive(redemption_id, saga), name=f"saga-{redemption_id}")
@@ -167,13 +141,13 @@ class RedemptionService:
             task.add_done_callback(lambda t: self._forget(redemption_id, t))
         return task
 
-    def _forget(self, redemption_id: str, task: asyncio.Task[None]) -> None:
+    def _forget(self, redemption_id: str, task: Driver) -> None:
         if self._drivers.get(redemption_id) is task:
             del self._drivers[redemption_id]
         if not task.cancelled() and task.exception() is not None:
             log.error("saga_driver_crashed", redemption_id=redemption_id, exc_info=task.exception())
 
-    async def _wait(self, task: asyncio.Task[None], wait_seconds: float | None) -> None:
+    async def _wait(self, task: Driver, wait_seconds: float | None) -> None:
         """Wait for the saga up to the caller's deadline; it keeps running in the background after."""
         limit = self.settings.redeem_max_wait_seconds if wait_seconds is None else min(
             wait_seconds, self.settings.redeem_max_wait_seconds)
@@ -197,9 +171,6 @@ class RedemptionService:
         created_after = self.clock.now() - timedelta(seconds=max_age_seconds) if max_age_seconds else None
         return await self.sagas.list_across_users(states, created_after, limit, after)
 
-    async def entitlement_ids(self, redemption_id: str) -> list[EntitlementRow]:
-        return await self.entitlements.for_redemption(redemption_id)
-
     async def list_entitlements(self, user_id: str, limit: int,
                                 after: tuple[datetime, str] | None) -> list[EntitlementRow]:
         now = self.clock.now()
@@ -207,8 +178,8 @@ class RedemptionService:
 
     # -- Refund ------------------------------------------------------------------------------
 
-    async def refund(self, request_id: str, fingerprint: str, redemption_id: str, reason: str,
-                     wait_seconds: float | None) -> SagaRecord:
+    async def refund(self, cmd: RefundCommand, wait_seconds: float | None) -> SagaRecord:
+        request_id, fingerprint, redemption_id = cmd.request_id, cmd.fingerprint, cmd.redemption_id
         record = await self.get(redemption_id)
         if record.refund_request_id:
             if record.refund_request_id != request_id:
@@ -229,18 +200,19 @@ class RedemptionService:
         async def begin_refund(tx: Transaction) -> bool:
             if not await self.sagas.start_refund(
                     tx, record.saga, start_refund(record.saga), request_id=request_id, fingerprint=fingerprint,
-                    reason=reason, owner=self.owner, now=self.clock.now(), lease_seconds=self.settings.lease_seconds):
+                    reason=cmd.reason, owner=self.owner, now=self.clock.now(),
+                    lease_seconds=self.settings.lease_seconds):
                 return False
             # Locked, so a use cannot slip in between this check and the revocation.
-            usages = await entitlement_rows.lock_usages(tx, redemption_id)
+            usages = await self.entitlements.lock_usages(tx, redemption_id)
             if blocker := refund_blocker(usages, self.clock.now()):
                 raise FailedPrecondition(blocker, metadata={"redemption_id": redemption_id})
-            await entitlement_rows.revoke(tx, redemption_id)
+            await self.entitlements.revoke(tx, redemption_id)
             return True
 
         started = await self.transactions.run(begin_refund)
         if not started:  # a concurrent refund won; answer as a replay would
-            return await self.refund(request_id, fingerprint, redemption_id, reason, wait_seconds)
+            return await self.refund(cmd, wait_seconds)
         await self._wait(self._start_driver(redemption_id), wait_seconds)
         return await self.get(redemption_id)
 
@@ -250,95 +222,6 @@ class RedemptionService:
                                                                     self.settings.lease_seconds):
             await self._wait(self._start_driver(rid), wait_seconds)
         return await self.get(rid)
-
-    # -- Raffles -----------------------------------------------------------------------------
-
-    async def _raffle(self, raffle_id: str) -> ItemInfo:
-        """The raffle's item as the catalog has it now (its draw and close times)."""
-        try:
-            item = await self.catalog.raffle_item(raffle_id)
-        except PeerUnavailable as exc:
-            raise Unavailable("CATALOG_UNAVAILABLE", str(exc)) from None
-        if item is None or item.draw_time is None:
-            raise NotFound("RAFFLE_NOT_FOUND", metadata={"raffle_id": raffle_id})
-        return item
-
-    async def prepare_draw(self, key: RequestKey, raffle_id: str, reply_type: type[R],
-                           answer: Callable[[RaffleDrawRow], R]) -> R:
-        """Commit to a seed for the raffle (a raffle already prepared keeps its first). Idempotent by `key`:
-        the reply (`answer` of the draw record) is stored with the record; the catalog is asked before the
-        transaction, and not at all for a replay."""
-        if (replay := await find_reply(self.transactions, key, reply_type)) is not None:
-            return replay
-        draw = await self.entitlements.get_draw(raffle_id)
-        if draw is None:
-            draw = await self._new_draw(raffle_id)
-
-        async def prepare(tx: Transaction) -> R:
-            return answer(await self.entitlements.prepare_draw(tx, draw))
-
-        return await idempotent(self.transactions, key, reply_type, prepare)
-
-    async def _new_draw(self, raffle_id: str) -> RaffleDrawRow:
-        item = await self._raffle(raffle_id)
-        close = item.snapshot.sales_close_time
-        if commitment_too_late(close, self.clock.now()):
-            raise FailedPrecondition(
-                "RAFFLE_CLOSED", "the seed commitment must be published at or before the raffle's sales close",
-                metadata={"raffle_id": raffle_id, "sales_close_time": close.isoformat() if close else ""})
-        assert item.draw_time is not None  # _raffle refuses a raffle without one
-        seed = secrets.token_bytes(32)
-        return RaffleDrawRow(
-            raffle_id=raffle_id, seed=seed, seed_hash=seed_hash(seed), state="PREPARED", draw_after=item.draw_time,
-            winners_wanted=max(item.winners, 1), winner_entitlement_ids=[], winner_user_ids=[], ticket_count=0,
-            prepare_time=self.clock.now(), draw_time=None)
-
-    async def draw(self, key: RequestKey, raffle_id: str, reply_type: type[R],
-                   answer: Callable[[RaffleDrawRow], R]) -> R:
-        """Draw the raffle's winners once. Idempotent by `key` like `prepare_draw`."""
-        if (replay := await find_reply(self.transactions, key, reply_type)) is not None:
-            return replay
-        draw = await self.entitlements.get_draw(raffle_id)
-        if draw is None:
-            raise FailedPrecondition("RAFFLE_NOT_PREPARED", metadata={"raffle_id": raffle_id})
-        now = self.clock.now()
-        if draw.state != "DRAWN":
-            if now < draw.draw_after:
-                raise FailedPrecondition("DRAW_TIME_NOT_REACHED",
-                                         metadata={"draw_time": draw.draw_after.isoformat()})
-            # The item's close may have moved since the commitment: the draw waits for the close it has now.
-            close = (await self._raffle(raffle_id)).snapshot.sales_close_time
-            if close is not None and now < close:
-                raise FailedPrecondition("RAFFLE_NOT_CLOSED", "ticket sales are still open",
-                                         metadata={"raffle_id": raffle_id, "sales_close_time": close.isoformat()})
-
-        async def draw_winners_once(tx: Transaction) -> R:
-            try:
-                drawn = await self.entitlements.draw(tx, raffle_id, now, draw_winners)
-            except EntriesPending as pending:
-                raise FailedPrecondition(
-                    "RAFFLE_ENTRIES_PENDING", "redemptions of tickets are still in flight; retry shortly",
-                    metadata={"raffle_id": raffle_id, "pending_tickets": str(pending.count)}) from None
-            assert drawn is not None  # the record exists (read above) and is never deleted
-            log.info("raffle_drawn", raffle_id=raffle_id, tickets=drawn.ticket_count,
-                     winners=len(drawn.winner_user_ids))
-            return answer(drawn)
-
-        return await idempotent(self.transactions, key, reply_type, draw_winners_once)
-
-    async def get_draw(self, raffle_id: str) -> RaffleDrawRow:
-        draw = await self.entitlements.get_draw(raffle_id)
-        if draw is None:
-            raise NotFound("RAFFLE_NOT_PREPARED", metadata={"raffle_id": raffle_id})
-        return draw
-
-    async def raffle_tickets(self, raffle_id: str, limit: int,
-                             after: tuple[datetime, str] | None) -> list[tuple[datetime, str]]:
-        """The tickets a drawn raffle drew from, for anyone replaying the draw."""
-        if (await self.get_draw(raffle_id)).state != "DRAWN":
-            raise FailedPrecondition("RAFFLE_NOT_DRAWN", "the tickets are listed once the raffle is drawn",
-                                     metadata={"raffle_id": raffle_id})
-        return await self.entitlements.drawn_tickets(raffle_id, limit, after)
 
     # -- Recovery ----------------------------------------------------------------------------
 
@@ -372,7 +255,7 @@ class RedemptionService:
                 if not claimed or loop.time() - counted_at >= METRICS_INTERVAL_SECONDS:
                     await self.refresh_metrics()
                     counted_at = loop.time()
-            except Exception:  # noqa: BLE001 - the database may be restarting; try again shortly
+            except Exception:
                 log.exception("saga_recovery_failed")
                 claimed = 0
             if not claimed:

@@ -6,10 +6,12 @@ and feed the outcome back through `after_success` / `after_failure`, which decid
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import datetime
 from enum import StrEnum
+
+from redemption.domain.item import ItemKind, ItemSnapshot
+from redemption.domain.raffle import raffle_closed
 
 
 class State(StrEnum):
@@ -50,41 +52,6 @@ class Outcome(StrEnum):
     SKIPPED = "SKIPPED"
 
 
-class ItemKind(StrEnum):
-    PREMIUM_DISCOUNT = "PREMIUM_DISCOUNT"
-    VIRTUAL_GIFT = "VIRTUAL_GIFT"
-    RAFFLE_TICKET = "RAFFLE_TICKET"
-    COSMETIC = "COSMETIC"
-    EVENT_ACCESS = "EVENT_ACCESS"
-
-
-class EntitlementKind(StrEnum):
-    COSMETIC = "COSMETIC"
-    EVENT_PASS = "EVENT_PASS"
-    DISCOUNT_CODE = "DISCOUNT_CODE"
-    RAFFLE_TICKET = "RAFFLE_TICKET"
-    GIFT_RECORD = "GIFT_RECORD"
-
-
-class EntitlementState(StrEnum):
-    ACTIVE = "ACTIVE"
-    REVOKED = "REVOKED"
-    CONSUMED = "CONSUMED"
-    EXPIRED = "EXPIRED"  # shown, never stored: an ACTIVE entitlement read at or after its expire_time
-
-
-ENTITLEMENT_OF_ITEM = {
-    ItemKind.PREMIUM_DISCOUNT: EntitlementKind.DISCOUNT_CODE,
-    ItemKind.VIRTUAL_GIFT: EntitlementKind.GIFT_RECORD,
-    ItemKind.RAFFLE_TICKET: EntitlementKind.RAFFLE_TICKET,
-    ItemKind.COSMETIC: EntitlementKind.COSMETIC,
-    ItemKind.EVENT_ACCESS: EntitlementKind.EVENT_PASS,
-}
-
-# Owning a cosmetic or a pass twice means nothing: one entitlement per redemption for those,
-# one per unit for tickets, codes and gifts.
-ONE_PER_UNIT = frozenset({EntitlementKind.RAFFLE_TICKET, EntitlementKind.DISCOUNT_CODE, EntitlementKind.GIFT_RECORD})
-
 FORWARD = (
     Step.QUOTE,
     Step.RESERVE_STOCK,
@@ -116,24 +83,6 @@ def step_request_id(redemption_id: str, step: Step, attempt: int = 0) -> str:
     suffix = _REQUEST_SUFFIX[step]
     return f"{redemption_id}:{suffix}" if attempt == 0 else f"{redemption_id}:{suffix}-{attempt}"
 
-
-@dataclass(frozen=True)
-class ItemSnapshot:
-    """What the saga needs to know about the catalog item, read in the QUOTE step."""
-
-    kind: ItemKind
-    currency: str  # "POINTS" or "COINS"
-    raffle_id: str = ""
-    gift_id: str = ""
-    cosmetic_id: str = ""
-    event_id: str = ""
-    sales_close_time: datetime | None = None  # a raffle's ticket sales close (the catalog's, or its draw time)
-    # The item's entitlement terms (catalog EntitlementTerms). None: a saga stored before terms existed,
-    # whose entitlements get the kind's default (DEFAULT_USES).
-    max_uses: int | None = None
-    unlimited_uses: bool = False
-    valid_until: datetime | None = None
-    valid_for_seconds: int = 0
 
 
 @dataclass(frozen=True)
@@ -173,14 +122,14 @@ class Saga:
         return self.funds_committed
 
 
-class RuleViolation(Exception):
+class RuleViolationError(Exception):
     """A transition the saga rules forbid (a bug in the caller)."""
 
 
 def after_success(saga: Saga, step: Step, **changes: object) -> Saga:
     """The saga after `step` took effect (changes: ids and snapshots the step produced)."""
     if saga.step is not step:
-        raise RuleViolation(f"{step} finished but the saga is at {saga.step}")
+        raise RuleViolationError(f"{step} finished but the saga is at {saga.step}")
     updated = replace(saga, **changes)  # type: ignore[arg-type]
     if step is Step.GRANT_ENTITLEMENT:
         updated = replace(updated, entitlements_granted=True)
@@ -194,7 +143,7 @@ def after_success(saga: Saga, step: Step, **changes: object) -> Saga:
         return _next_in(updated, COMPENSATION, step, State.CANCELLED)
     if saga.mode is Mode.REFUNDING:
         return _next_in(updated, REFUND, step, State.REFUNDED)
-    raise RuleViolation(f"no step runs in mode {saga.mode}")
+    raise RuleViolationError(f"no step runs in mode {saga.mode}")
 
 
 def after_failure(saga: Saga, step: Step, reason: str) -> Saga:
@@ -204,14 +153,14 @@ def after_failure(saga: Saga, step: Step, reason: str) -> Saga:
     moves forward: a lost stock reservation is re-reserved under a new request id.
     """
     if saga.step is not step:
-        raise RuleViolation(f"{step} failed but the saga is at {saga.step}")
+        raise RuleViolationError(f"{step} failed but the saga is at {saga.step}")
     if saga.mode is not Mode.FORWARD:
-        raise RuleViolation("compensation and refund steps are retried, never abandoned")
+        raise RuleViolationError("compensation and refund steps are retried, never abandoned")
     if saga.past_point_of_no_return:
         if step is not Step.COMMIT_STOCK:
-            raise RuleViolation(f"{step} cannot fail after the funds are committed")
+            raise RuleViolationError(f"{step} cannot fail after the funds are committed")
         return replace(saga, reservation_id="", stock_attempt=saga.stock_attempt + 1,
-                       notes=saga.notes + (reason,))
+                       notes=(*saga.notes, reason))
     return start_compensation(saga, reason)
 
 
@@ -222,7 +171,7 @@ def after_stock_lost(saga: Saga, reason: str) -> Saga:
     so a limited item is never held by more users than its stock. A coin gift has already paid its
     creator's diamonds: it completes as before, the loss on record in the step log."""
     if saga.step is not Step.COMMIT_STOCK or not saga.past_point_of_no_return:
-        raise RuleViolation("the stock is lost only at COMMIT_STOCK, after the funds are committed")
+        raise RuleViolationError("the stock is lost only at COMMIT_STOCK, after the funds are committed")
     if saga.pays_gift_in_coins and saga.amount > 0:
         return after_success(saga, Step.COMMIT_STOCK)
     return replace(saga, mode=Mode.REFUNDING, step=REFUND[0], cancel_reason=f"STOCK_LOST: {reason}"[:128])
@@ -230,7 +179,7 @@ def after_stock_lost(saga: Saga, reason: str) -> Saga:
 
 def start_compensation(saga: Saga, reason: str) -> Saga:
     if saga.past_point_of_no_return:
-        raise RuleViolation("the funds are committed: the saga only moves forward")
+        raise RuleViolationError("the funds are committed: the saga only moves forward")
     cancelled = replace(saga, mode=Mode.COMPENSATING, cancel_reason=reason[:128])
     first = next((s for s in COMPENSATION if compensation_applies(cancelled, s)), None)
     if first is None:
@@ -251,7 +200,7 @@ def compensation_applies(saga: Saga, step: Step) -> bool:
 
 def start_refund(saga: Saga) -> Saga:
     if saga.state is not State.COMPLETED:
-        raise RuleViolation("only completed redemptions are refunded")
+        raise RuleViolationError("only completed redemptions are refunded")
     return replace(saga, state=State.PENDING, mode=Mode.REFUNDING, step=REFUND[0])
 
 
@@ -271,40 +220,6 @@ def _next_in(saga: Saga, sequence: tuple[Step, ...], done: Step, final: State) -
         return replace(saga, state=final, mode=Mode.DONE, step=None)
     return replace(saga, step=following)
 
-
-def entitlement_units(kind: EntitlementKind, quantity: int) -> int:
-    return quantity if kind in ONE_PER_UNIT else 1
-
-
-def draw_winners(seed: bytes, ticket_ids: list[str], winners: int) -> list[str]:
-    """Winning ticket ids: reproducible from the seed and the ticket ids sorted ascending.
-
-    Pick i takes index sha256(seed || i as 8 bytes big-endian) mod len(remaining) from the
-    remaining sorted tickets; anyone with the revealed seed and the ticket list can replay it.
-    """
-    remaining = sorted(ticket_ids)
-    picked: list[str] = []
-    for i in range(min(winners, len(remaining))):
-        digest = hashlib.sha256(seed + i.to_bytes(8, "big")).digest()
-        picked.append(remaining.pop(int.from_bytes(digest, "big") % len(remaining)))
-    return picked
-
-
-def seed_hash(seed: bytes) -> str:
-    return hashlib.sha256(seed).hexdigest()
-
-
-def raffle_closed(item: ItemSnapshot | None, now: datetime) -> bool:
-    """A raffle ticket's sales are over from the raffle's close instant on (half-open, as in the catalog):
-    no Redeem starts, and no saga commits its funds, so the entries are final at the close."""
-    return (item is not None and item.kind is ItemKind.RAFFLE_TICKET and item.sales_close_time is not None
-            and now >= item.sales_close_time)
-
-
-def commitment_too_late(sales_close: datetime | None, now: datetime) -> bool:
-    """A raffle's seed commitment is published at or before its close: after it, whoever picks the seed
-    would know every entry."""
-    return sales_close is not None and now > sales_close
 
 
 def refund_refusal(
@@ -331,87 +246,3 @@ def refund_refusal(
         return "COIN_GIFT_NOT_REFUNDABLE"
     return ""
 
-
-# --- entitlement use and expiry ---------------------------------------------------------------
-
-# Uses of entitlements granted from a saga stored before items carried terms: (max_uses, unlimited).
-DEFAULT_USES = {
-    EntitlementKind.DISCOUNT_CODE: (1, False),
-    EntitlementKind.EVENT_PASS: (1, False),
-    EntitlementKind.COSMETIC: (0, True),
-}
-
-
-def granted_uses(item: ItemSnapshot, kind: EntitlementKind) -> tuple[int, bool]:
-    """(max_uses, unlimited_uses) an entitlement of `item` is granted with."""
-    if item.max_uses is None:
-        return DEFAULT_USES.get(kind, (0, False))
-    return item.max_uses, item.unlimited_uses
-
-
-def expiry(item: ItemSnapshot, granted_at: datetime) -> datetime | None:
-    """When an entitlement granted at `granted_at` expires: the earlier of the item's absolute end and
-    its duration from grant; None = never."""
-    ends = [item.valid_until] if item.valid_until is not None else []
-    if item.valid_for_seconds:
-        ends.append(granted_at + timedelta(seconds=item.valid_for_seconds))
-    return min(ends, default=None)
-
-
-@dataclass(frozen=True)
-class Usage:
-    """What decides whether an entitlement can be used now: its kind, stored state, uses and expiry."""
-
-    kind: EntitlementKind
-    state: EntitlementState
-    max_uses: int
-    unlimited_uses: bool
-    use_count: int
-    expire_time: datetime | None
-
-    @property
-    def is_consumable(self) -> bool:
-        """Raffle tickets (the draw consumes them) and gift records (a record) are not used by callers."""
-        return self.unlimited_uses or self.max_uses > 0
-
-    def is_expired(self, now: datetime) -> bool:
-        """Half-open like every window here: valid strictly before expire_time."""
-        return self.expire_time is not None and now >= self.expire_time
-
-    def state_at(self, now: datetime) -> EntitlementState:
-        """The state a reader sees: an ACTIVE entitlement past its expiry is EXPIRED (computed from the
-        clock at read time, so no sweeper has to have run)."""
-        if self.state is EntitlementState.ACTIVE and self.is_expired(now):
-            return EntitlementState.EXPIRED
-        return self.state
-
-    def consume_refusal(self, now: datetime, redemption_completed: bool) -> str:
-        """Why one more use is refused now; "" when it is allowed."""
-        if self.state is EntitlementState.REVOKED:
-            return "ENTITLEMENT_REVOKED"
-        if not self.is_consumable:
-            return "ENTITLEMENT_NOT_CONSUMABLE"
-        if self.state is EntitlementState.CONSUMED:
-            return "ENTITLEMENT_CONSUMED"
-        if self.is_expired(now):
-            return "ENTITLEMENT_EXPIRED"
-        if not redemption_completed:
-            # Granted before the funds are committed: the saga may still be compensated and revoke it.
-            return "REDEMPTION_NOT_COMPLETED"
-        return ""
-
-    def after_use(self) -> Usage:
-        """One more use; the last allowed one consumes it."""
-        count = self.use_count + 1
-        used_up = not self.unlimited_uses and count >= self.max_uses
-        return replace(self, use_count=count, state=EntitlementState.CONSUMED if used_up else self.state)
-
-
-def refund_blocker(usages: list[Usage], now: datetime) -> str:
-    """Why a redemption's entitlements make its refund impossible: one used even once (the value was taken)
-    or one expired (what was bought has run out); "" when none does."""
-    if any(u.use_count > 0 or u.state is EntitlementState.CONSUMED for u in usages):
-        return "ENTITLEMENT_CONSUMED"
-    if any(u.state is EntitlementState.ACTIVE and u.is_expired(now) for u in usages):
-        return "ENTITLEMENT_EXPIRED"
-    return ""

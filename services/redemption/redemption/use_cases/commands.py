@@ -1,0 +1,34 @@
+"""The commands of the mutating RPCs, built by the api layer from validated requests."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class RedeemCommand:
+    request_id: str
+    fingerprint: str
+    user_id: str
+    item_id: str
+    quantity: int
+    region: str
+    recipient_id: str
+
+
+@dataclass(frozen=True)
+class RefundCommand:
+    request_id: str
+    fingerprint: str
+    redemption_id: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class ConsumeCommand:
+    request_id: str
+    fingerprint: str
+    entitlement_id: str  # exactly one of entitlement_id / discount_code
+    discount_code: str
+    caller: str
+    reference: str
