@@ -17,13 +17,14 @@ from catalog.api.mapping import reservation_reply
 from catalog.config import CatalogSettings
 from catalog.store import events, tables
 from catalog.store.database import CatalogDatabase
+from catalog.store.memory import NotifiedMemory, Retry
 from catalog.use_cases.campaigns import Campaigns
 from catalog.use_cases.items import Items
 from catalog.use_cases.quotes import Quotes
 from catalog.use_cases.reservations import Reservations
 from points_platform.clock import Clock, SystemClock
 from points_platform.config import settings_or_exit
-from points_platform.db import create_engine, migrate
+from points_platform.db import asyncpg_dsn, create_engine, migrate
 from points_platform.logs import configure_logging
 from points_platform.outbox import Outbox
 from points_platform.relay import RelayJob, start_relays
@@ -37,6 +38,7 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 class Wiring:
     reservations: Reservations
     spec: ServiceSpec
+    memory: NotifiedMemory
     relays: RelayJob
 
     async def close(self) -> None:
@@ -45,22 +47,27 @@ class Wiring:
         await self.relays.close()
 
 
-def build(settings: CatalogSettings, engine: AsyncEngine, clock: Clock) -> Wiring:
+def build(settings: CatalogSettings, engine: AsyncEngine, clock: Clock, memory_retry: Retry | None = None) -> Wiring:
     """Wire the use cases; with `settings.nats_url` the outbox relay starts publishing in the
-    background (call from a running event loop)."""
+    background (call from a running event loop). `memory_retry`: awaited between reconnections of the
+    memory's listener (tests step it)."""
     transactions = Transactions(engine)
     outbox = Outbox(tables.outbox, events.SERVICE, events.PARTITIONS, clock)
     db = CatalogDatabase(transactions, outbox)
     low = settings.stock_low_threshold
+    memory = NotifiedMemory(
+        engine, asyncpg_dsn(settings.database_url), lease_seconds=settings.memory_lease_seconds,
+        **({"retry": memory_retry} if memory_retry else {}),
+    )
     reservations = Reservations(
         db, clock, reservation_reply, default_ttl_seconds=settings.default_reservation_ttl_seconds,
         stock_low_threshold=low,
     )
     api = CatalogApi(
-        transactions, Items(db, clock, stock_low_threshold=low), Campaigns(db, clock), Quotes(db, clock),
-        reservations, max_ttl_seconds=settings.max_reservation_ttl_seconds,
+        transactions, Items(db, clock, stock_low_threshold=low), Campaigns(db, clock), Quotes(db, memory, clock),
+        reservations, max_ttl_seconds=settings.max_reservation_ttl_seconds, memory=memory,
     )
-    return Wiring(reservations, service_spec(api), start_relays(engine, settings, outbox))
+    return Wiring(reservations, service_spec(api), memory, start_relays(engine, settings, outbox))
 
 
 @dataclass
@@ -87,14 +94,17 @@ class StartedCatalog:
 
 
 async def start(
-    settings: CatalogSettings, *, clock: Clock | None = None, run_sweeper: bool = True
+    settings: CatalogSettings, *, clock: Clock | None = None, run_sweeper: bool = True,
+    memory_retry: Retry | None = None,
 ) -> StartedCatalog:
-    """Migrate, build and serve; the sweeper runs in the background unless disabled."""
+    """Migrate, build and serve; the sweeper runs in the background unless disabled, the memory's
+    listener always (`memory_retry`: see `build`)."""
     await migrate(settings.database_url, MIGRATIONS)
     engine = create_engine(settings.database_url, pool_size=settings.db_pool_size)
-    wiring = build(settings, engine, clock or SystemClock(settings.clock_offset_seconds))
+    wiring = build(settings, engine, clock or SystemClock(settings.clock_offset_seconds), memory_retry)
     running = await create_server(settings, wiring.spec)
     await running.set_serving(True)
+    running.run_in_background([wiring.memory.follow])
     if run_sweeper:
         running.run_in_background([wiring.reservations.sweeper(settings.sweep_interval_seconds)])
     return StartedCatalog(running, engine, wiring)
@@ -106,7 +116,8 @@ async def serve(settings: CatalogSettings) -> None:
     wiring = build(settings, engine, SystemClock(settings.clock_offset_seconds))
     try:
         await run_service(
-            settings, wiring.spec, engine, [wiring.reservations.sweeper(settings.sweep_interval_seconds)],
+            settings, wiring.spec, engine,
+            [wiring.memory.follow, wiring.reservations.sweeper(settings.sweep_interval_seconds)],
             on_stop=[wiring.close],  # after the drain, before the engine closes: the relay marks its last pass
         )
     finally:

@@ -13,7 +13,7 @@ from catalog.domain import ItemKind, Reservation
 from catalog.use_cases import commands as uc
 from catalog.use_cases.campaigns import Campaigns
 from catalog.use_cases.items import Items
-from catalog.use_cases.ports import ItemFilter
+from catalog.use_cases.ports import CatalogMemory, ItemFilter
 from catalog.use_cases.quotes import Quotes
 from catalog.use_cases.reservations import Reservations
 from points.catalog.v1 import catalog_pb2 as pb
@@ -67,7 +67,7 @@ class CatalogApi(catalog_pb2_grpc.CatalogServiceServicer):
 
     def __init__(
         self, transactions: Transactions, items: Items, campaigns: Campaigns, quotes: Quotes,
-        reservations: Reservations, *, max_ttl_seconds: int,
+        reservations: Reservations, *, max_ttl_seconds: int, memory: CatalogMemory,
     ) -> None:
         self._transactions = transactions
         self._items = items
@@ -75,10 +75,20 @@ class CatalogApi(catalog_pb2_grpc.CatalogServiceServicer):
         self._quotes = quotes
         self._reservations = reservations
         self._max_ttl = max_ttl_seconds
+        self._memory = memory
 
     async def _once(self, key: uc.RequestKey, reply_type: type[R], work: Callable[[Transaction], Awaitable[R]]) -> R:
         platform_key = RequestKey(key.user_id, key.request_id, key.method, key.fingerprint)
         return await idempotent(self._transactions, platform_key, reply_type, work)
+
+    async def _change(
+        self, key: uc.RequestKey, reply_type: type[R], work: Callable[[Transaction], Awaitable[R]]
+    ) -> R:
+        """A change of items or campaigns (a replay too): answered only once no process serves what it
+        replaced from memory (docs/catalog.md, Reads from memory)."""
+        reply = await self._once(key, reply_type, work)
+        await self._memory.settled()
+        return reply
 
     async def CreateItem(self, request: pb.CreateItemRequest, context: Context) -> pb.CreateItemResponse:
         cmd = uc.CreateItem(request_key("CreateItem", request), m.item_spec(request.spec))
@@ -86,7 +96,7 @@ class CatalogApi(catalog_pb2_grpc.CatalogServiceServicer):
         async def work(tx: Transaction) -> pb.CreateItemResponse:
             return pb.CreateItemResponse(item=m.item_pb(await self._items.create_item(cmd, tx)))
 
-        return await self._once(cmd.key, pb.CreateItemResponse, work)
+        return await self._change(cmd.key, pb.CreateItemResponse, work)
 
     async def UpdateItem(self, request: pb.UpdateItemRequest, context: Context) -> pb.UpdateItemResponse:
         if request.expected_version < 0:
@@ -102,7 +112,7 @@ class CatalogApi(catalog_pb2_grpc.CatalogServiceServicer):
         async def work(tx: Transaction) -> pb.UpdateItemResponse:
             return pb.UpdateItemResponse(item=m.item_pb(await self._items.update_item(cmd, tx)))
 
-        return await self._once(cmd.key, pb.UpdateItemResponse, work)
+        return await self._change(cmd.key, pb.UpdateItemResponse, work)
 
     async def GetItem(self, request: pb.GetItemRequest, context: Context) -> pb.GetItemResponse:
         item = await self._items.get_item(require_id("item_id", request.item_id))
@@ -237,7 +247,7 @@ class CatalogApi(catalog_pb2_grpc.CatalogServiceServicer):
         async def work(tx: Transaction) -> pb.CreateCampaignResponse:
             return pb.CreateCampaignResponse(campaign=m.campaign_pb(await self._campaigns.create_campaign(cmd, tx)))
 
-        return await self._once(cmd.key, pb.CreateCampaignResponse, work)
+        return await self._change(cmd.key, pb.CreateCampaignResponse, work)
 
     async def EndCampaign(self, request: pb.EndCampaignRequest, context: Context) -> pb.EndCampaignResponse:
         cmd = uc.EndCampaign(request_key("EndCampaign", request), require_id("campaign_id", request.campaign_id))
@@ -245,7 +255,7 @@ class CatalogApi(catalog_pb2_grpc.CatalogServiceServicer):
         async def work(tx: Transaction) -> pb.EndCampaignResponse:
             return pb.EndCampaignResponse(campaign=m.campaign_pb(await self._campaigns.end_campaign(cmd, tx)))
 
-        return await self._once(cmd.key, pb.EndCampaignResponse, work)
+        return await self._change(cmd.key, pb.EndCampaignResponse, work)
 
     async def GetCampaign(self, request: pb.GetCampaignRequest, context: Context) -> pb.GetCampaignResponse:
         campaign = await self._campaigns.get_campaign(require_id("campaign_id", request.campaign_id))

@@ -57,6 +57,9 @@ _LINKS = (
 # $1 item_id
 READ_ITEM = f"SELECT {_ITEM_COLUMNS}, {_LINKS} FROM items i WHERE i.item_id = $1"
 
+# $1 item_id: the counters a reservation moves, and the version they belong to.
+READ_STOCK = "SELECT version, stock_total, stock_available, stock_reserved, stock_sold FROM items WHERE item_id = $1"
+
 # $1 item_id, $2 user_id, $3 request_id: the item and whether the key is taken.
 READ_ITEM_AND_CLAIM = f"""
 SELECT {_ITEM_COLUMNS}, {_LINKS}, k.request_id IS NOT NULL AS claimed
@@ -209,6 +212,12 @@ class HotConnection:
         if row is None:
             return None
         return ItemRead(self._cache.item(row), row["campaign_links"], row["claimed"])
+
+    async def stock(self, item_id: str, version: int) -> Stock | None:
+        row = await self._db.fetchrow(READ_STOCK, item_id)
+        if row is None or row["version"] != version:
+            return None
+        return Stock(row["stock_total"], row["stock_available"], row["stock_reserved"], row["stock_sold"])
 
     async def units_used(self, item_id: str, user_id: str, since: datetime | None, now: datetime) -> int:
         return int(await self._db.fetchval(UNITS_USED, item_id, user_id, since, now))

@@ -48,6 +48,16 @@ class ItemRead:
 
 
 @dataclass(frozen=True)
+class Remembered:
+    """What a process keeps in memory of one item: its spec and the campaigns linked to it, or that
+    there is no such item. The stock counters are as of the load: fresh only for unlimited items,
+    whose counters never move."""
+
+    item: Item | None
+    campaigns: tuple[Campaign, ...]
+
+
+@dataclass(frozen=True)
 class ReservationRead:
     reservation: Reservation
     claimed: bool
@@ -154,6 +164,10 @@ class HotStatements(ItemReads, Protocol):
 
     async def read_item_and_claim(self, item_id: str, key: RequestKey) -> ItemRead | None: ...
 
+    async def stock(self, item_id: str, version: int) -> Stock | None:
+        """The item's stock counters now; None when the item is no longer at `version`."""
+        ...
+
     async def reserve(self, reservation: Reservation, key: RequestKey, reply: bytes, *, low_threshold: int) -> bool:
         """For a limited item the guard also fails when the units taken would cross `low_threshold`
         or reach zero: the general path then takes them and appends the event in its transaction."""
@@ -162,6 +176,23 @@ class HotStatements(ItemReads, Protocol):
     async def read_reservation_and_claim(self, reservation_id: str, key: RequestKey) -> ReservationRead | None: ...
 
     async def resolve(self, resolved: Reservation, key: RequestKey, reply: bytes) -> bool: ...
+
+
+class CatalogMemory(Protocol):
+    """Items and campaigns kept in this process, never older than a change already acknowledged."""
+
+    def recall(self, item_id: str) -> Remembered | None:
+        """What memory holds of the item; None when it holds nothing (or may not serve from memory now)."""
+        ...
+
+    async def load(self, item_id: str, reads: ItemReads) -> Remembered:
+        """The item and its campaigns read now, kept unless a change was announced meanwhile."""
+        ...
+
+    async def settled(self) -> None:
+        """Returns once every process serving from memory has dropped what the changes committed so
+        far replaced: a change is acknowledged to its caller only after it."""
+        ...
 
 
 class Database(Protocol):
