@@ -148,3 +148,15 @@ async def test_background_sweeper_expires_reservations(h: Harness, new_database:
     finally:
         await channel.close()
         await started.stop()
+
+
+async def test_two_users_may_send_the_same_request_id(h: Harness) -> None:
+    """A request id is unique per user (the idempotency key is (user_id, request_id)): another
+    user's request with the same id is another reservation, on both the limited and unlimited path."""
+    for limited in (True, False):
+        item = await h.create_item(limited_stock=limited, stock_total=5 if limited else 0)
+        request_id = rid()
+        first = await h.reserve(item.item_id, user="u1", request_id=request_id)
+        second = await h.reserve(item.item_id, user="u2", request_id=request_id)
+        assert first.reservation_id != second.reservation_id and (first.user_id, second.user_id) == ("u1", "u2")
+        assert (await h.reserve(item.item_id, user="u1", request_id=request_id)).reservation_id == first.reservation_id

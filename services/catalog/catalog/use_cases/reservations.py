@@ -55,7 +55,7 @@ class Reservations:
         ttl = cmd.ttl_seconds or self._default_ttl
         unit = priced.unit_price
         return Reservation(
-            reservation_id=derived_id("rsv", cmd.request_id),
+            reservation_id=derived_id("rsv", f"{cmd.user_id}\x00{cmd.request_id}"),  # request ids are unique per user
             item_id=item.item_id,
             item_version=item.version,
             user_id=cmd.user_id,
