@@ -28,7 +28,7 @@ from tests.events.test_wiring_doc import create_from_the_library, schema
 from tests.redemption.conftest import Suite, cosmetic_spec, md, settle, started_suite, uid
 from tests.redemption.test_entitlements import consume, discount_spec
 from tests.support.nats import Stored, connect_client, stream_contents
-from tests.support.wait import eventually
+from tests.support.wait import HANG_SECONDS, eventually
 
 COMPLETED = rpb.REDEMPTION_STATE_COMPLETED
 
@@ -83,7 +83,7 @@ def summary(event: envelope_pb2.Event) -> tuple[str, str, int]:
 async def refund(suite: Suite, redemption_id: str) -> rpb.Redemption:
     reply = await suite.stub.RefundRedemption(rpb.RefundRedemptionRequest(
         request_id=uid("refund"), redemption_id=redemption_id, reason="changed mind"), metadata=md("admin"),
-        timeout=20)
+        timeout=HANG_SECONDS)
     [settled] = await settle(suite, [reply.redemption])
     assert settled.state == rpb.REDEMPTION_STATE_REFUNDED, settled
     return settled
@@ -166,9 +166,10 @@ async def test_a_use_that_rolled_back_publishes_nothing(suite: Suite, nc: NatsCl
 async def blocked_on_locks(suite: Suite, count: int) -> None:
     async def waiting() -> bool:
         async with suite.redemption.engine.connect() as conn:
-            return await conn.scalar(text(
+            waiters: int | None = await conn.scalar(text(
                 "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                "AND wait_event_type = 'Lock'")) == count
+                "AND wait_event_type = 'Lock'"))
+            return waiters == count
 
     await eventually(waiting, what=f"{count} sessions waiting on a lock")
 
