@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from itertools import count
@@ -117,6 +118,13 @@ def cosmetic_spec(price: int = 100, currency: common_pb2.Currency.ValueType = PO
 
 @pytest.fixture(scope="module")
 async def suite(new_database: NewDatabase) -> AsyncIterator[Suite]:
+    async with started_suite(new_database) as started:
+        yield started
+
+
+@asynccontextmanager
+async def started_suite(new_database: NewDatabase, nats_url: str = "") -> AsyncIterator[Suite]:
+    """The three servers; with `nats_url`, redemption's relay publishes its events there."""
     clock = ManualClock(datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=1))
     tokens = json.dumps(TOKENS)
     wallet = await start_wallet(WalletSettings(database_url=await new_database("wallet"), port=0,
@@ -126,7 +134,8 @@ async def suite(new_database: NewDatabase) -> AsyncIterator[Suite]:
     redemption = await start_redemption(RedemptionSettings(
         database_url=await new_database("redemption"), port=0, tokens_json=tokens,
         wallet_target=f"127.0.0.1:{wallet.port}", catalog_target=f"127.0.0.1:{catalog.port}",
-        recovery_interval_seconds=0.2, lease_seconds=2, retry_base_seconds=0.05), clock=clock, recovery=False)
+        recovery_interval_seconds=0.2, lease_seconds=2, retry_base_seconds=0.05, nats_url=nats_url), clock=clock,
+        recovery=False)
     channels = {
         "wallet": grpc.aio.insecure_channel(f"127.0.0.1:{wallet.port}"),
         "catalog": grpc.aio.insecure_channel(f"127.0.0.1:{catalog.port}"),

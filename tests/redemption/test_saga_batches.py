@@ -14,14 +14,18 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from points.events.v1 import envelope_pb2
+from points_platform.clock import ManualClock
 from points_platform.db import create_engine, migrate
+from points_platform.outbox import Outbox
 from points_platform.unit_of_work import Transactions
 from redemption.domain.entitlements import EntitlementKind, EntitlementState
 from redemption.domain.saga import Outcome, Saga, State, Step
 from redemption.main import MIGRATIONS
+from redemption.store.events import PARTITIONS, SERVICE, RedemptionEvents
 from redemption.store.saga_batches import distinct_runs
 from redemption.store.sagas import SagaStore
-from redemption.store.tables import entitlements, saga_steps
+from redemption.store.tables import entitlements, outbox, saga_steps
 from redemption.use_cases.records import EntitlementRow, Transition
 from tests.conftest import NewDatabase
 
@@ -36,6 +40,18 @@ async def engine(new_database: NewDatabase) -> AsyncIterator[AsyncEngine]:
     engine = create_engine(url, pool_size=4)
     yield engine
     await engine.dispose()
+
+
+def saga_store(engine: AsyncEngine) -> SagaStore:
+    return SagaStore(Transactions(engine), RedemptionEvents(Outbox(outbox, SERVICE, PARTITIONS, ManualClock(NOW))))
+
+
+async def outbox_events(engine: AsyncEngine, redemption_ids: list[str]) -> list[envelope_pb2.Event]:
+    """The outbox's events about these redemptions (their grants and terminal states), in sequence order."""
+    async with engine.connect() as conn:
+        payloads = (await conn.execute(select(outbox.c.payload).order_by(outbox.c.sequence))).scalars()
+        events = [envelope_pb2.Event.FromString(p) for p in payloads]
+    return [e for e in events if getattr(e, e.event_type).redemption_id in redemption_ids]
 
 
 def new_saga() -> Saga:
@@ -75,7 +91,7 @@ def test_distinct_runs_split_only_at_a_repeat() -> None:
 
 
 async def test_concurrent_transitions_share_one_statement_and_each_moves_exactly_once(engine: AsyncEngine) -> None:
-    store = SagaStore(Transactions(engine))
+    store = saga_store(engine)
     sagas = await created(store, 8)
     assert store.creations.batches == 1
     stale = sagas[3]
@@ -98,7 +114,7 @@ async def test_concurrent_transitions_share_one_statement_and_each_moves_exactly
 
 
 async def test_two_moves_of_one_saga_in_a_batch_one_wins(engine: AsyncEngine) -> None:
-    store = SagaStore(Transactions(engine))
+    store = saga_store(engine)
     [saga] = await created(store, 1)
     results = await asyncio.gather(move(store, saga, note="first"), move(store, saga, note="second"))
     assert sorted(results) == [False, True]
@@ -108,7 +124,7 @@ async def test_two_moves_of_one_saga_in_a_batch_one_wins(engine: AsyncEngine) ->
 
 
 async def test_same_request_id_twice_in_a_batch_creates_one_saga(engine: AsyncEngine) -> None:
-    store = SagaStore(Transactions(engine))
+    store = saga_store(engine)
     first, second = new_saga(), new_saga()
     lease = NOW + timedelta(seconds=15)
     (a, a_created), (b, b_created) = await asyncio.gather(
@@ -120,7 +136,7 @@ async def test_same_request_id_twice_in_a_batch_creates_one_saga(engine: AsyncEn
 
 
 async def test_grants_are_written_only_for_sagas_that_moved(engine: AsyncEngine) -> None:
-    store = SagaStore(Transactions(engine))
+    store = saga_store(engine)
     sagas = await created(store, 3)
 
     def rows(saga: Saga) -> list[EntitlementRow]:
@@ -142,6 +158,12 @@ async def test_grants_are_written_only_for_sagas_that_moved(engine: AsyncEngine)
     expected = {(s.redemption_id, g.entitlement_id, g.unit, s.user_id, "raffle-1")
                 for i, s in enumerate(sagas) if i != 1 for g in grants[s.redemption_id]}
     assert {tuple(r) for r in stored} == expected
+    # One entitlement_granted per unit granted, in the grant's statement: none for the saga that did not move.
+    granted = await outbox_events(engine, [s.redemption_id for s in sagas])
+    assert [(e.event_type, e.entitlement_granted.redemption_id, e.aggregate_id, e.aggregate_version, e.user_id)
+            for e in granted] == [
+        ("entitlement_granted", s.redemption_id, g.entitlement_id, 1, s.user_id)
+        for i, s in enumerate(sagas) if i != 1 for g in grants[s.redemption_id]]
     # A retried grant (same saga, new entitlement ids) adds nothing: (redemption_id, unit) is taken.
     again = replace(sagas[0], step=Step.HOLD_FUNDS)
     retried = Transition.of(again, replace(again, step=Step.COMMIT_FUNDS), [], NOW, rows(sagas[0]))
@@ -150,3 +172,4 @@ async def test_grants_are_written_only_for_sagas_that_moved(engine: AsyncEngine)
         count = len((await conn.execute(select(entitlements.c.entitlement_id).where(
             entitlements.c.redemption_id == sagas[0].redemption_id))).all())
     assert count == sagas[0].quantity
+    assert len(await outbox_events(engine, [sagas[0].redemption_id])) == sagas[0].quantity  # nor any event

@@ -18,13 +18,17 @@ from points_platform.clock import Clock, SystemClock
 from points_platform.config import settings_or_exit
 from points_platform.db import create_engine, migrate
 from points_platform.logs import configure_logging
+from points_platform.outbox import Outbox
+from points_platform.relay import RelayJob, start_relays
 from points_platform.server import RunningServer, ServiceSpec, create_server, run_process, run_service
 from points_platform.unit_of_work import Transactions
 from redemption.api import RedemptionApi, service_spec
 from redemption.config import RedemptionSettings
 from redemption.peers.catalog import CatalogClient
 from redemption.peers.wallet import WalletClient
+from redemption.store import tables
 from redemption.store.entitlements import EntitlementStore
+from redemption.store.events import PARTITIONS, SERVICE, RedemptionEvents
 from redemption.store.sagas import SagaStore
 from redemption.use_cases.redemptions import RedemptionService
 
@@ -34,14 +38,29 @@ CALLER = "redemption"
 
 @dataclass
 class Wiring:
-    """The wired service: its use cases, its servicer's spec and the channels it holds."""
+    """The wired service: its use cases, its servicer's spec, the channels it holds, its domain events."""
 
     service: RedemptionService
     spec: ServiceSpec
     channels: list[grpc.aio.Channel]
+    events: RedemptionEvents
+    relays: RelayJob | None = None
+
+    def start_relays(self, engine: AsyncEngine, settings: RedemptionSettings) -> RelayJob:
+        """Publish the outbox in the background (nothing runs without a NATS URL); the stores wake it."""
+        self.relays = relays = start_relays(engine, settings, self.events.outbox)
+        self.events.wake = relays.wake
+        return relays
+
+    async def close_relays(self) -> None:
+        """Finish the relay's pass under way (once; before the engine closes)."""
+        relays, self.relays = self.relays, None
+        if relays is not None:
+            await relays.close()
 
     async def close(self) -> None:
         await self.service.stop()
+        await self.close_relays()  # after the sagas stopped writing: its last pass publishes their events
         for channel in self.channels:
             await channel.close()
 
@@ -53,13 +72,14 @@ def build(settings: RedemptionSettings, engine: AsyncEngine, clock: Clock) -> Wi
     wallet_channel = open_channel(settings.wallet_target, settings)
     catalog_channel = open_channel(settings.catalog_target, settings)
     transactions = Transactions(engine)
+    events = RedemptionEvents(Outbox(tables.outbox, SERVICE, PARTITIONS, clock))
     service = RedemptionService(
-        transactions, SagaStore(transactions), EntitlementStore(engine),
+        transactions, SagaStore(transactions, events), EntitlementStore(engine, events),
         WalletClient(wallet_channel, metadata, settings.peer_timeout_seconds),
         CatalogClient(catalog_channel, metadata, settings.peer_timeout_seconds),
         clock, settings,
     )
-    return Wiring(service, service_spec(RedemptionApi(service)), [wallet_channel, catalog_channel])
+    return Wiring(service, service_spec(RedemptionApi(service)), [wallet_channel, catalog_channel], events)
 
 
 @dataclass
@@ -90,6 +110,7 @@ async def start(settings: RedemptionSettings, *, clock: Clock | None = None,
     await migrate(settings.database_url, MIGRATIONS)
     engine = create_engine(settings.database_url, pool_size=settings.db_pool_size)
     wiring = build(settings, engine, clock or SystemClock(settings.clock_offset_seconds))
+    wiring.start_relays(engine, settings)
     server = await create_server(settings, wiring.spec)
     server.watch_database(engine, settings.health_check_interval_seconds)
     if recovery:
@@ -101,8 +122,10 @@ async def serve(settings: RedemptionSettings) -> None:
     await migrate(settings.database_url, MIGRATIONS)
     engine = create_engine(settings.database_url, pool_size=settings.db_pool_size)
     wiring = build(settings, engine, SystemClock(settings.clock_offset_seconds))
+    wiring.start_relays(engine, settings)
     try:
-        await run_service(settings, wiring.spec, engine, background=[wiring.service.recovery_loop])
+        await run_service(settings, wiring.spec, engine, background=[wiring.service.recovery_loop],
+                          on_stop=[wiring.close_relays])
     finally:
         await wiring.close()
 

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from points_platform.unit_of_work import RaceLost, Transaction
 from redemption.domain.entitlements import EntitlementKind, EntitlementState, Usage
 from redemption.domain.saga import State
+from redemption.store.events import RedemptionEvents, consumed
 from redemption.store.tables import entitlement_uses, entitlements, raffle_draws, sagas
 from redemption.use_cases.commands import ConsumeCommand
 from redemption.use_cases.records import (
@@ -55,8 +56,9 @@ def _draw(row: Any) -> RaffleDrawRow:
 
 
 class EntitlementStore:
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, events: RedemptionEvents) -> None:
         self._engine = engine
+        self._events = events
 
     async def get(self, entitlement_id: str, discount_code: str) -> EntitlementRow | None:
         """By id or, when `entitlement_id` is empty, by discount code."""
@@ -118,6 +120,8 @@ class EntitlementStore:
         use = UseRow(request.request_id, after.entitlement_id, after.use_count, request.caller, request.reference, now)
         await conn.execute(insert(entitlement_uses).values(
             **use.__dict__, fingerprint=request.fingerprint, entitlement=_SNAPSHOT.dump_python(after, mode="json")))
+        # After the entitlement's lock: the next use of it appends later, so its uses publish in order.
+        await self._events.outbox.append(conn, [consumed(after, now)])
         return Consumption(after, use, request.fingerprint)
 
     async def list_for_user(self, user_id: str, limit: int, after: tuple[datetime, str] | None) -> list[EntitlementRow]:

@@ -6,7 +6,8 @@ the driver resumes. Under load (64 sagas in flight) a batch carries many sagas' 
 per-statement costs (a pooled connection, a round trip, a commit, PostgreSQL's parse/plan/commit)
 are paid once per batch instead of once per saga step. Per saga the rows are exactly those of a
 single write: the saga row moves only if its driver still holds the lease and the saga is still at
-the expected mode/step, and its step-log (and granted entitlement) rows are written iff it moved.
+the expected mode/step, and its step-log (and granted entitlement, and domain event) rows are written
+iff it moved.
 
 A batch never names one saga (or one request id) twice, so every row's outcome is its own. A batch
 that fails as a whole (a deadlock with another replica, a discount-code collision) is re-applied
@@ -24,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from redemption.domain.saga import Saga
 from redemption.store import saga_sql
+from redemption.store.events import EventRow, event_args
 from redemption.use_cases.records import DETAIL_LENGTH, EntitlementRow
 
 if TYPE_CHECKING:
@@ -43,6 +45,7 @@ class Move:
     values: dict[str, Any]
     logs: Sequence[LogRow]
     grant: Sequence[EntitlementRow] = ()
+    events: Sequence[EventRow] = ()
 
 
 @dataclass(frozen=True)
@@ -109,6 +112,7 @@ def move_args(moves: Sequence[Move]) -> list[Any]:
         [g.raffle_id for _, g in grants], [g.event_id for _, g in grants], [g.cosmetic_id for _, g in grants],
         [g.gift_id for _, g in grants], [g.max_uses for _, g in grants], [g.unlimited_uses for _, g in grants],
         [g.expire_time for _, g in grants],
+        *event_args([e for m in moves for e in m.events]),
     ]
 
 

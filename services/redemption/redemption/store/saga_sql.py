@@ -18,9 +18,11 @@ from typing import Any
 # $1..$4: who/where (id, lease owner, expected mode, expected step); $5..$21 the new saga columns;
 # $22..$25 the step-log rows of all of them (redemption id, name, outcome, detail: written in array
 # order); $26..$38 granted entitlement rows (redemption id, entitlement id, unit, discount code,
-# kind, state, raffle/event/cosmetic/gift ids, max uses, unlimited uses, expire time). Returns the
-# ids that moved; the step log and the entitlements are written only for those. A retried grant hits
-# (redemption_id, unit) and adds nothing.
+# kind, state, raffle/event/cosmetic/gift ids, max uses, unlimited uses, expire time); $39..$44 outbox
+# rows (redemption id, the granted entitlement id or '', event id, subject, partition, payload: the
+# domain events, store/events.py). Returns the ids that moved; the step log, the entitlements and the
+# events are written only for those. A retried grant hits (redemption_id, unit) and adds nothing, and
+# neither does its event.
 MOVE = """
 WITH i AS (
     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
@@ -58,7 +60,16 @@ granted AS (
         AS g(rid, id, unit, code, kind, state, raffle_id, event_id, cosmetic_id, gift_id, max_uses, unlimited_uses,
              expire_time)
     JOIN moved m ON m.redemption_id = g.rid
-    ON CONFLICT (redemption_id, unit) DO NOTHING)
+    ON CONFLICT (redemption_id, unit) DO NOTHING
+    RETURNING entitlement_id),
+outboxed AS (
+    INSERT INTO outbox (event_id, subject, partition, payload, created_time)
+    SELECT o.event_id::uuid, o.subject, o.partition, o.payload, m.now
+    FROM unnest($39::text[], $40::text[], $41::text[], $42::text[], $43::smallint[], $44::bytea[])
+        WITH ORDINALITY AS o(rid, entitlement_id, event_id, subject, partition, payload, n)
+    JOIN moved m ON m.redemption_id = o.rid
+    WHERE o.entitlement_id = '' OR o.entitlement_id IN (SELECT entitlement_id FROM granted)
+    ORDER BY o.n)
 SELECT redemption_id FROM moved
 """
 

@@ -14,6 +14,7 @@ from points_platform.unit_of_work import Transaction, Transactions
 from redemption.domain.item import ItemKind, ItemSnapshot
 from redemption.domain.saga import Mode, Outcome, Saga, State, Step
 from redemption.store import saga_batches, saga_sql
+from redemption.store.events import RedemptionEvents, insert_rows
 from redemption.store.tables import saga_steps, sagas
 from redemption.use_cases.records import DETAIL_LENGTH, Log, SagaRecord, StepRecord, Transition
 
@@ -109,8 +110,9 @@ def _log_rows(redemption_id: str, logs: Sequence[Log], now: datetime) -> list[di
 
 
 class SagaStore:
-    def __init__(self, transactions: Transactions) -> None:
+    def __init__(self, transactions: Transactions, events: RedemptionEvents) -> None:
         self._transactions = transactions
+        self._events = events
         engine = self._engine = transactions.engine
         # The hot-path writes of concurrent sagas share statements (see saga_batches); `batches` is observable.
         # One statement in flight per kind: the writes that arrive meanwhile make the next batch larger,
@@ -167,10 +169,14 @@ class SagaStore:
         values |= {"update_time": now, "lease_until": now + timedelta(seconds=lease_seconds), "attempts": 0}
         if move.completes:
             values["completed_at"] = now
+        events = self._events.of_transition(move)
         if tx is None:
-            return await self.moves.submit(saga_batches.Move(
+            moved = await self.moves.submit(saga_batches.Move(
                 before.redemption_id, owner, before.mode.value, before.step.value if before.step else None, values,
-                _log_values(move.logs), move.grant))
+                _log_values(move.logs), move.grant, events))
+            if moved and events:
+                self._events.wake()
+            return moved
         assert not move.grant, "grant rides the single-statement path"
         result = await tx.connection.execute(
             update(sagas)
@@ -186,6 +192,8 @@ class SagaStore:
             return False
         if move.logs:
             await tx.connection.execute(insert(saga_steps), _log_rows(before.redemption_id, move.logs, now))
+        # The relay finds these within its idle pause: a wake now would come before the caller's commit.
+        await insert_rows(tx.connection, self._events.outbox, events, now)
         return True
 
     async def note_retry(self, saga: Saga, step: Step, detail: str, *, owner: str, now: datetime,

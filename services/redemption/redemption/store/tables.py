@@ -21,6 +21,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 
 from points_platform.idempotency import idempotency_table
+from points_platform.outbox import outbox_table
 
 metadata = MetaData()
 
@@ -146,3 +147,6 @@ raffle_draws = Table(
 # Stored replies of the admin RPCs other than Redeem and refunds (whose keys live on the saga) and
 # ConsumeEntitlement (on its use row): the platform's one idempotency table.
 idempotency = idempotency_table(metadata)
+
+# Domain events committed with the changes they describe, until the relay publishes them (docs/events.md).
+outbox = outbox_table(metadata)
