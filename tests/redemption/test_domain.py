@@ -22,6 +22,7 @@ from redemption.domain.saga import (
     after_stock_lost,
     after_success,
     refund_refusal,
+    skipped_steps,
     start_refund,
     step_request_id,
 )
@@ -54,6 +55,33 @@ def test_forward_steps_run_in_order_and_complete() -> None:
         saga = after_success(saga, saga.step)
     assert tuple(seen) == FORWARD
     assert saga.state is State.COMPLETED and saga.mode is Mode.DONE and saga.funds_committed
+
+
+def test_a_saga_with_nothing_to_lock_never_touches_stock() -> None:
+    """Unlimited stock and no per-user limit: QUOTE prices it, the stock steps are skipped forward and in a
+    refund, and compensation has no reservation to release."""
+    open_item = replace(ITEM, reserves_stock=False)
+    saga, seen, skipped = new_saga(), [], []
+    while saga.step is not None:
+        seen.append(saga.step)
+        after = after_success(saga, saga.step, **({"item": open_item, "amount": 10} if saga.step is Step.QUOTE
+                                                  else {"hold_id": "hold"} if saga.step is Step.HOLD_FUNDS else {}))
+        skipped += skipped_steps(saga, after)
+        saga = after
+    assert seen == [Step.QUOTE, Step.HOLD_FUNDS, Step.GRANT_ENTITLEMENT, Step.COMMIT_FUNDS]
+    assert skipped == [Step.RESERVE_STOCK, Step.COMMIT_STOCK] and saga.state is State.COMPLETED
+    refunding = start_refund(saga)
+    after_revoke = after_success(refunding, Step.REVOKE_ENTITLEMENT)
+    refunded = after_success(after_revoke, Step.REFUND_FUNDS)
+    assert refunded.state is State.REFUNDED and skipped_steps(after_revoke, refunded) == (Step.RETURN_STOCK,)
+    held = after_success(after_success(new_saga(), Step.QUOTE, item=open_item, amount=10), Step.HOLD_FUNDS,
+                         hold_id="hold")
+    cancelled = after_failure(after_success(held, Step.GRANT_ENTITLEMENT), Step.COMMIT_FUNDS, "HOLD_EXPIRED")
+    assert cancelled.step is Step.REVOKE_ENTITLEMENT
+    # A saga reading its item as one that reserves (and every saga stored before the flag) keeps every step.
+    assert skipped_steps(new_saga(), after_success(new_saga(), Step.QUOTE, item=ITEM)) == ()
+    # A refusal is no skip: a saga cancelled at QUOTE lists nothing skipped.
+    assert skipped_steps(new_saga(), after_failure(new_saga(), Step.QUOTE, "OUT_OF_STOCK")) == ()
 
 
 def test_a_step_out_of_turn_is_refused() -> None:

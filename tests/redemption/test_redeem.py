@@ -228,28 +228,39 @@ def _future(suite: Suite, seconds: int = 3600):  # type: ignore[no-untyped-def]
     return ts(suite.clock.now() + timedelta(seconds=seconds))
 
 
-async def test_unlimited_stock_item_skips_the_quote_calls_and_the_hold_decides(suite: Suite) -> None:
-    item = await suite.item(**cosmetic_spec(price=100))  # unlimited stock
+async def test_an_item_with_nothing_to_lock_skips_the_stock_steps_and_the_hold_decides(suite: Suite) -> None:
+    item = await suite.item(**cosmetic_spec(price=100))  # unlimited stock, no per-user limit
     rich, poor = uid("u"), uid("u")
     await suite.fund(rich, 150)
     await suite.fund(poor, 50)
     done = await suite.redeem(rich, item.item_id)
     assert done.state == COMPLETED, done
-    # Created at RESERVE_STOCK with the quote done locally; the hold and the grant share one write.
+    # Priced by one Quote and created at HOLD_FUNDS; no reservation, the stock steps logged SKIPPED.
+    assert step_names(done) == [
+        "QUOTE:STARTED", "QUOTE:SUCCEEDED", "RESERVE_STOCK:SKIPPED",
+        "HOLD_FUNDS:STARTED", "HOLD_FUNDS:SUCCEEDED", "GRANT_ENTITLEMENT:STARTED", "GRANT_ENTITLEMENT:SUCCEEDED",
+        "COMMIT_FUNDS:STARTED", "COMMIT_FUNDS:SUCCEEDED", "COMMIT_STOCK:SKIPPED"]
+    assert "priced by Quote" in done.steps[1].detail and done.reservation_id == ""
+    assert len(done.entitlement_ids) == 1 and done.price.amount == 100
+    assert (await suite.balance(rich)).available == 50
+    # No funds pre-check without a scarce unit: the hold refuses and nothing is left to compensate.
+    short = await suite.redeem(poor, item.item_id)
+    assert short.state == CANCELLED and short.cancel_reason == "INSUFFICIENT_FUNDS"
+    assert step_names(short)[-2:] == ["HOLD_FUNDS:STARTED", "HOLD_FUNDS:FAILED"]
+    assert (await suite.balance(poor)).available == 50 and not await suite.entitlements(poor)
+
+
+async def test_an_unlimited_item_with_a_per_user_limit_reserves_its_allowance(suite: Suite) -> None:
+    item = await suite.item(**cosmetic_spec(price=10, per_user_limit=1))
+    user = uid("u")
+    await suite.fund(user, 100)
+    done = await suite.redeem(user, item.item_id)
+    assert done.state == COMPLETED and done.reservation_id
     assert step_names(done) == [
         "QUOTE:STARTED", "QUOTE:SUCCEEDED", "RESERVE_STOCK:STARTED", "RESERVE_STOCK:SUCCEEDED",
         "HOLD_FUNDS:STARTED", "HOLD_FUNDS:SUCCEEDED", "GRANT_ENTITLEMENT:STARTED", "GRANT_ENTITLEMENT:SUCCEEDED",
         "COMMIT_FUNDS:STARTED", "COMMIT_FUNDS:SUCCEEDED", "COMMIT_STOCK:STARTED", "COMMIT_STOCK:SUCCEEDED"]
     assert "unlimited stock" in done.steps[1].detail
-    assert len(done.entitlement_ids) == 1 and done.price.amount == 100
-    # No funds pre-check without a scarce unit: the hold refuses and the reservation is released.
-    short = await suite.redeem(poor, item.item_id)
-    assert short.state == CANCELLED and short.cancel_reason == "INSUFFICIENT_FUNDS"
-    assert "HOLD_FUNDS:FAILED" in step_names(short) and step_names(short)[-1] == "RELEASE_STOCK:SUCCEEDED"
-    reservation = (await suite.catalog_stub.GetReservation(
-        catalog_pb2.GetReservationRequest(reservation_id=short.reservation_id), metadata=md("admin"))).reservation
-    assert reservation.state == catalog_pb2.RESERVATION_STATE_RELEASED
-    assert (await suite.balance(poor)).available == 50 and not await suite.entitlements(poor)
 
 
 async def _crash_after_funds_commit(suite: Suite, user: str, item_id: str) -> rpb.Redemption:

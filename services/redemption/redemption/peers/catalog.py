@@ -27,7 +27,7 @@ def _item_info(item: catalog_pb2.Item) -> ItemInfo:
         valid_until=time_of(item.entitlement_terms.valid_until),
         valid_for_seconds=item.entitlement_terms.valid_for_seconds,
     )
-    return ItemInfo(snapshot, draw_time, item.raffle.winners, item.version, item.limited_stock)
+    return ItemInfo(snapshot, draw_time, item.raffle.winners, item.version, item.limited_stock, item.per_user_limit)
 
 
 def _reservation(r: catalog_pb2.Reservation) -> ReservationInfo:
@@ -73,7 +73,8 @@ class CatalogClient:
             catalog_pb2.QuoteRequest(item_id=item_id, user_id=user_id, region=region, quantity=quantity),
             metadata=self._md, timeout=self._timeout))
         return QuoteInfo(reply.redeemable, reply.unavailable_reason, currency_name(reply.total_price.currency),
-                         reply.total_price.amount)
+                         reply.total_price.amount, reply.stock_remaining, reply.user_remaining_allowance,
+                         reply.item_version)
 
     async def reserve(self, request_id: str, item_id: str, user_id: str, quantity: int, region: str,
                       ttl_seconds: int) -> ReservationInfo:

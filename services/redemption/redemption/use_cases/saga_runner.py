@@ -26,19 +26,32 @@ from redemption.domain.entitlements import (
 )
 from redemption.domain.item import ItemKind
 from redemption.domain.raffle import raffle_closed
-from redemption.domain.saga import Outcome, Saga, Step, after_failure, after_stock_lost, after_success, step_request_id
+from redemption.domain.saga import (
+    Outcome,
+    Saga,
+    Step,
+    after_failure,
+    after_stock_lost,
+    after_success,
+    skipped_steps,
+    step_request_id,
+)
 from redemption.use_cases.ports import (
     Catalog,
     EntitlementRepository,
     ItemInfo,
     PeerRefusedError,
     PeerUnavailableError,
+    QuoteInfo,
     SagaRepository,
     Wallet,
 )
 from redemption.use_cases.records import EntitlementRow, Log, Transition
 
 log = structlog.get_logger("redemption.saga")
+# Step-log details of a saga whose item has nothing for the catalog to lock (unlimited stock, no per-user limit).
+PRICED_BY_QUOTE = "priced by Quote: unlimited stock, no per-user limit"
+NOTHING_TO_LOCK = "NOTHING_TO_LOCK"
 # Item facts (kind, attribute ids, limited stock) are reused this long by the service clock; a
 # reservation naming another item version refreshes them at once.
 ITEM_FACTS_TTL = timedelta(seconds=5)
@@ -87,21 +100,41 @@ class SagaRunner:
     async def opening(self, saga: Saga) -> tuple[Saga, list[Log]]:
         """Where a new saga starts, and the step-log rows created with it.
 
-        An unlimited-stock item whose facts are known starts at RESERVE_STOCK with QUOTE done locally:
-        ReserveStock re-checks region, window and per-user limit atomically and prices the reservation,
-        and with no scarce unit at stake the funds pre-check buys nothing (HOLD_FUNDS still decides).
-        The saga row is written at RESERVE_STOCK before that effect, as for any step. Everything else
-        (limited stock, unknown item, catalog unreachable, a recipient refusal) starts at QUOTE."""
+        An unlimited-stock item whose facts are known skips QUOTE's peer calls: with no scarce unit at stake the
+        funds pre-check buys nothing (HOLD_FUNDS still decides). Without a per-user limit either, the catalog has
+        nothing to lock: one Quote prices the saga, which is created at HOLD_FUNDS and never touches stock
+        (RESERVE_STOCK and COMMIT_STOCK skipped). With a per-user limit it starts at RESERVE_STOCK, which checks
+        region, window and the limit atomically and prices the reservation. Either way the row is written at
+        the step before its effect. Everything else (limited stock, unknown item, catalog unreachable, a
+        recipient refusal, a quote refusing) starts at QUOTE, which records the outcome."""
         try:
             info = await self.item_facts(saga.item_id)
+            if info.limited_stock or self._recipient_refusal(saga, info.snapshot.kind):
+                return saga, []
+            if info.per_user_limit > 0:
+                logs = [(Step.QUOTE, Outcome.STARTED, ""),
+                        (Step.QUOTE, Outcome.SUCCEEDED, "unlimited stock: ReserveStock checks and prices"),
+                        (Step.RESERVE_STOCK, Outcome.STARTED, "")]
+                return after_success(saga, Step.QUOTE, item=info.snapshot), logs
+            quote = await self.catalog.quote(saga.item_id, saga.user_id, saga.region, saga.quantity)
+            if not quote.redeemable or not quote.locks_nothing:
+                return saga, []
+            priced = await self._priced(saga, quote)
         except (PeerRefusedError, PeerUnavailableError):
             return saga, []
-        if info.limited_stock or self._recipient_refusal(saga, info.snapshot.kind):
-            return saga, []
-        logs = [(Step.QUOTE, Outcome.STARTED, ""),
-                (Step.QUOTE, Outcome.SUCCEEDED, "unlimited stock: ReserveStock checks and prices"),
-                (Step.RESERVE_STOCK, Outcome.STARTED, "")]
-        return after_success(saga, Step.QUOTE, item=info.snapshot), logs
+        logs = [(Step.QUOTE, Outcome.STARTED, ""), (Step.QUOTE, Outcome.SUCCEEDED, PRICED_BY_QUOTE),
+                *self._skips(saga, priced), (Step.HOLD_FUNDS, Outcome.STARTED, "")]
+        return priced, logs
+
+    async def _priced(self, saga: Saga, quote: QuoteInfo) -> Saga:
+        """The saga after a Quote that locks nothing: priced by it, its item as that quote saw it, no stock steps."""
+        info = await self.item_facts(saga.item_id, version=quote.item_version)
+        return after_success(saga, Step.QUOTE, item=replace(info.snapshot, reserves_stock=False),
+                             currency=quote.currency, amount=quote.amount)
+
+    @staticmethod
+    def _skips(before: Saga, after: Saga) -> list[Log]:
+        return [(step, Outcome.SKIPPED, NOTHING_TO_LOCK) for step in skipped_steps(before, after)]
 
     @staticmethod
     def opened(logs: list[Log]) -> None:
@@ -158,6 +191,7 @@ class SagaRunner:
     async def _advance(self, before: Saga, after: Saga, logs: list[Log], tx: Transaction | None = None,
                        grant: Sequence[EntitlementRow] = ()) -> Transition | None:
         """Write the transition; it is returned if it moved the saga (None: another driver owns the saga)."""
+        logs = [*logs, *self._skips(before, after)]
         move = Transition.of(before, after, logs, self.clock.now(), grant)
         if not await self.sagas.transition(move, owner=self.owner, lease_seconds=self.settings.lease_seconds, tx=tx):
             return None
@@ -202,6 +236,10 @@ class SagaRunner:
             quote = await self.catalog.quote(saga.item_id, saga.user_id, saga.region, saga.quantity)
             if not quote.redeemable:
                 raise PeerRefusedError(quote.reason or "NOT_REDEEMABLE")
+            if quote.locks_nothing:
+                # Nothing scarce to protect: no pre-check, no stock steps (see `opening`).
+                return await self._advance(saga, await self._priced(saga, quote),
+                                           [(Step.QUOTE, Outcome.SUCCEEDED, PRICED_BY_QUOTE)])
             # Scarce stock is not locked for a user who cannot pay: the hold step still decides,
             # but a user already short fails here without keeping a unit from others.
             if quote.amount > 0 and await self.wallet.available(saga.user_id, quote.currency) < quote.amount:
