@@ -21,6 +21,7 @@ from redemption.domain.saga import (
     after_failure,
     after_stock_lost,
     after_success,
+    holds_with_reservation,
     refund_refusal,
     skipped_steps,
     start_refund,
@@ -82,6 +83,18 @@ def test_a_saga_with_nothing_to_lock_never_touches_stock() -> None:
     assert skipped_steps(new_saga(), after_success(new_saga(), Step.QUOTE, item=ITEM)) == ()
     # A refusal is no skip: a saga cancelled at QUOTE lists nothing skipped.
     assert skipped_steps(new_saga(), after_failure(new_saga(), Step.QUOTE, "OUT_OF_STOCK")) == ()
+
+
+def test_a_priced_saga_holds_in_the_reservations_round() -> None:
+    priced = after_success(new_saga(), Step.QUOTE, item=ITEM, amount=10, currency="POINTS")
+    assert priced.step is Step.RESERVE_STOCK and holds_with_reservation(priced)
+    # Unpriced (stored before quotes priced sagas) or free: the hold follows the reservation, as before.
+    assert not holds_with_reservation(after_success(new_saga(), Step.QUOTE, item=ITEM))
+    assert not holds_with_reservation(replace(priced, amount=0))
+    # A refused round with the hold taken compensates exactly the hold.
+    refused = after_failure(replace(priced, hold_id="hold"), Step.RESERVE_STOCK, "OUT_OF_STOCK")
+    assert refused.step is Step.RELEASE_FUNDS and not holds_with_reservation(refused)
+    assert after_success(refused, Step.RELEASE_FUNDS).state is State.CANCELLED
 
 
 def test_a_step_out_of_turn_is_refused() -> None:

@@ -217,6 +217,14 @@ def skipped_steps(before: Saga, after: Saga) -> tuple[Step, ...]:
     return tuple(s for s in sequence[sequence.index(before.step) + 1 : end] if not step_applies(after, s))
 
 
+def holds_with_reservation(saga: Saga) -> bool:
+    """Does HOLD_FUNDS run in the same round as RESERVE_STOCK? Yes when the saga was priced before it reserved
+    (by its quote) and has something to pay: the hold needs only the price, the reservation only the item, so
+    they are independent. A saga at RESERVE_STOCK without a price (stored before quotes priced sagas) holds
+    after reserving, at the reservation's price."""
+    return saga.step is Step.RESERVE_STOCK and saga.mode is Mode.FORWARD and saga.amount > 0 and not saga.hold_id
+
+
 def compensation_applies(saga: Saga, step: Step) -> bool:
     """Undo only what was done: the saga records each effect before moving past its step."""
     if step is Step.REVOKE_ENTITLEMENT:
