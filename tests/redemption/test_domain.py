@@ -62,7 +62,7 @@ def test_a_saga_with_nothing_to_lock_never_touches_stock() -> None:
     """Unlimited stock and no per-user limit: QUOTE prices it, the stock steps are skipped forward and in a
     refund, and compensation has no reservation to release."""
     open_item = replace(ITEM, reserves_stock=False)
-    saga, seen, skipped = new_saga(), [], []
+    saga, seen, skipped = new_saga(), list[Step](), list[Step]()
     while saga.step is not None:
         seen.append(saga.step)
         after = after_success(saga, saga.step, **({"item": open_item, "amount": 10} if saga.step is Step.QUOTE

@@ -27,7 +27,7 @@ def _item_info(item: catalog_pb2.Item) -> ItemInfo:
         valid_until=time_of(item.entitlement_terms.valid_until),
         valid_for_seconds=item.entitlement_terms.valid_for_seconds,
     )
-    return ItemInfo(snapshot, draw_time, item.raffle.winners, item.version, item.limited_stock, item.per_user_limit)
+    return ItemInfo(snapshot, draw_time, item.raffle.winners, item.version, item.limited_stock)
 
 
 def _reservation(r: catalog_pb2.Reservation) -> ReservationInfo:

@@ -48,7 +48,6 @@ class ItemInfo:
     winners: int = 0
     version: int = 0
     limited_stock: bool = True
-    per_user_limit: int = 0  # units per user per window; 0 = no limit
 
 
 @dataclass(frozen=True)
