@@ -315,6 +315,37 @@ async def test_a_refused_reservation_releases_the_hold_taken_with_it(suite: Suit
     assert (balance.available, balance.held) == (100, 0) and not await suite.entitlements(user)
 
 
+async def test_a_round_cut_short_by_a_crash_is_replayed_with_the_same_effects(suite: Suite) -> None:
+    """The reservation and the hold took effect, then the process died before the round's write: recovery
+    runs the round again under the same request ids and gets the same reservation and hold back (no second
+    unit reserved, no second hold), then completes."""
+    item = await suite.item(**cosmetic_spec(price=40, limited_stock=True, stock_total=2))
+    user = uid("u")
+    await suite.fund(user, 100)
+    service = suite.redemption.service
+    runner = service.runner
+    original = runner._reserve_and_hold
+
+    async def crash_after_the_calls(saga):  # type: ignore[no-untyped-def]
+        await asyncio.gather(runner._reserve(saga), runner._hold(saga))
+        return None  # the process dies before the round's outcome is written
+
+    runner._reserve_and_hold = crash_after_the_calls  # type: ignore[method-assign]
+    try:
+        pending = await suite.redeem(user, item.item_id)
+    finally:
+        runner._reserve_and_hold = original  # type: ignore[method-assign]
+    assert pending.state == rpb.REDEMPTION_STATE_PENDING and pending.reservation_id == ""
+    assert (await suite.balance(user)).held == 40
+    suite.clock.advance(service.settings.lease_seconds + 1)
+    done = await _recover(suite, pending.redemption_id)
+    assert done.state == COMPLETED, done
+    balance = await suite.balance(user)
+    assert (balance.available, balance.held) == (60, 0)
+    after = await suite.get_item(item.item_id)
+    assert (after.stock_sold, after.stock_reserved, after.stock_available) == (1, 0, 1)
+
+
 async def _crash_after_funds_commit(suite: Suite, user: str, item_id: str) -> rpb.Redemption:
     """Redeem, but the process dies right after CommitHold took effect (the transition unwritten);
     then the outage outlives the reservation, which the catalog's sweeper expires."""
