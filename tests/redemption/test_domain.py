@@ -21,7 +21,9 @@ from redemption.domain.saga import (
     after_failure,
     after_stock_lost,
     after_success,
+    holds_with_reservation,
     refund_refusal,
+    skipped_steps,
     start_refund,
     step_request_id,
 )
@@ -54,6 +56,45 @@ def test_forward_steps_run_in_order_and_complete() -> None:
         saga = after_success(saga, saga.step)
     assert tuple(seen) == FORWARD
     assert saga.state is State.COMPLETED and saga.mode is Mode.DONE and saga.funds_committed
+
+
+def test_a_saga_with_nothing_to_lock_never_touches_stock() -> None:
+    """Unlimited stock and no per-user limit: QUOTE prices it, the stock steps are skipped forward and in a
+    refund, and compensation has no reservation to release."""
+    open_item = replace(ITEM, reserves_stock=False)
+    saga, seen, skipped = new_saga(), list[Step](), list[Step]()
+    while saga.step is not None:
+        seen.append(saga.step)
+        after = after_success(saga, saga.step, **({"item": open_item, "amount": 10} if saga.step is Step.QUOTE
+                                                  else {"hold_id": "hold"} if saga.step is Step.HOLD_FUNDS else {}))
+        skipped += skipped_steps(saga, after)
+        saga = after
+    assert seen == [Step.QUOTE, Step.HOLD_FUNDS, Step.GRANT_ENTITLEMENT, Step.COMMIT_FUNDS]
+    assert skipped == [Step.RESERVE_STOCK, Step.COMMIT_STOCK] and saga.state is State.COMPLETED
+    refunding = start_refund(saga)
+    after_revoke = after_success(refunding, Step.REVOKE_ENTITLEMENT)
+    refunded = after_success(after_revoke, Step.REFUND_FUNDS)
+    assert refunded.state is State.REFUNDED and skipped_steps(after_revoke, refunded) == (Step.RETURN_STOCK,)
+    held = after_success(after_success(new_saga(), Step.QUOTE, item=open_item, amount=10), Step.HOLD_FUNDS,
+                         hold_id="hold")
+    cancelled = after_failure(after_success(held, Step.GRANT_ENTITLEMENT), Step.COMMIT_FUNDS, "HOLD_EXPIRED")
+    assert cancelled.step is Step.REVOKE_ENTITLEMENT
+    # A saga reading its item as one that reserves (and every saga stored before the flag) keeps every step.
+    assert skipped_steps(new_saga(), after_success(new_saga(), Step.QUOTE, item=ITEM)) == ()
+    # A refusal is no skip: a saga cancelled at QUOTE lists nothing skipped.
+    assert skipped_steps(new_saga(), after_failure(new_saga(), Step.QUOTE, "OUT_OF_STOCK")) == ()
+
+
+def test_a_priced_saga_holds_in_the_reservations_round() -> None:
+    priced = after_success(new_saga(), Step.QUOTE, item=ITEM, amount=10, currency="POINTS")
+    assert priced.step is Step.RESERVE_STOCK and holds_with_reservation(priced)
+    # Unpriced (stored before quotes priced sagas) or free: the hold follows the reservation, as before.
+    assert not holds_with_reservation(after_success(new_saga(), Step.QUOTE, item=ITEM))
+    assert not holds_with_reservation(replace(priced, amount=0))
+    # A refused round with the hold taken compensates exactly the hold.
+    refused = after_failure(replace(priced, hold_id="hold"), Step.RESERVE_STOCK, "OUT_OF_STOCK")
+    assert refused.step is Step.RELEASE_FUNDS and not holds_with_reservation(refused)
+    assert after_success(refused, Step.RELEASE_FUNDS).state is State.CANCELLED
 
 
 def test_a_step_out_of_turn_is_refused() -> None:

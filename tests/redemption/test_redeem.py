@@ -228,28 +228,122 @@ def _future(suite: Suite, seconds: int = 3600):  # type: ignore[no-untyped-def]
     return ts(suite.clock.now() + timedelta(seconds=seconds))
 
 
-async def test_unlimited_stock_item_skips_the_quote_calls_and_the_hold_decides(suite: Suite) -> None:
-    item = await suite.item(**cosmetic_spec(price=100))  # unlimited stock
+async def test_an_item_with_nothing_to_lock_skips_the_stock_steps_and_the_hold_decides(suite: Suite) -> None:
+    item = await suite.item(**cosmetic_spec(price=100))  # unlimited stock, no per-user limit
     rich, poor = uid("u"), uid("u")
     await suite.fund(rich, 150)
     await suite.fund(poor, 50)
     done = await suite.redeem(rich, item.item_id)
     assert done.state == COMPLETED, done
-    # Created at RESERVE_STOCK with the quote done locally; the hold and the grant share one write.
+    # Priced by one Quote and created at HOLD_FUNDS; no reservation, the stock steps logged SKIPPED.
     assert step_names(done) == [
-        "QUOTE:STARTED", "QUOTE:SUCCEEDED", "RESERVE_STOCK:STARTED", "RESERVE_STOCK:SUCCEEDED",
+        "QUOTE:STARTED", "QUOTE:SUCCEEDED", "RESERVE_STOCK:SKIPPED",
         "HOLD_FUNDS:STARTED", "HOLD_FUNDS:SUCCEEDED", "GRANT_ENTITLEMENT:STARTED", "GRANT_ENTITLEMENT:SUCCEEDED",
-        "COMMIT_FUNDS:STARTED", "COMMIT_FUNDS:SUCCEEDED", "COMMIT_STOCK:STARTED", "COMMIT_STOCK:SUCCEEDED"]
-    assert "unlimited stock" in done.steps[1].detail
+        "COMMIT_FUNDS:STARTED", "COMMIT_FUNDS:SUCCEEDED", "COMMIT_STOCK:SKIPPED"]
+    assert "priced by Quote" in done.steps[1].detail and done.reservation_id == ""
     assert len(done.entitlement_ids) == 1 and done.price.amount == 100
-    # No funds pre-check without a scarce unit: the hold refuses and the reservation is released.
+    assert (await suite.balance(rich)).available == 50
+    # No funds pre-check without a scarce unit: the hold refuses and nothing is left to compensate.
     short = await suite.redeem(poor, item.item_id)
     assert short.state == CANCELLED and short.cancel_reason == "INSUFFICIENT_FUNDS"
-    assert "HOLD_FUNDS:FAILED" in step_names(short) and step_names(short)[-1] == "RELEASE_STOCK:SUCCEEDED"
-    reservation = (await suite.catalog_stub.GetReservation(
-        catalog_pb2.GetReservationRequest(reservation_id=short.reservation_id), metadata=md("admin"))).reservation
-    assert reservation.state == catalog_pb2.RESERVATION_STATE_RELEASED
+    assert step_names(short)[-2:] == ["HOLD_FUNDS:STARTED", "HOLD_FUNDS:FAILED"]
     assert (await suite.balance(poor)).available == 50 and not await suite.entitlements(poor)
+
+
+async def test_an_unlimited_item_with_a_per_user_limit_reserves_and_holds_in_one_round(suite: Suite) -> None:
+    item = await suite.item(**cosmetic_spec(price=10, per_user_limit=1))
+    user = uid("u")
+    await suite.fund(user, 100)
+    done = await suite.redeem(user, item.item_id)
+    assert done.state == COMPLETED and done.reservation_id
+    # Priced by the Quote before the saga was created, so the hold runs with the reservation: both STARTED
+    # rows are written with the saga, both outcomes in one write.
+    assert step_names(done) == [
+        "QUOTE:STARTED", "QUOTE:SUCCEEDED", "HOLD_FUNDS:STARTED", "RESERVE_STOCK:STARTED",
+        "RESERVE_STOCK:SUCCEEDED", "HOLD_FUNDS:SUCCEEDED", "GRANT_ENTITLEMENT:STARTED", "GRANT_ENTITLEMENT:SUCCEEDED",
+        "COMMIT_FUNDS:STARTED", "COMMIT_FUNDS:SUCCEEDED", "COMMIT_STOCK:STARTED", "COMMIT_STOCK:SUCCEEDED"]
+    assert done.steps[1].detail == "priced 10 POINTS" and (await suite.balance(user)).available == 90
+
+
+async def test_the_reservation_and_the_hold_run_at_once(suite: Suite, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each call waits at a barrier for the other to start: run one after the other, they would hang."""
+    item = await suite.item(**cosmetic_spec(price=40, limited_stock=True, stock_total=2))
+    user = uid("u")
+    await suite.fund(user, 100)
+    runner = suite.redemption.service.runner
+    both = asyncio.Barrier(2)
+    reserve, hold = runner.catalog.reserve, runner.wallet.reserve
+
+    async def reserve_at_once(*args, **kwargs):  # type: ignore[no-untyped-def]
+        await asyncio.wait_for(both.wait(), HANG_SECONDS)
+        return await reserve(*args, **kwargs)
+
+    async def hold_at_once(*args, **kwargs):  # type: ignore[no-untyped-def]
+        await asyncio.wait_for(both.wait(), HANG_SECONDS)
+        return await hold(*args, **kwargs)
+
+    monkeypatch.setattr(runner.catalog, "reserve", reserve_at_once)
+    monkeypatch.setattr(runner.wallet, "reserve", hold_at_once)
+    done = await suite.redeem(user, item.item_id)
+    assert done.state == COMPLETED, done
+    assert (await suite.balance(user)).available == 60
+    after = await suite.get_item(item.item_id)
+    assert (after.stock_sold, after.stock_reserved, after.stock_available) == (1, 0, 1)
+
+
+async def test_a_refused_reservation_releases_the_hold_taken_with_it(suite: Suite,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """The quote saw the last unit, then someone else reserved it: the round's reservation is refused while
+    its hold succeeds, and compensation releases exactly that hold."""
+    item = await suite.item(**cosmetic_spec(price=40, limited_stock=True, stock_total=1))
+    user = uid("u")
+    await suite.fund(user, 100)
+    runner = suite.redemption.service.runner
+    reserve = runner.catalog.reserve
+
+    async def last_unit_taken_first(request_id, item_id, user_id, quantity, region, ttl):  # type: ignore[no-untyped-def]
+        await reserve(f"{request_id}-other", item_id, uid("other"), quantity, region, ttl)  # a real reservation
+        return await reserve(request_id, item_id, user_id, quantity, region, ttl)
+
+    monkeypatch.setattr(runner.catalog, "reserve", last_unit_taken_first)
+    cancelled = await suite.redeem(user, item.item_id)
+    assert cancelled.state == CANCELLED and cancelled.cancel_reason == "OUT_OF_STOCK", cancelled
+    assert cancelled.reservation_id == ""
+    names = step_names(cancelled)
+    assert {"RESERVE_STOCK:FAILED", "HOLD_FUNDS:SUCCEEDED"} <= set(names) and names[-1] == "RELEASE_FUNDS:SUCCEEDED"
+    balance = await suite.balance(user)
+    assert (balance.available, balance.held) == (100, 0) and not await suite.entitlements(user)
+
+
+async def test_a_round_cut_short_by_a_crash_is_replayed_with_the_same_effects(suite: Suite) -> None:
+    """The reservation and the hold took effect, then the process died before the round's write: recovery
+    runs the round again under the same request ids and gets the same reservation and hold back (no second
+    unit reserved, no second hold), then completes."""
+    item = await suite.item(**cosmetic_spec(price=40, limited_stock=True, stock_total=2))
+    user = uid("u")
+    await suite.fund(user, 100)
+    service = suite.redemption.service
+    runner = service.runner
+    original = runner._reserve_and_hold
+
+    async def crash_after_the_calls(saga):  # type: ignore[no-untyped-def]
+        await asyncio.gather(runner._reserve(saga), runner._hold(saga))
+        return None  # the process dies before the round's outcome is written
+
+    runner._reserve_and_hold = crash_after_the_calls  # type: ignore[method-assign]
+    try:
+        pending = await suite.redeem(user, item.item_id)
+    finally:
+        runner._reserve_and_hold = original  # type: ignore[method-assign]
+    assert pending.state == rpb.REDEMPTION_STATE_PENDING and pending.reservation_id == ""
+    assert (await suite.balance(user)).held == 40
+    suite.clock.advance(service.settings.lease_seconds + 1)
+    done = await _recover(suite, pending.redemption_id)
+    assert done.state == COMPLETED, done
+    balance = await suite.balance(user)
+    assert (balance.available, balance.held) == (60, 0)
+    after = await suite.get_item(item.item_id)
+    assert (after.stock_sold, after.stock_reserved, after.stock_available) == (1, 0, 1)
 
 
 async def _crash_after_funds_commit(suite: Suite, user: str, item_id: str) -> rpb.Redemption:

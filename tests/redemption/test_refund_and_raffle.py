@@ -34,6 +34,9 @@ async def test_refund_credits_points_revokes_entitlement_and_replays(suite: Suit
     assert (await suite.balance(user)).available == 180
     refunded = await refund(suite, done.redemption_id, "refund-" + user)
     assert refunded.state == rpb.REDEMPTION_STATE_REFUNDED and refunded.refund_reason == "support"
+    # Unlimited stock, no per-user limit: nothing was reserved, so nothing is returned.
+    last = refunded.steps[-1]
+    assert (last.name, last.outcome) == (rpb.SAGA_STEP_NAME_RETURN_STOCK, rpb.STEP_OUTCOME_SKIPPED), last
     assert (await suite.balance(user)).available == 300
     assert [e.state for e in await suite.entitlements(user)] == [rpb.ENTITLEMENT_STATE_REVOKED]
     # The refund credit names its redemption (the wallet refuses a POINTS credit outside earning without one).

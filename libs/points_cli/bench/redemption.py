@@ -1,9 +1,12 @@
 """Redemption benchmark scenario for `points bench redemption`.
 
-redeem: end-to-end Redeem of an unlimited-stock cosmetic by users with funds available; each call
-runs the whole saga (ReserveStock, Reserve + grant, CommitHold, CommitReservation: four peer RPCs and
-five redemption writes, group-committed with those of concurrent sagas; item facts cached). The
-harness adds Health/Check on the redemption server.
+redeem: end-to-end Redeem of an unlimited-stock cosmetic without a per-user limit by users with funds
+available; each call runs the whole saga (Quote before the saga is created, then Reserve + grant,
+CommitHold: three peer RPCs and three redemption writes, group-committed with those of concurrent
+sagas; no stock steps, item facts cached). redeem_limited: the same for a limited-stock cosmetic with
+stock no run exhausts (Quote with the balance read, ReserveStock with Reserve + grant in one round,
+CommitHold, CommitReservation: six peer RPCs, four writes). The harness adds Health/Check on the
+redemption server.
 """
 
 from __future__ import annotations
@@ -21,22 +24,26 @@ Call = Callable[[int], Awaitable[None]]
 USERS = 256
 FUNDS = 10**12  # no run exhausts it
 ITEM_REQUEST_ID = "bench-redemption-item"  # fixed: the catalog derives the item id from it
+LIMITED_ITEM_REQUEST_ID = "bench-redemption-limited-item"
+LIMITED_STOCK = 10**9  # no run sells it out
 
 
 def _user(i: int) -> str:
     return f"bench-redeemer-{i}"
 
 
-async def _bench_item(ctx: BenchContext) -> str:
+async def _bench_item(ctx: BenchContext, *, limited: bool = False) -> str:
     stub = catalog_pb2_grpc.CatalogServiceStub(ctx.channel("catalog"))
     reply = await stub.CreateItem(
         catalog_pb2.CreateItemRequest(
-            request_id=ITEM_REQUEST_ID,
+            request_id=LIMITED_ITEM_REQUEST_ID if limited else ITEM_REQUEST_ID,
             spec=catalog_pb2.ItemSpec(
                 kind=catalog_pb2.ITEM_KIND_COSMETIC,
                 title="Bench badge",
                 price=Price(currency=CURRENCY_POINTS, amount=1),
                 cosmetic=catalog_pb2.CosmeticAttributes(cosmetic_id="bench-badge"),
+                limited_stock=limited,
+                stock_total=LIMITED_STOCK if limited else 0,
             ),
         ),
         metadata=ctx.metadata("admin"),
@@ -45,8 +52,9 @@ async def _bench_item(ctx: BenchContext) -> str:
 
 
 async def setup(ctx: BenchContext) -> None:
-    """Create the unlimited item (idempotent) and fund the redeemers through wallet Credit as admin."""
+    """Create the items (idempotent) and fund the redeemers through wallet Credit as admin."""
     await _bench_item(ctx)
+    await _bench_item(ctx, limited=True)
     wallet = wallet_pb2_grpc.WalletServiceStub(ctx.channel("wallet"))
     for i in range(USERS):
         await wallet.Credit(
@@ -59,7 +67,14 @@ async def setup(ctx: BenchContext) -> None:
 
 
 async def build_redeem(ctx: BenchContext) -> Call:
-    item_id = await _bench_item(ctx)  # same request id: returns the item created in setup
+    return await _redeem_call(ctx, await _bench_item(ctx))  # same request id: returns the item created in setup
+
+
+async def build_redeem_limited(ctx: BenchContext) -> Call:
+    return await _redeem_call(ctx, await _bench_item(ctx, limited=True))
+
+
+async def _redeem_call(ctx: BenchContext, item_id: str) -> Call:
     stub = redemption_pb2_grpc.RedemptionServiceStub(ctx.channel("redemption"))
     # The app backend acting for each redeemer (Redeem is scoped to the user it acts for).
     mds = [acting_for(ctx.metadata("app"), _user(n)) for n in range(USERS)]
@@ -80,4 +95,7 @@ async def build_redeem(ctx: BenchContext) -> Call:
     return call
 
 
-SCENARIOS = [Scenario(name="redeem", target="redemption", build=build_redeem, setup=setup, events_per_call=1)]
+SCENARIOS = [
+    Scenario(name="redeem", target="redemption", build=build_redeem, setup=setup, events_per_call=1),
+    Scenario(name="redeem_limited", target="redemption", build=build_redeem_limited, setup=setup, events_per_call=1),
+]

@@ -32,4 +32,8 @@ class ItemSnapshot:
     unlimited_uses: bool = False
     valid_until: datetime | None = None
     valid_for_seconds: int = 0
+    # False when the catalog has nothing to lock for this saga: unlimited stock and no per-user limit (as the
+    # Quote that priced the saga saw it). Such a saga never reserves, commits or returns stock. True for sagas
+    # stored before this existed: they reserved.
+    reserves_stock: bool = True
 

@@ -187,6 +187,44 @@ def start_compensation(saga: Saga, reason: str) -> Saga:
     return replace(cancelled, step=first)
 
 
+# The steps that touch catalog stock: skipped when the saga's item has nothing to lock (`ItemSnapshot.reserves_stock`).
+STOCK_STEPS = frozenset({Step.RESERVE_STOCK, Step.COMMIT_STOCK, Step.RETURN_STOCK})
+
+
+def touches_stock(saga: Saga) -> bool:
+    """Does this saga reserve catalog stock? Unknown until QUOTE has read the item (then: yes)."""
+    return saga.item is None or saga.item.reserves_stock
+
+
+def step_applies(saga: Saga, step: Step) -> bool:
+    """Is `step` run at all for this saga (forward and refund; compensation also asks `compensation_applies`)?"""
+    return step not in STOCK_STEPS or touches_stock(saga)
+
+
+def skipped_steps(before: Saga, after: Saga) -> tuple[Step, ...]:
+    """The steps a forward or refund transition passed over without running them (`step_applies` false), in
+    order: the step log shows them SKIPPED."""
+    sequence, final = {Mode.FORWARD: (FORWARD, State.COMPLETED), Mode.REFUNDING: (REFUND, State.REFUNDED)}.get(
+        before.mode, ((), State.PENDING))
+    if before.step not in sequence:
+        return ()
+    if after.mode is before.mode and after.step in sequence:
+        end = sequence.index(after.step)
+    elif after.state is final:
+        end = len(sequence)
+    else:
+        return ()
+    return tuple(s for s in sequence[sequence.index(before.step) + 1 : end] if not step_applies(after, s))
+
+
+def holds_with_reservation(saga: Saga) -> bool:
+    """Does HOLD_FUNDS run in the same round as RESERVE_STOCK? Yes when the saga was priced before it reserved
+    (by its quote) and has something to pay: the hold needs only the price, the reservation only the item, so
+    they are independent. A saga at RESERVE_STOCK without a price (stored before quotes priced sagas) holds
+    after reserving, at the reservation's price."""
+    return saga.step is Step.RESERVE_STOCK and saga.mode is Mode.FORWARD and saga.amount > 0 and not saga.hold_id
+
+
 def compensation_applies(saga: Saga, step: Step) -> bool:
     """Undo only what was done: the saga records each effect before moving past its step."""
     if step is Step.REVOKE_ENTITLEMENT:
@@ -205,16 +243,14 @@ def start_refund(saga: Saga) -> Saga:
 
 
 def _next_forward(saga: Saga, done: Step) -> Saga:
-    index = FORWARD.index(done)
-    if index + 1 == len(FORWARD):
-        return replace(saga, state=State.COMPLETED, mode=Mode.DONE, step=None)
-    return replace(saga, step=FORWARD[index + 1])
+    return _next_in(saga, FORWARD, done, State.COMPLETED)
 
 
 def _next_in(saga: Saga, sequence: tuple[Step, ...], done: Step, final: State) -> Saga:
     rest = sequence[sequence.index(done) + 1 :]
     following = next(
-        (s for s in rest if saga.mode is not Mode.COMPENSATING or compensation_applies(saga, s)), None
+        (s for s in rest if step_applies(saga, s)
+         and (saga.mode is not Mode.COMPENSATING or compensation_applies(saga, s))), None
     )
     if following is None:
         return replace(saga, state=final, mode=Mode.DONE, step=None)

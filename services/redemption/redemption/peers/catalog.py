@@ -73,7 +73,8 @@ class CatalogClient:
             catalog_pb2.QuoteRequest(item_id=item_id, user_id=user_id, region=region, quantity=quantity),
             metadata=self._md, timeout=self._timeout))
         return QuoteInfo(reply.redeemable, reply.unavailable_reason, currency_name(reply.total_price.currency),
-                         reply.total_price.amount)
+                         reply.total_price.amount, reply.stock_remaining, reply.user_remaining_allowance,
+                         reply.item_version)
 
     async def reserve(self, request_id: str, item_id: str, user_id: str, quantity: int, region: str,
                       ttl_seconds: int) -> ReservationInfo:

@@ -56,6 +56,14 @@ class QuoteInfo:
     reason: str
     currency: str
     amount: int
+    stock_remaining: int = -1  # -1 = unlimited stock
+    user_remaining_allowance: int = -1  # -1 = no per-user limit
+    item_version: int = 0
+
+    @property
+    def locks_nothing(self) -> bool:
+        """Unlimited stock and no per-user limit: a reservation would lock no unit and no allowance."""
+        return self.stock_remaining == -1 and self.user_remaining_allowance == -1
 
 
 @dataclass(frozen=True)

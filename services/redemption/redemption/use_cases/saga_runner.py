@@ -24,21 +24,37 @@ from redemption.domain.entitlements import (
     expiry,
     granted_uses,
 )
-from redemption.domain.item import ItemKind
+from redemption.domain.item import ItemKind, ItemSnapshot
 from redemption.domain.raffle import raffle_closed
-from redemption.domain.saga import Outcome, Saga, Step, after_failure, after_stock_lost, after_success, step_request_id
+from redemption.domain.saga import (
+    Outcome,
+    Saga,
+    Step,
+    after_failure,
+    after_stock_lost,
+    after_success,
+    holds_with_reservation,
+    skipped_steps,
+    step_request_id,
+)
 from redemption.use_cases.ports import (
     Catalog,
     EntitlementRepository,
+    HoldInfo,
     ItemInfo,
     PeerRefusedError,
     PeerUnavailableError,
+    QuoteInfo,
+    ReservationInfo,
     SagaRepository,
     Wallet,
 )
 from redemption.use_cases.records import EntitlementRow, Log, Transition
 
 log = structlog.get_logger("redemption.saga")
+# Step-log details of a saga whose item has nothing for the catalog to lock (unlimited stock, no per-user limit).
+PRICED_BY_QUOTE = "priced by Quote: unlimited stock, no per-user limit"
+NOTHING_TO_LOCK = "NOTHING_TO_LOCK"
 # Item facts (kind, attribute ids, limited stock) are reused this long by the service clock; a
 # reservation naming another item version refreshes them at once.
 ITEM_FACTS_TTL = timedelta(seconds=5)
@@ -85,23 +101,64 @@ class SagaRunner:
         return ""
 
     async def opening(self, saga: Saga) -> tuple[Saga, list[Log]]:
-        """Where a new saga starts, and the step-log rows created with it.
+        """Where a new saga starts, and the step-log rows created with it: QUOTE's reads (a Quote, and for
+        limited stock the user's balance, concurrently) run before the saga is created, which then starts
+        at the first step with an effect. They are reads, so nothing needs recording before them.
 
-        An unlimited-stock item whose facts are known starts at RESERVE_STOCK with QUOTE done locally:
-        ReserveStock re-checks region, window and per-user limit atomically and prices the reservation,
-        and with no scarce unit at stake the funds pre-check buys nothing (HOLD_FUNDS still decides).
-        The saga row is written at RESERVE_STOCK before that effect, as for any step. Everything else
-        (limited stock, unknown item, catalog unreachable, a recipient refusal) starts at QUOTE."""
+        Nothing for the catalog to lock (unlimited stock, no per-user limit): created at HOLD_FUNDS, priced
+        by the Quote, no stock steps. Otherwise created at RESERVE_STOCK, priced, so the hold runs in the
+        same round as the reservation (`_reserve_stock`). Anything else (unknown item, catalog or wallet
+        unreachable, a recipient or quote refusal, a user short of funds) starts at QUOTE, whose step
+        records the outcome."""
         try:
             info = await self.item_facts(saga.item_id)
+            if self._recipient_refusal(saga, info.snapshot.kind):
+                return saga, []
+            quote, available = await self._quote_reads(saga, info)
         except (PeerRefusedError, PeerUnavailableError):
             return saga, []
-        if info.limited_stock or self._recipient_refusal(saga, info.snapshot.kind):
+        if not quote.redeemable or (available is not None and available < quote.amount):
             return saga, []
-        logs = [(Step.QUOTE, Outcome.STARTED, ""),
-                (Step.QUOTE, Outcome.SUCCEEDED, "unlimited stock: ReserveStock checks and prices"),
-                (Step.RESERVE_STOCK, Outcome.STARTED, "")]
-        return after_success(saga, Step.QUOTE, item=info.snapshot), logs
+        try:
+            priced = await self._priced(saga, quote)
+        except (PeerRefusedError, PeerUnavailableError):
+            return saga, []
+        logs: list[Log] = [(Step.QUOTE, Outcome.STARTED, ""), (Step.QUOTE, Outcome.SUCCEEDED, self._quoted(quote)),
+                           *self._skips(saga, priced)]
+        assert priced.step is not None  # QUOTE succeeded: HOLD_FUNDS or RESERVE_STOCK is next
+        return priced, [*logs, *self._round_started(priced), (priced.step, Outcome.STARTED, "")]
+
+    async def _quote_reads(self, saga: Saga, info: ItemInfo) -> tuple[QuoteInfo, int | None]:
+        """The Quote and, for limited stock, the user's available balance in the quote's currency (read
+        concurrently: the currency is the item's, which a campaign does not change)."""
+        quote_call = self.catalog.quote(saga.item_id, saga.user_id, saga.region, saga.quantity)
+        if not info.limited_stock:
+            return await quote_call, None
+        quote, available = await asyncio.gather(quote_call,
+                                                 self.wallet.available(saga.user_id, info.snapshot.currency))
+        if quote.currency != info.snapshot.currency:  # the item changed currency since its facts were read
+            available = await self.wallet.available(saga.user_id, quote.currency)
+        return quote, available
+
+    async def _priced(self, saga: Saga, quote: QuoteInfo) -> Saga:
+        """The saga after its Quote: priced by it and its item as that quote saw it. A quote that locks
+        nothing means no stock steps (`ItemSnapshot.reserves_stock`)."""
+        info = await self.item_facts(saga.item_id, version=quote.item_version)
+        item = replace(info.snapshot, reserves_stock=False) if quote.locks_nothing else info.snapshot
+        return after_success(saga, Step.QUOTE, item=item, currency=quote.currency, amount=quote.amount)
+
+    @staticmethod
+    def _quoted(quote: QuoteInfo) -> str:
+        return PRICED_BY_QUOTE if quote.locks_nothing else f"priced {quote.amount} {quote.currency}"
+
+    @staticmethod
+    def _round_started(saga: Saga) -> list[Log]:
+        """The STARTED rows of the steps that run with the saga's next step (written with it, before them)."""
+        return [(Step.HOLD_FUNDS, Outcome.STARTED, "with RESERVE_STOCK")] if holds_with_reservation(saga) else []
+
+    @staticmethod
+    def _skips(before: Saga, after: Saga) -> list[Log]:
+        return [(step, Outcome.SKIPPED, NOTHING_TO_LOCK) for step in skipped_steps(before, after)]
 
     @staticmethod
     def opened(logs: list[Log]) -> None:
@@ -158,6 +215,7 @@ class SagaRunner:
     async def _advance(self, before: Saga, after: Saga, logs: list[Log], tx: Transaction | None = None,
                        grant: Sequence[EntitlementRow] = ()) -> Transition | None:
         """Write the transition; it is returned if it moved the saga (None: another driver owns the saga)."""
+        logs = [*logs, *self._skips(before, after)]
         move = Transition.of(before, after, logs, self.clock.now(), grant)
         if not await self.sagas.transition(move, owner=self.owner, lease_seconds=self.settings.lease_seconds, tx=tx):
             return None
@@ -199,53 +257,116 @@ class SagaRunner:
             refusal = self._recipient_refusal(saga, info.snapshot.kind)
             if refusal:
                 raise PeerRefusedError(refusal)
-            quote = await self.catalog.quote(saga.item_id, saga.user_id, saga.region, saga.quantity)
+            quote, available = await self._quote_reads(saga, info)
             if not quote.redeemable:
                 raise PeerRefusedError(quote.reason or "NOT_REDEEMABLE")
-            # Scarce stock is not locked for a user who cannot pay: the hold step still decides,
-            # but a user already short fails here without keeping a unit from others.
-            if quote.amount > 0 and await self.wallet.available(saga.user_id, quote.currency) < quote.amount:
+            # Scarce stock is not locked for a user who cannot pay: the hold still decides, but a user
+            # already short fails here without keeping a unit from others.
+            if available is not None and available < quote.amount:
                 raise PeerRefusedError("INSUFFICIENT_FUNDS")
+            priced = await self._priced(saga, quote)
         except PeerRefusedError as refused:
             return await self._fail(saga, Step.QUOTE, refused.reason)
-        return await self._succeed(saga, Step.QUOTE, item=info.snapshot)
+        return await self._advance(saga, priced, [(Step.QUOTE, Outcome.SUCCEEDED, self._quoted(quote)),
+                                                  *self._round_started(priced)])
 
     async def _reserve_stock(self, saga: Saga) -> Transition | None:
+        if holds_with_reservation(saga):
+            return await self._reserve_and_hold(saga)
         try:
-            res = await self.catalog.reserve(
-                step_request_id(saga.redemption_id, Step.RESERVE_STOCK), saga.item_id, saga.user_id,
-                saga.quantity, saga.region, self.settings.reservation_ttl_seconds)
+            res = await self._reserve(saga)
         except PeerRefusedError as refused:
             return await self._fail(saga, Step.RESERVE_STOCK, refused.reason)
-        reserved = replace(saga, reservation_id=res.reservation_id, currency=res.currency, amount=res.amount,
-                           reserved_at=self.clock.now())
+        reserved = self._reserved(saga, res)
         # The item may have changed since its facts were read: the entitlement follows the reserved version.
         try:
-            info = await self.item_facts(saga.item_id, version=res.item_version)
-            refusal = self._recipient_refusal(saga, info.snapshot.kind)
-            if refusal:
-                raise PeerRefusedError(refusal)
+            item = await self._reserved_item(saga, res)
         except PeerRefusedError as refused:
             return await self._fail(reserved, Step.RESERVE_STOCK, refused.reason)
-        return await self._succeed(reserved, Step.RESERVE_STOCK, item=info.snapshot)
+        return await self._succeed(reserved, Step.RESERVE_STOCK, item=item)
+
+    async def _reserve(self, saga: Saga) -> ReservationInfo:
+        return await self.catalog.reserve(
+            step_request_id(saga.redemption_id, Step.RESERVE_STOCK), saga.item_id, saga.user_id,
+            saga.quantity, saga.region, self.settings.reservation_ttl_seconds)
+
+    async def _hold(self, saga: Saga) -> HoldInfo:
+        return await self.wallet.reserve(
+            step_request_id(saga.redemption_id, Step.HOLD_FUNDS), saga.user_id, saga.currency, saga.amount,
+            self.settings.hold_ttl_seconds, saga.redemption_id)
+
+    def _reserved(self, saga: Saga, res: ReservationInfo) -> Saga:
+        return replace(saga, reservation_id=res.reservation_id, currency=res.currency, amount=res.amount,
+                       reserved_at=self.clock.now())
+
+    async def _reserved_item(self, saga: Saga, res: ReservationInfo) -> ItemSnapshot:
+        info = await self.item_facts(saga.item_id, version=res.item_version)
+        refusal = self._recipient_refusal(saga, info.snapshot.kind)
+        if refusal:
+            raise PeerRefusedError(refusal)
+        return info.snapshot
+
+    async def _reserve_and_hold(self, saga: Saga) -> Transition | None:
+        """One round: the reservation and the hold of the quoted price at once, then one write with both
+        outcomes. The saga was written at RESERVE_STOCK (its price set) before either call, so a crash
+        replays the round under the same request ids and learns both ids again. The round is decided only
+        when both calls answered: a transient failure of either retries it (the other replays), so every
+        effect is known, and recorded, before compensation or the next step depends on it."""
+        answers = await asyncio.gather(self._reserve(saga), self._hold(saga), return_exceptions=True)
+        for answer in answers:
+            if isinstance(answer, BaseException) and not isinstance(answer, PeerRefusedError):
+                raise answer
+        res, hold = answers
+        done = saga
+        logs: list[Log] = []
+        refusal = ""
+        if isinstance(res, ReservationInfo):
+            done = self._reserved(done, res)
+            logs.append((Step.RESERVE_STOCK, Outcome.SUCCEEDED, ""))
+        elif isinstance(res, PeerRefusedError):
+            refusal = res.reason
+            logs.append((Step.RESERVE_STOCK, Outcome.FAILED, res.reason))
+        if isinstance(hold, HoldInfo):
+            done = replace(done, hold_id=hold.hold_id)
+            logs.append((Step.HOLD_FUNDS, Outcome.SUCCEEDED, ""))
+        elif isinstance(hold, PeerRefusedError):
+            refusal = refusal or hold.reason
+            logs.append((Step.HOLD_FUNDS, Outcome.FAILED, hold.reason))
+        if not refusal and isinstance(res, ReservationInfo):
+            if (res.currency, res.amount) != (saga.currency, saga.amount):
+                # A campaign started or ended between the quote and the reservation: the hold is of
+                # another price. Undone rather than re-held: the user may redeem again at the new price.
+                refusal = "PRICE_CHANGED"
+            else:
+                try:
+                    done = replace(done, item=await self._reserved_item(saga, res))
+                except PeerRefusedError as refused:
+                    refusal = refused.reason
+        if refusal:
+            # Both outcomes are on `done` (reservation_id, hold_id): compensation undoes exactly those.
+            return await self._advance(saga, after_failure(done, Step.RESERVE_STOCK, refusal), logs)
+        held = after_success(after_success(done, Step.RESERVE_STOCK), Step.HOLD_FUNDS)
+        return await self._granted(saga, held, logs)
 
     async def _hold_funds(self, saga: Saga) -> Transition | None:
         if saga.amount == 0:
             held, logs = after_success(saga, Step.HOLD_FUNDS), [(Step.HOLD_FUNDS, Outcome.SKIPPED, "FREE_ITEM")]
         else:
             try:
-                hold = await self.wallet.reserve(
-                    step_request_id(saga.redemption_id, Step.HOLD_FUNDS), saga.user_id, saga.currency, saga.amount,
-                    self.settings.hold_ttl_seconds, saga.redemption_id)
+                hold = await self._hold(saga)
             except PeerRefusedError as refused:
                 return await self._fail(saga, Step.HOLD_FUNDS, refused.reason)
             held = after_success(saga, Step.HOLD_FUNDS, hold_id=hold.hold_id)
             logs = [(Step.HOLD_FUNDS, Outcome.SUCCEEDED, "")]
-        # GRANT_ENTITLEMENT is local: it commits in the same statement as the hold's outcome. The state is
-        # still written before COMMIT_FUNDS's effect; a crash before this write replays the (idempotent) hold.
+        return await self._granted(saga, held, logs)
+
+    async def _granted(self, before: Saga, held: Saga, logs: list[Log]) -> Transition | None:
+        """GRANT_ENTITLEMENT is local: it commits in the same statement as the hold's outcome. The state is
+        still written before COMMIT_FUNDS's effect; a crash before this write replays the (idempotent) hold."""
         rows, detail = self._grant_rows(held)
-        logs += [(Step.GRANT_ENTITLEMENT, Outcome.STARTED, ""), (Step.GRANT_ENTITLEMENT, Outcome.SUCCEEDED, detail)]
-        return await self._advance(saga, after_success(held, Step.GRANT_ENTITLEMENT), logs, grant=rows)
+        logs = [*logs, (Step.GRANT_ENTITLEMENT, Outcome.STARTED, ""),
+                (Step.GRANT_ENTITLEMENT, Outcome.SUCCEEDED, detail)]
+        return await self._advance(before, after_success(held, Step.GRANT_ENTITLEMENT), logs, grant=rows)
 
     async def _grant(self, saga: Saga) -> Transition | None:
         """Only for sagas persisted at GRANT_ENTITLEMENT (HOLD_FUNDS normally grants in its own write)."""
