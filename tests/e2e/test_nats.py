@@ -25,7 +25,14 @@ pytestmark = pytest.mark.slow
 
 def nats_servers(suite: SuiteProcess) -> list[int]:
     assert suite.proc is not None
-    return [c.pid for c in psutil.Process(suite.proc.pid).children(recursive=True) if c.name() == "nats-server"]
+    pids = []
+    for child in psutil.Process(suite.proc.pid).children(recursive=True):
+        try:
+            if child.name() == "nats-server":
+                pids.append(child.pid)
+        except psutil.NoSuchProcess:  # exited between the listing and the look (the killed server, reaped)
+            continue
+    return pids
 
 
 def service_nats_urls(suite: SuiteProcess) -> dict[str, str]:
@@ -33,9 +40,13 @@ def service_nats_urls(suite: SuiteProcess) -> dict[str, str]:
     assert suite.proc is not None
     urls = {}
     for child in psutil.Process(suite.proc.pid).children(recursive=True):
+        try:
+            command, environ = child.cmdline()[-2:], child.environ()
+        except psutil.NoSuchProcess:  # exited between the listing and the look
+            continue
         for service in SERVICES:
-            if child.cmdline()[-2:] == ["-m", service]:
-                urls[service] = child.environ().get(f"POINTS_{service.upper()}_NATS_URL", "")
+            if command == ["-m", service]:
+                urls[service] = environ.get(f"POINTS_{service.upper()}_NATS_URL", "")
     return urls
 
 
