@@ -18,8 +18,9 @@ The rules, in `idempotent` and nowhere else:
   (its effect with it) and runs it again, and it now replays the winner's reply. One effect.
 
 Where the reply is kept is the service's choice, behind one interface (`ReplyStorage`):
-- `TableStorage`: the shared `idempotency` table, created by each service's migrations from
-  `idempotency_columns()` and named in its metadata by `idempotency_table()` (the default);
+- `TableStorage`: the shared `idempotency` table, created by each service's migrations with the
+  frozen `migrations.create_idempotency_table_v1` and named in its metadata by `idempotency_table()`
+  (the default);
 - `FoldedStorage`: the rows a hot write creates carry the key themselves (a unique
   `(user_id, request_id)` on them) and the service says how to find the reply for a key, which
   saves writing a second row per request. Its work writes the key and `key.fingerprint` (or what
@@ -36,7 +37,7 @@ import hashlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol, TypeVar
+from typing import Protocol, TypeVar
 
 import asyncpg
 from google.protobuf.message import Message
@@ -54,22 +55,20 @@ IDEMPOTENCY_TABLE = "idempotency"
 _UNIQUE_VIOLATION = "23505"
 
 
-def idempotency_columns() -> list[Column[Any]]:
-    """The shared table's columns, fresh objects each call (a Column belongs to one Table). A
-    service's migration creates the table with `op.create_table("idempotency", *idempotency_columns())`."""
-    return [
+def idempotency_table(metadata: MetaData, name: str = IDEMPOTENCY_TABLE) -> Table:
+    """The shared table in a service's metadata: what the code runs against. Migrations create it
+    with their own frozen helper (`migrations.create_idempotency_table_v1`); a test checks each
+    service's migrated schema against its metadata."""
+    return Table(
+        name,
+        metadata,
         Column("user_id", Text, primary_key=True),
         Column("request_id", Text, primary_key=True),
         Column("method", Text, nullable=False),
         Column("fingerprint", LargeBinary, nullable=False),
         Column("reply", LargeBinary, nullable=False),
         Column("created_time", DateTime(timezone=True), nullable=False),
-    ]
-
-
-def idempotency_table(metadata: MetaData, name: str = IDEMPOTENCY_TABLE) -> Table:
-    """The shared table in a service's metadata."""
-    return Table(name, metadata, *idempotency_columns())
+    )
 
 
 def fingerprint_from_digest(method: str, digest: bytes) -> bytes:

@@ -1,9 +1,13 @@
-"""The body of every service's alembic env.py: async engine, advisory lock, online mode only."""
+"""The body of every service's alembic env.py (async engine, advisory lock, online mode only), and
+the frozen, versioned table helpers every service's migrations call."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
+from typing import Any
 
+import sqlalchemy as sa
 from alembic import context
 from sqlalchemy import MetaData, pool, text
 from sqlalchemy.engine import Connection
@@ -38,3 +42,67 @@ def run_env(target_metadata: MetaData | None) -> None:
             await engine.dispose()
 
     asyncio.run(run_async())
+
+
+# Tables every service creates from one definition. A migration is a snapshot: it calls a versioned
+# helper below, never the runtime definitions (`idempotency.idempotency_table`,
+# `outbox.outbox_table`), and a helper never changes once released; a new shape is a `_v2` helper
+# and a new migration. tests/platform/test_migrated_schema.py checks that each service's migrated
+# database is what its `store/tables.py` metadata (and so the runtime definitions) describes.
+
+# alembic's `op` inside a migration (a module proxying the running Operations), or an Operations.
+Ops = Any
+
+
+def idempotency_columns_v1() -> list[sa.Column[Any]]:
+    """The idempotency table's columns (fresh objects each call: a Column belongs to one Table)."""
+    return [
+        sa.Column("user_id", sa.Text, primary_key=True),
+        sa.Column("request_id", sa.Text, primary_key=True),
+        sa.Column("method", sa.Text, nullable=False),
+        sa.Column("fingerprint", sa.LargeBinary, nullable=False),
+        sa.Column("reply", sa.LargeBinary, nullable=False),
+        sa.Column("created_time", sa.DateTime(timezone=True), nullable=False),
+    ]
+
+
+def create_idempotency_table_v1(op: Ops, name: str = "idempotency") -> sa.Table:
+    """Create the platform's idempotency table (key `(user_id, request_id)`, reply as proto bytes)."""
+    table: sa.Table = op.create_table(name, *idempotency_columns_v1())
+    return table
+
+
+CarryRows = Callable[[Connection, str, sa.Table], None]
+
+
+def replace_idempotency_table_v1(op: Ops, carry: CarryRows, name: str = "idempotency") -> None:
+    """Replace a service's own idempotency table with the platform's: the old one is renamed aside
+    (its primary key too, so the new one can take the name), the new one created, `carry(bind,
+    old_name, new_table)` moves the old rows over, and the old table is dropped."""
+    old = f"{name}_old"
+    op.rename_table(name, old)
+    op.execute(f"ALTER TABLE {old} RENAME CONSTRAINT {name}_pkey TO {old}_pkey")
+    new = create_idempotency_table_v1(op, name)
+    carry(op.get_bind(), old, new)
+    op.drop_table(old)
+
+
+def create_outbox_table_v1(op: Ops, name: str = "outbox") -> sa.Table:
+    """Create the transactional outbox (points_platform.outbox): `sequence` is the publish order
+    within a partition; the partial indexes keep the relay's scan over unpublished rows and the
+    pruning over published ones."""
+    table: sa.Table = op.create_table(
+        name,
+        sa.Column("sequence", sa.BigInteger, sa.Identity(always=True), primary_key=True),
+        sa.Column("event_id", sa.Uuid, nullable=False, unique=True),
+        sa.Column("subject", sa.Text, nullable=False),
+        sa.Column("partition", sa.SmallInteger, nullable=False),
+        sa.Column("payload", sa.LargeBinary, nullable=False),
+        sa.Column("created_time", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("published_time", sa.DateTime(timezone=True)),
+    )
+    op.create_index(f"{name}_unpublished", name, ["partition", "sequence"],
+                    postgresql_where=sa.text("published_time IS NULL"))
+    op.create_index(f"{name}_published", name, ["published_time"],
+                    postgresql_where=sa.text("published_time IS NOT NULL"))
+    return table

@@ -2,11 +2,11 @@
 describe, so an event exists if and only if its change committed. `Relay` (relay.py) publishes
 the rows to NATS JetStream afterwards.
 
-A service adds `outbox_table(metadata)` to its tables (and a migration creating it), builds one
-`Outbox` in its composition root, and calls `outbox.append(conn, events)` on the connection of the
-transaction making the change, after taking the locks that order the change (the user's balance
-row, the saga row): a later change of the same user then gets a higher `sequence`, which is the
-order the relay publishes a partition in.
+A service adds `outbox_table(metadata)` to its tables (and a migration calling the frozen
+`migrations.create_outbox_table_v1`), builds one `Outbox` in its composition root, and calls
+`outbox.append(conn, events)` on the connection of the transaction making the change, after
+taking the locks that order the change (the user's balance row, the saga row): a later change of
+the same user then gets a higher `sequence`, which is the order the relay publishes a partition in.
 """
 
 from __future__ import annotations

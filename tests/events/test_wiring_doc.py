@@ -13,6 +13,7 @@ from alembic.operations import Operations
 from sqlalchemy.engine import Connection
 
 from points_platform.db import create_engine
+from points_platform.migrations import create_outbox_table_v1
 from points_platform.outbox import outbox_table
 from tests.conftest import NewDatabase
 
@@ -28,7 +29,8 @@ def documented_migration() -> str:
 
 
 def run_documented_migration(conn: Connection) -> None:
-    namespace: dict[str, Any] = {"op": Operations(MigrationContext.configure(conn)), "sa": sa}
+    namespace: dict[str, Any] = {"op": Operations(MigrationContext.configure(conn)), "sa": sa,
+                                 "create_outbox_table_v1": create_outbox_table_v1}
     exec(documented_migration(), namespace)
     namespace["upgrade"]()
 

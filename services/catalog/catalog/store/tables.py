@@ -134,3 +134,19 @@ idempotency = idempotency_table(metadata)
 
 # Domain events committed with the stock changes that cause them (docs/events.md); migration 0007.
 outbox = outbox_table(metadata)
+
+# Reads from memory (store/memory.py, migration 0008; its raw SQL runs against these): the catalog-wide
+# version the triggers bump, and each serving process's seen version and lease.
+catalog_version = Table(
+    "catalog_version",
+    metadata,
+    Column("id", SmallInteger, CheckConstraint("id = 1"), primary_key=True),
+    Column("version", BigInteger, nullable=False),
+)
+catalog_readers = Table(
+    "catalog_readers",
+    metadata,
+    Column("reader_id", Text, primary_key=True),
+    Column("seen_version", BigInteger, nullable=False),
+    Column("lease_until", DateTime(timezone=True), nullable=False),
+)

@@ -23,12 +23,14 @@ import sqlalchemy as sa
 from alembic import op
 from google.protobuf.message import Message
 from pydantic import TypeAdapter
+from sqlalchemy.engine import Connection
 
 from catalog.api import mapping as m
 from catalog.domain import Campaign, Item, Reservation, StockReturn
 from catalog.store.rows import attributes_from_json
 from points.catalog.v1 import catalog_pb2 as pb
-from points_platform.idempotency import fingerprint_from_digest, idempotency_columns, method_name
+from points_platform.idempotency import fingerprint_from_digest, method_name
+from points_platform.migrations import replace_idempotency_table_v1
 
 revision = "0006"
 down_revision = "0005"
@@ -77,15 +79,11 @@ _REPLIES: dict[str, Callable[[bytes], Message]] = {
 }
 
 
-def upgrade() -> None:
-    op.rename_table("idempotency", "idempotency_catalog")
-    op.execute("ALTER TABLE idempotency_catalog RENAME CONSTRAINT idempotency_pkey TO idempotency_catalog_pkey")
-    new = op.create_table("idempotency", *idempotency_columns())
-    bind = op.get_bind()
-    old = bind.execute(sa.text(
-        "SELECT method, request_id, fingerprint, response, create_time FROM idempotency_catalog "
+def _carry(bind: Connection, old: str, new: sa.Table) -> None:
+    rows = bind.execute(sa.text(
+        f"SELECT method, request_id, fingerprint, response, create_time FROM {old} "
         "WHERE response IS NOT NULL ORDER BY create_time, method, request_id")).all()
-    for row in old:
+    for row in rows:
         reply = _REPLIES[row.method](bytes(row.response))
         full = method_name(SERVICE, row.method)
         user_id = reply.reservation.user_id if isinstance(reply, pb.ReserveStockResponse) else ""
@@ -94,7 +92,10 @@ def upgrade() -> None:
             fingerprint=fingerprint_from_digest(full, bytes.fromhex(row.fingerprint)),
             reply=reply.SerializeToString(deterministic=True), created_time=row.create_time,
         ).on_conflict_do_nothing())
-    op.drop_table("idempotency_catalog")
+
+
+def upgrade() -> None:
+    replace_idempotency_table_v1(op, _carry)
 
 
 def downgrade() -> None:

@@ -18,8 +18,10 @@ import json
 import sqlalchemy as sa
 from alembic import op
 from google.protobuf.struct_pb2 import Struct
+from sqlalchemy.engine import Connection
 
-from points_platform.idempotency import fingerprint_from_digest, idempotency_columns, method_name
+from points_platform.idempotency import fingerprint_from_digest, method_name
+from points_platform.migrations import replace_idempotency_table_v1
 
 revision = "0010"
 down_revision = "0009"
@@ -29,14 +31,10 @@ depends_on = None
 SERVICE = "points.earning.v1.EarningService"
 
 
-def upgrade() -> None:
-    op.rename_table("idempotency", "idempotency_0009")
-    op.execute("ALTER TABLE idempotency_0009 RENAME CONSTRAINT idempotency_pkey TO idempotency_0009_pkey")
-    shared = op.create_table("idempotency", *idempotency_columns())
-    rows = op.get_bind().execute(
-        sa.text("SELECT method, request_id, fingerprint, response, create_time FROM idempotency_0009"
-                " ORDER BY create_time, method")
-    )
+def _carry(bind: Connection, old: str, shared: sa.Table) -> None:
+    rows = bind.execute(sa.text(
+        f"SELECT method, request_id, fingerprint, response, create_time FROM {old} ORDER BY create_time, method"
+    ))
     kept: dict[tuple[str, str], dict[str, object]] = {}
     for row in rows:
         body = json.loads(bytes(row.response))
@@ -51,7 +49,10 @@ def upgrade() -> None:
         })
     if kept:
         op.bulk_insert(shared, list(kept.values()))
-    op.drop_table("idempotency_0009")
+
+
+def upgrade() -> None:
+    replace_idempotency_table_v1(op, _carry)
 
 
 def downgrade() -> None:

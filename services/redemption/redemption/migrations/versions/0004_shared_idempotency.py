@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 from alembic import op
+from sqlalchemy.engine import Connection
 
-from points_platform.idempotency import idempotency_columns
+from points_platform.migrations import replace_idempotency_table_v1
 
 revision = "0004"
 down_revision = "0003"
@@ -24,18 +25,18 @@ depends_on = None
 SERVICE = "points.redemption.v1.RedemptionService"
 
 
-def upgrade() -> None:
-    op.rename_table("idempotency", "idempotency_service")
-    op.execute("ALTER TABLE idempotency_service RENAME CONSTRAINT idempotency_pkey TO idempotency_service_pkey")
-    op.create_table("idempotency", *idempotency_columns())
+def _carry(bind: Connection, old: str, new: sa.Table) -> None:
     # sha256(method full name || 0x00 || digest): fingerprint_from_digest, in SQL.
-    op.execute(sa.text(
-        "INSERT INTO idempotency (user_id, request_id, method, fingerprint, reply, created_time) "
+    bind.execute(sa.text(
+        f"INSERT INTO {new.name} (user_id, request_id, method, fingerprint, reply, created_time) "
         "SELECT '', request_id, :service || '.' || method, "
         "sha256(convert_to(:service || '.' || method, 'UTF8') || '\\x00'::bytea || decode(fingerprint, 'hex')), "
-        "response, create_time FROM idempotency_service"
+        f"response, create_time FROM {old}"
     ).bindparams(service=SERVICE))
-    op.drop_table("idempotency_service")
+
+
+def upgrade() -> None:
+    replace_idempotency_table_v1(op, _carry)
 
 
 def downgrade() -> None:

@@ -1,7 +1,7 @@
 """The transactional outbox of the redemption's domain events (docs/events.md).
 
-Written out rather than built from points_platform.outbox: a migration must not change when the
-library does.
+The platform's frozen `create_outbox_table_v1` (a migration is a snapshot: it never calls the
+runtime `outbox_table`, which may change).
 
 Revision ID: 0005
 Revises: 0004
@@ -9,8 +9,9 @@ Revises: 0004
 
 from __future__ import annotations
 
-import sqlalchemy as sa
 from alembic import op
+
+from points_platform.migrations import create_outbox_table_v1
 
 revision = "0005"
 down_revision = "0004"
@@ -19,20 +20,7 @@ depends_on = None
 
 
 def upgrade() -> None:
-    op.create_table(
-        "outbox",
-        sa.Column("sequence", sa.BigInteger, sa.Identity(always=True), primary_key=True),
-        sa.Column("event_id", sa.Uuid, nullable=False, unique=True),
-        sa.Column("subject", sa.Text, nullable=False),
-        sa.Column("partition", sa.SmallInteger, nullable=False),
-        sa.Column("payload", sa.LargeBinary, nullable=False),
-        sa.Column("created_time", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("published_time", sa.DateTime(timezone=True)),
-    )
-    op.create_index("outbox_unpublished", "outbox", ["partition", "sequence"],
-                    postgresql_where=sa.text("published_time IS NULL"))
-    op.create_index("outbox_published", "outbox", ["published_time"],
-                    postgresql_where=sa.text("published_time IS NOT NULL"))
+    create_outbox_table_v1(op)
 
 
 def downgrade() -> None:

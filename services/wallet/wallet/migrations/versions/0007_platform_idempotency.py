@@ -27,9 +27,11 @@ import sqlalchemy as sa
 from alembic import op
 from google.protobuf import json_format
 from google.protobuf.message import Message
+from sqlalchemy.engine import Connection
 
 from points.wallet.v1 import wallet_pb2 as pb
-from points_platform.idempotency import fingerprint_from_digest, idempotency_columns, method_name
+from points_platform.idempotency import fingerprint_from_digest, method_name
+from points_platform.migrations import replace_idempotency_table_v1
 
 revision = "0007"
 down_revision = "0006"
@@ -86,10 +88,6 @@ def _reply(old_op: str, body: dict[str, Any]) -> tuple[str, dict[str, Any]]:
 
 
 def upgrade() -> None:
-    bind = op.get_bind()
-    op.rename_table("idempotency", "idempotency_0006")
-    op.execute("ALTER TABLE idempotency_0006 RENAME CONSTRAINT idempotency_pkey TO idempotency_0006_pkey")
-    shared = op.create_table("idempotency", *idempotency_columns())
     hold_requests = op.create_table(
         "hold_requests",
         sa.Column("user_id", sa.Text, nullable=False),
@@ -103,43 +101,45 @@ def upgrade() -> None:
         sa.Column("created_time", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("user_id", "request_id", name="hold_requests_pkey"),
     )
-    rows = bind.execute(
-        sa.text("SELECT op, request_id, fingerprint, response, create_time FROM idempotency_0006"
-                " ORDER BY create_time, op, request_id")
-    )
-    taken: set[tuple[str, str]] = set()
-    to_table: list[dict[str, object]] = []
-    to_holds: list[dict[str, object]] = []
-    for row in rows:
-        body = json.loads(row.response)
-        if row.op in _HOLD_OPS:
-            user_id = body["hold"]["user_id"]
-            method = method_name(SERVICE, _HOLD_OPS[row.op])
-        else:
-            short, reply_type = _TABLE_OPS[row.op]
-            user_id, fields = _reply(row.op, body)
-            method = method_name(SERVICE, short)
-        if (user_id, row.request_id) in taken:
-            continue
-        taken.add((user_id, row.request_id))
-        kept = {"user_id": user_id, "request_id": row.request_id, "method": method,
-                "fingerprint": fingerprint_from_digest(method, bytes.fromhex(row.fingerprint)),
-                "created_time": row.create_time}
-        if row.op in _HOLD_OPS:
-            transaction = body.get("transaction")
-            to_holds.append(kept | {
-                "hold_id": body["hold"]["hold_id"], "available": body["balance"]["available"],
-                "held": body["balance"]["held"],
-                "transaction_id": transaction["transaction_id"] if transaction else None,
-            })
-        else:
-            reply = json_format.ParseDict(_present(fields), reply_type())
-            to_table.append(kept | {"reply": reply.SerializeToString(deterministic=True)})
-    if to_table:
-        op.bulk_insert(shared, to_table)
-    if to_holds:
-        op.bulk_insert(hold_requests, to_holds)
-    op.drop_table("idempotency_0006")
+
+    def carry(bind: Connection, old: str, shared: sa.Table) -> None:
+        rows = bind.execute(sa.text(
+            f"SELECT op, request_id, fingerprint, response, create_time FROM {old} ORDER BY create_time, op, request_id"
+        ))
+        taken: set[tuple[str, str]] = set()
+        to_table: list[dict[str, object]] = []
+        to_holds: list[dict[str, object]] = []
+        for row in rows:
+            body = json.loads(row.response)
+            if row.op in _HOLD_OPS:
+                user_id = body["hold"]["user_id"]
+                method = method_name(SERVICE, _HOLD_OPS[row.op])
+            else:
+                short, reply_type = _TABLE_OPS[row.op]
+                user_id, fields = _reply(row.op, body)
+                method = method_name(SERVICE, short)
+            if (user_id, row.request_id) in taken:
+                continue
+            taken.add((user_id, row.request_id))
+            kept = {"user_id": user_id, "request_id": row.request_id, "method": method,
+                    "fingerprint": fingerprint_from_digest(method, bytes.fromhex(row.fingerprint)),
+                    "created_time": row.create_time}
+            if row.op in _HOLD_OPS:
+                transaction = body.get("transaction")
+                to_holds.append(kept | {
+                    "hold_id": body["hold"]["hold_id"], "available": body["balance"]["available"],
+                    "held": body["balance"]["held"],
+                    "transaction_id": transaction["transaction_id"] if transaction else None,
+                })
+            else:
+                reply = json_format.ParseDict(_present(fields), reply_type())
+                to_table.append(kept | {"reply": reply.SerializeToString(deterministic=True)})
+        if to_table:
+            op.bulk_insert(shared, to_table)
+        if to_holds:
+            op.bulk_insert(hold_requests, to_holds)
+
+    replace_idempotency_table_v1(op, carry)
 
 
 def downgrade() -> None:
