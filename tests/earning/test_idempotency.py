@@ -1,19 +1,25 @@
 """Earning's admin mutations go through the platform's idempotency module (the shared table, replies
-as proto bytes), and migration 0010 carries the rows of the old table over so that old keys still
-replay and still refuse a reused key."""
+as the proto bytes of the RPC's reply message); migration 0010 carries the rows of the old table
+over and migration 0012 moves the replies stored as a Struct aside, so that old keys still replay
+and still refuse a reused key."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import grpc
 from alembic import command
 from alembic.config import Config
+from google.protobuf.struct_pb2 import Struct
 from sqlalchemy import text
 
+from earning.api.mapping import rules_to_proto
+from earning.config import DEFAULT_RULES_FILE
+from earning.domain.model import rules_from_json
 from earning.main import MIGRATIONS
 from points.earning.v1 import earning_pb2 as pb
 from points_platform.client import acting_for
@@ -45,7 +51,7 @@ async def test_admin_replies_are_stored_once_in_the_shared_table(start_suite: St
                        "IDEMPOTENCY_KEY_REUSED")
     async with s.earning.engine.connect() as conn:
         rows = (await conn.execute(text(
-            "SELECT user_id, request_id, method, fingerprint FROM idempotency ORDER BY created_time"
+            "SELECT user_id, request_id, method, fingerprint, reply FROM idempotency ORDER BY created_time"
         ))).all()
     create = pb.CreateChallengeRequest(request_id="ch-idem", spec=pb.ChallengeSpec(
         name="Summer", start_time=challenge.start_time, end_time=challenge.end_time, multiplier_bps=15000,
@@ -57,6 +63,8 @@ async def test_admin_replies_are_stored_once_in_the_shared_table(start_suite: St
     assert bytes(rows[0].fingerprint) == fingerprint_from_digest(
         method_name(SERVICE, "CreateChallenge"), request_digest(create)
     )
+    assert pb.CreateChallengeResponse.FromString(rows[0].reply).challenge == challenge
+    assert pb.JoinChallengeResponse.FromString(rows[1].reply) == first
 
 
 async def test_the_upgrade_carries_old_replies_over(start_suite: StartSuite, new_database: NewDatabase) -> None:
@@ -101,3 +109,67 @@ async def test_the_upgrade_carries_old_replies_over(start_suite: StartSuite, new
     reused = pb.RequeueFailedCreditsRequest(request_id="rq-old", credit_ids=["c3"])
     await expect_error(s.stub.RequeueFailedCredits(reused, metadata=ADMIN), grpc.StatusCode.ALREADY_EXISTS,
                        "IDEMPOTENCY_KEY_REUSED")
+
+
+def struct_bytes(body: dict[str, Any]) -> bytes:
+    reply = Struct()
+    reply.update(body)
+    return reply.SerializeToString(deterministic=True)
+
+
+async def test_replies_stored_as_a_struct_still_replay_after_the_typed_replies(
+    start_suite: StartSuite, new_database: NewDatabase
+) -> None:
+    """A database at revision 0011 holding admin replies as Struct bytes of the use case's JSON (what
+    0010 wrote): after the upgrade to typed replies (by starting the service) their keys replay the
+    reply rebuilt from that JSON and refuse other requests; new keys store the typed reply."""
+    seeded = rules_to_proto(rules_from_json(json.loads(Path(DEFAULT_RULES_FILE).read_text()), version=1))
+    old_rules = pb.UpdateRulesRequest(request_id="rules-old", rules=seeded)
+    old_create = pb.CreateChallengeRequest(request_id="ch-old", spec=pb.ChallengeSpec(
+        name="Old", start_time=ts(datetime(2026, 3, 1, tzinfo=UTC)), end_time=ts(datetime(2026, 3, 8, tzinfo=UTC)),
+    ))
+    url = await new_database("earning_0011")
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["database_url"] = url
+    await asyncio.to_thread(command.upgrade, config, "0011")
+    engine = create_engine(url)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(text(
+                "INSERT INTO challenges (challenge_id, name, start_time, end_time, regions, activity_types,"
+                " multiplier_bps, early_join_window_seconds, early_join_bonus_points, sponsor,"
+                " sponsor_budget_points, budget_spent_points, create_time) VALUES ('ch_old', 'Old',"
+                " '2026-03-01T00:00:00Z', '2026-03-08T00:00:00Z', '{}', '{}', 15000, 0, 0, '', 0, 0,"
+                " '2026-02-28T00:00:00Z')"
+            ))
+            for request, body in ((old_rules, {"version": 1}), (old_create, {"challenge_id": "ch_old"})):
+                method = method_name(SERVICE, type(request).__name__.removesuffix("Request"))
+                await conn.execute(
+                    text("INSERT INTO idempotency (user_id, request_id, method, fingerprint, reply, created_time)"
+                         " VALUES ('', :r, :m, :f, :b, now())"),
+                    {"r": request.request_id, "m": method, "b": struct_bytes(body),
+                     "f": fingerprint_from_digest(method, request_digest(request))},
+                )
+    finally:
+        await engine.dispose()
+
+    s = await start_suite(database_url=url)
+    rules = (await s.stub.UpdateRules(old_rules, metadata=ADMIN)).rules
+    current = (await s.stub.GetRules(pb.GetRulesRequest(), metadata=ADMIN)).rules
+    assert rules == current and rules.version == 1  # the seeded version: no new one was made
+    created = (await s.stub.CreateChallenge(old_create, metadata=ADMIN)).challenge
+    assert (created.challenge_id, created.name, created.multiplier_bps) == ("ch_old", "Old", 15000)
+    current.daily_total_cap += 1
+    other = pb.UpdateRulesRequest(request_id="rules-old", rules=current)
+    await expect_error(s.stub.UpdateRules(other, metadata=ADMIN), grpc.StatusCode.ALREADY_EXISTS,
+                       "IDEMPOTENCY_KEY_REUSED")
+    new_create = pb.CreateChallengeRequest(request_id="ch-new", spec=pb.ChallengeSpec(
+        name="New", start_time=ts(s.clock.now()), end_time=ts(s.clock.now() + timedelta(days=1)),
+    ))
+    new = await s.stub.CreateChallenge(new_create, metadata=ADMIN)
+    async with s.earning.engine.connect() as conn:
+        typed = (await conn.execute(text("SELECT request_id, reply FROM idempotency"))).all()
+        moved = (await conn.execute(text("SELECT request_id FROM idempotency_struct_replies ORDER BY 1"))).all()
+    assert [(r.request_id, pb.CreateChallengeResponse.FromString(r.reply)) for r in typed] == [("ch-new", new)]
+    assert [r.request_id for r in moved] == ["ch-old", "rules-old"]

@@ -23,7 +23,7 @@ from earning.domain.model import (
     StreakRule,
 )
 from earning.use_cases.admin import DailySummary, JoinResult
-from earning.use_cases.commands import IncomingEvent
+from earning.use_cases.commands import IncomingEvent, Reply
 from earning.use_cases.recording import EventOutcome
 from points.earning.v1 import earning_pb2 as pb
 from points_platform.errors import InvalidArgument, invalid_field
@@ -211,6 +211,32 @@ def held_to_proto(h: HeldEarning, wallet_transaction_id: str) -> pb.HeldEarning:
         state=h.state, create_time=timestamp(h.create_time), resolve_time=timestamp(h.resolve_time),  # type: ignore[arg-type]
         resolved_by=h.resolved_by, note=h.note, wallet_transaction_id=wallet_transaction_id,
     )
+
+
+def update_rules_response(rules: Rules) -> pb.UpdateRulesResponse:
+    return pb.UpdateRulesResponse(rules=rules_to_proto(rules))
+
+
+def create_challenge_response(challenge: Challenge) -> pb.CreateChallengeResponse:
+    return pb.CreateChallengeResponse(challenge=challenge_to_proto(challenge))
+
+
+def resolve_held_response(held: HeldEarning) -> pb.ResolveHeldEarningResponse:
+    """Without the wallet transaction, which the servicer fills in (known only after the commit)."""
+    return pb.ResolveHeldEarningResponse(held_earning=held_to_proto(held, ""))
+
+
+def requeue_response(ids: tuple[list[str], list[str]]) -> pb.RequeueFailedCreditsResponse:
+    return pb.RequeueFailedCreditsResponse(requeued_credit_ids=ids[0], unchanged_credit_ids=ids[1])
+
+
+# The replies of the admin mutations as the use cases store them (commands.Reply): proto bytes of
+# the reply message, replayed as stored.
+UPDATE_RULES_REPLY = Reply(pb.UpdateRulesResponse, update_rules_response)
+CREATE_CHALLENGE_REPLY = Reply(pb.CreateChallengeResponse, create_challenge_response)
+JOIN_CHALLENGE_REPLY = Reply(pb.JoinChallengeResponse, join_response)
+RESOLVE_HELD_REPLY = Reply(pb.ResolveHeldEarningResponse, resolve_held_response)
+REQUEUE_REPLY = Reply(pb.RequeueFailedCreditsResponse, requeue_response)
 
 
 def failed_credit_to_proto(f: FailedCredit) -> pb.FailedCredit:

@@ -108,35 +108,35 @@ class EarningApi(earning_pb2_grpc.EarningServiceServicer):
         if request.expected_version < 0:
             raise invalid_field("expected_version", "must not be negative")
         try:
-            rules = await self._admin.update_rules(
+            return await self._admin.update_rules(
                 commands.UpdateRules(
                     _key("UpdateRules", request), mapping.rules_from_proto(request.rules), request.expected_version
-                )
+                ),
+                mapping.UPDATE_RULES_REPLY,
             )
         except RuleError as exc:
             raise mapping.rule_error(exc) from None
-        return pb.UpdateRulesResponse(rules=mapping.rules_to_proto(rules))
 
     async def CreateChallenge(self, request: pb.CreateChallengeRequest, context: Context) -> pb.CreateChallengeResponse:
         require_request_id(request.request_id)
         if not request.HasField("spec"):
             raise invalid_field("spec", "is required")
         try:
-            challenge = await self._admin.create_challenge(
-                commands.CreateChallenge(_key("CreateChallenge", request), mapping.challenge_spec(request.spec))
+            return await self._admin.create_challenge(
+                commands.CreateChallenge(_key("CreateChallenge", request), mapping.challenge_spec(request.spec)),
+                mapping.CREATE_CHALLENGE_REPLY,
             )
         except RuleError as exc:
             raise mapping.rule_error(exc) from None
-        return pb.CreateChallengeResponse(challenge=mapping.challenge_to_proto(challenge))
 
     async def JoinChallenge(self, request: pb.JoinChallengeRequest, context: Context) -> pb.JoinChallengeResponse:
         require_request_id(request.request_id)
         challenge_id = require_id("challenge_id", request.challenge_id)
         user_id = require_id("user_id", request.user_id)
-        result = await self._admin.join_challenge(
-            commands.JoinChallenge(_key("JoinChallenge", request, user_id), challenge_id, user_id)
+        return await self._admin.join_challenge(
+            commands.JoinChallenge(_key("JoinChallenge", request, user_id), challenge_id, user_id),
+            mapping.JOIN_CHALLENGE_REPLY,
         )
-        return mapping.join_response(result)
 
     async def ListChallenges(self, request: pb.ListChallengesRequest, context: Context) -> pb.ListChallengesResponse:
         region = require_region("region", request.region) if request.region else ""
@@ -176,16 +176,19 @@ class EarningApi(earning_pb2_grpc.EarningServiceServicer):
 
     ) -> pb.ResolveHeldEarningResponse:
         require_request_id(request.request_id)
-        held, tx = await self._admin.resolve_held(
+        reply, transaction_id = await self._admin.resolve_held(
             commands.ResolveHeldEarning(
                 _key("ResolveHeldEarning", request),
                 require_id("held_earning_id", request.held_earning_id),
                 request.approve,
                 require_text("note", request.note, 1000),
                 current_caller.get(),
-            )
+            ),
+            mapping.RESOLVE_HELD_REPLY,
         )
-        return pb.ResolveHeldEarningResponse(held_earning=mapping.held_to_proto(held, tx))
+        # Known only once the approved credit lands, after the commit: filled in on every answer.
+        reply.held_earning.wallet_transaction_id = transaction_id
+        return reply
 
     async def ListFailedCredits(
 
@@ -212,10 +215,9 @@ class EarningApi(earning_pb2_grpc.EarningServiceServicer):
         if len(request.credit_ids) > MAX_REQUEUE:
             raise invalid_field("credit_ids", f"at most {MAX_REQUEUE} per call")
         ids = [require_id(f"credit_ids[{i}]", c) for i, c in enumerate(request.credit_ids)]
-        requeued, unchanged = await self._admin.requeue_failed_credits(
-            commands.RequeueFailedCredits(_key("RequeueFailedCredits", request), ids)
+        return await self._admin.requeue_failed_credits(
+            commands.RequeueFailedCredits(_key("RequeueFailedCredits", request), ids), mapping.REQUEUE_REPLY
         )
-        return pb.RequeueFailedCreditsResponse(requeued_credit_ids=requeued, unchanged_credit_ids=unchanged)
 
     async def PreviewEarning(self, request: pb.PreviewEarningRequest, context: Context) -> pb.PreviewEarningResponse:
         if not request.HasField("rules"):

@@ -7,18 +7,47 @@ from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
 from google.protobuf import json_format
+from google.protobuf.message import Message
 from google.protobuf.struct_pb2 import Struct
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from earning.store import tables
 from earning.store.activity import ActivityRepository
 from earning.store.admin import AdminRepository
 from earning.store.batch import BatchRepository
 from earning.store.outbox import OutboxRepository
-from points_platform.idempotency import RequestKey, idempotent
+from points_platform.idempotency import SHARED_TABLE, Recorded, RequestKey, TableStorage, idempotent
 from points_platform.unit_of_work import RaceLost, Transaction, Transactions, retry
 
 T = TypeVar("T")
+R = TypeVar("R", bound=Message)
+
+# Replies stored before they were the RPC's reply message: a `google.protobuf.Struct` of a small
+# JSON object (an id, a version) from which the use case rebuilds the reply (migration 0012).
+_STRUCT_REPLIES = TableStorage(tables.idempotency_struct_replies.name)
+
+
+class _AdminReplies:
+    """The shared table, then the keys stored as a Struct before replies were typed: one mechanism
+    (`points_platform.idempotency`), with the old keys still replayed and still refusing reuse."""
+
+    def __init__(self, legacy: Callable[[Session, dict[str, Any]], Awaitable[Message]]) -> None:
+        self._legacy = legacy
+
+    async def find(self, tx: Transaction, key: RequestKey) -> Recorded | None:
+        recorded = await SHARED_TABLE.find(tx, key)
+        if recorded is not None:
+            return recorded
+        old = await _STRUCT_REPLIES.find(tx, key)
+        if old is None or old.fingerprint != key.fingerprint:
+            return old  # None, or a reused key (refused before the reply is looked at)
+        assert isinstance(old.reply, bytes)
+        stored = json_format.MessageToDict(Struct.FromString(old.reply))
+        return Recorded(old.fingerprint, await self._legacy(Session(tx.connection), stored))
+
+    async def record(self, tx: Transaction, key: RequestKey, reply: Message) -> None:
+        await SHARED_TABLE.record(tx, key, reply)
 
 
 class Session:
@@ -64,19 +93,16 @@ class Database:
             yield Session(await conn.execution_options(isolation_level="AUTOCOMMIT"))
 
     async def idempotent(
-        self, key: RequestKey, work: Callable[[Session], Awaitable[dict[str, Any]]]
-    ) -> dict[str, Any]:
+        self, key: RequestKey, reply_type: type[R], work: Callable[[Session], Awaitable[R]],
+        legacy: Callable[[Session, dict[str, Any]], Awaitable[R]],
+    ) -> R:
         """The platform's idempotency (`points_platform.idempotency`, the shared table): the reply
-        stored under `key`, else `work`'s, stored in the same transaction as its effect. Earning's
-        replies are small JSON objects (ids, a version, a participation), kept as the proto bytes
-        of a `google.protobuf.Struct`; the use case rebuilds its answer from them."""
-
-        async def reply(tx: Transaction) -> Struct:
-            out = Struct()
-            out.update(await work(Session(tx.connection)))
-            return out
-
-        return json_format.MessageToDict(await idempotent(self._transactions, key, Struct, reply))
+        stored under `key`, else `work`'s, stored in the same transaction as its effect, as the proto
+        bytes of the RPC's reply. Keys stored before that (migration 0012) answer through `legacy`."""
+        return await idempotent(
+            self._transactions, key, reply_type, lambda tx: work(Session(tx.connection)),
+            storage=_AdminReplies(legacy),
+        )
 
     async def retrying(self, attempt: Callable[[], Awaitable[T]]) -> T:
         """Run `attempt` (which opens its own transaction) again, with the unit of work's retry

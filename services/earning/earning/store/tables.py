@@ -194,3 +194,6 @@ Index("credits_failed", credits.c.failed_time, postgresql_where=credits.c.failed
 # Stored responses of the admin/app mutations keyed by request_id (AIP-155).
 # The platform's one shape (points_platform.idempotency), replies as proto bytes.
 idempotency = idempotency_table(metadata)
+# Admin replies stored before they were typed (Struct bytes of a small JSON object), moved aside by
+# migration 0012 and still replayed (store/database.py); nothing new is written here.
+idempotency_struct_replies = idempotency_table(metadata, "idempotency_struct_replies")

@@ -17,6 +17,7 @@ from earning.domain.evaluation import early_join_bonus
 from earning.domain.held import HeldEarning
 from earning.domain.model import ActivityType, RuleApplication, Rules, validate_rules
 from earning.use_cases import commands
+from earning.use_cases.commands import R, Reply
 from earning.use_cases.crediting import Crediting
 from earning.use_cases.ports import Database, Session
 from earning.use_cases.recording import event_credit_id
@@ -65,11 +66,11 @@ class Administration:
 
     # --- rules -------------------------------------------------------------------------------
 
-    async def update_rules(self, cmd: commands.UpdateRules) -> Rules:
+    async def update_rules(self, cmd: commands.UpdateRules, reply: Reply[Rules, R]) -> R:
         validate_rules(cmd.rules)
         new, expected_version = cmd.rules, cmd.expected_version
 
-        async def effect(tx: Session) -> dict[str, Any]:
+        async def effect(tx: Session) -> R:
             await tx.admin.lock_rules()
             latest = await tx.admin.latest_rule_version()
             if expected_version and expected_version != latest:
@@ -82,32 +83,30 @@ class Administration:
             last_effective = versions[-1].effective_from if versions else None
             effective = max(now, last_effective) if last_effective else now
             await tx.admin.insert_rules(replace(new, version=latest + 1), effective, now)
-            return {"version": latest + 1}
+            return reply.of(await _rules_version(tx, latest + 1))
 
-        result = await self._db.idempotent(cmd.key, effect)
-        return await self.rules_version(int(result["version"]))
+        async def legacy(tx: Session, stored: dict[str, Any]) -> R:
+            return reply.of(await _rules_version(tx, int(stored["version"])))
 
-    async def rules_version(self, version: int) -> Rules:
-        for rules in await self._rules.versions():
-            if rules.version == version:
-                return rules
-        raise NotFound("RULES_VERSION_NOT_FOUND")
+        return await self._db.idempotent(cmd.key, reply.type, effect, legacy)
 
     async def current_rules(self) -> Rules:
         return await self._rules.current()
 
     # --- challenges --------------------------------------------------------------------------
 
-    async def create_challenge(self, cmd: commands.CreateChallenge) -> Challenge:
+    async def create_challenge(self, cmd: commands.CreateChallenge, reply: Reply[Challenge, R]) -> R:
         spec = validate_challenge(cmd.spec)
 
-        async def effect(tx: Session) -> dict[str, Any]:
+        async def effect(tx: Session) -> R:
             challenge = Challenge("ch_" + uuid.uuid4().hex[:20], spec, 0, self._clock.now())
             await tx.admin.insert_challenge(challenge)
-            return {"challenge_id": challenge.challenge_id}
+            return reply.of(await _stored_challenge(tx, challenge.challenge_id))
 
-        result = await self._db.idempotent(cmd.key, effect)
-        return await self.get_challenge(result["challenge_id"])
+        async def legacy(tx: Session, stored: dict[str, Any]) -> R:
+            return reply.of(await _stored_challenge(tx, str(stored["challenge_id"])))
+
+        return await self._db.idempotent(cmd.key, reply.type, effect, legacy)
 
     async def get_challenge(self, challenge_id: str) -> Challenge:
         async with self._db.reading() as tx:
@@ -122,11 +121,11 @@ class Administration:
         async with self._db.reading() as tx:
             return await tx.admin.list_challenges(region, active_at, after, limit)
 
-    async def join_challenge(self, cmd: commands.JoinChallenge) -> JoinResult:
+    async def join_challenge(self, cmd: commands.JoinChallenge, reply: Reply[JoinResult, R]) -> R:
         challenge_id, user_id = cmd.challenge_id, cmd.user_id
         credit: list[PendingCredit] = []
 
-        async def effect(tx: Session) -> dict[str, Any]:
+        async def effect(tx: Session) -> R:
             credit.clear()
             challenge = await tx.admin.get_challenge(challenge_id, lock=True)
             now = self._clock.now()
@@ -134,7 +133,7 @@ class Administration:
                 raise _challenge_not_found(challenge_id)
             existing = await tx.admin.get_participation(challenge_id, user_id)
             if existing is not None:
-                return _join_json(existing, 0)
+                return reply.of(JoinResult(existing, 0))
             if now >= challenge.spec.end_time:
                 raise FailedPrecondition(
                     "CHALLENGE_ENDED", "the challenge is over", metadata={"challenge_id": challenge_id}
@@ -154,18 +153,19 @@ class Administration:
                 )
                 await tx.outbox.add_credit(entry, now)
                 credit.append(entry)
-            return _join_json(participation, granted)
+            return reply.of(JoinResult(participation, granted))
 
-        result = await self._db.idempotent(cmd.key, effect)
+        async def legacy(tx: Session, stored: dict[str, Any]) -> R:
+            p = stored["participation"]
+            joined = Participation(
+                p["challenge_id"], p["user_id"], datetime.fromisoformat(p["join_time"]), p["early"], int(p["bonus"])
+            )
+            return reply.of(JoinResult(joined, int(stored["bonus_awarded"])))
+
+        result = await self._db.idempotent(cmd.key, reply.type, effect, legacy)
         if credit:
             await self._crediting.send(credit)
-        p = result["participation"]
-        return JoinResult(
-            Participation(
-                p["challenge_id"], p["user_id"], datetime.fromisoformat(p["join_time"]), p["early"], int(p["bonus"])
-            ),
-            int(result["bonus_awarded"]),
-        )
+        return result
 
     # --- held earnings -----------------------------------------------------------------------
 
@@ -181,11 +181,15 @@ class Administration:
             return ""
         return (await tx.outbox.credit_state(held.credit_request_id))[1]
 
-    async def resolve_held(self, cmd: commands.ResolveHeldEarning) -> tuple[HeldEarning, str]:
+    async def resolve_held(
+        self, cmd: commands.ResolveHeldEarning, reply: Reply[HeldEarning, R]
+    ) -> tuple[R, str]:
+        """The stored reply (the held earning as resolved) and the wallet transaction its approved
+        credit became, which is known only once the credit lands after the commit ('' until then)."""
         held_earning_id, approve = cmd.held_earning_id, cmd.approve
         credit: list[PendingCredit] = []
 
-        async def effect(tx: Session) -> dict[str, Any]:
+        async def effect(tx: Session) -> R:
             credit.clear()
             held = await tx.admin.get_held(held_earning_id, lock=True)
             if held is None:
@@ -213,15 +217,16 @@ class Administration:
                     await tx.activity.refund_budget(challenge_id, points)
             state = review.APPROVED if approve else review.REJECTED
             await tx.admin.resolve_held(held_earning_id, state, now, cmd.reviewer, cmd.note, credit_id)
-            return {"held_earning_id": held_earning_id}
+            return reply.of(await _stored_held(tx, held_earning_id))
 
-        await self._db.idempotent(cmd.key, effect)
+        async def legacy(tx: Session, stored: dict[str, Any]) -> R:
+            return reply.of(await _stored_held(tx, str(stored["held_earning_id"])))
+
+        result = await self._db.idempotent(cmd.key, reply.type, effect, legacy)
         if credit:
             await self._crediting.send(credit)
         async with self._db.reading() as tx:
-            held = await tx.admin.get_held(held_earning_id)
-            assert held is not None
-            return held, await self._transaction_of(tx, held)
+            return result, await self._transaction_of(tx, await _stored_held(tx, held_earning_id))
 
     # --- dead-lettered credits ----------------------------------------------------------------
 
@@ -231,12 +236,14 @@ class Administration:
         async with self._db.reading() as tx:
             return await tx.outbox.list_failed(user_id, after, limit)
 
-    async def requeue_failed_credits(self, cmd: commands.RequeueFailedCredits) -> tuple[list[str], list[str]]:
+    async def requeue_failed_credits(
+        self, cmd: commands.RequeueFailedCredits, reply: Reply[tuple[list[str], list[str]], R]
+    ) -> R:
         """Dead letter -> outbox for the named credits, then one send at once (what fails stays
         pending for the reconciliation loop). Unknown ids refuse the whole request (NOT_FOUND)."""
         requeued: list[PendingCredit] = []
 
-        async def effect(tx: Session) -> dict[str, Any]:
+        async def effect(tx: Session) -> R:
             requeued.clear()
             result = await tx.outbox.requeue(cmd.credit_ids)
             if result.unknown:
@@ -245,13 +252,16 @@ class Administration:
                     metadata={"credit_id": result.unknown[0], "unknown": str(len(result.unknown))},
                 )
             requeued.extend(result.requeued)
-            return {"requeued": [c.request_id for c in result.requeued], "unchanged": result.unchanged}
+            return reply.of(([c.request_id for c in result.requeued], list(result.unchanged)))
 
-        stored = await self._db.idempotent(cmd.key, effect)
+        async def legacy(tx: Session, stored: dict[str, Any]) -> R:
+            return reply.of((list(stored["requeued"]), list(stored["unchanged"])))
+
+        answer = await self._db.idempotent(cmd.key, reply.type, effect, legacy)
         if requeued:
             log.info("failed_credits_requeued", count=len(requeued))
             await self._crediting.send(requeued)
-        return list(stored["requeued"]), list(stored["unchanged"])
+        return answer
 
     # --- summary -----------------------------------------------------------------------------
 
@@ -281,11 +291,22 @@ def _challenge_not_found(challenge_id: str) -> NotFound:
     return NotFound("CHALLENGE_NOT_FOUND", f"no challenge {challenge_id}", metadata={"challenge_id": challenge_id})
 
 
-def _join_json(p: Participation, bonus: int) -> dict[str, Any]:
-    return {
-        "participation": {
-            "challenge_id": p.challenge_id, "user_id": p.user_id, "join_time": p.join_time.isoformat(),
-            "early": p.early, "bonus": p.bonus_points,
-        },
-        "bonus_awarded": bonus,
-    }
+async def _rules_version(tx: Session, version: int) -> Rules:
+    for rules in await tx.admin.all_rules():
+        if rules.version == version:
+            return rules
+    raise NotFound("RULES_VERSION_NOT_FOUND")
+
+
+async def _stored_challenge(tx: Session, challenge_id: str) -> Challenge:
+    challenge = await tx.admin.get_challenge(challenge_id)
+    if challenge is None:
+        raise _challenge_not_found(challenge_id)
+    return challenge
+
+
+async def _stored_held(tx: Session, held_earning_id: str) -> HeldEarning:
+    held = await tx.admin.get_held(held_earning_id)
+    if held is None:
+        raise NotFound("HELD_EARNING_NOT_FOUND", metadata={"held_earning_id": held_earning_id})
+    return held

@@ -7,12 +7,27 @@ IDEMPOTENCY_KEY_REUSED.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from google.protobuf.message import Message
 
 from earning.domain.challenge import ChallengeSpec
 from earning.domain.model import ActivityEvent, Rules
 from points_platform.idempotency import RequestKey
+
+T = TypeVar("T")
+R = TypeVar("R", bound=Message)
+
+
+@dataclass(frozen=True)
+class Reply(Generic[T, R]):
+    """The RPC's reply message and how the api layer builds it from a use case's result: the
+    platform's idempotency stores it (proto bytes) with the effect and replays it as stored."""
+
+    type: type[R]
+    of: Callable[[T], R]
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any, Protocol, TypeVar
 
+from google.protobuf.message import Message
+
 from earning.domain.batch import BatchWrites, KnownFacts
 from earning.domain.challenge import Challenge, Participation
 from earning.domain.credit import DeadLetter, FailedCredit, PendingCredit, Requeue
@@ -19,6 +21,7 @@ from earning.domain.model import ActivityEvent, EventStatus, RuleApplication, Ru
 from points_platform.idempotency import RequestKey
 
 T = TypeVar("T")
+R = TypeVar("R", bound=Message)
 
 
 @dataclass(frozen=True)
@@ -222,11 +225,13 @@ class Database(Protocol):
         ...
 
     async def idempotent(
-        self, key: RequestKey, work: Callable[[Session], Awaitable[dict[str, Any]]]
-    ) -> dict[str, Any]:
+        self, key: RequestKey, reply_type: type[R], work: Callable[[Session], Awaitable[R]],
+        legacy: Callable[[Session, dict[str, Any]], Awaitable[R]],
+    ) -> R:
         """The reply stored under `key` (IDEMPOTENCY_KEY_REUSED when the key came with another
         request), else `work`'s, stored in the same transaction as its effect. `work` may run again
-        after a conflict rolled it back: it calls no other service."""
+        after a conflict rolled it back: it calls no other service. A key stored before replies were
+        typed holds a small JSON object (ids, a version): `legacy` rebuilds the reply from it."""
         ...
 
     async def retrying(self, attempt: Callable[[], Awaitable[T]]) -> T:
