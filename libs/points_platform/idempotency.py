@@ -100,6 +100,12 @@ class RequestKey:
         """The key of a request carrying a `request_id` field (validated by the caller)."""
         return cls(user_id, getattr(request, "request_id"), method, request_fingerprint(method, request))  # noqa: B009
 
+    @classmethod
+    def from_digest(cls, method: str, request_id: str, digest_hex: str, *, user_id: str = "") -> RequestKey:
+        """The key of a request whose `validation.fingerprint` (the hex request digest) is at hand:
+        for a service that stores the digest in the rows its write creates (folded storage)."""
+        return cls(user_id, request_id, method, fingerprint_from_digest(method, bytes.fromhex(digest_hex)))
+
 
 @dataclass(frozen=True)
 class Recorded:
@@ -166,10 +172,17 @@ class FoldedStorage:
 SHARED_TABLE = TableStorage()
 
 
+def check_same_request(stored_fingerprint: bytes, key: RequestKey) -> None:
+    """The reuse rule: a key stored with another request's fingerprint is IDEMPOTENCY_KEY_REUSED.
+    `replayed` applies it; so does a use case that answers a replay from the rows holding the key
+    rather than from a stored reply (redemption's Redeem and RefundRedemption: the saga's state)."""
+    if stored_fingerprint != key.fingerprint:
+        raise idempotency_key_reused(key.request_id)
+
+
 def replayed(recorded: Recorded, key: RequestKey, reply_type: type[R]) -> R:
     """The stored reply for a request with this key, or IDEMPOTENCY_KEY_REUSED."""
-    if recorded.fingerprint != key.fingerprint:
-        raise idempotency_key_reused(key.request_id)
+    check_same_request(recorded.fingerprint, key)
     if isinstance(recorded.reply, reply_type):
         return recorded.reply
     if isinstance(recorded.reply, Message):

@@ -13,6 +13,7 @@ from points.common.v1 import common_pb2
 from points.redemption.v1 import redemption_pb2 as pb
 from points_platform.auth import current_caller
 from points_platform.errors import invalid_field
+from points_platform.idempotency import RequestKey
 from points_platform.validation import (
     fingerprint,
     require_id,
@@ -42,11 +43,14 @@ def _ts(when: datetime | None) -> timestamp_pb2.Timestamp | None:
 # -- requests -----------------------------------------------------------------------------------
 
 
-def redeem_command(request: pb.RedeemRequest) -> RedeemCommand:
+def redeem_command(request: pb.RedeemRequest, method: str) -> RedeemCommand:
+    request_id, digest = require_request_id(request.request_id), fingerprint(request)
+    user_id = require_id("user_id", request.user_id)
     return RedeemCommand(
-        request_id=require_request_id(request.request_id),
-        fingerprint=fingerprint(request),
-        user_id=require_id("user_id", request.user_id),
+        key=RequestKey.from_digest(method, request_id, digest, user_id=user_id),
+        request_id=request_id,
+        fingerprint=digest,
+        user_id=user_id,
         item_id=require_id("item_id", request.item_id),
         quantity=require_positive("quantity", request.quantity, MAX_QUANTITY),
         region=require_region("region", request.region),
@@ -54,10 +58,12 @@ def redeem_command(request: pb.RedeemRequest) -> RedeemCommand:
     )
 
 
-def refund_command(request: pb.RefundRedemptionRequest) -> RefundCommand:
+def refund_command(request: pb.RefundRedemptionRequest, method: str) -> RefundCommand:
+    request_id, digest = require_request_id(request.request_id), fingerprint(request)
     return RefundCommand(
-        request_id=require_request_id(request.request_id),
-        fingerprint=fingerprint(request),
+        key=RequestKey.from_digest(method, request_id, digest),
+        request_id=request_id,
+        fingerprint=digest,
         redemption_id=require_id("redemption_id", request.redemption_id),
         reason=require_text("reason", request.reason, 500),
     )

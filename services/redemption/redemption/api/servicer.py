@@ -21,6 +21,10 @@ from redemption.use_cases.records import SagaRecord
 from redemption.use_cases.redemptions import RedemptionService
 
 FULL_NAME = "points.redemption.v1.RedemptionService"
+# Redeem and RefundRedemption keep their key on the saga row (folded storage, judged by
+# points_platform.idempotency.check_same_request).
+REDEEM = method_name(FULL_NAME, "Redeem")
+REFUND = method_name(FULL_NAME, "RefundRedemption")
 # Redeem answers this long before the caller's deadline, with PENDING if the saga is not done.
 DEADLINE_MARGIN_SECONDS = 0.1
 
@@ -62,7 +66,7 @@ class RedemptionApi(redemption_pb2_grpc.RedemptionServiceServicer):
         return mapping.redemption(record, record.entitlement_ids)
 
     async def Redeem(self, request: pb.RedeemRequest, context: grpc.aio.ServicerContext[Any, Any]) -> pb.RedeemResponse:
-        record = await self._service.redeem(mapping.redeem_command(request), _wait_seconds(context))
+        record = await self._service.redeem(mapping.redeem_command(request, REDEEM), _wait_seconds(context))
         return pb.RedeemResponse(redemption=self._full(record))
 
     async def GetRedemption(self, request: pb.GetRedemptionRequest,
@@ -113,7 +117,7 @@ class RedemptionApi(redemption_pb2_grpc.RedemptionServiceServicer):
 
     async def RefundRedemption(self, request: pb.RefundRedemptionRequest,
                                context: grpc.aio.ServicerContext[Any, Any]) -> pb.RefundRedemptionResponse:
-        record = await self._service.refund(mapping.refund_command(request), _wait_seconds(context))
+        record = await self._service.refund(mapping.refund_command(request, REFUND), _wait_seconds(context))
         return pb.RefundRedemptionResponse(redemption=self._full(record))
 
     async def PrepareRaffleDraw(self, request: pb.PrepareRaffleDrawRequest,

@@ -4,9 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from points_platform.idempotency import RequestKey
+
 
 @dataclass(frozen=True)
 class RedeemCommand:
+    """`fingerprint` is the request digest the saga row keeps; `key` the platform's idempotency key
+    derived from it (points_platform.idempotency), which judges a replay."""
+
+    key: RequestKey
     request_id: str
     fingerprint: str
     user_id: str
@@ -18,6 +24,7 @@ class RedeemCommand:
 
 @dataclass(frozen=True)
 class RefundCommand:
+    key: RequestKey  # as RedeemCommand's; the saga row keeps the refund's digest
     request_id: str
     fingerprint: str
     redemption_id: str

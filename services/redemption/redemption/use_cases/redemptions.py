@@ -12,7 +12,8 @@ from datetime import datetime, timedelta
 import structlog
 
 from points_platform.clock import Clock
-from points_platform.errors import FailedPrecondition, NotFound, idempotency_key_reused
+from points_platform.errors import FailedPrecondition, NotFound
+from points_platform.idempotency import check_same_request, fingerprint_from_digest
 from points_platform.unit_of_work import Transaction, Transactions
 from redemption import metrics
 from redemption.config import RedemptionSettings
@@ -110,8 +111,7 @@ class RedemptionService:
     async def _replay(self, record: SagaRecord, cmd: RedeemCommand, now: datetime,
                       wait_seconds: float | None) -> SagaRecord:
         """A Redeem whose request_id made a saga already: that saga (driven on if nobody drives it)."""
-        if record.fingerprint != cmd.fingerprint:
-            raise idempotency_key_reused(cmd.request_id)
+        check_same_request(fingerprint_from_digest(cmd.key.method, bytes.fromhex(record.fingerprint)), cmd.key)
         rid = record.saga.redemption_id
         if not record.saga.is_terminal and await self.sagas.acquire(rid, self.owner, now,
                                                                     self.settings.lease_seconds):
@@ -184,8 +184,9 @@ class RedemptionService:
         if record.refund_request_id:
             if record.refund_request_id != request_id:
                 raise FailedPrecondition("ALREADY_REFUNDED", metadata={"redemption_id": redemption_id})
-            if record.refund_fingerprint != fingerprint:
-                raise idempotency_key_reused(request_id)
+            check_same_request(
+                fingerprint_from_digest(cmd.key.method, bytes.fromhex(record.refund_fingerprint)), cmd.key
+            )
             return await self._resume(record, wait_seconds)
         item = record.saga.item
         # Committed but not drawn yet (after the draw the tickets are consumed: ENTITLEMENT_CONSUMED below).
