@@ -41,11 +41,12 @@ from typing import Protocol, TypeVar
 
 import asyncpg
 from google.protobuf.message import Message
-from sqlalchemy import Column, DateTime, LargeBinary, MetaData, Table, Text
+from sqlalchemy import MetaData, Table
 from sqlalchemy.exc import DBAPIError
 
 from points_platform.db import sqlstate
 from points_platform.errors import idempotency_key_reused
+from points_platform.migrations import idempotency_columns_v1
 from points_platform.unit_of_work import RaceLost, Transaction, Transactions
 from points_platform.validation import request_digest
 
@@ -56,25 +57,18 @@ _UNIQUE_VIOLATION = "23505"
 
 
 def idempotency_table(metadata: MetaData, name: str = IDEMPOTENCY_TABLE) -> Table:
-    """The shared table in a service's metadata: what the code runs against. Migrations create it
-    with their own frozen helper (`migrations.create_idempotency_table_v1`); a test checks each
-    service's migrated schema against its metadata."""
-    return Table(
-        name,
-        metadata,
-        Column("user_id", Text, primary_key=True),
-        Column("request_id", Text, primary_key=True),
-        Column("method", Text, nullable=False),
-        Column("fingerprint", LargeBinary, nullable=False),
-        Column("reply", LargeBinary, nullable=False),
-        Column("created_time", DateTime(timezone=True), nullable=False),
-    )
+    """The shared table in a service's metadata: what the code runs against, in the shape of the
+    version in use (migrations create it with the frozen `migrations.create_idempotency_table_v1`;
+    a test checks each service's migrated schema against its metadata)."""
+    return Table(name, metadata, *idempotency_columns_v1())
 
 
-def fingerprint_from_digest(method: str, digest: bytes) -> bytes:
-    """The fingerprint of a request of `method` whose `request_digest` is `digest` (migrations
-    carry rows that stored only the digest over with this)."""
-    return hashlib.sha256(method.encode() + b"\x00" + digest).digest()
+def fingerprint_from_digest(method: str, digest: bytes | str) -> bytes:
+    """The fingerprint of a request of `method` whose `request_digest` is `digest` (bytes, or hex as
+    `validation.fingerprint` gives it and rows that fold their key keep it; migrations carry rows
+    that stored only the digest over with this)."""
+    raw = bytes.fromhex(digest) if isinstance(digest, str) else digest
+    return hashlib.sha256(method.encode() + b"\x00" + raw).digest()
 
 
 def request_fingerprint(method: str, request: Message) -> bytes:
@@ -104,7 +98,7 @@ class RequestKey:
     def from_digest(cls, method: str, request_id: str, digest_hex: str, *, user_id: str = "") -> RequestKey:
         """The key of a request whose `validation.fingerprint` (the hex request digest) is at hand:
         for a service that stores the digest in the rows its write creates (folded storage)."""
-        return cls(user_id, request_id, method, fingerprint_from_digest(method, bytes.fromhex(digest_hex)))
+        return cls(user_id, request_id, method, fingerprint_from_digest(method, digest_hex))
 
 
 @dataclass(frozen=True)

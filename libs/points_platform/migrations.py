@@ -46,9 +46,10 @@ def run_env(target_metadata: MetaData | None) -> None:
 
 # Tables every service creates from one definition. A migration is a snapshot: it calls a versioned
 # helper below, never the runtime definitions (`idempotency.idempotency_table`,
-# `outbox.outbox_table`), and a helper never changes once released; a new shape is a `_v2` helper
-# and a new migration. tests/platform/test_migrated_schema.py checks that each service's migrated
-# database is what its `store/tables.py` metadata (and so the runtime definitions) describes.
+# `outbox.outbox_table`, which take the columns of the version in use), and a helper never changes
+# once released; a new shape is a `_v2` helper and a new migration.
+# tests/platform/test_migrated_schema.py checks that each service's migrated database is what its
+# `store/tables.py` metadata (and so the runtime definitions) describes.
 
 # alembic's `op` inside a migration (a module proxying the running Operations), or an Operations.
 Ops = Any
@@ -63,6 +64,19 @@ def idempotency_columns_v1() -> list[sa.Column[Any]]:
         sa.Column("fingerprint", sa.LargeBinary, nullable=False),
         sa.Column("reply", sa.LargeBinary, nullable=False),
         sa.Column("created_time", sa.DateTime(timezone=True), nullable=False),
+    ]
+
+
+def outbox_columns_v1() -> list[sa.Column[Any]]:
+    """The outbox's columns: `sequence` is the publish order within a partition."""
+    return [
+        sa.Column("sequence", sa.BigInteger, sa.Identity(always=True), primary_key=True),
+        sa.Column("event_id", sa.Uuid, nullable=False, unique=True),
+        sa.Column("subject", sa.Text, nullable=False),
+        sa.Column("partition", sa.SmallInteger, nullable=False),
+        sa.Column("payload", sa.LargeBinary, nullable=False),
+        sa.Column("created_time", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("published_time", sa.DateTime(timezone=True)),
     ]
 
 
@@ -88,21 +102,27 @@ def replace_idempotency_table_v1(op: Ops, carry: CarryRows, name: str = "idempot
 
 
 def create_outbox_table_v1(op: Ops, name: str = "outbox") -> sa.Table:
-    """Create the transactional outbox (points_platform.outbox): `sequence` is the publish order
-    within a partition; the partial indexes keep the relay's scan over unpublished rows and the
-    pruning over published ones."""
-    table: sa.Table = op.create_table(
-        name,
-        sa.Column("sequence", sa.BigInteger, sa.Identity(always=True), primary_key=True),
-        sa.Column("event_id", sa.Uuid, nullable=False, unique=True),
-        sa.Column("subject", sa.Text, nullable=False),
-        sa.Column("partition", sa.SmallInteger, nullable=False),
-        sa.Column("payload", sa.LargeBinary, nullable=False),
-        sa.Column("created_time", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("published_time", sa.DateTime(timezone=True)),
-    )
+    """Create the transactional outbox (points_platform.outbox); the partial indexes keep the relay's
+    scan over unpublished rows and the pruning over published ones."""
+    table: sa.Table = op.create_table(name, *outbox_columns_v1())
     op.create_index(f"{name}_unpublished", name, ["partition", "sequence"],
                     postgresql_where=sa.text("published_time IS NULL"))
     op.create_index(f"{name}_published", name, ["published_time"],
                     postgresql_where=sa.text("published_time IS NOT NULL"))
     return table
+
+
+def restore_service_idempotency_table_v0(op: Ops, method: sa.types.TypeEngine[Any], *, key_has_method: bool,
+                                         response_nullable: bool = False) -> None:
+    """The downgrade of a migration that replaced a service's own idempotency table with the
+    platform's (catalog 0006, earning 0010, redemption 0004): the shared table dropped, the old shape
+    created empty (its fingerprints cannot be derived back: a retried request is judged afresh)."""
+    op.drop_table("idempotency")
+    op.create_table(
+        "idempotency",
+        sa.Column("method", method, primary_key=key_has_method, nullable=False),
+        sa.Column("request_id", sa.String(128), primary_key=True),
+        sa.Column("fingerprint", sa.String(64), nullable=False),
+        sa.Column("response", sa.LargeBinary, nullable=response_nullable),
+        sa.Column("create_time", sa.DateTime(timezone=True), nullable=False),
+    )

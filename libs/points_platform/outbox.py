@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from points.events.v1 import envelope_pb2
 from points_platform.clock import Clock
 from points_platform.events import EVENT_TYPES, partition_key, partition_of, subject_for
+from points_platform.migrations import outbox_columns_v1
 
 BACKLOG = Gauge("points_outbox_backlog", "Outbox events committed but not yet published to NATS", ["service"])
 OLDEST_AGE = Gauge(
@@ -37,17 +38,7 @@ def outbox_table(metadata: sa.MetaData, name: str = "outbox") -> sa.Table:
     """The outbox table in `metadata`. `sequence` is the publish order within a partition; the
     partial index keeps the relay's scan over unpublished rows only, however many published ones
     are kept."""
-    table = sa.Table(
-        name,
-        metadata,
-        sa.Column("sequence", sa.BigInteger, sa.Identity(always=True), primary_key=True),
-        sa.Column("event_id", sa.Uuid, nullable=False, unique=True),
-        sa.Column("subject", sa.Text, nullable=False),
-        sa.Column("partition", sa.SmallInteger, nullable=False),
-        sa.Column("payload", sa.LargeBinary, nullable=False),
-        sa.Column("created_time", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("published_time", sa.DateTime(timezone=True)),
-    )
+    table = sa.Table(name, metadata, *outbox_columns_v1())
     sa.Index(
         f"{name}_unpublished",
         table.c.partition,

@@ -71,7 +71,7 @@ class EntitlementUses:
             stored = await self._store.stored_use(tx, key.request_id)
             if stored is None:
                 return None
-            return Recorded(fingerprint_from_digest(key.method, bytes.fromhex(stored.fingerprint)), answer(stored))
+            return Recorded(fingerprint_from_digest(key.method, stored.fingerprint), answer(stored))
 
         made: list[tuple[Consumption, R]] = []
 

@@ -111,7 +111,7 @@ class RedemptionService:
     async def _replay(self, record: SagaRecord, cmd: RedeemCommand, now: datetime,
                       wait_seconds: float | None) -> SagaRecord:
         """A Redeem whose request_id made a saga already: that saga (driven on if nobody drives it)."""
-        check_same_request(fingerprint_from_digest(cmd.key.method, bytes.fromhex(record.fingerprint)), cmd.key)
+        check_same_request(fingerprint_from_digest(cmd.key.method, record.fingerprint), cmd.key)
         rid = record.saga.redemption_id
         if not record.saga.is_terminal and await self.sagas.acquire(rid, self.owner, now,
                                                                     self.settings.lease_seconds):
@@ -184,9 +184,7 @@ class RedemptionService:
         if record.refund_request_id:
             if record.refund_request_id != request_id:
                 raise FailedPrecondition("ALREADY_REFUNDED", metadata={"redemption_id": redemption_id})
-            check_same_request(
-                fingerprint_from_digest(cmd.key.method, bytes.fromhex(record.refund_fingerprint)), cmd.key
-            )
+            check_same_request(fingerprint_from_digest(cmd.key.method, record.refund_fingerprint), cmd.key)
             return await self._resume(record, wait_seconds)
         item = record.saga.item
         # Committed but not drawn yet (after the draw the tickets are consumed: ENTITLEMENT_CONSUMED below).

@@ -19,7 +19,7 @@ from typing import TypeVar
 
 from google.protobuf.message import Message
 
-from points_platform.idempotency import SHARED_TABLE, Recorded, ReplyStorage, RequestKey, fingerprint_from_digest
+from points_platform.idempotency import SHARED_TABLE, Recorded, ReplyStorage, RequestKey
 from points_platform.unit_of_work import RaceLost, RetryPolicy, Transaction, retry
 from wallet.replies import full_method
 
@@ -40,8 +40,7 @@ class PaymentReferenceRaceError(RequestIdRaceError):
 def request_key(method: str, user_id: str, request_id: str, digest: str) -> RequestKey:
     """The key of a wallet request: `method` its RPC's short name, `digest` the command's
     `domain.fingerprint` (hex)."""
-    full = full_method(method)
-    return RequestKey(user_id, request_id, full, fingerprint_from_digest(full, bytes.fromhex(digest)))
+    return RequestKey.from_digest(full_method(method), request_id, digest, user_id=user_id)
 
 
 async def run_statement(attempt: Callable[[], Awaitable[T]]) -> T:

@@ -30,7 +30,7 @@ from catalog.domain import Campaign, Item, Reservation, StockReturn
 from catalog.store.rows import attributes_from_json
 from points.catalog.v1 import catalog_pb2 as pb
 from points_platform.idempotency import fingerprint_from_digest, method_name
-from points_platform.migrations import replace_idempotency_table_v1
+from points_platform.migrations import replace_idempotency_table_v1, restore_service_idempotency_table_v0
 
 revision = "0006"
 down_revision = "0005"
@@ -101,12 +101,4 @@ def upgrade() -> None:
 def downgrade() -> None:
     # Keys are not carried back (neither the old fingerprint nor the JSON reply is recoverable):
     # after a downgrade a retried request is judged afresh.
-    op.drop_table("idempotency")
-    op.create_table(
-        "idempotency",
-        sa.Column("method", sa.String(32), primary_key=True),
-        sa.Column("request_id", sa.String(128), primary_key=True),
-        sa.Column("fingerprint", sa.String(64), nullable=False),
-        sa.Column("response", sa.LargeBinary),
-        sa.Column("create_time", sa.DateTime(timezone=True), nullable=False),
-    )
+    restore_service_idempotency_table_v0(op, sa.String(32), key_has_method=True, response_nullable=True)

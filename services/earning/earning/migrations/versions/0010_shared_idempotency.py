@@ -21,7 +21,7 @@ from google.protobuf.struct_pb2 import Struct
 from sqlalchemy.engine import Connection
 
 from points_platform.idempotency import fingerprint_from_digest, method_name
-from points_platform.migrations import replace_idempotency_table_v1
+from points_platform.migrations import replace_idempotency_table_v1, restore_service_idempotency_table_v0
 
 revision = "0010"
 down_revision = "0009"
@@ -57,12 +57,4 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     """The old shape, empty: its fingerprints cannot be derived back from the shared ones."""
-    op.drop_table("idempotency")
-    op.create_table(
-        "idempotency",
-        sa.Column("method", sa.String(64), primary_key=True),
-        sa.Column("request_id", sa.String(128), primary_key=True),
-        sa.Column("fingerprint", sa.String(64), nullable=False),
-        sa.Column("response", sa.LargeBinary, nullable=False),
-        sa.Column("create_time", sa.DateTime(timezone=True), nullable=False),
-    )
+    restore_service_idempotency_table_v0(op, sa.String(64), key_has_method=True)

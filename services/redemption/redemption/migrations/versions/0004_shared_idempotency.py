@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.engine import Connection
 
-from points_platform.migrations import replace_idempotency_table_v1
+from points_platform.migrations import replace_idempotency_table_v1, restore_service_idempotency_table_v0
 
 revision = "0004"
 down_revision = "0003"
@@ -43,12 +43,4 @@ def downgrade() -> None:
     # Keys are not carried back (the old fingerprint cannot be recovered from the new one): after a
     # downgrade a retried raffle RPC is judged afresh, and preparing or drawing a raffle again answers
     # the raffle as it stands.
-    op.drop_table("idempotency")
-    op.create_table(
-        "idempotency",
-        sa.Column("request_id", sa.String(128), primary_key=True),
-        sa.Column("method", sa.String(64), nullable=False),
-        sa.Column("fingerprint", sa.String(64), nullable=False),
-        sa.Column("response", sa.LargeBinary, nullable=False),
-        sa.Column("create_time", sa.DateTime(timezone=True), nullable=False),
-    )
+    restore_service_idempotency_table_v0(op, sa.String(64), key_has_method=False)
