@@ -26,6 +26,7 @@ USED_FROM_OUTSIDE = {
     "catalog_version": "a table: part of the schema metadata, read and written by raw SQL and triggers",
     "catalog_readers": "a table: part of the schema metadata, read and written by raw SQL",
     "replace_idempotency_table_v1": "called by migrations, which are not scanned",
+    "restore_service_idempotency_table_v0": "called by migrations, which are not scanned",
     "idempotency": "a table: part of the schema metadata, read and written by raw SQL (the platform's statements)",
     "LIVE": "an activity type code named for completeness beside the ones a test uses",
     "rewind": "a fixture that puts the shared clock back: pytest runs it for the tests that request it by name",
