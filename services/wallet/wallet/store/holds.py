@@ -33,6 +33,7 @@ RefundHold, which changes only a committed hold's refunded amount, is an ordinar
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
@@ -362,6 +363,11 @@ async def apply_release(
     return hold, row
 
 
+# A resolution's statement: the hold after it and the account row it returned (None: the hold was
+# resolved since it was read, nothing written), with a commit's transaction.
+Resolution = tuple[HoldView, asyncpg.Record | None, TransactionView | None]
+
+
 async def commit_hold(
     engine: AsyncEngine,
     request_id: str,
@@ -373,54 +379,59 @@ async def commit_hold(
     *,
     points_lots: bool = False,
 ) -> HoldResult:
-    async def attempt() -> tuple[HoldResult, bool]:
-        async with engine.connect() as sa_conn:
-            conn = await driver(sa_conn)
-            found = await _lookup(conn, "CommitHold", request_id, fingerprint, hold_id)
-            if isinstance(found, HoldResult):
-                return found, False
-            h, key = found
-            # Amount, expiry, user and currency of a hold never change: only the state can, and the
-            # statement's CAS on it makes this decision hold at the moment of the write.
-            debit = check_commit(HoldFacts(h.state, h.amount, h.expire_time), amount, now)
-            txn = commit_transaction(h, debit, request_id, reason, now, Kind.HOLD_COMMIT)
-            try:
-                if points_lots and h.currency is Currency.POINTS:
-                    # Expiry on: the commit spends the oldest lots, after the account row is locked
-                    # (a fresh snapshot of the lots), in the same transaction.
-                    async with conn.transaction():
-                        hold, row = await apply_commit(conn, h, debit, txn, key)
-                        if row is not None:
-                            await lots.consume(conn, {h.user_id: debit})
-                else:
-                    hold, row = await apply_commit(conn, h, debit, txn, key)
-            except asyncpg.UniqueViolationError as exc:
-                raise RequestIdRaceError(request_id) from exc
-        if row is None:  # the hold was resolved since it was read: nothing written, look again
-            raise RequestIdRaceError(request_id)
-        return HoldResult(hold, BalanceView(h.user_id, h.currency, row["available"], row["held"]), txn), True
+    async def commit(conn: asyncpg.Connection, h: HoldView, key: RequestKey) -> Resolution:
+        # Amount, expiry, user and currency of a hold never change: only the state can, and the
+        # statement's CAS on it makes this decision hold at the moment of the write.
+        debit = check_commit(HoldFacts(h.state, h.amount, h.expire_time), amount, now)
+        txn = commit_transaction(h, debit, request_id, reason, now, Kind.HOLD_COMMIT)
+        if points_lots and h.currency is Currency.POINTS:
+            # Expiry on: the commit spends the oldest lots, after the account row is locked
+            # (a fresh snapshot of the lots), in the same transaction.
+            async with conn.transaction():
+                hold, row = await apply_commit(conn, h, debit, txn, key)
+                if row is not None:
+                    await lots.consume(conn, {h.user_id: debit})
+        else:
+            hold, row = await apply_commit(conn, h, debit, txn, key)
+        return hold, row, txn
 
-    return _counted(await run_statement(attempt))
+    return await _resolve(engine, "CommitHold", request_id, fingerprint, hold_id, commit)
 
 
 async def release_hold(
     engine: AsyncEngine, request_id: str, fingerprint: str, hold_id: str, now: datetime
 ) -> HoldResult:
+    async def release(conn: asyncpg.Connection, h: HoldView, key: RequestKey) -> Resolution:
+        check_release(HoldFacts(h.state, h.amount, h.expire_time))
+        hold, row = await apply_release(conn, h, HoldState.RELEASED, now, key)
+        return hold, row, None
+
+    return await _resolve(engine, "ReleaseHold", request_id, fingerprint, hold_id, release)
+
+
+async def _resolve(
+    engine: AsyncEngine, method: str, request_id: str, fingerprint: str, hold_id: str,
+    resolve: Callable[[asyncpg.Connection, HoldView, RequestKey], Awaitable[Resolution]],
+) -> HoldResult:
+    """CommitHold or ReleaseHold, one statement outside a unit of work: the replayed reply, else
+    `resolve`'s statement, which writes the key's `hold_requests` row beside its effect (folded
+    storage). A same-key race lost on that row, or a hold resolved since it was read, is looked at
+    again (and then replays the winner or refuses)."""
+
     async def attempt() -> tuple[HoldResult, bool]:
         async with engine.connect() as sa_conn:
             conn = await driver(sa_conn)
-            found = await _lookup(conn, "ReleaseHold", request_id, fingerprint, hold_id)
+            found = await _lookup(conn, method, request_id, fingerprint, hold_id)
             if isinstance(found, HoldResult):
                 return found, False
             h, key = found
-            check_release(HoldFacts(h.state, h.amount, h.expire_time))
             try:
-                hold, row = await apply_release(conn, h, HoldState.RELEASED, now, key)
+                hold, row, txn = await resolve(conn, h, key)
             except asyncpg.UniqueViolationError as exc:
                 raise RequestIdRaceError(request_id) from exc
-        if row is None:  # the hold was resolved since it was read: nothing written, look again
+        if row is None:
             raise RequestIdRaceError(request_id)
-        return HoldResult(hold, BalanceView(h.user_id, h.currency, row["available"], row["held"])), True
+        return HoldResult(hold, BalanceView(h.user_id, h.currency, row["available"], row["held"]), txn), True
 
     return _counted(await run_statement(attempt))
 
