@@ -5,15 +5,12 @@ and still refuse a reused key."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import grpc
-from alembic import command
-from alembic.config import Config
 from google.protobuf.struct_pb2 import Struct
 from sqlalchemy import text
 
@@ -29,6 +26,7 @@ from points_platform.validation import fingerprint, request_digest
 from tests.conftest import NewDatabase
 from tests.earning.conftest import ADMIN, APP, StartSuite
 from tests.earning.test_streaks_challenges_holds import create_challenge
+from tests.support.migrations import upgrade_to
 from tests.support.rpc import expect_error, ts
 
 SERVICE = "points.earning.v1.EarningService"
@@ -82,10 +80,7 @@ async def test_the_upgrade_carries_old_replies_over(start_suite: StartSuite, new
     }
 
     url = await new_database("earning_0009")
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
-    config.attributes["database_url"] = url
-    await asyncio.to_thread(command.upgrade, config, "0009")
+    await upgrade_to(url, MIGRATIONS, "0009")
     engine = create_engine(url)
     try:
         async with engine.begin() as conn:
@@ -129,10 +124,7 @@ async def test_replies_stored_as_a_struct_still_replay_after_the_typed_replies(
         name="Old", start_time=ts(datetime(2026, 3, 1, tzinfo=UTC)), end_time=ts(datetime(2026, 3, 8, tzinfo=UTC)),
     ))
     url = await new_database("earning_0011")
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
-    config.attributes["database_url"] = url
-    await asyncio.to_thread(command.upgrade, config, "0011")
+    await upgrade_to(url, MIGRATIONS, "0011")
     engine = create_engine(url)
     try:
         async with engine.begin() as conn:

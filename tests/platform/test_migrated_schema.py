@@ -13,12 +13,12 @@ from typing import Any
 import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
-from alembic.config import Config
 from alembic.migration import MigrationContext
 from sqlalchemy.engine import Connection
 
 from points_platform.db import create_engine, migrate
 from tests.conftest import NewDatabase
+from tests.support.migrations import alembic_config
 
 
 def differences(conn: Connection, metadata: Any) -> list[Any]:
@@ -31,9 +31,7 @@ REPLACED_BY = {"wallet": "0006", "catalog": "0005", "earning": "0009", "redempti
 
 
 def step(url: str, migrations: Path, down_to: str) -> None:
-    config = Config()
-    config.set_main_option("script_location", str(migrations))
-    config.attributes["database_url"] = url
+    config = alembic_config(url, migrations)
     command.downgrade(config, down_to)
     command.upgrade(config, "head")
 
