@@ -13,6 +13,7 @@ from catalog.store.items import ItemRepository
 from catalog.store.reservations import ReservationRepository
 from catalog.use_cases.ports import UnitOfWork
 from points_platform.outbox import Outbox
+from points_platform.read_pool import ReadPool
 from points_platform.unit_of_work import Transaction, Transactions
 
 T = TypeVar("T")
@@ -36,11 +37,12 @@ class Repositories:
 
 class CatalogDatabase:
     """Repositories on the platform's transactions, and the hot statements, from one engine's pool;
-    events go to `outbox` (its table in the same database)."""
+    a Quote's reads from `read_pool`; events go to `outbox` (its table in the same database)."""
 
-    def __init__(self, transactions: Transactions, outbox: Outbox) -> None:
+    def __init__(self, transactions: Transactions, outbox: Outbox, read_pool: ReadPool) -> None:
         self._transactions = transactions
         self._outbox = outbox
+        self._read_pool = read_pool
         self._cache = HotCache()
 
     def on(self, uow: UnitOfWork) -> Repositories:
@@ -57,3 +59,9 @@ class CatalogDatabase:
         writes its effect, key and reply together, so it needs no transaction around it)."""
         async with self._transactions.engine.connect() as conn:
             yield HotConnection(self._cache, await driver_of(conn))
+
+    @asynccontextmanager
+    async def quote_reads(self) -> AsyncIterator[HotConnection]:
+        """A connection of the read pool: a Quote's reads, each one statement outside any transaction."""
+        async with self._read_pool.connection() as driver:
+            yield HotConnection(self._cache, driver)
