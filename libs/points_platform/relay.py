@@ -96,12 +96,14 @@ class Relay:
         batch_size: int = 500,
         idle_seconds: float = 0.2,
         max_backoff_seconds: float = 30.0,
+        linger_seconds: float = 0.05,
     ) -> None:
         self._engine = engine
         self._outbox = outbox
         self._publisher = publisher
         self._batch_size = batch_size
         self._idle_seconds = idle_seconds
+        self._linger = linger_seconds
         self._max_backoff = max_backoff_seconds
         self._namespace = _lock_namespace(outbox.table)
         self._wake = asyncio.Event()
@@ -165,10 +167,22 @@ class Relay:
         self._wake.set()
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Pass after pass until `stop` is set: at once while there is more, after `idle_seconds`
-        when there was nothing, after a growing delay while publishing fails."""
+        """Pass after pass until `stop` is set: at once while there is more (but no sooner than
+        `linger_seconds` after the last pass began), after `idle_seconds` or a wake-up when there was
+        nothing, after a growing delay while publishing fails."""
         failures = 0
+        clock = asyncio.get_running_loop()
+        last_pass = -self._linger
         while not stop.is_set():
+            # Passes start at most every `linger` seconds: every commit that appends events wakes the
+            # relay, and a pass per wake-up would pay its statements (backlog, a transaction per
+            # partition) for one or two events each. Events wait at most that much longer.
+            gap = self._linger - (clock.time() - last_pass)
+            if gap > 0:
+                await self._pause(stop, gap, wakeable=False)
+                if stop.is_set():
+                    break
+            last_pass = clock.time()
             self._wake.clear()  # a wake-up during the pass below is seen by the pause after it
             try:
                 published = await self.relay_once()
