@@ -12,13 +12,13 @@ engine, inside the platform's unit of work or the hot paths' single-statement wr
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, cast
 
 import asyncpg
 
-_BROKEN = (asyncpg.InterfaceError, asyncpg.InternalClientError, OSError)
+_BROKEN = (asyncpg.InterfaceError, asyncpg.InternalClientError, OSError)  # closing: terminate instead
 
 
 class ReadPoolExhaustedError(Exception):
@@ -37,9 +37,7 @@ class ReadPool:
         self._idle: list[asyncpg.Connection] = []
         self._closed = False
 
-    @asynccontextmanager
-    async def connection(self) -> AsyncIterator[asyncpg.Connection]:
-        """One connection for one read (or a few reads that need no common snapshot)."""
+    async def _take(self) -> asyncpg.Connection:
         if self._slots.locked():
             # Every connection is busy: wait, bounded like the engine's pool timeout.
             try:
@@ -50,38 +48,51 @@ class ReadPool:
         else:
             await self._slots.acquire()
         try:
-            conn = self._idle.pop() if self._idle else await self._connect()
-            try:
-                yield conn
-            except asyncpg.PostgresError:
-                # The server answered with an error: the connection is in a known state.
-                self._give_back(conn)
-                raise
-            except BaseException:
-                # Broken, or cancelled mid-statement: its protocol state is unknown, so it is dropped.
-                conn.terminate()
-                raise
-            self._give_back(conn)
-        finally:
+            return self._idle.pop() if self._idle else await self._connect()
+        except BaseException:
             self._slots.release()
+            raise
 
-    def _give_back(self, conn: asyncpg.Connection) -> None:
-        if self._closed or conn.is_closed() or conn.is_in_transaction():
+    def _put(self, conn: asyncpg.Connection, error: BaseException | None = None) -> None:
+        """Back to the pool, unless broken, cancelled mid-statement (its protocol state is unknown) or
+        in a transaction; a statement the server refused leaves it in a known state."""
+        if (error is not None and not isinstance(error, asyncpg.PostgresError)) or self._closed \
+                or conn.is_closed() or conn.is_in_transaction():
             conn.terminate()
         else:
             self._idle.append(conn)
+        self._slots.release()
 
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[asyncpg.Connection]:
+        """One connection for a few reads (each its own statement: no common snapshot)."""
+        conn = await self._take()
+        try:
+            yield conn
+        except BaseException as error:
+            self._put(conn, error)
+            raise
+        self._put(conn)
+
+    # The single reads skip the context manager: they are the hot path.
     async def fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
-        async with self.connection() as conn:
-            return await conn.fetch(query, *args)
+        return cast(list[asyncpg.Record], await self._read(asyncpg.Connection.fetch, query, args))
 
     async def fetchrow(self, query: str, *args: Any) -> asyncpg.Record | None:
-        async with self.connection() as conn:
-            return await conn.fetchrow(query, *args)
+        return cast(asyncpg.Record | None, await self._read(asyncpg.Connection.fetchrow, query, args))
 
     async def fetchval(self, query: str, *args: Any) -> Any:
-        async with self.connection() as conn:
-            return await conn.fetchval(query, *args)
+        return await self._read(asyncpg.Connection.fetchval, query, args)
+
+    async def _read(self, method: Callable[..., Awaitable[Any]], query: str, args: tuple[Any, ...]) -> Any:
+        conn = await self._take()
+        try:
+            result = await method(conn, query, *args)
+        except BaseException as error:
+            self._put(conn, error)
+            raise
+        self._put(conn)
+        return result
 
     async def _connect(self) -> asyncpg.Connection:
         return await asyncpg.connect(self._dsn, timeout=self._connect_timeout)

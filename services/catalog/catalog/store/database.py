@@ -42,8 +42,8 @@ class CatalogDatabase:
     def __init__(self, transactions: Transactions, outbox: Outbox, read_pool: ReadPool) -> None:
         self._transactions = transactions
         self._outbox = outbox
-        self._read_pool = read_pool
         self._cache = HotCache()
+        self._quote_reads = HotConnection(self._cache, read_pool)
 
     def on(self, uow: UnitOfWork) -> Repositories:
         if not isinstance(uow, Transaction):
@@ -60,8 +60,7 @@ class CatalogDatabase:
         async with self._transactions.engine.connect() as conn:
             yield HotConnection(self._cache, await driver_of(conn))
 
-    @asynccontextmanager
-    async def quote_reads(self) -> AsyncIterator[HotConnection]:
-        """A connection of the read pool: a Quote's reads, each one statement outside any transaction."""
-        async with self._read_pool.connection() as driver:
-            yield HotConnection(self._cache, driver)
+    def quote_reads(self) -> HotConnection:
+        """A Quote's reads on the read pool: each statement takes a connection of its own, outside any
+        transaction (autocommit)."""
+        return self._quote_reads

@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from datetime import datetime
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -188,10 +188,21 @@ class HotCache:
         return cached if cached.stock == stock else replace(cached, stock=stock)
 
 
-class HotConnection:
-    """The hot statements on one raw connection (`use_cases.ports.HotStatements`)."""
+class Statements(Protocol):
+    """Where the statements run: one raw connection, or the read pool (a connection per statement)."""
 
-    def __init__(self, cache: HotCache, driver: asyncpg.Connection) -> None:
+    async def fetch(self, query: str, *args: Any) -> list[asyncpg.Record]: ...
+
+    async def fetchrow(self, query: str, *args: Any) -> asyncpg.Record | None: ...
+
+    async def fetchval(self, query: str, *args: Any) -> Any: ...
+
+
+class HotConnection:
+    """The hot statements on one raw connection (`use_cases.ports.HotStatements`), or a Quote's reads
+    on the read pool (`use_cases.ports.QuoteReads`)."""
+
+    def __init__(self, cache: HotCache, driver: Statements) -> None:
         self._cache = cache
         self._db = driver
 

@@ -31,25 +31,25 @@ class Quotes:
         remembered = self._memory.recall(item_id)
         used = 0
         if remembered is None or _needs_database(remembered):
-            async with self._db.quote_reads() as reads:
-                counts = None
-                if remembered is not None:
-                    # One statement: the stock and the user's count at the item's remembered version.
-                    item = remembered.item
-                    assert item is not None  # _needs_database
-                    counts = await reads.counts(item_id, item.version, user_id, self._since(item, now), now,
-                                                stock=item.spec.limited_stock, used=item.spec.per_user_limit > 0)
-                    # None: changed since it was remembered (its notification not handled yet).
-                if counts is not None and remembered is not None and remembered.item is not None:
-                    stock, used = counts
-                    if stock is not None:
-                        remembered = replace(remembered, item=replace(remembered.item, stock=stock))
-                else:
-                    # Read now, stock included; the count goes with the version read.
-                    remembered = await self._memory.load(item_id, reads)
-                    item = remembered.item
-                    if item is not None and item.spec.per_user_limit > 0:
-                        used = await reads.units_used(item_id, user_id, self._since(item, now), now)
+            reads = self._db.quote_reads()
+            counts = None
+            if remembered is not None:
+                # One statement: the stock and the user's count at the item's remembered version.
+                item = remembered.item
+                assert item is not None  # _needs_database
+                counts = await reads.counts(item_id, item.version, user_id, self._since(item, now), now,
+                                            stock=item.spec.limited_stock, used=item.spec.per_user_limit > 0)
+                # None: changed since it was remembered (its notification not handled yet).
+            if counts is not None and remembered is not None and remembered.item is not None:
+                stock, used = counts
+                if stock is not None:
+                    remembered = replace(remembered, item=replace(remembered.item, stock=stock))
+            else:
+                # Read now, stock included; the count goes with the version read.
+                remembered = await self._memory.load(item_id, reads)
+                item = remembered.item
+                if item is not None and item.spec.per_user_limit > 0:
+                    used = await reads.units_used(item_id, user_id, self._since(item, now), now)
         if remembered.item is None:
             raise item_not_found(item_id)
         return domain.quote(remembered.item, remembered.campaigns, region, quantity, used, now)
