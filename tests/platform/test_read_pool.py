@@ -38,7 +38,8 @@ async def test_reads_run_outside_a_transaction_and_reuse_the_connection(pool: Re
         assert await conn.fetchval("SELECT 1") == 1
         assert not conn.is_in_transaction()
     assert [tuple(r) for r in await pool.fetch("SELECT g FROM generate_series(1, 3) g")] == [(1,), (2,), (3,)]
-    assert tuple(await pool.fetchrow("SELECT 1, 'a'")) == (1, "a")
+    row = await pool.fetchrow("SELECT 1, 'a'")
+    assert row is not None and tuple(row) == (1, "a")
 
 
 async def test_a_statement_error_keeps_the_connection(pool: ReadPool) -> None:
