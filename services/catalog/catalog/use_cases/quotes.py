@@ -10,9 +10,14 @@ from dataclasses import replace
 from datetime import datetime
 
 from catalog import domain
+from catalog.domain import Stock
 from catalog.use_cases.items import item_not_found
 from catalog.use_cases.ports import CatalogMemory, Database, Remembered
+from catalog.use_cases.shared_reads import SharedReads
 from points_platform.clock import Clock
+
+# The stock counters (None unless asked for) and the user's units; None: the item is not at that version.
+Counts = tuple[Stock | None, int] | None
 
 
 def _needs_database(remembered: Remembered) -> bool:
@@ -25,6 +30,13 @@ class Quotes:
         self._db = db
         self._memory = memory
         self._clock = clock
+        # A limited item without a per-user limit: concurrent quotes share each stock read.
+        self._stock = SharedReads[tuple[str, int], Counts](self._read_stock)
+
+    async def _read_stock(self, key: tuple[str, int]) -> Counts:
+        item_id, version = key
+        return await self._db.quote_reads().counts(item_id, version, "", None, self._clock.now(), stock=True,
+                                                   used=False)
 
     async def quote(self, item_id: str, user_id: str, region: str, quantity: int) -> domain.Quote:
         now = self._clock.now()
@@ -37,8 +49,11 @@ class Quotes:
                 # One statement: the stock and the user's count at the item's remembered version.
                 item = remembered.item
                 assert item is not None  # _needs_database
-                counts = await reads.counts(item_id, item.version, user_id, self._since(item, now), now,
-                                            stock=item.spec.limited_stock, used=item.spec.per_user_limit > 0)
+                if item.spec.per_user_limit > 0:
+                    counts = await reads.counts(item_id, item.version, user_id, self._since(item, now), now,
+                                                stock=item.spec.limited_stock, used=True)
+                else:
+                    counts = await self._stock.get((item_id, item.version))
                 # None: changed since it was remembered (its notification not handled yet).
             if counts is not None and remembered is not None and remembered.item is not None:
                 stock, used = counts
