@@ -43,6 +43,9 @@ class PlatformSettings(BaseSettings):
     shutdown_grace_seconds: float = Field(default=5.0, description="How long SIGTERM waits for in-flight calls.")
     health_check_interval_seconds: float = Field(default=2.0, description="Database probe period behind health.")
     db_pool_size: int = Field(default=10, description="Database connections (a fixed pool: a burst waits for one).")
+    db_read_pool_size: int = Field(
+        default=4, ge=1, description="Extra connections for single-statement hot reads (catalog Quote, wallet "
+        "GetBalance), outside any transaction; opened on first use.")
     max_message_bytes: int = Field(default=4 * 1024 * 1024, description="Largest request or response accepted.")
     nats_url: str = Field(
         default="",

@@ -15,6 +15,8 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from points_platform.read_pool import ReadPoolExhaustedError
+
 log = structlog.get_logger("points.db")
 
 T = TypeVar("T")
@@ -151,6 +153,7 @@ _UNAVAILABLE_ERRORS = (
     ConnectionError,  # refused, reset, broken pipe: the server is not there
     asyncpg.exceptions.ConnectionDoesNotExistError,  # the connection died under a statement
     sqlalchemy.exc.TimeoutError,  # every pooled connection stayed busy for pool_timeout
+    ReadPoolExhaustedError,  # the same for the raw read pool
 )
 
 

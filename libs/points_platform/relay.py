@@ -1,8 +1,8 @@
 """The outbox relay: publishes committed outbox rows to NATS JetStream, in order per partition.
 
-Exactly one relay works on a partition at a time, across every replica of the service: a pass
-over a partition runs in one transaction that first takes `pg_try_advisory_xact_lock(<table>,
-<partition>)`; a replica that cannot take it skips the partition for this pass. Holding the lock
+Exactly one relay works on a partition at a time, across every replica of the service: a pass runs
+in one transaction that first takes `pg_try_advisory_xact_lock(<table>, <partition>)` of every
+partition with a backlog; a replica that cannot take one skips that partition for this pass. Holding the lock
 from the read of the unpublished rows through their publishing to marking them published means no
 two relays ever interleave their publishes of one partition, so the stream holds a partition's
 events in `sequence` order, which is the order of a user's changes (outbox.py). Row locks with
@@ -84,6 +84,24 @@ def _lock_namespace(table: sa.Table) -> int:
     return zlib.crc32(table.name.encode()) - 2**31
 
 
+def _pending_rows(table: sa.Table) -> sa.TextClause:
+    """:partitions the relay may take, :ns the lock namespace, :batch rows per partition at most: the
+    unpublished rows of each partition whose advisory lock this transaction took (others are another
+    relay's for now), in publish order. The locks are taken first (a materialized CTE: once per
+    partition), then each partition's rows through the partial index of unpublished rows."""
+    return sa.text(f"""
+WITH mine AS MATERIALIZED (
+  SELECT p FROM unnest(CAST(:partitions AS int[])) AS p WHERE pg_try_advisory_xact_lock(:ns, p)
+)
+SELECT o.sequence, o.event_id, o.subject, o.payload
+FROM mine CROSS JOIN LATERAL (
+  SELECT t.sequence, t.event_id, t.subject, t.payload FROM "{table.name}" t
+  WHERE t.partition = mine.p AND t.published_time IS NULL ORDER BY t.sequence LIMIT :batch
+) o
+ORDER BY mine.p, o.sequence
+""")
+
+
 class Relay:
     """Publishes one service's outbox; run one in every replica (they share the partitions)."""
 
@@ -96,14 +114,17 @@ class Relay:
         batch_size: int = 500,
         idle_seconds: float = 0.2,
         max_backoff_seconds: float = 30.0,
+        linger_seconds: float = 0.05,
     ) -> None:
         self._engine = engine
         self._outbox = outbox
         self._publisher = publisher
         self._batch_size = batch_size
         self._idle_seconds = idle_seconds
+        self._linger = linger_seconds
         self._max_backoff = max_backoff_seconds
         self._namespace = _lock_namespace(outbox.table)
+        self._pending = _pending_rows(outbox.table)
         self._wake = asyncio.Event()
 
     async def relay_once(self) -> int:
@@ -112,33 +133,24 @@ class Relay:
         PublishError after marking what was published before the failure."""
         async with self._engine.connect() as conn:
             backlog = await self._outbox.backlog(conn)
-        failure: PublishError | None = None
-        published = 0
-        for partition in sorted(backlog.by_partition):
-            try:
-                published += await self._relay_partition(partition)
-            except PublishError as exc:
-                failure = exc
-                break
+        published, failure = await self._relay_partitions(sorted(backlog.by_partition)) \
+            if backlog.by_partition else (0, None)
         async with self._engine.connect() as conn:
             self._outbox.report(await self._outbox.backlog(conn))
         if failure is not None:
             raise failure
         return published
 
-    async def _relay_partition(self, partition: int) -> int:
-        t = self._outbox.table
+    async def _relay_partitions(self, partitions: list[int]) -> tuple[int, PublishError | None]:
+        """Every partition of `partitions` no other relay holds, in one transaction: their locks and
+        rows in one statement, the rows published partition by partition in `sequence` order, then
+        marked in one statement. A publish failure ends the pass: what was published before it is
+        marked, the rest stays for the next pass."""
         published: list[int] = []
         failure: PublishError | None = None
         async with self._engine.begin() as conn:
-            if not await conn.scalar(sa.select(sa.func.pg_try_advisory_xact_lock(self._namespace, partition))):
-                return 0  # another relay is publishing this partition
-            rows = await conn.execute(
-                sa.select(t.c.sequence, t.c.event_id, t.c.subject, t.c.payload)
-                .where(t.c.partition == partition, t.c.published_time.is_(None))
-                .order_by(t.c.sequence)
-                .limit(self._batch_size)
-            )
+            rows = await conn.execute(self._pending, {"ns": self._namespace, "partitions": partitions,
+                                                      "batch": self._batch_size})
             for sequence, event_id, subject, payload in rows:
                 try:
                     await self._publisher.publish(subject, payload, str(event_id))
@@ -150,8 +162,7 @@ class Relay:
         PUBLISHED.labels(self._outbox.service).inc(len(published))
         if failure is not None:
             PUBLISH_ERRORS.labels(self._outbox.service).inc()
-            raise failure
-        return len(published)
+        return len(published), failure
 
     async def _mark_published(self, conn: AsyncConnection, sequences: Sequence[int]) -> None:
         if sequences:
@@ -165,10 +176,22 @@ class Relay:
         self._wake.set()
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Pass after pass until `stop` is set: at once while there is more, after `idle_seconds`
-        when there was nothing, after a growing delay while publishing fails."""
+        """Pass after pass until `stop` is set: at once while there is more (but no sooner than
+        `linger_seconds` after the last pass began), after `idle_seconds` or a wake-up when there was
+        nothing, after a growing delay while publishing fails."""
         failures = 0
+        clock = asyncio.get_running_loop()
+        last_pass = -self._linger
         while not stop.is_set():
+            # Passes start at most every `linger` seconds: every commit that appends events wakes the
+            # relay, and a pass per wake-up would pay its statements (backlog, a transaction per
+            # partition) for one or two events each. Events wait at most that much longer.
+            gap = self._linger - (clock.time() - last_pass)
+            if gap > 0:
+                await self._pause(stop, gap, wakeable=False)
+                if stop.is_set():
+                    break
+            last_pass = clock.time()
             self._wake.clear()  # a wake-up during the pass below is seen by the pause after it
             try:
                 published = await self.relay_once()

@@ -303,3 +303,24 @@ async def test_both_reservation_paths_price_from_the_same_campaigns(h: Harness) 
             assert (quote.unit_price.amount, quote.campaign_id) == expected
             assert (reservation.unit_price.amount, reservation.campaign_id) == expected
             assert reservation.total_price.amount == 2 * expected[0]
+
+
+async def test_remembered_items_read_stock_and_allowance_fresh_per_quote(h: Harness) -> None:
+    """After the first quote the item comes from memory; the stock and the user's count (one statement on
+    the read pool) still move with every reservation, each read at the remembered version."""
+    both = await h.create_item(limited_stock=True, stock_total=7, per_user_limit=2)
+    scarce = await h.create_item(limited_stock=True, stock_total=3)
+    capped = await h.create_item(per_user_limit=2)
+    for item in (both, scarce, capped):
+        await h.quote(item.item_id, user="alice")  # remembered from here on
+        await h.reserve(item.item_id, user="alice")
+    q = await h.quote(both.item_id, user="alice")
+    assert (q.stock_remaining, q.user_remaining_allowance, q.redeemable) == (6, 1, True)
+    assert (await h.quote(both.item_id, user="bob")).user_remaining_allowance == 2
+    q = await h.quote(scarce.item_id, user="alice")
+    assert (q.stock_remaining, q.user_remaining_allowance) == (2, -1)
+    q = await h.quote(capped.item_id, user="alice")
+    assert (q.stock_remaining, q.user_remaining_allowance) == (-1, 1)
+    await h.reserve(both.item_id, user="alice")
+    await assert_refused(h, both.item_id, "PER_USER_LIMIT_REACHED", user="alice")
+    assert (await h.quote(both.item_id, user="bob")).stock_remaining == 5

@@ -6,12 +6,13 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+import sqlalchemy as sa
 from prometheus_client import REGISTRY
 
 from points.events.v1 import catalog_pb2
 from points_platform.embedded_nats import EmbeddedNats
 from points_platform.events import new_event, partition_of, subject_for
-from points_platform.relay import JetStreamPublisher, PublishError
+from points_platform.relay import JetStreamPublisher, PublishError, _lock_namespace
 from tests.events.conftest import PARTITIONS, SERVICE, Feed, credit_event, versions_by_user
 from tests.support.nats import reconnected
 from tests.support.wait import eventually
@@ -178,3 +179,21 @@ async def test_an_event_about_no_user_is_partitioned_by_its_aggregate(feed: Feed
     [stored] = await feed.stored()
     assert stored.subject == subject_for(SERVICE, "stock_sold_out", partition_of("item-9", PARTITIONS))
     assert stored.event == sold_out
+
+
+async def test_a_partition_another_relay_holds_is_skipped_and_published_once_it_is_free(feed: Feed) -> None:
+    """Another relay's pass holds one partition's advisory lock (taken here in a transaction that stays
+    open): this relay publishes every other partition in its one transaction, and that one after."""
+    for user in USERS:
+        await feed.change(user)
+    held = partition_of(USERS[0], PARTITIONS)
+    relay = feed.relay()
+    async with feed.engine.connect() as other, other.begin():
+        assert await other.scalar(sa.select(sa.func.pg_try_advisory_xact_lock(
+            _lock_namespace(feed.outbox.table), held)))
+        others = [u for u in USERS if partition_of(u, PARTITIONS) != held]
+        assert await relay.relay_once() == len(others)
+        assert sorted(m.event.user_id for m in await feed.stored()) == sorted(others)
+    assert await relay.relay_once() == len(USERS) - len(others)
+    assert versions_by_user(await feed.stored()) == {user: [1] for user in USERS}
+    assert await feed.unpublished() == 0

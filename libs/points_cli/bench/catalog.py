@@ -1,6 +1,7 @@
 """Catalog benchmark scenarios for `points bench catalog`.
 
-quote: Quote of an item with a running campaign; reserve_release_unlimited: ReserveStock then
+quote: Quote of a limited item (its stock is read per quote); quote_unlimited: Quote of an
+unlimited item without a per-user limit (served from memory); reserve_release_unlimited: ReserveStock then
 ReleaseReservation on an unlimited item (the hot path without a stock row lock, two RPCs per
 call); reserve_limited: ReserveStock on one limited item with ample stock (every call updates
 the same stock row: the contended case); list_items: one page of 50 items.
@@ -56,14 +57,21 @@ def _rid(ctx: BenchContext, kind: str, i: int) -> str:
     return f"bench-{ctx.run_id}-{kind}-{ctx.worker}-{i}"
 
 
-async def build_quote(ctx: BenchContext) -> Call:
-    stub, md = _stub(ctx), acting_for(ctx.metadata("app"), "bench-user")
-    request = pb.QuoteRequest(item_id=_item_id(LIMITED), user_id="bench-user", region="US", quantity=1)
+def _quote_of(spec_request_id: str) -> Callable[[BenchContext], Awaitable[Call]]:
+    async def build(ctx: BenchContext) -> Call:
+        stub, md = _stub(ctx), acting_for(ctx.metadata("app"), "bench-user")
+        request = pb.QuoteRequest(item_id=_item_id(spec_request_id), user_id="bench-user", region="US", quantity=1)
 
-    async def call(i: int) -> None:
-        await stub.Quote(request, metadata=md)
+        async def call(i: int) -> None:
+            await stub.Quote(request, metadata=md)
 
-    return call
+        return call
+
+    return build
+
+
+build_quote = _quote_of(LIMITED)
+build_quote_unlimited = _quote_of(UNLIMITED)
 
 
 async def build_reserve_release_unlimited(ctx: BenchContext) -> Call:
@@ -111,6 +119,7 @@ async def build_list_items(ctx: BenchContext) -> Call:
 
 SCENARIOS = [
     Scenario(name="quote", target="catalog", build=build_quote, setup=setup),
+    Scenario(name="quote_unlimited", target="catalog", build=build_quote_unlimited, setup=setup),
     Scenario(name="reserve_release_unlimited", target="catalog", build=build_reserve_release_unlimited, setup=setup),
     Scenario(name="reserve_limited", target="catalog", build=build_reserve_limited, setup=setup),
     Scenario(name="list_items", target="catalog", build=build_list_items, setup=setup),

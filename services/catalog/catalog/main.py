@@ -27,6 +27,7 @@ from points_platform.config import settings_or_exit
 from points_platform.db import asyncpg_dsn, create_engine, migrate
 from points_platform.logs import configure_logging
 from points_platform.outbox import Outbox
+from points_platform.read_pool import ReadPool
 from points_platform.relay import RelayJob, start_relays
 from points_platform.server import RunningServer, ServiceSpec, create_server, run_process, run_service
 from points_platform.unit_of_work import Transactions
@@ -40,11 +41,13 @@ class Wiring:
     spec: ServiceSpec
     memory: NotifiedMemory
     relays: RelayJob
+    read_pool: ReadPool
 
     async def close(self) -> None:
-        """Stop the outbox relay after its pass under way (the catalog calls no peers; the engine
-        belongs to the caller, and is disposed after this)."""
+        """Stop the outbox relay after its pass under way and close the read pool (the catalog calls no
+        peers; the engine belongs to the caller, and is disposed after this)."""
         await self.relays.close()
+        await self.read_pool.close()
 
 
 def build(settings: CatalogSettings, engine: AsyncEngine, clock: Clock, memory_retry: Retry | None = None) -> Wiring:
@@ -53,7 +56,8 @@ def build(settings: CatalogSettings, engine: AsyncEngine, clock: Clock, memory_r
     memory's listener (tests step it)."""
     transactions = Transactions(engine)
     outbox = Outbox(tables.outbox, events.SERVICE, events.PARTITIONS, clock)
-    db = CatalogDatabase(transactions, outbox)
+    read_pool = ReadPool(asyncpg_dsn(settings.database_url), size=settings.db_read_pool_size)
+    db = CatalogDatabase(transactions, outbox, read_pool)
     low = settings.stock_low_threshold
     memory = NotifiedMemory(
         engine, asyncpg_dsn(settings.database_url), lease_seconds=settings.memory_lease_seconds,
@@ -67,7 +71,7 @@ def build(settings: CatalogSettings, engine: AsyncEngine, clock: Clock, memory_r
         transactions, Items(db, clock, stock_low_threshold=low), Campaigns(db, clock), Quotes(db, memory, clock),
         reservations, max_ttl_seconds=settings.max_reservation_ttl_seconds, memory=memory,
     )
-    return Wiring(reservations, service_spec(api), memory, start_relays(engine, settings, outbox))
+    return Wiring(reservations, service_spec(api), memory, start_relays(engine, settings, outbox), read_pool)
 
 
 @dataclass

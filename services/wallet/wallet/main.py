@@ -16,8 +16,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from points_platform.clock import Clock, SystemClock
 from points_platform.config import settings_or_exit
-from points_platform.db import create_engine, migrate
+from points_platform.db import asyncpg_dsn, create_engine, migrate
 from points_platform.logs import configure_logging
+from points_platform.read_pool import ReadPool
 from points_platform.server import RunningServer, ServiceSpec, create_server, run_process, run_service
 from points_platform.unit_of_work import Transactions
 from wallet.api import WalletApi, service_spec
@@ -45,16 +46,20 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 class Wiring:
     wallet: Wallet
     spec: ServiceSpec
+    read_pool: ReadPool
 
     async def close(self) -> None:
-        """Answer what the group committer still holds (the server has stopped taking calls)."""
+        """Answer what the group committer still holds (the server has stopped taking calls), then close
+        the read pool."""
         await self.wallet.ledger.committer.drain()
+        await self.read_pool.close()
 
 
 def build(settings: WalletSettings, engine: AsyncEngine, clock: Clock) -> Wiring:
     # Points expiry off: no lots are kept, and the ledger batch does no lot work at all.
     points_ttl = timedelta(days=settings.points_expiry_days) if settings.points_expiry_days > 0 else None
     transactions = Transactions(engine)
+    read_pool = ReadPool(asyncpg_dsn(settings.database_url), size=settings.db_read_pool_size)
     ledger = Ledger(PostgresLedger(transactions, points_ttl), clock, settings)
     wallet = Wallet(
         ledger=ledger,
@@ -62,9 +67,9 @@ def build(settings: WalletSettings, engine: AsyncEngine, clock: Clock) -> Wiring
         payouts=Payouts(PostgresPayouts(transactions), clock, settings),
         standing=Standing(PostgresStanding(transactions), clock, ledger.submit),
         expiry=Expiry(PostgresLots(transactions), clock, settings),
-        history=History(PostgresHistory(transactions)),
+        history=History(PostgresHistory(transactions, read_pool)),
     )
-    return Wiring(wallet, service_spec(WalletApi(wallet)))
+    return Wiring(wallet, service_spec(WalletApi(wallet)), read_pool)
 
 
 @dataclass

@@ -13,6 +13,7 @@ from catalog.store.items import ItemRepository
 from catalog.store.reservations import ReservationRepository
 from catalog.use_cases.ports import UnitOfWork
 from points_platform.outbox import Outbox
+from points_platform.read_pool import ReadPool
 from points_platform.unit_of_work import Transaction, Transactions
 
 T = TypeVar("T")
@@ -36,12 +37,13 @@ class Repositories:
 
 class CatalogDatabase:
     """Repositories on the platform's transactions, and the hot statements, from one engine's pool;
-    events go to `outbox` (its table in the same database)."""
+    a Quote's reads from `read_pool`; events go to `outbox` (its table in the same database)."""
 
-    def __init__(self, transactions: Transactions, outbox: Outbox) -> None:
+    def __init__(self, transactions: Transactions, outbox: Outbox, read_pool: ReadPool) -> None:
         self._transactions = transactions
         self._outbox = outbox
         self._cache = HotCache()
+        self._quote_reads = HotConnection(self._cache, read_pool)
 
     def on(self, uow: UnitOfWork) -> Repositories:
         if not isinstance(uow, Transaction):
@@ -57,3 +59,8 @@ class CatalogDatabase:
         writes its effect, key and reply together, so it needs no transaction around it)."""
         async with self._transactions.engine.connect() as conn:
             yield HotConnection(self._cache, await driver_of(conn))
+
+    def quote_reads(self) -> HotConnection:
+        """A Quote's reads on the read pool: each statement takes a connection of its own, outside any
+        transaction (autocommit)."""
+        return self._quote_reads

@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from datetime import datetime
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -57,8 +57,16 @@ _LINKS = (
 # $1 item_id
 READ_ITEM = f"SELECT {_ITEM_COLUMNS}, {_LINKS} FROM items i WHERE i.item_id = $1"
 
-# $1 item_id: the counters a reservation moves, and the version they belong to.
-READ_STOCK = "SELECT version, stock_total, stock_available, stock_reserved, stock_sold FROM items WHERE item_id = $1"
+# $1 item_id, $2 user_id, $3 window start (NULL = lifetime), $4 now, $5 read the user's units:
+# the counters a reservation moves, the version they belong to and the units counted against the
+# per-user limit (UNITS_USED's sum), in one statement.
+READ_COUNTS = """
+SELECT i.version, i.stock_total, i.stock_available, i.stock_reserved, i.stock_sold,
+       CASE WHEN $5 THEN (SELECT coalesce(sum(r.quantity - r.returned_quantity), 0) FROM reservations r
+         WHERE r.item_id = $1 AND r.user_id = $2 AND ($3::timestamptz IS NULL OR r.create_time >= $3)
+           AND (r.state = 2 OR (r.state = 1 AND r.expire_time > $4))) ELSE 0 END AS used
+FROM items i WHERE i.item_id = $1
+"""
 
 # $1 item_id, $2 user_id, $3 request_id: the item and whether the key is taken.
 READ_ITEM_AND_CLAIM = f"""
@@ -180,10 +188,21 @@ class HotCache:
         return cached if cached.stock == stock else replace(cached, stock=stock)
 
 
-class HotConnection:
-    """The hot statements on one raw connection (`use_cases.ports.HotStatements`)."""
+class Statements(Protocol):
+    """Where the statements run: one raw connection, or the read pool (a connection per statement)."""
 
-    def __init__(self, cache: HotCache, driver: asyncpg.Connection) -> None:
+    async def fetch(self, query: str, *args: Any) -> list[asyncpg.Record]: ...
+
+    async def fetchrow(self, query: str, *args: Any) -> asyncpg.Record | None: ...
+
+    async def fetchval(self, query: str, *args: Any) -> Any: ...
+
+
+class HotConnection:
+    """The hot statements on one raw connection (`use_cases.ports.HotStatements`), or a Quote's reads
+    on the read pool (`use_cases.ports.QuoteReads`)."""
+
+    def __init__(self, cache: HotCache, driver: Statements) -> None:
         self._cache = cache
         self._db = driver
 
@@ -213,11 +232,12 @@ class HotConnection:
             return None
         return ItemRead(self._cache.item(row), row["campaign_links"], row["claimed"])
 
-    async def stock(self, item_id: str, version: int) -> Stock | None:
-        row = await self._db.fetchrow(READ_STOCK, item_id)
-        if row is None or row["version"] != version:
+    async def counts(self, item_id: str, version: int, user_id: str, since: datetime | None, now: datetime, *,
+                     stock: bool, used: bool) -> tuple[Stock | None, int] | None:
+        row = await self._db.fetchrow(READ_COUNTS, item_id, user_id, since, now, used)
+        if row is None or row[0] != version:
             return None
-        return Stock(row["stock_total"], row["stock_available"], row["stock_reserved"], row["stock_sold"])
+        return (Stock(row[1], row[2], row[3], row[4]) if stock else None), int(row[5])
 
     async def units_used(self, item_id: str, user_id: str, since: datetime | None, now: datetime) -> int:
         return int(await self._db.fetchval(UNITS_USED, item_id, user_id, since, now))

@@ -164,10 +164,6 @@ class HotStatements(ItemReads, Protocol):
 
     async def read_item_and_claim(self, item_id: str, key: RequestKey) -> ItemRead | None: ...
 
-    async def stock(self, item_id: str, version: int) -> Stock | None:
-        """The item's stock counters now; None when the item is no longer at `version`."""
-        ...
-
     async def reserve(self, reservation: Reservation, key: RequestKey, reply: bytes, *, low_threshold: int) -> bool:
         """For a limited item the guard also fails when the units taken would cross `low_threshold`
         or reach zero: the general path then takes them and appends the event in its transaction."""
@@ -176,6 +172,18 @@ class HotStatements(ItemReads, Protocol):
     async def read_reservation_and_claim(self, reservation_id: str, key: RequestKey) -> ReservationRead | None: ...
 
     async def resolve(self, resolved: Reservation, key: RequestKey, reply: bytes) -> bool: ...
+
+
+class QuoteReads(ItemReads, Protocol):
+    """A Quote's reads: each one statement on its own (autocommit, no transaction), on a connection
+    of the read pool."""
+
+    async def counts(self, item_id: str, version: int, user_id: str, since: datetime | None, now: datetime, *,
+                     stock: bool, used: bool) -> tuple[Stock | None, int] | None:
+        """In one statement, what a quote reads fresh: the stock counters (`stock`; else None) and the
+        units the user used against the limit (`used`, as `units_used`; else 0). None when the item
+        is no longer at `version` (or gone)."""
+        ...
 
 
 class CatalogMemory(Protocol):
@@ -203,3 +211,5 @@ class Database(Protocol):
         ...
 
     def hot(self) -> AbstractAsyncContextManager[HotStatements]: ...
+
+    def quote_reads(self) -> QuoteReads: ...

@@ -53,6 +53,7 @@ USER_SCOPED = {
 }
 
 Ctx = grpc.aio.ServicerContext
+_EVERY_CURRENCY = tuple(Currency)
 
 
 class WalletApi(wallet_pb2_grpc.WalletServiceServicer):
@@ -64,7 +65,7 @@ class WalletApi(wallet_pb2_grpc.WalletServiceServicer):
     ) -> wallet_pb2.GetBalanceResponse:
         require_id("user_id", request.user_id)
         wanted = validation.any_currency(int(request.currency))
-        currencies = list(Currency) if wanted is None else [wanted]
+        currencies = _EVERY_CURRENCY if wanted is None else (wanted,)
         balances = await self._wallet.history.get_balance(request.user_id, currencies)
         return wallet_pb2.GetBalanceResponse(balances=[replies.balance(b) for b in balances])
 

@@ -8,11 +8,13 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from points_platform.errors import NotFound
+from points_platform.read_pool import ReadPool
 from wallet.domain import Currency, Kind
 from wallet.store.holds import hold_record_view
 from wallet.store.postgres import driver
 from wallet.use_cases.results import BalanceView, HoldView, LedgerEntryView
 
+_NONE = (0, 0)  # an account never credited
 # Hot reads run on the raw asyncpg connection (statement prepared once per connection).
 _BALANCES = "SELECT currency, available, held FROM accounts WHERE user_id = $1"
 _HOLD = (
@@ -21,11 +23,11 @@ _HOLD = (
 )
 
 
-async def balances(engine: AsyncEngine, user_id: str, currencies: Sequence[Currency]) -> list[BalanceView]:
-    async with engine.connect() as conn:
-        rows = await (await driver(conn)).fetch(_BALANCES, user_id)
-    found = {Currency(r[0]): (r[1], r[2]) for r in rows}
-    return [BalanceView(user_id, c, *found.get(c, (0, 0))) for c in currencies]
+async def balances(pool: ReadPool, user_id: str, currencies: Sequence[Currency]) -> list[BalanceView]:
+    """One statement on the read pool: autocommit, no transaction, no engine checkout."""
+    rows = await pool.fetch(_BALANCES, user_id)
+    found = {r[0]: (r[1], r[2]) for r in rows}
+    return [BalanceView(user_id, c, *found.get(c, _NONE)) for c in currencies]
 
 
 async def ledger_entries(

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
+from points_platform.read_pool import ReadPool
 from points_platform.unit_of_work import Transactions
 from wallet.domain import Currency, LedgerOp, LotExpiry
 from wallet.store import gift_history, holds, ledger, lots, payouts, reads, refunds, suspensions
@@ -98,11 +99,12 @@ class PostgresLots:
 
 
 class PostgresHistory:
-    def __init__(self, transactions: Transactions) -> None:
+    def __init__(self, transactions: Transactions, read_pool: ReadPool) -> None:
         self._engine = transactions.engine
+        self._read_pool = read_pool
 
     async def balances(self, user_id: str, currencies: Sequence[Currency]) -> list[BalanceView]:
-        return await reads.balances(self._engine, user_id, currencies)
+        return await reads.balances(self._read_pool, user_id, currencies)
 
     async def ledger_entries(
         self, user_id: str, currency: Currency | None, before_posting: int | None, limit: int
