@@ -87,8 +87,9 @@ async def test_hold_replies_are_rebuilt_from_the_rows_the_statement_wrote(wallet
         ("idem-r1", full_method("Reserve"), hold_id, 300, 200, None),
         ("idem-k1", full_method("CommitHold"), hold_id, 350, 0, committed.transaction.transaction_id),
     ]
-    # RefundHold names no user: its key is ('', request_id) (store/idempotency.py).
-    assert ("", "idem-f1", full_method("RefundHold")) in [tuple(r) for r in tabled]
+    # RefundHold names no user but its hold id does: its key is (that user, request_id)
+    # (store/idempotency.py).
+    assert ("idem-h1", "idem-f1", full_method("RefundHold")) in [tuple(r) for r in tabled]
 
 
 def _old_ledger(txn_id: str, rid: str, user: str, amount: int, available: int) -> dict[str, Any]:
