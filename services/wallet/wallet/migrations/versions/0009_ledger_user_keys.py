@@ -39,13 +39,13 @@ def upgrade() -> None:
         WHERE s.user_id = '' AND t.transaction_id = s.transaction_id
     """)
     op.execute("ALTER TABLE postings ENABLE TRIGGER postings_append_only")
+    op.execute("ALTER TABLE transactions DROP CONSTRAINT transactions_pkey")
+    op.execute("ALTER TABLE transactions ADD CONSTRAINT transactions_pkey PRIMARY KEY (user_id, transaction_id)")
     op.execute("""
         INSERT INTO transactions (transaction_id, user_id, request_id, kind, reason, reference, create_time)
         SELECT DISTINCT t.transaction_id, p.user_id, t.request_id, t.kind, t.reason, t.reference, t.create_time
         FROM transactions t JOIN postings p ON p.transaction_id = t.transaction_id AND p.user_id <> t.user_id
     """)
-    op.execute("ALTER TABLE transactions DROP CONSTRAINT transactions_pkey")
-    op.execute("ALTER TABLE transactions ADD CONSTRAINT transactions_pkey PRIMARY KEY (user_id, transaction_id)")
     op.execute("ALTER TABLE postings DROP CONSTRAINT postings_pkey")
     op.execute("ALTER TABLE postings ADD CONSTRAINT postings_pkey PRIMARY KEY (user_id, posting_id)")
     op.execute("ALTER TABLE holds DROP CONSTRAINT holds_pkey")
