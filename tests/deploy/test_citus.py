@@ -9,10 +9,9 @@ import re
 from pathlib import Path
 
 from earning.main import MIGRATIONS as EARNING_MIGRATIONS
-from points_platform.db import create_engine, migrate
 from tests.conftest import NewDatabase
 from tests.earning import test_schema_keys as earning_keys
-from tests.support.schema import Schema, read_schema
+from tests.support.schema import Schema, migrated_schema
 from tests.wallet import test_schema_keys as wallet_keys
 from wallet.main import MIGRATIONS as WALLET_MIGRATIONS
 
@@ -39,16 +38,6 @@ def placements(sql: str) -> dict[str, tuple[str, str | None, str | None]]:
     return found
 
 
-async def _schema(new_database: NewDatabase, label: str, migrations: Path) -> Schema:
-    url = await new_database(label)
-    await migrate(url, migrations)
-    engine = create_engine(url)
-    try:
-        return await read_schema(engine)
-    finally:
-        await engine.dispose()
-
-
 def check(schema: Schema, placed: dict[str, tuple[str, str | None, str | None]], anchor: str,
           local: set[str], not_yet: set[str], by_column: dict[str, str]) -> None:
     assert set(placed) | local | not_yet == schema.tables, (schema.tables - set(placed) - local - not_yet,
@@ -67,7 +56,7 @@ def check(schema: Schema, placed: dict[str, tuple[str, str | None, str | None]],
 
 
 async def test_wallet_sql_distributes_every_table_by_user(new_database: NewDatabase) -> None:
-    schema = await _schema(new_database, "wallet_citus", WALLET_MIGRATIONS)
+    schema = await migrated_schema(new_database, "wallet_citus", WALLET_MIGRATIONS)
     placed = placements((CITUS / "wallet.sql").read_text())
     assert not wallet_keys.NOT_YET
     assert all(p[0] == "create_distributed_table" for p in placed.values())  # the wallet has no global table
@@ -75,7 +64,7 @@ async def test_wallet_sql_distributes_every_table_by_user(new_database: NewDatab
 
 
 async def test_earning_sql_places_every_ready_table(new_database: NewDatabase) -> None:
-    schema = await _schema(new_database, "earning_citus", EARNING_MIGRATIONS)
+    schema = await migrated_schema(new_database, "earning_citus", EARNING_MIGRATIONS)
     placed = placements((CITUS / "earning.sql").read_text())
     references = {t for t, p in placed.items() if p[0] == "create_reference_table"}
     assert references == set(earning_keys.REFERENCE) - {"alembic_version"}

@@ -5,9 +5,8 @@ tables are reference tables, and the tables not converted yet stand on a list th
 from __future__ import annotations
 
 from earning.main import MIGRATIONS
-from points_platform.db import create_engine, migrate
 from tests.conftest import NewDatabase
-from tests.support.schema import Schema, read_schema
+from tests.support.schema import migrated_schema
 
 # Global tables: replicated to every node as Citus reference tables (deploy/citus/earning.sql).
 REFERENCE = {
@@ -27,18 +26,8 @@ NOT_YET = {
 }
 
 
-async def migrated_earning(new_database: NewDatabase) -> Schema:
-    url = await new_database("earning_keys")
-    await migrate(url, MIGRATIONS)
-    engine = create_engine(url)
-    try:
-        return await read_schema(engine)
-    finally:
-        await engine.dispose()
-
-
 async def test_every_per_user_key_includes_user_id(new_database: NewDatabase) -> None:
-    schema = await migrated_earning(new_database)
+    schema = await migrated_schema(new_database, "earning_keys", MIGRATIONS)
     named = set(REFERENCE) | set(BY_DEVICE) | set(NOT_YET)
     assert named <= schema.tables, named - schema.tables  # the lists name real tables
     per_user = schema.tables - set(REFERENCE)

@@ -3,10 +3,17 @@ key; tests/wallet/test_schema_keys.py, tests/earning/test_schema_keys.py, tests/
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 
+from alembic import command
+from alembic.config import Config
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
+
+from points_platform.db import create_engine
 
 # Primary keys and unique constraints, then unique indexes that back no constraint.
 _KEYS = """
@@ -58,3 +65,23 @@ async def read_schema(engine: AsyncEngine) -> Schema:
         ))).all():
             columns.setdefault(table, set()).add(column)
     return Schema(tables, keys, columns)
+
+
+async def database_at(new_database: Callable[[str], Awaitable[str]], label: str, migrations: Path,
+                      revision: str = "head") -> str:
+    """A new database migrated to `revision` of a service's scripts (an upgrade test's old state)."""
+    url = await new_database(label)
+    config = Config()
+    config.set_main_option("script_location", str(migrations))
+    config.attributes["database_url"] = url
+    await asyncio.to_thread(command.upgrade, config, revision)
+    return url
+
+
+async def migrated_schema(new_database: Callable[[str], Awaitable[str]], label: str, migrations: Path) -> Schema:
+    """The schema of a new database migrated to head."""
+    engine = create_engine(await database_at(new_database, label, migrations))
+    try:
+        return await read_schema(engine)
+    finally:
+        await engine.dispose()

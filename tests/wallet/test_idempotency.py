@@ -5,13 +5,10 @@ or rebuilt from the `hold_requests` row a hold statement writes beside its effec
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import Any
 
 import grpc
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import text
 
 from points.wallet.v1 import wallet_pb2 as pb
@@ -20,6 +17,7 @@ from points_platform.db import create_engine
 from points_platform.idempotency import fingerprint_from_digest
 from tests.conftest import NewDatabase
 from tests.support.credentials import TOKENS
+from tests.support.schema import database_at
 from tests.wallet.conftest import COINS, POINTS, Client
 from wallet.api import mapping
 from wallet.config import WalletSettings
@@ -125,11 +123,7 @@ async def test_the_upgrade_carries_old_replies_over(wallet: Client, new_database
           "transaction": None}),
     ]
 
-    url = await new_database("wallet_0006")
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
-    config.attributes["database_url"] = url
-    await asyncio.to_thread(command.upgrade, config, "0006")
+    url = await database_at(new_database, "wallet_0006", MIGRATIONS, "0006")
     engine = create_engine(url)
     try:
         async with engine.begin() as conn:

@@ -5,12 +5,9 @@ through the RPCs; new ids name their user."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 
 import grpc
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import text
 
 from points.wallet.v1 import wallet_pb2 as pb
@@ -18,6 +15,7 @@ from points_platform.clock import ManualClock
 from points_platform.db import create_engine
 from tests.conftest import NewDatabase
 from tests.support.credentials import TOKENS
+from tests.support.schema import database_at
 from tests.wallet.conftest import COINS, DIAMONDS, POINTS, Client, check_invariants
 from wallet.config import WalletSettings
 from wallet.domain import id_owner
@@ -37,11 +35,7 @@ _LEDGER = [
 
 
 async def _old_database(new_database: NewDatabase) -> str:
-    url = await new_database("wallet_0008")
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
-    config.attributes["database_url"] = url
-    await asyncio.to_thread(command.upgrade, config, "0008")
+    url = await database_at(new_database, "wallet_0008", MIGRATIONS, "0008")
     engine = create_engine(url)
     try:
         async with engine.begin() as conn:
