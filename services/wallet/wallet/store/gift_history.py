@@ -9,9 +9,10 @@ from wallet.domain import Currency, Kind
 from wallet.use_cases.results import GiftView
 
 # The user's own leg of each gift (the sender's COINS debit, the creator's DIAMONDS credit) walks
-# postings_by_user newest first, so a page costs its rows whatever the history's length; the gift's
-# other user leg gives the other party and amount (user legs: account user:<user_id>; the other
-# party's leg is filed under that party, so a sharded wallet reads it from its shard).
+# the postings key (user_id, currency, posting_id) newest first, so a page costs its rows whatever
+# the history's length; the gift's other user leg gives the other party and amount (user legs:
+# account user:<user_id>; the other party's leg is filed under that party, so a sharded wallet
+# reads it from its shard).
 _GIFTS = text(
     "SELECT p.posting_id, t.transaction_id, t.reference, t.create_time,"
     " s.user_id AS sender_id, -s.amount AS coins, c.user_id AS creator_id, c.amount AS diamonds"

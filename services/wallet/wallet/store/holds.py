@@ -95,7 +95,7 @@ _PLACED_HOLD = """
 """
 
 # The user of a hold whose id names none (made before 0009, or too long a user id): by the id alone.
-_HOLD_USER = "SELECT user_id FROM holds WHERE hold_id = $1"
+_HOLD_USER = "SELECT user_id FROM holds WHERE hold_id = $1 AND strpos(hold_id, ':') = 0"
 
 # $11 = remember: keep the reply's facts in hold_requests (a payout keeps its own reply instead).
 _RESERVE = f"""

@@ -30,7 +30,7 @@ from wallet.store.postgres import driver
 from wallet.use_cases.ports import ReserveSpec
 from wallet.use_cases.results import BalanceView, HoldResult, PayoutView
 
-_PAYOUT_USER = text("SELECT user_id FROM payouts WHERE payout_id = :id")
+_PAYOUT_USER = text("SELECT user_id FROM payouts WHERE payout_id = :id AND strpos(payout_id, ':') = 0")
 
 
 async def request_payout(

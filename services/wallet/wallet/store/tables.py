@@ -62,8 +62,8 @@ postings = Table(
     Column("currency", SmallInteger, nullable=False),
     Column("amount", BigInteger, nullable=False),
     Column("balance_after", BigInteger, nullable=True),
-    PrimaryKeyConstraint("user_id", "posting_id", name="postings_pkey"),
-    Index("postings_by_user", "user_id", "currency", "posting_id"),
+    # also the by-user index of the reads (newest first per user and currency)
+    PrimaryKeyConstraint("user_id", "currency", "posting_id", name="postings_pkey"),
     Index("postings_by_transaction", "transaction_id"),
 )
 
@@ -109,7 +109,8 @@ holds = Table(
         "refunded_amount >= 0 AND refunded_amount <= committed_amount", name="holds_refunded_within_committed"
     ),
     PrimaryKeyConstraint("user_id", "hold_id", name="holds_pkey"),
-    Index("holds_by_id", "hold_id"),  # ids that name no user (made before 0009, or too long a user)
+    # ids that name no user (made before 0009, or too long a user id): no ':' (domain.keys)
+    Index("holds_by_id", "hold_id", postgresql_where=text("strpos(hold_id, ':') = 0")),
     Index("holds_active_by_expiry", "expire_time", postgresql_where=text("state = 1 AND expire_time IS NOT NULL")),
 )
 
@@ -129,7 +130,7 @@ payouts = Table(
     Column("failure_reason", Text, nullable=False, server_default=""),
     Column("transaction_id", Text, nullable=False, server_default=""),
     PrimaryKeyConstraint("user_id", "payout_id", name="payouts_pkey"),
-    Index("payouts_by_id", "payout_id"),
+    Index("payouts_by_id", "payout_id", postgresql_where=text("strpos(payout_id, ':') = 0")),
 )
 
 # One row per payment (COINS credit): its reference is unique per user and currency, so a payment is
