@@ -80,12 +80,33 @@ async def check_invariants(engine: AsyncEngine) -> None:
         assert unbalanced == [], unbalanced
         totals = (await conn.execute(text("SELECT currency, sum(amount) FROM postings GROUP BY 1"))).all()
         assert all(total == 0 for _, total in totals), totals
+        # Filed by user (docs/wallet.md, Keys by user): each user's share of a transaction balances
+        # on its own, and has the transaction's row under that user.
+        unfiled = (
+            await conn.execute(
+                text(
+                    "SELECT user_id, transaction_id, currency FROM postings GROUP BY 1, 2, 3"
+                    " HAVING sum(amount) <> 0 LIMIT 5"
+                )
+            )
+        ).all()
+        assert unfiled == [], unfiled
+        orphans = (
+            await conn.execute(
+                text(
+                    "SELECT p.user_id, p.transaction_id FROM postings p LEFT JOIN transactions t"
+                    " USING (user_id, transaction_id) WHERE t.transaction_id IS NULL LIMIT 5"
+                )
+            )
+        ).all()
+        assert orphans == [], orphans
         drift = (
             await conn.execute(
                 text(
                     "SELECT a.user_id, a.currency, a.available + a.held AS stored, coalesce(p.total, 0) AS folded "
                     "FROM accounts a FULL JOIN (SELECT user_id, currency, sum(amount) AS total FROM postings "
-                    "WHERE user_id <> '' GROUP BY 1, 2) p ON p.user_id = a.user_id AND p.currency = a.currency "
+                    "WHERE account = 'user:' || user_id GROUP BY 1, 2) p"
+                    " ON p.user_id = a.user_id AND p.currency = a.currency "
                     "WHERE coalesce(a.available + a.held, 0) <> coalesce(p.total, 0) LIMIT 5"
                 )
             )

@@ -89,7 +89,7 @@ async def test_1000_gifts_to_one_creator_sum_exactly(wallet: Client) -> None:
     assert wallet.started.wallet.ledger.committer.batches - batches_before < 900
     async with wallet.engine.connect() as conn:
         creator_postings = (
-            await conn.execute(text("SELECT count(*), sum(amount) FROM postings WHERE user_id = 'hot-creator'"))
+            await conn.execute(text("SELECT count(*), sum(amount) FROM postings WHERE account = 'user:hot-creator'"))
         ).one()
     assert tuple(creator_postings) == (900, expected)
 

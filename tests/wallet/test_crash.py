@@ -110,12 +110,14 @@ async def test_sigkill_mid_load_loses_nothing_and_applies_nothing_twice(new_data
     engine = create_engine(url)
     try:
         async with engine.connect() as conn:
-            applied = (await conn.execute(text("SELECT request_id FROM transactions"))).scalars().all()
+            applied = (await conn.execute(text(  # a transaction has a row per user it touches
+                "SELECT request_id FROM transactions GROUP BY transaction_id, request_id"
+            ))).scalars().all()
             credited = (
                 await conn.execute(
                     text(
                         "SELECT coalesce(sum(amount), 0) FROM postings"
-                        " WHERE user_id <> '' AND currency = 1 AND amount > 0"
+                        " WHERE account = 'user:' || user_id AND currency = 1 AND amount > 0"
                     )
                 )
             ).scalar()

@@ -9,7 +9,18 @@ import pytest
 
 from points_platform.errors import DomainError
 from wallet import domain, replies
-from wallet.domain import Currency, HoldFacts, HoldState, Kind, LedgerOp, Leg
+from wallet.domain import (
+    MAX_ID_LENGTH,
+    Currency,
+    HoldFacts,
+    HoldState,
+    Kind,
+    LedgerOp,
+    Leg,
+    filed_under,
+    id_owner,
+    owned_id,
+)
 from wallet.use_cases.results import BalanceView, HoldResult, HoldView, LedgerResult, PostingView, TransactionView
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
@@ -177,3 +188,23 @@ def test_a_suspended_users_ops_fail_alone() -> None:
     planned, deltas = domain.plan_ledger_ops([_earned("bad", 5), _earned("good", 5)], {}, suspended={"bad"})
     assert planned[0].error is not None and planned[0].error.reason == "USER_SUSPENDED"
     assert planned[1].error is None and deltas == {("good", Currency.POINTS): 5}
+
+
+def test_ids_name_their_user_when_they_fit() -> None:
+    unique = "0123456789abcdef" * 2
+    assert owned_id("hold", unique, "alice:x.y@z") == f"hold_{unique}:alice:x.y@z"
+    assert id_owner("hold", f"hold_{unique}:alice:x.y@z") == "alice:x.y@z"
+    longest = "u" * (MAX_ID_LENGTH - len(f"hold_{unique}:"))
+    assert id_owner("hold", owned_id("hold", unique, longest)) == longest
+    assert owned_id("hold", unique, longest + "u") == f"hold_{unique}"  # too long: names no user
+    for unnamed in (f"hold_{unique}", "hold_missing", f"hold_{'g' * 32}:alice", f"payout_{unique}:alice", ""):
+        assert id_owner("hold", unnamed) is None, unnamed
+    assert id_owner("payout", owned_id("payout", unique, "bob")) == "bob"
+
+
+def test_system_legs_are_filed_under_the_user_of_their_currency() -> None:
+    gift = [("s", Currency.COINS), ("", Currency.COINS), ("", Currency.COINS), ("", Currency.DIAMONDS),
+            ("c", Currency.DIAMONDS)]
+    assert filed_under(gift, "s") == ["s", "s", "s", "c", "c"]
+    assert filed_under([("", Currency.POINTS), ("u", Currency.POINTS)], "u") == ["u", "u"]
+    assert filed_under([("", Currency.POINTS), ("", Currency.POINTS)], "t") == ["t", "t"]

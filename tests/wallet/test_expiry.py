@@ -208,7 +208,8 @@ async def test_spend_racing_the_expiry_job(ewallet: Client) -> None:
     async with w.engine.connect() as conn:
         expired: dict[str, Decimal] = dict(  # -sum(bigint) is numeric
             (await conn.execute(text("SELECT t.user_id, -sum(p.amount) FROM transactions t JOIN postings p USING "
-                                     "(transaction_id) WHERE t.kind = 6 AND p.user_id <> '' GROUP BY 1"))).all()
+                                     "(user_id, transaction_id) WHERE t.kind = 6 AND p.account = 'user:' || p.user_id"
+                                     " GROUP BY 1"))).all()
         )
         overdue = (
             await conn.execute(text("SELECT count(*) FROM points_lots WHERE remaining > 0 AND expire_time <= :now"),

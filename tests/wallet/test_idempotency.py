@@ -5,13 +5,10 @@ or rebuilt from the `hold_requests` row a hold statement writes beside its effec
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import Any
 
 import grpc
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import text
 
 from points.wallet.v1 import wallet_pb2 as pb
@@ -20,6 +17,7 @@ from points_platform.db import create_engine
 from points_platform.idempotency import fingerprint_from_digest
 from tests.conftest import NewDatabase
 from tests.support.credentials import TOKENS
+from tests.support.schema import database_at
 from tests.wallet.conftest import COINS, POINTS, Client
 from wallet.api import mapping
 from wallet.config import WalletSettings
@@ -87,8 +85,9 @@ async def test_hold_replies_are_rebuilt_from_the_rows_the_statement_wrote(wallet
         ("idem-r1", full_method("Reserve"), hold_id, 300, 200, None),
         ("idem-k1", full_method("CommitHold"), hold_id, 350, 0, committed.transaction.transaction_id),
     ]
-    # RefundHold names no user: its key is ('', request_id) (store/idempotency.py).
-    assert ("", "idem-f1", full_method("RefundHold")) in [tuple(r) for r in tabled]
+    # RefundHold names no user but its hold id does: its key is (that user, request_id)
+    # (store/idempotency.py).
+    assert ("idem-h1", "idem-f1", full_method("RefundHold")) in [tuple(r) for r in tabled]
 
 
 def _old_ledger(txn_id: str, rid: str, user: str, amount: int, available: int) -> dict[str, Any]:
@@ -124,11 +123,7 @@ async def test_the_upgrade_carries_old_replies_over(wallet: Client, new_database
           "transaction": None}),
     ]
 
-    url = await new_database("wallet_0006")
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
-    config.attributes["database_url"] = url
-    await asyncio.to_thread(command.upgrade, config, "0006")
+    url = await database_at(new_database, "wallet_0006", MIGRATIONS, "0006")
     engine = create_engine(url)
     try:
         async with engine.begin() as conn:

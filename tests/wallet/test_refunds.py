@@ -77,10 +77,19 @@ async def test_refund_replays_and_refuses_key_reuse(wallet: Client) -> None:
         OK.ALREADY_EXISTS,
         "IDEMPOTENCY_KEY_REUSED",
     )
-    await wallet.expect_error(  # reused for a hold that does not exist: still the reuse, not HOLD_NOT_FOUND
-        refund(pb.RefundHoldRequest(request_id="rf2-a", hold_id="hold_missing", amount=15, reason="refund")),
+    # Reused for a hold of the same user that does not exist: still the reuse, not HOLD_NOT_FOUND (the
+    # key is the user the hold id names, and the request id).
+    missing = f"hold_{'f' * 32}:rf2"
+    await wallet.expect_error(
+        refund(pb.RefundHoldRequest(request_id="rf2-a", hold_id=missing, amount=15, reason="refund")),
         OK.ALREADY_EXISTS,
         "IDEMPOTENCY_KEY_REUSED",
+    )
+    # A request id is unique per user: for an id naming no user (or another) it is another request.
+    await wallet.expect_error(
+        refund(pb.RefundHoldRequest(request_id="rf2-a", hold_id="hold_missing", amount=15, reason="refund")),
+        OK.NOT_FOUND,
+        "HOLD_NOT_FOUND",
     )
 
 
@@ -160,9 +169,11 @@ async def test_one_payout_completion_retried_concurrently_is_replayed(wallet: Cl
     replies = await asyncio.gather(*(wallet.call("CompletePayout", "payments")(done) for _ in range(10)))
     assert all(r == replies[0] for r in replies)
     assert replies[0].payout.state == pb.PAYOUT_STATE_COMPLETED
+    # Reused for a missing payout of the same creator (the user its id names): the reuse.
+    missing = f"payout_{'f' * 32}:rf7"
     await wallet.expect_error(
         wallet.call("CompletePayout", "payments")(
-            pb.CompletePayoutRequest(request_id="rf7-done", payout_id="payout-missing", success=True)
+            pb.CompletePayoutRequest(request_id="rf7-done", payout_id=missing, success=True)
         ),
         OK.ALREADY_EXISTS,
         "IDEMPOTENCY_KEY_REUSED",

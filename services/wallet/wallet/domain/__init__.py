@@ -37,6 +37,7 @@ from wallet.domain.holds import (
     check_release,
     check_ttl,
 )
+from wallet.domain.keys import MAX_ID_LENGTH, filed_under, id_owner, owned_id
 from wallet.domain.ledger import (
     LedgerOp,
     Leg,
@@ -49,11 +50,11 @@ from wallet.domain.suspension import UserStatusAction, user_suspended
 
 __all__ = [
     "COIN_SALES", "EXPIRY_REASON", "FORFEITED", "GIFT_CONVERSION", "GIFT_REVENUE", "MAX_AMOUNT",
-    "MAX_BALANCE", "PAYOUTS", "POINTS_ISSUANCE", "POINTS_REDEMPTION",
+    "MAX_BALANCE", "MAX_ID_LENGTH", "PAYOUTS", "POINTS_ISSUANCE", "POINTS_REDEMPTION",
     "Currency", "ExpiringLot", "HoldFacts", "HoldState", "Kind", "LedgerOp", "Leg", "LotExpiry",
     "PaidCredit", "PaymentKey", "PayoutState", "UserStatusAction",
     "check_commit", "check_credit", "check_refund", "check_release", "check_spend", "check_ttl", "credit_source",
-    "fingerprint", "gift_diamonds", "insufficient_funds",
+    "filed_under", "fingerprint", "gift_diamonds", "id_owner", "insufficient_funds", "owned_id",
     "payment_key", "payout_cash_minor", "plan_expiry", "plan_ledger_ops", "reason_class",
     "spend_sink", "touched_accounts", "user_account", "user_suspended",
 ]

@@ -9,15 +9,20 @@ from wallet.domain import Currency, Kind
 from wallet.use_cases.results import GiftView
 
 # The user's own leg of each gift (the sender's COINS debit, the creator's DIAMONDS credit) walks
-# postings_by_user newest first, so a page costs its rows whatever the history's length; the gift's
-# other user leg gives the other party and amount (the system legs have user_id '').
+# the postings key (user_id, currency, posting_id) newest first, so a page costs its rows whatever
+# the history's length; the gift's other user leg gives the other party and amount (user legs:
+# account user:<user_id>; the other party's leg is filed under that party, so a sharded wallet
+# reads it from its shard).
 _GIFTS = text(
     "SELECT p.posting_id, t.transaction_id, t.reference, t.create_time,"
     " s.user_id AS sender_id, -s.amount AS coins, c.user_id AS creator_id, c.amount AS diamonds"
-    " FROM postings p JOIN transactions t ON t.transaction_id = p.transaction_id AND t.kind = :gift"
-    " JOIN postings s ON s.transaction_id = t.transaction_id AND s.currency = :coins AND s.user_id <> ''"
-    " JOIN postings c ON c.transaction_id = t.transaction_id AND c.currency = :diamonds AND c.user_id <> ''"
-    " WHERE p.user_id = :u AND p.currency = :side"
+    " FROM postings p"
+    " JOIN transactions t ON t.user_id = p.user_id AND t.transaction_id = p.transaction_id AND t.kind = :gift"
+    " JOIN postings s ON s.transaction_id = t.transaction_id AND s.currency = :coins"
+    " AND s.account = 'user:' || s.user_id"
+    " JOIN postings c ON c.transaction_id = t.transaction_id AND c.currency = :diamonds"
+    " AND c.account = 'user:' || c.user_id"
+    " WHERE p.user_id = :u AND p.account = 'user:' || p.user_id AND p.currency = :side"
     " AND (CAST(:before AS bigint) IS NULL OR p.posting_id < :before)"
     " ORDER BY p.posting_id DESC LIMIT :n"
 )

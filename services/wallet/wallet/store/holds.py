@@ -56,7 +56,10 @@ from wallet.domain import (
     Kind,
     check_commit,
     check_release,
+    filed_under,
+    id_owner,
     insufficient_funds,
+    owned_id,
     spend_sink,
     user_account,
     user_suspended,
@@ -88,8 +91,12 @@ _OUTCOME = """,
 
 # A replayed Reserve's hold (its immutable facts; the replay path only).
 _PLACED_HOLD = """
-    SELECT hold_id, user_id, currency, amount, reference, expire_time, create_time FROM holds WHERE hold_id = $1
+    SELECT hold_id, user_id, currency, amount, reference, expire_time, create_time FROM holds
+    WHERE user_id = $2 AND hold_id = $1
 """
+
+# The user of a hold whose id names none (made before 0009, or too long a user id): by the id alone.
+_HOLD_USER = "SELECT user_id FROM holds WHERE hold_id = $1 AND strpos(hold_id, ':') = 0"
 
 # $11 = remember: keep the reply's facts in hold_requests (a payout keeps its own reply instead).
 _RESERVE = f"""
@@ -121,19 +128,19 @@ _LOOKUP = """
            r.fingerprint, r.method, r.hold_id AS request_hold_id,
            r.available AS prior_available, r.held AS prior_held, r.transaction_id
     FROM (VALUES (1)) AS one(x)
-    LEFT JOIN holds h ON h.hold_id = $2
+    LEFT JOIN holds h ON h.user_id = $3 AND h.hold_id = $2
     LEFT JOIN hold_requests r ON r.user_id = h.user_id AND r.request_id = $1
 """
 
 # A replayed commit's transaction reason (the rest of its transaction follows from the hold).
-_COMMIT_REASON = "SELECT reason FROM transactions WHERE transaction_id = $1"
+_COMMIT_REASON = "SELECT reason FROM transactions WHERE user_id = $2 AND transaction_id = $1"
 
 # $2 = the amount debited; the account gets back what was held and not debited. held >= 0 is a
 # CHECK: an account that did not hold the amount fails the whole statement. $16 = remember.
 _COMMIT = f"""
     WITH hold AS (
         UPDATE holds SET state = {int(HoldState.COMMITTED)}, committed_amount = $2::bigint, resolve_time = $3
-        WHERE hold_id = $1 AND state = {_ACTIVE}
+        WHERE user_id = $5 AND hold_id = $1 AND state = {_ACTIVE}
         RETURNING user_id, currency, amount
     ), acc AS (
         UPDATE accounts a SET held = a.held - h.amount, available = a.available + (h.amount - $2::bigint)
@@ -145,7 +152,7 @@ _COMMIT = f"""
     ), legs AS (
         INSERT INTO postings (transaction_id, user_id, account, currency, amount, balance_after)
         SELECT $4, p.user_id, p.account, p.currency, p.amount,
-               CASE WHEN p.user_id = '' THEN NULL ELSE acc.available END
+               CASE WHEN p.account = 'user:' || p.user_id THEN acc.available END
         FROM acc, unnest($10::text[], $11::text[], $12::smallint[], $13::bigint[])
                   AS p(user_id, account, currency, amount)
     ), answer AS (
@@ -160,7 +167,7 @@ _COMMIT = f"""
 _RELEASE = f"""
     WITH hold AS (
         UPDATE holds SET state = $7::smallint, resolve_time = $2
-        WHERE hold_id = $1 AND state = {_ACTIVE}
+        WHERE user_id = $4 AND hold_id = $1 AND state = {_ACTIVE}
         RETURNING user_id, currency, amount
     ), acc AS (
         UPDATE accounts a SET held = a.held - h.amount, available = a.available + h.amount
@@ -176,7 +183,7 @@ _RELEASE = f"""
 
 def new_hold(spec: ReserveSpec, now: datetime) -> HoldView:
     return HoldView(
-        hold_id=f"hold_{new_id()}",
+        hold_id=owned_id("hold", new_id(), spec.user_id),
         user_id=spec.user_id,
         currency=spec.currency,
         amount=spec.amount,
@@ -244,7 +251,7 @@ async def _replay_reserve(engine: AsyncEngine, row: asyncpg.Record, key: Request
     reply = pb.ReserveResponse()
     if bytes(row["fingerprint"]) == key.fingerprint:  # else refused by `replayed` below
         async with engine.connect() as sa_conn:
-            h = await (await driver(sa_conn)).fetchrow(_PLACED_HOLD, row["hold_id"])
+            h = await (await driver(sa_conn)).fetchrow(_PLACED_HOLD, row["hold_id"], key.user_id)
         assert h is not None  # written with its request's row
         placed = HoldView(
             hold_id=h["hold_id"], user_id=h["user_id"], currency=Currency(h["currency"]), amount=h["amount"],
@@ -268,7 +275,7 @@ async def _replay_resolution(conn: asyncpg.Connection, row: asyncpg.Record, key:
         resolved = replace(h, refunded_amount=0)  # as it was answered: refunds come later
         txn = None
         if h.state is HoldState.COMMITTED:
-            reason = await conn.fetchval(_COMMIT_REASON, row["transaction_id"])
+            reason = await conn.fetchval(_COMMIT_REASON, row["transaction_id"], h.user_id)
             committed = commit_transaction(h, h.committed_amount, key.request_id, reason,
                                            h.resolve_time or h.create_time, Kind.HOLD_COMMIT)
             txn = replace(committed, transaction_id=row["transaction_id"])
@@ -282,7 +289,8 @@ async def _lookup(conn: asyncpg.Connection, method: str, request_id: str, digest
 ):
     """The replayed reply, or the hold as it is now (not locked) and the request's key (the hold's
     user completes it); refuses unknown and payout holds."""
-    row = await conn.fetchrow(_LOOKUP, request_id, hold_id)
+    user_id = await hold_user(conn, hold_id)
+    row = await conn.fetchrow(_LOOKUP, request_id, hold_id, user_id)
     assert row is not None
     if row["hold_id"] is None:
         raise NotFound("HOLD_NOT_FOUND", "no such hold", metadata={"hold_id": hold_id})
@@ -302,10 +310,22 @@ def _counted(outcome: tuple[HoldResult, bool]) -> HoldResult:
     return result
 
 
+async def hold_user(conn: asyncpg.Connection, hold_id: str) -> str | None:
+    """The user of a hold: the one its id names, else found by the id alone (None: no such hold)."""
+    owner = id_owner("hold", hold_id)
+    if owner is not None:
+        return owner
+    user_id: str | None = await conn.fetchval(_HOLD_USER, hold_id)
+    return user_id
+
+
 async def lock_hold(conn: AsyncConnection, hold_id: str, *, internal: bool) -> HoldView:
     """The hold, locked (payouts and refunds: the payout row, then the hold, then the account)."""
+    user_id = await hold_user(await driver(conn), hold_id)
     hold = (
-        await conn.execute(text("SELECT * FROM holds WHERE hold_id = :id FOR UPDATE"), {"id": hold_id})
+        await conn.execute(
+            text("SELECT * FROM holds WHERE user_id = :u AND hold_id = :id FOR UPDATE"), {"u": user_id, "id": hold_id}
+        )
     ).first()
     if hold is None:
         raise NotFound("HOLD_NOT_FOUND", "no such hold", metadata={"hold_id": hold_id})
@@ -343,7 +363,7 @@ async def apply_commit(
     row = await conn.fetchrow(
         _COMMIT, h.hold_id, debit, txn.create_time, txn.transaction_id, h.user_id, txn.request_id, int(txn.kind),
         txn.reason, h.reference,
-        [p.user_id for p in txn.postings], [p.account for p in txn.postings],
+        filed_under([(p.user_id, p.currency) for p in txn.postings], h.user_id), [p.account for p in txn.postings],
         [int(p.currency) for p in txn.postings], [p.amount for p in txn.postings],
         key.method if key else "", key.fingerprint if key else b"", key is not None,
     )

@@ -6,9 +6,10 @@ A key is `(user_id, request_id)`: the user a request acts for (the credited or d
 gift's sender, the payout's creator, the reserved hold's user). Of the calls that name no user,
 CommitHold and ReleaseHold (the hot path) are keyed by their hold's user, found by the hold id in
 the statement that reads the stored reply (`holds.py`; an unknown hold is HOLD_NOT_FOUND whatever
-the key); RefundHold and CompletePayout (rare) keep the platform's rule for a request that names no
-user, `user_id = ''`, so a key reused for an unknown hold or payout is still refused
-(`LockedFirst`). The fingerprint is the platform's over the command's digest (`domain.fingerprint`,
+the key); RefundHold and CompletePayout by the user their hold or payout id names (`domain.id_owner`),
+or for an id that names none the platform's rule for a request that names no user, `user_id = ''`,
+so a key reused for an unknown hold or payout of that user is still refused (`LockedFirst`). The
+fingerprint is the platform's over the command's digest (`domain.fingerprint`,
 which the old table stored), so rows carried over keep their reuse check.
 """
 

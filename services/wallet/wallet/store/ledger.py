@@ -18,7 +18,15 @@ from points_platform.errors import Aborted, DomainError, idempotency_key_reused
 from points_platform.idempotency import Recorded, RequestKey, replayed
 from points_platform.unit_of_work import Transaction, Transactions
 from wallet import metrics, replies
-from wallet.domain import Currency, LedgerOp, PaidCredit, PaymentKey, plan_ledger_ops, touched_accounts
+from wallet.domain import (
+    Currency,
+    LedgerOp,
+    PaidCredit,
+    PaymentKey,
+    filed_under,
+    plan_ledger_ops,
+    touched_accounts,
+)
 from wallet.store import lots
 from wallet.store.idempotency import PaymentReferenceRaceError, RequestIdRaceError, request_key
 from wallet.store.postgres import new_id
@@ -199,7 +207,7 @@ async def _apply(
         if counts["moved"] != len(moves):
             raise RuntimeError("a planned balance change did not apply; the batch is rolled back")
         if points_ttl is not None:
-            await _track_lots(conn, committed, w.t_ids, now, now + points_ttl)
+            await _track_lots(conn, committed, w.op_tids, now, now + points_ttl)
 
     for i in duplicates:
         op = ops[i]
@@ -230,6 +238,7 @@ class _Rows:
     """The column arrays of the batch's write statement, and each op's result."""
 
     def __init__(self) -> None:
+        self.op_tids: list[str] = []  # each op's transaction id (t_ids repeats a gift's)
         self.t_ids: list[str] = []
         self.t_users: list[str] = []
         self.t_rids: list[str] = []
@@ -263,9 +272,10 @@ class _Rows:
     ) -> LedgerResult:
         after = iter(balances_after)
         views: list[BalanceView] = []
-        for leg in op.legs:
+        filed = filed_under([(leg.user_id, leg.currency) for leg in op.legs], op.user_id)
+        for leg, filed_user in zip(op.legs, filed, strict=True):
             self.p_tids.append(tid)
-            self.p_users.append(leg.user_id)
+            self.p_users.append(filed_user)
             self.p_accounts.append(leg.account)
             self.p_currencies.append(int(leg.currency))
             self.p_amounts.append(leg.amount)
@@ -285,12 +295,14 @@ class _Rows:
             reference=op.reference,
         )
         result = LedgerResult(txn, tuple(views), op.gift_rate_bps)
-        self.t_ids.append(tid)
-        self.t_users.append(op.user_id)
-        self.t_rids.append(op.request_id)
-        self.t_kinds.append(int(op.kind))
-        self.t_reasons.append(op.reason)
-        self.t_refs.append(op.reference)
+        self.op_tids.append(tid)
+        for user_id in dict.fromkeys([op.user_id, *filed]):  # a row under each user it touches
+            self.t_ids.append(tid)
+            self.t_users.append(user_id)
+            self.t_rids.append(op.request_id)
+            self.t_kinds.append(int(op.kind))
+            self.t_reasons.append(op.reason)
+            self.t_refs.append(op.reference)
         self.i_users.append(key.user_id)
         self.i_rids.append(key.request_id)
         self.i_methods.append(key.method)

@@ -145,7 +145,7 @@ async def expire_lots(transactions: Transactions, now: datetime, max_accounts: i
         for tid, e in zip(tids, planned, strict=True):
             for user, account, amount, after in (
                 (e.lot.user_id, user_account(e.lot.user_id), -e.amount, e.available_after),
-                ("", FORFEITED, e.amount, None),
+                (e.lot.user_id, FORFEITED, e.amount, None),  # the system leg filed under its user
             ):
                 p["tids"].append(tid)
                 p["users"].append(user)

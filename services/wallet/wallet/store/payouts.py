@@ -15,7 +15,7 @@ from points_platform.errors import FailedPrecondition, NotFound
 from points_platform.idempotency import idempotent
 from points_platform.unit_of_work import Transaction, Transactions
 from wallet import metrics, replies
-from wallet.domain import HoldFacts, HoldState, Kind, PayoutState, check_commit, check_release
+from wallet.domain import HoldFacts, HoldState, Kind, PayoutState, check_commit, check_release, id_owner
 from wallet.store.holds import (
     apply_commit,
     apply_release,
@@ -29,6 +29,8 @@ from wallet.store.idempotency import LockedFirst, request_key
 from wallet.store.postgres import driver
 from wallet.use_cases.ports import ReserveSpec
 from wallet.use_cases.results import BalanceView, HoldResult, PayoutView
+
+_PAYOUT_USER = text("SELECT user_id FROM payouts WHERE payout_id = :id AND strpos(payout_id, ':') = 0")
 
 
 async def request_payout(
@@ -48,7 +50,7 @@ async def request_payout(
         row = (
             await conn.execute(
                 text(
-                    "INSERT INTO payouts (payout_id, creator_id, diamonds, cash_value_minor, cash_currency,"
+                    "INSERT INTO payouts (payout_id, user_id, diamonds, cash_value_minor, cash_currency,"
                     " cash_minor_per_thousand_diamonds, state, hold_id, create_time)"
                     " VALUES (:id, :u, :d, :cash, :cur, :rate, :s, :hold, :now) RETURNING *"
                 ),
@@ -89,9 +91,13 @@ async def complete_payout(
     async def lock(tx: Transaction) -> None:
         """Lock the payout before its key is read (`LockedFirst`)."""
         done.clear()
+        user_id = id_owner("payout", payout_id)
+        if user_id is None:  # an id that names no user: found by the id alone
+            user_id = (await tx.connection.execute(_PAYOUT_USER, {"id": payout_id})).scalar()
         locked[:] = [(
             await tx.connection.execute(
-                text("SELECT * FROM payouts WHERE payout_id = :id FOR UPDATE"), {"id": payout_id}
+                text("SELECT * FROM payouts WHERE user_id = :u AND payout_id = :id FOR UPDATE"),
+                {"u": user_id, "id": payout_id},
             )
         ).first()]
 
@@ -124,20 +130,22 @@ async def complete_payout(
             await conn.execute(
                 text(
                     "UPDATE payouts SET state = :s, complete_time = :now, failure_reason = :fr,"
-                    " transaction_id = :tid WHERE payout_id = :id RETURNING *"
+                    " transaction_id = :tid WHERE user_id = :u AND payout_id = :id RETURNING *"
                 ),
                 {
                     "s": int(PayoutState.COMPLETED if success else PayoutState.FAILED),
                     "now": now,
                     "fr": "" if success else failure_reason,
                     "tid": transaction_id,
+                    "u": payout.user_id,
                     "id": payout_id,
                 },
             )
         ).one()
         return replies.complete_payout_reply(payout_view(row))
 
-    key = request_key("CompletePayout", "", request_id, fingerprint)
+    # Keyed like RefundHold: the user the payout id names, else ''.
+    key = request_key("CompletePayout", id_owner("payout", payout_id) or "", request_id, fingerprint)
     reply = await idempotent(transactions, key, pb.CompletePayoutResponse, work, storage=LockedFirst(lock))
     for hold_result in done:  # after COMMIT, not on a replay
         metrics.hold_committed(hold_result)
@@ -147,7 +155,7 @@ async def complete_payout(
 def payout_view(row: Any) -> PayoutView:
     return PayoutView(
         payout_id=row.payout_id,
-        creator_id=row.creator_id,
+        creator_id=row.user_id,
         diamonds=row.diamonds,
         cash_value_minor=row.cash_value_minor,
         cash_currency=row.cash_currency,

@@ -9,8 +9,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from points_platform.errors import NotFound
 from points_platform.read_pool import ReadPool
-from wallet.domain import Currency, Kind
-from wallet.store.holds import hold_record_view
+from wallet.domain import Currency, Kind, user_account
+from wallet.store.holds import hold_record_view, hold_user
 from wallet.store.postgres import driver
 from wallet.use_cases.results import BalanceView, HoldView, LedgerEntryView
 
@@ -19,7 +19,7 @@ _NONE = (0, 0)  # an account never credited
 _BALANCES = "SELECT currency, available, held FROM accounts WHERE user_id = $1"
 _HOLD = (
     "SELECT hold_id, user_id, currency, amount, committed_amount, state, reference, expire_time, create_time,"
-    " resolve_time, refunded_amount FROM holds WHERE hold_id = $1"
+    " resolve_time, refunded_amount FROM holds WHERE user_id = $2 AND hold_id = $1"
 )
 
 
@@ -40,12 +40,15 @@ async def ledger_entries(
                 text(
                     "SELECT p.posting_id, p.transaction_id, p.currency, p.amount, p.balance_after,"
                     " t.reason, t.reference, t.create_time, t.kind"
-                    " FROM postings p JOIN transactions t ON t.transaction_id = p.transaction_id"
-                    " WHERE p.user_id = :u AND (CAST(:c AS smallint) IS NULL OR p.currency = :c)"
+                    " FROM postings p"
+                    " JOIN transactions t ON t.user_id = p.user_id AND t.transaction_id = p.transaction_id"
+                    " WHERE p.user_id = :u AND p.account = :account"
+                    " AND (CAST(:c AS smallint) IS NULL OR p.currency = :c)"
                     " AND (CAST(:before AS bigint) IS NULL OR p.posting_id < :before)"
                     " ORDER BY p.posting_id DESC LIMIT :n"
                 ),
-                {"u": user_id, "c": int(currency) if currency else None, "before": before_posting, "n": limit + 1},
+                {"u": user_id, "account": user_account(user_id), "c": int(currency) if currency else None,
+                 "before": before_posting, "n": limit + 1},
             )
         ).all()
     entries = [
@@ -67,7 +70,8 @@ async def ledger_entries(
 
 async def get_hold(engine: AsyncEngine, hold_id: str) -> HoldView:
     async with engine.connect() as conn:
-        row = await (await driver(conn)).fetchrow(_HOLD, hold_id)
+        raw = await driver(conn)
+        row = await raw.fetchrow(_HOLD, hold_id, await hold_user(raw, hold_id))
     if row is None:
         raise NotFound("HOLD_NOT_FOUND", "no such hold", metadata={"hold_id": hold_id})
     return hold_record_view(row)

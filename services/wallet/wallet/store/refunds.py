@@ -2,8 +2,9 @@
 
 A refund changes only a committed hold's `refunded_amount`, so it is an ordinary transaction (not
 one of the single-statement hold changes in `holds.py`): lock the hold row, then the account, post
-the spend account -> user transaction, store the reply (the shared table, under `user_id = ''`:
-the request names no user, store/idempotency.py). Lock order as everywhere: hold, then account.
+the spend account -> user transaction, store the reply (the shared table, under the user the hold
+id names, or `user_id = ''` for an id that names none: store/idempotency.py). Lock order as
+everywhere: hold, then account.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from points_platform.errors import DomainError, FailedPrecondition
 from points_platform.idempotency import idempotent
 from points_platform.unit_of_work import Transaction, Transactions
 from wallet import metrics, replies
-from wallet.domain import MAX_BALANCE, Currency, Kind, check_refund, spend_sink, user_account
+from wallet.domain import MAX_BALANCE, Currency, Kind, check_refund, filed_under, id_owner, spend_sink, user_account
 from wallet.store import lots
 from wallet.store.holds import hold_record_view, lock_hold
 from wallet.store.idempotency import LockedFirst, request_key
@@ -91,15 +92,20 @@ async def refund_hold(
             )
         updated = (
             await conn.execute(
-                text("UPDATE holds SET refunded_amount = refunded_amount + :a WHERE hold_id = :id RETURNING *"),
-                {"a": refunded, "id": h.hold_id},
+                text(
+                    "UPDATE holds SET refunded_amount = refunded_amount + :a WHERE user_id = :u AND hold_id = :id"
+                    " RETURNING *"
+                ),
+                {"a": refunded, "u": h.user_id, "id": h.hold_id},
             )
         ).one()
         balance = BalanceView(h.user_id, h.currency, acc.available, acc.held)
         given[:] = [refunded]
         return replies.refund_reply(HoldResult(hold_record_view(updated._mapping), balance, txn))
 
-    key = request_key("RefundHold", "", request_id, fingerprint)
+    # Keyed by the user the hold id names; an id that names none keeps the key of a request that
+    # names no user, '' (store/idempotency.py), as before 0009.
+    key = request_key("RefundHold", id_owner("hold", hold_id) or "", request_id, fingerprint)
     reply = await idempotent(transactions, key, pb.RefundHoldResponse, work, storage=LockedFirst(lock))
     result = replies.hold_result(reply)
     if given[0]:
@@ -130,7 +136,7 @@ async def insert_transaction(
             "reason": txn.reason,
             "ref": txn.reference,
             "now": txn.create_time,
-            "users": [p.user_id for p in txn.postings],
+            "users": filed_under([(p.user_id, p.currency) for p in txn.postings], user_id),
             "accounts": [p.account for p in txn.postings],
             "currencies": [int(p.currency) for p in txn.postings],
             "amounts": [p.amount for p in txn.postings],

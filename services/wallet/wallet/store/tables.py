@@ -1,7 +1,8 @@
 """SQLAlchemy tables of the wallet service (its own database).
 
-Every table that a sharded deployment would distribute carries user_id; system accounts
-(user_id "") have no balance row: their balance is the sum of their postings.
+Every table is per user and keyed by user_id first (docs/scaling.md: the distribution column);
+system accounts have no balance row: their balance is the sum of their postings, which are filed
+under the users they move money for (`domain.filed_under`).
 """
 
 from __future__ import annotations
@@ -41,26 +42,28 @@ accounts = Table(
 transactions = Table(
     "transactions",
     metadata,
-    Column("transaction_id", Text, primary_key=True),
-    Column("user_id", Text, nullable=False),
+    Column("transaction_id", Text, nullable=False),
+    Column("user_id", Text, nullable=False),  # one row per user the transaction touches (0009)
     Column("request_id", Text, nullable=False),
     Column("kind", SmallInteger, nullable=False),
     Column("reason", Text, nullable=False),
     Column("reference", Text, nullable=False),
     Column("create_time", DateTime(timezone=True), nullable=False),
+    PrimaryKeyConstraint("user_id", "transaction_id", name="transactions_pkey"),
 )
 
 postings = Table(
     "postings",
     metadata,
-    Column("posting_id", BigInteger, Identity(), primary_key=True),
+    Column("posting_id", BigInteger, Identity(), nullable=False),
     Column("transaction_id", Text, nullable=False),
-    Column("user_id", Text, nullable=False),
+    Column("user_id", Text, nullable=False),  # the user the leg is filed under; a user leg's account is user:<id>
     Column("account", Text, nullable=False),
     Column("currency", SmallInteger, nullable=False),
     Column("amount", BigInteger, nullable=False),
     Column("balance_after", BigInteger, nullable=True),
-    Index("postings_by_user", "user_id", "currency", "posting_id"),
+    # also the by-user index of the reads (newest first per user and currency)
+    PrimaryKeyConstraint("user_id", "currency", "posting_id", name="postings_pkey"),
     Index("postings_by_transaction", "transaction_id"),
 )
 
@@ -88,7 +91,7 @@ hold_requests = Table(
 holds = Table(
     "holds",
     metadata,
-    Column("hold_id", Text, primary_key=True),
+    Column("hold_id", Text, nullable=False),  # names its user (domain.owned_id)
     Column("user_id", Text, nullable=False),
     Column("currency", SmallInteger, nullable=False),
     Column("amount", BigInteger, nullable=False),
@@ -105,14 +108,17 @@ holds = Table(
     CheckConstraint(
         "refunded_amount >= 0 AND refunded_amount <= committed_amount", name="holds_refunded_within_committed"
     ),
+    PrimaryKeyConstraint("user_id", "hold_id", name="holds_pkey"),
+    # ids that name no user (made before 0009, or too long a user id): no ':' (domain.keys)
+    Index("holds_by_id", "hold_id", postgresql_where=text("strpos(hold_id, ':') = 0")),
     Index("holds_active_by_expiry", "expire_time", postgresql_where=text("state = 1 AND expire_time IS NOT NULL")),
 )
 
 payouts = Table(
     "payouts",
     metadata,
-    Column("payout_id", Text, primary_key=True),
-    Column("creator_id", Text, nullable=False),
+    Column("payout_id", Text, nullable=False),  # names its user (domain.owned_id)
+    Column("user_id", Text, nullable=False),  # the creator
     Column("diamonds", BigInteger, nullable=False),
     Column("cash_value_minor", BigInteger, nullable=False),
     Column("cash_currency", Text, nullable=False),
@@ -123,6 +129,8 @@ payouts = Table(
     Column("complete_time", DateTime(timezone=True), nullable=True),
     Column("failure_reason", Text, nullable=False, server_default=""),
     Column("transaction_id", Text, nullable=False, server_default=""),
+    PrimaryKeyConstraint("user_id", "payout_id", name="payouts_pkey"),
+    Index("payouts_by_id", "payout_id", postgresql_where=text("strpos(payout_id, ':') = 0")),
 )
 
 # One row per payment (COINS credit): its reference is unique per user and currency, so a payment is

@@ -27,7 +27,7 @@ class Payouts:
             user_id=cmd.creator_id,
             currency=Currency.DIAMONDS,
             amount=cmd.diamonds,
-            reference=f"payout_{uuid.uuid4().hex}",
+            reference=domain.owned_id("payout", uuid.uuid4().hex, cmd.creator_id),
             expire_time=None,  # waits for the payment system, however long it takes
             purpose=PAYOUT_PURPOSE,
         )
