@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from earning.store.activity import ActivityRepository
 from earning.store.admin import AdminRepository
 from earning.store.batch import BatchRepository
+from earning.store.events import EarningEvents, Written
 from earning.store.outbox import OutboxRepository
 from points_platform.idempotency import RequestKey, idempotent
 from points_platform.unit_of_work import RaceLost, Transaction, Transactions, retry
@@ -22,46 +23,54 @@ T = TypeVar("T")
 
 
 class Session:
-    """The repositories of one connection, in the transaction that opened it."""
+    """The repositories of one connection, in the transaction that opened it; `written` says whether
+    they appended domain events."""
 
-    def __init__(self, conn: AsyncConnection) -> None:
-        self.batch = BatchRepository(conn)
-        self.activity = ActivityRepository(conn)
-        self.admin = AdminRepository(conn)
+    def __init__(self, conn: AsyncConnection, events: EarningEvents) -> None:
+        self.written = written = Written()
+        self.batch = BatchRepository(conn, events, written)
+        self.activity = ActivityRepository(conn, events, written)
+        self.admin = AdminRepository(conn, events, written)
         self.outbox = OutboxRepository(conn)
 
 
 class Database:
     """The platform's unit of work (`points_platform.unit_of_work`) with earning's repositories."""
 
-    def __init__(self, transactions: Transactions) -> None:
+    def __init__(self, transactions: Transactions, events: EarningEvents) -> None:
         self._transactions = transactions
         self._engine: AsyncEngine = transactions.engine
+        self._events = events
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Session]:
-        """One read-write transaction: committed when the block ends, rolled back on an error."""
+        """One read-write transaction: committed when the block ends, rolled back on an error. A commit
+        that appended events wakes the relay."""
         async with self._transactions.begin() as tx:
-            yield Session(tx.connection)
+            session = Session(tx.connection, self._events)
+            yield session
+        if session.written.events:
+            self._events.wake()
 
     @asynccontextmanager
     async def reading(self) -> AsyncIterator[Session]:
         """Reads (each statement its own snapshot); nothing to commit."""
         async with self._engine.connect() as conn:
-            yield Session(conn)
+            yield Session(conn, self._events)
 
     @asynccontextmanager
     async def snapshot(self) -> AsyncIterator[Session]:
         """Reads from one read-only snapshot: every read sees the same state, and a write fails."""
         async with self._engine.connect() as conn:
-            await BatchRepository(conn).begin_snapshot()
-            yield Session(conn)
+            session = Session(conn, self._events)
+            await session.batch.begin_snapshot()
+            yield session
 
     @asynccontextmanager
     async def autocommit(self) -> AsyncIterator[Session]:
         """Each statement commits on its own: one statement is atomic without BEGIN/COMMIT."""
         async with self._engine.connect() as conn:
-            yield Session(await conn.execution_options(isolation_level="AUTOCOMMIT"))
+            yield Session(await conn.execution_options(isolation_level="AUTOCOMMIT"), self._events)
 
     async def idempotent(
         self, key: RequestKey, work: Callable[[Session], Awaitable[dict[str, Any]]]
@@ -71,12 +80,20 @@ class Database:
         replies are small JSON objects (ids, a version, a participation), kept as the proto bytes
         of a `google.protobuf.Struct`; the use case rebuilds its answer from them."""
 
+        wrote: list[Session] = []
+
         async def reply(tx: Transaction) -> Struct:
+            wrote.clear()  # a retried attempt starts over
+            session = Session(tx.connection, self._events)
+            wrote.append(session)
             out = Struct()
-            out.update(await work(Session(tx.connection)))
+            out.update(await work(session))
             return out
 
-        return json_format.MessageToDict(await idempotent(self._transactions, key, Struct, reply))
+        result = json_format.MessageToDict(await idempotent(self._transactions, key, Struct, reply))
+        if any(s.written.events for s in wrote):
+            self._events.wake()
+        return result
 
     async def retrying(self, attempt: Callable[[], Awaitable[T]]) -> T:
         """Run `attempt` (which opens its own transaction) again, with the unit of work's retry
