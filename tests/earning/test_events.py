@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
 from datetime import UTC
-from pathlib import Path
 
 import grpc
 import pytest
@@ -23,53 +21,35 @@ from earning.store.tables import outbox
 from points.earning.v1 import earning_pb2 as pb
 from points.events.v1 import earning_pb2 as events_pb2
 from points.events.v1 import envelope_pb2
-from points_platform.db import migrate
 from points_platform.embedded_nats import EmbeddedNats
 from points_platform.events import partition_of
 from points_platform.jetstream import stream_name
 from tests.conftest import NewDatabase
 from tests.earning.conftest import ADMIN, APP, StartSuite, Suite
 from tests.earning.test_streaks_challenges_holds import create_challenge, join
-from tests.events.test_wiring_doc import create_from_the_library, schema
-from tests.support.nats import Stored, connect_client, stream_contents
-from tests.support.wait import HANG_SECONDS, eventually
+from tests.events.test_wiring_doc import migrated_outbox_is_the_librarys
+from tests.support.nats import Stored, stream_contents
+from tests.support.wait import HANG_SECONDS, blocked_on_locks, eventually
 
 LIKE, SHARE = 2, 4
 AWARDED, HELD = 1, 4
 
 
-@pytest.fixture(scope="module")
-async def nats(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[EmbeddedNats]:
-    server = EmbeddedNats(Path(tmp_path_factory.mktemp("nats")))
-    await server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture(scope="module")
-async def nc(nats: EmbeddedNats) -> AsyncIterator[NatsClient]:
-    client = await connect_client(nats)
-    try:
-        yield client
-    finally:
-        await client.close()
-
-
 @pytest.fixture
-async def suite(start_suite: StartSuite, nats: EmbeddedNats, nc: NatsClient) -> Suite:
+async def suite(start_suite: StartSuite, module_nats_server: EmbeddedNats, nc: NatsClient) -> Suite:
     # One stream for the module: each test starts from an empty one.
     with contextlib.suppress(NotFoundError):  # the first test finds no stream yet: the relay creates it
         await nc.jetstream().purge_stream(stream_name(SERVICE))
-    return await start_suite(nats_url=nats.url)
+    return await start_suite(nats_url=module_nats_server.url)
+
+
+@pytest.fixture
+def nc(module_nats_client: NatsClient) -> NatsClient:
+    return module_nats_client
 
 
 async def test_the_migration_creates_the_librarys_outbox_table(new_database: NewDatabase) -> None:
-    migrated = await new_database("earning_outbox")
-    await migrate(migrated, MIGRATIONS)
-    assert await schema(migrated, lambda _conn: None) == await schema(await new_database("outbox_lib"),
-                                                                      create_from_the_library)
+    assert await migrated_outbox_is_the_librarys(new_database, MIGRATIONS)
 
 
 async def sql(s: Suite, statement: str, **params: object) -> int:
@@ -209,14 +189,6 @@ async def test_a_batch_that_rolled_back_publishes_nothing(suite: Suite, nc: Nats
     assert [e.points_earned.activity_event_ids[0] for e in of(await published(s, nc), "eve")] == [done[0].event_id]
 
 
-async def blocked_on_locks(s: Suite, count: int) -> None:
-    async def waiting() -> bool:
-        return await sql(s, "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-                            " AND wait_event_type = 'Lock'") == count
-
-    await eventually(waiting, what=f"{count} sessions waiting on a lock")
-
-
 async def test_concurrent_earners_exhaust_a_budget_once(suite: Suite, nc: NatsClient) -> None:
     """Eight batches of eight joined users queue on the challenge row the test holds, then charge its
     budget at once: four fit, the fourth spends the last point, and exactly one event says so. The
@@ -232,7 +204,7 @@ async def test_concurrent_earners_exhaust_a_budget_once(suite: Suite, nc: NatsCl
         await holder.execute(text("SELECT 1 FROM challenges WHERE challenge_id = :c FOR UPDATE"),
                              {"c": challenge.challenge_id})
         batches = [asyncio.ensure_future(record_batch(s, [s.event(u, SHARE, target_id="s")])) for u in users]
-        await blocked_on_locks(s, len(batches))
+        await blocked_on_locks(s.earning.engine, len(batches))
         await holder.rollback()
         results = [r for rs in await asyncio.gather(*batches) for r in rs]
     assert sorted(r.points_awarded for r in results) == [10] * 4 + [15] * 4
@@ -252,7 +224,7 @@ async def test_one_users_racing_batches_publish_in_the_order_of_their_commits(su
         await holder.execute(text("SELECT 1 FROM user_state WHERE user_id = 'hot' FOR UPDATE"))
         batches = [asyncio.ensure_future(record_batch(s, [s.event("hot", LIKE, target_id=f"b{i}-{j}")
                                                           for j in range(2)])) for i in range(6)]
-        await blocked_on_locks(s, len(batches))
+        await blocked_on_locks(s.earning.engine, len(batches))
         await holder.rollback()
         results = [r for rs in await asyncio.gather(*batches) for r in rs]
     events = of(await published(s, nc), "hot")

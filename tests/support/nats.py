@@ -31,6 +31,27 @@ async def nats_server(tmp_path: Path) -> AsyncIterator[EmbeddedNats]:
         server.stop()
 
 
+@pytest.fixture(scope="module")
+async def module_nats_server(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[EmbeddedNats]:
+    """One nats-server for a module's tests (a service's event tests share it, each on its own database)."""
+    server = EmbeddedNats(Path(tmp_path_factory.mktemp("nats")))
+    await server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+async def module_nats_client(module_nats_server: EmbeddedNats) -> AsyncIterator[NatsClient]:
+    """A client of `module_nats_server` for reading back what the streams hold."""
+    client = await connect_client(module_nats_server)
+    try:
+        yield client
+    finally:
+        await client.close()
+
+
 async def connect_client(server: EmbeddedNats) -> NatsClient:
     """A client that reconnects quickly after the server comes back (the pace of its attempts)."""
     return await connect(server.url, name="test", reconnect_wait_seconds=0.05)

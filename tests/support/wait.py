@@ -8,6 +8,8 @@ from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 # Generous: a slow or loaded machine may take long; a passing test never waits this long.
 HANG_SECONDS = 60.0
@@ -21,6 +23,19 @@ async def eventually(check: Callable[[], Awaitable[bool]], seconds: float = HANG
     while not await check():
         assert asyncio.get_running_loop().time() < deadline, f"condition not reached in {seconds} s: {what}"
         await asyncio.sleep(POLL_SECONDS)  # pacing between polls of the condition
+
+
+async def blocked_on_locks(engine: AsyncEngine, count: int) -> None:
+    """Wait until `count` sessions of `engine`'s database wait on a lock (a race the test holds open)."""
+
+    async def waiting() -> bool:
+        async with engine.connect() as conn:
+            waiters: int | None = await conn.scalar(text(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            ))  # fmt: skip
+            return waiters == count
+
+    await eventually(waiting, what=f"{count} sessions waiting on a lock")
 
 
 async def is_serving(port: int, host: str = "127.0.0.1") -> bool:
