@@ -29,7 +29,7 @@ from tests.earning.conftest import ADMIN, APP, StartSuite, Suite
 from tests.earning.test_streaks_challenges_holds import create_challenge, join
 from tests.events.test_wiring_doc import migrated_outbox_is_the_librarys
 from tests.support.nats import Stored, stream_contents
-from tests.support.wait import HANG_SECONDS, blocked_on_locks, eventually
+from tests.support.wait import HANG_SECONDS, blocked_on_locks, commits_refused, eventually
 
 LIKE, SHARE = 2, 4
 AWARDED, HELD = 1, 4
@@ -168,22 +168,10 @@ async def _nothing_pending(s: Suite) -> bool:
 async def test_a_batch_that_rolled_back_publishes_nothing(suite: Suite, nc: NatsClient) -> None:
     s = suite
     # The batch's rows and events are written; the commit then fails (a deferred trigger), so all roll back.
-    async with s.earning.engine.begin() as conn:
-        await conn.execute(text(
-            "CREATE FUNCTION refuse_marked_event() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
-            "IF NEW.event_id LIKE 'refused-%' THEN RAISE EXCEPTION 'refused at commit'; END IF; "
-            "RETURN NULL; END $$"))
-        await conn.execute(text(
-            "CREATE CONSTRAINT TRIGGER refuse_marked_event AFTER INSERT ON events "
-            "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION refuse_marked_event()"))
-    try:
+    async with commits_refused(s.earning.engine, "events", "NEW.event_id LIKE 'refused-%'"):
         with pytest.raises(grpc.aio.AioRpcError):
             await record_batch(s, [s.event("eve", LIKE, target_id="v1", event_id="refused-1"),
                                    s.event("eve", LIKE, target_id="v2")])
-    finally:
-        async with s.earning.engine.begin() as conn:
-            await conn.execute(text("DROP TRIGGER refuse_marked_event ON events"))
-            await conn.execute(text("DROP FUNCTION refuse_marked_event()"))
     assert await sql(s, "SELECT count(*) FROM outbox") == 0
     done = await record_batch(s, [s.event("eve", LIKE, target_id="v3")])
     assert [e.points_earned.activity_event_ids[0] for e in of(await published(s, nc), "eve")] == [done[0].event_id]

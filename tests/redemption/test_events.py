@@ -26,7 +26,7 @@ from tests.events.test_wiring_doc import migrated_outbox_is_the_librarys
 from tests.redemption.conftest import Suite, cosmetic_spec, md, settle, started_suite, uid
 from tests.redemption.test_entitlements import consume, discount_spec
 from tests.support.nats import Stored, stream_contents
-from tests.support.wait import HANG_SECONDS, blocked_on_locks, eventually
+from tests.support.wait import HANG_SECONDS, blocked_on_locks, commits_refused, eventually
 
 COMPLETED = rpb.REDEMPTION_STATE_COMPLETED
 
@@ -122,21 +122,9 @@ async def test_a_use_that_rolled_back_publishes_nothing(suite: Suite, nc: NatsCl
     bought = await suite.redeem(user, (await suite.item(**discount_spec(max_uses=2))).item_id)
     [code] = bought.entitlement_ids
     # The use and its event are written; the commit then fails (a deferred trigger), so both roll back.
-    async with suite.redemption.engine.begin() as conn:
-        await conn.execute(text(
-            "CREATE FUNCTION refuse_marked_use() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
-            "IF NEW.reference = 'refused-at-commit' THEN RAISE EXCEPTION 'refused at commit'; END IF; "
-            "RETURN NULL; END $$"))
-        await conn.execute(text(
-            "CREATE CONSTRAINT TRIGGER refuse_marked_use AFTER INSERT ON entitlement_uses "
-            "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION refuse_marked_use()"))
-    try:
+    async with commits_refused(suite.redemption.engine, "entitlement_uses", "NEW.reference = 'refused-at-commit'"):
         with pytest.raises(grpc.aio.AioRpcError):
             await consume(suite, reference="refused-at-commit", entitlement_id=code)
-    finally:
-        async with suite.redemption.engine.begin() as conn:
-            await conn.execute(text("DROP TRIGGER refuse_marked_use ON entitlement_uses"))
-            await conn.execute(text("DROP FUNCTION refuse_marked_use()"))
     used = await consume(suite, entitlement_id=code)
     assert used.entitlement.use_count == 1
     assert [summary(m.event) for m in await published(suite, nc, user)] == [

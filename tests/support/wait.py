@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 import grpc
@@ -36,6 +37,25 @@ async def blocked_on_locks(engine: AsyncEngine, count: int) -> None:
             return waiters == count
 
     await eventually(waiting, what=f"{count} sessions waiting on a lock")
+
+
+@asynccontextmanager
+async def commits_refused(engine: AsyncEngine, table: str, condition: str) -> AsyncIterator[None]:
+    """While inside: a transaction that inserted a row of `table` matching `condition` (SQL over
+    `NEW`) fails at its commit (a deferred constraint trigger), so everything it wrote rolls back."""
+    async with engine.begin() as conn:
+        await conn.execute(text(
+            "CREATE FUNCTION refuse_at_commit() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+            f"IF {condition} THEN RAISE EXCEPTION 'refused at commit'; END IF; RETURN NULL; END $$"))
+        await conn.execute(text(
+            f"CREATE CONSTRAINT TRIGGER refuse_at_commit AFTER INSERT ON {table} "
+            "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION refuse_at_commit()"))  # fmt: skip
+    try:
+        yield
+    finally:
+        async with engine.begin() as conn:
+            await conn.execute(text(f"DROP TRIGGER refuse_at_commit ON {table}"))
+            await conn.execute(text("DROP FUNCTION refuse_at_commit()"))
 
 
 async def is_serving(port: int, host: str = "127.0.0.1") -> bool:
