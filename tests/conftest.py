@@ -18,7 +18,11 @@ from hypothesis import settings as hypothesis_settings
 
 from points_platform.db import database_url, drop_database, ensure_database
 from points_platform.embedded_pg import EmbeddedPostgres
-from tests.support.nats import nats_server  # noqa: F401 - a fixture every test may use
+from tests.support.nats import (  # noqa: F401 - fixtures every test may use
+    module_nats_client,
+    module_nats_server,
+    nats_server,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -12,7 +12,7 @@ from alembic.migration import MigrationContext
 from alembic.operations import Operations
 from sqlalchemy.engine import Connection
 
-from points_platform.db import create_engine
+from points_platform.db import create_engine, migrate
 from points_platform.migrations import create_outbox_table_v1
 from points_platform.outbox import outbox_table
 from tests.conftest import NewDatabase
@@ -68,3 +68,11 @@ async def test_the_documented_migration_creates_the_librarys_outbox_table(new_da
     columns, indexes, _ = library
     assert len(columns) == 7 and {name for name, _ in indexes} >= {"outbox_unpublished", "outbox_published"}
     assert documented == library
+
+
+async def migrated_outbox_is_the_librarys(new_database: NewDatabase, migrations: Path) -> bool:
+    """Whether a service's migrations create exactly the library's outbox table."""
+    migrated = await new_database("service_outbox")
+    await migrate(migrated, migrations)
+    return await schema(migrated, lambda _conn: None) == await schema(await new_database("outbox_lib"),
+                                                                      create_from_the_library)

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC
-from pathlib import Path
 
 import grpc
 import pytest
@@ -16,7 +15,6 @@ from sqlalchemy import func, select, text
 
 from points.events.v1 import envelope_pb2
 from points.redemption.v1 import redemption_pb2 as rpb
-from points_platform.db import migrate
 from points_platform.embedded_nats import EmbeddedNats
 from points_platform.events import partition_of
 from points_platform.jetstream import stream_name
@@ -24,45 +22,28 @@ from redemption.main import MIGRATIONS
 from redemption.store.events import PARTITIONS, SERVICE
 from redemption.store.tables import outbox
 from tests.conftest import NewDatabase
-from tests.events.test_wiring_doc import create_from_the_library, schema
+from tests.events.test_wiring_doc import migrated_outbox_is_the_librarys
 from tests.redemption.conftest import Suite, cosmetic_spec, md, settle, started_suite, uid
 from tests.redemption.test_entitlements import consume, discount_spec
-from tests.support.nats import Stored, connect_client, stream_contents
-from tests.support.wait import HANG_SECONDS, eventually
+from tests.support.nats import Stored, stream_contents
+from tests.support.wait import HANG_SECONDS, blocked_on_locks, commits_refused, eventually
 
 COMPLETED = rpb.REDEMPTION_STATE_COMPLETED
 
 
 @pytest.fixture(scope="module")
-async def nats(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[EmbeddedNats]:
-    server = EmbeddedNats(Path(tmp_path_factory.mktemp("nats")))
-    await server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture(scope="module")
-async def suite(new_database: NewDatabase, nats: EmbeddedNats) -> AsyncIterator[Suite]:
-    async with started_suite(new_database, nats.url) as started:
+async def suite(new_database: NewDatabase, module_nats_server: EmbeddedNats) -> AsyncIterator[Suite]:
+    async with started_suite(new_database, module_nats_server.url) as started:
         yield started
 
 
-@pytest.fixture(scope="module")
-async def nc(nats: EmbeddedNats) -> AsyncIterator[NatsClient]:
-    client = await connect_client(nats)
-    try:
-        yield client
-    finally:
-        await client.close()
+@pytest.fixture
+def nc(module_nats_client: NatsClient) -> NatsClient:
+    return module_nats_client
 
 
 async def test_the_migration_creates_the_librarys_outbox_table(new_database: NewDatabase) -> None:
-    migrated = await new_database("redemption_outbox")
-    await migrate(migrated, MIGRATIONS)
-    assert await schema(migrated, lambda _conn: None) == await schema(await new_database("outbox_lib"),
-                                                                      create_from_the_library)
+    assert await migrated_outbox_is_the_librarys(new_database, MIGRATIONS)
 
 
 async def published(suite: Suite, nc: NatsClient, user: str) -> list[Stored]:
@@ -141,37 +122,14 @@ async def test_a_use_that_rolled_back_publishes_nothing(suite: Suite, nc: NatsCl
     bought = await suite.redeem(user, (await suite.item(**discount_spec(max_uses=2))).item_id)
     [code] = bought.entitlement_ids
     # The use and its event are written; the commit then fails (a deferred trigger), so both roll back.
-    async with suite.redemption.engine.begin() as conn:
-        await conn.execute(text(
-            "CREATE FUNCTION refuse_marked_use() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
-            "IF NEW.reference = 'refused-at-commit' THEN RAISE EXCEPTION 'refused at commit'; END IF; "
-            "RETURN NULL; END $$"))
-        await conn.execute(text(
-            "CREATE CONSTRAINT TRIGGER refuse_marked_use AFTER INSERT ON entitlement_uses "
-            "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION refuse_marked_use()"))
-    try:
+    async with commits_refused(suite.redemption.engine, "entitlement_uses", "NEW.reference = 'refused-at-commit'"):
         with pytest.raises(grpc.aio.AioRpcError):
             await consume(suite, reference="refused-at-commit", entitlement_id=code)
-    finally:
-        async with suite.redemption.engine.begin() as conn:
-            await conn.execute(text("DROP TRIGGER refuse_marked_use ON entitlement_uses"))
-            await conn.execute(text("DROP FUNCTION refuse_marked_use()"))
     used = await consume(suite, entitlement_id=code)
     assert used.entitlement.use_count == 1
     assert [summary(m.event) for m in await published(suite, nc, user)] == [
         ("entitlement_granted", code, 1), ("redemption_completed", bought.redemption_id, 1),
         ("entitlement_consumed", code, 2)]
-
-
-async def blocked_on_locks(suite: Suite, count: int) -> None:
-    async def waiting() -> bool:
-        async with suite.redemption.engine.connect() as conn:
-            waiters: int | None = await conn.scalar(text(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                "AND wait_event_type = 'Lock'"))
-            return waiters == count
-
-    await eventually(waiting, what=f"{count} sessions waiting on a lock")
 
 
 async def test_one_users_racing_redemptions_and_uses_publish_in_the_order_of_their_changes(
@@ -188,7 +146,7 @@ async def test_one_users_racing_redemptions_and_uses_publish_in_the_order_of_the
         await holder.execute(text("SELECT 1 FROM entitlements WHERE entitlement_id = ANY(:ids) FOR UPDATE"),
                              {"ids": code_ids})
         uses = [asyncio.ensure_future(consume(suite, entitlement_id=code)) for code in code_ids for _ in range(3)]
-        await blocked_on_locks(suite, len(uses))
+        await blocked_on_locks(suite.redemption.engine, len(uses))
         await holder.rollback()
         await asyncio.gather(*uses, *(refund(suite, r.redemption_id) for r in bought if r.item_id == cosmetic.item_id))
 

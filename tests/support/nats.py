@@ -7,6 +7,7 @@ directory; `stop()` then `start()` brings it back on the same port and store (an
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,14 +22,37 @@ from points_platform.relay import MSG_ID_HEADER
 from tests.support.wait import eventually
 
 
-@pytest.fixture
-async def nats_server(tmp_path: Path) -> AsyncIterator[EmbeddedNats]:
-    server = EmbeddedNats(tmp_path / "nats")
+@asynccontextmanager
+async def running_nats(directory: Path) -> AsyncIterator[EmbeddedNats]:
+    server = EmbeddedNats(directory)
     await server.start()
     try:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+async def nats_server(tmp_path: Path) -> AsyncIterator[EmbeddedNats]:
+    async with running_nats(tmp_path / "nats") as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+async def module_nats_server(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[EmbeddedNats]:
+    """One nats-server for a module's tests (a service's event tests share it, each on its own database)."""
+    async with running_nats(Path(tmp_path_factory.mktemp("nats"))) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+async def module_nats_client(module_nats_server: EmbeddedNats) -> AsyncIterator[NatsClient]:
+    """A client of `module_nats_server` for reading back what the streams hold."""
+    client = await connect_client(module_nats_server)
+    try:
+        yield client
+    finally:
+        await client.close()
 
 
 async def connect_client(server: EmbeddedNats) -> NatsClient:

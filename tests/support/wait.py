@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 # Generous: a slow or loaded machine may take long; a passing test never waits this long.
 HANG_SECONDS = 60.0
@@ -21,6 +24,38 @@ async def eventually(check: Callable[[], Awaitable[bool]], seconds: float = HANG
     while not await check():
         assert asyncio.get_running_loop().time() < deadline, f"condition not reached in {seconds} s: {what}"
         await asyncio.sleep(POLL_SECONDS)  # pacing between polls of the condition
+
+
+async def blocked_on_locks(engine: AsyncEngine, count: int) -> None:
+    """Wait until `count` sessions of `engine`'s database wait on a lock (a race the test holds open)."""
+
+    async def waiting() -> bool:
+        async with engine.connect() as conn:
+            waiters: int | None = await conn.scalar(text(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            ))  # fmt: skip
+            return waiters == count
+
+    await eventually(waiting, what=f"{count} sessions waiting on a lock")
+
+
+@asynccontextmanager
+async def commits_refused(engine: AsyncEngine, table: str, condition: str) -> AsyncIterator[None]:
+    """While inside: a transaction that inserted a row of `table` matching `condition` (SQL over
+    `NEW`) fails at its commit (a deferred constraint trigger), so everything it wrote rolls back."""
+    async with engine.begin() as conn:
+        await conn.execute(text(
+            "CREATE FUNCTION refuse_at_commit() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+            f"IF {condition} THEN RAISE EXCEPTION 'refused at commit'; END IF; RETURN NULL; END $$"))
+        await conn.execute(text(
+            f"CREATE CONSTRAINT TRIGGER refuse_at_commit AFTER INSERT ON {table} "
+            "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION refuse_at_commit()"))  # fmt: skip
+    try:
+        yield
+    finally:
+        async with engine.begin() as conn:
+            await conn.execute(text(f"DROP TRIGGER refuse_at_commit ON {table}"))
+            await conn.execute(text("DROP FUNCTION refuse_at_commit()"))
 
 
 async def is_serving(port: int, host: str = "127.0.0.1") -> bool:

@@ -5,16 +5,17 @@ The recording hot path uses the set-based statements of `earning.store.batch`.
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import and_, func, select
+from sqlalchemy import and_, func, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from earning.domain.challenge import Challenge, ChallengeSpec
 from earning.domain.evaluation import Streak
 from earning.domain.model import ActivityType, RuleApplication, RuleKind
+from earning.store.events import EarningEvents, Written, budget_exhausted
 from earning.store.tables import challenges, daily_counters, user_state
 
 
@@ -32,11 +33,28 @@ def challenge_from_row(row: Any) -> Challenge:
     return Challenge(row.challenge_id, spec, row.budget_spent_points, row.create_time)
 
 
+# Charges sponsor budgets, never beyond them; a charge that brings a budget from below to exactly its
+# size counts an exhaustion and returns it (the challenge row is locked by the charge, so one charge
+# crosses: its transaction writes the one challenge_budget_exhausted event). RETURNING sees the new row.
+CHARGE_SQL = (
+    "UPDATE challenges c SET budget_spent_points = c.budget_spent_points + q.x,"
+    " budget_exhaustions = c.budget_exhaustions"
+    " + CASE WHEN q.x > 0 AND c.budget_spent_points + q.x = c.sponsor_budget_points THEN 1 ELSE 0 END"
+    " FROM unnest(CAST(:ch_ids AS text[]), CAST(:ch_points AS bigint[])) AS q(id, x)"
+    " WHERE c.challenge_id = q.id AND c.budget_spent_points + q.x <= c.sponsor_budget_points"
+    " RETURNING c.challenge_id, c.sponsor_budget_points, c.budget_exhaustions,"
+    " q.x > 0 AND c.budget_spent_points = c.sponsor_budget_points AS exhausted"
+)
+_CHARGE = text(CHARGE_SQL)
+
+
 class ActivityRepository:
     """Users' streaks, daily counters and sponsor budgets, on the caller's connection."""
 
-    def __init__(self, conn: AsyncConnection) -> None:
+    def __init__(self, conn: AsyncConnection, events: EarningEvents, written: Written) -> None:
         self._conn = conn
+        self._events = events
+        self._written = written
 
     async def get_streak(self, user_id: str) -> Streak:
         row = (await self._conn.execute(select(user_state).where(user_state.c.user_id == user_id))).first()
@@ -67,20 +85,18 @@ class ActivityRepository:
             )
         )
 
-    async def charge_budget(self, challenge_id: str, points: int) -> None:
-        """Spend sponsor budget; the condition (and a CHECK) make overspending impossible."""
-        result = await self._conn.execute(
-            challenges.update()
-            .where(
-                and_(
-                    challenges.c.challenge_id == challenge_id,
-                    challenges.c.budget_spent_points + points <= challenges.c.sponsor_budget_points,
-                )
-            )
-            .values(budget_spent_points=challenges.c.budget_spent_points + points)
-        )
-        if result.rowcount != 1:
+    async def charge_budget(self, challenge_id: str, points: int, now: datetime) -> None:
+        """Spend sponsor budget; the condition (and a CHECK) make overspending impossible. The charge
+        that spends the last point appends the challenge_budget_exhausted event."""
+        rows = (await self._conn.execute(_CHARGE, {"ch_ids": [challenge_id], "ch_points": [points]})).all()
+        if len(rows) != 1:
             raise RuntimeError(f"sponsor budget of {challenge_id} would be overspent")
+        [row] = rows
+        if row.exhausted:
+            await self._events.append(
+                self._conn, [budget_exhausted(challenge_id, row.sponsor_budget_points, row.budget_exhaustions, now)]
+            )
+            self._written.events = True
 
     async def refund_budget(self, challenge_id: str, points: int) -> None:
         await self._conn.execute(

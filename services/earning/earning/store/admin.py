@@ -10,9 +10,10 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from earning.domain.challenge import Challenge, Participation
-from earning.domain.held import PENDING, HeldEarning
+from earning.domain.held import APPROVED, PENDING, HeldEarning
 from earning.domain.model import ActivityType, Rules, rules_from_json, rules_to_json
 from earning.store.activity import challenge_from_row
+from earning.store.events import EarningEvents, Written, resolved
 from earning.store.tables import challenges, held_earnings, participations, rule_versions
 
 
@@ -29,8 +30,10 @@ def _held(row: Any) -> HeldEarning:
 class AdminRepository:
     """Rule versions, challenges, participations, held earnings and stored responses, on the caller's connection."""
 
-    def __init__(self, conn: AsyncConnection) -> None:
+    def __init__(self, conn: AsyncConnection, events: EarningEvents, written: Written) -> None:
         self._conn = conn
+        self._events = events
+        self._written = written
 
     async def latest_rule_version(self) -> int:
         return int((await self._conn.execute(select(func.coalesce(func.max(rule_versions.c.version), 0)))).scalar_one())
@@ -124,11 +127,20 @@ class AdminRepository:
     async def resolve_held(
         self, held_earning_id: str, state: int, when: datetime, by: str, note: str, credit_request_id: str
     ) -> None:
-        await self._conn.execute(
+        """Resolve a pending held earning and append its earning_resolved event (the caller holds the
+        row's lock, so one review resolves it and writes the one event)."""
+        rows = (await self._conn.execute(
             held_earnings.update()
             .where(and_(held_earnings.c.held_earning_id == held_earning_id, held_earnings.c.state == PENDING))
             .values(state=state, resolve_time=when, resolved_by=by, note=note, credit_request_id=credit_request_id)
-        )
+            .returning(held_earnings.c.user_id, held_earnings.c.points)
+        )).all()  # fmt: skip
+        if rows:
+            [(user_id, points)] = rows
+            await self._events.append(
+                self._conn, [resolved(held_earning_id, user_id, state == APPROVED, points, by, when)]
+            )
+            self._written.events = True
 
     async def list_held(
         self, user_id: str, state: int, after: tuple[datetime, str] | None, limit: int

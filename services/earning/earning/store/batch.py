@@ -9,8 +9,9 @@ are locked in id order, so what is read stays true until commit.
 from __future__ import annotations
 
 import json
+import uuid
 from collections import namedtuple
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -21,7 +22,8 @@ from earning.domain.batch import BatchWrites, KnownFacts, group_joined
 from earning.domain.credit import PendingCredit
 from earning.domain.evaluation import ReceiveRate, Streak
 from earning.domain.model import ActivityEvent, ActivityType, EventStatus, RuleApplication
-from earning.store.activity import breakdown_from, challenge_from_row
+from earning.store.activity import CHARGE_SQL, breakdown_from, challenge_from_row
+from earning.store.events import EarningEvents, Written, batch_events, budget_exhausted
 from earning.use_cases.ports import LockedUsers, NewEvent, NewHeld, Replay, StoredEvent
 
 # Locks the batch's devices, then its users, each class in one global order, so batches cannot
@@ -31,7 +33,8 @@ from earning.use_cases.ports import LockedUsers, NewEvent, NewHeld, Replay, Stor
 # devices sharing a hash only wait for each other): it writes no WAL and no row, where a lock row
 # per device cost an insert, its index entry and a confirmation for every new device and a lock
 # record for every known one (docs/benchmarks.md, 2026-12-06). Users' rows are locked by the
-# upsert (missing rows are created; the no-op DO UPDATE takes the lock and returns the row). The
+# upsert (missing rows are created; the DO UPDATE takes the lock, bumps the user's event version and
+# returns the row: it wrote the row before the version too, so the version adds no WAL record). The
 # device CTE is an InitPlan of the users' insert (the `>= 0` filter), so it runs to completion
 # before any user is locked.
 # The first key of the devices' advisory locks (the second is the device id's hash): "devi".
@@ -39,10 +42,10 @@ DEVICE_LOCK_SPACE = 0x64657669
 _LOCK_BATCH = text(
     f"WITH locked_devices AS (SELECT count(pg_advisory_xact_lock({DEVICE_LOCK_SPACE}, q.h)) AS n"
     " FROM (SELECT DISTINCT hashtext(d) AS h FROM unnest(CAST(:devices AS text[])) AS d ORDER BY 1) AS q)"
-    " INSERT INTO user_state AS s (user_id) SELECT unnest(CAST(:users AS text[]))"
+    " INSERT INTO user_state AS s (user_id, event_version) SELECT unnest(CAST(:users AS text[])), 1"
     " WHERE (SELECT n FROM locked_devices) >= 0"
-    " ON CONFLICT (user_id) DO UPDATE SET user_id = EXCLUDED.user_id"
-    " RETURNING s.user_id, s.streak_last_day, s.streak_days, s.rate_level, s.rate_time,"
+    " ON CONFLICT (user_id) DO UPDATE SET event_version = s.event_version + 1"
+    " RETURNING s.user_id, s.streak_last_day, s.streak_days, s.rate_level, s.rate_time, s.event_version,"
     " (SELECT coalesce(max(version), 0) FROM rule_versions) AS rules_version"
 )
 # Everything a batch reads, in one statement (one snapshot, taken after the users are locked):
@@ -153,10 +156,12 @@ _WRITE_ALL = text(
     " FROM unnest(CAST(:cr_ids AS text[]), CAST(:cr_users AS text[]),"
     " CAST(:cr_amounts AS bigint[]), CAST(:cr_reasons AS text[]), CAST(:cr_refs AS text[])) AS q(r, u, a, why, ref)"
     "),"
-    " ch AS (UPDATE challenges c SET budget_spent_points = c.budget_spent_points + q.x"
-    " FROM unnest(CAST(:ch_ids AS text[]), CAST(:ch_points AS bigint[])) AS q(id, x)"
-    " WHERE c.challenge_id = q.id AND c.budget_spent_points + q.x <= c.sponsor_budget_points RETURNING 1)"
-    " SELECT count(*) AS charged FROM ch"
+    " ob AS (INSERT INTO outbox (event_id, subject, partition, payload, created_time)"
+    " SELECT i, s, p, b, CAST(:now AS timestamptz) FROM unnest(CAST(:ob_ids AS uuid[]), CAST(:ob_subjects AS text[]),"
+    " CAST(:ob_partitions AS smallint[]), CAST(:ob_payloads AS bytea[])) AS q(i, s, p, b)),"
+    f" ch AS ({CHARGE_SQL})"
+    " SELECT count(*) AS charged, coalesce(array_agg(ROW(challenge_id, sponsor_budget_points, budget_exhaustions))"
+    " FILTER (WHERE exhausted), '{}') AS exhausted FROM ch"
 )
 
 
@@ -175,8 +180,10 @@ def _breakdown_text(steps: Sequence[RuleApplication]) -> str:
 class BatchRepository:
     """A batch's locks, reads and writes, on the connection of the caller's transaction."""
 
-    def __init__(self, conn: AsyncConnection) -> None:
+    def __init__(self, conn: AsyncConnection, events: EarningEvents, written: Written) -> None:
         self._conn = conn
+        self._events = events
+        self._written = written
 
     async def lock_batch(self, user_ids: Sequence[str], device_ids: Sequence[str]) -> LockedUsers:
         """Lock the devices' and the users' rows (created if missing), each in id order: the users'
@@ -187,6 +194,7 @@ class BatchRepository:
             {r.user_id: Streak(r.streak_last_day, r.streak_days) for r in rows},
             {r.user_id: ReceiveRate(r.rate_level, r.rate_time) for r in rows},
             rows[0].rules_version,
+            {r.user_id: r.event_version for r in rows},
         )
 
     async def begin_snapshot(self) -> None:
@@ -281,8 +289,11 @@ class BatchRepository:
         held: Sequence[NewHeld],
         credits: Sequence[PendingCredit],
         writes: BatchWrites,
+        versions: Mapping[str, int],
     ) -> None:
-        """The batch's effects in one round trip."""
+        """The batch's effects and their events in one round trip (`versions`: the users' event versions
+        from `lock_batch`). A budget the batch exhausts adds one statement for its event (once per budget)."""
+        events = batch_events(str(uuid.uuid4()), now, new_events, held, credits, versions)
         counters = sorted(k for k in writes.counters if k not in writes.stored_counters)
         stored = sorted(writes.stored_counters)
         states = sorted(writes.user_states.items())
@@ -343,7 +354,12 @@ class BatchRepository:
             "cr_refs": [c.reference for c in credits],
             "ch_ids": [c for c, _ in charges],
             "ch_points": [p for _, p in charges],
+            **self._events.columns(events),
         }
-        charged = (await self._conn.execute(_WRITE_ALL, params)).scalar_one()
-        if charged != len(charges):  # the rows are locked and were checked: a bug, never an overspend
+        row = (await self._conn.execute(_WRITE_ALL, params)).one()
+        if row.charged != len(charges):  # the rows are locked and were checked: a bug, never an overspend
             raise RuntimeError(f"sponsor budgets {charges} would be overspent")
+        await self._events.append(
+            self._conn, [budget_exhausted(c, budget, n, now) for c, budget, n in sorted(row.exhausted)]
+        )
+        self._written.events = self._written.events or bool(events) or bool(row.exhausted)

@@ -22,6 +22,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 
 from points_platform.idempotency import idempotency_table
+from points_platform.outbox import outbox_table
 
 metadata = MetaData()
 
@@ -47,6 +48,8 @@ user_state = Table(
     # leaky bucket of recent events by receive time (velocity): level as of rate_time
     Column("rate_level", Float(precision=53), nullable=False, server_default="0"),
     Column("rate_time", TS, nullable=True),
+    # bumped by every batch that locks the user: the version of the user's points_earned events (0012)
+    Column("event_version", BigInteger, nullable=False, server_default="0"),
 )
 
 # Every evaluated event and its result: the exactly-once record (event_id is unique).
@@ -127,6 +130,9 @@ challenges = Table(
     Column("sponsor_budget_points", BigInteger, nullable=False),
     Column("budget_spent_points", BigInteger, nullable=False, server_default="0"),
     Column("create_time", TS, nullable=False),
+    # times the sponsor budget ran out (a rejected held earning's refund can re-arm it): the version
+    # of its challenge_budget_exhausted events (0012)
+    Column("budget_exhaustions", Integer, nullable=False, server_default="0"),
     CheckConstraint(
         "budget_spent_points >= 0 AND (sponsor_budget_points = 0 OR budget_spent_points <= sponsor_budget_points)",
         name="challenges_budget_never_overspent",
@@ -197,3 +203,7 @@ idempotency = idempotency_table(metadata)
 # Admin replies stored before they were typed (Struct bytes of a small JSON object), moved aside by
 # migration 0012 and still replayed (store/database.py); nothing new is written here.
 idempotency_struct_replies = idempotency_table(metadata, "idempotency_struct_replies")
+
+# Domain events (points.events.v1) waiting for the relay to publish them to NATS (docs/events.md).
+# Not the credit outbox above: that one holds what the wallet is owed.
+outbox = outbox_table(metadata)

@@ -147,7 +147,7 @@ class Administration:
             await tx.admin.insert_participation(participation)
             if granted:
                 if challenge.budget_remaining is not None:
-                    await tx.activity.charge_budget(challenge_id, granted)
+                    await tx.activity.charge_budget(challenge_id, granted, now)
                 entry = PendingCredit(
                     join_credit_id(challenge_id, user_id), user_id, granted, "early_join_bonus", challenge_id
                 )

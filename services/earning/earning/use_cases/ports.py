@@ -51,6 +51,8 @@ class LockedUsers:
     streaks: dict[str, Streak]
     rates: dict[str, ReceiveRate]
     rules_version: int  # the latest stored
+    # each locked user's event version after the lock bumped it (a preview locks nothing: empty)
+    versions: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -110,6 +112,7 @@ class BatchRepository(Protocol):
         held: Sequence[NewHeld],
         credits: Sequence[PendingCredit],
         writes: BatchWrites,
+        versions: Mapping[str, int],
     ) -> None: ...
 
 
@@ -124,7 +127,7 @@ class ActivityRepository(Protocol):
         self, user_id: str, day: date, activity: int, *, capped: int = 0, credited: int = 0, held: int = 0
     ) -> None: ...
 
-    async def charge_budget(self, challenge_id: str, points: int) -> None: ...
+    async def charge_budget(self, challenge_id: str, points: int, now: datetime) -> None: ...
 
     async def refund_budget(self, challenge_id: str, points: int) -> None: ...
 

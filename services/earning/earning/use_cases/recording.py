@@ -194,7 +194,7 @@ class Recorder:
         ]
         if new_events:
             payers = list({c.request_id: c for c in paid_by.values()}.values())
-            await tx.batch.write(now, new_events, held, payers, facts.final_writes())
+            await tx.batch.write(now, new_events, held, payers, facts.final_writes(), users.versions)
 
         by_index = dict(accepted)
         for index, incoming in accepted:
