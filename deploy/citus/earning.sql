@@ -20,6 +20,7 @@ SELECT create_distributed_table('paid_targets', 'user_id', colocate_with => 'use
 SELECT create_distributed_table('paid_milestones', 'user_id', colocate_with => 'user_state');
 SELECT create_distributed_table('participations', 'user_id', colocate_with => 'user_state');
 SELECT create_distributed_table('idempotency', 'user_id', colocate_with => 'user_state');
+SELECT create_distributed_table('idempotency_struct_replies', 'user_id', colocate_with => 'user_state');
 
 SELECT create_distributed_table('device_accounts', 'device_id');
 
