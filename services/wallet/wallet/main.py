@@ -18,10 +18,14 @@ from points_platform.clock import Clock, SystemClock
 from points_platform.config import settings_or_exit
 from points_platform.db import create_engine, migrate
 from points_platform.logs import configure_logging
+from points_platform.outbox import Outbox
+from points_platform.relay import RelayJob, start_relays
 from points_platform.server import RunningServer, ServiceSpec, create_server, run_process, run_service
 from points_platform.unit_of_work import Transactions
 from wallet.api import WalletApi, service_spec
 from wallet.config import WalletSettings
+from wallet.store import tables
+from wallet.store.events import PARTITIONS, SERVICE
 from wallet.store.repositories import (
     PostgresHistory,
     PostgresHolds,
@@ -45,10 +49,20 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 class Wiring:
     wallet: Wallet
     spec: ServiceSpec
+    outbox: Outbox
+    relays: RelayJob | None = None
+
+    def start_relays(self, engine: AsyncEngine, settings: WalletSettings) -> None:
+        """Publish the outbox in the background (nothing runs without a NATS URL)."""
+        self.relays = start_relays(engine, settings, self.outbox)
 
     async def close(self) -> None:
-        """Answer what the group committer still holds (the server has stopped taking calls)."""
+        """Answer what the group committer still holds (the server has stopped taking calls), then
+        let the relay's pass under way publish what they committed (before the engine closes)."""
         await self.wallet.ledger.committer.drain()
+        relays, self.relays = self.relays, None
+        if relays is not None:
+            await relays.close()
 
 
 def build(settings: WalletSettings, engine: AsyncEngine, clock: Clock) -> Wiring:
@@ -64,7 +78,7 @@ def build(settings: WalletSettings, engine: AsyncEngine, clock: Clock) -> Wiring
         expiry=Expiry(PostgresLots(transactions), clock, settings),
         history=History(PostgresHistory(transactions)),
     )
-    return Wiring(wallet, service_spec(WalletApi(wallet)))
+    return Wiring(wallet, service_spec(WalletApi(wallet)), Outbox(tables.outbox, SERVICE, PARTITIONS, clock))
 
 
 @dataclass
@@ -95,6 +109,7 @@ async def start(settings: WalletSettings, *, clock: Clock | None = None, sweeper
     await migrate(settings.database_url, MIGRATIONS)
     engine = create_engine(settings.database_url, pool_size=settings.db_pool_size, custom_plans=True)
     wiring = build(settings, engine, clock or SystemClock(settings.clock_offset_seconds))
+    wiring.start_relays(engine, settings)
     server = await create_server(settings, wiring.spec)
     server.watch_database(engine, settings.health_check_interval_seconds)
     if sweeper:
@@ -106,8 +121,10 @@ async def serve(settings: WalletSettings) -> None:
     await migrate(settings.database_url, MIGRATIONS)
     engine = create_engine(settings.database_url, pool_size=settings.db_pool_size, custom_plans=True)
     wiring = build(settings, engine, SystemClock(settings.clock_offset_seconds))
+    wiring.start_relays(engine, settings)
     try:
-        await run_service(settings, wiring.spec, engine, background=wiring.wallet.background_jobs())
+        await run_service(settings, wiring.spec, engine, background=wiring.wallet.background_jobs(),
+                          on_stop=[wiring.close])
     finally:
         await wiring.close()
 
