@@ -24,10 +24,10 @@ SERVICE = "wallet"
 # Keep it: change it only with an empty backlog (a user's pending rows would sit in two partitions).
 PARTITIONS = 16
 
-# The outbox columns of one event, with the payload's finishing SQL: `{version}` and `{balance}`.
+# What finishes a payload in SQL: the next version, and `{balance}` (NULL: already in the payload).
 TAIL = "wallet_event_tail(nextval('wallet_event_version'), {balance})"
 
-_EFFECT_OF_KIND = {
+_EFFECT_OF_KIND: dict[Kind, events_pb2.TransactionEffect.ValueType] = {
     Kind.CREDIT: events_pb2.TRANSACTION_EFFECT_CREDIT,
     Kind.DEBIT: events_pb2.TRANSACTION_EFFECT_DEBIT,
     Kind.HOLD_COMMIT: events_pb2.TRANSACTION_EFFECT_HOLD_COMMITTED,
@@ -54,7 +54,7 @@ class Posted:
 
     user_id: str
     currency: Currency
-    effect: int  # events_pb2.TransactionEffect
+    effect: events_pb2.TransactionEffect.ValueType
     amount: int
     transaction_id: str = ""
     reference: str = ""
@@ -64,7 +64,7 @@ class Posted:
     balance_after: int | None = None  # None: the statement appends it
 
 
-def effect_of(kind: Kind) -> int:
+def effect_of(kind: Kind) -> events_pb2.TransactionEffect.ValueType:
     return _EFFECT_OF_KIND[kind]
 
 

@@ -309,10 +309,10 @@ class _Rows:
             self.r_rids.append(op.request_id)
         return result
 
-    def columns(self) -> tuple[list[object], ...]:
+    def columns(self) -> tuple[Sequence[object], ...]:
         """In the order of the write statement's $5 .. $30."""
         return (
-            self.t_ids, self.t_users, self.t_rids, self.t_kinds, self.t_reasons, self.t_refs,  # type: ignore[return-value]
+            self.t_ids, self.t_users, self.t_rids, self.t_kinds, self.t_reasons, self.t_refs,
             self.p_tids, self.p_users, self.p_accounts, self.p_currencies, self.p_amounts, self.p_after,
             self.i_users, self.i_rids, self.i_methods, self.i_fps, self.i_replies,
             self.r_users, self.r_currencies, self.r_refs, self.r_tids, self.r_rids,
