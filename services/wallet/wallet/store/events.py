@@ -11,16 +11,23 @@ increasing versions in the order they commit and publish.
 
 from __future__ import annotations
 
+import functools
+import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from points.events.v1 import envelope_pb2
 from points.events.v1 import wallet_pb2 as events_pb2
-from points_platform.events import new_event, partition_of, subject_for
+from points_platform.events import EVENT_TYPES, partition_of, subject_for
 from wallet.domain import Currency, Kind, LedgerOp
 
 SERVICE = "wallet"
+EVENT_TYPE = "transaction_posted"
+assert EVENT_TYPE in EVENT_TYPES
 # Keep it: change it only with an empty backlog (a user's pending rows would sit in two partitions).
 PARTITIONS = 16
 
@@ -74,16 +81,27 @@ def aggregate_id(user_id: str, currency: Currency) -> str:
 
 
 def row(p: Posted, now: datetime) -> EventRow:
-    payload = events_pb2.TransactionPosted(
-        transaction_id=p.transaction_id, effect=p.effect, currency=int(p.currency), amount=p.amount,  # type: ignore[arg-type]
-        balance_after=p.balance_after or 0, reference=p.reference, counterparty_user_id=p.counterparty,
-        hold_id=p.hold_id, held_change=p.held_change,
+    # Built directly rather than with `points_platform.events.new_event` (a third of its cost, and
+    # a batch builds one per credit); one event type, whose oneof field is set by name.
+    event = envelope_pb2.Event(
+        event_id=str(uuid.uuid4()), event_type=EVENT_TYPE, user_id=p.user_id, occurred_time=_timestamp(now),
+        aggregate_id=aggregate_id(p.user_id, p.currency), source_service=SERVICE,
+        transaction_posted=events_pb2.TransactionPosted(
+            transaction_id=p.transaction_id, effect=p.effect, currency=int(p.currency),  # type: ignore[arg-type]
+            amount=p.amount, balance_after=p.balance_after or 0, reference=p.reference,
+            counterparty_user_id=p.counterparty, hold_id=p.hold_id, held_change=p.held_change,
+        ),
     )
-    event = new_event(SERVICE, payload, user_id=p.user_id, aggregate_id=aggregate_id(p.user_id, p.currency),
-                      aggregate_version=0, occurred_time=now)
     partition = partition_of(p.user_id, PARTITIONS)
-    return EventRow(event.event_id, subject_for(SERVICE, event.event_type, partition), partition,
-                    event.SerializeToString())
+    return EventRow(event.event_id, subject_for(SERVICE, EVENT_TYPE, partition), partition, event.SerializeToString())
+
+
+@functools.lru_cache(maxsize=8)
+def _timestamp(now: datetime) -> Timestamp:
+    """A batch's events share their time: converted once."""
+    ts = Timestamp()
+    ts.FromDatetime(now)
+    return ts
 
 
 def of_ledger_op(
