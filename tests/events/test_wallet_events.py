@@ -24,11 +24,9 @@ from points.events.v1 import wallet_pb2 as ev
 from points.wallet.v1 import wallet_pb2 as pb
 from points_platform.clock import ManualClock
 from points_platform.embedded_nats import EmbeddedNats
-from points_platform.jetstream import stream_name
 from tests.conftest import NewDatabase
 from tests.support.credentials import TOKENS
-from tests.support.nats import connect_client, stream_contents
-from tests.support.wait import eventually
+from tests.support.nats import connect_client, drained_stream
 from tests.wallet.conftest import COINS, DIAMONDS, POINTS, Client, check_invariants
 from wallet.config import WalletSettings
 from wallet.main import start
@@ -63,17 +61,8 @@ class Feed:
             return int((await conn.execute(text(statement), params)).scalar_one())
 
     async def published(self) -> list[Seen]:
-        """Every event the stream holds once the outbox is drained, in stream order. The stream holds
-        exactly the outbox's rows, each event id once."""
-
-        async def drained() -> bool:
-            return await self.sql("SELECT count(*) FROM outbox WHERE published_time IS NULL") == 0
-
-        await eventually(drained, what="the wallet relay published every committed event")
-        if await self.sql("SELECT count(*) FROM outbox") == 0:
-            return []
-        stored = await stream_contents(self.nc, stream_name("wallet"))
-        assert len({m.msg_id for m in stored}) == len(stored) == await self.sql("SELECT count(*) FROM outbox")
+        """Every event the stream holds once the outbox is drained, in stream order."""
+        stored = await drained_stream(self.w.engine, self.nc, "wallet")
         seen = []
         for m in stored:
             e = m.event
