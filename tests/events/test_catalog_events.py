@@ -22,12 +22,10 @@ from catalog.use_cases.commands import ReserveStock
 from points.catalog.v1 import catalog_pb2 as pb
 from points_platform.clock import ManualClock
 from points_platform.embedded_nats import EmbeddedNats
-from points_platform.jetstream import stream_name
 from tests.catalog.conftest import START, Harness, item_spec, rid
 from tests.conftest import NewDatabase
 from tests.support.credentials import TOKENS
-from tests.support.nats import connect_client, stream_contents
-from tests.support.wait import eventually
+from tests.support.nats import connect_client, drained_stream
 
 LOW = 2
 
@@ -47,18 +45,8 @@ class Catalog:
             await conn.execute(text(statement))
 
     async def published(self) -> list[tuple[str, str, tuple[int, ...]]]:
-        """Every event the stream holds once the outbox is drained: (type, item, payload numbers).
-
-        Each event id is stored once, and the stream holds exactly the outbox's rows."""
-
-        async def drained() -> bool:
-            return await self.sql("SELECT count(*) FROM outbox WHERE published_time IS NULL") == 0
-
-        await eventually(drained, what="the catalog relay published every committed event")
-        if await self.sql("SELECT count(*) FROM outbox") == 0:
-            return []
-        stored = await stream_contents(self.nc, stream_name("catalog"))
-        assert len({m.msg_id for m in stored}) == len(stored) == await self.sql("SELECT count(*) FROM outbox")
+        """Every event the stream holds once the outbox is drained: (type, item, payload numbers)."""
+        stored = await drained_stream(self.h.started.engine, self.nc, "catalog")
         events = []
         for m in stored:
             e = m.event

@@ -14,10 +14,12 @@ from pathlib import Path
 import nats
 import pytest
 from nats.aio.client import Client as NatsClient
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from points.events.v1 import envelope_pb2
 from points_platform.embedded_nats import EmbeddedNats
-from points_platform.jetstream import connect
+from points_platform.jetstream import connect, stream_name
 from points_platform.relay import MSG_ID_HEADER
 from tests.support.wait import eventually
 
@@ -97,4 +99,23 @@ async def stream_contents(nc: NatsClient, stream: str) -> list[Stored]:
         stored.append(
             Stored(sequence, msg.subject, msg.headers[MSG_ID_HEADER], envelope_pb2.Event.FromString(msg.data))
         )
+    return stored
+
+
+async def drained_stream(engine: AsyncEngine, nc: NatsClient, service: str) -> list[Stored]:
+    """What `service`'s stream holds once its outbox (table `outbox` in `engine`'s database) is
+    drained: exactly the outbox's rows, each event id once, in stream order."""
+
+    async def count(where: str = "") -> int:
+        async with engine.connect() as conn:
+            return int((await conn.execute(text(f"SELECT count(*) FROM outbox {where}"))).scalar_one())
+
+    async def drained() -> bool:
+        return await count("WHERE published_time IS NULL") == 0
+
+    await eventually(drained, what=f"the {service} relay published every committed event")
+    if await count() == 0:
+        return []  # the stream may not exist yet
+    stored = await stream_contents(nc, stream_name(service))
+    assert len({m.msg_id for m in stored}) == len(stored) == await count()
     return stored

@@ -18,11 +18,15 @@ from points_platform.clock import Clock, SystemClock
 from points_platform.config import settings_or_exit
 from points_platform.db import asyncpg_dsn, create_engine, migrate
 from points_platform.logs import configure_logging
+from points_platform.outbox import Outbox
 from points_platform.read_pool import ReadPool
+from points_platform.relay import RelayJob, start_relays
 from points_platform.server import RunningServer, ServiceSpec, create_server, run_process, run_service
 from points_platform.unit_of_work import Transactions
 from wallet.api import WalletApi, service_spec
 from wallet.config import WalletSettings
+from wallet.store import tables
+from wallet.store.events import PARTITIONS, SERVICE
 from wallet.store.repositories import (
     PostgresHistory,
     PostgresHolds,
@@ -47,11 +51,21 @@ class Wiring:
     wallet: Wallet
     spec: ServiceSpec
     read_pool: ReadPool
+    outbox: Outbox
+    relays: RelayJob | None = None
+
+    def start_relays(self, engine: AsyncEngine, settings: WalletSettings) -> None:
+        """Publish the outbox in the background (nothing runs without a NATS URL)."""
+        self.relays = start_relays(engine, settings, self.outbox)
 
     async def close(self) -> None:
-        """Answer what the group committer still holds (the server has stopped taking calls), then close
-        the read pool."""
+        """Answer what the group committer still holds (the server has stopped taking calls), let
+        the relay's pass under way publish what they committed (before the engine closes), then
+        close the read pool."""
         await self.wallet.ledger.committer.drain()
+        relays, self.relays = self.relays, None
+        if relays is not None:
+            await relays.close()
         await self.read_pool.close()
 
 
@@ -69,7 +83,7 @@ def build(settings: WalletSettings, engine: AsyncEngine, clock: Clock) -> Wiring
         expiry=Expiry(PostgresLots(transactions), clock, settings),
         history=History(PostgresHistory(transactions, read_pool)),
     )
-    return Wiring(wallet, service_spec(WalletApi(wallet)), read_pool)
+    return Wiring(wallet, service_spec(WalletApi(wallet)), read_pool, Outbox(tables.outbox, SERVICE, PARTITIONS, clock))
 
 
 @dataclass
@@ -100,6 +114,7 @@ async def start(settings: WalletSettings, *, clock: Clock | None = None, sweeper
     await migrate(settings.database_url, MIGRATIONS)
     engine = create_engine(settings.database_url, pool_size=settings.db_pool_size, custom_plans=True)
     wiring = build(settings, engine, clock or SystemClock(settings.clock_offset_seconds))
+    wiring.start_relays(engine, settings)
     server = await create_server(settings, wiring.spec)
     server.watch_database(engine, settings.health_check_interval_seconds)
     if sweeper:
@@ -111,8 +126,10 @@ async def serve(settings: WalletSettings) -> None:
     await migrate(settings.database_url, MIGRATIONS)
     engine = create_engine(settings.database_url, pool_size=settings.db_pool_size, custom_plans=True)
     wiring = build(settings, engine, SystemClock(settings.clock_offset_seconds))
+    wiring.start_relays(engine, settings)
     try:
-        await run_service(settings, wiring.spec, engine, background=wiring.wallet.background_jobs())
+        await run_service(settings, wiring.spec, engine, background=wiring.wallet.background_jobs(),
+                          on_stop=[wiring.close])
     finally:
         await wiring.close()
 

@@ -25,15 +25,15 @@ _sym_db = _symbol_database.Default()
 from points.common.v1 import common_pb2 as points_dot_common_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dpoints/events/v1/wallet.proto\x12\x10points.events.v1\x1a\x1dpoints/common/v1/common.proto\"\xf7\x01\n\x11TransactionPosted\x12\x16\n\x0etransaction_id\x18\x01 \x01(\t\x12\x33\n\x06\x65\x66\x66\x65\x63t\x18\x02 \x01(\x0e\x32#.points.events.v1.TransactionEffect\x12,\n\x08\x63urrency\x18\x03 \x01(\x0e\x32\x1a.points.common.v1.Currency\x12\x0e\n\x06\x61mount\x18\x04 \x01(\x03\x12\x15\n\rbalance_after\x18\x05 \x01(\x03\x12\x11\n\treference\x18\x06 \x01(\t\x12\x1c\n\x14\x63ounterparty_user_id\x18\x07 \x01(\t\x12\x0f\n\x07hold_id\x18\x08 \x01(\t*\xfb\x02\n\x11TransactionEffect\x12\"\n\x1eTRANSACTION_EFFECT_UNSPECIFIED\x10\x00\x12\x1d\n\x19TRANSACTION_EFFECT_CREDIT\x10\x01\x12\x1c\n\x18TRANSACTION_EFFECT_DEBIT\x10\x02\x12 \n\x1cTRANSACTION_EFFECT_GIFT_SENT\x10\x03\x12$\n TRANSACTION_EFFECT_GIFT_RECEIVED\x10\x04\x12\'\n#TRANSACTION_EFFECT_PAYOUT_REQUESTED\x10\x05\x12\'\n#TRANSACTION_EFFECT_PAYOUT_COMPLETED\x10\x06\x12%\n!TRANSACTION_EFFECT_HOLD_COMMITTED\x10\x07\x12$\n TRANSACTION_EFFECT_HOLD_REFUNDED\x10\x08\x12\x1e\n\x1aTRANSACTION_EFFECT_EXPIRED\x10\tb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dpoints/events/v1/wallet.proto\x12\x10points.events.v1\x1a\x1dpoints/common/v1/common.proto\"\x8c\x02\n\x11TransactionPosted\x12\x16\n\x0etransaction_id\x18\x01 \x01(\t\x12\x33\n\x06\x65\x66\x66\x65\x63t\x18\x02 \x01(\x0e\x32#.points.events.v1.TransactionEffect\x12,\n\x08\x63urrency\x18\x03 \x01(\x0e\x32\x1a.points.common.v1.Currency\x12\x0e\n\x06\x61mount\x18\x04 \x01(\x03\x12\x15\n\rbalance_after\x18\x05 \x01(\x03\x12\x11\n\treference\x18\x06 \x01(\t\x12\x1c\n\x14\x63ounterparty_user_id\x18\x07 \x01(\t\x12\x0f\n\x07hold_id\x18\x08 \x01(\t\x12\x13\n\x0bheld_change\x18\t \x01(\x03*\xfb\x02\n\x11TransactionEffect\x12\"\n\x1eTRANSACTION_EFFECT_UNSPECIFIED\x10\x00\x12\x1d\n\x19TRANSACTION_EFFECT_CREDIT\x10\x01\x12\x1c\n\x18TRANSACTION_EFFECT_DEBIT\x10\x02\x12 \n\x1cTRANSACTION_EFFECT_GIFT_SENT\x10\x03\x12$\n TRANSACTION_EFFECT_GIFT_RECEIVED\x10\x04\x12\'\n#TRANSACTION_EFFECT_PAYOUT_REQUESTED\x10\x05\x12\'\n#TRANSACTION_EFFECT_PAYOUT_COMPLETED\x10\x06\x12%\n!TRANSACTION_EFFECT_HOLD_COMMITTED\x10\x07\x12$\n TRANSACTION_EFFECT_HOLD_REFUNDED\x10\x08\x12\x1e\n\x1aTRANSACTION_EFFECT_EXPIRED\x10\tb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'points.events.v1.wallet_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_TRANSACTIONEFFECT']._serialized_start=333
-  _globals['_TRANSACTIONEFFECT']._serialized_end=712
+  _globals['_TRANSACTIONEFFECT']._serialized_start=354
+  _globals['_TRANSACTIONEFFECT']._serialized_end=733
   _globals['_TRANSACTIONPOSTED']._serialized_start=83
-  _globals['_TRANSACTIONPOSTED']._serialized_end=330
+  _globals['_TRANSACTIONPOSTED']._serialized_end=351
 # @@protoc_insertion_point(module_scope)

@@ -35,7 +35,7 @@ class _TransactionEffectEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Tra
     TRANSACTION_EFFECT_GIFT_RECEIVED: _TransactionEffect.ValueType  # 4
     """The user received a gift (diamonds reached the creator)."""
     TRANSACTION_EFFECT_PAYOUT_REQUESTED: _TransactionEffect.ValueType  # 5
-    """A diamond payout was requested: the diamonds are held."""
+    """A diamond payout was requested: the diamonds are held (amount 0, held_change the diamonds)."""
     TRANSACTION_EFFECT_PAYOUT_COMPLETED: _TransactionEffect.ValueType  # 6
     """A payout was completed: the held diamonds were debited."""
     TRANSACTION_EFFECT_HOLD_COMMITTED: _TransactionEffect.ValueType  # 7
@@ -59,7 +59,7 @@ TRANSACTION_EFFECT_GIFT_SENT: TransactionEffect.ValueType  # 3
 TRANSACTION_EFFECT_GIFT_RECEIVED: TransactionEffect.ValueType  # 4
 """The user received a gift (diamonds reached the creator)."""
 TRANSACTION_EFFECT_PAYOUT_REQUESTED: TransactionEffect.ValueType  # 5
-"""A diamond payout was requested: the diamonds are held."""
+"""A diamond payout was requested: the diamonds are held (amount 0, held_change the diamonds)."""
 TRANSACTION_EFFECT_PAYOUT_COMPLETED: TransactionEffect.ValueType  # 6
 """A payout was completed: the held diamonds were debited."""
 TRANSACTION_EFFECT_HOLD_COMMITTED: TransactionEffect.ValueType  # 7
@@ -86,6 +86,7 @@ class TransactionPosted(_message.Message):
     REFERENCE_FIELD_NUMBER: _builtins.int
     COUNTERPARTY_USER_ID_FIELD_NUMBER: _builtins.int
     HOLD_ID_FIELD_NUMBER: _builtins.int
+    HELD_CHANGE_FIELD_NUMBER: _builtins.int
     transaction_id: _builtins.str
     """The wallet transaction (ListTransactions' transaction_id)."""
     effect: Global___TransactionEffect.ValueType
@@ -95,13 +96,18 @@ class TransactionPosted(_message.Message):
     amount: _builtins.int
     """Signed change of the user's available-plus-held balance in whole units (negative for debits)."""
     balance_after: _builtins.int
-    """The user's balance in that currency after the transaction; never negative."""
+    """The user's balance (available plus held) in that currency after the transaction; never negative."""
     reference: _builtins.str
     """The caller's reference (payment id, redemption id, credit id); may be empty."""
     counterparty_user_id: _builtins.str
     """The other user of a gift (the creator for GIFT_SENT, the sender for GIFT_RECEIVED); else empty."""
     hold_id: _builtins.str
     """The hold or payout the transaction resolves, when it resolves one; else empty."""
+    held_change: _builtins.int
+    """Signed change of the held part of the balance (included in balance_after): the diamonds held
+    for PAYOUT_REQUESTED, minus the hold's whole amount for HOLD_COMMITTED and PAYOUT_COMPLETED
+    (what a commit does not debit goes back to available); 0 otherwise.
+    """
     def __init__(
         self,
         *,
@@ -113,10 +119,11 @@ class TransactionPosted(_message.Message):
         reference: _builtins.str = ...,
         counterparty_user_id: _builtins.str = ...,
         hold_id: _builtins.str = ...,
+        held_change: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "balance_after", b"balance_after", "counterparty_user_id", b"counterparty_user_id", "currency", b"currency", "effect", b"effect", "hold_id", b"hold_id", "reference", b"reference", "transaction_id", b"transaction_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "balance_after", b"balance_after", "counterparty_user_id", b"counterparty_user_id", "currency", b"currency", "effect", b"effect", "held_change", b"held_change", "hold_id", b"hold_id", "reference", b"reference", "transaction_id", b"transaction_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -11,9 +11,10 @@ data-modifying CTEs in its own implicit transaction (no BEGIN/COMMIT round trips
   (one snapshot, no lock), decide in Python (`check_commit` / `check_release` on the hold's
   immutable facts and the state read), then one statement whose hold UPDATE ... WHERE state =
   ACTIVE is the compare-and-set: it locks the hold, then the account (its UPDATE consumes the
-  hold's RETURNING, so the order is hold -> account), writes the transaction, postings and the
-  request's row. If the CAS finds the hold no longer active, nothing was written and the call
-  starts again (and then replays or fails with the new state).
+  hold's RETURNING, so the order is hold -> account), writes the transaction, postings, the
+  request's row and (a commit) the user's domain event in the outbox (store/events.py). If the
+  CAS finds the hold no longer active, nothing was written and the call starts again (and then
+  replays or fails with the new state).
 Idempotency is folded (`points_platform.idempotency`, folded storage): the statement writes the
 request's row in `hold_requests` — key (user_id, request_id), method, fingerprint, the hold, the
 balance the account UPDATE returned and a commit's transaction id — beside its effect, and a
@@ -64,7 +65,7 @@ from wallet.domain import (
     user_account,
     user_suspended,
 )
-from wallet.store import lots
+from wallet.store import events, lots
 from wallet.store.idempotency import RequestIdRaceError, request_key, run_statement
 from wallet.store.postgres import driver, new_id
 from wallet.use_cases.ports import PAYOUT_PURPOSE, ReserveSpec
@@ -137,6 +138,7 @@ _COMMIT_REASON = "SELECT reason FROM transactions WHERE user_id = $2 AND transac
 
 # $2 = the amount debited; the account gets back what was held and not debited. held >= 0 is a
 # CHECK: an account that did not hold the amount fails the whole statement. $16 = remember.
+# $17 .. $20: the user's transaction_posted event, its balance appended here (store/events.py).
 _COMMIT = f"""
     WITH hold AS (
         UPDATE holds SET state = {int(HoldState.COMMITTED)}, committed_amount = $2::bigint, resolve_time = $3
@@ -159,6 +161,10 @@ _COMMIT = f"""
         INSERT INTO hold_requests (user_id, request_id, method, fingerprint, hold_id, available, held,
                                    transaction_id, created_time)
         SELECT $5, $6, $14, $15, $1, acc.available, acc.held, $4, $3 FROM acc WHERE $16::boolean
+    ), event AS (
+        INSERT INTO outbox (event_id, subject, partition, payload, created_time)
+        SELECT $17::uuid, $18, $19::smallint, $20::bytea || {events.TAIL.format(balance="acc.available + acc.held")}, $3
+        FROM acc
     )
     SELECT available, held FROM acc
 """
@@ -360,12 +366,16 @@ async def apply_commit(
     its account's (available, held), or None when the hold is no longer active (nothing written).
     With a `key`, the request's row in hold_requests too (a payout keeps its own reply instead)."""
     hold = replace(h, state=HoldState.COMMITTED, committed_amount=debit, resolve_time=txn.create_time)
+    event = events.row(events.Posted(
+        h.user_id, h.currency, events.effect_of(txn.kind), -debit, txn.transaction_id, h.reference,
+        hold_id=h.hold_id, held_change=-h.amount), txn.create_time)
     row = await conn.fetchrow(
         _COMMIT, h.hold_id, debit, txn.create_time, txn.transaction_id, h.user_id, txn.request_id, int(txn.kind),
         txn.reason, h.reference,
         filed_under([(p.user_id, p.currency) for p in txn.postings], h.user_id), [p.account for p in txn.postings],
         [int(p.currency) for p in txn.postings], [p.amount for p in txn.postings],
         key.method if key else "", key.fingerprint if key else b"", key is not None,
+        event.event_id, event.subject, event.partition, event.payload,
     )
     return hold, row
 

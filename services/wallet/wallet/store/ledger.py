@@ -3,7 +3,8 @@
 Round trips per batch, whatever its size: BEGIN, lock the touched accounts (in sorted order,
 creating missing ones) and look up the request ids and payment references in one statement, then
 one statement that updates every account once and inserts every transaction, posting, stored reply
-(the shared idempotency table, proto bytes of the RPC's reply) and payment reference, then COMMIT.
+(the shared idempotency table, proto bytes of the RPC's reply), payment reference and domain event
+(the outbox, one per user leg: store/events.py), then COMMIT.
 The statements run on the raw asyncpg connection (prepared once per connection).
 """
 
@@ -27,7 +28,7 @@ from wallet.domain import (
     plan_ledger_ops,
     touched_accounts,
 )
-from wallet.store import lots
+from wallet.store import events, lots
 from wallet.store.idempotency import PaymentReferenceRaceError, RequestIdRaceError, request_key
 from wallet.store.postgres import new_id
 from wallet.use_cases.ports import LedgerOutcome
@@ -68,7 +69,7 @@ _LOOKUP_AGAIN = """
     WHERE (user_id, request_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))
 """
 
-_WRITE = """
+_WRITE = f"""
     WITH moved AS (
         UPDATE accounts a SET available = a.available + d.delta
         FROM unnest($1::text[], $2::smallint[], $3::bigint[]) AS d(user_id, currency, delta)
@@ -93,6 +94,7 @@ _WRITE = """
         FROM unnest($22::text[], $23::smallint[], $24::text[], $25::text[], $26::text[]) AS r
         ON CONFLICT DO NOTHING
         RETURNING 1
+    ), events AS ({events.arm(27, "$4::timestamptz")}
     )
     SELECT (SELECT count(*) FROM moved) AS moved, (SELECT count(*) FROM keys) AS keys,
            (SELECT count(*) FROM paid) AS paid
@@ -261,6 +263,7 @@ class _Rows:
         self.r_refs: list[str] = []
         self.r_tids: list[str] = []
         self.r_rids: list[str] = []
+        self.events: list[events.EventRow] = []
 
     def add(
         self,
@@ -295,6 +298,7 @@ class _Rows:
             reference=op.reference,
         )
         result = LedgerResult(txn, tuple(views), op.gift_rate_bps)
+        self.events.extend(events.of_ledger_op(op, tid, balances_after, now))
         self.op_tids.append(tid)
         for user_id in dict.fromkeys([op.user_id, *filed]):  # a row under each user it touches
             self.t_ids.append(tid)
@@ -317,13 +321,14 @@ class _Rows:
             self.r_rids.append(op.request_id)
         return result
 
-    def columns(self) -> tuple[list[object], ...]:
-        """In the order of the write statement's $5 .. $26."""
+    def columns(self) -> tuple[Sequence[object], ...]:
+        """In the order of the write statement's $5 .. $30."""
         return (
-            self.t_ids, self.t_users, self.t_rids, self.t_kinds, self.t_reasons, self.t_refs,  # type: ignore[return-value]
+            self.t_ids, self.t_users, self.t_rids, self.t_kinds, self.t_reasons, self.t_refs,
             self.p_tids, self.p_users, self.p_accounts, self.p_currencies, self.p_amounts, self.p_after,
             self.i_users, self.i_rids, self.i_methods, self.i_fps, self.i_replies,
             self.r_users, self.r_currencies, self.r_refs, self.r_tids, self.r_rids,
+            *events.columns(self.events),
         )
 
 

@@ -28,6 +28,8 @@ from wallet.domain import (
     plan_expiry,
     user_account,
 )
+from wallet.store import events
+from wallet.store.postgres import driver
 
 # Raw asyncpg statements (the ledger batch and hold commits run them on their transaction's
 # driver connection).
@@ -76,7 +78,7 @@ async def consume(conn: asyncpg.Connection, spent: Mapping[str, int]) -> None:
 
 
 _LOCK_ACCOUNTS = text(
-    "SELECT a.user_id, a.available FROM accounts a "
+    "SELECT a.user_id, a.available, a.held FROM accounts a "
     "WHERE a.currency = :points AND a.available > 0 AND a.user_id IN "
     "(SELECT l.user_id FROM points_lots l WHERE l.remaining > 0 AND l.expire_time <= :now) "
     "ORDER BY a.user_id LIMIT :n FOR UPDATE OF a SKIP LOCKED"
@@ -177,6 +179,12 @@ async def expire_lots(transactions: Transactions, now: datetime, max_accounts: i
         ).one()
         if counts.lots != len(planned) or counts.moved != len(spent):
             raise RuntimeError("an expiry did not apply; the run is rolled back")
+        held = {r.user_id: r.held for r in accounts}
+        await events.append(await driver(conn), [
+            events.row(events.Posted(e.lot.user_id, Currency.POINTS, events.effect_of(Kind.EXPIRY), -e.amount, tid,
+                                     e.lot.transaction_id, balance_after=e.available_after + held[e.lot.user_id]), now)
+            for tid, e in zip(tids, planned, strict=True)
+        ], now)
         return planned
 
     return await transactions.run(attempt)

@@ -10,12 +10,14 @@ from typing import Any
 
 from sqlalchemy import text
 
+from points.events.v1 import wallet_pb2 as events_pb2
 from points.wallet.v1 import wallet_pb2 as pb
 from points_platform.errors import FailedPrecondition, NotFound
 from points_platform.idempotency import idempotent
 from points_platform.unit_of_work import Transaction, Transactions
 from wallet import metrics, replies
 from wallet.domain import HoldFacts, HoldState, Kind, PayoutState, check_commit, check_release, id_owner
+from wallet.store import events
 from wallet.store.holds import (
     apply_commit,
     apply_release,
@@ -46,6 +48,10 @@ async def request_payout(
         placed = await place(await driver(conn), spec, hold, remember=False)
         if placed["available"] is None:
             raise refusal(spec, placed)
+        await events.append(await driver(conn), [events.row(events.Posted(
+            spec.user_id, spec.currency, events_pb2.TRANSACTION_EFFECT_PAYOUT_REQUESTED, 0, reference=spec.reference,
+            hold_id=hold.hold_id, held_change=spec.amount, balance_after=placed["available"] + placed["held"]),
+            now)], now)
         held.append(HoldResult(hold, BalanceView(spec.user_id, spec.currency, placed["available"], placed["held"])))
         row = (
             await conn.execute(

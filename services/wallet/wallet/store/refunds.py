@@ -20,7 +20,7 @@ from points_platform.idempotency import idempotent
 from points_platform.unit_of_work import Transaction, Transactions
 from wallet import metrics, replies
 from wallet.domain import MAX_BALANCE, Currency, Kind, check_refund, filed_under, id_owner, spend_sink, user_account
-from wallet.store import lots
+from wallet.store import events, lots
 from wallet.store.holds import hold_record_view, lock_hold
 from wallet.store.idempotency import LockedFirst, request_key
 from wallet.store.postgres import driver, new_id
@@ -86,6 +86,9 @@ async def refund_hold(
         await insert_transaction(
             conn, txn, h.user_id, {(h.user_id, user_account(h.user_id), h.currency): acc.available}
         )
+        await events.append(await driver(conn), [events.row(events.Posted(
+            h.user_id, h.currency, events.effect_of(Kind.REFUND), refunded, txn.transaction_id, h.reference,
+            hold_id=h.hold_id, balance_after=acc.available + acc.held), now)], now)
         if points_ttl is not None and h.currency is Currency.POINTS:
             await lots.add_lots(
                 await driver(conn), [(h.user_id, refunded, txn.transaction_id)], now, now + points_ttl

@@ -24,6 +24,7 @@ from sqlalchemy import (
 )
 
 from points_platform.idempotency import idempotency_table
+from points_platform.outbox import outbox_table
 
 metadata = MetaData()
 
@@ -189,3 +190,7 @@ user_status_changes = Table(
     Column("create_time", DateTime(timezone=True), nullable=False),
     PrimaryKeyConstraint("user_id", "change_id", name="user_status_changes_pkey"),
 )
+
+# Domain events (docs/events.md), written by the statements that post the ledger transactions
+# (store/events.py); the relay publishes them. Migration 0009 also holds their SQL helpers.
+outbox = outbox_table(metadata)
